@@ -1,0 +1,132 @@
+"""Operate stages: batch scoring with the champion, prediction logging, drift monitoring."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from airflow_mlops.core import registry, settings, storage, tables
+from airflow_mlops.core.spec import PipelineSpec
+
+
+def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id: str) -> dict[str, Any]:
+    """Score ``uris`` with the champion; write predictions and one log record per prediction.
+
+    Batches that already carry the label (ground truth known) are also copied into the
+    labeled history, so the next training run learns from them.
+    """
+    import pandas as pd
+
+    from airflow_mlops.core.training import feature_frame
+    from airflow_mlops.core.validation import validate_batch
+
+    if not uris:
+        raise ValueError(f"nothing to score for pipeline '{spec.name}': no input URIs")
+    name = spec.registered_model_name
+    current = registry.champion(tracking_uri, name)
+    if current is None:
+        raise LookupError(f"model '{name}' has no champion yet; run the training DAG first")
+    model = registry.load_model(tracking_uri, f"models:/{name}/{current.version}")
+
+    logged_at = dt.datetime.now(dt.UTC)
+    log_folder = settings.join(settings.prediction_log_dir(spec.name), f"date={logged_at:%Y-%m-%d}")
+    run_folder = settings.run_dir(spec.name, run_id, "score")
+    log_uris, feedback, rows = [], [], 0
+    for index, uri in enumerate(uris):
+        batch = tables.read_table(uri)
+        has_label = spec.data.label in batch.columns
+        validate_batch(batch, spec, require_label=False)
+        features = feature_frame(batch, spec)
+        log = pd.DataFrame(
+            {
+                "request_id": [uuid.uuid4().hex for _ in range(len(batch))],
+                "logged_at": logged_at,
+                "model_name": name,
+                "model_version": str(current.version),
+                "source_uri": uri,
+                spec.data.id_column: batch[spec.data.id_column].to_numpy(),
+            }
+        )
+        log = pd.concat([log, features.reset_index(drop=True)], axis=1)
+        log["prediction"] = model.predict(features)
+        if hasattr(model, "predict_proba"):
+            log["score"] = model.predict_proba(features)[:, -1]
+        log_uri = settings.join(log_folder, f"part-{settings.safe_segment(run_id)}-{index:04d}.parquet")
+        tables.write_parquet(log, log_uri)
+        log_uris.append(log_uri)
+        rows += len(batch)
+        if has_label and batch[spec.data.label].notna().all():
+            target = settings.join(settings.lake_dir(spec.name, "labeled"), uri.rsplit("/", 1)[-1])
+            tables.write_parquet(batch, target)
+            feedback.append(target)
+    summary = {
+        "model_name": name,
+        "model_version": str(current.version),
+        "rows": rows,
+        "inputs": uris,
+        "prediction_log_uris": log_uris,
+        "labeled_feedback_uris": feedback,
+    }
+    storage.write_json(summary, settings.join(run_folder, "summary.json"))
+    return summary
+
+
+def recent_prediction_logs(spec: PipelineSpec) -> list[str]:
+    """Prediction log files of the latest ``lookback_batches`` scoring runs."""
+    root = settings.prediction_log_dir(spec.name)
+    fs, path = storage.filesystem(root)
+    if not fs.exists(path):
+        return []
+    days = sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))
+    files = [uri for day in days for uri in storage.list_files(settings.join(root, day))]
+    return files[-spec.monitoring.lookback_batches :]
+
+
+def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], run_id: str) -> dict[str, Any]:
+    """Compare logged features with the champion's training reference; log to MLflow."""
+    import mlflow
+
+    from airflow_mlops.core.drift import detect_drift
+
+    name = spec.registered_model_name
+    current = registry.champion(tracking_uri, name)
+    if current is None:
+        raise LookupError(f"model '{name}' has no champion yet; nothing to monitor")
+    reference_uri = current.tags.get("reference_uri")
+    if not reference_uri:
+        raise LookupError(f"champion {name} v{current.version} has no reference_uri tag")
+    log_uris = log_uris or recent_prediction_logs(spec)
+    if not log_uris:
+        raise FileNotFoundError(f"no prediction logs for pipeline '{spec.name}' to monitor")
+
+    report = detect_drift(
+        tables.read_table(reference_uri),
+        tables.read_tables(log_uris),
+        spec.data.features.numeric,
+        spec.data.features.categorical,
+        psi_threshold=spec.monitoring.psi_threshold,
+        min_drifted_features=spec.monitoring.min_drifted_features,
+        bins=spec.monitoring.bins,
+    )
+    report_uri = settings.join(settings.run_dir(spec.name, run_id, "monitor"), "drift_report.json")
+    storage.write_json({"current": log_uris, "reference": reference_uri, **report.as_dict()}, report_uri)
+
+    registry.client(tracking_uri)
+    mlflow.set_experiment(f"{spec.name}_monitoring")
+    with mlflow.start_run(run_name=run_id) as run:
+        mlflow.set_tags({"model_name": name, "model_version": str(current.version), "airflow.run_id": run_id})
+        mlflow.log_metrics({f"psi_{k}": v for k, v in report.scores().items()})
+        mlflow.log_metrics(
+            {"drifted_features": len(report.drifted_features), "current_rows": report.current_rows}
+        )
+        mlflow.log_dict(report.as_dict(), "drift_report.json")
+    return {
+        "drift_detected": report.drift_detected,
+        "drifted_features": report.drifted_features,
+        "scores": report.scores(),
+        "psi_threshold": report.psi_threshold,
+        "model_version": str(current.version),
+        "report_uri": report_uri,
+        "mlflow_run_id": run.info.run_id,
+    }

@@ -1,0 +1,160 @@
+"""MLflow as experiment tracker and model registry.
+
+Models are logged with skops, never pickle. Loading goes through ``load_model``,
+which trusts only the types our own policy allows (scikit-learn, NumPy, SciPy),
+not a list read from the artifact itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+CHAMPION_ALIAS = "champion"
+HISTORY_TAG = "promotion_history"
+HISTORY_KEEP = 20
+TRUSTED_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+
+
+class UntrustedModelError(RuntimeError):
+    """The serialized model references types outside the trust policy."""
+
+
+def client(tracking_uri: str) -> Any:
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def trusted_types_for(model: Any) -> list[str]:
+    """The non-default types a skops dump of ``model`` needs, checked against our policy."""
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    outside = [t for t in untrusted if not t.startswith(TRUSTED_TYPE_PREFIXES)]
+    if outside:
+        raise UntrustedModelError(f"model references types outside the trust policy: {outside}")
+    return sorted(untrusted)
+
+
+@dataclass(frozen=True)
+class LoggedModel:
+    run_id: str
+    model_uri: str
+    experiment_id: str
+
+
+def log_training_run(
+    tracking_uri: str,
+    experiment: str,
+    run_name: str,
+    model: Any,
+    input_example: Any,
+    params: dict[str, Any],
+    tags: dict[str, str],
+    metrics: dict[str, float] | None = None,
+) -> LoggedModel:
+    """Start a run, log params/tags/metrics and the model (skops), and end the run."""
+    import mlflow
+    import mlflow.sklearn
+    import sklearn
+    import skops
+    from mlflow.models import infer_signature
+
+    client(tracking_uri)
+    mlflow.set_experiment(experiment)
+    signature = infer_signature(input_example, model.predict(input_example))
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        if metrics:
+            mlflow.log_metrics(metrics)
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=trusted_types_for(model),
+            signature=signature,
+            input_example=input_example.head(5),
+            pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}"],
+        )
+    return LoggedModel(run_id=run.info.run_id, model_uri=info.model_uri, experiment_id=run.info.experiment_id)
+
+
+def load_model(tracking_uri: str, model_uri: str) -> Any:
+    """Download an MLflow sklearn model and load it with skops under our trust policy."""
+    import mlflow
+    import skops.io
+
+    client(tracking_uri)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, tracking_uri=tracking_uri)
+    with open(os.path.join(local, "MLmodel"), encoding="utf-8") as handle:
+        flavor = yaml.safe_load(handle)["flavors"].get("sklearn")
+    if not flavor or flavor.get("serialization_format") != "skops":
+        raise UntrustedModelError(f"{model_uri} is not a skops-serialized scikit-learn model")
+    path = os.path.join(local, flavor["pickled_model"])
+    untrusted = skops.io.get_untrusted_types(file=path)
+    outside = [t for t in untrusted if not t.startswith(TRUSTED_TYPE_PREFIXES)]
+    if outside:
+        raise UntrustedModelError(f"{model_uri} references types outside the trust policy: {outside}")
+    return skops.io.load(path, trusted=untrusted)
+
+
+def champion(tracking_uri: str, name: str) -> Any | None:
+    """The model version holding the ``champion`` alias, or None."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(tracking_uri)
+    try:
+        return mlflow_client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+    except MlflowException:
+        return None
+
+
+def register(tracking_uri: str, name: str, model_uri: str, run_id: str, tags: dict[str, str]) -> str:
+    """Register ``model_uri`` as a new version of ``name`` with lineage tags; return the version."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(tracking_uri)
+    try:
+        mlflow_client.get_registered_model(name)
+    except MlflowException:
+        mlflow_client.create_registered_model(name, description="Managed by airflow-mlops.")
+    version = mlflow_client.create_model_version(name=name, source=model_uri, run_id=run_id, tags=tags)
+    return str(version.version)
+
+
+def tag_version(tracking_uri: str, name: str, version: str, tags: dict[str, str]) -> None:
+    mlflow_client = client(tracking_uri)
+    for key, value in tags.items():
+        mlflow_client.set_model_version_tag(name, version, key, value)
+
+
+def promotion_history(tracking_uri: str, name: str) -> list[dict[str, Any]]:
+    model = client(tracking_uri).get_registered_model(name)
+    return list(json.loads(model.tags.get(HISTORY_TAG, "[]")))
+
+
+def promote(tracking_uri: str, name: str, version: str, reason: str, by: str) -> dict[str, Any]:
+    """Move the ``champion`` alias to ``version`` and record the move (from, to, when, by, why)."""
+    mlflow_client = client(tracking_uri)
+    previous = champion(tracking_uri, name)
+    record = {
+        "from_version": previous.version if previous else None,
+        "to_version": version,
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "by": by,
+        "reason": reason,
+    }
+    mlflow_client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+    history = [*promotion_history(tracking_uri, name), record][-HISTORY_KEEP:]
+    mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    mlflow_client.set_model_version_tag(name, version, "promoted_at", record["at"])
+    mlflow_client.set_model_version_tag(name, version, "promoted_from", str(record["from_version"]))
+    return record

@@ -1,0 +1,211 @@
+"""The pipeline spec: one YAML file describes one ML use case.
+
+The spec is validated up front (pydantic, unknown fields forbidden) so a typo in a
+YAML key is an error naming the file and the field, not a silently ignored setting.
+This module stays light (pydantic + yaml only) because DAG factories load specs at
+parse time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
+
+
+class SpecError(ValueError):
+    """A spec file that cannot be used, with the file and the offending field named."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScheduleSpec(_Strict):
+    """When the training DAG runs: the calendar, data arrival, and monitoring events."""
+
+    cron: str | None = Field(default=None, description="Calendar retraining, a cron expression.")
+    on_data_arrival: bool = True
+    on_drift: bool = True
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_is_valid(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from croniter import croniter  # light; shipped with Airflow
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"'{value}' is not a valid cron expression")
+        return value
+
+
+class FeaturesSpec(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> FeaturesSpec:
+        both = set(self.numeric) & set(self.categorical)
+        if both:
+            raise ValueError(f"columns listed as both numeric and categorical: {sorted(both)}")
+        if not self.numeric and not self.categorical:
+            raise ValueError("at least one numeric or categorical feature is required")
+        return self
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+class DataSpec(_Strict):
+    """Where batches land and what their columns mean."""
+
+    format: Literal["parquet", "csv"] = "parquet"
+    id_column: str
+    label: str
+    features: FeaturesSpec
+    window_batches: int = Field(default=4, ge=1, description="Most recent labeled batches to train on.")
+    generator: str | None = Field(default=None, description="Name of a synthetic generator for this data.")
+
+
+class ExpectationSpec(_Strict):
+    """One Great Expectations expectation: its snake_case type and keyword arguments."""
+
+    type: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    severity: Literal["error", "warning"] = "error"
+
+    @field_validator("type")
+    @classmethod
+    def _is_expectation_name(cls, value: str) -> str:
+        if not re.fullmatch(r"expect_[a-z0-9_]+", value):
+            raise ValueError(f"'{value}' is not an expectation name (expected expect_...)")
+        return value
+
+
+class ValidationSpec(_Strict):
+    expectations: list[ExpectationSpec] = Field(default_factory=list)
+    min_rows: int = Field(default=1, ge=0)
+
+
+class SplitSpec(_Strict):
+    test_size: float = Field(default=0.25, gt=0.0, lt=1.0)
+    seed: int = 42
+    stratify: bool = True
+
+
+class ModelSpec(_Strict):
+    task: Literal["classification", "regression"] = "classification"
+    estimator: str = Field(
+        description="A name from the estimator allow-list, or an explicit dotted path to a class."
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+    registered_name: str | None = None
+    seed: int = 42
+
+
+class PromotionSpec(_Strict):
+    """The gate a candidate must pass before the `champion` alias moves to it."""
+
+    metric: str = "roc_auc"
+    higher_is_better: bool = True
+    min_improvement: float = 0.0
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="Absolute floors (or ceilings for lower-is-better metrics)."
+    )
+
+
+class MonitoringSpec(_Strict):
+    cron: str | None = "@daily"
+    psi_threshold: float = Field(default=0.2, gt=0.0)
+    min_drifted_features: int = Field(default=1, ge=1)
+    bins: int = Field(default=10, ge=2, le=100)
+    lookback_batches: int = Field(default=1, ge=1)
+
+
+class PipelineSpec(_Strict):
+    """One ML use case: data, validation, model, promotion gate, monitoring, schedule."""
+
+    name: str
+    description: str = ""
+    owner: str = "airflow-mlops"
+    tags: list[str] = Field(default_factory=list)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    data: DataSpec
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    model: ModelSpec
+    promotion: PromotionSpec = Field(default_factory=PromotionSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(
+                f"'{value}' must be lowercase letters, digits and underscores, starting with a letter"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _columns_do_not_collide(self) -> PipelineSpec:
+        reserved = {self.data.id_column, self.data.label}
+        clash = reserved & set(self.data.features.all)
+        if clash:
+            raise ValueError(f"id/label column also listed as a feature: {sorted(clash)}")
+        if self.data.id_column == self.data.label:
+            raise ValueError("data.id_column and data.label must differ")
+        return self
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.model.registered_name or f"{self.name}_model"
+
+    def fingerprint(self) -> str:
+        """A stable hash of the spec's content, logged on every run for lineage."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def _format_errors(path: str, error: ValidationError) -> str:
+    lines = [f"invalid pipeline spec {path}:"]
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "<root>"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (not part of the spec; check the spelling)"
+        lines.append(f"  - {field}: {message}")
+    return "\n".join(lines)
+
+
+def parse_spec(text: str, source: str = "<string>") -> PipelineSpec:
+    """Parse YAML text into a validated spec; errors name ``source`` and each bad field."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"invalid pipeline spec {source}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(f"invalid pipeline spec {source}: the top level must be a mapping of fields")
+    try:
+        return PipelineSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(_format_errors(source, exc)) from exc
+
+
+def load_spec(path: str | Path) -> PipelineSpec:
+    """Load and validate a spec file (YAML read with ``safe_load``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read pipeline spec {path}: {exc.strerror}") from exc
+    return parse_spec(text, source=str(path))

@@ -1,0 +1,134 @@
+"""Splitting, the scikit-learn Pipeline, fitting and metrics.
+
+The trained artifact is one Pipeline: imputation and encoding are fitted together
+with the estimator, so what runs at prediction time is exactly what ran in training.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.base import BaseEstimator
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from airflow_mlops.core.spec import PipelineSpec
+
+# Names a spec may use for ``model.estimator``; anything else must be a dotted path.
+ESTIMATORS: dict[str, str] = {
+    "logistic_regression": "sklearn.linear_model.LogisticRegression",
+    "random_forest": "sklearn.ensemble.RandomForestClassifier",
+    "hist_gradient_boosting": "sklearn.ensemble.HistGradientBoostingClassifier",
+    "gradient_boosting": "sklearn.ensemble.GradientBoostingClassifier",
+    "ridge": "sklearn.linear_model.Ridge",
+    "random_forest_regressor": "sklearn.ensemble.RandomForestRegressor",
+    "hist_gradient_boosting_regressor": "sklearn.ensemble.HistGradientBoostingRegressor",
+}
+
+
+def resolve_estimator(name: str) -> type[BaseEstimator]:
+    """Look ``name`` up in the allow-list, or import the dotted path the spec author wrote."""
+    dotted = ESTIMATORS.get(name, name)
+    if "." not in dotted:
+        raise ValueError(f"unknown estimator '{name}'; use one of {sorted(ESTIMATORS)} or a dotted path")
+    module_name, _, class_name = dotted.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import estimator '{dotted}': {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):
+        raise ValueError(f"'{dotted}' is not a scikit-learn estimator class")
+    return cls
+
+
+def split_frame(frame: pd.DataFrame, spec: PipelineSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train/test split, stratified on the label for classification when asked."""
+    if len(frame) < 4:
+        raise ValueError(f"need at least 4 labeled rows to split, got {len(frame)}")
+    stratify = None
+    if spec.split.stratify and spec.model.task == "classification":
+        counts = frame[spec.data.label].value_counts()
+        if counts.min() >= 2:
+            stratify = frame[spec.data.label]
+    train, test = train_test_split(
+        frame, test_size=spec.split.test_size, random_state=spec.split.seed, stratify=stratify
+    )
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def feature_frame(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
+    """The model's input columns, typed the way the Pipeline expects them."""
+    missing = [c for c in spec.data.features.all if c not in frame.columns]
+    if missing:
+        raise ValueError(f"input is missing feature columns {missing}")
+    features = frame[spec.data.features.all].copy()
+    for column in spec.data.features.numeric:
+        features[column] = pd.to_numeric(features[column], errors="raise").astype("float64")
+    for column in spec.data.features.categorical:
+        # object dtype with None for missing: what OneHotEncoder and skl2onnx handle best.
+        values = features[column].astype("object")
+        features[column] = values.where(values.notna(), None)
+    return features
+
+
+def build_pipeline(spec: PipelineSpec) -> Pipeline:
+    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+            ("encode", OneHotEncoder(handle_unknown="ignore")),
+        ]
+    )
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", numeric, spec.data.features.numeric),
+            ("categorical", categorical, spec.data.features.categorical),
+        ]
+    )
+    estimator_cls = resolve_estimator(spec.model.estimator)
+    params = dict(spec.model.params)
+    if "random_state" in estimator_cls().get_params() and "random_state" not in params:
+        params["random_state"] = spec.model.seed
+    try:
+        estimator = estimator_cls(**params)
+    except TypeError as exc:
+        raise ValueError(f"invalid model.params for {estimator_cls.__name__}: {exc}") from exc
+    return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+
+
+def fit(frame: pd.DataFrame, spec: PipelineSpec) -> Pipeline:
+    pipeline = build_pipeline(spec)
+    labels = frame[spec.data.label]
+    if labels.isna().any():
+        raise ValueError(f"label column '{spec.data.label}' has {int(labels.isna().sum())} missing values")
+    pipeline.fit(feature_frame(frame, spec), labels)
+    return pipeline
+
+
+def evaluate(model: Any, frame: pd.DataFrame, spec: PipelineSpec) -> dict[str, float]:
+    """Metrics of ``model`` on ``frame`` (the held-out test split)."""
+    features = feature_frame(frame, spec)
+    truth = frame[spec.data.label].to_numpy()
+    predicted = model.predict(features)
+    if spec.model.task == "regression":
+        return {
+            "rmse": float(np.sqrt(skm.mean_squared_error(truth, predicted))),
+            "mae": float(skm.mean_absolute_error(truth, predicted)),
+            "r2": float(skm.r2_score(truth, predicted)),
+        }
+    result = {
+        "accuracy": float(skm.accuracy_score(truth, predicted)),
+        "f1": float(skm.f1_score(truth, predicted, average="binary" if len(set(truth)) <= 2 else "macro")),
+    }
+    if hasattr(model, "predict_proba") and len(set(truth)) == 2:
+        scores = model.predict_proba(features)[:, 1]
+        result["roc_auc"] = float(skm.roc_auc_score(truth, scores))
+        result["log_loss"] = float(skm.log_loss(truth, scores))
+    return result

@@ -1,0 +1,149 @@
+"""Data validation with Great Expectations 1.x, run in an ephemeral context.
+
+The suite is the spec's expectations plus the checks every pipeline needs (the
+required columns exist, the table is not empty). A failed ``error`` expectation
+raises ``DataValidationError`` naming each failure with observed vs expected
+values; ``warning`` expectations are reported but do not stop the run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from airflow_mlops.core.spec import ExpectationSpec, PipelineSpec
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+_RESULT_KEYS = ("observed_value", "unexpected_count", "unexpected_percent", "partial_unexpected_list")
+
+
+class DataValidationError(ValueError):
+    """Raised when a batch fails an ``error``-severity expectation."""
+
+    def __init__(self, message: str, report: dict[str, Any]):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class ValidationOutcome:
+    success: bool
+    evaluated: int
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_report(self) -> dict[str, Any]:
+        return {
+            "success": self.success,
+            "evaluated": self.evaluated,
+            "failures": self.failures,
+            "warnings": self.warnings,
+        }
+
+
+def _class_name(expectation_type: str) -> str:
+    return "".join(part.capitalize() for part in expectation_type.split("_"))
+
+
+def required_expectations(spec: PipelineSpec, require_label: bool = True) -> list[ExpectationSpec]:
+    """Checks every batch of this pipeline must pass, whatever the spec author declared."""
+    columns = [spec.data.id_column, *spec.data.features.all]
+    if require_label:
+        columns.append(spec.data.label)
+    checks = [ExpectationSpec(type="expect_column_to_exist", kwargs={"column": c}) for c in columns]
+    checks.append(
+        ExpectationSpec(
+            type="expect_table_row_count_to_be_between", kwargs={"min_value": spec.validation.min_rows}
+        )
+    )
+    return checks
+
+
+def build_expectation(item: ExpectationSpec) -> Any:
+    import great_expectations as gx
+
+    cls = getattr(gx.expectations, _class_name(item.type), None)
+    if cls is None:
+        raise ValueError(f"unknown Great Expectations expectation '{item.type}'")
+    try:
+        return cls(**item.kwargs)
+    except Exception as exc:  # pydantic errors from GX name the bad argument
+        raise ValueError(f"invalid arguments for {item.type} {item.kwargs}: {exc}") from exc
+
+
+def _describe(item: ExpectationSpec, result: dict[str, Any]) -> dict[str, Any]:
+    observed = {key: result[key] for key in _RESULT_KEYS if key in result}
+    expected = {k: v for k, v in item.kwargs.items() if k != "column"}
+    return {
+        "expectation": item.type,
+        "column": item.kwargs.get("column"),
+        "expected": expected,
+        "observed": observed,
+        "severity": item.severity,
+    }
+
+
+def validate_frame(frame: pd.DataFrame, items: list[ExpectationSpec], suite_name: str) -> ValidationOutcome:
+    """Run ``items`` against ``frame`` with Great Expectations and sort out errors from warnings."""
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    batch_definition = (
+        context.data_sources.add_pandas(f"{suite_name}_source")
+        .add_dataframe_asset(f"{suite_name}_asset")
+        .add_batch_definition_whole_dataframe("whole_batch")
+    )
+    suite = gx.ExpectationSuite(name=suite_name)
+    declared = {}
+    for item in items:
+        added = suite.add_expectation(build_expectation(item))
+        declared[added.id] = item
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    result = batch.validate(suite, result_format="SUMMARY")
+
+    # GX does not keep suite order in its results; pair them back by expectation id.
+    outcome = ValidationOutcome(success=True, evaluated=len(result.results))
+    for res in result.results:
+        if res.success:
+            continue
+        item = declared[res.expectation_config.id]
+        described = _describe(item, dict(res.result or {}))
+        if res.exception_info and res.exception_info.get("raised_exception"):
+            described["observed"]["exception"] = res.exception_info.get("exception_message")
+        if item.severity == "error":
+            outcome.failures.append(described)
+            outcome.success = False
+        else:
+            outcome.warnings.append(described)
+    return outcome
+
+
+def format_failures(failures: list[dict[str, Any]]) -> str:
+    lines = []
+    for failure in failures:
+        column = f" on column '{failure['column']}'" if failure["column"] else ""
+        lines.append(
+            f"  - {failure['expectation']}{column}: expected {failure['expected']}, "
+            f"observed {failure['observed']}"
+        )
+    return "\n".join(lines)
+
+
+def validate_batch(frame: pd.DataFrame, spec: PipelineSpec, require_label: bool = True) -> ValidationOutcome:
+    """Validate a batch against the pipeline's suite; raise if an ``error`` check failed."""
+    items = [*required_expectations(spec, require_label), *spec.validation.expectations]
+    if not require_label:
+        items = [i for i in items if i.kwargs.get("column") != spec.data.label]
+    outcome = validate_frame(frame, items, suite_name=spec.name)
+    if not outcome.success:
+        raise DataValidationError(
+            f"data validation failed for pipeline '{spec.name}' "
+            f"({len(outcome.failures)} of {outcome.evaluated} expectations):\n"
+            + format_failures(outcome.failures),
+            outcome.as_report(),
+        )
+    return outcome
