@@ -1,0 +1,29 @@
+"""Spec -> monitoring DAG: drift of logged predictions vs training data; emit drift events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from airflow.sdk import DAG
+
+from airflow_mlops.factories.assets import pipeline_assets
+from airflow_mlops.factories.common import dag_kwargs, load, schedule_for, xcom
+from airflow_mlops.operators.operate import DriftCheckOperator, EmitDriftEventOperator
+
+
+def build_monitoring_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_default") -> DAG:
+    """Runs when predictions are logged and on the monitoring cron; may schedule retraining."""
+    spec = load(spec_path)
+    assets = pipeline_assets(spec.name)
+    common = {"spec_path": str(spec_path), "mlflow_conn_id": mlflow_conn_id}
+    with DAG(
+        schedule=schedule_for(spec.monitoring.cron, spec.schedule.timezone, [assets.predictions]),
+        max_active_runs=1,
+        **dag_kwargs(spec, "monitoring", spec_path),
+    ) as dag:
+        check = DriftCheckOperator(task_id="drift_check", **common)
+        emit = EmitDriftEventOperator(
+            task_id="emit_drift_event", drift=xcom("drift_check"), outlets=[assets.drift], **common
+        )
+        check >> emit
+    return dag

@@ -1,0 +1,68 @@
+"""Spec -> training DAG: ingest > validate > split > train > evaluate > register > gate > promote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from airflow.sdk import DAG, TaskGroup
+
+from airflow_mlops.factories.assets import pipeline_assets
+from airflow_mlops.factories.common import dag_kwargs, load, schedule_for, xcom
+from airflow_mlops.operators.data import IngestLabeledDataOperator, SplitDataOperator, ValidateDataOperator
+from airflow_mlops.operators.model import (
+    MlflowEvaluateModelOperator,
+    MlflowPromoteModelOperator,
+    MlflowRegisterModelOperator,
+    MlflowTrainModelOperator,
+    PromotionGateOperator,
+)
+
+
+def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_default") -> DAG:
+    """The training DAG of one spec, scheduled by its cron, by data arrival and by drift."""
+    spec = load(spec_path)
+    assets = pipeline_assets(spec.name)
+    triggers = []
+    if spec.schedule.on_data_arrival:
+        triggers.append(assets.landing_training)
+    if spec.schedule.on_drift:
+        triggers.append(assets.drift)
+    common = {"spec_path": str(spec_path), "mlflow_conn_id": mlflow_conn_id}
+
+    with DAG(
+        schedule=schedule_for(spec.schedule.cron, spec.schedule.timezone, triggers),
+        max_active_runs=1,  # one champion decision at a time
+        **dag_kwargs(spec, "training", spec_path),
+    ) as dag:
+        with TaskGroup("data", tooltip="ingest, validate (Great Expectations), split"):
+            ingest = IngestLabeledDataOperator(task_id="ingest", **common)
+            validate = ValidateDataOperator(task_id="validate", dataset_uri=xcom("data.ingest", "uri"), **common)
+            split = SplitDataOperator(task_id="split", dataset_uri=xcom("data.validate", "uri"), **common)
+            ingest >> validate >> split
+        with TaskGroup("model", tooltip="train, evaluate, register, gate, promote"):
+            train = MlflowTrainModelOperator(
+                task_id="train", dataset=xcom("data.ingest"), split=xcom("data.split"), **common
+            )
+            evaluate = MlflowEvaluateModelOperator(
+                task_id="evaluate",
+                training=xcom("model.train"),
+                test_uri="{{ ti.xcom_pull(task_ids='data.split')['test']['uri'] }}",
+                **common,
+            )
+            register = MlflowRegisterModelOperator(
+                task_id="register",
+                training=xcom("model.train"),
+                evaluation=xcom("model.evaluate"),
+                dataset=xcom("data.ingest"),
+                split=xcom("data.split"),
+                **common,
+            )
+            gate = PromotionGateOperator(
+                task_id="gate", registered=xcom("model.register"), evaluation=xcom("model.evaluate"), **common
+            )
+            promote = MlflowPromoteModelOperator(
+                task_id="promote", gate=xcom("model.gate"), outlets=[assets.champion], **common
+            )
+            train >> evaluate >> register >> gate >> promote
+        split >> train
+    return dag

@@ -1,0 +1,1 @@
+"""Thin operators: template fields plus an execute() that calls the core with URIs."""

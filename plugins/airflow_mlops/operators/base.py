@@ -1,0 +1,69 @@
+"""What every airflow-mlops operator shares: the spec path, MLflow, lineage, events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_mlops import __version__
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_mlops.core.spec import PipelineSpec
+    from airflow_mlops.hooks.mlflow import MlflowHook
+
+
+class MlopsBaseOperator(BaseOperator):
+    """Base of the pipeline operators.
+
+    :param spec_path: path of the pipeline's YAML spec, loaded at task time. (templated)
+    :param mlflow_conn_id: Airflow connection of type ``mlflow``.
+    """
+
+    template_fields: Sequence[str] = ("spec_path",)
+    ui_color = "#e8f4fd"
+
+    def __init__(self, *, spec_path: str, mlflow_conn_id: str = "mlflow_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec_path = spec_path
+        self.mlflow_conn_id = mlflow_conn_id
+
+    def load_spec(self) -> PipelineSpec:
+        from airflow_mlops.core.spec import load_spec
+
+        return load_spec(self.spec_path)
+
+    @cached_property
+    def mlflow_hook(self) -> MlflowHook:
+        from airflow_mlops.hooks.mlflow import MlflowHook
+
+        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    @staticmethod
+    def run_id(context: Context) -> str:
+        return str(context["run_id"])
+
+    @staticmethod
+    def lineage(context: Context) -> dict[str, str]:
+        """Who produced an artifact: tagged on MLflow runs and model versions."""
+        return {
+            "dag_id": context["dag"].dag_id,
+            "run_id": str(context["run_id"]),
+            "task_id": context["task"].task_id,
+            "code_version": __version__,
+        }
+
+
+def claimed_uris_from_events(context: Context) -> list[str]:
+    """URIs that landing-zone triggers claimed for the asset events behind this run."""
+    uris: list[str] = []
+    events = context.get("triggering_asset_events") or {}
+    for asset_events in events.values():
+        for event in asset_events:
+            payload = (event.extra or {}).get("payload") or {}
+            uris.extend(payload.get("claimed", []))
+    return uris

@@ -1,0 +1,66 @@
+"""Data operators: ingest, validate and split the training data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.operators.base import MlopsBaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class IngestLabeledDataOperator(MlopsBaseOperator):
+    """Gather the pipeline's recent labeled batches into one run-scoped dataset.
+
+    Returns ``{"uri", "rows", "fingerprint", "sources"}``.
+    """
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.data_stages import ingest_labeled
+
+        result = ingest_labeled(self.load_spec(), self.run_id(context))
+        self.log.info("ingested %s rows from %d batch(es) into %s", result["rows"], len(result["sources"]),
+                      result["uri"])
+        return result
+
+
+class ValidateDataOperator(MlopsBaseOperator):
+    """Validate a dataset with the pipeline's Great Expectations suite; fail on errors.
+
+    :param dataset_uri: URI of the Parquet dataset to validate. (templated)
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset_uri")
+    ui_color = "#fdf3e8"
+
+    def __init__(self, *, dataset_uri: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dataset_uri = dataset_uri
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.data_stages import validate_dataset
+
+        result = validate_dataset(self.load_spec(), self.dataset_uri, self.run_id(context))
+        self.log.info("%s expectations passed (%s warnings); report %s", result["evaluated"],
+                      result["warnings"], result["report_uri"])
+        return result
+
+
+class SplitDataOperator(MlopsBaseOperator):
+    """Split a validated dataset into train and hold-out test Parquet files.
+
+    :param dataset_uri: URI of the validated dataset. (templated)
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset_uri")
+
+    def __init__(self, *, dataset_uri: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dataset_uri = dataset_uri
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.data_stages import split_dataset
+
+        return split_dataset(self.load_spec(), self.dataset_uri, self.run_id(context))

@@ -1,0 +1,163 @@
+"""Model operators: train, evaluate, register, gate and promote through MLflow."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowSkipException
+
+from airflow_mlops.operators.base import MlopsBaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+_BASE = MlopsBaseOperator.template_fields
+
+
+class MlflowTrainModelOperator(MlopsBaseOperator):
+    """Fit the spec's scikit-learn Pipeline on the train split and log it to MLflow.
+
+    :param dataset: the ingest task's result. (templated)
+    :param split: the split task's result. (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "dataset", "split")
+    ui_color = "#e8fde9"
+
+    def __init__(self, *, dataset: dict[str, Any] | str, split: dict[str, Any] | str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.split = split
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.model_stages import train_model
+
+        result = train_model(
+            self.load_spec(), self.mlflow_hook.tracking_uri, self.split, self.dataset, self.lineage(context)
+        )
+        self.log.info("logged MLflow run %s, model %s", result["run_id"], result["model_uri"])
+        return result
+
+
+class MlflowEvaluateModelOperator(MlopsBaseOperator):
+    """Evaluate the candidate and the current champion on the same hold-out test split.
+
+    :param training: the train task's result. (templated)
+    :param test_uri: URI of the test split. (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "training", "test_uri")
+
+    def __init__(self, *, training: dict[str, Any] | str, test_uri: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.training = training
+        self.test_uri = test_uri
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.model_stages import evaluate_candidate
+
+        result = evaluate_candidate(self.load_spec(), self.mlflow_hook.tracking_uri, self.training, self.test_uri)
+        self.log.info("candidate %s; champion v%s %s", result["candidate"], result["champion_version"],
+                      result["champion"])
+        return result
+
+
+class MlflowRegisterModelOperator(MlopsBaseOperator):
+    """Register the candidate as a new model version tagged with lineage and metrics.
+
+    :param training: the train task's result. (templated)
+    :param evaluation: the evaluate task's result. (templated)
+    :param dataset: the ingest task's result. (templated)
+    :param split: the split task's result. (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "training", "evaluation", "dataset", "split")
+
+    def __init__(
+        self,
+        *,
+        training: dict[str, Any] | str,
+        evaluation: dict[str, Any] | str,
+        dataset: dict[str, Any] | str,
+        split: dict[str, Any] | str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.training = training
+        self.evaluation = evaluation
+        self.dataset = dataset
+        self.split = split
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.model_stages import register_candidate
+
+        return register_candidate(
+            self.load_spec(),
+            self.mlflow_hook.tracking_uri,
+            self.training,
+            self.evaluation,
+            self.dataset,
+            self.split,
+            self.lineage(context),
+        )
+
+
+class PromotionGateOperator(MlopsBaseOperator):
+    """Decide whether the registered candidate may become champion, and say why.
+
+    :param registered: the register task's result. (templated)
+    :param evaluation: the evaluate task's result. (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "registered", "evaluation")
+    ui_color = "#fdfbe8"
+
+    def __init__(
+        self, *, registered: dict[str, Any] | str, evaluation: dict[str, Any] | str, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.registered = registered
+        self.evaluation = evaluation
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.model_stages import gate_candidate
+
+        decision = gate_candidate(
+            self.load_spec(), self.mlflow_hook.tracking_uri, self.registered, self.evaluation
+        )
+        verdict = "PASSED" if decision["promote"] else "FAILED"
+        self.log.info("gate %s for %s v%s: %s", verdict, decision["name"], decision["version"],
+                      "; ".join(decision["reasons"]))
+        return decision
+
+
+class MlflowPromoteModelOperator(MlopsBaseOperator):
+    """Move the ``champion`` alias to the gated version; skip (with reasons) if the gate failed.
+
+    Its outlet Asset event (the new champion) tells serving and scoring to reload.
+
+    :param gate: the gate task's result. (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "gate")
+    ui_color = "#d7f5d9"
+
+    def __init__(self, *, gate: dict[str, Any] | str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.model_stages import promote_candidate
+
+        gate = dict(self.gate)  # type: ignore[arg-type]
+        if not gate["promote"]:
+            raise AirflowSkipException(
+                f"not promoting {gate['name']} v{gate['version']}: " + "; ".join(gate["reasons"])
+            )
+        record = promote_candidate(self.mlflow_hook.tracking_uri, gate, by=f"{context['dag'].dag_id}/"
+                                   f"{context['run_id']}")
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = {"model": gate["name"], **record}
+        self.log.info("champion of %s: v%s -> v%s", gate["name"], record["from_version"], record["to_version"])
+        return record

@@ -1,0 +1,98 @@
+"""Operate operators: batch scoring with the champion, drift checks, monitoring events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowSkipException
+
+from airflow_mlops.operators.base import MlopsBaseOperator, claimed_uris_from_events
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class BatchScoreOperator(MlopsBaseOperator):
+    """Score batches with ``models:/<name>@champion``; log one record per prediction.
+
+    Inputs are, in order: ``input_uris`` if given, the files that a landing-zone
+    trigger claimed for this run, or ``dag_run.conf["input_uris"]``.
+    Its outlet Asset event carries the prediction log URIs for the monitoring DAG.
+
+    :param input_uris: batches to score. (templated)
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "input_uris")
+    ui_color = "#f0e8fd"
+
+    def __init__(self, *, input_uris: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.input_uris = input_uris
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.operate_stages import score_batches
+
+        uris = list(self.input_uris or []) or claimed_uris_from_events(context)
+        if not uris:
+            conf = context["dag_run"].conf or {}
+            uris = list(conf.get("input_uris", []))
+        if not uris:
+            raise AirflowSkipException("no batches to score: no claimed files and no conf['input_uris']")
+        summary = score_batches(self.load_spec(), self.mlflow_hook.tracking_uri, uris, self.run_id(context))
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = {
+                "prediction_log_uris": summary["prediction_log_uris"],
+                "rows": summary["rows"],
+                "model_version": summary["model_version"],
+            }
+        self.log.info("scored %s rows with %s v%s", summary["rows"], summary["model_name"],
+                      summary["model_version"])
+        return summary
+
+
+class DriftCheckOperator(MlopsBaseOperator):
+    """Measure per-feature drift of logged predictions against the champion's training data.
+
+    Reads the prediction logs named by the triggering Asset events, or the most
+    recent ones on a calendar run; logs the scores to MLflow.
+    """
+
+    ui_color = "#fde8e8"
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.operate_stages import monitor_drift
+
+        uris: list[str] = []
+        for asset_events in (context.get("triggering_asset_events") or {}).values():
+            for event in asset_events:
+                uris.extend((event.extra or {}).get("prediction_log_uris", []))
+        result = monitor_drift(self.load_spec(), self.mlflow_hook.tracking_uri, uris, self.run_id(context))
+        self.log.info("drift detected=%s, drifted features %s, PSI %s", result["drift_detected"],
+                      result["drifted_features"], result["scores"])
+        return result
+
+
+class EmitDriftEventOperator(MlopsBaseOperator):
+    """Emit the drift Asset event (scores as metadata) when the check found drift; else skip.
+
+    :param drift: the drift check's result. (templated)
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "drift")
+    ui_color = "#f5d7d7"
+
+    def __init__(self, *, drift: dict[str, Any] | str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.drift = drift
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        drift = dict(self.drift)  # type: ignore[arg-type]
+        if not drift["drift_detected"]:
+            raise AirflowSkipException(f"no drift above PSI {drift['psi_threshold']}: {drift['scores']}")
+        extra = {key: drift[key] for key in ("drifted_features", "scores", "psi_threshold",
+                                               "model_version", "report_uri", "mlflow_run_id")}
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = extra
+        self.log.warning("drift in %s: emitting retraining event", drift["drifted_features"])
+        return extra

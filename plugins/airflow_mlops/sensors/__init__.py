@@ -1,0 +1,1 @@
+"""Sensors: waiting for data arrival without holding a worker slot (deferrable)."""

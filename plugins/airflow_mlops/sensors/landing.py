@@ -1,0 +1,70 @@
+"""Wait for files in a landing inbox, deferring to the triggerer while nothing is there."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.exceptions import AirflowException
+
+from airflow_mlops.triggers.landing import LandingFilesPresentTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class LandingZoneSensor(BaseSensorOperator):
+    """Succeed when at least one data file is in ``inbox``; return their URIs.
+
+    For DAGs that prefer a sensor step to the event-driven ``AssetWatcher``
+    schedule. It pokes once, then defers (``deferrable=True``, the default).
+
+    :param inbox: folder or prefix URI to watch. (templated)
+    :param suffixes: file name endings that count as data.
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    """
+
+    template_fields: Sequence[str] = ("inbox",)
+
+    def __init__(
+        self,
+        *,
+        inbox: str,
+        suffixes: Sequence[str] = (".parquet", ".csv"),
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.inbox = inbox
+        self.suffixes = tuple(suffixes)
+        self.deferrable = deferrable
+
+    def _found(self) -> list[str]:
+        from airflow_mlops.core.storage import list_files
+
+        return list_files(self.inbox, self.suffixes)
+
+    def poke(self, context: Context) -> bool | Any:
+        return bool(self._found())
+
+    def execute(self, context: Context) -> Any:
+        found = self._found()
+        if found:
+            return found
+        if not self.deferrable:
+            super().execute(context)
+            return self._found()
+        self.defer(
+            trigger=LandingFilesPresentTrigger(
+                inbox=self.inbox, suffixes=self.suffixes, poll_interval=self.poke_interval
+            ),
+            method_name="execute_complete",
+            timeout=dt.timedelta(seconds=self.timeout) if self.timeout else None,
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> list[str]:
+        if event.get("status") != "success":
+            raise AirflowException(event.get("message", f"waiting for {self.inbox} failed"))
+        return list(event["files"])

@@ -1,0 +1,95 @@
+"""FastAPI app behind the plugin page: pipelines, their DAGs, inboxes and champions."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+
+def pipelines_dir() -> Path:
+    from airflow_mlops.core.settings import PIPELINES_ENV
+
+    return Path(os.environ.get(PIPELINES_ENV, "include/pipelines"))
+
+
+def pipeline_summaries() -> list[dict[str, Any]]:
+    """One entry per spec file: its DAGs and inboxes, or the error that makes it unusable."""
+    from airflow_mlops.core import settings
+    from airflow_mlops.core.spec import SpecError, load_spec
+
+    out: list[dict[str, Any]] = []
+    for path in sorted(pipelines_dir().glob("*.y*ml")):
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            out.append({"spec": str(path), "error": str(exc)})
+            continue
+        entry: dict[str, Any] = {
+            "spec": str(path),
+            "name": spec.name,
+            "model": spec.registered_model_name,
+            "dags": [f"{spec.name}_{kind}" for kind in ("training", "scoring", "monitoring")],
+            "inboxes": {k: settings.landing_dir(spec.name, k) for k in ("training", "scoring")},
+        }
+        entry.update(champion_summary(spec.registered_model_name))
+        out.append(entry)
+    return out
+
+
+def champion_summary(model_name: str) -> dict[str, Any]:
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not tracking_uri:
+        return {}
+    from airflow_mlops.core import registry
+
+    try:
+        current = registry.champion(tracking_uri, model_name)
+        history = registry.promotion_history(tracking_uri, model_name) if current else []
+    except Exception as exc:  # the page must render even when MLflow is down
+        return {"champion_error": str(exc)}
+    return {"champion": current.version if current else None, "promotions": history[-5:]}
+
+
+def render(pipelines: list[dict[str, Any]]) -> str:
+    rows = []
+    for p in pipelines:
+        if "error" in p:
+            rows.append(f"<tr><td>{html.escape(p['spec'])}</td><td colspan=4><pre>"
+                        f"{html.escape(p['error'])}</pre></td></tr>")
+            continue
+        dags = " ".join(f'<a href="/dags/{d}" target="_top">{d}</a>' for d in p["dags"])
+        inboxes = "<br>".join(f"{k}: <code>{html.escape(v)}</code>" for k, v in p["inboxes"].items())
+        promotions = "<br>".join(
+            html.escape(f"v{r['from_version']} -> v{r['to_version']} at {r['at']}: {r['reason']}")
+            for r in p.get("promotions", [])
+        )
+        rows.append(
+            f"<tr><td>{html.escape(p['name'])}</td><td>{dags}</td><td>{inboxes}</td>"
+            f"<td>{html.escape(p['model'])} champion: v{p.get('champion', '-')}</td><td>{promotions}</td></tr>"
+        )
+    return (
+        "<!doctype html><html><head><title>airflow-mlops</title><style>"
+        "body{font-family:sans-serif;margin:1rem}td,th{border:1px solid #ccc;padding:.4rem;vertical-align:top}"
+        "table{border-collapse:collapse}</style></head><body><h2>MLOps pipelines</h2>"
+        "<table><tr><th>pipeline</th><th>DAGs</th><th>landing inboxes</th><th>model</th>"
+        f"<th>recent promotions</th></tr>{''.join(rows)}</table></body></html>"
+    )
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="airflow-mlops", description="Pipelines managed by airflow-mlops.")
+
+    @app.get("/api/pipelines")
+    def list_pipelines() -> list[dict[str, Any]]:
+        return pipeline_summaries()
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return render(pipeline_summaries())
+
+    return app
