@@ -22,13 +22,12 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": [modules.format(m) for m in ("operators.data", "operators.model",
-                                                               "operators.operate")],
+                "python-modules": [
+                    modules.format(m) for m in ("operators.data", "operators.model", "operators.operate")
+                ],
             }
         ],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": [modules.format("sensors.landing")]}],
         "triggers": [{"integration-name": INTEGRATION, "python-modules": [modules.format("triggers.landing")]}],
-        "connection-types": [
-            {"connection-type": "mlflow", "hook-class-name": "airflow_mlops.hooks.mlflow.MlflowHook"}
-        ],
+        "connection-types": [{"connection-type": "mlflow", "hook-class-name": "airflow_mlops.hooks.mlflow.MlflowHook"}],
     }

@@ -59,8 +59,9 @@ def render(pipelines: list[dict[str, Any]]) -> str:
     rows = []
     for p in pipelines:
         if "error" in p:
-            rows.append(f"<tr><td>{html.escape(p['spec'])}</td><td colspan=4><pre>"
-                        f"{html.escape(p['error'])}</pre></td></tr>")
+            rows.append(
+                f"<tr><td>{html.escape(p['spec'])}</td><td colspan=4><pre>{html.escape(p['error'])}</pre></td></tr>"
+            )
             continue
         dags = " ".join(f'<a href="/dags/{d}" target="_top">{d}</a>' for d in p["dags"])
         inboxes = "<br>".join(f"{k}: <code>{html.escape(v)}</code>" for k, v in p["inboxes"].items())

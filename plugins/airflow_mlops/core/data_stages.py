@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_mlops.core import settings, storage, tables
+from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.spec import PipelineSpec
 from airflow_mlops.core.validation import DataValidationError, validate_batch
 
@@ -18,7 +19,7 @@ def ingest_labeled(spec: PipelineSpec, run_id: str) -> dict[str, Any]:
     history = settings.lake_dir(spec.name, "labeled")
     sources = storage.list_files(history)[-spec.data.window_batches :]
     if not sources:
-        raise FileNotFoundError(
+        raise NothingToProcessError(
             f"no labeled batches for pipeline '{spec.name}' in {history}; "
             f"land files in {settings.landing_dir(spec.name, 'training')}"
         )

@@ -99,8 +99,7 @@ def detect_drift(
         raise ValueError(f"current data lacks feature columns {missing}")
     if current.empty or reference.empty:
         raise ValueError(
-            f"cannot measure drift on empty data (reference {len(reference)} rows, "
-            f"current {len(current)} rows)"
+            f"cannot measure drift on empty data (reference {len(reference)} rows, current {len(current)} rows)"
         )
     features = []
     for column in numeric:

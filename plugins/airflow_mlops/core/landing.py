@@ -7,9 +7,8 @@ claim one file, and a file that was claimed is never seen in the inbox again.
 
 from __future__ import annotations
 
-from airflow_mlops.core.settings import join
-
 from airflow_mlops.core import storage
+from airflow_mlops.core.settings import join
 
 
 def claim_new_files(inbox: str, destination: str, suffixes: tuple[str, ...]) -> list[str]:

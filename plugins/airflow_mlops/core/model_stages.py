@@ -64,9 +64,7 @@ def evaluate_candidate(
     current = registry.champion(tracking_uri, spec.registered_model_name)
     champion_metrics = None
     if current is not None:
-        champion_model = registry.load_model(
-            tracking_uri, f"models:/{spec.registered_model_name}/{current.version}"
-        )
+        champion_model = registry.load_model(tracking_uri, f"models:/{spec.registered_model_name}/{current.version}")
         champion_metrics = evaluate(champion_model, test, spec)
         for key, value in champion_metrics.items():
             mlflow_client.log_metric(training["run_id"], f"champion_test_{key}", value)
@@ -128,6 +126,4 @@ def promote_candidate(tracking_uri: str, gate: dict[str, Any], by: str) -> dict[
             f"champion of '{gate['name']}' moved from {gate['champion_version']} to {current_version} "
             "while this run was evaluating; not promoting. Re-run to compare against the new champion."
         )
-    return registry.promote(
-        tracking_uri, gate["name"], gate["version"], reason="; ".join(gate["reasons"]), by=by
-    )
+    return registry.promote(tracking_uri, gate["name"], gate["version"], reason="; ".join(gate["reasons"]), by=by)

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from airflow_mlops.core import registry, settings, storage, tables
+from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.spec import PipelineSpec
 
 
@@ -26,6 +27,7 @@ def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id
     name = spec.registered_model_name
     current = registry.champion(tracking_uri, name)
     if current is None:
+        # A failure, not a skip: the claimed batch stays in the lake and the run can be cleared later.
         raise LookupError(f"model '{name}' has no champion yet; run the training DAG first")
     model = registry.load_model(tracking_uri, f"models:/{name}/{current.version}")
 
@@ -92,13 +94,13 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
     name = spec.registered_model_name
     current = registry.champion(tracking_uri, name)
     if current is None:
-        raise LookupError(f"model '{name}' has no champion yet; nothing to monitor")
+        raise NothingToProcessError(f"model '{name}' has no champion yet; nothing to monitor")
     reference_uri = current.tags.get("reference_uri")
     if not reference_uri:
         raise LookupError(f"champion {name} v{current.version} has no reference_uri tag")
     log_uris = log_uris or recent_prediction_logs(spec)
     if not log_uris:
-        raise FileNotFoundError(f"no prediction logs for pipeline '{spec.name}' to monitor")
+        raise NothingToProcessError(f"no prediction logs for pipeline '{spec.name}' to monitor")
 
     report = detect_drift(
         tables.read_table(reference_uri),
@@ -117,9 +119,7 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
     with mlflow.start_run(run_name=run_id) as run:
         mlflow.set_tags({"model_name": name, "model_version": str(current.version), "airflow.run_id": run_id})
         mlflow.log_metrics({f"psi_{k}": v for k, v in report.scores().items()})
-        mlflow.log_metrics(
-            {"drifted_features": len(report.drifted_features), "current_rows": report.current_rows}
-        )
+        mlflow.log_metrics({"drifted_features": len(report.drifted_features), "current_rows": report.current_rows})
         mlflow.log_dict(report.as_dict(), "drift_report.json")
     return {
         "drift_detected": report.drift_detected,

@@ -105,9 +105,7 @@ class SplitSpec(_Strict):
 
 class ModelSpec(_Strict):
     task: Literal["classification", "regression"] = "classification"
-    estimator: str = Field(
-        description="A name from the estimator allow-list, or an explicit dotted path to a class."
-    )
+    estimator: str = Field(description="A name from the estimator allow-list, or an explicit dotted path to a class.")
     params: dict[str, Any] = Field(default_factory=dict)
     registered_name: str | None = None
     seed: int = 42
@@ -151,9 +149,7 @@ class PipelineSpec(_Strict):
     @classmethod
     def _name_is_identifier(cls, value: str) -> str:
         if not NAME_PATTERN.match(value):
-            raise ValueError(
-                f"'{value}' must be lowercase letters, digits and underscores, starting with a letter"
-            )
+            raise ValueError(f"'{value}' must be lowercase letters, digits and underscores, starting with a letter")
         return value
 
     @model_validator(mode="after")

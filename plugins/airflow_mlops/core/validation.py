@@ -56,9 +56,7 @@ def required_expectations(spec: PipelineSpec, require_label: bool = True) -> lis
         columns.append(spec.data.label)
     checks = [ExpectationSpec(type="expect_column_to_exist", kwargs={"column": c}) for c in columns]
     checks.append(
-        ExpectationSpec(
-            type="expect_table_row_count_to_be_between", kwargs={"min_value": spec.validation.min_rows}
-        )
+        ExpectationSpec(type="expect_table_row_count_to_be_between", kwargs={"min_value": spec.validation.min_rows})
     )
     return checks
 
@@ -110,7 +108,10 @@ def validate_frame(frame: pd.DataFrame, items: list[ExpectationSpec], suite_name
     for res in result.results:
         if res.success:
             continue
-        item = declared[res.expectation_config.id]
+        config = res.expectation_config
+        if config is None or config.id not in declared:
+            raise RuntimeError(f"Great Expectations returned a result for an unknown expectation: {config}")
+        item = declared[config.id]
         described = _describe(item, dict(res.result or {}))
         if res.exception_info and res.exception_info.get("raised_exception"):
             described["observed"]["exception"] = res.exception_info.get("exception_message")
@@ -127,8 +128,7 @@ def format_failures(failures: list[dict[str, Any]]) -> str:
     for failure in failures:
         column = f" on column '{failure['column']}'" if failure["column"] else ""
         lines.append(
-            f"  - {failure['expectation']}{column}: expected {failure['expected']}, "
-            f"observed {failure['observed']}"
+            f"  - {failure['expectation']}{column}: expected {failure['expected']}, observed {failure['observed']}"
         )
     return "\n".join(lines)
 
@@ -142,8 +142,7 @@ def validate_batch(frame: pd.DataFrame, spec: PipelineSpec, require_label: bool 
     if not outcome.success:
         raise DataValidationError(
             f"data validation failed for pipeline '{spec.name}' "
-            f"({len(outcome.failures)} of {outcome.evaluated} expectations):\n"
-            + format_failures(outcome.failures),
+            f"({len(outcome.failures)} of {outcome.evaluated} expectations):\n" + format_failures(outcome.failures),
             outcome.as_report(),
         )
     return outcome

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ def xcom(task_id: str, key: str | None = None) -> str:
     return f"{{{{ ti.xcom_pull(task_ids='{task_id}'){suffix} }}}}"
 
 
-def schedule_for(cron: str | None, timezone: str, assets: list[BaseAsset]) -> Any:
+def schedule_for(cron: str | None, timezone: str, assets: Sequence[BaseAsset]) -> Any:
     """Cron, assets, or both (whichever comes first); None when neither is configured."""
     from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_mlops import __version__
 
@@ -67,3 +69,24 @@ def claimed_uris_from_events(context: Context) -> list[str]:
             payload = (event.extra or {}).get("payload") or {}
             uris.extend(payload.get("claimed", []))
     return uris
+
+
+@contextmanager
+def skip_when_nothing_to_process() -> Iterator[None]:
+    """Turn the core's NothingToProcessError into a skip with the same message."""
+    from airflow_mlops.core.errors import NothingToProcessError
+
+    try:
+        yield
+    except NothingToProcessError as exc:
+        raise AirflowSkipException(str(exc)) from exc
+
+
+def rendered_dict(value: Any, name: str) -> dict[str, Any]:
+    """A templated parameter after rendering: it must be the upstream task's result dict."""
+    if not isinstance(value, dict):
+        raise TypeError(
+            f"parameter '{name}' rendered to {type(value).__name__}, expected a dict (an upstream task's "
+            "result); the DAG needs render_template_as_native_obj=True"
+        )
+    return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.operators.base import MlopsBaseOperator
+from airflow_mlops.operators.base import MlopsBaseOperator, skip_when_nothing_to_process
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -20,9 +20,14 @@ class IngestLabeledDataOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.data_stages import ingest_labeled
 
-        result = ingest_labeled(self.load_spec(), self.run_id(context))
-        self.log.info("ingested %s rows from %d batch(es) into %s", result["rows"], len(result["sources"]),
-                      result["uri"])
+        with skip_when_nothing_to_process():
+            result = ingest_labeled(self.load_spec(), self.run_id(context))
+        self.log.info(
+            "ingested %s rows from %d batch(es) into %s",
+            result["rows"],
+            len(result["sources"]),
+            result["uri"],
+        )
         return result
 
 
@@ -43,8 +48,12 @@ class ValidateDataOperator(MlopsBaseOperator):
         from airflow_mlops.core.data_stages import validate_dataset
 
         result = validate_dataset(self.load_spec(), self.dataset_uri, self.run_id(context))
-        self.log.info("%s expectations passed (%s warnings); report %s", result["evaluated"],
-                      result["warnings"], result["report_uri"])
+        self.log.info(
+            "%s expectations passed (%s warnings); report %s",
+            result["evaluated"],
+            result["warnings"],
+            result["report_uri"],
+        )
         return result
 
 

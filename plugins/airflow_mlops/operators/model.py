@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_mlops.operators.base import MlopsBaseOperator
+from airflow_mlops.operators.base import MlopsBaseOperator, rendered_dict
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -34,7 +34,11 @@ class MlflowTrainModelOperator(MlopsBaseOperator):
         from airflow_mlops.core.model_stages import train_model
 
         result = train_model(
-            self.load_spec(), self.mlflow_hook.tracking_uri, self.split, self.dataset, self.lineage(context)
+            self.load_spec(),
+            self.mlflow_hook.tracking_uri,
+            rendered_dict(self.split, "split"),
+            rendered_dict(self.dataset, "dataset"),
+            self.lineage(context),
         )
         self.log.info("logged MLflow run %s, model %s", result["run_id"], result["model_uri"])
         return result
@@ -57,9 +61,15 @@ class MlflowEvaluateModelOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.model_stages import evaluate_candidate
 
-        result = evaluate_candidate(self.load_spec(), self.mlflow_hook.tracking_uri, self.training, self.test_uri)
-        self.log.info("candidate %s; champion v%s %s", result["candidate"], result["champion_version"],
-                      result["champion"])
+        result = evaluate_candidate(
+            self.load_spec(), self.mlflow_hook.tracking_uri, rendered_dict(self.training, "training"), self.test_uri
+        )
+        self.log.info(
+            "candidate %s; champion v%s %s",
+            result["candidate"],
+            result["champion_version"],
+            result["champion"],
+        )
         return result
 
 
@@ -95,10 +105,10 @@ class MlflowRegisterModelOperator(MlopsBaseOperator):
         return register_candidate(
             self.load_spec(),
             self.mlflow_hook.tracking_uri,
-            self.training,
-            self.evaluation,
-            self.dataset,
-            self.split,
+            rendered_dict(self.training, "training"),
+            rendered_dict(self.evaluation, "evaluation"),
+            rendered_dict(self.dataset, "dataset"),
+            rendered_dict(self.split, "split"),
             self.lineage(context),
         )
 
@@ -113,9 +123,7 @@ class PromotionGateOperator(MlopsBaseOperator):
     template_fields: Sequence[str] = (*_BASE, "registered", "evaluation")
     ui_color = "#fdfbe8"
 
-    def __init__(
-        self, *, registered: dict[str, Any] | str, evaluation: dict[str, Any] | str, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, registered: dict[str, Any] | str, evaluation: dict[str, Any] | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.registered = registered
         self.evaluation = evaluation
@@ -124,11 +132,19 @@ class PromotionGateOperator(MlopsBaseOperator):
         from airflow_mlops.core.model_stages import gate_candidate
 
         decision = gate_candidate(
-            self.load_spec(), self.mlflow_hook.tracking_uri, self.registered, self.evaluation
+            self.load_spec(),
+            self.mlflow_hook.tracking_uri,
+            rendered_dict(self.registered, "registered"),
+            rendered_dict(self.evaluation, "evaluation"),
         )
         verdict = "PASSED" if decision["promote"] else "FAILED"
-        self.log.info("gate %s for %s v%s: %s", verdict, decision["name"], decision["version"],
-                      "; ".join(decision["reasons"]))
+        self.log.info(
+            "gate %s for %s v%s: %s",
+            verdict,
+            decision["name"],
+            decision["version"],
+            "; ".join(decision["reasons"]),
+        )
         return decision
 
 
@@ -150,13 +166,14 @@ class MlflowPromoteModelOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.model_stages import promote_candidate
 
-        gate = dict(self.gate)  # type: ignore[arg-type]
+        gate = rendered_dict(self.gate, "gate")
         if not gate["promote"]:
             raise AirflowSkipException(
                 f"not promoting {gate['name']} v{gate['version']}: " + "; ".join(gate["reasons"])
             )
-        record = promote_candidate(self.mlflow_hook.tracking_uri, gate, by=f"{context['dag'].dag_id}/"
-                                   f"{context['run_id']}")
+        record = promote_candidate(
+            self.mlflow_hook.tracking_uri, gate, by=f"{context['dag'].dag_id}/{context['run_id']}"
+        )
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {"model": gate["name"], **record}
         self.log.info("champion of %s: v%s -> v%s", gate["name"], record["from_version"], record["to_version"])

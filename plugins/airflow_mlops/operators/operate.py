@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_mlops.operators.base import MlopsBaseOperator, claimed_uris_from_events
+from airflow_mlops.operators.base import (
+    MlopsBaseOperator,
+    claimed_uris_from_events,
+    rendered_dict,
+    skip_when_nothing_to_process,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -46,8 +51,7 @@ class BatchScoreOperator(MlopsBaseOperator):
                 "rows": summary["rows"],
                 "model_version": summary["model_version"],
             }
-        self.log.info("scored %s rows with %s v%s", summary["rows"], summary["model_name"],
-                      summary["model_version"])
+        self.log.info("scored %s rows with %s v%s", summary["rows"], summary["model_name"], summary["model_version"])
         return summary
 
 
@@ -67,9 +71,14 @@ class DriftCheckOperator(MlopsBaseOperator):
         for asset_events in (context.get("triggering_asset_events") or {}).values():
             for event in asset_events:
                 uris.extend((event.extra or {}).get("prediction_log_uris", []))
-        result = monitor_drift(self.load_spec(), self.mlflow_hook.tracking_uri, uris, self.run_id(context))
-        self.log.info("drift detected=%s, drifted features %s, PSI %s", result["drift_detected"],
-                      result["drifted_features"], result["scores"])
+        with skip_when_nothing_to_process():
+            result = monitor_drift(self.load_spec(), self.mlflow_hook.tracking_uri, uris, self.run_id(context))
+        self.log.info(
+            "drift detected=%s, drifted features %s, PSI %s",
+            result["drift_detected"],
+            result["drifted_features"],
+            result["scores"],
+        )
         return result
 
 
@@ -87,11 +96,20 @@ class EmitDriftEventOperator(MlopsBaseOperator):
         self.drift = drift
 
     def execute(self, context: Context) -> dict[str, Any]:
-        drift = dict(self.drift)  # type: ignore[arg-type]
+        drift = rendered_dict(self.drift, "drift")
         if not drift["drift_detected"]:
             raise AirflowSkipException(f"no drift above PSI {drift['psi_threshold']}: {drift['scores']}")
-        extra = {key: drift[key] for key in ("drifted_features", "scores", "psi_threshold",
-                                               "model_version", "report_uri", "mlflow_run_id")}
+        extra = {
+            key: drift[key]
+            for key in (
+                "drifted_features",
+                "scores",
+                "psi_threshold",
+                "model_version",
+                "report_uri",
+                "mlflow_run_id",
+            )
+        }
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
         self.log.warning("drift in %s: emitting retraining event", drift["drifted_features"])

@@ -71,7 +71,10 @@ class LandingFilesPresentTrigger(BaseTrigger):
     """
 
     def __init__(
-        self, *, inbox: str, suffixes: tuple[str, ...] | list[str] = (".parquet", ".csv"),
+        self,
+        *,
+        inbox: str,
+        suffixes: tuple[str, ...] | list[str] = (".parquet", ".csv"),
         poll_interval: float = 5.0,
     ) -> None:
         super().__init__()

@@ -1,0 +1,214 @@
+"""The demo loop, driven through Airflow's REST API on the embedded stack.
+
+1. land a labeled day-1 batch -> the training DAG runs (data arrival) -> champion v1;
+2. land a drifted batch for scoring -> scoring DAG -> monitoring DAG finds drift ->
+   drift Asset event -> the training DAG runs again -> a new version and a gate decision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_mlops.core import registry, settings, synthetic
+from airflow_mlops.core.spec import load_spec
+from airflow_mlops.local.rest import AirflowClient
+from airflow_mlops.local.stack import Stack, StackConfig
+
+SPEC = "include/pipelines/churn.yaml"
+RUN_TIMEOUT = 900.0
+
+
+@dataclass
+class DemoResult:
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    champion: str | None = None
+    drift: dict[str, Any] | None = None
+    retrain_gate: dict[str, Any] | None = None
+    promotions: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+class DemoLoop:
+    """One pass of the loop against a running stack."""
+
+    def __init__(self, stack: Stack, rows: int = 5000, say: Callable[[str], None] = print) -> None:
+        self.stack = stack
+        self.cfg = stack.config
+        self.rows = rows
+        self.say = say
+        # This process lands files, so it must resolve folders exactly as the stack's processes do.
+        os.environ[settings.HOME_ENV] = str(self.cfg.root)
+        self.spec = load_spec(self.cfg.repo / SPEC)
+        self.dags = {kind: f"{self.spec.name}_{kind}" for kind in ("training", "scoring", "monitoring")}
+        self.result = DemoResult()
+        self.client = AirflowClient(self.cfg.airflow_url, "admin", stack.admin_password())
+        self._seen: dict[str, set[str]] = {}
+
+    def run(self) -> DemoResult:
+        start = time.monotonic()
+        try:
+            self._prepare()
+            self._first_training()
+            self._drift_and_retraining()
+        except Exception as exc:  # report, do not hide: the summary lists it and the exit code is 1
+            self.result.failures.append(f"{type(exc).__name__}: {exc}")
+        self._collect_registry()
+        self.result.seconds = time.monotonic() - start
+        return self.result
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        self.say("waiting for the DAGs to be parsed ...")
+        self.client.wait_for_dags(list(self.dags.values()), timeout=180)
+        self._wait_idle()
+        self._seen = {dag: {r["dag_run_id"] for r in self.client.dag_runs(dag)} for dag in self.dags.values()}
+
+    def _first_training(self) -> None:
+        landed = self._land("training", dt.date(2026, 11, 2), seed=1, drift=0.0)
+        self.say(f"landed {landed.rows} labeled rows: {landed.uri}")
+        run = self._await_run("training", "asset_triggered")
+        if run["state"] != "success":
+            raise RuntimeError(f"first training run {run['dag_run_id']} ended {run['state']}")
+
+    def _drift_and_retraining(self) -> None:
+        landed = self._land("scoring", dt.date(2026, 11, 9), seed=2, drift=0.6)
+        self.say(f"landed {landed.rows} drifted rows for scoring: {landed.uri}")
+        for kind in ("scoring", "monitoring"):
+            run = self._await_run(kind, "asset_triggered")
+            if run["state"] != "success":
+                raise RuntimeError(f"{kind} run {run['dag_run_id']} ended {run['state']}")
+        monitoring = self.result.runs[-1]
+        self.result.drift = self.client.xcom(self.dags["monitoring"], monitoring["run_id"], "drift_check")
+        if not (self.result.drift or {}).get("drift_detected"):
+            raise RuntimeError(f"monitoring did not detect drift: {self.result.drift}")
+        retrain = self._await_run("training", "asset_triggered")
+        if retrain["state"] != "success":
+            raise RuntimeError(f"retraining run {retrain['dag_run_id']} ended {retrain['state']}")
+        self.result.retrain_gate = self.client.xcom(self.dags["training"], retrain["run_id"], "model.gate")
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _land(self, kind: str, day: dt.date, seed: int, drift: float) -> synthetic.LandedBatch:
+        inbox = settings.landing_dir(self.spec.name, kind)
+        return synthetic.land_batch(self.spec.data.generator or "churn", inbox, day, self.rows, seed=seed, drift=drift)
+
+    def _await_run(self, kind: str, run_type: str) -> dict[str, Any]:
+        dag_id = self.dags[kind]
+        self.say(f"waiting for a {run_type} run of {dag_id} ...")
+        run = self.client.wait_for_new_run(dag_id, self._seen[dag_id], RUN_TIMEOUT, run_type=run_type)
+        self._seen[dag_id].add(run["dag_run_id"])
+        tasks = {t["task_id"]: t["state"] for t in self.client.task_instances(dag_id, run["dag_run_id"])}
+        seconds = _duration(run)
+        self.result.runs.append(
+            {"dag_id": dag_id, "run_id": run["dag_run_id"], "run_type": run["run_type"], "state": run["state"],
+             "seconds": seconds, "tasks": tasks}
+        )  # fmt: skip
+        self.say(f"  {dag_id} {run['dag_run_id']}: {run['state']} in {seconds:.0f}s {tasks}")
+        return run
+
+    def _wait_idle(self, timeout: float = 300.0) -> None:
+        """Let calendar runs created at start-up (nothing to do yet: they skip) finish first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            busy = [
+                r["dag_run_id"]
+                for dag in self.dags.values()
+                for r in self.client.dag_runs(dag)
+                if r["state"] in ("queued", "running")
+            ]
+            if not busy:
+                return
+            time.sleep(2)
+        raise TimeoutError("runs created at start-up did not finish")
+
+    def _collect_registry(self) -> None:
+        uri = self.cfg.mlflow_url
+        name = self.spec.registered_model_name
+        try:
+            mlflow_client = registry.client(uri)
+            versions = mlflow_client.search_model_versions(f"name='{name}'")
+        except Exception as exc:
+            self.result.failures.append(f"cannot read the MLflow registry: {exc}")
+            return
+        for version in sorted(versions, key=lambda v: int(v.version)):
+            self.result.versions.append(
+                {"version": version.version, "gate": version.tags.get("gate"),
+                 "reasons": version.tags.get("gate_reasons"), "test_roc_auc": version.tags.get("test_roc_auc"),
+                 "run": version.tags.get("airflow.run_id")}
+            )  # fmt: skip
+        current = registry.champion(uri, name)
+        self.result.champion = current.version if current else None
+        if current:
+            self.result.promotions = registry.promotion_history(uri, name)
+
+
+def _duration(run: dict[str, Any]) -> float:
+    if not run.get("start_date") or not run.get("end_date"):
+        return 0.0
+    start = dt.datetime.fromisoformat(run["start_date"].replace("Z", "+00:00"))
+    end = dt.datetime.fromisoformat(run["end_date"].replace("Z", "+00:00"))
+    return (end - start).total_seconds()
+
+
+def format_summary(result: DemoResult, stack: Stack, kept_running: bool) -> str:
+    cfg = stack.config
+    lines = ["", "=== airflow-mlops demo summary ===", f"status: {'OK' if result.ok else 'FAILED'}"]
+    lines.append(f"loop wall time: {result.seconds:.0f}s")
+    lines.append("runs:")
+    for run in result.runs:
+        lines.append(f"  {run['dag_id']:<18} {run['run_type']:<16} {run['state']:<8} {run['seconds']:>5.0f}s")
+    lines.append("model versions:")
+    for v in result.versions:
+        lines.append(f"  v{v['version']}: gate={v['gate']} test_roc_auc={v['test_roc_auc']} ({v['reasons']})")
+    lines.append(f"champion: v{result.champion}")
+    for record in result.promotions:
+        lines.append(
+            f"  promoted v{record['from_version']} -> v{record['to_version']} at {record['at']} by {record['by']}"
+        )
+    if result.drift:
+        lines.append(f"drift (PSI, threshold {result.drift['psi_threshold']}): {result.drift['scores']}")
+        lines.append(f"  drifted features: {result.drift['drifted_features']}")
+    if result.retrain_gate:
+        verdict = "promoted" if result.retrain_gate["promote"] else "kept the champion"
+        lines.append(f"retraining decision: {verdict}: {'; '.join(result.retrain_gate['reasons'])}")
+    for failure in result.failures:
+        lines.append(f"FAILURE: {failure}")
+    lines.append(f"runtime folder: {cfg.root} (logs in {cfg.root / 'logs'})")
+    if kept_running:
+        lines.append(f"Airflow UI: {cfg.airflow_url}  (user admin, password {stack.admin_password()})")
+        lines.append(f"MLflow UI:  {cfg.mlflow_url}")
+        lines.append("services keep running; press Ctrl+C to stop them")
+    else:
+        lines.append(f"services stopped; run with --keep-running to browse {cfg.airflow_url} and {cfg.mlflow_url}")
+    return "\n".join(lines)
+
+
+def run_demo(root: Path, keep_running: bool, airflow_port: int, mlflow_port: int, rows: int) -> int:
+    from airflow_mlops.local.stack import reset
+
+    reset(root)
+    print(f"starting airflow standalone on :{airflow_port} and MLflow on :{mlflow_port} under {root} ...")
+    stack = Stack(StackConfig(root=root, airflow_port=airflow_port, mlflow_port=mlflow_port)).start()
+    try:
+        result = DemoLoop(stack, rows=rows).run()
+        print(format_summary(result, stack, keep_running))
+        if keep_running:
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        return 0 if result.ok else 1
+    finally:
+        stack.stop()

@@ -1,0 +1,84 @@
+"""A small client of Airflow 3's public REST API (``/api/v2``), used by the demo and tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+FINISHED = {"success", "failed"}
+
+
+class AirflowClient:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        token = httpx.post(
+            f"{self.base_url}/auth/token", json={"username": username, "password": password}, timeout=timeout
+        )
+        token.raise_for_status()
+        self.http = httpx.Client(
+            base_url=f"{self.base_url}/api/v2",
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+            timeout=timeout,
+        )
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.http.get(path, params=params)
+        response.raise_for_status()
+        return response.json()
+
+    def dag(self, dag_id: str) -> dict[str, Any] | None:
+        response = self.http.get(f"/dags/{dag_id}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return dict(response.json())
+
+    def import_errors(self) -> list[dict[str, Any]]:
+        return list(self.get("/importErrors")["import_errors"])
+
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """Runs of ``dag_id``, oldest first."""
+        return list(self.get(f"/dags/{dag_id}/dagRuns", order_by="run_after", limit=100)["dag_runs"])
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return list(self.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"])
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        response = self.http.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json().get("value")
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = self.http.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
+        response.raise_for_status()
+        return dict(response.json())
+
+    def wait_for_dags(self, dag_ids: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        missing = list(dag_ids)
+        while missing and time.monotonic() < deadline:
+            missing = [d for d in dag_ids if self.dag(d) is None]
+            if missing:
+                time.sleep(2)
+        if missing:
+            raise TimeoutError(
+                f"DAGs not parsed after {timeout:.0f}s: {missing}; import errors: {self.import_errors()}"
+            )
+
+    def wait_for_new_run(
+        self, dag_id: str, known: set[str], timeout: float, run_type: str | None = None
+    ) -> dict[str, Any]:
+        """Wait until a run not in ``known`` (optionally of ``run_type``) has finished."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for run in self.dag_runs(dag_id):
+                if run["dag_run_id"] in known or (run_type and run["run_type"] != run_type):
+                    continue
+                if run["state"] in FINISHED:
+                    return run
+            time.sleep(2)
+        raise TimeoutError(f"no new {run_type or ''} run of {dag_id} finished within {timeout:.0f}s")
