@@ -95,9 +95,7 @@ def register_candidate(
         **{f"airflow.{k}": v for k, v in lineage.items()},
         **{f"test_{k}": f"{v:.6f}" for k, v in evaluation["candidate"].items()},
     }
-    version = registry.register(
-        tracking_uri, spec.registered_model_name, training["model_uri"], training["run_id"], tags
-    )
+    version = registry.register(tracking_uri, spec.registered_model_name, training["model_uri"], tags)
     return {"name": spec.registered_model_name, "version": version}
 
 

@@ -117,16 +117,12 @@ def champion(tracking_uri: str, name: str) -> Any | None:
         return None
 
 
-def register(tracking_uri: str, name: str, model_uri: str, run_id: str, tags: dict[str, str]) -> str:
+def register(tracking_uri: str, name: str, model_uri: str, tags: dict[str, str]) -> str:
     """Register ``model_uri`` as a new version of ``name`` with lineage tags; return the version."""
-    from mlflow.exceptions import MlflowException
+    import mlflow
 
-    mlflow_client = client(tracking_uri)
-    try:
-        mlflow_client.get_registered_model(name)
-    except MlflowException:
-        mlflow_client.create_registered_model(name, description="Managed by airflow-mlops.")
-    version = mlflow_client.create_model_version(name=name, source=model_uri, run_id=run_id, tags=tags)
+    client(tracking_uri)
+    version = mlflow.register_model(model_uri=model_uri, name=name, tags=tags, await_registration_for=60)
     return str(version.version)
 
 

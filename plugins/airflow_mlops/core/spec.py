@@ -98,9 +98,13 @@ class ValidationSpec(_Strict):
 
 
 class SplitSpec(_Strict):
+    """Train/test split. ``key_hash`` assigns each row by a hash of its id, so a row keeps its
+    split across reruns and as data grows: a champion is never tested on rows it trained on."""
+
+    method: Literal["key_hash", "random"] = "key_hash"
     test_size: float = Field(default=0.25, gt=0.0, lt=1.0)
-    seed: int = 42
-    stratify: bool = True
+    seed: int = Field(default=42, description="Salt of the key hash, or seed of the random split.")
+    stratify: bool = Field(default=True, description="Random split only: keep label shares.")
 
 
 class ModelSpec(_Strict):

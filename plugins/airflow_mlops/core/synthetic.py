@@ -42,13 +42,13 @@ def churn_batch(rows: int, seed: int, drift: float = 0.0, batch_date: dt.date | 
 
     # Churn propensity; ``drift`` also changes how usage relates to churn (concept drift).
     logit = (
-        -1.0
-        - 0.04 * tenure
-        + 0.025 * (monthly - 45.0)
-        + 0.45 * support_calls
-        + (0.02 - 0.05 * drift) * (usage - 30.0)
-        + np.where(payment == "invoice", 0.6, 0.0)
-        + np.where(region == "south", 0.3, 0.0)
+        -0.5
+        - 0.07 * tenure
+        + 0.04 * (monthly - 45.0)
+        + 0.7 * support_calls
+        + (0.03 - 0.08 * drift) * (usage - 30.0)
+        + np.where(payment == "invoice", 0.9, 0.0)
+        + np.where(region == "south", 0.5, 0.0)
     )
     label = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype("int64")
 

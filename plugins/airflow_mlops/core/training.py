@@ -48,10 +48,22 @@ def resolve_estimator(name: str) -> type[BaseEstimator]:
     return cls
 
 
+def key_hash_fraction(keys: pd.Series, salt: int) -> np.ndarray:
+    """Map each key to a stable number in [0, 1): the same key always gets the same number."""
+    hashed = pd.util.hash_pandas_object(keys.astype("string"), index=False, hash_key=f"{salt:016d}"[-16:])
+    return (hashed.to_numpy() % np.uint64(1_000_000)).astype("float64") / 1_000_000
+
+
 def split_frame(frame: pd.DataFrame, spec: PipelineSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train/test split, stratified on the label for classification when asked."""
+    """Train/test split by key hash (default) or at random (stratified for classification)."""
     if len(frame) < 4:
         raise ValueError(f"need at least 4 labeled rows to split, got {len(frame)}")
+    if spec.split.method == "key_hash":
+        is_test = key_hash_fraction(frame[spec.data.id_column], spec.split.seed) < spec.split.test_size
+        train, test = frame[~is_test], frame[is_test]
+        if train.empty or test.empty:
+            raise ValueError(f"key-hash split left an empty side ({len(train)} train, {len(test)} test rows)")
+        return train.reset_index(drop=True), test.reset_index(drop=True)
     stratify = None
     if spec.split.stratify and spec.model.task == "classification":
         counts = frame[spec.data.label].value_counts()

@@ -96,7 +96,7 @@ class DemoLoop:
         retrain = self._await_run("training", "asset_triggered")
         if retrain["state"] != "success":
             raise RuntimeError(f"retraining run {retrain['dag_run_id']} ended {retrain['state']}")
-        self.result.retrain_gate = self.client.xcom(self.dags["training"], retrain["run_id"], "model.gate")
+        self.result.retrain_gate = self.client.xcom(self.dags["training"], retrain["dag_run_id"], "model.gate")
 
     # -- helpers -------------------------------------------------------------------------------
     def _land(self, kind: str, day: dt.date, seed: int, drift: float) -> synthetic.LandedBatch:

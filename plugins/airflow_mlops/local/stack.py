@@ -54,6 +54,7 @@ class StackConfig:
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.repo / "dags"),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.repo / "plugins"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__PARALLELISM": "4",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",

@@ -1,0 +1,67 @@
+"""Drift: PSI flags shifted features, ignores noise, and the decision rule is applied."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_mlops.core import synthetic
+from airflow_mlops.core.drift import categorical_psi, detect_drift, numeric_psi
+
+pytestmark = pytest.mark.unit
+
+NUMERIC = ["tenure_months", "monthly_charges", "support_calls", "usage_gb"]
+CATEGORICAL = ["plan", "region", "payment_method"]
+
+
+def test_identical_distributions_have_near_zero_psi():
+    rng = np.random.default_rng(0)
+    a, b = pd.Series(rng.normal(size=50_000)), pd.Series(rng.normal(size=50_000))
+    assert numeric_psi(a, b, bins=10) < 0.01
+
+
+def test_mean_shift_raises_psi_above_threshold():
+    rng = np.random.default_rng(0)
+    a, b = pd.Series(rng.normal(size=20_000)), pd.Series(rng.normal(1.0, 1.0, size=20_000))
+    assert numeric_psi(a, b, bins=10) > 0.2
+
+
+def test_new_missing_values_count_as_drift():
+    a = pd.Series(np.arange(1000, dtype=float))
+    b = a.copy()
+    b[:500] = np.nan
+    assert numeric_psi(a, b, bins=10) > 0.2
+
+
+def test_categorical_psi_sees_share_changes_and_new_categories():
+    a = pd.Series(["x"] * 500 + ["y"] * 500)
+    assert categorical_psi(a, a.copy()) == pytest.approx(0.0, abs=1e-9)
+    assert categorical_psi(a, pd.Series(["x"] * 900 + ["y"] * 100)) > 0.2
+    assert categorical_psi(a, pd.Series(["x"] * 500 + ["z"] * 500)) > 0.2
+
+
+def test_report_flags_exactly_the_shifted_generator_columns():
+    reference = synthetic.churn_batch(20_000, seed=1)
+    noise = detect_drift(reference, synthetic.churn_batch(20_000, seed=2), NUMERIC, CATEGORICAL)
+    assert not noise.drift_detected and noise.drifted_features == []
+    shifted = detect_drift(reference, synthetic.churn_batch(20_000, seed=2, drift=0.6), NUMERIC, CATEGORICAL)
+    assert shifted.drift_detected
+    assert "region" not in shifted.drifted_features and "payment_method" not in shifted.drifted_features
+    assert {"monthly_charges", "usage_gb", "support_calls"} <= set(shifted.drifted_features)
+
+
+def test_min_drifted_features_rule():
+    reference = synthetic.churn_batch(5000, seed=1)
+    current = synthetic.churn_batch(5000, seed=2, drift=0.6)
+    count = len(detect_drift(reference, current, NUMERIC, CATEGORICAL).drifted_features)
+    report = detect_drift(reference, current, NUMERIC, CATEGORICAL, min_drifted_features=count + 1)
+    assert not report.drift_detected and len(report.drifted_features) == count
+
+
+def test_missing_feature_and_empty_input_are_named():
+    reference = synthetic.churn_batch(100, seed=1)
+    with pytest.raises(ValueError, match=r"lacks feature columns \['plan'\]"):
+        detect_drift(reference, reference.drop(columns=["plan"]), NUMERIC, CATEGORICAL)
+    with pytest.raises(ValueError, match="empty data"):
+        detect_drift(reference, reference.iloc[0:0], NUMERIC, CATEGORICAL)

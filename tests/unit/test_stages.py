@@ -1,0 +1,119 @@
+"""The core stages end to end against a real MLflow store (SQLite), without Airflow.
+
+Covers the lineage tags, the safe model loading, the gate against the champion on the
+same test rows, promotion history, scoring logs and the drift monitor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from airflow_mlops.core import data_stages, landing, model_stages, operate_stages, registry, settings, synthetic, tables
+from airflow_mlops.core.errors import NothingToProcessError
+from airflow_mlops.core.validation import DataValidationError
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def tracking_uri(mlops_home):
+    return f"sqlite:///{mlops_home}/mlflow.db"
+
+
+def _land_and_claim(spec, kind: str, seed: int, drift: float = 0.0, day: int = 1) -> list[str]:
+    lake_kind = "labeled" if kind == "training" else "scoring"
+    synthetic.land_batch("churn", settings.landing_dir(spec.name, kind), dt.date(2026, 1, day), 3000, seed, drift)
+    return landing.claim_new_files(settings.landing_dir(spec.name, kind), settings.lake_dir(spec.name, lake_kind),
+                                   (".parquet",))
+
+
+def _train(spec, tracking_uri, run_id: str) -> dict:
+    lineage = {"dag_id": "churn_training", "run_id": run_id}
+    dataset = data_stages.ingest_labeled(spec, run_id)
+    data_stages.validate_dataset(spec, dataset["uri"], run_id)
+    split = data_stages.split_dataset(spec, dataset["uri"], run_id)
+    training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage)
+    evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
+    registered = model_stages.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage)
+    return model_stages.gate_candidate(spec, tracking_uri, registered, evaluation)
+
+
+def test_nothing_landed_is_nothing_to_process_not_an_error(spec, mlops_home):
+    with pytest.raises(NothingToProcessError, match="no labeled batches for pipeline 'churn'"):
+        data_stages.ingest_labeled(spec, "r0")
+
+
+def test_full_loop_trains_promotes_scores_and_detects_drift(spec, tracking_uri):
+    _land_and_claim(spec, "training", seed=1)
+    gate1 = _train(spec, tracking_uri, "run-1")
+    assert gate1["promote"] and gate1["version"] == "1"
+    record = model_stages.promote_candidate(tracking_uri, gate1, by="test/run-1")
+    assert record["from_version"] is None and record["to_version"] == "1"
+
+    version = registry.client(tracking_uri).get_model_version(spec.registered_model_name, "1")
+    assert version.tags["gate"] == "passed"
+    assert version.tags["airflow.run_id"] == "run-1"
+    assert version.tags["spec_fingerprint"] == spec.fingerprint()
+    assert len(version.tags["data_fingerprint"]) == 16
+
+    # Retraining on identical data cannot beat the champion: the gate keeps v1.
+    gate_same = _train(spec, tracking_uri, "run-2")
+    assert not gate_same["promote"] and gate_same["champion_version"] == "1"
+    assert "required > 0.0" in "; ".join(gate_same["reasons"])
+    with pytest.raises(ValueError, match="did not pass the gate"):
+        model_stages.promote_candidate(tracking_uri, gate_same, by="test/run-2")
+    assert registry.champion(tracking_uri, spec.registered_model_name).version == "1"
+
+    claimed = _land_and_claim(spec, "scoring", seed=5, drift=0.6, day=8)
+    summary = operate_stages.score_batches(spec, tracking_uri, claimed, "score-1")
+    log = tables.read_table(summary["prediction_log_uris"][0])
+    assert len(log) == 3000 and log["request_id"].is_unique
+    assert set(log["model_version"]) == {"1"}
+    assert {"prediction", "score", "customer_id", *spec.data.features.all} <= set(log.columns)
+    assert summary["labeled_feedback_uris"]  # the batch carried labels: it joins the history
+
+    drift = operate_stages.monitor_drift(spec, tracking_uri, summary["prediction_log_uris"], "monitor-1")
+    assert drift["drift_detected"]
+    assert "region" not in drift["drifted_features"]
+    report = json.loads(open(drift["report_uri"]).read())
+    assert report["reference"] == version.tags["reference_uri"]
+
+
+def test_promotion_refuses_when_champion_moved_during_the_run(spec, tracking_uri):
+    _land_and_claim(spec, "training", seed=1)
+    gate = _train(spec, tracking_uri, "run-1")
+    model_stages.promote_candidate(tracking_uri, gate, by="a")
+    stale = {**gate, "version": "1", "champion_version": None}
+    with pytest.raises(RuntimeError, match="moved from None to 1"):
+        model_stages.promote_candidate(tracking_uri, stale, by="b")
+    history = registry.promotion_history(tracking_uri, spec.registered_model_name)
+    assert [(h["from_version"], h["to_version"], h["by"]) for h in history] == [(None, "1", "a")]
+
+
+def test_invalid_batch_fails_validation_writes_report_and_trains_nothing(spec, tracking_uri):
+    synthetic_batch = synthetic.churn_batch(3000, seed=1)
+    synthetic_batch.loc[:9, "plan"] = "platinum"
+    tables.write_parquet(synthetic_batch, settings.join(settings.lake_dir(spec.name, "labeled"), "bad.parquet"))
+    dataset = data_stages.ingest_labeled(spec, "bad-run")
+    with pytest.raises(DataValidationError, match="column 'plan'") as err:
+        data_stages.validate_dataset(spec, dataset["uri"], "bad-run")
+    report_uri = str(err.value).rsplit("full report: ", 1)[1]
+    assert json.loads(open(report_uri).read())["success"] is False
+    assert registry.champion(tracking_uri, spec.registered_model_name) is None
+
+
+def test_scoring_without_champion_is_an_error_naming_the_model(spec, tracking_uri):
+    claimed = _land_and_claim(spec, "scoring", seed=5)
+    with pytest.raises(LookupError, match="'churn_classifier' has no champion yet"):
+        operate_stages.score_batches(spec, tracking_uri, claimed, "s")
+
+
+def test_models_with_types_outside_the_trust_policy_are_refused():
+    class Custom:
+        pass
+
+    with pytest.raises(registry.UntrustedModelError, match="outside the trust policy"):
+        registry.trusted_types_for({"x": Custom()})

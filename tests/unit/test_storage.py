@@ -1,0 +1,63 @@
+"""Storage: atomic writes, listing that ignores partial files, claims that move files once."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from airflow_mlops.core import landing, storage, tables
+
+pytestmark = pytest.mark.unit
+
+
+def test_write_is_atomic_and_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "a" / "report.json"
+    storage.write_json({"x": 1}, str(target))
+    assert storage.read_json(str(target)) == {"x": 1}
+    assert os.listdir(target.parent) == ["report.json"]
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    target = tmp_path / "data.json"
+    storage.write_json({"v": 1}, str(target))
+
+    def broken_fsync(_fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        storage.write_json({"v": 2}, str(target))
+    assert storage.read_json(str(target)) == {"v": 1}
+    assert os.listdir(tmp_path) == ["data.json"]
+
+
+def test_list_files_skips_hidden_temporary_and_foreign_files(tmp_path):
+    for name in ("b.parquet", "a.csv", ".tmp-x.parquet", "_SUCCESS", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert storage.list_files(str(tmp_path)) == [f"{tmp_path}/a.csv", f"{tmp_path}/b.parquet"]
+    assert storage.list_files(str(tmp_path / "missing")) == []
+
+
+def test_claim_moves_each_file_exactly_once(tmp_path):
+    inbox, lake = tmp_path / "inbox", tmp_path / "lake"
+    inbox.mkdir()
+    for name in ("one.parquet", "two.parquet"):
+        (inbox / name).write_bytes(b"x")
+    first = landing.claim_new_files(str(inbox), str(lake), (".parquet",))
+    second = landing.claim_new_files(str(inbox), str(lake), (".parquet",))
+    assert first == [f"{lake}/one.parquet", f"{lake}/two.parquet"]
+    assert second == []
+    assert sorted(os.listdir(lake)) == ["one.parquet", "two.parquet"]
+
+
+def test_parquet_round_trip_and_fingerprint_tracks_content(tmp_path):
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", None]})
+    uri = tables.write_parquet(frame, str(tmp_path / "t.parquet"))
+    back = tables.read_table(uri)
+    assert back["a"].tolist() == [1, 2, 3]
+    assert tables.fingerprint_frame(frame) == tables.fingerprint_frame(frame.copy())
+    changed = frame.copy()
+    changed.loc[0, "a"] = 9
+    assert tables.fingerprint_frame(changed) != tables.fingerprint_frame(frame)

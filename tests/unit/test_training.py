@@ -1,0 +1,91 @@
+"""Training: the allow-list, the key-hash split, the Pipeline and its metrics."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from airflow_mlops.core import synthetic
+from airflow_mlops.core.training import (
+    build_pipeline,
+    evaluate,
+    feature_frame,
+    fit,
+    resolve_estimator,
+    split_frame,
+)
+
+pytestmark = pytest.mark.unit
+
+
+def test_allow_list_names_and_explicit_dotted_paths_resolve():
+    assert resolve_estimator("logistic_regression").__name__ == "LogisticRegression"
+    assert resolve_estimator("sklearn.tree.DecisionTreeClassifier").__name__ == "DecisionTreeClassifier"
+
+
+@pytest.mark.parametrize(("name", "message"), [("magic", "unknown estimator 'magic'"),
+                                               ("os.path.join", "not a scikit-learn estimator"),
+                                               ("sklearn.nope.Thing", "cannot import estimator")])
+def test_bad_estimators_are_refused(name, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_estimator(name)
+
+
+def test_key_hash_split_keeps_rows_in_their_split_as_data_grows(spec):
+    day1 = synthetic.churn_batch(2000, seed=1)
+    day2 = synthetic.churn_batch(2000, seed=2)
+    train1, test1 = split_frame(day1, spec)
+    train2, test2 = split_frame(pd.concat([day1, day2], ignore_index=True), spec)
+    assert set(test1["customer_id"]) <= set(test2["customer_id"])
+    assert not set(train1["customer_id"]) & set(test2["customer_id"])
+    assert len(test2) / (len(train2) + len(test2)) == pytest.approx(spec.split.test_size, abs=0.03)
+
+
+def test_random_split_is_reproducible_and_stratified(spec):
+    random_spec = spec.model_copy(update={"split": spec.split.model_copy(update={"method": "random"})})
+    frame = synthetic.churn_batch(2000, seed=1)
+    a, b = split_frame(frame, random_spec), split_frame(frame, random_spec)
+    assert a[1]["customer_id"].tolist() == b[1]["customer_id"].tolist()
+    assert a[1]["churned"].mean() == pytest.approx(frame["churned"].mean(), abs=0.01)
+
+
+def test_pipeline_imputes_encodes_and_predicts_on_rows_with_missing_values(spec):
+    train, test = split_frame(synthetic.churn_batch(3000, seed=1), spec)
+    model = fit(train, spec)
+    assert [name for name, _ in model.steps] == ["preprocess", "estimator"]
+    metrics = evaluate(model, test, spec)
+    assert set(metrics) == {"accuracy", "f1", "roc_auc", "log_loss"}
+    assert metrics["roc_auc"] > 0.7  # the generator's label has real signal
+    unseen = feature_frame(test.head(3), spec)
+    unseen["plan"] = ["never-seen", None, "basic"]
+    unseen["usage_gb"] = None
+    assert len(model.predict(unseen)) == 3
+
+
+def test_same_data_spec_and_seed_give_identical_predictions(spec):
+    train, test = split_frame(synthetic.churn_batch(2000, seed=1), spec)
+    features = feature_frame(test, spec)
+    first = fit(train, spec).predict_proba(features)
+    second = fit(train, spec).predict_proba(features)
+    assert (first == second).all()
+
+
+def test_bad_params_and_missing_labels_are_named(spec):
+    bad = spec.model_copy(update={"model": spec.model.model_copy(update={"params": {"depth": 3}})})
+    with pytest.raises(ValueError, match="invalid model.params for HistGradientBoostingClassifier"):
+        build_pipeline(bad)
+    frame = synthetic.churn_batch(200, seed=1)
+    frame["churned"] = frame["churned"].astype("float64")
+    frame.loc[:2, "churned"] = None
+    with pytest.raises(ValueError, match="label column 'churned' has 3 missing values"):
+        fit(frame, spec)
+
+
+def test_regression_metrics(spec):
+    frame = synthetic.churn_batch(1500, seed=1)
+    reg = spec.model_copy(update={"model": spec.model.model_copy(
+        update={"task": "regression", "estimator": "ridge", "params": {}})})
+    reg_frame = frame.assign(churned=frame["monthly_charges"].fillna(40.0))
+    train, test = split_frame(reg_frame, reg)
+    model = fit(train, reg)
+    assert set(evaluate(model, test, reg)) == {"rmse", "mae", "r2"}
