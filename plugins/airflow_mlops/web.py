@@ -52,7 +52,7 @@ def champion_summary(model_name: str) -> dict[str, Any]:
         history = registry.promotion_history(tracking_uri, model_name) if current else []
     except Exception as exc:  # the page must render even when MLflow is down
         return {"champion_error": str(exc)}
-    return {"champion": current.version if current else None, "promotions": history[-5:]}
+    return {"champion": str(current.version) if current else None, "promotions": history[-5:]}
 
 
 def render(pipelines: list[dict[str, Any]]) -> str:

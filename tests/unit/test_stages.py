@@ -65,7 +65,7 @@ def test_full_loop_trains_promotes_scores_and_detects_drift(spec, tracking_uri):
     assert "required > 0.0" in "; ".join(gate_same["reasons"])
     with pytest.raises(ValueError, match="did not pass the gate"):
         model_stages.promote_candidate(tracking_uri, gate_same, by="test/run-2")
-    assert registry.champion(tracking_uri, spec.registered_model_name).version == "1"
+    assert str(registry.champion(tracking_uri, spec.registered_model_name).version) == "1"
 
     claimed = _land_and_claim(spec, "scoring", seed=5, drift=0.6, day=8)
     summary = operate_stages.score_batches(spec, tracking_uri, claimed, "score-1")

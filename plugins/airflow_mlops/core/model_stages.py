@@ -71,7 +71,7 @@ def evaluate_candidate(
     return {
         "candidate": candidate,
         "champion": champion_metrics,
-        "champion_version": current.version if current is not None else None,
+        "champion_version": str(current.version) if current is not None else None,
     }
 
 
@@ -118,7 +118,7 @@ def promote_candidate(tracking_uri: str, gate: dict[str, Any], by: str) -> dict[
     if not gate["promote"]:
         raise ValueError(f"version {gate['version']} did not pass the gate: {gate['reasons']}")
     current = registry.champion(tracking_uri, gate["name"])
-    current_version = current.version if current is not None else None
+    current_version = str(current.version) if current is not None else None
     if current_version != gate["champion_version"]:
         raise RuntimeError(
             f"champion of '{gate['name']}' moved from {gate['champion_version']} to {current_version} "

@@ -142,7 +142,7 @@ def promote(tracking_uri: str, name: str, version: str, reason: str, by: str) ->
     mlflow_client = client(tracking_uri)
     previous = champion(tracking_uri, name)
     record = {
-        "from_version": previous.version if previous else None,
+        "from_version": str(previous.version) if previous else None,
         "to_version": version,
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "by": by,

@@ -18,6 +18,7 @@ from airflow_mlops.core.spec import ExpectationSpec, PipelineSpec
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
+META_KEY = "airflow_mlops_index"
 _RESULT_KEYS = ("observed_value", "unexpected_count", "unexpected_percent", "partial_unexpected_list")
 
 
@@ -61,14 +62,15 @@ def required_expectations(spec: PipelineSpec, require_label: bool = True) -> lis
     return checks
 
 
-def build_expectation(item: ExpectationSpec) -> Any:
+def build_expectation(item: ExpectationSpec, index: int = 0) -> Any:
+    """The GX expectation for ``item``; ``index`` rides in its meta to pair results back."""
     import great_expectations as gx
 
     cls = getattr(gx.expectations, _class_name(item.type), None)
     if cls is None:
         raise ValueError(f"unknown Great Expectations expectation '{item.type}'")
     try:
-        return cls(**item.kwargs)
+        return cls(**item.kwargs, meta={META_KEY: index})
     except Exception as exc:  # pydantic errors from GX name the bad argument
         raise ValueError(f"invalid arguments for {item.type} {item.kwargs}: {exc}") from exc
 
@@ -96,22 +98,21 @@ def validate_frame(frame: pd.DataFrame, items: list[ExpectationSpec], suite_name
         .add_batch_definition_whole_dataframe("whole_batch")
     )
     suite = gx.ExpectationSuite(name=suite_name)
-    declared = {}
-    for item in items:
-        added = suite.add_expectation(build_expectation(item))
-        declared[added.id] = item
+    for index, item in enumerate(items):
+        suite.add_expectation(build_expectation(item, index))
     batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
     result = batch.validate(suite, result_format="SUMMARY")
 
-    # GX does not keep suite order in its results; pair them back by expectation id.
+    # GX does not keep suite order in its results; pair them back by the index in their meta.
     outcome = ValidationOutcome(success=True, evaluated=len(result.results))
     for res in result.results:
         if res.success:
             continue
         config = res.expectation_config
-        if config is None or config.id not in declared:
+        index = (config.meta or {}).get(META_KEY) if config is not None else None
+        if not isinstance(index, int) or not 0 <= index < len(items):
             raise RuntimeError(f"Great Expectations returned a result for an unknown expectation: {config}")
-        item = declared[config.id]
+        item = items[index]
         described = _describe(item, dict(res.result or {}))
         if res.exception_info and res.exception_info.get("raised_exception"):
             described["observed"]["exception"] = res.exception_info.get("exception_message")

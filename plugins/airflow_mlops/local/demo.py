@@ -148,7 +148,7 @@ class DemoLoop:
                  "run": version.tags.get("airflow.run_id")}
             )  # fmt: skip
         current = registry.champion(uri, name)
-        self.result.champion = current.version if current else None
+        self.result.champion = str(current.version) if current else None
         if current:
             self.result.promotions = registry.promotion_history(uri, name)
 
