@@ -50,8 +50,11 @@ def test_unknown_field_is_named_with_the_file(tmp_path):
         (lambda r: r["split"].update(test_size=1.5), "split.test_size", "less than 1"),
         (lambda r: r["data"]["features"].update(categorical=["tenure_months"]), "data.features", "both"),
         (lambda r: r["data"].update(label="plan"), "<root>", "also listed as a feature"),
-        (lambda r: r["validation"]["expectations"].append({"type": "check_it"}), "validation.expectations.8.type",
-         "not an expectation name"),
+        (
+            lambda r: r["validation"]["expectations"].append({"type": "check_it"}),
+            "validation.expectations.8.type",
+            "not an expectation name",
+        ),
         (lambda r: r.pop("model"), "model", "Field required"),
     ],
 )

@@ -26,8 +26,9 @@ def tracking_uri(mlops_home):
 def _land_and_claim(spec, kind: str, seed: int, drift: float = 0.0, day: int = 1) -> list[str]:
     lake_kind = "labeled" if kind == "training" else "scoring"
     synthetic.land_batch("churn", settings.landing_dir(spec.name, kind), dt.date(2026, 1, day), 3000, seed, drift)
-    return landing.claim_new_files(settings.landing_dir(spec.name, kind), settings.lake_dir(spec.name, lake_kind),
-                                   (".parquet",))
+    return landing.claim_new_files(
+        settings.landing_dir(spec.name, kind), settings.lake_dir(spec.name, lake_kind), (".parquet",)
+    )
 
 
 def _train(spec, tracking_uri, run_id: str) -> dict:

@@ -30,21 +30,24 @@ def test_drift_shifts_numeric_means_and_category_shares():
     shifted = synthetic.churn_batch(5000, seed=1, drift=1.0)
     assert shifted["usage_gb"].mean() > base["usage_gb"].mean() + 20
     assert (shifted["plan"] == "premium").mean() > (base["plan"] == "premium").mean() + 0.2
-    assert shifted["region"].value_counts(normalize=True).sub(
-        base["region"].value_counts(normalize=True)
-    ).abs().max() < 0.03
+    assert (
+        shifted["region"].value_counts(normalize=True).sub(base["region"].value_counts(normalize=True)).abs().max()
+        < 0.03
+    )
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"rows": 0}, "rows must be positive"),
-                                                  ({"rows": 5, "drift": -1}, "drift must be >= 0")])
+@pytest.mark.parametrize(
+    ("kwargs", "message"), [({"rows": 0}, "rows must be positive"), ({"rows": 5, "drift": -1}, "drift must be >= 0")]
+)
 def test_bad_arguments_are_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         synthetic.churn_batch(seed=1, **kwargs)
 
 
 def test_land_batch_writes_a_dated_file_without_label_when_asked(tmp_path):
-    landed = synthetic.land_batch("churn", str(tmp_path), dt.date(2026, 3, 4), 50, seed=9, drift=0.5,
-                                  include_label=False)
+    landed = synthetic.land_batch(
+        "churn", str(tmp_path), dt.date(2026, 3, 4), 50, seed=9, drift=0.5, include_label=False
+    )
     assert landed.uri.endswith("batch-20260304-s9-drift0.5.parquet")
     frame = tables.read_table(landed.uri)
     assert len(frame) == 50 and "churned" not in frame.columns

@@ -23,9 +23,14 @@ def test_allow_list_names_and_explicit_dotted_paths_resolve():
     assert resolve_estimator("sklearn.tree.DecisionTreeClassifier").__name__ == "DecisionTreeClassifier"
 
 
-@pytest.mark.parametrize(("name", "message"), [("magic", "unknown estimator 'magic'"),
-                                               ("os.path.join", "not a scikit-learn estimator"),
-                                               ("sklearn.nope.Thing", "cannot import estimator")])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("magic", "unknown estimator 'magic'"),
+        ("os.path.join", "not a scikit-learn estimator"),
+        ("sklearn.nope.Thing", "cannot import estimator"),
+    ],
+)
 def test_bad_estimators_are_refused(name, message):
     with pytest.raises(ValueError, match=message):
         resolve_estimator(name)
@@ -83,8 +88,9 @@ def test_bad_params_and_missing_labels_are_named(spec):
 
 def test_regression_metrics(spec):
     frame = synthetic.churn_batch(1500, seed=1)
-    reg = spec.model_copy(update={"model": spec.model.model_copy(
-        update={"task": "regression", "estimator": "ridge", "params": {}})})
+    reg = spec.model_copy(
+        update={"model": spec.model.model_copy(update={"task": "regression", "estimator": "ridge", "params": {}})}
+    )
     reg_frame = frame.assign(churned=frame["monthly_charges"].fillna(40.0))
     train, test = split_frame(reg_frame, reg)
     model = fit(train, reg)

@@ -49,8 +49,9 @@ def test_too_few_rows_fails(spec):
 def test_warning_severity_is_reported_but_does_not_fail():
     frame = synthetic.churn_batch(200, seed=1)
     frame["usage_gb"] = None
-    items = [ExpectationSpec(type="expect_column_values_to_not_be_null", kwargs={"column": "usage_gb"},
-                             severity="warning")]
+    items = [
+        ExpectationSpec(type="expect_column_values_to_not_be_null", kwargs={"column": "usage_gb"}, severity="warning")
+    ]
     outcome = validate_frame(frame, items, suite_name="warn")
     assert outcome.success and outcome.warnings[0]["column"] == "usage_gb"
 
@@ -60,5 +61,8 @@ def test_unknown_expectation_and_bad_arguments_are_named():
     with pytest.raises(ValueError, match="unknown Great Expectations expectation 'expect_magic'"):
         validate_frame(frame, [ExpectationSpec(type="expect_magic")], suite_name="x")
     with pytest.raises(ValueError, match="invalid arguments for expect_column_values_to_be_between"):
-        validate_frame(frame, [ExpectationSpec(type="expect_column_values_to_be_between",
-                                               kwargs={"colum": "plan"})], suite_name="x")
+        validate_frame(
+            frame,
+            [ExpectationSpec(type="expect_column_values_to_be_between", kwargs={"colum": "plan"})],
+            suite_name="x",
+        )

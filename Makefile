@@ -1,0 +1,39 @@
+# The two commands that matter: `make demo` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo demo-keep test lint unit integration clean
+
+install: $(STAMP)
+
+# Pinned install: constraints.txt fixes every transitive version (see docs/development.md).
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip==26.*"
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/airflow-mlops demo
+
+demo-keep: install
+	$(BIN)/airflow-mlops demo --keep-running
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check plugins dags
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -p no:cacheprovider
+
+unit: install
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/dags
+
+integration: install
+	$(BIN)/pytest -p no:cacheprovider tests/integration
+
+clean:
+	rm -rf .runtime $(VENV)

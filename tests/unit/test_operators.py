@@ -1,0 +1,96 @@
+"""Thin-layer checks: operators only assign in __init__, hooks resolve connections, plugin renders."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from airflow_mlops.hooks.mlflow import MlflowHook
+from airflow_mlops.operators.base import claimed_uris_from_events, rendered_dict
+from airflow_mlops.operators.data import ValidateDataOperator
+from airflow_mlops.provider_info import get_provider_info
+
+pytestmark = pytest.mark.unit
+
+
+def test_operator_init_assigns_templates_verbatim_and_reads_nothing():
+    op = ValidateDataOperator(task_id="v", spec_path="/does/not/exist.yaml", dataset_uri="{{ x }}")
+    assert op.spec_path == "/does/not/exist.yaml" and op.dataset_uri == "{{ x }}"
+    assert set(op.template_fields) == {"spec_path", "dataset_uri"}
+
+
+def test_rendered_dict_names_the_parameter_when_a_template_did_not_render_natively():
+    assert rendered_dict({"a": 1}, "split") == {"a": 1}
+    with pytest.raises(TypeError, match="parameter 'split' rendered to str"):
+        rendered_dict("{'a': 1}", "split")
+
+
+def test_claimed_uris_are_collected_from_all_triggering_events():
+    events = {
+        "asset": [
+            SimpleNamespace(extra={"payload": {"claimed": ["a", "b"]}}),
+            SimpleNamespace(extra={"from_trigger": True, "payload": {"claimed": ["c"]}}),
+            SimpleNamespace(extra=None),
+        ]
+    }
+    assert claimed_uris_from_events({"triggering_asset_events": events}) == ["a", "b", "c"]
+    assert claimed_uris_from_events({}) == []
+
+
+@pytest.mark.parametrize(
+    ("conn", "expected"),
+    [
+        ({"conn_type": "mlflow", "host": "http://mlflow", "port": 5000}, "http://mlflow:5000"),
+        ({"conn_type": "mlflow", "host": "mlflow.internal"}, "http://mlflow.internal"),
+        ({"conn_type": "mlflow", "host": "sqlite:////tmp/m.db"}, "sqlite:////tmp/m.db"),
+    ],
+)
+def test_mlflow_hook_builds_the_tracking_uri(monkeypatch, conn, expected):
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_TEST", json.dumps(conn))
+    assert MlflowHook(mlflow_conn_id="mlflow_test").tracking_uri == expected
+
+
+def test_mlflow_hook_keeps_credentials_out_of_the_uri(monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_TEST",
+        json.dumps({"conn_type": "mlflow", "host": "https://mlflow", "login": "u", "password": "s3cret"}),
+    )
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    uri = MlflowHook(mlflow_conn_id="mlflow_test").tracking_uri
+    assert "s3cret" not in uri
+    import os
+
+    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "s3cret"
+
+
+def test_provider_info_names_real_modules_and_the_mlflow_connection_type():
+    import importlib
+
+    info = get_provider_info()
+    assert info["connection-types"] == [
+        {"connection-type": "mlflow", "hook-class-name": "airflow_mlops.hooks.mlflow.MlflowHook"}
+    ]
+    for kind in ("hooks", "operators", "sensors", "triggers"):
+        for module in info[kind][0]["python-modules"]:
+            importlib.import_module(module)
+
+
+def test_plugin_page_lists_pipelines_and_reports_bad_specs(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from airflow_mlops.plugin import AirflowMlopsPlugin
+    from tests.conftest import EXAMPLE_SPEC
+
+    (tmp_path / "churn.yaml").write_text(EXAMPLE_SPEC.read_text())
+    (tmp_path / "broken.yaml").write_text("name: x\n")
+    monkeypatch.setenv("AIRFLOW_MLOPS_PIPELINES_DIR", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    client = TestClient(AirflowMlopsPlugin.fastapi_apps[0]["app"])
+    pipelines = client.get("/api/pipelines").json()
+    assert [p.get("name") for p in pipelines] == [None, "churn"]
+    assert "data: Field required" in pipelines[0]["error"]
+    assert pipelines[1]["dags"] == ["churn_training", "churn_scoring", "churn_monitoring"]
+    page = client.get("/").text
+    assert "churn_training" in page and "MLOps pipelines" in page
