@@ -7,11 +7,20 @@ same test rows, promotion history, scoring logs and the drift monitor.
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import pytest
 
-from airflow_mlops.core import data_stages, landing, model_stages, operate_stages, registry, settings, synthetic, tables
+from airflow_mlops.core import (
+    data_stages,
+    landing,
+    model_stages,
+    operate_stages,
+    registry,
+    settings,
+    storage,
+    synthetic,
+    tables,
+)
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.validation import DataValidationError
 
@@ -79,7 +88,7 @@ def test_full_loop_trains_promotes_scores_and_detects_drift(spec, tracking_uri):
     drift = operate_stages.monitor_drift(spec, tracking_uri, summary["prediction_log_uris"], "monitor-1")
     assert drift["drift_detected"]
     assert "region" not in drift["drifted_features"]
-    report = json.loads(open(drift["report_uri"]).read())
+    report = storage.read_json(drift["report_uri"])
     assert report["reference"] == version.tags["reference_uri"]
 
 
@@ -102,7 +111,7 @@ def test_invalid_batch_fails_validation_writes_report_and_trains_nothing(spec, t
     with pytest.raises(DataValidationError, match="column 'plan'") as err:
         data_stages.validate_dataset(spec, dataset["uri"], "bad-run")
     report_uri = str(err.value).rsplit("full report: ", 1)[1]
-    assert json.loads(open(report_uri).read())["success"] is False
+    assert storage.read_json(report_uri)["success"] is False
     assert registry.champion(tracking_uri, spec.registered_model_name) is None
 
 

@@ -77,7 +77,7 @@ def test_same_data_spec_and_seed_give_identical_predictions(spec):
 
 def test_bad_params_and_missing_labels_are_named(spec):
     bad = spec.model_copy(update={"model": spec.model.model_copy(update={"params": {"depth": 3}})})
-    with pytest.raises(ValueError, match="invalid model.params for HistGradientBoostingClassifier"):
+    with pytest.raises(ValueError, match=r"invalid model\.params for HistGradientBoostingClassifier"):
         build_pipeline(bad)
     frame = synthetic.churn_batch(200, seed=1)
     frame["churned"] = frame["churned"].astype("float64")
