@@ -7,10 +7,12 @@ batch lands -> scoring -> monitoring -> drift event -> retraining -> new version
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from airflow_mlops.core import tables
 from airflow_mlops.local.demo import DemoLoop
+from airflow_mlops.local.rest import AirflowClient
 from airflow_mlops.local.stack import Stack, StackConfig
 
 pytestmark = pytest.mark.integration
@@ -75,3 +77,23 @@ def test_landing_inboxes_are_empty_after_claiming(loop):
     stack, _ = loop
     for kind in ("training", "scoring"):
         assert list((stack.config.root / "landing" / "churn" / kind).iterdir()) == []
+
+
+def test_dags_show_in_the_ui_api_with_schedule_and_tags(loop):
+    stack, _ = loop
+    client = AirflowClient(stack.config.airflow_url, "admin", stack.admin_password())
+    dags = {d["dag_id"]: d for d in client.get("/dags", tags=["airflow-mlops"])["dags"]}
+    assert set(dags) == {"churn_training", "churn_scoring", "churn_monitoring"}
+    for dag in dags.values():
+        assert dag["timetable_summary"], dag["dag_id"]
+        assert {"airflow-mlops", "churn"} <= {t["name"] for t in dag["tags"]}
+        assert not dag["is_paused"]
+    assert client.import_errors() == []
+
+
+def test_plugin_page_is_served_by_the_api_server(loop):
+    stack, result = loop
+    page = httpx.get(f"{stack.config.airflow_url}/mlops/api/pipelines", timeout=30).json()
+    (churn,) = page
+    assert churn["name"] == "churn" and churn["champion"] == result.champion
+    assert [p["to_version"] for p in churn["promotions"]] == [p["to_version"] for p in result.promotions]

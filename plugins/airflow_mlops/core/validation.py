@@ -109,10 +109,10 @@ def validate_frame(frame: pd.DataFrame, items: list[ExpectationSpec], suite_name
         if res.success:
             continue
         config = res.expectation_config
-        index = (config.meta or {}).get(META_KEY) if config is not None else None
-        if not isinstance(index, int) or not 0 <= index < len(items):
+        position = (config.meta or {}).get(META_KEY) if config is not None else None
+        if not isinstance(position, int) or not 0 <= position < len(items):
             raise RuntimeError(f"Great Expectations returned a result for an unknown expectation: {config}")
-        item = items[index]
+        item = items[position]
         described = _describe(item, dict(res.result or {}))
         if res.exception_info and res.exception_info.get("raised_exception"):
             described["observed"]["exception"] = res.exception_info.get("exception_message")
