@@ -23,7 +23,7 @@ def test_threshold_failure_blocks_even_without_champion():
 
 
 def test_lower_is_better_thresholds_are_ceilings():
-    rule = PromotionSpec(metric="rmse", higher_is_better=False, thresholds={"rmse": 2.0})
+    rule = PromotionSpec(metric="rmse", thresholds={"rmse": 2.0})
     assert decide_promotion({"rmse": 1.5}, None, rule).promote
     assert not decide_promotion({"rmse": 2.5}, None, rule).promote
 
@@ -43,7 +43,8 @@ def test_min_improvement_margin_is_required():
 
 
 def test_lower_is_better_comparison_with_champion():
-    rule = PromotionSpec(metric="rmse", higher_is_better=False)
+    rule = PromotionSpec(metric="rmse")  # the direction follows from the metric's name
+    assert not rule.higher_is_better
     assert decide_promotion({"rmse": 1.0}, {"rmse": 1.2}, rule).promote
     assert not decide_promotion({"rmse": 1.3}, {"rmse": 1.2}, rule).promote
 

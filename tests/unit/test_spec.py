@@ -56,6 +56,10 @@ def test_unknown_field_is_named_with_the_file(tmp_path):
             "not an expectation name",
         ),
         (lambda r: r.pop("model"), "model", "Field required"),
+        (lambda r: r["promotion"].update(metric="rmse"), "<root>", "not computed for classification"),
+        (lambda r: r["promotion"]["thresholds"].update(r2=0.5), "<root>", "['r2'] are not computed"),
+        (lambda r: r["data"]["features"]["numeric"].append("score"), "<root>", "reserved for the prediction log"),
+        (lambda r: r["promotion"].update(min_improvement=-0.1), "promotion.min_improvement", "greater than or equal"),
     ],
 )
 def test_invalid_values_name_the_field(tmp_path, mutate, field, fragment):

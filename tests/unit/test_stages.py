@@ -40,12 +40,12 @@ def _land_and_claim(spec, kind: str, seed: int, drift: float = 0.0, day: int = 1
     )
 
 
-def _train(spec, tracking_uri, run_id: str) -> dict:
+def _train(spec, tracking_uri, run_id: str, force: bool = False) -> dict:
     lineage = {"dag_id": "churn_training", "run_id": run_id}
     dataset = data_stages.ingest_labeled(spec, run_id)
     data_stages.validate_dataset(spec, dataset["uri"], run_id)
     split = data_stages.split_dataset(spec, dataset["uri"], run_id)
-    training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage)
+    training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage, skip_if_already_trained=not force)
     evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
     registered = model_stages.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage)
     return model_stages.gate_candidate(spec, tracking_uri, registered, evaluation)
@@ -69,8 +69,10 @@ def test_full_loop_trains_promotes_scores_and_detects_drift(spec, tracking_uri):
     assert version.tags["spec_fingerprint"] == spec.fingerprint()
     assert len(version.tags["data_fingerprint"]) == 16
 
-    # Retraining on identical data cannot beat the champion: the gate keeps v1.
-    gate_same = _train(spec, tracking_uri, "run-2")
+    # Retraining on identical data is nothing to do; forced, it cannot beat the champion.
+    with pytest.raises(NothingToProcessError, match="v1 was already trained on this data"):
+        _train(spec, tracking_uri, "run-2")
+    gate_same = _train(spec, tracking_uri, "run-2", force=True)
     assert not gate_same["promote"] and gate_same["champion_version"] == "1"
     assert "required > 0.0" in "; ".join(gate_same["reasons"])
     with pytest.raises(ValueError, match="did not pass the gate"):
@@ -87,6 +89,7 @@ def test_full_loop_trains_promotes_scores_and_detects_drift(spec, tracking_uri):
 
     drift = operate_stages.monitor_drift(spec, tracking_uri, summary["prediction_log_uris"], "monitor-1")
     assert drift["drift_detected"]
+    assert operate_stages.recent_prediction_logs(spec) == summary["prediction_log_uris"]
     assert "region" not in drift["drifted_features"]
     report = storage.read_json(drift["report_uri"])
     assert report["reference"] == version.tags["reference_uri"]
@@ -127,3 +130,32 @@ def test_models_with_types_outside_the_trust_policy_are_refused():
 
     with pytest.raises(registry.UntrustedModelError, match="outside the trust policy"):
         registry.trusted_types_for({"x": Custom()})
+
+
+def test_monitoring_ignores_predictions_of_a_former_champion(spec, tracking_uri):
+    _land_and_claim(spec, "training", seed=1)
+    model_stages.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="t")
+    claimed = _land_and_claim(spec, "scoring", seed=5, drift=0.6, day=8)
+    summary = operate_stages.score_batches(spec, tracking_uri, claimed, "score-1")
+    _land_and_claim(spec, "training", seed=7, drift=0.6, day=9)
+    gate = _train(spec, tracking_uri, "run-2")
+    assert gate["promote"], gate["reasons"]
+    model_stages.promote_candidate(tracking_uri, gate, by="t")
+    with pytest.raises(NothingToProcessError, match="no predictions by the current champion"):
+        operate_stages.monitor_drift(spec, tracking_uri, summary["prediction_log_uris"], "monitor-2")
+
+
+def test_scored_batch_with_invalid_labels_does_not_join_the_history(spec, tracking_uri):
+    _land_and_claim(spec, "training", seed=1)
+    model_stages.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="t")
+    batch = synthetic.churn_batch(3000, seed=5)
+    batch.loc[:5, "churned"] = 2
+    uri = tables.write_parquet(batch, settings.join(settings.lake_dir(spec.name, "scoring"), "odd.parquet"))
+    summary = operate_stages.score_batches(spec, tracking_uri, [uri], "score-odd")
+    assert summary["rows"] == 3000 and summary["labeled_feedback_uris"] == []
+
+
+def test_champion_lookup_errors_other_than_not_found_are_raised():
+    with pytest.raises(Exception) as err:
+        registry.champion("http://127.0.0.1:9", "any_model")  # nothing listens on port 9
+    assert not isinstance(err.value, AssertionError)

@@ -47,9 +47,39 @@ def test_claim_moves_each_file_exactly_once(tmp_path):
         (inbox / name).write_bytes(b"x")
     first = landing.claim_new_files(str(inbox), str(lake), (".parquet",))
     second = landing.claim_new_files(str(inbox), str(lake), (".parquet",))
-    assert first == [f"{lake}/one.parquet", f"{lake}/two.parquet"]
+    assert [uri.rsplit("-", 1)[-1] for uri in first] == ["one.parquet", "two.parquet"]
+    assert all(uri.startswith(f"{lake}/") for uri in first)
     assert second == []
-    assert sorted(os.listdir(lake)) == ["one.parquet", "two.parquet"]
+    assert sorted(os.listdir(lake)) == sorted(uri.rsplit("/", 1)[-1] for uri in first)
+    assert os.listdir(inbox) == []
+
+
+def test_a_repeated_upstream_file_name_never_overwrites_an_earlier_batch(tmp_path):
+    inbox, lake = tmp_path / "inbox", tmp_path / "lake"
+    inbox.mkdir()
+    for content in (b"monday", b"tuesday"):
+        (inbox / "export.parquet").write_bytes(content)
+        landing.claim_new_files(str(inbox), str(lake), (".parquet",))
+    contents = [(lake / name).read_bytes() for name in sorted(os.listdir(lake))]
+    assert contents == [b"monday", b"tuesday"]  # names sort in arrival order
+
+
+def test_files_still_being_written_are_left_for_the_next_poll(tmp_path):
+    inbox, lake = tmp_path / "inbox", tmp_path / "lake"
+    inbox.mkdir()
+    (inbox / "fresh.parquet").write_bytes(b"x")
+    assert landing.claim_new_files(str(inbox), str(lake), (".parquet",), min_age_seconds=60) == []
+    old = inbox / "fresh.parquet"
+    os.utime(old, (old.stat().st_atime - 120, old.stat().st_mtime - 120))
+    assert len(landing.claim_new_files(str(inbox), str(lake), (".parquet",), min_age_seconds=60)) == 1
+
+
+def test_move_refuses_to_overwrite(tmp_path):
+    (tmp_path / "a").write_bytes(b"a")
+    (tmp_path / "b").write_bytes(b"b")
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        storage.move(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert (tmp_path / "b").read_bytes() == b"b"
 
 
 def test_parquet_round_trip_and_fingerprint_tracks_content(tmp_path):

@@ -95,3 +95,19 @@ def test_regression_metrics(spec):
     train, test = split_frame(reg_frame, reg)
     model = fit(train, reg)
     assert set(evaluate(model, test, reg)) == {"rmse", "mae", "r2"}
+
+
+def test_string_labels_are_evaluated_with_the_models_positive_class(spec):
+    frame = synthetic.churn_batch(2000, seed=1)
+    frame["churned"] = frame["churned"].map({0: "stays", 1: "leaves"})
+    train, test = split_frame(frame, spec)
+    metrics = evaluate(fit(train, spec), test, spec)
+    assert 0.0 < metrics["f1"] < 1.0 and metrics["roc_auc"] > 0.6
+
+
+def test_non_numeric_value_in_a_numeric_feature_is_named(spec):
+    frame = synthetic.churn_batch(100, seed=1)
+    frame["usage_gb"] = frame["usage_gb"].astype("object")
+    frame.loc[3, "usage_gb"] = "lots"
+    with pytest.raises(ValueError, match="numeric feature 'usage_gb' has non-numeric values"):
+        feature_frame(frame, spec)

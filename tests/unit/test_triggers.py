@@ -29,9 +29,10 @@ def test_files_landing_together_fire_one_event_and_are_claimed_once(tmp_path):
     inbox.mkdir()
     for name in ("a.parquet", "b.parquet", ".partial.parquet"):
         (inbox / name).write_bytes(b"x")
-    trigger = LandingZoneTrigger(inbox=str(inbox), destination=str(lake), poll_interval=0.05)
+    trigger = LandingZoneTrigger(inbox=str(inbox), destination=str(lake), poll_interval=0.05, min_age_seconds=0)
     event = asyncio.run(asyncio.wait_for(_first_event(trigger), 5))
-    assert event.payload["claimed"] == [f"{lake}/a.parquet", f"{lake}/b.parquet"]
+    assert [uri.rsplit("-", 1)[-1] for uri in event.payload["claimed"]] == ["a.parquet", "b.parquet"]
+    assert sorted(p.name for p in lake.iterdir()) == sorted(u.rsplit("/", 1)[-1] for u in event.payload["claimed"])
     assert sorted(p.name for p in inbox.iterdir()) == [".partial.parquet"]
     with pytest.raises(TimeoutError):  # nothing new: the restarted trigger waits instead of re-firing
         asyncio.run(asyncio.wait_for(_first_event(trigger), 0.3))

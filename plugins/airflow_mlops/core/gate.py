@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from airflow_mlops.core.spec import PromotionSpec
-
-LOWER_IS_BETTER = {"rmse", "mae", "log_loss", "mse"}
+from airflow_mlops.core.spec import LOWER_IS_BETTER, PromotionSpec
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_mlops.core import registry, tables
+from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.gate import decide_promotion
 from airflow_mlops.core.spec import PipelineSpec
 
@@ -19,10 +20,26 @@ def train_model(
     split: dict[str, Any],
     dataset: dict[str, Any],
     lineage: dict[str, str],
+    skip_if_already_trained: bool = True,
 ) -> dict[str, Any]:
-    """Fit the spec's Pipeline on the train split and log it (with lineage) to MLflow."""
+    """Fit the spec's Pipeline on the train split and log it (with lineage) to MLflow.
+
+    When a registered version was already trained on this exact data and spec, training
+    again would only produce its twin: that is nothing to do, unless ``skip_if_already_trained``
+    is False (a forced retrain).
+    """
     from airflow_mlops.core.training import feature_frame, fit
 
+    if skip_if_already_trained:
+        twins = registry.versions_trained_on(
+            tracking_uri, spec.registered_model_name, dataset["fingerprint"], spec.fingerprint()
+        )
+        if twins:
+            raise NothingToProcessError(
+                f"{spec.registered_model_name} v{twins[-1]} was already trained on this data "
+                f"(fingerprint {dataset['fingerprint']}) with this spec; trigger with conf "
+                '{"force_retrain": true} to train anyway'
+            )
     train = tables.read_table(split["train"]["uri"])
     model = fit(train, spec)
     params = {
@@ -104,6 +121,13 @@ def gate_candidate(
 ) -> dict[str, Any]:
     """Apply the promotion gate and tag the version with the verdict and its reasons."""
     decision = decide_promotion(evaluation["candidate"], evaluation["champion"], spec.promotion)
+    if evaluation.get("champion_error"):
+        decision.promote = False
+        decision.reasons = [
+            f"current champion v{evaluation['champion_version']} could not be evaluated on this test split "
+            f"({evaluation['champion_error']}); promote by hand if the candidate should replace it",
+            *[r for r in decision.reasons if r != "all gates passed"],
+        ]
     registry.tag_version(
         tracking_uri,
         registered["name"],

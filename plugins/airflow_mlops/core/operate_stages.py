@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from typing import Any
 
 from airflow_mlops.core import registry, settings, storage, tables
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.spec import PipelineSpec
+
+logger = logging.getLogger(__name__)
 
 
 def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id: str) -> dict[str, Any]:
@@ -54,11 +57,13 @@ def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id
         log["prediction"] = model.predict(features)
         if hasattr(model, "predict_proba"):
             log["score"] = model.predict_proba(features)[:, -1]
-        log_uri = settings.join(log_folder, f"part-{settings.safe_segment(run_id)}-{index:04d}.parquet")
+        # Names sort by time: monitoring reads "the latest" logs by name.
+        log_name = f"part-{logged_at:%Y%m%dT%H%M%S%f}-{settings.safe_segment(run_id)}-{index:04d}.parquet"
+        log_uri = settings.join(log_folder, log_name)
         tables.write_parquet(log, log_uri)
         log_uris.append(log_uri)
         rows += len(batch)
-        if has_label and batch[spec.data.label].notna().all():
+        if has_label and _labels_valid(batch, spec):
             target = settings.join(settings.lake_dir(spec.name, "labeled"), uri.rsplit("/", 1)[-1])
             tables.write_parquet(batch, target)
             feedback.append(target)
@@ -74,8 +79,20 @@ def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id
     return summary
 
 
+def _labels_valid(batch: Any, spec: PipelineSpec) -> bool:
+    """A scored batch joins the training history only if it passes the full suite, label included."""
+    from airflow_mlops.core.validation import DataValidationError, validate_batch
+
+    try:
+        validate_batch(batch, spec, require_label=True)
+    except DataValidationError as exc:
+        logger.warning("scored batch not added to the labeled history: %s", exc)
+        return False
+    return True
+
+
 def recent_prediction_logs(spec: PipelineSpec) -> list[str]:
-    """Prediction log files of the latest ``lookback_batches`` scoring runs."""
+    """The latest ``lookback_batches`` prediction log files (names sort by time)."""
     root = settings.prediction_log_dir(spec.name)
     fs, path = storage.filesystem(root)
     if not fs.exists(path):
@@ -102,9 +119,17 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
     if not log_uris:
         raise NothingToProcessError(f"no prediction logs for pipeline '{spec.name}' to monitor")
 
+    # Only predictions of the current champion count: once a retrained model is promoted, the
+    # logs that triggered it no longer raise the same alarm on every calendar run.
+    current_log = tables.read_tables(log_uris)
+    current_log = current_log[current_log["model_version"].astype(str) == str(current.version)]
+    if current_log.empty:
+        raise NothingToProcessError(
+            f"no predictions by the current champion {name} v{current.version} in {len(log_uris)} log file(s)"
+        )
     report = detect_drift(
         tables.read_table(reference_uri),
-        tables.read_tables(log_uris),
+        current_log,
         spec.data.features.numeric,
         spec.data.features.categorical,
         psi_threshold=spec.monitoring.psi_threshold,

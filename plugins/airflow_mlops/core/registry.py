@@ -1,24 +1,37 @@
 """MLflow as experiment tracker and model registry.
 
 Models are logged with skops, never pickle. Loading goes through ``load_model``,
-which trusts only the types our own policy allows (scikit-learn, NumPy, SciPy),
-not a list read from the artifact itself.
+which trusts only the exact types listed in ``TRUSTED_TYPES`` (what the allow-listed
+estimators need beyond skops' defaults), never a list read from the artifact itself.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+log = logging.getLogger(__name__)
+
 CHAMPION_ALIAS = "champion"
 HISTORY_TAG = "promotion_history"
-HISTORY_KEEP = 20
-TRUSTED_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.")
+# MLflow stores registered-model tag values in a 5000-character column on SQL backends.
+HISTORY_MAX_CHARS = 4500
+# Types beyond skops' defaults that the allow-listed estimators need. ``Tree`` is not trusted by
+# skops by default; we trust it only for artifacts this package logged to the registry.
+TRUSTED_TYPES = frozenset(
+    {
+        "numpy.dtype",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.tree._tree.Tree",
+    }
+)
 
 
 class UntrustedModelError(RuntimeError):
@@ -38,7 +51,7 @@ def trusted_types_for(model: Any) -> list[str]:
     import skops.io
 
     untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
-    outside = [t for t in untrusted if not t.startswith(TRUSTED_TYPE_PREFIXES)]
+    outside = sorted(set(untrusted) - TRUSTED_TYPES)
     if outside:
         raise UntrustedModelError(f"model references types outside the trust policy: {outside}")
     return sorted(untrusted)
@@ -93,28 +106,43 @@ def load_model(tracking_uri: str, model_uri: str) -> Any:
     import skops.io
 
     client(tracking_uri)
-    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, tracking_uri=tracking_uri)
-    with open(os.path.join(local, "MLmodel"), encoding="utf-8") as handle:
-        flavor = yaml.safe_load(handle)["flavors"].get("sklearn")
-    if not flavor or flavor.get("serialization_format") != "skops":
-        raise UntrustedModelError(f"{model_uri} is not a skops-serialized scikit-learn model")
-    path = os.path.join(local, flavor["pickled_model"])
-    untrusted = skops.io.get_untrusted_types(file=path)
-    outside = [t for t in untrusted if not t.startswith(TRUSTED_TYPE_PREFIXES)]
-    if outside:
-        raise UntrustedModelError(f"{model_uri} references types outside the trust policy: {outside}")
-    return skops.io.load(path, trusted=untrusted)
+    with tempfile.TemporaryDirectory(prefix="airflow-mlops-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp, tracking_uri=tracking_uri)
+        with open(os.path.join(local, "MLmodel"), encoding="utf-8") as handle:
+            flavor = yaml.safe_load(handle)["flavors"].get("sklearn")
+        if not flavor or flavor.get("serialization_format") != "skops":
+            raise UntrustedModelError(f"{model_uri} is not a skops-serialized scikit-learn model")
+        path = os.path.join(local, flavor["pickled_model"])
+        untrusted = skops.io.get_untrusted_types(file=path)
+        outside = sorted(set(untrusted) - TRUSTED_TYPES)
+        if outside:
+            raise UntrustedModelError(f"{model_uri} references types outside the trust policy: {outside}")
+        return skops.io.load(path, trusted=untrusted)
+
+
+def _is_not_found(exc: Exception) -> bool:
+    code = getattr(exc, "error_code", "")
+    text = str(exc).lower()
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "alias" in text and ("not found" in text or "does not exist" in text)
+    )
 
 
 def champion(tracking_uri: str, name: str) -> Any | None:
-    """The model version holding the ``champion`` alias, or None."""
+    """The model version holding the ``champion`` alias, or None when there is none.
+
+    Only "not found" means no champion; any other error (server down, permission) is raised,
+    so an outage can never be mistaken for an empty registry and let a candidate through.
+    """
     from mlflow.exceptions import MlflowException
 
     mlflow_client = client(tracking_uri)
     try:
         return mlflow_client.get_model_version_by_alias(name, CHAMPION_ALIAS)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if _is_not_found(exc):
+            return None
+        raise
 
 
 def register(tracking_uri: str, name: str, model_uri: str, tags: dict[str, str]) -> str:
@@ -124,6 +152,23 @@ def register(tracking_uri: str, name: str, model_uri: str, tags: dict[str, str])
     client(tracking_uri)
     version = mlflow.register_model(model_uri=model_uri, name=name, tags=tags, await_registration_for=60)
     return str(version.version)
+
+
+def versions_trained_on(tracking_uri: str, name: str, data_fingerprint: str, spec_fingerprint: str) -> list[str]:
+    """Versions of ``name`` already trained on this exact data with this exact spec."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client(tracking_uri).search_model_versions(f"name='{name}'")
+    except MlflowException as exc:
+        if _is_not_found(exc):
+            return []
+        raise
+    return sorted(
+        (str(v.version) for v in versions
+         if v.tags.get("data_fingerprint") == data_fingerprint and v.tags.get("spec_fingerprint") == spec_fingerprint),
+        key=int,
+    )  # fmt: skip
 
 
 def tag_version(tracking_uri: str, name: str, version: str, tags: dict[str, str]) -> None:
@@ -137,20 +182,37 @@ def promotion_history(tracking_uri: str, name: str) -> list[dict[str, Any]]:
     return list(json.loads(model.tags.get(HISTORY_TAG, "[]")))
 
 
+def _capped(history: list[dict[str, Any]]) -> str:
+    """The newest records that fit in a registered-model tag value."""
+    kept = list(history)
+    text = json.dumps(kept)
+    while len(kept) > 1 and len(text) > HISTORY_MAX_CHARS:
+        kept.pop(0)
+        text = json.dumps(kept)
+    return text
+
+
 def promote(tracking_uri: str, name: str, version: str, reason: str, by: str) -> dict[str, Any]:
-    """Move the ``champion`` alias to ``version`` and record the move (from, to, when, by, why)."""
+    """Move the ``champion`` alias to ``version`` and record the move (from, to, when, by, why).
+
+    The alias move is the one atomic, authoritative step. The record is written to the new
+    version's tags (complete) and to the model's bounded history tag; a failure of that
+    bookkeeping is logged, not raised, so a run never fails after the champion moved.
+    """
     mlflow_client = client(tracking_uri)
     previous = champion(tracking_uri, name)
     record = {
         "from_version": str(previous.version) if previous else None,
-        "to_version": version,
+        "to_version": str(version),
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "by": by,
-        "reason": reason,
+        "reason": reason[:1000],
     }
     mlflow_client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-    history = [*promotion_history(tracking_uri, name), record][-HISTORY_KEEP:]
-    mlflow_client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
-    mlflow_client.set_model_version_tag(name, version, "promoted_at", record["at"])
-    mlflow_client.set_model_version_tag(name, version, "promoted_from", str(record["from_version"]))
+    try:
+        mlflow_client.set_model_version_tag(name, version, "promotion", json.dumps(record))
+        history = [*promotion_history(tracking_uri, name), record]
+        mlflow_client.set_registered_model_tag(name, HISTORY_TAG, _capped(history))
+    except Exception:
+        log.exception("champion of %s moved to v%s, but recording the move failed", name, version)
     return record

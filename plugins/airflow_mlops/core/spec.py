@@ -19,6 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 
+# Metrics the evaluation computes, by task, and which of them improve downwards.
+TASK_METRICS = {
+    "classification": {"accuracy", "f1", "roc_auc", "log_loss"},
+    "regression": {"rmse", "mae", "r2"},
+}
+LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
+# Columns of the prediction log; a feature or id with one of these names would be overwritten.
+RESERVED_COLUMNS = {"request_id", "logged_at", "model_name", "model_version", "source_uri", "prediction", "score"}
+
 
 class SpecError(ValueError):
     """A spec file that cannot be used, with the file and the offending field named."""
@@ -116,14 +125,21 @@ class ModelSpec(_Strict):
 
 
 class PromotionSpec(_Strict):
-    """The gate a candidate must pass before the `champion` alias moves to it."""
+    """The gate a candidate must pass before the `champion` alias moves to it.
+
+    The direction of every metric follows from its name (rmse, mae, log_loss improve
+    downwards), so a spec cannot promote a worse model by forgetting a flag.
+    """
 
     metric: str = "roc_auc"
-    higher_is_better: bool = True
-    min_improvement: float = 0.0
+    min_improvement: float = Field(default=0.0, ge=0.0)
     thresholds: dict[str, float] = Field(
         default_factory=dict, description="Absolute floors (or ceilings for lower-is-better metrics)."
     )
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric not in LOWER_IS_BETTER
 
 
 class MonitoringSpec(_Strict):
@@ -164,6 +180,20 @@ class PipelineSpec(_Strict):
             raise ValueError(f"id/label column also listed as a feature: {sorted(clash)}")
         if self.data.id_column == self.data.label:
             raise ValueError("data.id_column and data.label must differ")
+        reserved = RESERVED_COLUMNS & {self.data.id_column, *self.data.features.all}
+        if reserved:
+            raise ValueError(f"column names reserved for the prediction log: {sorted(reserved)}; rename them")
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_exist_for_task(self) -> PipelineSpec:
+        known = TASK_METRICS[self.model.task]
+        asked = {self.promotion.metric, *self.promotion.thresholds}
+        unknown = asked - known
+        if unknown:
+            raise ValueError(
+                f"promotion metrics {sorted(unknown)} are not computed for {self.model.task}; use {sorted(known)}"
+            )
         return self
 
     @property

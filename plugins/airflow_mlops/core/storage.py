@@ -9,6 +9,7 @@ later task would trust.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import uuid
@@ -92,13 +93,35 @@ def list_files(directory: str, suffixes: tuple[str, ...] = TABULAR_SUFFIXES) -> 
     return sorted(found)
 
 
+def modified_at(uri: str) -> float:
+    """Last modification time (epoch seconds) of a file."""
+    fs, path = filesystem(uri)
+    if _is_local(fs):
+        return os.stat(path).st_mtime
+    modified = fs.modified(path)
+    return float(modified.timestamp())
+
+
 def move(src: str, dst: str) -> str:
-    """Move a file; a local rename is atomic, so a file is claimed at most once."""
+    """Move a file without ever replacing an existing one.
+
+    Locally a rename is atomic, so a file is claimed at most once; across devices the
+    file is copied beside its target, renamed into place, then the source removed.
+    """
     fs, src_path = filesystem(src)
     _, dst_path = filesystem(dst)
-    if _is_local(fs):
-        os.makedirs(os.path.dirname(dst_path), exist_ok=True)
-        os.rename(src_path, dst_path)
-    else:
+    if fs.exists(dst_path):
+        raise FileExistsError(f"refusing to overwrite {dst}")
+    if not _is_local(fs):
         fs.mv(src_path, dst_path)
+        return dst
+    os.makedirs(os.path.dirname(dst_path), exist_ok=True)
+    try:
+        os.rename(src_path, dst_path)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        with open(src_path, "rb") as handle:
+            write_bytes(handle.read(), dst)
+        os.remove(src_path)
     return dst

@@ -82,7 +82,10 @@ def feature_frame(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
         raise ValueError(f"input is missing feature columns {missing}")
     features = frame[spec.data.features.all].copy()
     for column in spec.data.features.numeric:
-        features[column] = pd.to_numeric(features[column], errors="raise").astype("float64")
+        try:
+            features[column] = pd.to_numeric(features[column], errors="raise").astype("float64")
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"numeric feature '{column}' has non-numeric values: {exc}") from None
     for column in spec.data.features.categorical:
         # object dtype with None for missing: what OneHotEncoder and skl2onnx handle best.
         values = features[column].astype("object")
@@ -106,10 +109,10 @@ def build_pipeline(spec: PipelineSpec) -> Pipeline:
     )
     estimator_cls = resolve_estimator(spec.model.estimator)
     params = dict(spec.model.params)
-    if "random_state" in estimator_cls().get_params() and "random_state" not in params:
-        params["random_state"] = spec.model.seed
     try:
         estimator = estimator_cls(**params)
+        if "random_state" in estimator.get_params() and "random_state" not in params:
+            estimator.set_params(random_state=spec.model.seed)
     except TypeError as exc:
         raise ValueError(f"invalid model.params for {estimator_cls.__name__}: {exc}") from exc
     return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
@@ -135,12 +138,20 @@ def evaluate(model: Any, frame: pd.DataFrame, spec: PipelineSpec) -> dict[str, f
             "mae": float(skm.mean_absolute_error(truth, predicted)),
             "r2": float(skm.r2_score(truth, predicted)),
         }
+    classes = list(getattr(model, "classes_", sorted(set(truth))))
+    binary = len(classes) == 2
     result = {
         "accuracy": float(skm.accuracy_score(truth, predicted)),
-        "f1": float(skm.f1_score(truth, predicted, average="binary" if len(set(truth)) <= 2 else "macro")),
+        # The positive class is the model's second class, whatever the labels are ("yes"/"no", 0/1).
+        "f1": float(skm.f1_score(truth, predicted, average="binary", pos_label=classes[-1]))
+        if binary
+        else float(skm.f1_score(truth, predicted, average="macro")),
     }
-    if hasattr(model, "predict_proba") and len(set(truth)) == 2:
-        scores = model.predict_proba(features)[:, 1]
-        result["roc_auc"] = float(skm.roc_auc_score(truth, scores))
-        result["log_loss"] = float(skm.log_loss(truth, scores))
+    if hasattr(model, "predict_proba"):
+        probabilities = model.predict_proba(features)
+        if binary:
+            result["roc_auc"] = float(skm.roc_auc_score(truth == classes[1], probabilities[:, 1]))
+        else:
+            result["roc_auc"] = float(skm.roc_auc_score(truth, probabilities, multi_class="ovr", labels=classes))
+        result["log_loss"] = float(skm.log_loss(truth, probabilities, labels=classes))
     return result

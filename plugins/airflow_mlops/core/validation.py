@@ -90,8 +90,10 @@ def _describe(item: ExpectationSpec, result: dict[str, Any]) -> dict[str, Any]:
 def validate_frame(frame: pd.DataFrame, items: list[ExpectationSpec], suite_name: str) -> ValidationOutcome:
     """Run ``items`` against ``frame`` with Great Expectations and sort out errors from warnings."""
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no tqdm noise in task logs
     batch_definition = (
         context.data_sources.add_pandas(f"{suite_name}_source")
         .add_dataframe_asset(f"{suite_name}_asset")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_mlops.operators.base import MlopsBaseOperator, rendered_dict
+from airflow_mlops.operators.base import MlopsBaseOperator, rendered_dict, skip_when_nothing_to_process
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -33,13 +33,16 @@ class MlflowTrainModelOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.model_stages import train_model
 
-        result = train_model(
-            self.load_spec(),
-            self.mlflow_hook.tracking_uri,
-            rendered_dict(self.split, "split"),
-            rendered_dict(self.dataset, "dataset"),
-            self.lineage(context),
-        )
+        conf = context["dag_run"].conf or {}
+        with skip_when_nothing_to_process():
+            result = train_model(
+                self.load_spec(),
+                self.mlflow_hook.tracking_uri,
+                rendered_dict(self.split, "split"),
+                rendered_dict(self.dataset, "dataset"),
+                self.lineage(context),
+                skip_if_already_trained=not conf.get("force_retrain", False),
+            )
         self.log.info("logged MLflow run %s, model %s", result["run_id"], result["model_uri"])
         return result
 

@@ -23,6 +23,7 @@ class LandingZoneTrigger(BaseEventTrigger):
     :param destination: folder the files are moved to when claimed.
     :param suffixes: file name endings that count as data (others are ignored).
     :param poll_interval: seconds between scans.
+    :param min_age_seconds: leave files modified more recently than this for the next scan.
     """
 
     def __init__(
@@ -32,12 +33,14 @@ class LandingZoneTrigger(BaseEventTrigger):
         destination: str,
         suffixes: tuple[str, ...] | list[str] = (".parquet", ".csv"),
         poll_interval: float = 5.0,
+        min_age_seconds: float = 2.0,
     ) -> None:
         super().__init__()
         self.inbox = inbox
         self.destination = destination
         self.suffixes = tuple(suffixes)
         self.poll_interval = poll_interval
+        self.min_age_seconds = min_age_seconds
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -47,6 +50,7 @@ class LandingZoneTrigger(BaseEventTrigger):
                 "destination": self.destination,
                 "suffixes": list(self.suffixes),
                 "poll_interval": self.poll_interval,
+                "min_age_seconds": self.min_age_seconds,
             },
         )
 
@@ -54,7 +58,9 @@ class LandingZoneTrigger(BaseEventTrigger):
         from airflow_mlops.core.landing import claim_new_files
 
         while True:
-            claimed = await asyncio.to_thread(claim_new_files, self.inbox, self.destination, self.suffixes)
+            claimed = await asyncio.to_thread(
+                claim_new_files, self.inbox, self.destination, self.suffixes, self.min_age_seconds
+            )
             if claimed:
                 self.log.info("claimed %d landed file(s) from %s", len(claimed), self.inbox)
                 yield TriggerEvent({"claimed": claimed, "inbox": self.inbox})
