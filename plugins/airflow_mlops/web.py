@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 
 
@@ -82,8 +82,23 @@ def render(pipelines: list[dict[str, Any]]) -> str:
     )
 
 
-def create_app() -> FastAPI:
-    app = FastAPI(title="airflow-mlops", description="Pipelines managed by airflow-mlops.")
+async def require_airflow_user(request: Request) -> None:
+    """Only users logged in to Airflow (bearer token or the UI's session cookie) may read the page.
+
+    Airflow mounts plugin apps without its own authentication, so the app checks itself.
+    """
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+    from airflow.api_fastapi.core_api.security import resolve_user_from_token
+
+    header = request.headers.get("authorization", "")
+    token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+    await resolve_user_from_token(token)
+
+
+def create_app(require_user: bool = True) -> FastAPI:
+    """The plugin's app; ``require_user=False`` only for tests outside an Airflow api-server."""
+    dependencies = [Depends(require_airflow_user)] if require_user else []
+    app = FastAPI(title="airflow-mlops", description="Pipelines managed by airflow-mlops.", dependencies=dependencies)
 
     @app.get("/api/pipelines")
     def list_pipelines() -> list[dict[str, Any]]:

@@ -93,7 +93,10 @@ def test_dags_show_in_the_ui_api_with_schedule_and_tags(loop):
 
 def test_plugin_page_is_served_by_the_api_server(loop):
     stack, result = loop
-    page = httpx.get(f"{stack.config.airflow_url}/mlops/api/pipelines", timeout=30).json()
+    url = f"{stack.config.airflow_url}/mlops/api/pipelines"
+    assert httpx.get(url, timeout=30).status_code == 401
+    client = AirflowClient(stack.config.airflow_url, "admin", stack.admin_password())
+    page = httpx.get(url, headers=client.http.headers, timeout=30).json()
     (churn,) = page
     assert churn["name"] == "churn" and churn["champion"] == result.champion
     assert [p["to_version"] for p in churn["promotions"]] == [p["to_version"] for p in result.promotions]

@@ -81,13 +81,16 @@ def test_plugin_page_lists_pipelines_and_reports_bad_specs(tmp_path, monkeypatch
     from fastapi.testclient import TestClient
 
     from airflow_mlops.plugin import AirflowMlopsPlugin
+    from airflow_mlops.web import create_app
     from tests.conftest import EXAMPLE_SPEC
 
     (tmp_path / "churn.yaml").write_text(EXAMPLE_SPEC.read_text())
     (tmp_path / "broken.yaml").write_text("name: x\n")
     monkeypatch.setenv("AIRFLOW_MLOPS_PIPELINES_DIR", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    client = TestClient(AirflowMlopsPlugin.fastapi_apps[0]["app"])
+    anonymous = TestClient(AirflowMlopsPlugin.fastapi_apps[0]["app"])
+    assert anonymous.get("/api/pipelines").status_code == 401  # Airflow does not guard plugin apps itself
+    client = TestClient(create_app(require_user=False))
     pipelines = client.get("/api/pipelines").json()
     assert [p.get("name") for p in pipelines] == [None, "churn"]
     assert "data: Field required" in pipelines[0]["error"]

@@ -155,7 +155,9 @@ def test_scored_batch_with_invalid_labels_does_not_join_the_history(spec, tracki
     assert summary["rows"] == 3000 and summary["labeled_feedback_uris"] == []
 
 
-def test_champion_lookup_errors_other_than_not_found_are_raised():
+def test_champion_lookup_errors_other_than_not_found_are_raised(monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     with pytest.raises(Exception) as err:
         registry.champion("http://127.0.0.1:9", "any_model")  # nothing listens on port 9
     assert not isinstance(err.value, AssertionError)
