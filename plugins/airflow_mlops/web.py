@@ -55,6 +55,10 @@ def champion_summary(model_name: str) -> dict[str, Any]:
     return {"champion": str(current.version) if current else None, "promotions": history[-5:]}
 
 
+def _version(value: str | None) -> str:
+    return f"v{value}" if value else "(none)"
+
+
 def render(pipelines: list[dict[str, Any]]) -> str:
     rows = []
     for p in pipelines:
@@ -66,12 +70,12 @@ def render(pipelines: list[dict[str, Any]]) -> str:
         dags = " ".join(f'<a href="/dags/{d}" target="_top">{d}</a>' for d in p["dags"])
         inboxes = "<br>".join(f"{k}: <code>{html.escape(v)}</code>" for k, v in p["inboxes"].items())
         promotions = "<br>".join(
-            html.escape(f"v{r['from_version']} -> v{r['to_version']} at {r['at']}: {r['reason']}")
+            html.escape(f"{_version(r['from_version'])} -> v{r['to_version']} at {r['at']}: {r['reason']}")
             for r in p.get("promotions", [])
         )
         rows.append(
             f"<tr><td>{html.escape(p['name'])}</td><td>{dags}</td><td>{inboxes}</td>"
-            f"<td>{html.escape(p['model'])} champion: v{p.get('champion', '-')}</td><td>{promotions}</td></tr>"
+            f"<td>{html.escape(p['model'])} champion: {_version(p.get('champion'))}</td><td>{promotions}</td></tr>"
         )
     return (
         "<!doctype html><html><head><title>airflow-mlops</title><style>"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -197,6 +198,10 @@ def format_summary(result: DemoResult, stack: Stack, kept_running: bool) -> str:
 def run_demo(root: Path, keep_running: bool, airflow_port: int, mlflow_port: int, rows: int) -> int:
     from airflow_mlops.local.stack import reset
 
+    def _terminate(signum: int, frame: object) -> None:
+        raise SystemExit(f"stopped by signal {signum}")  # unwinds into stack.stop() below
+
+    signal.signal(signal.SIGTERM, _terminate)
     reset(root)
     print(f"starting airflow standalone on :{airflow_port} and MLflow on :{mlflow_port} under {root} ...")
     stack = Stack(StackConfig(root=root, airflow_port=airflow_port, mlflow_port=mlflow_port)).start()

@@ -30,6 +30,7 @@ class StackConfig:
     airflow_port: int = 8080
     mlflow_port: int = 5000
     host: str = "127.0.0.1"
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def airflow_url(self) -> str:
@@ -72,6 +73,7 @@ class StackConfig:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        env.update(self.extra_env)
         return env
 
 
@@ -84,6 +86,7 @@ class Stack:
 
     def start(self, timeout: float = 300.0) -> Stack:
         cfg = self.config
+        stop_stale(cfg.root)
         for sub in ("airflow", "mlflow", "logs"):
             (cfg.root / sub).mkdir(parents=True, exist_ok=True)
         for port in (cfg.airflow_port, cfg.mlflow_port):
@@ -101,6 +104,8 @@ class Stack:
         ]  # fmt: skip
         self._spawn("mlflow", mlflow_cmd, env)
         self._spawn("airflow", ["airflow", "standalone"], env)
+        # Remember the process groups: if this driver is killed, the next start stops them.
+        _pid_file(cfg.root).write_text(json.dumps([proc.pid for proc in self.processes.values()]))
         try:
             self.wait_healthy(timeout)
         except Exception:
@@ -148,6 +153,29 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.processes.clear()
+        _pid_file(self.config.root).unlink(missing_ok=True)
+
+
+def _pid_file(root: Path) -> Path:
+    return root / "stack.pids"
+
+
+def stop_stale(root: Path) -> None:
+    """Stop process groups a previous, killed driver left running for this runtime folder.
+
+    A leftover triggerer would otherwise keep claiming files from the same landing zone.
+    """
+    pid_file = _pid_file(root)
+    if not pid_file.exists():
+        return
+    for pgid in json.loads(pid_file.read_text()):
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            time.sleep(3)
+    pid_file.unlink()
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -173,6 +201,7 @@ def _healthy(name: str, url: str) -> bool:
 
 
 def reset(root: Path) -> None:
-    """Remove a previous runtime folder so a demo starts from nothing."""
+    """Stop what a previous run left behind and remove its runtime folder."""
+    stop_stale(root)
     if root.exists():
         shutil.rmtree(root)
