@@ -43,6 +43,13 @@ def test_every_run_is_event_driven_and_succeeds_in_order(loop):
         ("churn_training", "asset_triggered", "success"),
     ]
     assert result.runs[2]["tasks"] == {"drift_check": "success", "emit_drift_event": "success"}
+    # Who triggered whom: data arrival, then the chain that ends in a drift-caused retraining.
+    assert [r["triggered_by"] for r in result.runs] == [
+        ["mlops.churn.landing.training"],
+        ["mlops.churn.landing.scoring"],
+        ["mlops.churn.predictions"],
+        ["mlops.churn.drift"],
+    ]
 
 
 def test_first_model_became_champion_and_retraining_registered_a_second_version(loop):

@@ -111,11 +111,12 @@ class DemoLoop:
         self._seen[dag_id].add(run["dag_run_id"])
         tasks = {t["task_id"]: t["state"] for t in self.client.task_instances(dag_id, run["dag_run_id"])}
         seconds = _duration(run)
+        triggered_by = self.client.triggering_assets(dag_id, run["dag_run_id"])
         self.result.runs.append(
             {"dag_id": dag_id, "run_id": run["dag_run_id"], "run_type": run["run_type"], "state": run["state"],
-             "seconds": seconds, "tasks": tasks}
+             "seconds": seconds, "tasks": tasks, "triggered_by": triggered_by}
         )  # fmt: skip
-        self.say(f"  {dag_id} {run['dag_run_id']}: {run['state']} in {seconds:.0f}s {tasks}")
+        self.say(f"  {dag_id} {run['dag_run_id']}: {run['state']} in {seconds:.0f}s, triggered by {triggered_by}")
         return run
 
     def _wait_idle(self, timeout: float = 300.0) -> None:
@@ -168,7 +169,8 @@ def format_summary(result: DemoResult, stack: Stack, kept_running: bool) -> str:
     lines.append(f"loop wall time: {result.seconds:.0f}s")
     lines.append("runs:")
     for run in result.runs:
-        lines.append(f"  {run['dag_id']:<18} {run['run_type']:<16} {run['state']:<8} {run['seconds']:>5.0f}s")
+        cause = ", ".join(run["triggered_by"]) or run["run_type"]
+        lines.append(f"  {run['dag_id']:<18} {run['state']:<8} {run['seconds']:>4.0f}s  triggered by {cause}")
     lines.append("model versions:")
     for v in result.versions:
         lines.append(f"  v{v['version']}: gate={v['gate']} test_roc_auc={v['test_roc_auc']} ({v['reasons']})")

@@ -52,6 +52,11 @@ class AirflowClient:
         response.raise_for_status()
         return response.json().get("value")
 
+    def triggering_assets(self, dag_id: str, run_id: str) -> list[str]:
+        """Names of the assets whose events created this run (empty for calendar/manual runs)."""
+        events = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents")["asset_events"]
+        return sorted({event["name"] for event in events})
+
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self.http.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
         response.raise_for_status()
