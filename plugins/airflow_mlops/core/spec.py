@@ -75,10 +75,57 @@ class FeaturesSpec(_Strict):
         return [*self.numeric, *self.categorical]
 
 
+DeclaredType = Literal["float", "int", "string", "bool", "datetime"]
+
+
+class CsvOptions(_Strict):
+    """How CSV files are parsed."""
+
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    quote_char: str = Field(default='"', min_length=1, max_length=1)
+    encoding: str = "utf-8"
+    header: bool = True
+    skip_rows: int = Field(default=0, ge=0)
+    null_values: list[str] = Field(default_factory=lambda: ["", "NA", "N/A", "null", "NULL", "NaN", "nan"])
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding '{value}'") from None
+        return value
+
+
+class SourceSpec(_Strict):
+    """Where training data is read from.
+
+    ``uri`` is one file, a glob (``s3://bucket/exports/*.csv``) or a folder/prefix ending in
+    ``/``; it may contain ``{ds}`` (the run's date, YYYY-MM-DD) for dated prefixes. Without a
+    ``uri`` the pipeline reads its own lake: the batches claimed from its landing inbox.
+    """
+
+    uri: str | None = None
+    format: Literal["parquet", "csv", "jsonl"] | None = Field(
+        default=None, description="Inferred from each file's suffix when not given."
+    )
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    chunk_rows: int = Field(default=250_000, ge=1_000, description="Rows per chunk: bounds memory while reading.")
+    extra_columns: Literal["ignore", "error"] = "ignore"
+    conn_id: str | None = Field(default=None, description="Airflow connection with credentials for s3:// URIs.")
+
+
 class DataSpec(_Strict):
     """Where batches land and what their columns mean."""
 
-    format: Literal["parquet", "csv"] = "parquet"
+    source: SourceSpec = Field(default_factory=SourceSpec)
+    dtypes: dict[str, DeclaredType] = Field(
+        default_factory=dict,
+        description="Declared column types; features default to float (numeric) and string (categorical).",
+    )
     id_column: str
     label: str
     features: FeaturesSpec
@@ -195,6 +242,15 @@ class PipelineSpec(_Strict):
                 f"promotion metrics {sorted(unknown)} are not computed for {self.model.task}; use {sorted(known)}"
             )
         return self
+
+    @property
+    def declared_types(self) -> dict[str, str]:
+        """Every column's declared type: feature defaults, the id as string, then ``data.dtypes``."""
+        types: dict[str, str] = {self.data.id_column: "string"}
+        types.update(dict.fromkeys(self.data.features.numeric, "float"))
+        types.update(dict.fromkeys(self.data.features.categorical, "string"))
+        types.update(self.data.dtypes)
+        return types
 
     @property
     def registered_model_name(self) -> str:

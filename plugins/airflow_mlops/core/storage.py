@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import uuid
 from typing import Any
 
@@ -50,6 +51,24 @@ def write_bytes(data: bytes, uri: str) -> str:
                 os.remove(tmp)
     else:
         fs.pipe_file(path, data)
+    return uri
+
+
+def put_file(local_path: str, uri: str) -> str:
+    """Publish a local file at ``uri`` atomically without holding it in memory."""
+    fs, path = filesystem(uri)
+    if not _is_local(fs):
+        fs.put_file(local_path, path)  # one upload; the object appears whole or not at all
+        return uri
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
+    try:
+        shutil.copyfile(local_path, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return uri
 
 

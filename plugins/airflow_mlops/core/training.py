@@ -93,6 +93,16 @@ def feature_frame(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
     return features
 
 
+def label_array(frame: pd.DataFrame, spec: PipelineSpec) -> np.ndarray:
+    """The label as a plain NumPy array (nullable pandas dtypes become their NumPy twins)."""
+    labels = frame[spec.data.label]
+    if labels.isna().any():
+        raise ValueError(f"label column '{spec.data.label}' has {int(labels.isna().sum())} missing values")
+    if isinstance(labels.dtype, pd.api.extensions.ExtensionDtype) and hasattr(labels.dtype, "numpy_dtype"):
+        return labels.to_numpy(dtype=labels.dtype.numpy_dtype)
+    return labels.to_numpy()
+
+
 def build_pipeline(spec: PipelineSpec) -> Pipeline:
     numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
     categorical = Pipeline(
@@ -120,17 +130,14 @@ def build_pipeline(spec: PipelineSpec) -> Pipeline:
 
 def fit(frame: pd.DataFrame, spec: PipelineSpec) -> Pipeline:
     pipeline = build_pipeline(spec)
-    labels = frame[spec.data.label]
-    if labels.isna().any():
-        raise ValueError(f"label column '{spec.data.label}' has {int(labels.isna().sum())} missing values")
-    pipeline.fit(feature_frame(frame, spec), labels)
+    pipeline.fit(feature_frame(frame, spec), label_array(frame, spec))
     return pipeline
 
 
 def evaluate(model: Any, frame: pd.DataFrame, spec: PipelineSpec) -> dict[str, float]:
     """Metrics of ``model`` on ``frame`` (the held-out test split)."""
     features = feature_frame(frame, spec)
-    truth = frame[spec.data.label].to_numpy()
+    truth = label_array(frame, spec)
     predicted = model.predict(features)
     if spec.model.task == "regression":
         return {

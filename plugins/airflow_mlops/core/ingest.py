@@ -1,0 +1,331 @@
+"""Ingestion: CSV, Parquet and JSON Lines from files, globs or prefixes, read in chunks.
+
+Every chunk is cast to the declared column types and checked, then streamed into one
+Parquet dataset while it is fingerprinted and profiled, so memory stays bounded by the
+chunk size whatever the input size. Every problem raises ``IngestError`` naming the
+file, the column and what is wrong, in words a person can act on.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from airflow_mlops.core import storage
+from airflow_mlops.core.profiling import TableProfiler
+from airflow_mlops.core.spec import PipelineSpec, SourceSpec
+from airflow_mlops.core.tables import Fingerprinter
+
+SUFFIXES = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".tsv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+CSV_BLOCK_BYTES = 8 << 20  # also the largest single CSV field accepted
+_GLOB = re.compile(r"[*?\[]")
+
+
+class IngestError(ValueError):
+    """An input that cannot be ingested; ``uri`` names the offending file when there is one."""
+
+    def __init__(self, message: str, uri: str | None = None) -> None:
+        super().__init__(f"{uri}: {message}" if uri else message)
+        self.uri = uri
+
+
+def format_of(uri: str, declared: str | None) -> str:
+    if declared:
+        return declared
+    name = uri.lower()
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return SUFFIXES[suffix]
+    raise IngestError(
+        f"cannot tell the file format from its name; supported suffixes: {sorted(SUFFIXES)} "
+        "(or set data.source.format)",
+        uri,
+    )
+
+
+def resolve_uris(location: str) -> list[str]:
+    """The data files a location names: one file, a glob, or every data file under a folder/prefix."""
+    fs, path = storage.filesystem(location)
+    protocol = location.split("://", 1)[0] + "://" if "://" in location else ""
+
+    def uri(p: str) -> str:
+        return f"{protocol}{p}" if protocol and not p.startswith(protocol) else p
+
+    if _GLOB.search(path):
+        found = sorted(uri(p) for p in fs.glob(path) if not fs.isdir(p))
+        if not found:
+            raise IngestError(f"no input files match the pattern {location}")
+        return found
+    if location.endswith("/") or fs.isdir(path):
+        found = [u for u in storage.list_files(location, tuple(SUFFIXES))]
+        if not found:
+            raise IngestError(f"no data files ({', '.join(sorted(SUFFIXES))}) in {location}")
+        return found
+    if not fs.exists(path):
+        raise IngestError(f"input file {location} does not exist")
+    return [location]
+
+
+def _csv_chunks(open_handle: Callable[[], Any], source: SourceSpec, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    from pyarrow import csv
+
+    options = source.csv
+    read_options = csv.ReadOptions(
+        block_size=CSV_BLOCK_BYTES,
+        encoding=options.encoding,
+        skip_rows=options.skip_rows,
+        autogenerate_column_names=not options.header,
+    )
+    parse_options = csv.ParseOptions(delimiter=options.delimiter, quote_char=options.quote_char)
+    # Every column is read as text and typed by ``cast_declared``: a type inferred from the
+    # first block would break on a later block, and declared types must win anyway.
+    with open_handle() as handle:
+        names = csv.open_csv(handle, read_options=read_options, parse_options=parse_options).schema.names
+    reader = csv.open_csv(
+        open_handle(),
+        read_options=read_options,
+        parse_options=parse_options,
+        convert_options=csv.ConvertOptions(
+            null_values=options.null_values,
+            strings_can_be_null=True,
+            column_types=dict.fromkeys(names, pa.string()),
+        ),
+    )
+    pending: list[pd.DataFrame] = []
+    size = 0
+    for batch in reader:
+        frame = batch.to_pandas()
+        pending.append(frame)
+        size += len(frame)
+        if size >= chunk_rows:
+            yield pd.concat(pending, ignore_index=True)
+            pending, size = [], 0
+    if pending:
+        yield pd.concat(pending, ignore_index=True)
+
+
+def _jsonl_chunks(handle: Any, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    text = io.TextIOWrapper(handle, encoding="utf-8")
+    for number, frame in enumerate(pd.read_json(text, lines=True, chunksize=chunk_rows, dtype=False)):
+        if not isinstance(frame, pd.DataFrame):
+            raise IngestError(f"JSON Lines chunk {number} is not a table of objects")
+        yield frame
+
+
+def read_chunks(uri: str, source: SourceSpec) -> Iterator[pd.DataFrame]:
+    """Yield the file's rows as DataFrames of at most about ``source.chunk_rows`` rows."""
+    fmt = format_of(uri, source.format)
+    fs, path = storage.filesystem(uri)
+    if fs.size(path) == 0:
+        raise IngestError("the file is empty (0 bytes)", uri)
+
+    def open_handle() -> Any:
+        return fs.open(path, "rb", compression="infer")
+
+    try:
+        if fmt == "csv":
+            yield from _csv_chunks(open_handle, source, source.chunk_rows)
+            return
+        with open_handle() as handle:
+            if fmt == "parquet":
+                for batch in pq.ParquetFile(handle).iter_batches(batch_size=source.chunk_rows):
+                    yield batch.to_pandas()
+            else:
+                yield from _jsonl_chunks(handle, source.chunk_rows)
+    except IngestError as exc:
+        raise IngestError(str(exc), uri) from None
+    except (pa.ArrowInvalid, pa.ArrowException, ValueError, UnicodeDecodeError, OSError, EOFError) as exc:
+        raise IngestError(_explain(fmt, source, exc), uri) from None
+
+
+def _explain(fmt: str, source: SourceSpec, exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    lowered = text.lower()
+    if fmt == "parquet":
+        return f"not a readable Parquet file (truncated or corrupt?): {text}"
+    if "utf8" in lowered or "utf-8" in lowered or isinstance(exc, UnicodeDecodeError):
+        return f"text is not valid {source.csv.encoding}; set data.source.csv.encoding (e.g. latin-1): {text}"
+    if "straddling" in lowered or "block" in lowered:
+        return f"a single CSV field is larger than {CSV_BLOCK_BYTES >> 20} MiB, or a quote is never closed: {text}"
+    if "expected" in lowered and "columns" in lowered:
+        return f"rows have different numbers of fields (ragged CSV, or the wrong delimiter?): {text}"
+    if fmt == "jsonl":
+        return f"not valid JSON Lines (one JSON object per line): {text}"
+    return f"cannot parse {fmt}: {text}"
+
+
+def _bad_examples(original: pd.Series, converted: pd.Series) -> list[Any]:
+    bad = original[original.notna() & converted.isna()]
+    return bad.astype(str).unique()[:5].tolist()
+
+
+def cast_declared(frame: pd.DataFrame, types: dict[str, str], uri: str | None = None) -> pd.DataFrame:
+    """Cast the declared columns; name the column and show values that do not fit the type."""
+    out = frame.copy()
+    for column, kind in types.items():
+        if column not in out.columns:
+            continue
+        original = out[column]
+        if kind in ("float", "int"):
+            converted = pd.to_numeric(original, errors="coerce")
+            bad = _bad_examples(original, converted)
+            if bad:
+                raise IngestError(f"column '{column}' is declared {kind} but has non-numeric values {bad}", uri)
+            values = converted.astype("float64")
+            infinite = int(np.isinf(values).sum())
+            if infinite:
+                raise IngestError(f"column '{column}' has {infinite} infinite value(s) (inf/-inf)", uri)
+            if kind == "int":
+                fractional = values[values.notna() & (values != np.floor(values))]
+                if len(fractional):
+                    examples = fractional.unique()[:5].tolist()
+                    raise IngestError(f"column '{column}' is declared int but has fractional values {examples}", uri)
+                out[column] = values.astype("Int64")
+            else:
+                out[column] = values
+        elif kind == "string":
+            out[column] = original.astype("string")
+        elif kind == "bool":
+            mapping = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+            lowered = original.astype("string").str.strip().str.lower()
+            converted = lowered.map(mapping)
+            bad = _bad_examples(original, converted)
+            if bad:
+                raise IngestError(f"column '{column}' is declared bool but has values {bad}", uri)
+            out[column] = converted.astype("boolean")
+        elif kind == "datetime":
+            converted = pd.to_datetime(original, errors="coerce", utc=True)
+            bad = _bad_examples(original, converted)
+            if bad:
+                raise IngestError(f"column '{column}' is declared datetime but has values {bad}", uri)
+            out[column] = converted
+    return out
+
+
+@dataclass
+class IngestResult:
+    uri: str
+    rows: int
+    unlabeled_rows: int
+    fingerprint: str
+    profile: dict[str, Any]
+    sources: list[str] = field(default_factory=list)
+    rows_by_source: dict[str, int] = field(default_factory=dict)
+
+
+def _check_columns(frame: pd.DataFrame, spec: PipelineSpec, uri: str, expected: list[str] | None) -> None:
+    required = [spec.data.id_column, spec.data.label, *spec.data.features.all]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        hint = ""
+        if len(frame.columns) == 1:
+            header = str(frame.columns[0])
+            found = [d for d in (";", "\t", "|", ",") if d in header]
+            if found:
+                hint = (
+                    f"; the file has a single column '{header[:80]}': "
+                    f"is data.source.csv.delimiter right ({found[0]!r} found)?"
+                )
+        raise IngestError(f"missing required column(s) {missing}{hint}", uri)
+    if spec.data.source.extra_columns == "error":
+        known = set(required) | set(spec.data.dtypes)
+        extra = [c for c in frame.columns if c not in known]
+        if extra:
+            raise IngestError(f"unexpected column(s) {extra} (data.source.extra_columns is 'error')", uri)
+    if expected is not None and list(frame.columns) != expected:
+        raise IngestError(f"columns {list(frame.columns)} differ from the first file's {expected}", uri)
+
+
+def ingest(
+    spec: PipelineSpec,
+    uris: list[str],
+    target_uri: str,
+    on_bad_file: Callable[[str, IngestError], None] | None = None,
+) -> IngestResult:
+    """Read ``uris`` chunk by chunk into one Parquet dataset at ``target_uri``, profiling as it goes.
+
+    Rows without a label are counted and left out (they cannot be trained on). A file that
+    fails is reported to ``on_bad_file`` (e.g. to quarantine it) before the error is raised;
+    the target is written atomically, so a failure leaves no dataset behind.
+    """
+    if not uris:
+        raise IngestError("no input files")
+    types = spec.declared_types
+    label = spec.data.label
+    profiler, fingerprinter = TableProfiler(), Fingerprinter()
+    rows, unlabeled, expected_columns = 0, 0, None
+    rows_by_source: dict[str, int] = {}
+    writer: pq.ParquetWriter | None = None
+    schema: pa.Schema | None = None
+    with tempfile.TemporaryDirectory(prefix="airflow-mlops-ingest-") as tmp:
+        local = os.path.join(tmp, "dataset.parquet")
+        try:
+            for uri in uris:
+                file_rows = 0
+                try:
+                    for raw in read_chunks(uri, spec.data.source):
+                        _check_columns(raw, spec, uri, expected_columns)
+                        expected_columns = list(raw.columns)
+                        chunk = cast_declared(raw, types, uri)
+                        file_rows += len(chunk)
+                        labeled = chunk[chunk[label].notna()]
+                        unlabeled += len(chunk) - len(labeled)
+                        if labeled.empty:
+                            continue
+                        table = pa.Table.from_pandas(labeled.reset_index(drop=True), preserve_index=False)
+                        if writer is None:
+                            schema = table.schema
+                            writer = pq.ParquetWriter(local, schema)
+                        try:
+                            table = table.cast(schema)
+                        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+                            raise IngestError(f"column types differ from the first file's: {exc}", uri) from None
+                        writer.write_table(table)
+                        fingerprinter.update(labeled.reset_index(drop=True))
+                        profiler.add(labeled)
+                    if file_rows == 0:
+                        raise IngestError("no data rows (only a header?)", uri)
+                except IngestError as exc:
+                    if on_bad_file is not None:
+                        on_bad_file(uri, exc)
+                    raise
+                rows_by_source[uri] = file_rows
+        finally:
+            if writer is not None:
+                writer.close()
+        rows = profiler.rows
+        if rows == 0:
+            raise IngestError(f"no labeled rows: all {unlabeled} row(s) lack the label '{label}'")
+        profile = profiler.result()
+        all_null = [c for c in spec.data.features.all if profile["columns"][c]["nulls"] == rows]
+        if all_null:
+            raise IngestError(f"feature column(s) {all_null} are entirely empty in {len(uris)} file(s)")
+        storage.put_file(local, target_uri)
+    return IngestResult(
+        uri=target_uri,
+        rows=rows,
+        unlabeled_rows=unlabeled,
+        fingerprint=fingerprinter.hexdigest(),
+        profile=profile,
+        sources=list(uris),
+        rows_by_source=rows_by_source,
+    )
