@@ -16,9 +16,9 @@ pytestmark = pytest.mark.unit
 
 
 def test_operator_init_assigns_templates_verbatim_and_reads_nothing():
-    op = ValidateDataOperator(task_id="v", spec_path="/does/not/exist.yaml", dataset_uri="{{ x }}")
-    assert op.spec_path == "/does/not/exist.yaml" and op.dataset_uri == "{{ x }}"
-    assert set(op.template_fields) == {"spec_path", "dataset_uri"}
+    op = ValidateDataOperator(task_id="v", spec_path="/does/not/exist.yaml", dataset="{{ x }}")
+    assert op.spec_path == "/does/not/exist.yaml" and op.dataset == "{{ x }}"
+    assert set(op.template_fields) == {"spec_path", "dataset"}
 
 
 def test_rendered_dict_names_the_parameter_when_a_template_did_not_render_natively():

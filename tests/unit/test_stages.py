@@ -43,7 +43,7 @@ def _land_and_claim(spec, kind: str, seed: int, drift: float = 0.0, day: int = 1
 def _train(spec, tracking_uri, run_id: str, force: bool = False) -> dict:
     lineage = {"dag_id": "churn_training", "run_id": run_id}
     dataset = data_stages.ingest_labeled(spec, run_id)
-    data_stages.validate_dataset(spec, dataset["uri"], run_id)
+    data_stages.validate_dataset(spec, dataset, run_id)
     split = data_stages.split_dataset(spec, dataset["uri"], run_id)
     training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage, skip_if_already_trained=not force)
     evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
@@ -112,9 +112,15 @@ def test_invalid_batch_fails_validation_writes_report_and_trains_nothing(spec, t
     tables.write_parquet(synthetic_batch, settings.join(settings.lake_dir(spec.name, "labeled"), "bad.parquet"))
     dataset = data_stages.ingest_labeled(spec, "bad-run")
     with pytest.raises(DataValidationError, match="column 'plan'") as err:
-        data_stages.validate_dataset(spec, dataset["uri"], "bad-run")
-    report_uri = str(err.value).rsplit("full report: ", 1)[1]
-    assert storage.read_json(report_uri)["success"] is False
+        data_stages.validate_dataset(spec, dataset, "bad-run")
+    report_uri = str(err.value).split("full report: ", 1)[1].splitlines()[0]
+    report = storage.read_json(report_uri)
+    assert report["success"] is False
+    # The offending batch left the lake for quarantine, with its own report beside it.
+    (moved,) = report["quarantined"]
+    assert moved.endswith("/quarantine/bad-run/bad.parquet") and "quarantined: [" in str(err.value)
+    assert storage.read_json(moved + ".report.json")["failures"][0]["column"] == "plan"
+    assert storage.list_files(settings.lake_dir(spec.name, "labeled")) == []
     assert registry.champion(tracking_uri, spec.registered_model_name) is None
 
 

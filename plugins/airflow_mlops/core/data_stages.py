@@ -10,46 +10,86 @@ from typing import Any
 
 from airflow_mlops.core import settings, storage, tables
 from airflow_mlops.core.errors import NothingToProcessError
+from airflow_mlops.core.quarantine import quarantine_file
 from airflow_mlops.core.spec import PipelineSpec
 from airflow_mlops.core.validation import DataValidationError, validate_batch
 
 
-def ingest_labeled(spec: PipelineSpec, run_id: str) -> dict[str, Any]:
-    """Gather the most recent ``window_batches`` labeled batches into one dataset."""
+def source_uris(spec: PipelineSpec, ds: str | None = None) -> list[str]:
+    """The files a training run reads: the spec's source, or the newest batches in the lake."""
+    from airflow_mlops.core.ingest import resolve_uris
+
+    if spec.data.source.uri:
+        return resolve_uris(spec.data.source.uri.replace("{ds}", ds or ""))
     history = settings.lake_dir(spec.name, "labeled")
-    sources = storage.list_files(history)[-spec.data.window_batches :]
+    sources = storage.list_files(history, (".parquet", ".csv", ".csv.gz", ".jsonl", ".ndjson", ".json"))
     if not sources:
         raise NothingToProcessError(
             f"no labeled batches for pipeline '{spec.name}' in {history}; "
             f"land files in {settings.landing_dir(spec.name, 'training')}"
         )
-    frame = tables.read_tables(sources)
-    uri = settings.join(settings.run_dir(spec.name, run_id, "ingest"), "dataset.parquet")
-    tables.write_parquet(frame, uri)
+    return sources[-spec.data.window_batches :]
+
+
+def ingest_labeled(spec: PipelineSpec, run_id: str, ds: str | None = None) -> dict[str, Any]:
+    """Read the sources (chunked) into one run-scoped dataset plus its profile.
+
+    A file that cannot be ingested is quarantined with the error, and the error raised:
+    nothing downstream runs, and the next run no longer reads that file.
+    """
+    from airflow_mlops.core.ingest import IngestError, ingest
+
+    def set_aside(uri: str, error: IngestError) -> None:
+        quarantine_file(spec.name, uri, run_id, {"stage": "ingest", "error": str(error)})
+
+    folder = settings.run_dir(spec.name, run_id, "ingest")
+    result = ingest(spec, source_uris(spec, ds), settings.join(folder, "dataset.parquet"), on_bad_file=set_aside)
+    profile_uri = storage.write_json(result.profile, settings.join(folder, "profile.json"))
     return {
-        "uri": uri,
-        "rows": len(frame),
-        "fingerprint": tables.fingerprint_frame(frame),
-        "sources": sources,
+        "uri": result.uri,
+        "rows": result.rows,
+        "unlabeled_rows": result.unlabeled_rows,
+        "fingerprint": result.fingerprint,
+        "profile_uri": profile_uri,
+        "sources": result.sources,
+        "rows_by_source": result.rows_by_source,
     }
 
 
-def validate_dataset(spec: PipelineSpec, uri: str, run_id: str) -> dict[str, Any]:
-    """Run the pipeline's Great Expectations suite; the report is written pass or fail."""
-    frame = tables.read_table(uri)
+def validate_dataset(spec: PipelineSpec, dataset: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Run the pipeline's Great Expectations suite; the report is written pass or fail.
+
+    On failure each source batch is validated on its own and the ones that fail are
+    quarantined with their report, so the next run trains without them.
+    """
+    frame = tables.read_table(dataset["uri"])
     report_uri = settings.join(settings.run_dir(spec.name, run_id, "validate"), "report.json")
     try:
         outcome = validate_batch(frame, spec)
     except DataValidationError as exc:
-        storage.write_json({"input": uri, **exc.report}, report_uri)
-        raise DataValidationError(f"{exc}\nfull report: {report_uri}", exc.report) from None
-    storage.write_json({"input": uri, **outcome.as_report()}, report_uri)
+        culprits = _quarantine_failing_sources(spec, frame, dataset, run_id)
+        storage.write_json({"input": dataset["uri"], "quarantined": culprits, **exc.report}, report_uri)
+        where = f"\nquarantined: {culprits}" if culprits else "\nno single batch fails alone; nothing quarantined"
+        raise DataValidationError(f"{exc}\nfull report: {report_uri}{where}", exc.report) from None
+    storage.write_json({"input": dataset["uri"], **outcome.as_report()}, report_uri)
     return {
-        "uri": uri,
+        "uri": dataset["uri"],
         "report_uri": report_uri,
         "evaluated": outcome.evaluated,
         "warnings": len(outcome.warnings),
     }
+
+
+def _quarantine_failing_sources(spec: PipelineSpec, frame: Any, dataset: dict[str, Any], run_id: str) -> list[str]:
+    culprits, start = [], 0
+    for uri, rows in dataset.get("rows_by_source", {}).items():
+        part = frame.iloc[start : start + rows]
+        start += rows
+        try:
+            validate_batch(part.reset_index(drop=True), spec)
+        except DataValidationError as exc:
+            culprits.append(quarantine_file(spec.name, uri, run_id, {"stage": "validate", **exc.report}))
+    return culprits
 
 
 def split_dataset(spec: PipelineSpec, uri: str, run_id: str) -> dict[str, Any]:

@@ -280,7 +280,7 @@ def ingest(
         local = os.path.join(tmp, "dataset.parquet")
         try:
             for uri in uris:
-                file_rows = 0
+                file_rows, written = 0, 0
                 try:
                     for raw in read_chunks(uri, spec.data.source):
                         _check_columns(raw, spec, uri, expected_columns)
@@ -302,13 +302,14 @@ def ingest(
                         writer.write_table(table)
                         fingerprinter.update(labeled.reset_index(drop=True))
                         profiler.add(labeled)
+                        written += len(labeled)
                     if file_rows == 0:
                         raise IngestError("no data rows (only a header?)", uri)
                 except IngestError as exc:
                     if on_bad_file is not None:
                         on_bad_file(uri, exc)
                     raise
-                rows_by_source[uri] = file_rows
+                rows_by_source[uri] = written  # labeled rows, in dataset order
         finally:
             if writer is not None:
                 writer.close()

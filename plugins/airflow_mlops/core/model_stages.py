@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_mlops.core import registry, tables
+from airflow_mlops.core import registry, storage, tables
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.gate import decide_promotion
 from airflow_mlops.core.spec import PipelineSpec
@@ -52,7 +52,11 @@ def train_model(
         "train_rows": split["train"]["rows"],
         "test_rows": split["test"]["rows"],
         "source_batches": len(dataset.get("sources", [])),
+        "unlabeled_rows_left_out": dataset.get("unlabeled_rows", 0),
     }
+    artifacts = {"data/sources.json": {"rows_by_source": dataset.get("rows_by_source", {})}}
+    if dataset.get("profile_uri"):
+        artifacts["data/profile.json"] = storage.read_json(dataset["profile_uri"])
     logged = registry.log_training_run(
         tracking_uri,
         experiment=spec.name,
@@ -61,6 +65,7 @@ def train_model(
         input_example=feature_frame(train.head(50), spec),
         params=params,
         tags={f"airflow.{k}": v for k, v in lineage.items()},
+        json_artifacts=artifacts,
     )
     return {"run_id": logged.run_id, "model_uri": logged.model_uri, "experiment_id": logged.experiment_id}
 

@@ -73,8 +73,9 @@ def log_training_run(
     params: dict[str, Any],
     tags: dict[str, str],
     metrics: dict[str, float] | None = None,
+    json_artifacts: dict[str, Any] | None = None,
 ) -> LoggedModel:
-    """Start a run, log params/tags/metrics and the model (skops), and end the run."""
+    """Start a run, log params/tags/metrics, JSON artifacts and the model (skops), end the run."""
     import mlflow
     import mlflow.sklearn
     import sklearn
@@ -88,6 +89,8 @@ def log_training_run(
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         if metrics:
             mlflow.log_metrics(metrics)
+        for path, content in (json_artifacts or {}).items():
+            mlflow.log_dict(content, path)
         info = mlflow.sklearn.log_model(
             model,
             name="model",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.operators.base import MlopsBaseOperator, skip_when_nothing_to_process
+from airflow_mlops.operators.base import MlopsBaseOperator, rendered_dict, skip_when_nothing_to_process
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -21,12 +21,14 @@ class IngestLabeledDataOperator(MlopsBaseOperator):
         from airflow_mlops.core.data_stages import ingest_labeled
 
         with skip_when_nothing_to_process():
-            result = ingest_labeled(self.load_spec(), self.run_id(context))
+            result = ingest_labeled(self.load_spec(), self.run_id(context), ds=context.get("ds"))
         self.log.info(
-            "ingested %s rows from %d batch(es) into %s",
+            "ingested %s labeled rows (%s unlabeled left out) from %d file(s) into %s; profile %s",
             result["rows"],
+            result["unlabeled_rows"],
             len(result["sources"]),
             result["uri"],
+            result["profile_uri"],
         )
         return result
 
@@ -34,20 +36,22 @@ class IngestLabeledDataOperator(MlopsBaseOperator):
 class ValidateDataOperator(MlopsBaseOperator):
     """Validate a dataset with the pipeline's Great Expectations suite; fail on errors.
 
-    :param dataset_uri: URI of the Parquet dataset to validate. (templated)
+    Batches that fail on their own are quarantined with their report.
+
+    :param dataset: the ingest task's result. (templated)
     """
 
-    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset_uri")
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset")
     ui_color = "#fdf3e8"
 
-    def __init__(self, *, dataset_uri: str, **kwargs: Any) -> None:
+    def __init__(self, *, dataset: dict[str, Any] | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.dataset_uri = dataset_uri
+        self.dataset = dataset
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.data_stages import validate_dataset
 
-        result = validate_dataset(self.load_spec(), self.dataset_uri, self.run_id(context))
+        result = validate_dataset(self.load_spec(), rendered_dict(self.dataset, "dataset"), self.run_id(context))
         self.log.info(
             "%s expectations passed (%s warnings); report %s",
             result["evaluated"],
