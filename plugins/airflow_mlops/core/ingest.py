@@ -141,6 +141,15 @@ def read_chunks(uri: str, source: SourceSpec) -> Iterator[pd.DataFrame]:
     def open_handle() -> Any:
         return fs.open(path, "rb", compression="infer")
 
+    wide_encoding = any(width in source.csv.encoding for width in ("16", "32"))  # UTF-16/32 text has NUL bytes
+    if fmt != "parquet" and not wide_encoding:
+        with open_handle() as handle:
+            head = handle.read(4096)
+        if b"\x00" in head:
+            raise IngestError(
+                f"looks like a binary file (NUL bytes), not {fmt} text; compressed files need a .gz suffix", uri
+            )
+
     try:
         if fmt == "csv":
             yield from _csv_chunks(open_handle, source, source.chunk_rows)
@@ -158,7 +167,7 @@ def read_chunks(uri: str, source: SourceSpec) -> Iterator[pd.DataFrame]:
 
 
 def _explain(fmt: str, source: SourceSpec, exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
     lowered = text.lower()
     if fmt == "parquet":
         return f"not a readable Parquet file (truncated or corrupt?): {text}"
@@ -167,7 +176,9 @@ def _explain(fmt: str, source: SourceSpec, exc: Exception) -> str:
     if "straddling" in lowered or "block" in lowered:
         return f"a single CSV field is larger than {CSV_BLOCK_BYTES >> 20} MiB, or a quote is never closed: {text}"
     if "expected" in lowered and "columns" in lowered:
-        return f"rows have different numbers of fields (ragged CSV, or the wrong delimiter?): {text}"
+        return (
+            f"rows have different numbers of fields (a ragged row, an unclosed quote, or the wrong delimiter?): {text}"
+        )
     if fmt == "jsonl":
         return f"not valid JSON Lines (one JSON object per line): {text}"
     return f"cannot parse {fmt}: {text}"
@@ -219,6 +230,20 @@ def cast_declared(frame: pd.DataFrame, types: dict[str, str], uri: str | None = 
                 raise IngestError(f"column '{column}' is declared datetime but has values {bad}", uri)
             out[column] = converted
     return out
+
+
+def _check_field_sizes(frame: pd.DataFrame, limit: int, uri: str) -> None:
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        longest = values.astype("string").str.len().max()
+        if pd.notna(longest) and longest > limit:
+            raise IngestError(
+                f"column '{column}' holds a value of {int(longest):,} characters (limit "
+                f"data.source.max_field_chars = {limit:,}): a broken export or an unclosed quote?",
+                uri,
+            )
 
 
 @dataclass
@@ -281,12 +306,16 @@ def ingest(
         try:
             for uri in uris:
                 file_rows, written = 0, 0
+                present: dict[str, int] = dict.fromkeys(spec.data.features.all, 0)
                 try:
                     for raw in read_chunks(uri, spec.data.source):
                         _check_columns(raw, spec, uri, expected_columns)
+                        _check_field_sizes(raw, spec.data.source.max_field_chars, uri)
                         expected_columns = list(raw.columns)
                         chunk = cast_declared(raw, types, uri)
                         file_rows += len(chunk)
+                        for column in present:
+                            present[column] += int(chunk[column].notna().sum())
                         labeled = chunk[chunk[label].notna()]
                         unlabeled += len(chunk) - len(labeled)
                         if labeled.empty:
@@ -305,6 +334,11 @@ def ingest(
                         written += len(labeled)
                     if file_rows == 0:
                         raise IngestError("no data rows (only a header?)", uri)
+                    if written == 0:
+                        raise IngestError(f"no labeled rows: all {file_rows} row(s) lack the label '{label}'", uri)
+                    empty = [column for column, count in present.items() if count == 0]
+                    if empty:
+                        raise IngestError(f"feature column(s) {empty} are entirely empty", uri)
                 except IngestError as exc:
                     if on_bad_file is not None:
                         on_bad_file(uri, exc)
@@ -314,12 +348,7 @@ def ingest(
             if writer is not None:
                 writer.close()
         rows = profiler.rows
-        if rows == 0:
-            raise IngestError(f"no labeled rows: all {unlabeled} row(s) lack the label '{label}'")
         profile = profiler.result()
-        all_null = [c for c in spec.data.features.all if profile["columns"][c]["nulls"] == rows]
-        if all_null:
-            raise IngestError(f"feature column(s) {all_null} are entirely empty in {len(uris)} file(s)")
         storage.put_file(local, target_uri)
     return IngestResult(
         uri=target_uri,

@@ -115,6 +115,7 @@ class SourceSpec(_Strict):
     csv: CsvOptions = Field(default_factory=CsvOptions)
     chunk_rows: int = Field(default=250_000, ge=1_000, description="Rows per chunk: bounds memory while reading.")
     extra_columns: Literal["ignore", "error"] = "ignore"
+    max_field_chars: int = Field(default=1_000_000, ge=1, description="Longer text values mean a broken export.")
     conn_id: str | None = Field(default=None, description="Airflow connection with credentials for s3:// URIs.")
 
 
