@@ -30,7 +30,7 @@ assert not bag.import_errors, bag.import_errors
 print(elapsed)
 """
 
-HEAVY_TOP_LEVEL = '''
+HEAVY_TOP_LEVEL = """
 import great_expectations  # noqa: F401
 import mlflow  # noqa: F401
 import pandas  # noqa: F401
@@ -38,12 +38,11 @@ import sklearn.ensemble  # noqa: F401
 from pathlib import Path
 from airflow_mlops.factories import build_training_dag
 dag = build_training_dag(Path("{spec}"))
-'''
+"""
 
 
 def parse_seconds(path: Path, env: dict[str, str]) -> float:
-    out = subprocess.run([sys.executable, "-c", PROBE, str(path)], env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", PROBE, str(path)], env=env, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -52,8 +51,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "AIRFLOW_HOME": f"{tmp}/airflow", "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-               "AIRFLOW_MLOPS_HOME": f"{tmp}/home"}
+        env = {
+            **os.environ,
+            "AIRFLOW_HOME": f"{tmp}/airflow",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW_MLOPS_HOME": f"{tmp}/home",
+        }
         heavy = Path(tmp) / "heavy_training.py"
         heavy.write_text(HEAVY_TOP_LEVEL.format(spec=REPO / "include" / "pipelines" / "churn.yaml"))
         files = [*sorted((REPO / "dags").glob("*.py")), heavy]
