@@ -47,7 +47,9 @@ def test_unknown_field_is_named_with_the_file(tmp_path):
     [
         (lambda r: r.update(name="Bad Name"), "name", "lowercase"),
         (lambda r: r["schedule"].update(cron="every day"), "schedule.cron", "not a valid cron"),
-        (lambda r: r["split"].update(test_size=1.5), "split.test_size", "less than 1"),
+        (lambda r: r["split"].update(ratios={"train": 0.7, "test": 0.2}), "split", "must add up to 1"),
+        (lambda r: r["split"].update(ratios={"train": 1.0, "test": 0.0}), "split", "test > 0"),
+        (lambda r: r["split"].update(method="time"), "split", "needs split.time_column"),
         (lambda r: r["data"]["features"].update(categorical=["tenure_months"]), "data.features", "both"),
         (lambda r: r["data"].update(label="plan"), "<root>", "also listed as a feature"),
         (

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from airflow_mlops.core import synthetic
+from airflow_mlops.core.splitting import split_frame as split_parts
 from airflow_mlops.core.training import (
     build_pipeline,
     evaluate,
     feature_frame,
     fit,
     resolve_estimator,
-    split_frame,
 )
 
 pytestmark = pytest.mark.unit
+
+
+def _train_test(frame, spec):
+    parts = split_parts(frame, spec)
+    return parts["train"], parts["test"]
 
 
 def test_allow_list_names_and_explicit_dotted_paths_resolve():
@@ -36,26 +40,8 @@ def test_bad_estimators_are_refused(name, message):
         resolve_estimator(name)
 
 
-def test_key_hash_split_keeps_rows_in_their_split_as_data_grows(spec):
-    day1 = synthetic.churn_batch(2000, seed=1)
-    day2 = synthetic.churn_batch(2000, seed=2)
-    train1, test1 = split_frame(day1, spec)
-    train2, test2 = split_frame(pd.concat([day1, day2], ignore_index=True), spec)
-    assert set(test1["customer_id"]) <= set(test2["customer_id"])
-    assert not set(train1["customer_id"]) & set(test2["customer_id"])
-    assert len(test2) / (len(train2) + len(test2)) == pytest.approx(spec.split.test_size, abs=0.03)
-
-
-def test_random_split_is_reproducible_and_stratified(spec):
-    random_spec = spec.model_copy(update={"split": spec.split.model_copy(update={"method": "random"})})
-    frame = synthetic.churn_batch(2000, seed=1)
-    a, b = split_frame(frame, random_spec), split_frame(frame, random_spec)
-    assert a[1]["customer_id"].tolist() == b[1]["customer_id"].tolist()
-    assert a[1]["churned"].mean() == pytest.approx(frame["churned"].mean(), abs=0.01)
-
-
 def test_pipeline_imputes_encodes_and_predicts_on_rows_with_missing_values(spec):
-    train, test = split_frame(synthetic.churn_batch(3000, seed=1), spec)
+    train, test = _train_test(synthetic.churn_batch(3000, seed=1), spec)
     model = fit(train, spec)
     assert [name for name, _ in model.steps] == ["preprocess", "estimator"]
     metrics = evaluate(model, test, spec)
@@ -68,7 +54,7 @@ def test_pipeline_imputes_encodes_and_predicts_on_rows_with_missing_values(spec)
 
 
 def test_same_data_spec_and_seed_give_identical_predictions(spec):
-    train, test = split_frame(synthetic.churn_batch(2000, seed=1), spec)
+    train, test = _train_test(synthetic.churn_batch(2000, seed=1), spec)
     features = feature_frame(test, spec)
     first = fit(train, spec).predict_proba(features)
     second = fit(train, spec).predict_proba(features)
@@ -92,7 +78,7 @@ def test_regression_metrics(spec):
         update={"model": spec.model.model_copy(update={"task": "regression", "estimator": "ridge", "params": {}})}
     )
     reg_frame = frame.assign(churned=frame["monthly_charges"].fillna(40.0))
-    train, test = split_frame(reg_frame, reg)
+    train, test = _train_test(reg_frame, reg)
     model = fit(train, reg)
     assert set(evaluate(model, test, reg)) == {"rmse", "mae", "r2"}
 
@@ -100,7 +86,7 @@ def test_regression_metrics(spec):
 def test_string_labels_are_evaluated_with_the_models_positive_class(spec):
     frame = synthetic.churn_batch(2000, seed=1)
     frame["churned"] = frame["churned"].map({0: "stays", 1: "leaves"})
-    train, test = split_frame(frame, spec)
+    train, test = _train_test(frame, spec)
     metrics = evaluate(fit(train, spec), test, spec)
     assert 0.0 < metrics["f1"] < 1.0 and metrics["roc_auc"] > 0.6
 

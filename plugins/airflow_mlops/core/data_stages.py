@@ -93,14 +93,13 @@ def _quarantine_failing_sources(spec: PipelineSpec, frame: Any, dataset: dict[st
 
 
 def split_dataset(spec: PipelineSpec, uri: str, run_id: str) -> dict[str, Any]:
-    """Split into train and test; the test split is the hold-out for the promotion gate."""
-    from airflow_mlops.core.training import split_frame
+    """Split into train, (validation,) and test; the test split is the hold-out for the gate."""
+    from airflow_mlops.core.splitting import split_frame
 
     frame = tables.read_table(uri)
-    train, test = split_frame(frame, spec)
     folder = settings.run_dir(spec.name, run_id, "split")
     out: dict[str, Any] = {}
-    for name, part in (("train", train), ("test", test)):
+    for name, part in split_frame(frame, spec).items():
         part_uri = settings.join(folder, f"{name}.parquet")
         tables.write_parquet(part, part_uri)
         out[name] = {"uri": part_uri, "rows": len(part), "fingerprint": tables.fingerprint_frame(part)}

@@ -15,7 +15,6 @@ from sklearn import metrics as skm
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -46,33 +45,6 @@ def resolve_estimator(name: str) -> type[BaseEstimator]:
     if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):
         raise ValueError(f"'{dotted}' is not a scikit-learn estimator class")
     return cls
-
-
-def key_hash_fraction(keys: pd.Series, salt: int) -> np.ndarray:
-    """Map each key to a stable number in [0, 1): the same key always gets the same number."""
-    hashed = pd.util.hash_pandas_object(keys.astype("string"), index=False, hash_key=f"{salt:016d}"[-16:])
-    return (hashed.to_numpy() % np.uint64(1_000_000)).astype("float64") / 1_000_000
-
-
-def split_frame(frame: pd.DataFrame, spec: PipelineSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train/test split by key hash (default) or at random (stratified for classification)."""
-    if len(frame) < 4:
-        raise ValueError(f"need at least 4 labeled rows to split, got {len(frame)}")
-    if spec.split.method == "key_hash":
-        is_test = key_hash_fraction(frame[spec.data.id_column], spec.split.seed) < spec.split.test_size
-        train, test = frame[~is_test], frame[is_test]
-        if train.empty or test.empty:
-            raise ValueError(f"key-hash split left an empty side ({len(train)} train, {len(test)} test rows)")
-        return train.reset_index(drop=True), test.reset_index(drop=True)
-    stratify = None
-    if spec.split.stratify and spec.model.task == "classification":
-        counts = frame[spec.data.label].value_counts()
-        if counts.min() >= 2:
-            stratify = frame[spec.data.label]
-    train, test = train_test_split(
-        frame, test_size=spec.split.test_size, random_state=spec.split.seed, stratify=stratify
-    )
-    return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
 def feature_frame(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
