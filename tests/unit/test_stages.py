@@ -7,6 +7,7 @@ same test rows, promotion history, scoring logs and the drift monitor.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -121,6 +122,11 @@ def test_invalid_batch_fails_validation_writes_report_and_trains_nothing(spec, t
     assert moved.endswith("/quarantine/bad-run/bad.parquet") and "quarantined: [" in str(err.value)
     assert storage.read_json(moved + ".report.json")["failures"][0]["column"] == "plan"
     assert storage.list_files(settings.lake_dir(spec.name, "labeled")) == []
+    # GX Data Docs of the failed validation are kept with the run.
+    docs_index = report["data_docs"]
+    assert docs_index.endswith("/validate/data_docs/index.html") and storage.exists(docs_index)
+    pages = [p for p in Path(docs_index).parent.rglob("*.html") if "validations" in p.parts]
+    assert pages and "platinum" in pages[0].read_text()
     assert registry.champion(tracking_uri, spec.registered_model_name) is None
 
 

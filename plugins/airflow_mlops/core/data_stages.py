@@ -6,6 +6,8 @@ small JSON-able dict (URIs, row counts, fingerprints) for XCom.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 from airflow_mlops.core import settings, storage, tables
@@ -63,14 +65,20 @@ def validate_dataset(spec: PipelineSpec, dataset: dict[str, Any], run_id: str) -
     quarantined with their report, so the next run trains without them.
     """
     frame = tables.read_table(dataset["uri"])
-    report_uri = settings.join(settings.run_dir(spec.name, run_id, "validate"), "report.json")
-    try:
-        outcome = validate_batch(frame, spec)
-    except DataValidationError as exc:
-        culprits = _quarantine_failing_sources(spec, frame, dataset, run_id)
-        storage.write_json({"input": dataset["uri"], "quarantined": culprits, **exc.report}, report_uri)
-        where = f"\nquarantined: {culprits}" if culprits else "\nno single batch fails alone; nothing quarantined"
-        raise DataValidationError(f"{exc}\nfull report: {report_uri}{where}", exc.report) from None
+    folder = settings.run_dir(spec.name, run_id, "validate")
+    report_uri = settings.join(folder, "report.json")
+    with tempfile.TemporaryDirectory(prefix="airflow-mlops-docs-") as docs:
+        try:
+            outcome = validate_batch(frame, spec, docs_dir=docs)
+        except DataValidationError as exc:
+            docs_uri = _publish_folder(docs, settings.join(folder, "data_docs"))
+            culprits = _quarantine_failing_sources(spec, frame, dataset, run_id)
+            report = {"input": dataset["uri"], "quarantined": culprits, "data_docs": docs_uri, **exc.report}
+            storage.write_json(report, report_uri)
+            where = f"\nquarantined: {culprits}" if culprits else "\nno single batch fails alone; nothing quarantined"
+            raise DataValidationError(
+                f"{exc}\nfull report: {report_uri}\nGX Data Docs: {docs_uri}{where}", exc.report
+            ) from None
     storage.write_json({"input": dataset["uri"], **outcome.as_report()}, report_uri)
     return {
         "uri": dataset["uri"],
@@ -78,6 +86,16 @@ def validate_dataset(spec: PipelineSpec, dataset: dict[str, Any], run_id: str) -
         "evaluated": outcome.evaluated,
         "warnings": len(outcome.warnings),
     }
+
+
+def _publish_folder(local: str, uri: str) -> str:
+    """Copy a local folder (the rendered Data Docs site) under ``uri``; return its index page."""
+    for root, _, files in os.walk(local):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as handle:
+                storage.write_bytes(handle.read(), settings.join(uri, os.path.relpath(path, local)))
+    return settings.join(uri, "index.html")
 
 
 def _quarantine_failing_sources(spec: PipelineSpec, frame: Any, dataset: dict[str, Any], run_id: str) -> list[str]:

@@ -92,8 +92,13 @@ def validate_frame(
     items: list[ExpectationSpec],
     suite_name: str,
     result_format: Literal["BOOLEAN_ONLY", "SUMMARY"] = "SUMMARY",
+    docs_dir: str | None = None,
 ) -> ValidationOutcome:
-    """Run ``items`` against ``frame`` with Great Expectations and sort out errors from warnings."""
+    """Run ``items`` against ``frame`` with Great Expectations and sort out errors from warnings.
+
+    With ``docs_dir`` (a local folder) the run goes through a GX Checkpoint that also renders
+    GX Data Docs (HTML) of this validation into that folder.
+    """
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -107,8 +112,11 @@ def validate_frame(
     suite = gx.ExpectationSuite(name=suite_name)
     for index, item in enumerate(items):
         suite.add_expectation(build_expectation(item, index))
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-    result = batch.validate(suite, result_format=result_format)
+    if docs_dir is None:
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(suite, result_format=result_format)
+    else:
+        result = _validate_with_data_docs(context, batch_definition, suite, frame, result_format, docs_dir)
 
     # GX does not keep suite order in its results; pair them back by the index in their meta.
     outcome = ValidationOutcome(success=True, evaluated=len(result.results))
@@ -131,6 +139,41 @@ def validate_frame(
     return outcome
 
 
+def _validate_with_data_docs(
+    context: Any,
+    batch_definition: Any,
+    suite: Any,
+    frame: pd.DataFrame,
+    result_format: Literal["BOOLEAN_ONLY", "SUMMARY"],
+    docs_dir: str,
+) -> Any:
+    import great_expectations as gx
+
+    context.add_data_docs_site(
+        site_name="airflow_mlops",
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
+    suite = context.suites.add(suite)
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{suite.name}_validation", data=batch_definition, suite=suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=f"{suite.name}_checkpoint",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format=result_format,
+        )
+    )
+    outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+    (result,) = outcome.run_results.values()
+    return result
+
+
 def format_failures(failures: list[dict[str, Any]]) -> str:
     lines = []
     for failure in failures:
@@ -141,19 +184,22 @@ def format_failures(failures: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def validate_batch(frame: pd.DataFrame, spec: PipelineSpec, require_label: bool = True) -> ValidationOutcome:
+def validate_batch(
+    frame: pd.DataFrame, spec: PipelineSpec, require_label: bool = True, docs_dir: str | None = None
+) -> ValidationOutcome:
     """Validate a batch against the pipeline's suite; raise if an ``error`` check failed.
 
     The suite first runs with GX's BOOLEAN_ONLY results (about twice as fast: no unexpected
     value lists are gathered); only when something failed does it run again with SUMMARY
-    results, to name observed values in the report and the error message.
+    results, to name observed values in the report and the error message, and (with
+    ``docs_dir``) to render GX Data Docs of the failure.
     """
     items = [*required_expectations(spec, require_label), *spec.validation.expectations]
     if not require_label:
         items = [i for i in items if i.kwargs.get("column") != spec.data.label]
     outcome = validate_frame(frame, items, suite_name=spec.name, result_format="BOOLEAN_ONLY")
     if outcome.failures or outcome.warnings:
-        outcome = validate_frame(frame, items, suite_name=spec.name, result_format="SUMMARY")
+        outcome = validate_frame(frame, items, suite_name=spec.name, result_format="SUMMARY", docs_dir=docs_dir)
     if not outcome.success:
         raise DataValidationError(
             f"data validation failed for pipeline '{spec.name}' "
