@@ -58,32 +58,43 @@ def ingest_labeled(spec: PipelineSpec, run_id: str, ds: str | None = None) -> di
     }
 
 
-def validate_dataset(spec: PipelineSpec, dataset: dict[str, Any], run_id: str) -> dict[str, Any]:
+def validate_dataset(
+    spec: PipelineSpec, dataset: dict[str, Any], run_id: str, reference_profile: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Run the pipeline's Great Expectations suite; the report is written pass or fail.
+
+    With ``validation.infer.enabled`` and a ``reference_profile`` the suite also holds the
+    expectations inferred from it (see ``core.inference``).
 
     On failure each source batch is validated on its own and the ones that fail are
     quarantined with their report, so the next run trains without them.
     """
+    from airflow_mlops.core.inference import infer_expectations
+
+    inferred = (
+        infer_expectations(reference_profile, spec) if spec.validation.infer.enabled and reference_profile else []
+    )
     frame = tables.read_table(dataset["uri"])
     folder = settings.run_dir(spec.name, run_id, "validate")
     report_uri = settings.join(folder, "report.json")
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-docs-") as docs:
         try:
-            outcome = validate_batch(frame, spec, docs_dir=docs)
+            outcome = validate_batch(frame, spec, docs_dir=docs, extra=inferred)
         except DataValidationError as exc:
             docs_uri = _publish_folder(docs, settings.join(folder, "data_docs"))
-            culprits = _quarantine_failing_sources(spec, frame, dataset, run_id)
+            culprits = _quarantine_failing_sources(spec, frame, dataset, run_id, inferred)
             report = {"input": dataset["uri"], "quarantined": culprits, "data_docs": docs_uri, **exc.report}
             storage.write_json(report, report_uri)
             where = f"\nquarantined: {culprits}" if culprits else "\nno single batch fails alone; nothing quarantined"
             raise DataValidationError(
                 f"{exc}\nfull report: {report_uri}\nGX Data Docs: {docs_uri}{where}", exc.report
             ) from None
-    storage.write_json({"input": dataset["uri"], **outcome.as_report()}, report_uri)
+    storage.write_json({"input": dataset["uri"], "inferred": len(inferred), **outcome.as_report()}, report_uri)
     return {
         "uri": dataset["uri"],
         "report_uri": report_uri,
         "evaluated": outcome.evaluated,
+        "inferred": len(inferred),
         "warnings": len(outcome.warnings),
     }
 
@@ -98,13 +109,15 @@ def _publish_folder(local: str, uri: str) -> str:
     return settings.join(uri, "index.html")
 
 
-def _quarantine_failing_sources(spec: PipelineSpec, frame: Any, dataset: dict[str, Any], run_id: str) -> list[str]:
+def _quarantine_failing_sources(
+    spec: PipelineSpec, frame: Any, dataset: dict[str, Any], run_id: str, inferred: list[Any]
+) -> list[str]:
     culprits, start = [], 0
     for uri, rows in dataset.get("rows_by_source", {}).items():
         part = frame.iloc[start : start + rows]
         start += rows
         try:
-            validate_batch(part.reset_index(drop=True), spec)
+            validate_batch(part.reset_index(drop=True), spec, extra=inferred)
         except DataValidationError as exc:
             culprits.append(quarantine_file(spec.name, uri, run_id, {"stage": "validate", **exc.report}))
     return culprits

@@ -148,6 +148,19 @@ def champion(tracking_uri: str, name: str) -> Any | None:
         raise
 
 
+def champion_profile(tracking_uri: str, name: str) -> dict[str, Any] | None:
+    """The training-data profile logged on the champion's MLflow run, or None."""
+    import mlflow
+
+    current = champion(tracking_uri, name)
+    if current is None or not current.run_id:
+        return None
+    try:
+        return dict(mlflow.artifacts.load_dict(f"runs:/{current.run_id}/data/profile.json"))
+    except Exception:  # an older champion without a profile: no inference, not an error
+        return None
+
+
 def register(tracking_uri: str, name: str, model_uri: str, tags: dict[str, str]) -> str:
     """Register ``model_uri`` as a new version of ``name`` with lineage tags; return the version."""
     import mlflow

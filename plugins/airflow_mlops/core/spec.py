@@ -149,9 +149,21 @@ class ExpectationSpec(_Strict):
         return value
 
 
+class InferenceSpec(_Strict):
+    """Expectations inferred from a reference profile (by default the champion's training data)."""
+
+    enabled: bool = False
+    severity: Literal["error", "warning"] = "warning"
+    tolerance: float = Field(default=0.1, ge=0.0, description="Numeric bounds widen by this share of the range.")
+    reference_profile: str | None = Field(
+        default=None, description="URI of a profile.json to use instead of the champion's."
+    )
+
+
 class ValidationSpec(_Strict):
     expectations: list[ExpectationSpec] = Field(default_factory=list)
     min_rows: int = Field(default=1, ge=0)
+    infer: InferenceSpec = Field(default_factory=InferenceSpec)
 
 
 SplitName = Literal["train", "validation", "test"]

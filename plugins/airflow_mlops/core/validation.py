@@ -185,7 +185,11 @@ def format_failures(failures: list[dict[str, Any]]) -> str:
 
 
 def validate_batch(
-    frame: pd.DataFrame, spec: PipelineSpec, require_label: bool = True, docs_dir: str | None = None
+    frame: pd.DataFrame,
+    spec: PipelineSpec,
+    require_label: bool = True,
+    docs_dir: str | None = None,
+    extra: list[ExpectationSpec] | None = None,
 ) -> ValidationOutcome:
     """Validate a batch against the pipeline's suite; raise if an ``error`` check failed.
 
@@ -194,7 +198,7 @@ def validate_batch(
     results, to name observed values in the report and the error message, and (with
     ``docs_dir``) to render GX Data Docs of the failure.
     """
-    items = [*required_expectations(spec, require_label), *spec.validation.expectations]
+    items = [*required_expectations(spec, require_label), *spec.validation.expectations, *(extra or [])]
     if not require_label:
         items = [i for i in items if i.kwargs.get("column") != spec.data.label]
     outcome = validate_frame(frame, items, suite_name=spec.name, result_format="BOOLEAN_ONLY")

@@ -51,7 +51,10 @@ class ValidateDataOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.data_stages import validate_dataset
 
-        result = validate_dataset(self.load_spec(), rendered_dict(self.dataset, "dataset"), self.run_id(context))
+        spec = self.load_spec()
+        result = validate_dataset(
+            spec, rendered_dict(self.dataset, "dataset"), self.run_id(context), self._reference_profile(spec)
+        )
         self.log.info(
             "%s expectations passed (%s warnings); report %s",
             result["evaluated"],
@@ -59,6 +62,16 @@ class ValidateDataOperator(MlopsBaseOperator):
             result["report_uri"],
         )
         return result
+
+    def _reference_profile(self, spec: Any) -> dict[str, Any] | None:
+        """The profile to infer expectations from: the spec's file, else the champion's training data."""
+        from airflow_mlops.core import registry, storage
+
+        if not spec.validation.infer.enabled:
+            return None
+        if spec.validation.infer.reference_profile:
+            return dict(storage.read_json(spec.validation.infer.reference_profile))
+        return registry.champion_profile(self.mlflow_hook.tracking_uri, spec.registered_model_name)
 
 
 class SplitDataOperator(MlopsBaseOperator):
