@@ -258,7 +258,9 @@ class IngestResult:
 
 
 def _check_columns(frame: pd.DataFrame, spec: PipelineSpec, uri: str, expected: list[str] | None) -> None:
-    required = [spec.data.id_column, spec.data.label, *spec.data.features.all]
+    required = [spec.data.id_column, *spec.data.features.all]
+    if spec.labeling is None:
+        required.insert(1, spec.data.label)
     missing = [c for c in required if c not in frame.columns]
     if missing:
         hint = ""
@@ -272,7 +274,7 @@ def _check_columns(frame: pd.DataFrame, spec: PipelineSpec, uri: str, expected: 
                 )
         raise IngestError(f"missing required column(s) {missing}{hint}", uri)
     if spec.data.source.extra_columns == "error":
-        known = set(required) | set(spec.data.dtypes)
+        known = {*required, spec.data.label, *spec.data.dtypes}
         extra = [c for c in frame.columns if c not in known]
         if extra:
             raise IngestError(f"unexpected column(s) {extra} (data.source.extra_columns is 'error')", uri)
@@ -292,8 +294,14 @@ def ingest(
     fails is reported to ``on_bad_file`` (e.g. to quarantine it) before the error is raised;
     the target is written atomically, so a failure leaves no dataset behind.
     """
+    from airflow_mlops.core.labeling import Labeler, LabelingError
+
     if not uris:
         raise IngestError("no input files")
+    try:
+        labeler = Labeler(spec)
+    except (LabelingError, IngestError) as exc:
+        raise IngestError(f"labeling: {exc}") from None
     types = spec.declared_types
     label = spec.data.label
     profiler, fingerprinter = TableProfiler(), Fingerprinter()
@@ -312,7 +320,11 @@ def ingest(
                         _check_columns(raw, spec, uri, expected_columns)
                         _check_field_sizes(raw, spec.data.source.max_field_chars, uri)
                         expected_columns = list(raw.columns)
-                        chunk = cast_declared(raw, types, uri)
+                        try:
+                            labeled_raw = labeler.apply(raw)
+                        except LabelingError as exc:
+                            raise IngestError(str(exc), uri) from None
+                        chunk = cast_declared(labeled_raw, types, uri)
                         file_rows += len(chunk)
                         for column in present:
                             present[column] += int(chunk[column].notna().sum())

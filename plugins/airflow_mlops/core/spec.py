@@ -160,6 +160,34 @@ class InferenceSpec(_Strict):
     )
 
 
+class LabelJoinSpec(_Strict):
+    """Labels from a separate source joined by key (labels that arrive later)."""
+
+    uri: str = Field(description="File, glob or folder of the label source.")
+    on: str = Field(description="Key column present in both the data and the label source.")
+    column: str = Field(description="Label column in the label source.")
+    format: Literal["parquet", "csv", "jsonl"] | None = None
+
+
+class LabelingSpec(_Strict):
+    """How rows get their label: exactly one of a rule, a join, or a function."""
+
+    rule: str | None = Field(default=None, description="A pandas expression over columns; true -> 1, false -> 0.")
+    join: LabelJoinSpec | None = None
+    function: str | None = Field(
+        default=None, description="Dotted path 'package.module:function' taking a DataFrame, returning labels."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> LabelingSpec:
+        given = [name for name in ("rule", "join", "function") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"labeling needs exactly one of rule, join, function; got {given or 'none'}")
+        if self.function is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", self.function):
+            raise ValueError(f"labeling.function '{self.function}' must look like 'package.module:function'")
+        return self
+
+
 class ValidationSpec(_Strict):
     expectations: list[ExpectationSpec] = Field(default_factory=list)
     min_rows: int = Field(default=1, ge=0)
@@ -246,6 +274,7 @@ class PipelineSpec(_Strict):
     tags: list[str] = Field(default_factory=list)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     data: DataSpec
+    labeling: LabelingSpec | None = None
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
     model: ModelSpec
