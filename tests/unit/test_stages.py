@@ -45,7 +45,7 @@ def _train(spec, tracking_uri, run_id: str, force: bool = False) -> dict:
     lineage = {"dag_id": "churn_training", "run_id": run_id}
     dataset = data_stages.ingest_labeled(spec, run_id)
     data_stages.validate_dataset(spec, dataset, run_id)
-    split = data_stages.split_dataset(spec, dataset["uri"], run_id)
+    split = data_stages.split_dataset(spec, dataset, run_id)
     training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage, skip_if_already_trained=not force)
     evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
     registered = model_stages.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage)

@@ -44,6 +44,7 @@ def test_pipeline_imputes_encodes_and_predicts_on_rows_with_missing_values(spec)
     train, test = _train_test(synthetic.churn_batch(3000, seed=1), spec)
     model = fit(train, spec)
     assert [name for name, _ in model.steps] == ["preprocess", "estimator"]
+    assert [name for name, _, _ in model.named_steps["preprocess"].transformers] == ["numeric_0", "categorical_0"]
     metrics = evaluate(model, test, spec)
     assert set(metrics) == {"accuracy", "f1", "roc_auc", "log_loss"}
     assert metrics["roc_auc"] > 0.7  # the generator's label has real signal

@@ -51,6 +51,7 @@ def ingest_labeled(spec: PipelineSpec, run_id: str, ds: str | None = None) -> di
         "uri": result.uri,
         "rows": result.rows,
         "unlabeled_rows": result.unlabeled_rows,
+        "duplicates_dropped": result.duplicates_dropped,
         "fingerprint": result.fingerprint,
         "profile_uri": profile_uri,
         "sources": result.sources,
@@ -123,15 +124,24 @@ def _quarantine_failing_sources(
     return culprits
 
 
-def split_dataset(spec: PipelineSpec, uri: str, run_id: str) -> dict[str, Any]:
-    """Split into train, (validation,) and test; the test split is the hold-out for the gate."""
+def split_dataset(spec: PipelineSpec, dataset: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Split into train, (validation,) and test; the test split is the hold-out for the gate.
+
+    ``cleaning.clip`` winsorizes the train split only (bounds from the dataset's profile).
+    """
+    from airflow_mlops.core.cleaning import apply_clip, clip_bounds
     from airflow_mlops.core.splitting import split_frame
 
-    frame = tables.read_table(uri)
+    frame = tables.read_table(dataset["uri"])
+    bounds = clip_bounds(spec, storage.read_json(dataset["profile_uri"])) if spec.cleaning.clip else {}
     folder = settings.run_dir(spec.name, run_id, "split")
     out: dict[str, Any] = {}
     for name, part in split_frame(frame, spec).items():
+        if name == "train":
+            part = apply_clip(part, bounds)
         part_uri = settings.join(folder, f"{name}.parquet")
         tables.write_parquet(part, part_uri)
         out[name] = {"uri": part_uri, "rows": len(part), "fingerprint": tables.fingerprint_frame(part)}
+    if bounds:
+        out["clip_bounds"] = {column: list(pair) for column, pair in bounds.items()}
     return out

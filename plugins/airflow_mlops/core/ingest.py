@@ -251,6 +251,7 @@ class IngestResult:
     uri: str
     rows: int
     unlabeled_rows: int
+    duplicates_dropped: int
     fingerprint: str
     profile: dict[str, Any]
     sources: list[str] = field(default_factory=list)
@@ -294,6 +295,7 @@ def ingest(
     fails is reported to ``on_bad_file`` (e.g. to quarantine it) before the error is raised;
     the target is written atomically, so a failure leaves no dataset behind.
     """
+    from airflow_mlops.core.cleaning import Deduplicator, normalize_categories
     from airflow_mlops.core.labeling import Labeler, LabelingError
 
     if not uris:
@@ -304,6 +306,7 @@ def ingest(
         raise IngestError(f"labeling: {exc}") from None
     types = spec.declared_types
     label = spec.data.label
+    deduplicator = Deduplicator(spec)
     profiler, fingerprinter = TableProfiler(), Fingerprinter()
     rows, unlabeled, expected_columns = 0, 0, None
     rows_by_source: dict[str, int] = {}
@@ -313,7 +316,7 @@ def ingest(
         local = os.path.join(tmp, "dataset.parquet")
         try:
             for uri in uris:
-                file_rows, written = 0, 0
+                file_rows, file_labeled, written = 0, 0, 0
                 present: dict[str, int] = dict.fromkeys(spec.data.features.all, 0)
                 try:
                     for raw in read_chunks(uri, spec.data.source):
@@ -324,12 +327,14 @@ def ingest(
                             labeled_raw = labeler.apply(raw)
                         except LabelingError as exc:
                             raise IngestError(str(exc), uri) from None
-                        chunk = cast_declared(labeled_raw, types, uri)
+                        chunk = normalize_categories(cast_declared(labeled_raw, types, uri), spec)
                         file_rows += len(chunk)
                         for column in present:
                             present[column] += int(chunk[column].notna().sum())
                         labeled = chunk[chunk[label].notna()]
                         unlabeled += len(chunk) - len(labeled)
+                        file_labeled += len(labeled)
+                        labeled = deduplicator.apply(labeled)
                         if labeled.empty:
                             continue
                         table = pa.Table.from_pandas(labeled.reset_index(drop=True), preserve_index=False)
@@ -346,7 +351,7 @@ def ingest(
                         written += len(labeled)
                     if file_rows == 0:
                         raise IngestError("no data rows (only a header?)", uri)
-                    if written == 0:
+                    if file_labeled == 0:
                         raise IngestError(f"no labeled rows: all {file_rows} row(s) lack the label '{label}'", uri)
                     empty = [column for column, count in present.items() if count == 0]
                     if empty:
@@ -366,6 +371,7 @@ def ingest(
         uri=target_uri,
         rows=rows,
         unlabeled_rows=unlabeled,
+        duplicates_dropped=deduplicator.dropped,
         fingerprint=fingerprinter.hexdigest(),
         profile=profile,
         sources=list(uris),

@@ -160,6 +160,62 @@ class InferenceSpec(_Strict):
     )
 
 
+ImputeStrategy = Literal["median", "mean", "most_frequent", "constant"]
+
+
+class ImputeSpec(_Strict):
+    strategy: ImputeStrategy
+    fill_value: float | str | None = Field(default=None, description="For 'constant'.")
+
+    @model_validator(mode="after")
+    def _constant_needs_value(self) -> ImputeSpec:
+        if self.strategy == "constant" and self.fill_value is None:
+            raise ValueError("impute strategy 'constant' needs fill_value")
+        return self
+
+
+class ClipSpec(_Strict):
+    """Bounds for a numeric column: fixed values, or quantiles of the training data's profile."""
+
+    min: float | None = None
+    max: float | None = None
+    lower_quantile: Literal["p01", "p05", "p25"] | None = None
+    upper_quantile: Literal["p75", "p95", "p99"] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind_per_side(self) -> ClipSpec:
+        if self.min is not None and self.lower_quantile is not None:
+            raise ValueError("give min or lower_quantile, not both")
+        if self.max is not None and self.upper_quantile is not None:
+            raise ValueError("give max or upper_quantile, not both")
+        if all(v is None for v in (self.min, self.max, self.lower_quantile, self.upper_quantile)):
+            raise ValueError("clip needs at least one bound")
+        return self
+
+
+class NormalizeSpec(_Strict):
+    """Text clean-up of categorical columns, applied identically at training and scoring time."""
+
+    columns: list[str]
+    strip: bool = True
+    lowercase: bool = False
+    mapping: dict[str, str] = Field(default_factory=dict, description="Replace values after strip/lowercase.")
+
+
+class DeduplicateSpec(_Strict):
+    subset: list[str] | None = Field(default=None, description="Columns that identify a duplicate; all if omitted.")
+
+
+class CleaningSpec(_Strict):
+    """Declarative cleaning. Deduplication, normalisation and clipping shape the training data;
+    imputation is fitted into the model's Pipeline so prediction imputes the same way."""
+
+    deduplicate: DeduplicateSpec | None = None
+    normalize: list[NormalizeSpec] = Field(default_factory=list)
+    clip: dict[str, ClipSpec] = Field(default_factory=dict)
+    impute: dict[str, ImputeSpec] = Field(default_factory=dict)
+
+
 class LabelJoinSpec(_Strict):
     """Labels from a separate source joined by key (labels that arrive later)."""
 
@@ -275,6 +331,7 @@ class PipelineSpec(_Strict):
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     data: DataSpec
     labeling: LabelingSpec | None = None
+    cleaning: CleaningSpec = Field(default_factory=CleaningSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
     model: ModelSpec
@@ -299,6 +356,25 @@ class PipelineSpec(_Strict):
         reserved = RESERVED_COLUMNS & {self.data.id_column, *self.data.features.all}
         if reserved:
             raise ValueError(f"column names reserved for the prediction log: {sorted(reserved)}; rename them")
+        return self
+
+    @model_validator(mode="after")
+    def _cleaning_names_features(self) -> PipelineSpec:
+        features = self.data.features
+        unknown = {
+            "cleaning.impute": sorted(set(self.cleaning.impute) - set(features.all)),
+            "cleaning.clip": sorted(set(self.cleaning.clip) - set(features.numeric)),
+            "cleaning.normalize": sorted(
+                {c for n in self.cleaning.normalize for c in n.columns} - set(features.categorical)
+            ),
+        }
+        problems = [f"{where} names {names}, not {'numeric ' if where == 'cleaning.clip' else ''}features"
+                    for where, names in unknown.items() if names]  # fmt: skip
+        for column, rule in self.cleaning.impute.items():
+            if column in features.categorical and rule.strategy in ("median", "mean"):
+                problems.append(f"cleaning.impute.{column}: '{rule.strategy}' needs a numeric column")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")

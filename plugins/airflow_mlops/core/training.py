@@ -52,7 +52,9 @@ def feature_frame(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
     missing = [c for c in spec.data.features.all if c not in frame.columns]
     if missing:
         raise ValueError(f"input is missing feature columns {missing}")
-    features = frame[spec.data.features.all].copy()
+    from airflow_mlops.core.cleaning import normalize_categories
+
+    features = normalize_categories(frame[spec.data.features.all], spec).copy()
     for column in spec.data.features.numeric:
         try:
             features[column] = pd.to_numeric(features[column], errors="raise").astype("float64")
@@ -75,20 +77,33 @@ def label_array(frame: pd.DataFrame, spec: PipelineSpec) -> np.ndarray:
     return labels.to_numpy()
 
 
+def _impute_rule(spec: PipelineSpec, column: str, categorical: bool) -> tuple[str, Any]:
+    rule = spec.cleaning.impute.get(column)
+    if rule is None:
+        return ("constant", "__missing__") if categorical else ("median", None)
+    return rule.strategy, rule.fill_value
+
+
+def _grouped(spec: PipelineSpec, columns: list[str], categorical: bool) -> dict[tuple[str, Any], list[str]]:
+    """Columns grouped by imputation rule: one imputer per rule keeps the Pipeline small."""
+    groups: dict[tuple[str, Any], list[str]] = {}
+    for column in columns:
+        groups.setdefault(_impute_rule(spec, column, categorical), []).append(column)
+    return groups
+
+
 def build_pipeline(spec: PipelineSpec) -> Pipeline:
-    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-    categorical = Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
-            ("encode", OneHotEncoder(handle_unknown="ignore")),
-        ]
-    )
-    preprocess = ColumnTransformer(
-        [
-            ("numeric", numeric, spec.data.features.numeric),
-            ("categorical", categorical, spec.data.features.categorical),
-        ]
-    )
+    """Imputation per ``cleaning.impute`` (default: median for numeric, '__missing__' for
+    categorical), scaling and one-hot encoding, then the estimator: fitted and served as one."""
+    steps = []
+    for index, ((strategy, fill), columns) in enumerate(_grouped(spec, spec.data.features.numeric, False).items()):
+        imputer = SimpleImputer(strategy=strategy, fill_value=fill)
+        steps.append((f"numeric_{index}", Pipeline([("impute", imputer), ("scale", StandardScaler())]), columns))
+    for index, ((strategy, fill), columns) in enumerate(_grouped(spec, spec.data.features.categorical, True).items()):
+        imputer = SimpleImputer(strategy=strategy, fill_value=fill)
+        encoder = OneHotEncoder(handle_unknown="ignore")
+        steps.append((f"categorical_{index}", Pipeline([("impute", imputer), ("encode", encoder)]), columns))
+    preprocess = ColumnTransformer(steps)
     estimator_cls = resolve_estimator(spec.model.estimator)
     params = dict(spec.model.params)
     try:

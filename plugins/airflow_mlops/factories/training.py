@@ -37,7 +37,7 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
         with TaskGroup("data", tooltip="ingest, validate (Great Expectations), split"):
             ingest = IngestLabeledDataOperator(task_id="ingest", **common)
             validate = ValidateDataOperator(task_id="validate", dataset=xcom("data.ingest"), **common)
-            split = SplitDataOperator(task_id="split", dataset_uri=xcom("data.validate", "uri"), **common)
+            split = SplitDataOperator(task_id="split", dataset=xcom("data.ingest"), **common)
             ingest >> validate >> split
         with TaskGroup("model", tooltip="train, evaluate, register, gate, promote"):
             train = MlflowTrainModelOperator(

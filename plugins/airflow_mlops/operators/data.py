@@ -75,18 +75,18 @@ class ValidateDataOperator(MlopsBaseOperator):
 
 
 class SplitDataOperator(MlopsBaseOperator):
-    """Split a validated dataset into train and hold-out test Parquet files.
+    """Split a validated dataset into train, (validation,) and hold-out test Parquet files.
 
-    :param dataset_uri: URI of the validated dataset. (templated)
+    :param dataset: the ingest task's result. (templated)
     """
 
-    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset_uri")
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset")
 
-    def __init__(self, *, dataset_uri: str, **kwargs: Any) -> None:
+    def __init__(self, *, dataset: dict[str, Any] | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.dataset_uri = dataset_uri
+        self.dataset = dataset
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.data_stages import split_dataset
 
-        return split_dataset(self.load_spec(), self.dataset_uri, self.run_id(context))
+        return split_dataset(self.load_spec(), rendered_dict(self.dataset, "dataset"), self.run_id(context))

@@ -1,0 +1,84 @@
+"""Declarative cleaning steps (``cleaning`` in the spec).
+
+- ``normalize``: strip/lowercase/map categorical text; applied at ingestion and again by
+  ``training.feature_frame`` at prediction time, so both see the same categories.
+- ``deduplicate``: drop rows whose subset of columns was already seen (the first is kept),
+  across all chunks and files of a run, by 64-bit row hashes.
+- ``clip``: winsorize numeric training rows to fixed bounds or profile quantiles; the test
+  split keeps the real values, so evaluation sees the data as it comes.
+- ``impute``: per-column strategies fitted into the model's Pipeline (see ``training``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from airflow_mlops.core.spec import PipelineSpec
+
+
+def normalize_categories(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
+    if not spec.cleaning.normalize:
+        return frame
+    out = frame.copy()
+    for rule in spec.cleaning.normalize:
+        for column in rule.columns:
+            if column not in out.columns:
+                continue
+            values = out[column].astype("string")
+            if rule.strip:
+                values = values.str.strip()
+            if rule.lowercase:
+                values = values.str.lower()
+            if rule.mapping:
+                values = values.replace(rule.mapping)
+            out[column] = values
+    return out
+
+
+class Deduplicator:
+    """Drops rows already seen in this run (by a hash of ``subset``), keeping the first."""
+
+    def __init__(self, spec: PipelineSpec) -> None:
+        rule = spec.cleaning.deduplicate
+        self.active = rule is not None
+        self.subset = rule.subset if rule is not None else None
+        self._seen = np.empty(0, dtype=np.uint64)
+        self.dropped = 0
+
+    def apply(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        if not self.active or chunk.empty:
+            return chunk
+        columns = self.subset or list(chunk.columns)
+        missing = [c for c in columns if c not in chunk.columns]
+        if missing:
+            raise ValueError(f"cleaning.deduplicate.subset names missing column(s) {missing}")
+        hashes = pd.util.hash_pandas_object(chunk[columns], index=False).to_numpy()
+        first_in_chunk = ~pd.Series(hashes).duplicated().to_numpy()
+        unseen = ~np.isin(hashes, self._seen, assume_unique=False)
+        keep = first_in_chunk & unseen
+        self._seen = np.union1d(self._seen, hashes[keep])
+        self.dropped += int((~keep).sum())
+        return chunk[keep]
+
+
+def clip_bounds(spec: PipelineSpec, profile: dict[str, Any]) -> dict[str, tuple[float | None, float | None]]:
+    """Resolve each clip rule to numbers, reading quantiles from the dataset's profile."""
+    bounds = {}
+    for column, rule in spec.cleaning.clip.items():
+        quantiles = profile.get("columns", {}).get(column, {}).get("quantiles", {})
+        low = rule.min if rule.lower_quantile is None else quantiles.get(rule.lower_quantile)
+        high = rule.max if rule.upper_quantile is None else quantiles.get(rule.upper_quantile)
+        bounds[column] = (low, high)
+    return bounds
+
+
+def apply_clip(frame: pd.DataFrame, bounds: dict[str, tuple[float | None, float | None]]) -> pd.DataFrame:
+    if not bounds:
+        return frame
+    out = frame.copy()
+    for column, (low, high) in bounds.items():
+        out[column] = out[column].clip(lower=low, upper=high)
+    return out
