@@ -18,7 +18,12 @@ def get_provider_info() -> dict[str, Any]:
         "description": "The ML lifecycle (data, model, deployment, monitoring) as operators and DAG factories.",
         "versions": [__version__],
         "integrations": [{"integration-name": INTEGRATION, "tags": ["software"]}],
-        "hooks": [{"integration-name": INTEGRATION, "python-modules": [modules.format("hooks.mlflow")]}],
+        "hooks": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [modules.format("hooks.mlflow"), modules.format("hooks.object_storage")],
+            }
+        ],
         "operators": [
             {
                 "integration-name": INTEGRATION,

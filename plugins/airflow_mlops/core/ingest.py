@@ -64,23 +64,17 @@ def format_of(uri: str, declared: str | None) -> str:
 
 def resolve_uris(location: str) -> list[str]:
     """The data files a location names: one file, a glob, or every data file under a folder/prefix."""
-    fs, path = storage.filesystem(location)
-    protocol = location.split("://", 1)[0] + "://" if "://" in location else ""
-
-    def uri(p: str) -> str:
-        return f"{protocol}{p}" if protocol and not p.startswith(protocol) else p
-
-    if _GLOB.search(path):
-        found = sorted(uri(p) for p in fs.glob(path) if not fs.isdir(p))
+    if _GLOB.search(location.split("://", 1)[-1]):
+        found = storage.glob(location)
         if not found:
             raise IngestError(f"no input files match the pattern {location}")
         return found
-    if location.endswith("/") or fs.isdir(path):
-        found = [u for u in storage.list_files(location, tuple(SUFFIXES))]
+    if location.endswith("/") or storage.is_folder(location):
+        found = storage.list_files(location, tuple(SUFFIXES))
         if not found:
             raise IngestError(f"no data files ({', '.join(sorted(SUFFIXES))}) in {location}")
         return found
-    if not fs.exists(path):
+    if not storage.exists(location):
         raise IngestError(f"input file {location} does not exist")
     return [location]
 
@@ -134,12 +128,17 @@ def _jsonl_chunks(handle: Any, chunk_rows: int) -> Iterator[pd.DataFrame]:
 def read_chunks(uri: str, source: SourceSpec) -> Iterator[pd.DataFrame]:
     """Yield the file's rows as DataFrames of at most about ``source.chunk_rows`` rows."""
     fmt = format_of(uri, source.format)
-    fs, path = storage.filesystem(uri)
-    if fs.size(path) == 0:
+    if storage.size(uri) == 0:
         raise IngestError("the file is empty (0 bytes)", uri)
+    with storage.local_copy(uri) as path:
+        yield from _read_local(path, uri, fmt, source)
+
+
+def _read_local(path: str, uri: str, fmt: str, source: SourceSpec) -> Iterator[pd.DataFrame]:
+    import fsspec
 
     def open_handle() -> Any:
-        return fs.open(path, "rb", compression="infer")
+        return fsspec.open(path, "rb", compression="infer").open()
 
     wide_encoding = any(width in source.csv.encoding for width in ("16", "32"))  # UTF-16/32 text has NUL bytes
     if fmt != "parquet" and not wide_encoding:
@@ -149,7 +148,6 @@ def read_chunks(uri: str, source: SourceSpec) -> Iterator[pd.DataFrame]:
             raise IngestError(
                 f"looks like a binary file (NUL bytes), not {fmt} text; compressed files need a .gz suffix", uri
             )
-
     try:
         if fmt == "csv":
             yield from _csv_chunks(open_handle, source, source.chunk_rows)

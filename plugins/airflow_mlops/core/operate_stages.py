@@ -92,13 +92,8 @@ def _labels_valid(batch: Any, spec: PipelineSpec) -> bool:
 
 
 def recent_prediction_logs(spec: PipelineSpec) -> list[str]:
-    """The latest ``lookback_batches`` prediction log files (names sort by time)."""
-    root = settings.prediction_log_dir(spec.name)
-    fs, path = storage.filesystem(root)
-    if not fs.exists(path):
-        return []
-    days = sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))
-    files = [uri for day in days for uri in storage.list_files(settings.join(root, day))]
+    """The latest ``lookback_batches`` prediction log files (partition and file names sort by time)."""
+    files = storage.list_files_recursive(settings.prediction_log_dir(spec.name), (".parquet",))
     return files[-spec.monitoring.lookback_batches :]
 
 

@@ -1,10 +1,11 @@
-"""Reading and writing artifacts by URI (plain path, file://, s3://) through fsspec.
+"""Reading and writing artifacts by URI: local paths (plain or ``file://``) and ``s3://``.
 
-Light on purpose (fsspec only, no pandas): the triggerer claims landed files with it.
+Light on purpose (no pandas): the triggerer claims landed files with it. S3 goes through
+boto3 (``core.s3``); local files through the OS.
 
-Writes are atomic: a local file is written beside its target and renamed into
-place; an object store gets one PUT. A killed task never leaves a half file that a
-later task would trust.
+Writes are atomic: a local file is written beside its target and renamed into place; an
+object store gets one PUT. A killed task never leaves a half file that a later task
+would trust.
 """
 
 from __future__ import annotations
@@ -13,58 +14,66 @@ import errno
 import json
 import os
 import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
-
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
 
 from airflow_mlops.core.settings import join
 
 TABULAR_SUFFIXES = (".parquet", ".csv")
 
 
-def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, path = fsspec.core.url_to_fs(uri)
-    return fs, path
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
 
 
-def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
-    return isinstance(fs, LocalFileSystem)
+def local_path(uri: str) -> str:
+    """The filesystem path of a local URI (``file:///x`` or ``/x``)."""
+    if uri.startswith("file://"):
+        return uri[len("file://") :]
+    if "://" in uri:
+        raise ValueError(f"unsupported storage scheme in {uri}: use a local path, file:// or s3://")
+    return uri
 
 
 def write_bytes(data: bytes, uri: str) -> str:
     """Write ``data`` to ``uri`` atomically and return the URI."""
-    fs, path = filesystem(uri)
-    if _is_local(fs):
-        directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    else:
-        fs.pipe_file(path, data)
-    return uri
+    if is_s3(uri):
+        from airflow_mlops.core import s3
 
-
-def put_file(local_path: str, uri: str) -> str:
-    """Publish a local file at ``uri`` atomically without holding it in memory."""
-    fs, path = filesystem(uri)
-    if not _is_local(fs):
-        fs.put_file(local_path, path)  # one upload; the object appears whole or not at all
+        s3.write_bytes(data, uri)
         return uri
+    path = local_path(uri)
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
     try:
-        shutil.copyfile(local_path, tmp)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return uri
+
+
+def put_file(source_path: str, uri: str) -> str:
+    """Publish a local file at ``uri`` atomically without holding it in memory."""
+    if is_s3(uri):
+        from airflow_mlops.core import s3
+
+        s3.upload(source_path, uri)
+        return uri
+    path = local_path(uri)
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
+    try:
+        shutil.copyfile(source_path, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -73,8 +82,26 @@ def put_file(local_path: str, uri: str) -> str:
 
 
 def read_bytes(uri: str) -> bytes:
-    fs, path = filesystem(uri)
-    return bytes(fs.cat_file(path))
+    if is_s3(uri):
+        from airflow_mlops.core import s3
+
+        return s3.read_bytes(uri)
+    with open(local_path(uri), "rb") as handle:
+        return handle.read()
+
+
+@contextmanager
+def local_copy(uri: str) -> Iterator[str]:
+    """A local path holding the file's bytes: the file itself, or a temporary download."""
+    if not is_s3(uri):
+        yield local_path(uri)
+        return
+    from airflow_mlops.core import s3
+
+    with tempfile.TemporaryDirectory(prefix="airflow-mlops-s3-") as tmp:
+        path = os.path.join(tmp, uri.rsplit("/", 1)[-1] or "object")
+        s3.download(uri, path)
+        yield path
 
 
 def write_json(obj: Any, uri: str) -> str:
@@ -90,8 +117,31 @@ def write_text(text: str, uri: str) -> str:
 
 
 def exists(uri: str) -> bool:
-    fs, path = filesystem(uri)
-    return bool(fs.exists(path))
+    if is_s3(uri):
+        from airflow_mlops.core import s3
+
+        return s3.exists(uri)
+    return os.path.exists(local_path(uri))
+
+
+def is_folder(uri: str) -> bool:
+    if is_s3(uri):
+        from airflow_mlops.core import s3
+
+        return uri.endswith("/") or bool(s3.list_keys(uri.rstrip("/") + "/", max_keys=1))
+    return os.path.isdir(local_path(uri))
+
+
+def size(uri: str) -> int:
+    if is_s3(uri):
+        from airflow_mlops.core import s3
+
+        return s3.size(uri)
+    return os.path.getsize(local_path(uri))
+
+
+def _is_data_name(name: str, suffixes: tuple[str, ...]) -> bool:
+    return not name.startswith((".", "_")) and name.endswith(suffixes)
 
 
 def list_files(directory: str, suffixes: tuple[str, ...] = TABULAR_SUFFIXES) -> list[str]:
@@ -100,25 +150,53 @@ def list_files(directory: str, suffixes: tuple[str, ...] = TABULAR_SUFFIXES) -> 
     Hidden and temporary files (a leading '.' or '_') are skipped: they are writes in
     progress or markers, never data.
     """
-    fs, path = filesystem(directory)
-    if not fs.exists(path):
+    if is_s3(directory):
+        from airflow_mlops.core import s3
+
+        children = s3.list_children(directory)
+        return [uri for uri in children if _is_data_name(uri.rsplit("/", 1)[-1], suffixes)]
+    path = local_path(directory)
+    if not os.path.isdir(path):
         return []
+    return sorted(join(directory, name) for name in os.listdir(path) if _is_data_name(name, suffixes)
+                  and os.path.isfile(os.path.join(path, name)))  # fmt: skip
+
+
+def list_files_recursive(directory: str, suffixes: tuple[str, ...] = TABULAR_SUFFIXES) -> list[str]:
+    """Data files anywhere under ``directory`` (e.g. date partitions), sorted by full name."""
+    if is_s3(directory):
+        from airflow_mlops.core import s3
+
+        keys = s3.list_keys(directory.rstrip("/") + "/")
+        return sorted(uri for uri in keys if _is_data_name(uri.rsplit("/", 1)[-1], suffixes))
+    root = local_path(directory)
     found = []
-    for entry in fs.ls(path, detail=False):
-        name = entry.rstrip("/").rsplit("/", 1)[-1]
-        if name.startswith((".", "_")) or not name.endswith(suffixes):
-            continue
-        found.append(join(directory, name))
+    for folder, _, names in os.walk(root):
+        relative = os.path.relpath(folder, root)
+        for name in names:
+            if _is_data_name(name, suffixes):
+                found.append(join(directory, "" if relative == "." else relative, name))
     return sorted(found)
+
+
+def glob(pattern: str) -> list[str]:
+    if is_s3(pattern):
+        from airflow_mlops.core import s3
+
+        return s3.glob(pattern)
+    import glob as globbing
+
+    prefix = "file://" if pattern.startswith("file://") else ""
+    return sorted(f"{prefix}{p}" for p in globbing.glob(local_path(pattern)) if os.path.isfile(p))
 
 
 def modified_at(uri: str) -> float:
     """Last modification time (epoch seconds) of a file."""
-    fs, path = filesystem(uri)
-    if _is_local(fs):
-        return os.stat(path).st_mtime
-    modified = fs.modified(path)
-    return float(modified.timestamp())
+    if is_s3(uri):
+        from airflow_mlops.core import s3
+
+        return s3.modified_at(uri)
+    return os.stat(local_path(uri)).st_mtime
 
 
 def move(src: str, dst: str) -> str:
@@ -126,21 +204,35 @@ def move(src: str, dst: str) -> str:
 
     Locally a rename is atomic, so a file is claimed at most once; across devices the
     file is copied beside its target, renamed into place, then the source removed.
+    On S3 a move is a copy then a delete.
     """
-    fs, src_path = filesystem(src)
-    _, dst_path = filesystem(dst)
-    if fs.exists(dst_path):
-        raise FileExistsError(f"refusing to overwrite {dst}")
-    if not _is_local(fs):
-        fs.mv(src_path, dst_path)
+    if is_s3(src) or is_s3(dst):
+        if not (is_s3(src) and is_s3(dst)):
+            write_bytes(read_bytes(src), dst)
+            _remove(src)
+            return dst
+        from airflow_mlops.core import s3
+
+        s3.move(src, dst)
         return dst
+    src_path, dst_path = local_path(src), local_path(dst)
+    if os.path.exists(dst_path):
+        raise FileExistsError(f"refusing to overwrite {dst}")
     os.makedirs(os.path.dirname(dst_path), exist_ok=True)
     try:
         os.rename(src_path, dst_path)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        with open(src_path, "rb") as handle:
-            write_bytes(handle.read(), dst)
+        put_file(src_path, dst)
         os.remove(src_path)
     return dst
+
+
+def _remove(uri: str) -> None:
+    if is_s3(uri):
+        from airflow_mlops.core import s3
+
+        s3.delete(uri)
+    else:
+        os.remove(local_path(uri))

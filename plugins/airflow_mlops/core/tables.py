@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from airflow_mlops.core.storage import filesystem, write_bytes
+from airflow_mlops.core.storage import local_copy, write_bytes
 
 
 def write_parquet(frame: pd.DataFrame, uri: str) -> str:
@@ -19,12 +19,11 @@ def write_parquet(frame: pd.DataFrame, uri: str) -> str:
 
 
 def read_table(uri: str) -> pd.DataFrame:
-    """Read one Parquet or CSV file into a DataFrame."""
-    fs, path = filesystem(uri)
-    with fs.open(path, "rb") as handle:
+    """Read one Parquet or CSV file (local or s3://) into a DataFrame."""
+    with local_copy(uri) as path:
         if path.endswith(".csv"):
-            return pd.read_csv(handle)
-        return pd.read_parquet(handle)
+            return pd.read_csv(path)
+        return pd.read_parquet(path)
 
 
 def read_tables(uris: Iterable[str]) -> pd.DataFrame:

@@ -35,9 +35,23 @@ class MlopsBaseOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
 
     def load_spec(self) -> PipelineSpec:
+        """Load the spec and point S3 access at the right connection.
+
+        ``AIRFLOW_MLOPS_AWS_CONN_ID`` names the connection for s3:// roots (landing, artifacts);
+        a spec's ``data.source.conn_id`` takes precedence for its own source.
+        """
+        import os
+
+        from airflow_mlops.core.settings import AWS_CONN_ENV
         from airflow_mlops.core.spec import load_spec
 
-        return load_spec(self.spec_path)
+        spec = load_spec(self.spec_path)
+        conn_id = spec.data.source.conn_id or os.environ.get(AWS_CONN_ENV)
+        if conn_id:
+            from airflow_mlops.hooks.object_storage import configure_s3_from_connection
+
+            configure_s3_from_connection(conn_id)
+        return spec
 
     @cached_property
     def mlflow_hook(self) -> MlflowHook:
