@@ -67,8 +67,12 @@ def test_mlflow_does_not_share_airflows_database(compose):
     assert "CREATE DATABASE mlflow" in init
 
 
-def test_every_airflow_role_mounts_the_shared_data_volume(compose):
+def test_every_airflow_role_reaches_the_same_s3_roots_on_minio(compose):
+    buckets = compose["services"]["minio-buckets"]["entrypoint"]
     for name in ("airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker"):
-        volumes = compose["services"][name]["volumes"]
-        assert "mlops-data:/opt/airflow/mlops-data" in volumes
-        assert compose["services"][name]["environment"][settings.HOME_ENV] == "/opt/airflow/mlops-data"
+        env = compose["services"][name]["environment"]
+        assert env[settings.LANDING_ENV] == "s3://landing" and env[settings.ARTIFACT_ENV] == "s3://mlops"
+        assert env["AWS_ENDPOINT_URL_S3"] == "http://minio:9000"
+        assert "mlops-data:/opt/airflow/mlops-data" in compose["services"][name]["volumes"]
+    for bucket in ("mlflow", "landing", "mlops"):
+        assert f"local/{bucket}" in buckets
