@@ -36,6 +36,7 @@ SUFFIXES = {
     ".ndjson": "jsonl",
     ".json": "jsonl",
 }
+GENERATOR_SCHEME = "generator://"
 CSV_BLOCK_BYTES = 8 << 20  # also the largest single CSV field accepted
 _GLOB = re.compile(r"[*?\[]")
 
@@ -49,6 +50,8 @@ class IngestError(ValueError):
 
 
 def format_of(uri: str, declared: str | None) -> str:
+    if uri.startswith(GENERATOR_SCHEME):
+        return "generator"
     if declared:
         return declared
     name = uri.lower()
@@ -64,6 +67,8 @@ def format_of(uri: str, declared: str | None) -> str:
 
 def resolve_uris(location: str) -> list[str]:
     """The data files a location names: one file, a glob, or every data file under a folder/prefix."""
+    if location.startswith(GENERATOR_SCHEME):
+        return [location]
     if _GLOB.search(location.split("://", 1)[-1]):
         found = storage.glob(location)
         if not found:
@@ -128,6 +133,9 @@ def _jsonl_chunks(handle: Any, chunk_rows: int) -> Iterator[pd.DataFrame]:
 def read_chunks(uri: str, source: SourceSpec) -> Iterator[pd.DataFrame]:
     """Yield the file's rows as DataFrames of at most about ``source.chunk_rows`` rows."""
     fmt = format_of(uri, source.format)
+    if fmt == "generator":
+        yield from _generated_chunks(uri, source.chunk_rows)
+        return
     if storage.size(uri) == 0:
         raise IngestError("the file is empty (0 bytes)", uri)
     with storage.local_copy(uri) as path:
@@ -162,6 +170,26 @@ def _read_local(path: str, uri: str, fmt: str, source: SourceSpec) -> Iterator[p
         raise IngestError(str(exc), uri) from None
     except (pa.ArrowInvalid, pa.ArrowException, ValueError, UnicodeDecodeError, OSError, EOFError) as exc:
         raise IngestError(_explain(fmt, source, exc), uri) from None
+
+
+def _generated_chunks(uri: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """``generator://churn?rows=5000&seed=3&drift=0.2``: a synthetic batch, in chunks."""
+    from urllib.parse import parse_qs, urlparse
+
+    from airflow_mlops.core.synthetic import GENERATORS
+
+    parsed = urlparse(uri)
+    make = GENERATORS.get(parsed.netloc)
+    if make is None:
+        raise IngestError(f"unknown generator '{parsed.netloc}'; known: {sorted(GENERATORS)}", uri)
+    query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
+    try:
+        frame = make(rows=int(query.get("rows", 5000)), seed=int(query.get("seed", 0)),
+                     drift=float(query.get("drift", 0.0)))  # fmt: skip
+    except ValueError as exc:
+        raise IngestError(f"bad generator parameters: {exc}", uri) from None
+    for start in range(0, len(frame), chunk_rows):
+        yield frame.iloc[start : start + chunk_rows].reset_index(drop=True)
 
 
 def _explain(fmt: str, source: SourceSpec, exc: Exception) -> str:
@@ -230,6 +258,38 @@ def cast_declared(frame: pd.DataFrame, types: dict[str, str], uri: str | None = 
     return out
 
 
+def _load_enrichment(spec: PipelineSpec) -> list[tuple[Any, pd.DataFrame]]:
+    """Each enrichment table, read whole (a dimension table) and checked: key present and unique."""
+    tables = []
+    for rule in spec.data.enrich:
+        frames = []
+        for uri in resolve_uris(rule.uri):
+            for chunk in read_chunks(uri, SourceSpec(format=rule.format)):
+                missing = [c for c in (rule.on, *rule.columns) if c not in chunk.columns]
+                if missing:
+                    raise IngestError(f"enrichment source lacks column(s) {missing}", uri)
+                frames.append(chunk[[rule.on, *rule.columns]])
+        table = pd.concat(frames, ignore_index=True)
+        table[rule.on] = table[rule.on].astype("string")
+        repeated = table[rule.on][table[rule.on].duplicated()].unique()[:5].tolist()
+        if repeated:
+            raise IngestError(f"enrichment source {rule.uri} has several rows for key(s) {repeated}")
+        tables.append((rule, table))
+    return tables
+
+
+def _enrich(chunk: pd.DataFrame, enrichment: list[tuple[Any, pd.DataFrame]], uri: str) -> pd.DataFrame:
+    for rule, table in enrichment:
+        if rule.on not in chunk.columns:
+            raise IngestError(f"enrichment key '{rule.on}' is not in the data", uri)
+        clash = [c for c in rule.columns if c in chunk.columns]
+        if clash:
+            raise IngestError(f"enrichment columns {clash} already exist in the data", uri)
+        keyed = chunk.assign(**{rule.on: chunk[rule.on].astype("string")})
+        chunk = keyed.merge(table, on=rule.on, how=rule.how, validate="many_to_one")
+    return chunk
+
+
 def _check_field_sizes(frame: pd.DataFrame, limit: int, uri: str) -> None:
     for column in frame.columns:
         values = frame[column]
@@ -273,7 +333,7 @@ def _check_columns(frame: pd.DataFrame, spec: PipelineSpec, uri: str, expected: 
                 )
         raise IngestError(f"missing required column(s) {missing}{hint}", uri)
     if spec.data.source.extra_columns == "error":
-        known = {*required, spec.data.label, *spec.data.dtypes}
+        known = {*required, spec.data.label, *spec.data.dtypes, *(c for e in spec.data.enrich for c in e.columns)}
         extra = [c for c in frame.columns if c not in known]
         if extra:
             raise IngestError(f"unexpected column(s) {extra} (data.source.extra_columns is 'error')", uri)
@@ -302,6 +362,7 @@ def ingest(
         labeler = Labeler(spec)
     except (LabelingError, IngestError) as exc:
         raise IngestError(f"labeling: {exc}") from None
+    enrichment = _load_enrichment(spec)
     types = spec.declared_types
     label = spec.data.label
     deduplicator = Deduplicator(spec)
@@ -318,8 +379,9 @@ def ingest(
                 present: dict[str, int] = dict.fromkeys(spec.data.features.all, 0)
                 try:
                     for raw in read_chunks(uri, spec.data.source):
-                        _check_columns(raw, spec, uri, expected_columns)
                         _check_field_sizes(raw, spec.data.source.max_field_chars, uri)
+                        raw = _enrich(raw, enrichment, uri)
+                        _check_columns(raw, spec, uri, expected_columns)
                         expected_columns = list(raw.columns)
                         try:
                             labeled_raw = labeler.apply(raw)

@@ -104,8 +104,9 @@ class SourceSpec(_Strict):
     """Where training data is read from.
 
     ``uri`` is one file, a glob (``s3://bucket/exports/*.csv``) or a folder/prefix ending in
-    ``/``; it may contain ``{ds}`` (the run's date, YYYY-MM-DD) for dated prefixes. Without a
-    ``uri`` the pipeline reads its own lake: the batches claimed from its landing inbox.
+    ``/``; it may contain ``{ds}`` (the run's date, YYYY-MM-DD) for dated prefixes; or
+    ``generator://<name>?rows=N&seed=S&drift=D`` for a synthetic source. Without a ``uri`` the
+    pipeline reads its own lake: the batches claimed from its landing inbox.
     """
 
     uri: str | None = None
@@ -119,10 +120,21 @@ class SourceSpec(_Strict):
     conn_id: str | None = Field(default=None, description="Airflow connection with credentials for s3:// URIs.")
 
 
+class EnrichSpec(_Strict):
+    """A second source joined onto every row by key (a dimension table: one row per key)."""
+
+    uri: str
+    on: str
+    columns: list[str] = Field(min_length=1, description="Columns taken from the enrichment source.")
+    how: Literal["left", "inner"] = "left"
+    format: Literal["parquet", "csv", "jsonl"] | None = None
+
+
 class DataSpec(_Strict):
     """Where batches land and what their columns mean."""
 
     source: SourceSpec = Field(default_factory=SourceSpec)
+    enrich: list[EnrichSpec] = Field(default_factory=list)
     dtypes: dict[str, DeclaredType] = Field(
         default_factory=dict,
         description="Declared column types; features default to float (numeric) and string (categorical).",
