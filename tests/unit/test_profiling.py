@@ -61,3 +61,22 @@ def test_all_null_and_empty_columns_do_not_crash():
     stats = profile_frame(frame)["columns"]
     assert stats["x"]["nulls"] == 10 and "mean" not in stats["x"]
     assert profile_frame(frame.iloc[0:0])["rows"] == 0
+
+
+def test_distinct_stays_right_when_categories_outgrow_counting_midway():
+    from airflow_mlops.core.profiling import DISTINCT_CAP
+
+    low = pd.DataFrame({"c": pd.Series([f"v{i % 50}" for i in range(5000)], dtype="string")})
+    high = pd.DataFrame({"c": pd.Series([f"w{i}" for i in range(3 * DISTINCT_CAP)], dtype="string")})
+    profiler = TableProfiler()
+    profiler.add(low)
+    profiler.add(high)
+    stats = profiler.result()["columns"]["c"]
+    assert stats["distinct"] == pytest.approx(3 * DISTINCT_CAP + 50, rel=0.05)
+    assert "top_values" not in stats
+    merged = TableProfiler()
+    merged.add(low)
+    other = TableProfiler()
+    other.add(high)
+    merged.merge(other)
+    assert merged.result()["columns"]["c"]["distinct"] == pytest.approx(3 * DISTINCT_CAP + 50, rel=0.05)

@@ -72,6 +72,8 @@ class ColumnAccumulator:
             self._bounds(values.min(), values.max())
         else:
             self._count_categories(values)
+            if self.counts is not None:
+                return  # exact category counts already give the distinct count
         self._distinct(values)
 
     def _bounds(self, low: Any, high: Any) -> None:
@@ -89,9 +91,19 @@ class ColumnAccumulator:
     def _count_categories(self, values: pd.Series) -> None:
         if self.counts is None:
             return
-        self.counts.update(values.value_counts(sort=False).to_dict())
+        counts = values.value_counts(sort=False)
+        if len(counts) > DISTINCT_CAP:  # an id-like column: stop before building a huge dict
+            self._give_up_counts()
+            return
+        self.counts.update(counts.to_dict())
         if len(self.counts) > DISTINCT_CAP:
-            self.counts = None
+            self._give_up_counts()
+
+    def _give_up_counts(self) -> None:
+        """Too many categories to count: carry the ones seen so far into the distinct sketch."""
+        if self.counts:
+            self._keep_smallest(pd.unique(pd.util.hash_array(np.array(list(self.counts), dtype=object))))
+        self.counts = None
 
     def _distinct(self, values: pd.Series) -> None:
         hashes = pd.util.hash_array(values.to_numpy())
@@ -112,6 +124,10 @@ class ColumnAccumulator:
         self.total_sq += other.total_sq
         if other.minimum is not None:
             self._bounds(other.minimum, other.maximum)
+        if self.counts is not None and other.counts is None:
+            self._give_up_counts()
+        elif other.counts is not None and self.counts is None:
+            self._keep_smallest(pd.unique(pd.util.hash_array(np.array(list(other.counts), dtype=object))))
         self._keep_smallest(other.sketch)
         if self.counts is not None and other.counts is not None:
             self.counts.update(other.counts)
@@ -120,10 +136,14 @@ class ColumnAccumulator:
         self._sample(other.sample_keys, other.sample_values)
 
     def distinct_is_exact(self) -> bool:
+        if self.kind == "categorical" and self.counts is not None:
+            return True
         return len(self.sketch) < SKETCH_SIZE
 
     def distinct_count(self) -> int:
-        if self.distinct_is_exact():
+        if self.kind == "categorical" and self.counts is not None:
+            return len(self.counts)
+        if len(self.sketch) < SKETCH_SIZE:
             return len(self.sketch)
         # KMV estimate: K distinct hashes fill the fraction (K-th smallest / 2^64) of the hash space.
         return round((SKETCH_SIZE - 1) / (float(self.sketch[-1]) / 2.0**64))
