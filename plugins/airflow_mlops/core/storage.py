@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -38,6 +38,19 @@ def local_path(uri: str) -> str:
     return uri
 
 
+def _replace_atomically(path: str, fill: Callable[[str], object]) -> None:
+    """Let ``fill`` write a temporary file beside ``path``, then rename it into place."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
+    try:
+        fill(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_bytes(data: bytes, uri: str) -> str:
     """Write ``data`` to ``uri`` atomically and return the URI."""
     if is_s3(uri):
@@ -45,19 +58,14 @@ def write_bytes(data: bytes, uri: str) -> str:
 
         s3.write_bytes(data, uri)
         return uri
-    path = local_path(uri)
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
-    try:
+
+    def fill(tmp: str) -> None:
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    _replace_atomically(local_path(uri), fill)
     return uri
 
 
@@ -68,16 +76,7 @@ def put_file(source_path: str, uri: str) -> str:
 
         s3.upload(source_path, uri)
         return uri
-    path = local_path(uri)
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}-{os.path.basename(path)}")
-    try:
-        shutil.copyfile(source_path, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    _replace_atomically(local_path(uri), lambda tmp: shutil.copyfile(source_path, tmp))
     return uri
 
 
