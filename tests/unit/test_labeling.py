@@ -43,6 +43,13 @@ def test_rule_labels_every_row(spec, tmp_path):
     assert result.unlabeled_rows == 0 and data["churned"].tolist() == expected.tolist()
 
 
+def test_rule_sees_typed_columns_in_csv_files(spec, tmp_path):
+    uri = str(tmp_path / "data.csv")
+    synthetic.churn_batch(300, seed=1).drop(columns=["churned"]).to_csv(uri, index=False)
+    result, data = _ingest(_labeling(spec, rule="support_calls >= 3"), uri, tmp_path)
+    assert result.rows == 300 and data["churned"].tolist() == (data["support_calls"] >= 3).astype(int).tolist()
+
+
 def test_join_labels_the_rows_whose_label_arrived_and_counts_the_rest(spec, tmp_path):
     uri = _unlabeled_data(tmp_path)
     truth = synthetic.churn_batch(400, seed=1)[["customer_id", "churned"]].head(250)

@@ -377,7 +377,7 @@ def ingest(
     label = spec.data.label
     deduplicator = Deduplicator(spec)
     profiler = TableProfiler()
-    rows, unlabeled, expected_columns = 0, 0, None
+    unlabeled, expected_columns = 0, None
     rows_by_source: dict[str, int] = {}
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
@@ -393,11 +393,15 @@ def ingest(
                         raw = _enrich(raw, enrichment, uri)
                         _check_columns(raw, spec, uri, expected_columns)
                         expected_columns = list(raw.columns)
-                        try:
-                            labeled_raw = labeler.apply(raw)
-                        except LabelingError as exc:
-                            raise IngestError(str(exc), uri) from None
-                        chunk = normalize_categories(cast_declared(labeled_raw, types, uri), spec)
+                        chunk = cast_declared(raw, types, uri)  # rules and functions see typed columns
+                        if labeler.active:
+                            try:
+                                chunk = labeler.apply(chunk)
+                            except LabelingError as exc:
+                                raise IngestError(str(exc), uri) from None
+                            if label in types:
+                                chunk = cast_declared(chunk, {label: types[label]}, uri)
+                        chunk = normalize_categories(chunk, spec)
                         file_rows += len(chunk)
                         for column in present:
                             present[column] += int(chunk[column].notna().sum())
