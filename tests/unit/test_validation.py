@@ -66,28 +66,3 @@ def test_unknown_expectation_and_bad_arguments_are_named():
             [ExpectationSpec(type="expect_column_values_to_be_between", kwargs={"colum": "plan"})],
             suite_name="x",
         )
-
-
-def _columnwise(spec):
-    return spec.model_copy(update={"validation": spec.validation.model_copy(update={"columnwise_above_rows": 1})})
-
-
-def test_columnwise_validation_gives_the_same_verdicts(spec, tmp_path):
-    from airflow_mlops.core import tables
-    from airflow_mlops.core.validation import validate_parquet_columnwise
-
-    clean = tables.write_parquet(synthetic.churn_batch(1000, seed=1), str(tmp_path / "clean.parquet"))
-    whole = validate_batch(tables.read_table(clean), spec)
-    by_columns = validate_parquet_columnwise(clean, _columnwise(spec))
-    assert by_columns.success and by_columns.evaluated == whole.evaluated
-
-    broken = synthetic.churn_batch(1000, seed=1)
-    broken.loc[:2, "tenure_months"] = 999.0
-    broken.loc[5, "customer_id"] = broken.loc[6, "customer_id"]  # a duplicate id across the table
-    path = tables.write_parquet(broken.drop(columns=["region"]), str(tmp_path / "broken.parquet"))
-    with pytest.raises(DataValidationError) as err:
-        validate_parquet_columnwise(path, _columnwise(spec))
-    message = str(err.value)
-    assert "expect_column_values_to_be_between on column 'tenure_months'" in message
-    assert "expect_column_values_to_be_unique on column 'customer_id'" in message
-    assert "expect_column_to_exist on column 'region'" in message

@@ -14,7 +14,7 @@ from airflow_mlops.core import settings, storage, tables
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.quarantine import quarantine_file
 from airflow_mlops.core.spec import PipelineSpec
-from airflow_mlops.core.validation import DataValidationError, validate_batch, validate_parquet_columnwise
+from airflow_mlops.core.validation import DataValidationError, validate_batch
 
 
 def source_uris(spec: PipelineSpec, ds: str | None = None) -> list[str]:
@@ -67,9 +67,6 @@ def validate_dataset(
     With ``validation.infer.enabled`` and a ``reference_profile`` the suite also holds the
     expectations inferred from it (see ``core.inference``).
 
-    Datasets above ``validation.columnwise_above_rows`` are validated a column group at a
-    time (``validate_parquet_columnwise``), which bounds memory by the widest group.
-
     On failure each source batch is validated on its own and the ones that fail are
     quarantined with their report, so the next run trains without them.
     """
@@ -78,18 +75,15 @@ def validate_dataset(
     inferred = (
         infer_expectations(reference_profile, spec) if spec.validation.infer.enabled and reference_profile else []
     )
+    frame = tables.read_table(dataset["uri"])
     folder = settings.run_dir(spec.name, run_id, "validate")
     report_uri = settings.join(folder, "report.json")
-    columnwise = dataset["rows"] > spec.validation.columnwise_above_rows
-    with tempfile.TemporaryDirectory(prefix="airflow-mlops-docs-") as docs, storage.local_copy(dataset["uri"]) as path:
+    with tempfile.TemporaryDirectory(prefix="airflow-mlops-docs-") as docs:
         try:
-            if columnwise:
-                outcome = validate_parquet_columnwise(path, spec, docs_dir=docs, extra=inferred)
-            else:
-                outcome = validate_batch(tables.read_table(path), spec, docs_dir=docs, extra=inferred)
+            outcome = validate_batch(frame, spec, docs_dir=docs, extra=inferred)
         except DataValidationError as exc:
             docs_uri = _publish_folder(docs, settings.join(folder, "data_docs"))
-            culprits = _quarantine_failing_sources(spec, tables.read_table(path), dataset, run_id, inferred)
+            culprits = _quarantine_failing_sources(spec, frame, dataset, run_id, inferred)
             report = {"input": dataset["uri"], "quarantined": culprits, "data_docs": docs_uri, **exc.report}
             storage.write_json(report, report_uri)
             where = f"\nquarantined: {culprits}" if culprits else "\nno single batch fails alone; nothing quarantined"

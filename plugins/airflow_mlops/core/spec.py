@@ -260,11 +260,6 @@ class ValidationSpec(_Strict):
     expectations: list[ExpectationSpec] = Field(default_factory=list)
     min_rows: int = Field(default=1, ge=0)
     infer: InferenceSpec = Field(default_factory=InferenceSpec)
-    columnwise_above_rows: int = Field(
-        default=2_000_000,
-        ge=1,
-        description="Larger datasets are validated a column group at a time, bounding memory.",
-    )
 
 
 SplitName = Literal["train", "validation", "test"]
