@@ -99,6 +99,7 @@ def main() -> None:
         start = time.perf_counter()
         dataset = data_stages.ingest_labeled(spec, "bench")
         ingest_seconds = time.perf_counter() - start
+        peak_after_ingest = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
         validated = data_stages.validate_dataset(spec, dataset, "bench")
         validate_seconds = time.perf_counter() - start
@@ -114,6 +115,7 @@ def main() -> None:
                 "validate_seconds": round(validate_seconds, 2),
                 "total_seconds": round(ingest_seconds + validate_seconds, 2),
                 "peak_rss_mib": round(peak),
+                "peak_rss_after_ingest_mib": round(peak_after_ingest),
                 "rss_before_stages_mib": round(rss_before),
             },
             indent=2,

@@ -65,6 +65,9 @@ def test_full_loop_trains_promotes_scores_and_detects_drift(spec, tracking_uri):
     assert record["from_version"] is None and record["to_version"] == "1"
 
     version = registry.client(tracking_uri).get_model_version(spec.registered_model_name, "1")
+    # Without a tracking server, artifacts go under the artifact root, never into ./mlruns.
+    experiment = registry.client(tracking_uri).get_experiment_by_name(spec.name)
+    assert experiment.artifact_location.startswith(f"file://{settings.artifact_root()}/mlflow/")
     profile = registry.champion_profile(tracking_uri, spec.registered_model_name)
     assert profile["rows"] == 3000 and profile["columns"]["plan"]["distinct"] == 3
     assert version.tags["gate"] == "passed"

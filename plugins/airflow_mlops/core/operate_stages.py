@@ -134,8 +134,7 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
     report_uri = settings.join(settings.run_dir(spec.name, run_id, "monitor"), "drift_report.json")
     storage.write_json({"current": log_uris, "reference": reference_uri, **report.as_dict()}, report_uri)
 
-    registry.client(tracking_uri)
-    mlflow.set_experiment(f"{spec.name}_monitoring")
+    registry.use_experiment(tracking_uri, f"{spec.name}_monitoring")
     with mlflow.start_run(run_name=run_id) as run:
         mlflow.set_tags({"model_name": name, "model_version": str(current.version), "airflow.run_id": run_id})
         mlflow.log_metrics({f"psi_{k}": v for k, v in report.scores().items()})

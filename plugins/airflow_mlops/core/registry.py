@@ -46,6 +46,29 @@ def client(tracking_uri: str) -> Any:
     return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+DATABASE_SCHEMES = ("sqlite:", "postgresql", "mysql", "mssql")
+
+
+def use_experiment(tracking_uri: str, name: str) -> None:
+    """Make ``name`` the active experiment, creating it if needed.
+
+    A tracking server decides where artifacts go. With a database URI (no server) MLflow
+    would put them in ``./mlruns`` of whatever the working directory is, so new experiments
+    get a location under the artifact root instead.
+    """
+    import mlflow
+
+    from airflow_mlops.core import settings
+
+    mlflow_client = client(tracking_uri)
+    if tracking_uri.startswith(DATABASE_SCHEMES) and mlflow_client.get_experiment_by_name(name) is None:
+        location = settings.join(settings.artifact_root(), "mlflow", name)
+        if "://" not in location:
+            location = f"file://{os.path.abspath(location)}"
+        mlflow_client.create_experiment(name, artifact_location=location)
+    mlflow.set_experiment(name)
+
+
 def trusted_types_for(model: Any) -> list[str]:
     """The non-default types a skops dump of ``model`` needs, checked against our policy."""
     import skops.io
@@ -82,8 +105,7 @@ def log_training_run(
     import skops
     from mlflow.models import infer_signature
 
-    client(tracking_uri)
-    mlflow.set_experiment(experiment)
+    use_experiment(tracking_uri, experiment)
     signature = infer_signature(input_example, model.predict(input_example))
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
