@@ -33,28 +33,9 @@ def read_tables(uris: Iterable[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-class Fingerprinter:
-    """Content fingerprint of a table fed in chunks: the same for any chunking of the same rows."""
-
-    def __init__(self) -> None:
-        self._digest = hashlib.sha256()
-        self._schema: str | None = None
-
-    def update(self, chunk: pd.DataFrame) -> None:
-        schema = json.dumps([[str(c), str(t)] for c, t in chunk.dtypes.items()])
-        if self._schema is None:
-            self._schema = schema
-            self._digest.update(schema.encode())
-        elif schema != self._schema:
-            raise ValueError(f"chunk schema {schema} differs from the first chunk's {self._schema}")
-        self._digest.update(pd.util.hash_pandas_object(chunk, index=False).to_numpy().tobytes())
-
-    def hexdigest(self) -> str:
-        return self._digest.hexdigest()[:16]
-
-
 def fingerprint_frame(frame: pd.DataFrame) -> str:
     """Content fingerprint of a table: column names, dtypes and every value."""
-    fingerprinter = Fingerprinter()
-    fingerprinter.update(frame)
-    return fingerprinter.hexdigest()
+    digest = hashlib.sha256()
+    digest.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
