@@ -226,7 +226,8 @@ def test_external_source_files_are_copied_to_quarantine_not_moved(spec, mlops_ho
     with pytest.raises(IngestError, match="non-numeric values"):
         _run(_spec(spec, uri=str(source)))
     assert source.exists()
-    assert (Path(settings.artifact_root()) / spec.name / "quarantine" / RUN / "day.csv").exists()
+    (copied,) = (Path(settings.artifact_root()) / spec.name / "quarantine" / RUN).glob("*-day.csv")
+    assert copied.read_bytes() == source.read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -253,11 +254,21 @@ def test_unexpected_column_is_refused_when_the_schema_is_strict(spec, mlops_home
         _run(_spec(spec, extra_columns="error"))
 
 
-def test_files_with_different_columns_are_refused(spec, mlops_home):
+def test_files_with_different_declared_columns_are_refused(spec, mlops_home):
+    declared = spec.model_copy(update={"data": spec.data.model_copy(update={"dtypes": {"note": "string"}})})
+    lake = Path(settings.lake_dir(spec.name, "labeled"))
+    lake.mkdir(parents=True)
+    (lake / "1.parquet").write_bytes(_parquet(_frame().assign(note="x")))
+    (lake / "2.parquet").write_bytes(_parquet(_frame()))
+    with pytest.raises(IngestError, match="differ from those read first"):
+        _run(declared)
+    assert storage.list_files(str(lake)) == [f"{lake}/1.parquet"]
+
+
+def test_undeclared_extra_columns_are_dropped_and_column_order_does_not_matter(spec, mlops_home):
     lake = Path(settings.lake_dir(spec.name, "labeled"))
     lake.mkdir(parents=True)
     (lake / "1.parquet").write_bytes(_parquet(_frame()))
-    (lake / "2.parquet").write_bytes(_parquet(_frame().assign(note="x")))
-    with pytest.raises(IngestError, match="differ from the first file's"):
-        _run(spec)
-    assert storage.list_files(str(lake)) == [f"{lake}/1.parquet"]
+    (lake / "2.parquet").write_bytes(_parquet(_frame().assign(note="x").iloc[:, ::-1]))
+    dataset = data_stages.ingest_labeled(spec, RUN)
+    assert dataset["rows"] == 600 and "note" not in pd.read_parquet(dataset["uri"]).columns

@@ -86,7 +86,8 @@ def test_broken_s3_file_is_named_and_copied_to_quarantine(bucket, spec, monkeypa
     with pytest.raises(IngestError, match=r"s3://.*/in/bad\.csv: missing required column"):
         data_stages.ingest_labeled(remote, "s3-bad")
     assert storage.exists(f"s3://{bucket}/in/bad.csv")
-    assert storage.exists(f"s3://{bucket}/artifacts/churn/quarantine/s3-bad/bad.csv.report.json")
+    (report,) = storage.glob(f"s3://{bucket}/artifacts/churn/quarantine/s3-bad/*-bad.csv.report.json")
+    assert "missing required column" in storage.read_json(report)["error"]
 
 
 def test_landing_claims_on_s3(bucket):

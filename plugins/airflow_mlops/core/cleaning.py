@@ -80,5 +80,5 @@ def apply_clip(frame: pd.DataFrame, bounds: dict[str, tuple[float | None, float 
         return frame
     out = frame.copy()
     for column, (low, high) in bounds.items():
-        out[column] = out[column].clip(lower=low, upper=high)
+        out[column] = out[column].astype("float64").clip(lower=low, upper=high)
     return out

@@ -242,6 +242,8 @@ def cast_declared(frame: pd.DataFrame, types: dict[str, str], uri: str | None = 
             out[column] = original.astype("string")
         elif kind == "bool":
             mapping = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+            if pd.api.types.is_numeric_dtype(original):  # 0/1 that JSON or NaN made floats
+                original = original.map(lambda v: v if pd.isna(v) else str(int(v)) if float(v).is_integer() else str(v))
             lowered = original.astype("string").str.strip().str.lower()
             converted = lowered.map(mapping)
             bad = _bad_examples(original, converted)
@@ -249,7 +251,12 @@ def cast_declared(frame: pd.DataFrame, types: dict[str, str], uri: str | None = 
                 raise IngestError(f"column '{column}' is declared bool but has values {bad}", uri)
             out[column] = converted.astype("boolean")
         elif kind == "datetime":
-            converted = pd.to_datetime(original, errors="coerce", utc=True)
+            if pd.api.types.is_numeric_dtype(original):
+                raise IngestError(
+                    f"column '{column}' is declared datetime but holds numbers (epoch values?); write ISO-8601 dates",
+                    uri,
+                )
+            converted = pd.to_datetime(original, errors="coerce", utc=True, format="ISO8601")
             bad = _bad_examples(original, converted)
             if bad:
                 raise IngestError(f"column '{column}' is declared datetime but has values {bad}", uri)
@@ -326,7 +333,7 @@ class IngestResult:
     rows_by_source: dict[str, int] = field(default_factory=dict)
 
 
-def _check_columns(frame: pd.DataFrame, spec: PipelineSpec, uri: str, expected: list[str] | None) -> None:
+def _check_columns(frame: pd.DataFrame, spec: PipelineSpec, uri: str) -> None:
     required = [spec.data.id_column, *spec.data.features.all]
     if spec.labeling is None:
         required.insert(1, spec.data.label)
@@ -347,8 +354,6 @@ def _check_columns(frame: pd.DataFrame, spec: PipelineSpec, uri: str, expected: 
         extra = [c for c in frame.columns if c not in known]
         if extra:
             raise IngestError(f"unexpected column(s) {extra} (data.source.extra_columns is 'error')", uri)
-    if expected is not None and list(frame.columns) != expected:
-        raise IngestError(f"columns {list(frame.columns)} differ from the first file's {expected}", uri)
 
 
 def ingest(
@@ -374,6 +379,16 @@ def ingest(
         raise IngestError(f"labeling: {exc}") from None
     enrichment = _load_enrichment(spec)
     types = spec.declared_types
+    known_columns = {
+        spec.data.id_column,
+        spec.data.label,
+        *spec.data.features.all,
+        *types,
+        *(c for rule in spec.data.enrich for c in rule.columns),
+        *([spec.split.time_column] if spec.split.time_column else []),
+        *([spec.split.key] if spec.split.key else []),
+        *([spec.labeling.join.on] if spec.labeling and spec.labeling.join else []),
+    }
     label = spec.data.label
     deduplicator = Deduplicator(spec)
     profiler = TableProfiler()
@@ -391,9 +406,18 @@ def ingest(
                     for raw in read_chunks(uri, spec.data.source):
                         _check_field_sizes(raw, spec.data.source.max_field_chars, uri)
                         raw = _enrich(raw, enrichment, uri)
-                        _check_columns(raw, spec, uri, expected_columns)
-                        expected_columns = list(raw.columns)
-                        chunk = cast_declared(raw, types, uri)  # rules and functions see typed columns
+                        _check_columns(raw, spec, uri)
+                        if spec.data.source.extra_columns == "ignore":
+                            raw = raw[[c for c in raw.columns if c in known_columns]]  # untyped extras go
+                        expected_columns = expected_columns or list(raw.columns)
+                        if set(raw.columns) != set(expected_columns):
+                            first = sorted(expected_columns)
+                            raise IngestError(
+                                f"columns {sorted(raw.columns)} differ from those read first {first}", uri
+                            )
+                        raw = raw[expected_columns]  # same order in every chunk and file
+                        # Rules and functions see typed, normalised columns.
+                        chunk = normalize_categories(cast_declared(raw, types, uri), spec)
                         if labeler.active:
                             try:
                                 chunk = labeler.apply(chunk)
@@ -401,7 +425,6 @@ def ingest(
                                 raise IngestError(str(exc), uri) from None
                             if label in types:
                                 chunk = cast_declared(chunk, {label: types[label]}, uri)
-                        chunk = normalize_categories(chunk, spec)
                         file_rows += len(chunk)
                         for column in present:
                             present[column] += int(chunk[column].notna().sum())
@@ -411,7 +434,10 @@ def ingest(
                         labeled = deduplicator.apply(labeled)
                         if labeled.empty:
                             continue
-                        table = pa.Table.from_pandas(labeled.reset_index(drop=True), preserve_index=False)
+                        try:
+                            table = pa.Table.from_pandas(labeled.reset_index(drop=True), preserve_index=False)
+                        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                            raise IngestError(f"a column mixes incompatible types: {exc}", uri) from None
                         if writer is None:
                             schema = table.schema
                             # Dictionary-encode only low-cardinality text: on ids and floats it costs 3x.

@@ -9,6 +9,7 @@ dotted path: they are trusted code, not user input.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -79,7 +80,12 @@ class Labeler:
                 raise LabelingError(f"labeling.rule '{self.rule.rule}' cannot be evaluated: {exc}") from None
             if not pd.api.types.is_bool_dtype(values):
                 raise LabelingError(f"labeling.rule '{self.rule.rule}' must give true/false, got {values.dtype}")
-            out[label] = values.astype("Int64")
+            labels = values.astype("Int64")
+            # A rule over a missing value says nothing: the row stays unlabeled, not 0.
+            used = [c for c in out.columns if re.search(rf"(?<![\w.]){re.escape(str(c))}(?!\w)", self.rule.rule)]
+            if used:
+                labels[out[used].isna().any(axis=1).to_numpy()] = pd.NA
+            out[label] = labels
         elif self._labels is not None:
             join = self.rule.join
             assert join is not None

@@ -164,7 +164,9 @@ class ColumnAccumulator:
             variance = max(self.total_sq / present - mean * mean, 0.0) * present / max(present - 1, 1)
             quantiles = np.quantile(self.sample_values, QUANTILES) if len(self.sample_values) else []
             low, high = float(self.minimum), float(self.maximum)
-            counts, edges = np.histogram(self.sample_values, bins=HISTOGRAM_BINS, range=(low, high or low + 1))
+            counts, edges = np.histogram(
+                self.sample_values, bins=HISTOGRAM_BINS, range=(low, high if high > low else low + 1)
+            )
             scale = present / max(len(self.sample_values), 1)
             out.update(
                 {

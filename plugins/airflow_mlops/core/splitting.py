@@ -40,6 +40,12 @@ def assign_splits(frame: pd.DataFrame, spec: PipelineSpec) -> np.ndarray:
         column = str(rule.time_column)
         if column not in frame.columns:
             raise ValueError(f"split.time_column '{column}' is not in the data")
+        values = frame[column]
+        if not (pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_numeric_dtype(values)):
+            raise ValueError(
+                f"split.time_column '{column}' is {values.dtype}, not a date or number: declare it in data.dtypes "
+                "as datetime (text dates would sort alphabetically)"
+            )
         if frame[column].isna().any():
             raise ValueError(f"split.time_column '{column}' has {int(frame[column].isna().sum())} missing values")
         order = np.argsort(frame[column].to_numpy(), kind="stable")

@@ -190,6 +190,7 @@ def validate_batch(
     require_label: bool = True,
     docs_dir: str | None = None,
     extra: list[ExpectationSpec] | None = None,
+    table_checks: bool = True,
 ) -> ValidationOutcome:
     """Validate a batch against the pipeline's suite; raise if an ``error`` check failed.
 
@@ -201,6 +202,8 @@ def validate_batch(
     items = [*required_expectations(spec, require_label), *spec.validation.expectations, *(extra or [])]
     if not require_label:
         items = [i for i in items if i.kwargs.get("column") != spec.data.label]
+    if not table_checks:
+        items = [i for i in items if not i.type.startswith("expect_table_row_count")]
     outcome = validate_frame(frame, items, suite_name=spec.name, result_format="BOOLEAN_ONLY")
     if outcome.failures or outcome.warnings:
         outcome = validate_frame(frame, items, suite_name=spec.name, result_format="SUMMARY", docs_dir=docs_dir)
