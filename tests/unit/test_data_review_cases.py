@@ -28,7 +28,7 @@ def test_a_rule_over_a_missing_value_leaves_the_row_unlabeled(spec, tmp_path):
 
 def test_time_split_refuses_text_dates(spec):
     frame = synthetic.churn_batch(100, seed=1).assign(when="01/02/2026")
-    with pytest.raises(ValueError, match="declare it in data.dtypes as datetime"):
+    with pytest.raises(ValueError, match=r"declare it in data\.dtypes as datetime"):
         split_frame(frame, spec.model_copy(update={"split": SplitSpec(method="time", time_column="when")}))
 
 
