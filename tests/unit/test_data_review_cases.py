@@ -67,3 +67,10 @@ def test_only_the_bad_batch_is_quarantined_when_each_batch_is_below_min_rows(spe
     with pytest.raises(DataValidationError, match="tenure_months"):
         data_stages.validate_dataset(spec, dataset, "r")
     assert sorted(p.name for p in lake.iterdir()) == ["0.parquet", "1.parquet"]
+
+
+def test_large_integers_keep_every_digit():
+    big = 9007199254740993  # 2**53 + 1: a float64 would round it
+    assert ingest.cast_declared(pd.DataFrame({"n": [big, 1]}), {"n": "int"})["n"].tolist() == [big, 1]
+    as_text = pd.DataFrame({"n": pd.Series([str(big), "1"], dtype="string")})  # how CSV arrives
+    assert ingest.cast_declared(as_text, {"n": "int"})["n"].tolist() == [big, 1]

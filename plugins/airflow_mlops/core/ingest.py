@@ -221,11 +221,16 @@ def cast_declared(frame: pd.DataFrame, types: dict[str, str], uri: str | None = 
         if column not in out.columns:
             continue
         original = out[column]
-        if kind in ("float", "int"):
+        if kind == "int" and pd.api.types.is_integer_dtype(original):
+            out[column] = original.astype("Int64")  # already integers: no detour through float64
+        elif kind in ("float", "int"):
             converted = pd.to_numeric(original, errors="coerce")
             bad = _bad_examples(original, converted)
             if bad:
                 raise IngestError(f"column '{column}' is declared {kind} but has non-numeric values {bad}", uri)
+            if kind == "int" and pd.api.types.is_integer_dtype(converted):
+                out[column] = converted.astype("Int64")  # text digits parsed exactly
+                continue
             values = converted.astype("float64")
             infinite = int(np.isinf(values).sum())
             if infinite:
