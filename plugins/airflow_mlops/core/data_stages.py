@@ -19,12 +19,12 @@ from airflow_mlops.core.validation import DataValidationError, validate_batch
 
 def source_uris(spec: PipelineSpec, ds: str | None = None) -> list[str]:
     """The files a training run reads: the spec's source, or the newest batches in the lake."""
-    from airflow_mlops.core.ingest import resolve_uris
+    from airflow_mlops.core.ingest import SUFFIXES, resolve_uris
 
     if spec.data.source.uri:
         return resolve_uris(spec.data.source.uri.replace("{ds}", ds or ""))
     history = settings.lake_dir(spec.name, "labeled")
-    sources = storage.list_files(history, (".parquet", ".csv", ".csv.gz", ".jsonl", ".ndjson", ".json"))
+    sources = storage.list_files(history, tuple(SUFFIXES))
     if not sources:
         raise NothingToProcessError(
             f"no labeled batches for pipeline '{spec.name}' in {history}; "

@@ -14,7 +14,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -269,24 +269,36 @@ def cast_declared(frame: pd.DataFrame, types: dict[str, str], uri: str | None = 
     return out
 
 
+def read_keyed_table(
+    location: str,
+    fmt: Literal["parquet", "csv", "jsonl"] | None,
+    key: str,
+    columns: list[str],
+    what: str,
+    rows_noun: str = "rows",
+) -> pd.DataFrame:
+    """A side table read whole (enrichment, late labels): ``key`` plus ``columns``, one row per key."""
+    frames = []
+    for uri in resolve_uris(location):
+        for chunk in read_chunks(uri, SourceSpec(format=fmt)):
+            missing = [c for c in (key, *columns) if c not in chunk.columns]
+            if missing:
+                raise IngestError(f"{what} lacks column(s) {missing}", uri)
+            frames.append(chunk[[key, *columns]])
+    table = pd.concat(frames, ignore_index=True)
+    table[key] = table[key].astype("string")
+    repeated = table[key][table[key].duplicated()].unique()[:5].tolist()
+    if repeated:
+        raise IngestError(f"{what} {location} has several {rows_noun} for key(s) {repeated}")
+    return table
+
+
 def _load_enrichment(spec: PipelineSpec) -> list[tuple[Any, pd.DataFrame]]:
     """Each enrichment table, read whole (a dimension table) and checked: key present and unique."""
-    tables = []
-    for rule in spec.data.enrich:
-        frames = []
-        for uri in resolve_uris(rule.uri):
-            for chunk in read_chunks(uri, SourceSpec(format=rule.format)):
-                missing = [c for c in (rule.on, *rule.columns) if c not in chunk.columns]
-                if missing:
-                    raise IngestError(f"enrichment source lacks column(s) {missing}", uri)
-                frames.append(chunk[[rule.on, *rule.columns]])
-        table = pd.concat(frames, ignore_index=True)
-        table[rule.on] = table[rule.on].astype("string")
-        repeated = table[rule.on][table[rule.on].duplicated()].unique()[:5].tolist()
-        if repeated:
-            raise IngestError(f"enrichment source {rule.uri} has several rows for key(s) {repeated}")
-        tables.append((rule, table))
-    return tables
+    return [
+        (rule, read_keyed_table(rule.uri, rule.format, rule.on, rule.columns, "enrichment source"))
+        for rule in spec.data.enrich
+    ]
 
 
 def _enrich(chunk: pd.DataFrame, enrichment: list[tuple[Any, pd.DataFrame]], uri: str) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from airflow_mlops.core.spec import PipelineSpec, SourceSpec
+from airflow_mlops.core.spec import PipelineSpec
 
 
 class LabelingError(ValueError):
@@ -35,23 +35,11 @@ def _load_function(path: str) -> Callable[[pd.DataFrame], Any]:
 
 
 def _load_label_table(spec: PipelineSpec) -> pd.Series:
-    from airflow_mlops.core.ingest import read_chunks, resolve_uris
+    from airflow_mlops.core.ingest import read_keyed_table
 
     join = spec.labeling.join if spec.labeling else None
     assert join is not None
-    source = SourceSpec(format=join.format)
-    frames = []
-    for uri in resolve_uris(join.uri):
-        for chunk in read_chunks(uri, source):
-            missing = [c for c in (join.on, join.column) if c not in chunk.columns]
-            if missing:
-                raise LabelingError(f"label source {uri} lacks column(s) {missing}")
-            frames.append(chunk[[join.on, join.column]])
-    table = pd.concat(frames, ignore_index=True)
-    table[join.on] = table[join.on].astype("string")
-    duplicated = table[join.on][table[join.on].duplicated()].unique()[:5].tolist()
-    if duplicated:
-        raise LabelingError(f"label source {join.uri} has several labels for key(s) {duplicated}")
+    table = read_keyed_table(join.uri, join.format, join.on, [join.column], "label source", rows_noun="labels")
     return table.set_index(join.on)[join.column]
 
 

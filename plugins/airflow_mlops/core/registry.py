@@ -74,10 +74,14 @@ def trusted_types_for(model: Any) -> list[str]:
     import skops.io
 
     untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    _refuse_untrusted(untrusted, "model")
+    return sorted(untrusted)
+
+
+def _refuse_untrusted(untrusted: list[str], what: str) -> None:
     outside = sorted(set(untrusted) - TRUSTED_TYPES)
     if outside:
-        raise UntrustedModelError(f"model references types outside the trust policy: {outside}")
-    return sorted(untrusted)
+        raise UntrustedModelError(f"{what} references types outside the trust policy: {outside}")
 
 
 @dataclass(frozen=True)
@@ -139,9 +143,7 @@ def load_model(tracking_uri: str, model_uri: str) -> Any:
             raise UntrustedModelError(f"{model_uri} is not a skops-serialized scikit-learn model")
         path = os.path.join(local, flavor["pickled_model"])
         untrusted = skops.io.get_untrusted_types(file=path)
-        outside = sorted(set(untrusted) - TRUSTED_TYPES)
-        if outside:
-            raise UntrustedModelError(f"{model_uri} references types outside the trust policy: {outside}")
+        _refuse_untrusted(untrusted, model_uri)
         return skops.io.load(path, trusted=untrusted)
 
 
