@@ -91,3 +91,28 @@ def test_parquet_round_trip_and_fingerprint_tracks_content(tmp_path):
     changed = frame.copy()
     changed.loc[0, "a"] = 9
     assert tables.fingerprint_frame(changed) != tables.fingerprint_frame(frame)
+
+
+def test_move_file_renames_on_one_filesystem_and_copies_across(tmp_path, monkeypatch):
+    import errno
+
+    source = tmp_path / "local.bin"
+    source.write_bytes(b"dataset")
+    inode = source.stat().st_ino
+    target = tmp_path / "out" / "dataset.bin"
+    assert storage.move_file(str(source), str(target)) == str(target)
+    assert target.read_bytes() == b"dataset" and target.stat().st_ino == inode and not source.exists()
+
+    # Another filesystem: os.replace refuses with EXDEV, the file is copied then removed.
+    source.write_bytes(b"second")
+    real_replace = os.replace
+
+    def cross_device(src, dst):
+        if src == str(source):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", cross_device)
+    storage.move_file(str(source), str(target))
+    assert target.read_bytes() == b"second" and not source.exists()
+    assert [p.name for p in target.parent.iterdir()] == ["dataset.bin"]  # no temporary file left behind

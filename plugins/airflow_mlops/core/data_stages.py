@@ -15,6 +15,7 @@ from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.quarantine import quarantine_file
 from airflow_mlops.core.spec import PipelineSpec
 from airflow_mlops.core.validation import DataValidationError, validate_batch
+from airflow_mlops.core.validation_plan import parquet_source
 
 
 def source_uris(spec: PipelineSpec, ds: str | None = None) -> list[str]:
@@ -75,15 +76,15 @@ def validate_dataset(
     inferred = (
         infer_expectations(reference_profile, spec) if spec.validation.infer.enabled and reference_profile else []
     )
-    frame = tables.read_table(dataset["uri"])
     folder = settings.run_dir(spec.name, run_id, "validate")
     report_uri = settings.join(folder, "report.json")
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-docs-") as docs:
         try:
-            outcome = validate_batch(frame, spec, docs_dir=docs, extra=inferred)
+            with parquet_source(dataset["uri"]) as source:  # read column by column: memory stays at one column
+                outcome = validate_batch(source, spec, docs_dir=docs, extra=inferred)
         except DataValidationError as exc:
             docs_uri = _publish_folder(docs, settings.join(folder, "data_docs"))
-            culprits = _quarantine_failing_sources(spec, frame, dataset, run_id, inferred)
+            culprits = _quarantine_failing_sources(spec, dataset, run_id, inferred)
             report = {"input": dataset["uri"], "quarantined": culprits, "data_docs": docs_uri, **exc.report}
             storage.write_json(report, report_uri)
             where = f"\nquarantined: {culprits}" if culprits else "\nno single batch fails alone; nothing quarantined"
@@ -111,20 +112,20 @@ def _publish_folder(local: str, uri: str) -> str:
 
 
 def _quarantine_failing_sources(
-    spec: PipelineSpec, frame: Any, dataset: dict[str, Any], run_id: str, inferred: list[Any]
+    spec: PipelineSpec, dataset: dict[str, Any], run_id: str, inferred: list[Any]
 ) -> list[str]:
     culprits, start = [], 0
     sources = dataset.get("rows_by_source", {})
     alone = len(sources) == 1  # the file is the dataset: table-level checks apply to it too
     for uri, rows in sources.items():
-        part = frame.iloc[start : start + rows]
-        start += rows
         try:
             # One batch among several is judged on its rows, not on minimums meant for the whole dataset.
             per_file = [i for i in inferred if alone or not i.type.startswith("expect_table_row_count")]
-            validate_batch(part.reset_index(drop=True), spec, extra=per_file, table_checks=alone)
+            with parquet_source(dataset["uri"], start, start + rows) as part:
+                validate_batch(part, spec, extra=per_file, table_checks=alone)
         except DataValidationError as exc:
             culprits.append(quarantine_file(spec.name, uri, run_id, {"stage": "validate", **exc.report}))
+        start += rows
     return culprits
 
 

@@ -106,7 +106,8 @@ class ColumnAccumulator:
         self.counts = None
 
     def _distinct(self, values: pd.Series) -> None:
-        hashes = pd.util.hash_array(values.to_numpy())
+        # categorize=False: hash each value directly; factorizing first costs 6x on id-like text.
+        hashes = pd.util.hash_array(values.to_numpy(), categorize=False)
         if len(self.sketch) >= SKETCH_SIZE:
             hashes = hashes[hashes < self.sketch[-1]]  # most values of a later chunk are filtered here
         self._keep_smallest(pd.unique(hashes))

@@ -80,6 +80,26 @@ def put_file(source_path: str, uri: str) -> str:
     return uri
 
 
+def move_file(source_path: str, uri: str) -> str:
+    """Publish a local file that is not needed afterwards at ``uri``, atomically.
+
+    On the same filesystem it is renamed into place (no copy of a large dataset); across
+    filesystems, or to S3, it is copied like ``put_file`` and the source removed.
+    """
+    if not is_s3(uri):
+        target = local_path(uri)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            os.replace(source_path, target)
+            return uri
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+    put_file(source_path, uri)
+    os.remove(source_path)
+    return uri
+
+
 def read_bytes(uri: str) -> bytes:
     if is_s3(uri):
         from airflow_mlops.core import s3

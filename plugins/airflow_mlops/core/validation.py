@@ -4,6 +4,12 @@ The suite is the spec's expectations plus the checks every pipeline needs (the
 required columns exist, the table is not empty). A failed ``error`` expectation
 raises ``DataValidationError`` naming each failure with observed vs expected
 values; ``warning`` expectations are reported but do not stop the run.
+
+The suite runs column by column (see ``core.validation_plan``): each GX batch holds only
+the columns its expectations read, loaded from the Parquet file when it is needed. That
+keeps memory at one column's size, whatever the table's, and spares GX from filtering
+every column of a wide frame for each expectation (its pandas engine drops null rows of
+the whole batch before each column check).
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ from typing import Any, Literal
 import pandas as pd
 
 from airflow_mlops.core.spec import ExpectationSpec, PipelineSpec
+from airflow_mlops.core.validation_plan import TableSource, frame_source, plan_batches
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 META_KEY = "airflow_mlops_index"
+ResultFormat = Literal["BOOLEAN_ONLY", "SUMMARY"]
 _RESULT_KEYS = ("observed_value", "unexpected_count", "unexpected_percent", "partial_unexpected_list")
 
 
@@ -36,6 +44,7 @@ class ValidationOutcome:
     evaluated: int
     failures: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    flagged: set[int] = field(default_factory=set)  # suite positions that failed (errors and warnings)
 
     def as_report(self) -> dict[str, Any]:
         return {
@@ -87,51 +96,124 @@ def _describe(item: ExpectationSpec, result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def validate_frame(
-    frame: pd.DataFrame,
+def _skip_gx_frame_fingerprint() -> None:
+    """Stop GX from md5-hashing every batch frame (a batch marker we never read).
+
+    GX's pandas engine fingerprints each in-memory frame under 1 GB with
+    ``hash_pandas_object``: about 1.4 s per million rows of the benchmark table, 40% of
+    the validation time. Our datasets carry their own content fingerprint. GX skips the
+    hash for frames above ``HASH_THRESHOLD`` bytes; a threshold of 0 skips it for all.
+    """
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    if hasattr(pandas_execution_engine, "HASH_THRESHOLD"):
+        pandas_execution_engine.HASH_THRESHOLD = 0
+
+
+class _GxSession:
+    """One ephemeral GX context with a dataframe asset that each planned batch goes through."""
+
+    def __init__(self, suite_name: str, docs_dir: str | None) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        _skip_gx_frame_fingerprint()
+        self.name = suite_name
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no tqdm noise in task logs
+        self.datasource = self.context.data_sources.add_pandas(f"{suite_name}_source")
+        self.batch_definition = self.datasource.add_dataframe_asset(
+            f"{suite_name}_asset"
+        ).add_batch_definition_whole_dataframe("whole_batch")
+        self.docs_dir = docs_dir
+        if docs_dir is not None:
+            self.context.add_data_docs_site(
+                site_name="airflow_mlops",
+                site_config={
+                    "class_name": "SiteBuilder",
+                    "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                },
+            )
+
+    def run(self, label: str, expectations: list[Any], frame: pd.DataFrame, result_format: ResultFormat) -> list[Any]:
+        """Validate ``frame`` against ``expectations``; with a docs folder, keep the result for ``render_docs``."""
+        import great_expectations as gx
+
+        suite = gx.ExpectationSuite(name=f"{self.name}.{label}")
+        for expectation in expectations:
+            suite.add_expectation(expectation)
+        try:
+            if self.docs_dir is None:
+                batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+                return list(batch.validate(suite, result_format=result_format).results)
+            return self._run_for_docs(suite, frame, result_format)
+        finally:
+            self._forget_batches()
+
+    def _forget_batches(self) -> None:
+        """Drop what GX's engine keeps of past batches: each frame, and each metric it computed.
+
+        The metric cache holds full-length Series (the rows each check flagged), keyed by
+        batch, so without this a suite run column by column would end up holding the table.
+        ``tests/unit/test_validation.py`` checks that nothing table-sized survives a run.
+        """
+        engine = self.datasource.get_execution_engine()
+        engine.batch_manager.batch_data_cache.clear()
+        metric_cache = getattr(engine, "_metric_cache", None)  # no public way to clear it in GX 1.x
+        if isinstance(metric_cache, dict):
+            metric_cache.clear()
+
+    def _run_for_docs(self, suite: Any, frame: pd.DataFrame, result_format: ResultFormat) -> list[Any]:
+        import great_expectations as gx
+
+        suite = self.context.suites.add(suite)
+        definition = self.context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{suite.name}.validation", data=self.batch_definition, suite=suite)
+        )
+        # A definition's run keeps its result in the context's store; ``render_docs`` renders them all at once.
+        result = definition.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+        return list(result.results)
+
+    def render_docs(self) -> None:
+        if self.docs_dir is not None:
+            self.context.build_data_docs(site_names=["airflow_mlops"])
+
+
+def validate_source(
+    source: TableSource,
     items: list[ExpectationSpec],
     suite_name: str,
-    result_format: Literal["BOOLEAN_ONLY", "SUMMARY"] = "SUMMARY",
+    result_format: ResultFormat = "SUMMARY",
     docs_dir: str | None = None,
+    only: set[int] | None = None,
 ) -> ValidationOutcome:
-    """Run ``items`` against ``frame`` with Great Expectations and sort out errors from warnings.
+    """Run ``items`` against ``source`` with Great Expectations, batch by batch, and sort errors from warnings.
 
-    With ``docs_dir`` (a local folder) the run goes through a GX Checkpoint that also renders
-    GX Data Docs (HTML) of this validation into that folder.
+    With ``docs_dir`` (a local folder) GX Data Docs (HTML) of every batch's results are
+    rendered into that folder, one page per batch. ``only`` limits the run to these suite
+    positions (e.g. the ones that failed a first, cheaper pass).
     """
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)  # no tqdm noise in task logs
-    batch_definition = (
-        context.data_sources.add_pandas(f"{suite_name}_source")
-        .add_dataframe_asset(f"{suite_name}_asset")
-        .add_batch_definition_whole_dataframe("whole_batch")
-    )
-    suite = gx.ExpectationSuite(name=suite_name)
-    for index, item in enumerate(items):
-        suite.add_expectation(build_expectation(item, index))
-    if docs_dir is None:
-        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(suite, result_format=result_format)
-    else:
-        result = _validate_with_data_docs(context, batch_definition, suite, frame, result_format, docs_dir)
-
-    # GX does not keep suite order in its results; pair them back by the index in their meta.
-    outcome = ValidationOutcome(success=True, evaluated=len(result.results))
-    for res in result.results:
-        if res.success:
+    expectations = [build_expectation(item, index) for index, item in enumerate(items)]  # bad specs fail first
+    session = _GxSession(suite_name, docs_dir)
+    outcome = ValidationOutcome(success=True, evaluated=0)
+    found: list[tuple[int, dict[str, Any]]] = []
+    for number, batch in enumerate(plan_batches(items, source.columns)):
+        positions = [p for p in batch.items if only is None or p in only]
+        if not positions:
             continue
-        config = res.expectation_config
-        position = (config.meta or {}).get(META_KEY) if config is not None else None
-        if not isinstance(position, int) or not 0 <= position < len(items):
-            raise RuntimeError(f"Great Expectations returned a result for an unknown expectation: {config}")
-        item = items[position]
-        described = _describe(item, dict(res.result or {}))
-        if res.exception_info and res.exception_info.get("raised_exception"):
-            described["observed"]["exception"] = res.exception_info.get("exception_message")
-        if item.severity == "error":
+        frame = source.frame_for(batch)
+        results = session.run(batch.label(number), [expectations[p] for p in positions], frame, result_format)
+        del frame
+        outcome.evaluated += len(results)
+        for res in results:
+            if not res.success:
+                found.append(_paired(res, items))
+    session.render_docs()
+    # Report in suite order (GX does not keep it), whatever batch a failure came from.
+    for position, described in sorted(found, key=lambda pair: pair[0]):
+        outcome.flagged.add(position)
+        if items[position].severity == "error":
             outcome.failures.append(described)
             outcome.success = False
         else:
@@ -139,39 +221,27 @@ def validate_frame(
     return outcome
 
 
-def _validate_with_data_docs(
-    context: Any,
-    batch_definition: Any,
-    suite: Any,
-    frame: pd.DataFrame,
-    result_format: Literal["BOOLEAN_ONLY", "SUMMARY"],
-    docs_dir: str,
-) -> Any:
-    import great_expectations as gx
+def _paired(res: Any, items: list[ExpectationSpec]) -> tuple[int, dict[str, Any]]:
+    """The suite position of a GX result (from the index in its meta) and its description."""
+    config = res.expectation_config
+    position = (config.meta or {}).get(META_KEY) if config is not None else None
+    if not isinstance(position, int) or not 0 <= position < len(items):
+        raise RuntimeError(f"Great Expectations returned a result for an unknown expectation: {config}")
+    described = _describe(items[position], dict(res.result or {}))
+    if res.exception_info and res.exception_info.get("raised_exception"):
+        described["observed"]["exception"] = res.exception_info.get("exception_message")
+    return position, described
 
-    context.add_data_docs_site(
-        site_name="airflow_mlops",
-        site_config={
-            "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        },
-    )
-    suite = context.suites.add(suite)
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{suite.name}_validation", data=batch_definition, suite=suite)
-    )
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=f"{suite.name}_checkpoint",
-            validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-            result_format=result_format,
-        )
-    )
-    outcome = checkpoint.run(batch_parameters={"dataframe": frame})
-    (result,) = outcome.run_results.values()
-    return result
+
+def validate_frame(
+    frame: pd.DataFrame,
+    items: list[ExpectationSpec],
+    suite_name: str,
+    result_format: ResultFormat = "SUMMARY",
+    docs_dir: str | None = None,
+) -> ValidationOutcome:
+    """``validate_source`` on a DataFrame in memory."""
+    return validate_source(frame_source(frame), items, suite_name, result_format, docs_dir)
 
 
 def format_failures(failures: list[dict[str, Any]]) -> str:
@@ -185,28 +255,34 @@ def format_failures(failures: list[dict[str, Any]]) -> str:
 
 
 def validate_batch(
-    frame: pd.DataFrame,
+    data: pd.DataFrame | TableSource,
     spec: PipelineSpec,
     require_label: bool = True,
     docs_dir: str | None = None,
     extra: list[ExpectationSpec] | None = None,
     table_checks: bool = True,
 ) -> ValidationOutcome:
-    """Validate a batch against the pipeline's suite; raise if an ``error`` check failed.
+    """Validate a batch (a DataFrame, or a ``TableSource`` read column by column) against the
+    pipeline's suite; raise if an ``error`` check failed.
 
     The suite first runs with GX's BOOLEAN_ONLY results (about twice as fast: no unexpected
     value lists are gathered); only when something failed does it run again with SUMMARY
-    results, to name observed values in the report and the error message, and (with
-    ``docs_dir``) to render GX Data Docs of the failure.
+    results, to name observed values in the report and the error message. With
+    ``docs_dir`` that second pass covers the whole suite and renders GX Data Docs of it;
+    without, it covers only the expectations that failed.
     """
     items = [*required_expectations(spec, require_label), *spec.validation.expectations, *(extra or [])]
     if not require_label:
         items = [i for i in items if i.kwargs.get("column") != spec.data.label]
     if not table_checks:
         items = [i for i in items if not i.type.startswith("expect_table_row_count")]
-    outcome = validate_frame(frame, items, suite_name=spec.name, result_format="BOOLEAN_ONLY")
-    if outcome.failures or outcome.warnings:
-        outcome = validate_frame(frame, items, suite_name=spec.name, result_format="SUMMARY", docs_dir=docs_dir)
+    source = data if isinstance(data, TableSource) else frame_source(data)
+    outcome = validate_source(source, items, suite_name=spec.name, result_format="BOOLEAN_ONLY")
+    if outcome.flagged:
+        only = None if docs_dir is not None else outcome.flagged
+        evaluated = outcome.evaluated
+        outcome = validate_source(source, items, spec.name, "SUMMARY", docs_dir=docs_dir, only=only)
+        outcome.evaluated = evaluated
     if not outcome.success:
         raise DataValidationError(
             f"data validation failed for pipeline '{spec.name}' "
