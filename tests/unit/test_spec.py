@@ -59,7 +59,11 @@ def test_unknown_field_is_named_with_the_file(tmp_path):
         ),
         (lambda r: r.pop("model"), "model", "Field required"),
         (lambda r: r["promotion"].update(metric="rmse"), "<root>", "not computed for classification"),
-        (lambda r: r["promotion"]["thresholds"].update(r2=0.5), "<root>", "['r2'] are not computed"),
+        (
+            lambda r: r["promotion"]["thresholds"].update(r2=0.5),
+            "<root>",
+            "metrics ['r2'] (promotion / model.selection_metric) are not computed",
+        ),
         (lambda r: r["data"]["features"]["numeric"].append("score"), "<root>", "reserved for the prediction log"),
         (lambda r: r["promotion"].update(min_improvement=-0.1), "promotion.min_improvement", "greater than or equal"),
     ],
@@ -92,5 +96,5 @@ def test_fingerprint_changes_with_content_only():
     spec = load_spec(EXAMPLE_SPEC)
     assert spec.fingerprint() == load_spec(EXAMPLE_SPEC).fingerprint()
     changed = _example()
-    changed["model"]["params"]["max_iter"] = 7
+    changed["model"]["candidates"][0]["params"]["max_iter"] = 7
     assert parse_spec(yaml.safe_dump(changed)).fingerprint() != spec.fingerprint()

@@ -181,3 +181,37 @@ def test_champion_lookup_errors_other_than_not_found_are_raised(monkeypatch):
     with pytest.raises(Exception) as err:
         registry.champion("http://127.0.0.1:9", "any_model")  # nothing listens on port 9
     assert not isinstance(err.value, AssertionError)
+
+
+def test_trials_are_child_runs_and_the_best_on_validation_is_refit(spec, tracking_uri):
+    _land_and_claim(spec, "training", seed=5)
+    run_id = "run-trials"
+    lineage = {"dag_id": "churn_training", "run_id": run_id}
+    dataset = data_stages.ingest_labeled(spec, run_id)
+    split = data_stages.split_dataset(spec, dataset, run_id)
+    trials = model_stages.plan_trials(spec, tracking_uri, dataset, split, lineage)
+    assert [t["label"] for t in trials] == [
+        "hist_gradient_boosting[learning_rate=0.05]",
+        "hist_gradient_boosting[learning_rate=0.1]",
+        "logistic_regression",
+    ]
+    results = [model_stages.run_trial(spec, tracking_uri, trial, split, lineage) for trial in reversed(trials)]
+    training = model_stages.select_and_refit(spec, tracking_uri, results, dataset, split, lineage)
+
+    mlflow_client = registry.client(tracking_uri)
+    parent = trials[0]["parent_run_id"]
+    children = mlflow_client.search_runs(
+        [training["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
+    )
+    assert sorted(c.info.run_name for c in children) == sorted(t["label"] for t in trials)
+    assert all(c.info.status == "FINISHED" and "val_roc_auc" in c.data.metrics for c in children)
+    best = max(children, key=lambda c: (c.data.metrics["val_roc_auc"], -int(c.data.tags["trial"])))
+    assert training["run_id"] == parent and training["winner"]["run_id"] == best.info.run_id
+    parent_run = mlflow_client.get_run(parent)
+    assert parent_run.info.status == "FINISHED"
+    assert parent_run.data.tags["best_trial_run_id"] == best.info.run_id
+    assert int(parent_run.data.params["refit_rows"]) == split["train"]["rows"] + split["validation"]["rows"]
+    import mlflow
+
+    leaderboard = mlflow.artifacts.load_dict(f"runs:/{parent}/tuning/trials.json")
+    assert leaderboard["selection_metric"] == "roc_auc" and len(leaderboard["trials"]) == 3

@@ -63,9 +63,10 @@ def test_same_data_spec_and_seed_give_identical_predictions(spec):
 
 
 def test_bad_params_and_missing_labels_are_named(spec):
-    bad = spec.model_copy(update={"model": spec.model.model_copy(update={"params": {"depth": 3}})})
-    with pytest.raises(ValueError, match=r"invalid model\.params for HistGradientBoostingClassifier"):
-        build_pipeline(bad)
+    with pytest.raises(ValueError, match=r"invalid params for HistGradientBoostingClassifier"):
+        build_pipeline(spec, "hist_gradient_boosting", {"depth": 3})
+    with pytest.raises(ValueError, match=r"Ridge \(ridge\) is not a classification estimator"):
+        build_pipeline(spec, "ridge", {})
     frame = synthetic.churn_batch(200, seed=1)
     frame["churned"] = frame["churned"].astype("float64")
     frame.loc[:2, "churned"] = None
@@ -76,7 +77,11 @@ def test_bad_params_and_missing_labels_are_named(spec):
 def test_regression_metrics(spec):
     frame = synthetic.churn_batch(1500, seed=1)
     reg = spec.model_copy(
-        update={"model": spec.model.model_copy(update={"task": "regression", "estimator": "ridge", "params": {}})}
+        update={
+            "model": spec.model.model_copy(
+                update={"task": "regression", "estimator": "ridge", "params": {}, "candidates": []}
+            )
+        }
     )
     reg_frame = frame.assign(churned=frame["monthly_charges"].fillna(40.0))
     train, test = _train_test(reg_frame, reg)

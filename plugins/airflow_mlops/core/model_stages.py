@@ -14,21 +14,37 @@ from airflow_mlops.core.gate import decide_promotion
 from airflow_mlops.core.spec import PipelineSpec
 
 
-def train_model(
+def _training_params(spec: PipelineSpec, dataset: dict[str, Any], split: dict[str, Any]) -> dict[str, Any]:
+    """Lineage parameters of a training run: what data and spec it saw."""
+    return {
+        "spec_fingerprint": spec.fingerprint(),
+        "data_fingerprint": dataset["fingerprint"],
+        **{f"{name}_fingerprint": part["fingerprint"] for name, part in _parts(split).items()},
+        **{f"{name}_rows": part["rows"] for name, part in _parts(split).items()},
+        "source_batches": len(dataset.get("sources", [])),
+        "unlabeled_rows_left_out": dataset.get("unlabeled_rows", 0),
+    }
+
+
+def _parts(split: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: split[name] for name in ("train", "validation", "test") if name in split}
+
+
+def plan_trials(
     spec: PipelineSpec,
     tracking_uri: str,
-    split: dict[str, Any],
     dataset: dict[str, Any],
+    split: dict[str, Any],
     lineage: dict[str, str],
     skip_if_already_trained: bool = True,
-) -> dict[str, Any]:
-    """Fit the spec's Pipeline on the train split and log it (with lineage) to MLflow.
+) -> list[dict[str, Any]]:
+    """Open the parent MLflow run and list the trials to map over (one dict per trial).
 
     When a registered version was already trained on this exact data and spec, training
-    again would only produce its twin: that is nothing to do, unless ``skip_if_already_trained``
-    is False (a forced retrain).
+    again would only produce its twin: that is nothing to do (the step cache), unless
+    ``skip_if_already_trained`` is False (a forced retrain).
     """
-    from airflow_mlops.core.training import feature_frame, fit
+    from airflow_mlops.core.tuning import expand_trials
 
     if skip_if_already_trained:
         twins = registry.versions_trained_on(
@@ -40,34 +56,141 @@ def train_model(
                 f"(fingerprint {dataset['fingerprint']}) with this spec; trigger with conf "
                 '{"force_retrain": true} to train anyway'
             )
-    train = tables.read_table(split["train"]["uri"])
-    model = fit(train, spec)
-    params = {
-        "estimator": spec.model.estimator,
-        **{f"param.{k}": v for k, v in spec.model.params.items()},
-        "spec_fingerprint": spec.fingerprint(),
-        "data_fingerprint": dataset["fingerprint"],
-        "train_fingerprint": split["train"]["fingerprint"],
-        "test_fingerprint": split["test"]["fingerprint"],
-        "train_rows": split["train"]["rows"],
-        "test_rows": split["test"]["rows"],
-        "source_batches": len(dataset.get("sources", [])),
-        "unlabeled_rows_left_out": dataset.get("unlabeled_rows", 0),
-    }
-    artifacts = {"data/sources.json": {"rows_by_source": dataset.get("rows_by_source", {})}}
-    if dataset.get("profile_uri"):
-        artifacts["data/profile.json"] = storage.read_json(dataset["profile_uri"])
-    logged = registry.log_training_run(
+    trials = expand_trials(spec)
+    if len(trials) > 1 and "validation" not in split:
+        raise ValueError(
+            f"{len(trials)} trials need a validation split to choose from: add split.ratios.validation (e.g. 0.15)"
+        )
+    parent_run_id, experiment_id = registry.start_parent_run(
         tracking_uri,
-        experiment=spec.name,
+        spec.name,
         run_name=lineage.get("run_id", "manual"),
-        model=model,
-        input_example=feature_frame(train.head(50), spec),
-        params=params,
-        tags={f"airflow.{k}": v for k, v in lineage.items()},
-        json_artifacts=artifacts,
+        tags={**{f"airflow.{k}": v for k, v in lineage.items()}, "trials": str(len(trials))},
     )
-    return {"run_id": logged.run_id, "model_uri": logged.model_uri, "experiment_id": logged.experiment_id}
+    return [{**trial, "parent_run_id": parent_run_id, "experiment_id": experiment_id} for trial in trials]
+
+
+def run_trial(
+    spec: PipelineSpec, tracking_uri: str, trial: dict[str, Any], split: dict[str, Any], lineage: dict[str, str]
+) -> dict[str, Any]:
+    """Fit one trial on the train split, score it on the validation split, log it as a child run."""
+    import time
+
+    from airflow_mlops.core.training import evaluate, fit
+
+    started = time.perf_counter()
+    model = fit(tables.read_table(split["train"]["uri"]), spec, trial["estimator"], trial["params"])
+    fit_seconds = time.perf_counter() - started
+    metrics = evaluate(model, tables.read_table(split["validation"]["uri"]), spec) if "validation" in split else {}
+    run_id = registry.log_child_run(
+        tracking_uri,
+        trial["experiment_id"],
+        trial["parent_run_id"],
+        run_name=trial["label"],
+        params={"estimator": trial["estimator"], **{f"param.{k}": v for k, v in trial["params"].items()}},
+        metrics={**{f"val_{k}": v for k, v in metrics.items()}, "fit_seconds": fit_seconds},
+        tags={
+            "trial": str(trial["trial"]),
+            "candidate": trial["candidate"],
+            **{f"airflow.{k}": v for k, v in lineage.items()},
+        },
+    )
+    kept = ("trial", "label", "candidate", "estimator", "params", "parent_run_id", "experiment_id")
+    return {key: trial[key] for key in kept} | {
+        "run_id": run_id,
+        "metrics": metrics,
+        "fit_seconds": round(fit_seconds, 3),
+    }
+
+
+def select_and_refit(
+    spec: PipelineSpec,
+    tracking_uri: str,
+    results: list[dict[str, Any]],
+    dataset: dict[str, Any],
+    split: dict[str, Any],
+    lineage: dict[str, str],
+) -> dict[str, Any]:
+    """Pick the best trial on the validation split, refit it, and log the model on the parent run.
+
+    The winner is refit on train + validation (``model.refit_on_validation``) so the model
+    that meets the hold-out test learned from every row it may see.
+    """
+    import pandas as pd
+
+    from airflow_mlops.core.training import feature_frame, fit
+    from airflow_mlops.core.tuning import select_best
+
+    if not results:
+        raise ValueError("no trial results to choose from")
+    results = sorted(results, key=lambda r: r["trial"])
+    parent_run_id = results[0]["parent_run_id"]
+    try:
+        metric = spec.selection_metric
+        winner = select_best(results, metric) if len(results) > 1 else results[0]
+        train = tables.read_table(split["train"]["uri"])
+        parts = [train]
+        if spec.model.refit_on_validation and "validation" in split:
+            parts.append(tables.read_table(split["validation"]["uri"]))
+        frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else train
+        model = fit(frame, spec, winner["estimator"], winner["params"])
+        leaderboard = [
+            {"trial": r["trial"], "label": r["label"], "run_id": r["run_id"], "metrics": r["metrics"],
+             "fit_seconds": r["fit_seconds"]}
+            for r in results
+        ]  # fmt: skip
+        artifacts: dict[str, Any] = {
+            "data/sources.json": {"rows_by_source": dataset.get("rows_by_source", {})},
+            "tuning/trials.json": {"selection_metric": metric, "winner": winner["trial"], "trials": leaderboard},
+        }
+        if dataset.get("profile_uri"):
+            artifacts["data/profile.json"] = storage.read_json(dataset["profile_uri"])
+        params = {
+            "estimator": winner["estimator"],
+            **{f"param.{k}": v for k, v in winner["params"].items()},
+            "winner_trial": winner["label"],
+            "trials": len(results),
+            "refit_rows": len(frame),
+            **_training_params(spec, dataset, split),
+        }
+        metrics = {f"val_{k}": v for k, v in winner["metrics"].items()}
+        logged = registry.log_training_run(
+            tracking_uri,
+            experiment=spec.name,
+            run_name=lineage.get("run_id", "manual"),
+            model=model,
+            input_example=feature_frame(train.head(50), spec),
+            params=params,
+            tags={"best_trial_run_id": winner["run_id"]},
+            metrics=metrics,
+            json_artifacts=artifacts,
+            run_id=parent_run_id,
+        )
+    except Exception:
+        registry.finish_run(tracking_uri, parent_run_id, "FAILED")
+        raise
+    return {
+        "run_id": logged.run_id,
+        "model_uri": logged.model_uri,
+        "experiment_id": logged.experiment_id,
+        "winner": {key: winner[key] for key in ("trial", "label", "estimator", "params", "metrics", "run_id")},
+        "trials": len(results),
+    }
+
+
+def train_model(
+    spec: PipelineSpec,
+    tracking_uri: str,
+    split: dict[str, Any],
+    dataset: dict[str, Any],
+    lineage: dict[str, str],
+    skip_if_already_trained: bool = True,
+) -> dict[str, Any]:
+    """``plan_trials``, every ``run_trial`` and ``select_and_refit`` in this process (the DAG
+    maps the trials over tasks instead): for scripts, tests and the plain-script benchmark."""
+    trials = plan_trials(spec, tracking_uri, dataset, split, lineage, skip_if_already_trained)
+    results = [run_trial(spec, tracking_uri, trial, split, lineage) for trial in trials]
+    return select_and_refit(spec, tracking_uri, results, dataset, split, lineage)
 
 
 def evaluate_candidate(

@@ -91,6 +91,48 @@ class LoggedModel:
     experiment_id: str
 
 
+def start_parent_run(tracking_uri: str, experiment: str, run_name: str, tags: dict[str, str]) -> tuple[str, str]:
+    """Create the training run that trials nest under (left RUNNING); return (run_id, experiment_id)."""
+    import mlflow
+
+    use_experiment(tracking_uri, experiment)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        raise RuntimeError(f"MLflow experiment '{experiment}' vanished right after it was set")
+    experiment_id = found.experiment_id
+    run = client(tracking_uri).create_run(experiment_id, run_name=run_name, tags=tags)
+    return run.info.run_id, experiment_id
+
+
+def log_child_run(
+    tracking_uri: str,
+    experiment_id: str,
+    parent_run_id: str,
+    run_name: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+) -> str:
+    """One finished trial: a child run of ``parent_run_id`` (MLflow nests it in the UI)."""
+    mlflow_client = client(tracking_uri)
+    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags={**tags, "mlflow.parentRunId": parent_run_id})
+    run_id = run.info.run_id
+    try:
+        for key, value in params.items():
+            mlflow_client.log_param(run_id, key, str(value)[:500])
+        for key, value in metrics.items():
+            mlflow_client.log_metric(run_id, key, value)
+    except Exception:
+        mlflow_client.set_terminated(run_id, "FAILED")
+        raise
+    mlflow_client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def finish_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
+    client(tracking_uri).set_terminated(run_id, status)
+
+
 def log_training_run(
     tracking_uri: str,
     experiment: str,
@@ -101,8 +143,10 @@ def log_training_run(
     tags: dict[str, str],
     metrics: dict[str, float] | None = None,
     json_artifacts: dict[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> LoggedModel:
-    """Start a run, log params/tags/metrics, JSON artifacts and the model (skops), end the run."""
+    """Log params/tags/metrics, JSON artifacts and the model (skops) on a new run, or on
+    ``run_id`` (a parent run left open by ``start_parent_run``), and end the run."""
     import mlflow
     import mlflow.sklearn
     import sklearn
@@ -111,7 +155,7 @@ def log_training_run(
 
     use_experiment(tracking_uri, experiment)
     signature = infer_signature(input_example, model.predict(input_example))
-    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, tags=tags) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         if metrics:
             mlflow.log_metrics(metrics)

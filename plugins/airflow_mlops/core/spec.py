@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -299,12 +300,103 @@ class SplitSpec(_Strict):
         return self
 
 
-class ModelSpec(_Strict):
-    task: Literal["classification", "regression"] = "classification"
-    estimator: str = Field(description="A name from the estimator allow-list, or an explicit dotted path to a class.")
+SearchValue = list[Any] | dict[str, list[float]]
+
+
+class SearchSpec(_Strict):
+    """A hyperparameter search space: every combination (grid) or ``n_iter`` seeded draws (random).
+
+    A value is a list of choices; for ``random`` it may also be ``{uniform: [low, high]}``,
+    ``{loguniform: [low, high]}`` or ``{randint: [low, high]}`` (high exclusive).
+    """
+
+    method: Literal["grid", "random"] = "grid"
+    space: dict[str, SearchValue] = Field(default_factory=dict)
+    n_iter: int = Field(default=10, ge=1, description="random: how many draws.")
+
+    @model_validator(mode="after")
+    def _space_is_usable(self) -> SearchSpec:
+        for name, value in self.space.items():
+            if isinstance(value, list):
+                if not value:
+                    raise ValueError(f"search.space.{name} is an empty list")
+                continue
+            if self.method == "grid":
+                raise ValueError(f"search.space.{name}: a grid takes a list of values")
+            if len(value) != 1 or next(iter(value)) not in ("uniform", "loguniform", "randint"):
+                raise ValueError(f"search.space.{name}: use one of uniform, loguniform, randint: [low, high]")
+            ((kind, bounds),) = value.items()
+            if len(bounds) != 2 or not bounds[0] < bounds[1] or (kind == "loguniform" and bounds[0] <= 0):
+                raise ValueError(f"search.space.{name}.{kind}: needs [low, high] with low < high (low > 0 for log)")
+        return self
+
+
+class CandidateSpec(_Strict):
+    """One algorithm to try: an estimator, fixed params and an optional search space."""
+
+    name: str | None = Field(default=None, description="Label in MLflow and the Airflow UI (default: estimator).")
+    estimator: str
     params: dict[str, Any] = Field(default_factory=dict)
+    search: SearchSpec | None = None
+
+    def trial_count(self) -> int:
+        if self.search is None or not self.search.space:
+            return 1
+        if self.search.method == "random":
+            return self.search.n_iter
+        return math.prod(len(values) for values in self.search.space.values() if isinstance(values, list))
+
+
+class PreprocessingSpec(_Strict):
+    """Feature engineering fitted into the model's Pipeline (so serving applies it too)."""
+
+    scale: Literal["standard", "minmax", "none"] = "standard"
+    encoding: Literal["onehot", "ordinal"] = "onehot"
+
+
+class ModelSpec(_Strict):
+    """The model: one ``estimator`` (with ``params``), or several ``candidates`` compared on the
+    validation split, each trial a mapped Airflow task and an MLflow child run."""
+
+    task: Literal["classification", "regression"] = "classification"
+    estimator: str | None = Field(
+        default=None, description="A name from the estimator allow-list, or an explicit dotted path to a class."
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+    candidates: list[CandidateSpec] = Field(default_factory=list)
+    selection_metric: str | None = Field(
+        default=None,
+        description="Metric on the validation split that picks the best trial (default: promotion.metric).",
+    )
+    max_trials: int = Field(default=50, ge=1, description="Refuse a search that would expand into more trials.")
+    refit_on_validation: bool = Field(
+        default=True, description="Refit the winner on train + validation before the hold-out test."
+    )
+    preprocessing: PreprocessingSpec = Field(default_factory=PreprocessingSpec)
     registered_name: str | None = None
     seed: int = 42
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_model(self) -> ModelSpec:
+        if self.estimator and self.candidates:
+            raise ValueError("give model.estimator (one model) or model.candidates (a comparison), not both")
+        if not self.estimator and not self.candidates:
+            raise ValueError("model needs an estimator or a list of candidates")
+        if self.params and not self.estimator:
+            raise ValueError("model.params go with model.estimator; put them in each candidate's params")
+        total = sum(candidate.trial_count() for candidate in self.candidate_list())
+        if total > self.max_trials:
+            raise ValueError(
+                f"the candidates expand into {total} trials, more than model.max_trials ({self.max_trials})"
+            )
+        return self
+
+    def candidate_list(self) -> list[CandidateSpec]:
+        """The candidates, with a single ``estimator`` read as a one-candidate list."""
+        if self.candidates:
+            return self.candidates
+        assert self.estimator is not None
+        return [CandidateSpec(estimator=self.estimator, params=self.params)]
 
 
 class PromotionSpec(_Strict):
@@ -393,12 +485,19 @@ class PipelineSpec(_Strict):
     def _metrics_exist_for_task(self) -> PipelineSpec:
         known = TASK_METRICS[self.model.task]
         asked = {self.promotion.metric, *self.promotion.thresholds}
+        if self.model.selection_metric:
+            asked.add(self.model.selection_metric)
         unknown = asked - known
         if unknown:
             raise ValueError(
-                f"promotion metrics {sorted(unknown)} are not computed for {self.model.task}; use {sorted(known)}"
+                f"metrics {sorted(unknown)} (promotion / model.selection_metric) are not computed for "
+                f"{self.model.task}; use {sorted(known)}"
             )
         return self
+
+    @property
+    def selection_metric(self) -> str:
+        return self.model.selection_metric or self.promotion.metric
 
     @property
     def declared_types(self) -> dict[str, str]:

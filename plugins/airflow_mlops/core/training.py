@@ -16,19 +16,29 @@ from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from airflow_mlops.core.spec import PipelineSpec
 
 # Names a spec may use for ``model.estimator``; anything else must be a dotted path.
 ESTIMATORS: dict[str, str] = {
+    # classification
     "logistic_regression": "sklearn.linear_model.LogisticRegression",
     "random_forest": "sklearn.ensemble.RandomForestClassifier",
+    "extra_trees": "sklearn.ensemble.ExtraTreesClassifier",
     "hist_gradient_boosting": "sklearn.ensemble.HistGradientBoostingClassifier",
     "gradient_boosting": "sklearn.ensemble.GradientBoostingClassifier",
+    "decision_tree": "sklearn.tree.DecisionTreeClassifier",
+    # regression
+    "linear_regression": "sklearn.linear_model.LinearRegression",
     "ridge": "sklearn.linear_model.Ridge",
+    "lasso": "sklearn.linear_model.Lasso",
+    "elastic_net": "sklearn.linear_model.ElasticNet",
     "random_forest_regressor": "sklearn.ensemble.RandomForestRegressor",
+    "extra_trees_regressor": "sklearn.ensemble.ExtraTreesRegressor",
     "hist_gradient_boosting_regressor": "sklearn.ensemble.HistGradientBoostingRegressor",
+    "gradient_boosting_regressor": "sklearn.ensemble.GradientBoostingRegressor",
+    "decision_tree_regressor": "sklearn.tree.DecisionTreeRegressor",
 }
 
 
@@ -92,31 +102,59 @@ def _grouped(spec: PipelineSpec, columns: list[str], categorical: bool) -> dict[
     return groups
 
 
-def build_pipeline(spec: PipelineSpec) -> Pipeline:
+def _scaler(spec: PipelineSpec) -> list[tuple[str, Any]]:
+    kind = spec.model.preprocessing.scale
+    if kind == "none":
+        return []
+    return [("scale", StandardScaler() if kind == "standard" else MinMaxScaler())]
+
+
+def _encoder(spec: PipelineSpec) -> Any:
+    if spec.model.preprocessing.encoding == "ordinal":
+        # Categories unseen in training map to -1, like a category of their own.
+        return OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
+    return OneHotEncoder(handle_unknown="ignore")
+
+
+def make_estimator(spec: PipelineSpec, estimator: str, params: dict[str, Any]) -> BaseEstimator:
+    """The estimator of a trial, checked against the spec's task; seeded unless params set a seed."""
+    from sklearn.base import is_classifier, is_regressor
+
+    estimator_cls = resolve_estimator(estimator)
+    try:
+        instance = estimator_cls(**params)
+        if "random_state" in instance.get_params() and "random_state" not in params:
+            instance.set_params(random_state=spec.model.seed)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid params for {estimator_cls.__name__} ({estimator}): {exc}") from exc
+    fits_task = is_regressor(instance) if spec.model.task == "regression" else is_classifier(instance)
+    if not fits_task:
+        raise ValueError(f"{estimator_cls.__name__} ({estimator}) is not a {spec.model.task} estimator")
+    return instance
+
+
+def build_pipeline(spec: PipelineSpec, estimator: str | None = None, params: dict[str, Any] | None = None) -> Pipeline:
     """Imputation per ``cleaning.impute`` (default: median for numeric, '__missing__' for
-    categorical), scaling and one-hot encoding, then the estimator: fitted and served as one."""
+    categorical), scaling and encoding per ``model.preprocessing``, then the estimator
+    (the spec's single one, or a trial's): fitted and served as one."""
+    if estimator is None:
+        (only,) = spec.model.candidate_list()[:1]
+        estimator, params = only.estimator, only.params
     steps = []
     for index, ((strategy, fill), columns) in enumerate(_grouped(spec, spec.data.features.numeric, False).items()):
         imputer = SimpleImputer(strategy=strategy, fill_value=fill)
-        steps.append((f"numeric_{index}", Pipeline([("impute", imputer), ("scale", StandardScaler())]), columns))
+        steps.append((f"numeric_{index}", Pipeline([("impute", imputer), *_scaler(spec)]), columns))
     for index, ((strategy, fill), columns) in enumerate(_grouped(spec, spec.data.features.categorical, True).items()):
         imputer = SimpleImputer(strategy=strategy, fill_value=fill)
-        encoder = OneHotEncoder(handle_unknown="ignore")
-        steps.append((f"categorical_{index}", Pipeline([("impute", imputer), ("encode", encoder)]), columns))
+        steps.append((f"categorical_{index}", Pipeline([("impute", imputer), ("encode", _encoder(spec))]), columns))
     preprocess = ColumnTransformer(steps)
-    estimator_cls = resolve_estimator(spec.model.estimator)
-    params = dict(spec.model.params)
-    try:
-        estimator = estimator_cls(**params)
-        if "random_state" in estimator.get_params() and "random_state" not in params:
-            estimator.set_params(random_state=spec.model.seed)
-    except TypeError as exc:
-        raise ValueError(f"invalid model.params for {estimator_cls.__name__}: {exc}") from exc
-    return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+    return Pipeline([("preprocess", preprocess), ("estimator", make_estimator(spec, estimator, params or {}))])
 
 
-def fit(frame: pd.DataFrame, spec: PipelineSpec) -> Pipeline:
-    pipeline = build_pipeline(spec)
+def fit(
+    frame: pd.DataFrame, spec: PipelineSpec, estimator: str | None = None, params: dict[str, Any] | None = None
+) -> Pipeline:
+    pipeline = build_pipeline(spec, estimator, params)
     pipeline.fit(feature_frame(frame, spec), label_array(frame, spec))
     return pipeline
 

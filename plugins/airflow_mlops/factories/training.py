@@ -1,4 +1,5 @@
-"""Spec -> training DAG: ingest > validate > split > train > evaluate > register > gate > promote."""
+"""Spec -> training DAG: ingest > validate > split > plan > trial (mapped) > select > evaluate >
+register > gate > promote."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from airflow_mlops.factories.common import dag_kwargs, load, schedule_for, xcom
 from airflow_mlops.operators.data import IngestLabeledDataOperator, SplitDataOperator, ValidateDataOperator
 from airflow_mlops.operators.model import (
     MlflowEvaluateModelOperator,
+    MlflowPlanTrialsOperator,
     MlflowPromoteModelOperator,
     MlflowRegisterModelOperator,
-    MlflowTrainModelOperator,
+    MlflowSelectModelOperator,
+    MlflowTrialOperator,
     PromotionGateOperator,
 )
 
@@ -39,19 +42,33 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
             validate = ValidateDataOperator(task_id="validate", dataset=xcom("data.ingest"), **common)
             split = SplitDataOperator(task_id="split", dataset=xcom("data.ingest"), **common)
             ingest >> validate >> split
-        with TaskGroup("model", tooltip="train, evaluate, register, gate, promote"):
-            train = MlflowTrainModelOperator(
-                task_id="train", dataset=xcom("data.ingest"), split=xcom("data.split"), **common
+        with TaskGroup("model", tooltip="plan trials, run them (mapped), select, evaluate, register, gate, promote"):
+            plan = MlflowPlanTrialsOperator(
+                task_id="plan", dataset=xcom("data.ingest"), split=xcom("data.split"), **common
+            )
+            # One mapped task per trial (candidate x search point), each an MLflow child run.
+            trials = MlflowTrialOperator.partial(
+                task_id="trial",
+                split=xcom("data.split"),
+                map_index_template="{{ task.trial['label'] }}",
+                **common,
+            ).expand(trial=plan.output)
+            select = MlflowSelectModelOperator(
+                task_id="select",
+                results=trials.output,  # type: ignore[arg-type]
+                dataset=xcom("data.ingest"),
+                split=xcom("data.split"),
+                **common,
             )
             evaluate = MlflowEvaluateModelOperator(
                 task_id="evaluate",
-                training=xcom("model.train"),
+                training=xcom("model.select"),
                 test_uri="{{ ti.xcom_pull(task_ids='data.split')['test']['uri'] }}",
                 **common,
             )
             register = MlflowRegisterModelOperator(
                 task_id="register",
-                training=xcom("model.train"),
+                training=xcom("model.select"),
                 evaluation=xcom("model.evaluate"),
                 dataset=xcom("data.ingest"),
                 split=xcom("data.split"),
@@ -63,6 +80,6 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
             promote = MlflowPromoteModelOperator(
                 task_id="promote", gate=xcom("model.gate"), outlets=[assets.champion], **common
             )
-            train >> evaluate >> register >> gate >> promote
-        split >> train
+            select >> evaluate >> register >> gate >> promote
+        split >> plan
     return dag

@@ -16,7 +16,11 @@ _BASE = MlopsBaseOperator.template_fields
 
 
 class MlflowTrainModelOperator(MlopsBaseOperator):
-    """Fit the spec's scikit-learn Pipeline on the train split and log it to MLflow.
+    """Run every trial of the spec in this one task, pick the best, refit and log it to MLflow.
+
+    The training DAG maps trials over tasks instead (``MlflowPlanTrialsOperator``,
+    ``MlflowTrialOperator``, ``MlflowSelectModelOperator``); this operator suits a DAG
+    that wants one task.
 
     :param dataset: the ingest task's result. (templated)
     :param split: the split task's result. (templated)
@@ -44,6 +48,116 @@ class MlflowTrainModelOperator(MlopsBaseOperator):
                 skip_if_already_trained=not conf.get("force_retrain", False),
             )
         self.log.info("logged MLflow run %s, model %s", result["run_id"], result["model_uri"])
+        return result
+
+
+class MlflowPlanTrialsOperator(MlopsBaseOperator):
+    """Open the parent MLflow run and return the trials (candidates x search space) to map over.
+
+    Skips (and so does everything after it) when a registered version was already trained
+    on this data with this spec, unless the run's conf says ``{"force_retrain": true}``.
+
+    :param dataset: the ingest task's result. (templated)
+    :param split: the split task's result. (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "dataset", "split")
+    ui_color = "#e8fde9"
+
+    def __init__(self, *, dataset: dict[str, Any] | str, split: dict[str, Any] | str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dataset = dataset
+        self.split = split
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from airflow_mlops.core.model_stages import plan_trials
+
+        conf = context["dag_run"].conf or {}
+        with skip_when_nothing_to_process():
+            trials = plan_trials(
+                self.load_spec(),
+                self.mlflow_hook.tracking_uri,
+                rendered_dict(self.dataset, "dataset"),
+                rendered_dict(self.split, "split"),
+                self.lineage(context),
+                skip_if_already_trained=not conf.get("force_retrain", False),
+            )
+        self.log.info("%d trial(s) under MLflow run %s: %s", len(trials), trials[0]["parent_run_id"],
+                      [t["label"] for t in trials])  # fmt: skip
+        return trials
+
+
+class MlflowTrialOperator(MlopsBaseOperator):
+    """Fit one trial on the train split, score it on the validation split, log an MLflow child run.
+
+    Meant to be mapped: ``MlflowTrialOperator.partial(...).expand(trial=plan.output)``.
+
+    :param trial: one item of the plan task's result. (templated)
+    :param split: the split task's result. (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "trial", "split")
+    ui_color = "#e8fde9"
+
+    def __init__(self, *, trial: dict[str, Any] | str, split: dict[str, Any] | str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trial = trial
+        self.split = split
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.model_stages import run_trial
+
+        result = run_trial(
+            self.load_spec(),
+            self.mlflow_hook.tracking_uri,
+            rendered_dict(self.trial, "trial"),
+            rendered_dict(self.split, "split"),
+            self.lineage(context),
+        )
+        self.log.info("trial %s: %s (child run %s)", result["label"], result["metrics"], result["run_id"])
+        return result
+
+
+class MlflowSelectModelOperator(MlopsBaseOperator):
+    """Pick the best trial by the spec's selection metric, refit it and log the model (skops).
+
+    :param results: the mapped trial tasks' results (a list). (templated)
+    :param dataset: the ingest task's result. (templated)
+    :param split: the split task's result. (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "results", "dataset", "split")
+    ui_color = "#e8fde9"
+
+    def __init__(
+        self,
+        *,
+        results: list[dict[str, Any]] | str,
+        dataset: dict[str, Any] | str,
+        split: dict[str, Any] | str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.results = results
+        self.dataset = dataset
+        self.split = split
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.model_stages import select_and_refit
+
+        results = self.results
+        if isinstance(results, str):
+            raise TypeError(f"results must render to a list of trial results, got {results!r}")
+        result = select_and_refit(
+            self.load_spec(),
+            self.mlflow_hook.tracking_uri,
+            [dict(r) for r in results],
+            rendered_dict(self.dataset, "dataset"),
+            rendered_dict(self.split, "split"),
+            self.lineage(context),
+        )
+        self.log.info("best of %d trial(s): %s %s; model %s", result["trials"], result["winner"]["label"],
+                      result["winner"]["metrics"], result["model_uri"])  # fmt: skip
         return result
 
 
