@@ -1,4 +1,4 @@
-"""``airflow-mlops``: run the demo, start the local stack, land synthetic data, check a spec."""
+"""``airflow-mlops``: run the demo, land synthetic data, check a spec, show or roll back the champion."""
 
 from __future__ import annotations
 
@@ -49,6 +49,62 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tracking_uri(args: argparse.Namespace) -> str:
+    """--tracking-uri, else MLFLOW_TRACKING_URI, else the Airflow connection (like the DAGs)."""
+    import os
+
+    if args.tracking_uri:
+        return str(args.tracking_uri)
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    from airflow_mlops.hooks.mlflow import MlflowHook
+
+    return MlflowHook(mlflow_conn_id=args.conn_id).tracking_uri
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    import getpass
+
+    from airflow_mlops.core import registry
+    from airflow_mlops.core.spec import load_spec
+
+    spec = load_spec(args.spec)
+    try:
+        record = registry.rollback(
+            _tracking_uri(args),
+            spec.registered_model_name,
+            by=f"cli/{getpass.getuser()}",
+            reason=args.reason,
+            to_version=args.to,
+        )
+    except registry.RollbackError as exc:
+        print(f"rollback refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"champion of {spec.registered_model_name}: v{record['from_version']} -> v{record['to_version']} "
+          f"({record['reason']}, {record['at']})")  # fmt: skip
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from airflow_mlops.core import registry
+    from airflow_mlops.core.spec import load_spec
+
+    spec = load_spec(args.spec)
+    tracking_uri = _tracking_uri(args)
+    current = registry.champion(tracking_uri, spec.registered_model_name)
+    print(f"champion of {spec.registered_model_name}: {'v' + str(current.version) if current else 'none'}")
+    for record in registry.promotion_history(tracking_uri, spec.registered_model_name):
+        print(f"  {record['at']}  v{record['from_version']} -> v{record['to_version']}  by {record['by']}: "
+              f"{record['reason'][:120]}")  # fmt: skip
+    return 0
+
+
+def _add_registry_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("spec", help="the pipeline's YAML spec (names the registered model)")
+    command.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or --conn-id)")
+    command.add_argument("--conn-id", default="mlflow_default", help="Airflow connection of type mlflow")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-label", action="store_true", help="leave the label column out")
     gen.add_argument("--output", help="folder to write to (default: the spec's landing inbox)")
     gen.set_defaults(func=_generate)
+
+    back = sub.add_parser("rollback", help="move the champion back to the version it replaced (or --to N)")
+    _add_registry_arguments(back)
+    back.add_argument("--to", help="version to restore (default: the one the current champion replaced)")
+    back.add_argument("--reason", default="manual rollback", help="recorded in the promotion history")
+    back.set_defaults(func=_rollback)
+
+    history = sub.add_parser("history", help="show the champion and its promotion history")
+    _add_registry_arguments(history)
+    history.set_defaults(func=_history)
     return parser
 
 

@@ -28,7 +28,9 @@ HEAVY = [
     "onnx",
     "onnxruntime",
     "skops",
+    "skl2onnx",
     "scipy",
+    "matplotlib",
     "airflow_mlops.core.training",
     "airflow_mlops.core.registry",
 ]
@@ -109,6 +111,7 @@ def test_training_dag_has_every_stage(probe):
             "model.trial",
             "model.select",
             "model.evaluate",
+            "model.package",
             "model.register",
             "model.gate",
             "model.promote",

@@ -48,8 +48,11 @@ def _train(spec, tracking_uri, run_id: str, force: bool = False) -> dict:
     split = data_stages.split_dataset(spec, dataset, run_id)
     training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage, skip_if_already_trained=not force)
     evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
-    registered = model_stages.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage)
-    return model_stages.gate_candidate(spec, tracking_uri, registered, evaluation)
+    package = model_stages.package_candidate(spec, tracking_uri, training, split["test"]["uri"])
+    registered = model_stages.register_candidate(
+        spec, tracking_uri, training, evaluation, dataset, split, lineage, package
+    )
+    return model_stages.gate_candidate(spec, tracking_uri, registered, evaluation, package)
 
 
 def test_nothing_landed_is_nothing_to_process_not_an_error(spec, mlops_home):
@@ -74,6 +77,15 @@ def test_full_loop_trains_promotes_scores_and_detects_drift(spec, tracking_uri):
     assert version.tags["airflow.run_id"] == "run-1"
     assert version.tags["spec_fingerprint"] == spec.fingerprint()
     assert len(version.tags["data_fingerprint"]) == 16
+    # Packaged: an ONNX twin within 1e-4 of the sklearn scores, and a model card as the description.
+    assert version.tags["onnx_uri"].endswith("/onnx/model.onnx") and float(version.tags["onnx_max_abs_diff"]) <= 1e-4
+    assert version.description.startswith(f"# {spec.registered_model_name} v1") and "**Gate: passed.**" in (
+        version.description
+    )
+    assert "ONNX: `runs:/" in version.description and "### By region" not in version.description
+    artifacts = {a.path for a in registry.client(tracking_uri).list_artifacts(version.run_id, "evaluation")}
+    assert {"evaluation/confusion_matrix.png", "evaluation/roc_curve.png", "evaluation/pr_curve.png",
+            "evaluation/feature_importance.png", "evaluation/slices.json"} <= artifacts  # fmt: skip
 
     # Retraining on identical data is nothing to do; forced, it cannot beat the champion.
     with pytest.raises(NothingToProcessError, match="v1 was already trained on this data"):
@@ -215,3 +227,62 @@ def test_trials_are_child_runs_and_the_best_on_validation_is_refit(spec, trackin
 
     leaderboard = mlflow.artifacts.load_dict(f"runs:/{parent}/tuning/trials.json")
     assert leaderboard["selection_metric"] == "roc_auc" and len(leaderboard["trials"]) == 3
+
+
+def test_onnx_parity_failure_blocks_promotion_and_rollback_restores_the_previous_champion(spec, tracking_uri):
+    from airflow_mlops.core.spec import EvaluationSpec
+
+    sliced = spec.model_copy(update={"evaluation": EvaluationSpec(slices=["region"], plots=False)})
+    _land_and_claim(sliced, "training", seed=1)
+    first = _train(sliced, tracking_uri, "run-1")
+    model_stages.promote_candidate(tracking_uri, first, by="test/run-1")
+    card = registry.client(tracking_uri).get_model_version(sliced.registered_model_name, "1").description
+    assert "### By region" in card and "| north |" in card
+
+    _land_and_claim(sliced, "training", seed=2, day=2)
+    lineage = {"dag_id": "churn_training", "run_id": "run-2"}
+    dataset = data_stages.ingest_labeled(sliced, "run-2")
+    split = data_stages.split_dataset(sliced, dataset, "run-2")
+    training = model_stages.train_model(sliced, tracking_uri, split, dataset, lineage)
+    evaluation = model_stages.evaluate_candidate(sliced, tracking_uri, training, split["test"]["uri"])
+    evaluation["champion"] = None  # judge the candidate alone: only packaging may stop it
+    broken = {"onnx_uri": "runs:/x/onnx/model.onnx", "error": None, "policy": "required",
+              "parity": {"rows": 10, "max_abs_diff": 0.3, "rows_over_tolerance": 2, "tolerance": 1e-4,
+                         "labels_agree": 0.8, "passed": False}}  # fmt: skip
+    registered = model_stages.register_candidate(sliced, tracking_uri, training, evaluation, dataset, split, lineage)
+    gate = model_stages.gate_candidate(sliced, tracking_uri, registered, evaluation, broken)
+    assert not gate["promote"] and gate["reasons"][0].startswith("ONNX parity failed: max |onnx - sklearn| = 0.3")
+    version = registry.client(tracking_uri).get_model_version(sliced.registered_model_name, registered["version"])
+    assert version.tags["gate"] == "failed" and "**Gate: failed.**" in version.description
+
+    # An operator promotes v2 by hand, then rolls back: v1 is champion again, and the history says so.
+    registry.promote(tracking_uri, sliced.registered_model_name, "2", reason="manual", by="someone")
+    record = registry.rollback(tracking_uri, sliced.registered_model_name, by="test", reason="bad canary")
+    assert (record["from_version"], record["to_version"]) == ("2", "1")
+    assert str(registry.champion(tracking_uri, sliced.registered_model_name).version) == "1"
+    history = registry.promotion_history(tracking_uri, sliced.registered_model_name)
+    assert [(h["from_version"], h["to_version"]) for h in history] == [(None, "1"), ("1", "2"), ("2", "1")]
+    assert history[-1]["reason"] == "rollback: bad canary"
+    with pytest.raises(registry.RollbackError, match="no earlier champion recorded"):
+        registry.rollback(tracking_uri, sliced.registered_model_name, by="test", reason="again")
+    with pytest.raises(registry.RollbackError, match="has no version 9"):
+        registry.rollback(tracking_uri, sliced.registered_model_name, by="test", reason="x", to_version="9")
+
+
+def test_rollback_and_history_from_the_command_line(spec, tracking_uri, capsys, tmp_path):
+    from airflow_mlops.cli import main
+    from tests.conftest import EXAMPLE_SPEC
+
+    name = spec.registered_model_name
+    _land_and_claim(spec, "training", seed=1)
+    model_stages.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="test/run-1")
+    assert main(["rollback", str(EXAMPLE_SPEC), "--tracking-uri", tracking_uri]) == 1
+    assert "no earlier champion recorded" in capsys.readouterr().err
+
+    second = _train(spec, tracking_uri, "run-2", force=True)
+    registry.promote(tracking_uri, name, second["version"], reason="by hand", by="someone")
+    assert main(["rollback", str(EXAMPLE_SPEC), "--tracking-uri", tracking_uri, "--reason", "alerts"]) == 0
+    assert f"champion of {name}: v2 -> v1 (rollback: alerts" in capsys.readouterr().out
+    assert main(["history", str(EXAMPLE_SPEC), "--tracking-uri", tracking_uri]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"champion of {name}: v1" and len(lines) == 4 and "vNone -> v1" in lines[1]

@@ -196,15 +196,40 @@ def train_model(
 def evaluate_candidate(
     spec: PipelineSpec, tracking_uri: str, training: dict[str, Any], test_uri: str
 ) -> dict[str, Any]:
-    """Metrics of the logged candidate and of the current champion on the same test split."""
+    """Metrics of the logged candidate and of the current champion on the same test split.
+
+    Also logged on the candidate's run: metrics per ``evaluation.slices`` value
+    (``evaluation/slices.json`` and ``slice.<column>.<value>.<metric>`` metrics), permutation
+    feature importance and, with ``evaluation.plots``, the plots under ``evaluation/``.
+    """
+    import tempfile
+
+    from airflow_mlops.core.evaluation_report import permutation_importance, render_plots, slice_metrics
     from airflow_mlops.core.training import evaluate
 
     test = tables.read_table(test_uri)
     candidate_model = registry.load_model(tracking_uri, training["model_uri"])
     candidate = evaluate(candidate_model, test, spec)
     mlflow_client = registry.client(tracking_uri)
+    run_id = training["run_id"]
     for key, value in candidate.items():
-        mlflow_client.log_metric(training["run_id"], f"test_{key}", value)
+        mlflow_client.log_metric(run_id, f"test_{key}", value)
+
+    slices = slice_metrics(candidate_model, test, spec)
+    for column, per_value in slices.items():
+        for slice_value, row in per_value.items():
+            for key, number in row.items():
+                if key != "rows":
+                    mlflow_client.log_metric(run_id, f"slice.{column}.{_metric_key(slice_value)}.{key}", number)
+    importance = permutation_importance(candidate_model, test, spec)
+    with tempfile.TemporaryDirectory(prefix="airflow-mlops-eval-") as folder:
+        for name, content in (("slices.json", slices), ("feature_importance.json", importance)):
+            path = f"{folder}/{name}"
+            storage.write_json(content, path)
+            mlflow_client.log_artifact(run_id, path, "evaluation")
+        if spec.evaluation.plots:
+            for path in render_plots(candidate_model, test, spec, importance, folder):
+                mlflow_client.log_artifact(run_id, path, "evaluation")
 
     current = registry.champion(tracking_uri, spec.registered_model_name)
     champion_metrics = None
@@ -212,11 +237,54 @@ def evaluate_candidate(
         champion_model = registry.load_model(tracking_uri, f"models:/{spec.registered_model_name}/{current.version}")
         champion_metrics = evaluate(champion_model, test, spec)
         for key, value in champion_metrics.items():
-            mlflow_client.log_metric(training["run_id"], f"champion_test_{key}", value)
+            mlflow_client.log_metric(run_id, f"champion_test_{key}", value)
     return {
         "candidate": candidate,
         "champion": champion_metrics,
         "champion_version": str(current.version) if current is not None else None,
+        "slices": slices,
+        "importance": dict(list(importance.items())[:10]),
+    }
+
+
+def _metric_key(value: str) -> str:
+    """A slice value as an MLflow metric name part (letters, digits, ``_-. /`` only)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", value)[:60] or "_"
+
+
+def package_candidate(spec: PipelineSpec, tracking_uri: str, training: dict[str, Any], test_uri: str) -> dict[str, Any]:
+    """Export the candidate to ONNX, check parity with scikit-learn on the test split, log both.
+
+    Never raises for a model without an ONNX form: the result says why, and the gate
+    decides (``packaging.onnx: required`` fails it, ``optional`` does not).
+    """
+    import tempfile
+
+    from airflow_mlops.core.packaging import OnnxExportError, export_onnx, onnx_parity
+
+    if spec.packaging.onnx == "off":
+        return {"onnx_uri": None, "parity": None, "error": None, "policy": "off"}
+    model = registry.load_model(tracking_uri, training["model_uri"])
+    mlflow_client = registry.client(tracking_uri)
+    try:
+        onnx_bytes = export_onnx(model, spec)
+        parity = onnx_parity(model, onnx_bytes, tables.read_table(test_uri), spec).as_dict()
+    except OnnxExportError as exc:
+        mlflow_client.set_tag(training["run_id"], "onnx_error", str(exc)[:500])
+        return {"onnx_uri": None, "parity": None, "error": str(exc)[:2000], "policy": spec.packaging.onnx}
+    with tempfile.TemporaryDirectory(prefix="airflow-mlops-onnx-") as folder:
+        storage.write_bytes(onnx_bytes, f"{folder}/model.onnx")
+        storage.write_json(parity, f"{folder}/parity.json")
+        mlflow_client.log_artifact(training["run_id"], f"{folder}/model.onnx", "onnx")
+        mlflow_client.log_artifact(training["run_id"], f"{folder}/parity.json", "onnx")
+    mlflow_client.log_metric(training["run_id"], "onnx_max_abs_diff", parity["max_abs_diff"])
+    return {
+        "onnx_uri": f"runs:/{training['run_id']}/onnx/model.onnx",
+        "parity": parity,
+        "error": None,
+        "policy": spec.packaging.onnx,
     }
 
 
@@ -228,8 +296,9 @@ def register_candidate(
     dataset: dict[str, Any],
     split: dict[str, Any],
     lineage: dict[str, str],
+    package: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Register the candidate as a new model version, tagged with its lineage and metrics."""
+    """Register the candidate as a new model version, tagged with its lineage, metrics and package."""
     tags = {
         "spec_fingerprint": spec.fingerprint(),
         "data_fingerprint": dataset["fingerprint"],
@@ -240,14 +309,42 @@ def register_candidate(
         **{f"airflow.{k}": v for k, v in lineage.items()},
         **{f"test_{k}": f"{v:.6f}" for k, v in evaluation["candidate"].items()},
     }
+    if training.get("winner"):
+        tags["winner_trial"] = str(training["winner"]["label"])[:250]
+    if package and package.get("onnx_uri"):
+        tags["onnx_uri"] = package["onnx_uri"]
+        tags["onnx_max_abs_diff"] = f"{package['parity']['max_abs_diff']:.3g}"
     version = registry.register(tracking_uri, spec.registered_model_name, training["model_uri"], tags)
     return {"name": spec.registered_model_name, "version": version}
 
 
+def _packaging_reasons(spec: PipelineSpec, package: dict[str, Any] | None) -> list[str]:
+    """Why packaging blocks promotion (``packaging.onnx: required``), or nothing."""
+    if spec.packaging.onnx != "required":
+        return []
+    if package is None:
+        return ["no ONNX package was built (packaging.onnx is required)"]
+    if package.get("error"):
+        return [f"ONNX export failed: {package['error'][:300]}"]
+    parity = package.get("parity") or {}
+    if not parity.get("passed"):
+        return [
+            f"ONNX parity failed: max |onnx - sklearn| = {parity.get('max_abs_diff')} over {parity.get('rows')} "
+            f"test rows ({parity.get('rows_over_tolerance')} above {parity.get('tolerance')})"
+        ]
+    return []
+
+
 def gate_candidate(
-    spec: PipelineSpec, tracking_uri: str, registered: dict[str, Any], evaluation: dict[str, Any]
+    spec: PipelineSpec,
+    tracking_uri: str,
+    registered: dict[str, Any],
+    evaluation: dict[str, Any],
+    package: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Apply the promotion gate and tag the version with the verdict and its reasons."""
+    """Apply the promotion gate, tag the version with the verdict and its reasons, write its model card."""
+    from airflow_mlops.core.model_card import render_model_card
+
     decision = decide_promotion(evaluation["candidate"], evaluation["champion"], spec.promotion)
     if evaluation.get("champion_error"):
         decision.promote = False
@@ -256,13 +353,21 @@ def gate_candidate(
             f"({evaluation['champion_error']}); promote by hand if the candidate should replace it",
             *[r for r in decision.reasons if r != "all gates passed"],
         ]
+    blocked = _packaging_reasons(spec, package)
+    if blocked:
+        decision.promote = False
+        decision.reasons = [*blocked, *[r for r in decision.reasons if r != "all gates passed"]]
     registry.tag_version(
         tracking_uri,
         registered["name"],
         registered["version"],
         {"gate": "passed" if decision.promote else "failed", "gate_reasons": "; ".join(decision.reasons)},
     )
-    return {**decision.as_dict(), "champion_version": evaluation["champion_version"], **registered}
+    result = {**decision.as_dict(), "champion_version": evaluation["champion_version"], **registered}
+    card = render_model_card(spec, registry.version_details(tracking_uri, registered["name"], registered["version"]),
+                             evaluation, package, result)  # fmt: skip
+    registry.publish_model_card(tracking_uri, registered["name"], registered["version"], card)
+    return result
 
 
 def promote_candidate(tracking_uri: str, gate: dict[str, Any], by: str) -> dict[str, Any]:

@@ -300,3 +300,79 @@ def promote(tracking_uri: str, name: str, version: str, reason: str, by: str) ->
     except Exception:
         log.exception("champion of %s moved to v%s, but recording the move failed", name, version)
     return record
+
+
+def version_details(tracking_uri: str, name: str, version: str) -> dict[str, Any]:
+    """A version's tags and its run's params and metrics (what a model card shows)."""
+    mlflow_client = client(tracking_uri)
+    model_version = mlflow_client.get_model_version(name, version)
+    details: dict[str, Any] = {
+        "name": name,
+        "version": str(version),
+        "run_id": model_version.run_id,
+        "source": model_version.source,
+        "created": dt.datetime.fromtimestamp(model_version.creation_timestamp / 1000, dt.UTC).isoformat(
+            timespec="seconds"
+        ),
+        "tags": dict(model_version.tags),
+        "params": {},
+        "metrics": {},
+    }
+    if model_version.run_id:
+        run = mlflow_client.get_run(model_version.run_id)
+        details["params"] = dict(run.data.params)
+        details["metrics"] = dict(run.data.metrics)
+    return details
+
+
+def publish_model_card(tracking_uri: str, name: str, version: str, card: str) -> None:
+    """The card becomes the version's description (shown in the MLflow UI) and a run artifact."""
+    mlflow_client = client(tracking_uri)
+    mlflow_client.update_model_version(name, version, description=card)
+    model_version = mlflow_client.get_model_version(name, version)
+    if model_version.run_id:
+        with tempfile.TemporaryDirectory(prefix="airflow-mlops-card-") as folder:
+            path = os.path.join(folder, "model_card.md")
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(card)
+            mlflow_client.log_artifact(model_version.run_id, path)
+
+
+class RollbackError(RuntimeError):
+    """The champion cannot be rolled back (no earlier champion, or the target is unusable)."""
+
+
+def rollback(tracking_uri: str, name: str, by: str, reason: str, to_version: str | None = None) -> dict[str, Any]:
+    """Move ``champion`` back: to ``to_version``, or to the version the current champion
+    replaced when it was promoted.
+
+    The target must exist and have passed its gate once (or be named explicitly); the move
+    is recorded in the promotion history like any promotion, with ``rollback`` set.
+    """
+    current = champion(tracking_uri, name)
+    if current is None:
+        raise RollbackError(f"'{name}' has no champion to roll back")
+    current_version = str(current.version)
+    if to_version is None:
+        history = promotion_history(tracking_uri, name)
+        # The champion the current one replaced when it was promoted (not when a rollback restored it).
+        promoted = [
+            r
+            for r in reversed(history)
+            if r.get("to_version") == current_version and not str(r.get("reason", "")).startswith("rollback:")
+        ]
+        earlier = [r for r in promoted[:1] if r.get("from_version")]  # fmt: skip
+        if not earlier:
+            raise RollbackError(f"no earlier champion recorded for '{name}' v{current_version}; name one with --to")
+        to_version = str(earlier[0]["from_version"])
+    if str(to_version) == current_version:
+        raise RollbackError(f"v{to_version} is already the champion of '{name}'")
+    try:
+        target = client(tracking_uri).get_model_version(name, str(to_version))
+    except Exception as exc:
+        raise RollbackError(f"'{name}' has no version {to_version}: {exc}") from exc
+    if target.tags.get("gate") == "failed":
+        log.warning("rolling back %s to v%s, whose gate had failed: %s", name, to_version,
+                    target.tags.get("gate_reasons"))  # fmt: skip
+    record = promote(tracking_uri, name, str(to_version), reason=f"rollback: {reason}", by=by)
+    return {**record, "rollback": True}

@@ -350,7 +350,11 @@ class CandidateSpec(_Strict):
 class PreprocessingSpec(_Strict):
     """Feature engineering fitted into the model's Pipeline (so serving applies it too)."""
 
-    scale: Literal["standard", "minmax", "none"] = "standard"
+    scale: Literal["auto", "standard", "minmax", "none"] = Field(
+        default="auto",
+        description="auto: standard scaling for linear and distance-based models, none for trees "
+        "(they ignore scale, and unscaled thresholds convert to ONNX exactly).",
+    )
     encoding: Literal["onehot", "ordinal"] = "onehot"
 
 
@@ -411,10 +415,35 @@ class PromotionSpec(_Strict):
     thresholds: dict[str, float] = Field(
         default_factory=dict, description="Absolute floors (or ceilings for lower-is-better metrics)."
     )
+    require_approval: bool = Field(
+        default=False, description="A person approves each promotion in the Airflow UI (human-in-the-loop)."
+    )
+    approval_timeout_hours: float | None = Field(
+        default=None, gt=0, description="Without an answer by then the promotion is rejected."
+    )
 
     @property
     def higher_is_better(self) -> bool:
         return self.metric not in LOWER_IS_BETTER
+
+
+class EvaluationSpec(_Strict):
+    """What the evaluation of a candidate on the hold-out test split reports besides its metrics."""
+
+    slices: list[str] = Field(
+        default_factory=list, description="Categorical features to report metrics per value of (e.g. region)."
+    )
+    plots: bool = Field(default=True, description="Log confusion matrix, ROC/PR curves or residuals, importances.")
+
+
+class PackagingSpec(_Strict):
+    """How the model is packaged beside its MLflow (skops) form."""
+
+    onnx: Literal["required", "optional", "off"] = Field(
+        default="required",
+        description="required: no ONNX export or a parity gap above 1e-4 fails the gate; "
+        "optional: export when possible, never block; off: no export.",
+    )
 
 
 class MonitoringSpec(_Strict):
@@ -439,6 +468,8 @@ class PipelineSpec(_Strict):
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
     model: ModelSpec
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    packaging: PackagingSpec = Field(default_factory=PackagingSpec)
     promotion: PromotionSpec = Field(default_factory=PromotionSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
 
@@ -471,9 +502,12 @@ class PipelineSpec(_Strict):
             "cleaning.normalize": sorted(
                 {c for n in self.cleaning.normalize for c in n.columns} - set(features.categorical)
             ),
+            "evaluation.slices": sorted(set(self.evaluation.slices) - set(features.categorical)),
         }
-        problems = [f"{where} names {names}, not {'numeric ' if where == 'cleaning.clip' else ''}features"
-                    for where, names in unknown.items() if names]  # fmt: skip
+        kinds = {"cleaning.clip": "numeric ", "evaluation.slices": "categorical "}
+        problems = [
+            f"{where} names {names}, not {kinds.get(where, '')}features" for where, names in unknown.items() if names
+        ]
         for column, rule in self.cleaning.impute.items():
             if column in features.categorical and rule.strategy in ("median", "mean"):
                 problems.append(f"cleaning.impute.{column}: '{rule.strategy}' needs a numeric column")

@@ -42,6 +42,10 @@ ESTIMATORS: dict[str, str] = {
 }
 
 
+# How a missing category reaches the Pipeline (see ``feature_frame``).
+MISSING_CATEGORY = ""
+
+
 def resolve_estimator(name: str) -> type[BaseEstimator]:
     """Look ``name`` up in the allow-list, or import the dotted path the spec author wrote."""
     dotted = ESTIMATORS.get(name, name)
@@ -71,9 +75,10 @@ def feature_frame(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
         except (ValueError, TypeError) as exc:
             raise ValueError(f"numeric feature '{column}' has non-numeric values: {exc}") from None
     for column in spec.data.features.categorical:
-        # object dtype with None for missing: what OneHotEncoder and skl2onnx handle best.
+        # Text, with "" for missing: the one missing marker both scikit-learn's imputer and
+        # its ONNX conversion (string tensors cannot hold None) understand.
         values = features[column].astype("object")
-        features[column] = values.where(values.notna(), None)
+        features[column] = values.where(values.notna(), MISSING_CATEGORY).astype(str)
     return features
 
 
@@ -102,8 +107,14 @@ def _grouped(spec: PipelineSpec, columns: list[str], categorical: bool) -> dict[
     return groups
 
 
-def _scaler(spec: PipelineSpec) -> list[tuple[str, Any]]:
+def is_tree_based(estimator: BaseEstimator) -> bool:
+    return type(estimator).__module__.startswith(("sklearn.tree", "sklearn.ensemble"))
+
+
+def _scaler(spec: PipelineSpec, estimator: BaseEstimator) -> list[tuple[str, Any]]:
     kind = spec.model.preprocessing.scale
+    if kind == "auto":
+        kind = "none" if is_tree_based(estimator) else "standard"
     if kind == "none":
         return []
     return [("scale", StandardScaler() if kind == "standard" else MinMaxScaler())]
@@ -140,15 +151,16 @@ def build_pipeline(spec: PipelineSpec, estimator: str | None = None, params: dic
     if estimator is None:
         (only,) = spec.model.candidate_list()[:1]
         estimator, params = only.estimator, only.params
+    model = make_estimator(spec, estimator, params or {})
     steps = []
     for index, ((strategy, fill), columns) in enumerate(_grouped(spec, spec.data.features.numeric, False).items()):
         imputer = SimpleImputer(strategy=strategy, fill_value=fill)
-        steps.append((f"numeric_{index}", Pipeline([("impute", imputer), *_scaler(spec)]), columns))
+        steps.append((f"numeric_{index}", Pipeline([("impute", imputer), *_scaler(spec, model)]), columns))
     for index, ((strategy, fill), columns) in enumerate(_grouped(spec, spec.data.features.categorical, True).items()):
-        imputer = SimpleImputer(strategy=strategy, fill_value=fill)
+        imputer = SimpleImputer(strategy=strategy, fill_value=fill, missing_values=MISSING_CATEGORY)
         steps.append((f"categorical_{index}", Pipeline([("impute", imputer), ("encode", _encoder(spec))]), columns))
     preprocess = ColumnTransformer(steps)
-    return Pipeline([("preprocess", preprocess), ("estimator", make_estimator(spec, estimator, params or {}))])
+    return Pipeline([("preprocess", preprocess), ("estimator", model)])
 
 
 def fit(

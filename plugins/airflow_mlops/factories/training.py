@@ -1,5 +1,5 @@
-"""Spec -> training DAG: ingest > validate > split > plan > trial (mapped) > select > evaluate >
-register > gate > promote."""
+"""Spec -> training DAG: ingest > validate > split > plan > trial (mapped) > select >
+[evaluate, package] > register > gate > (approve) > promote."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from airflow_mlops.factories.common import dag_kwargs, load, schedule_for, xcom
 from airflow_mlops.operators.data import IngestLabeledDataOperator, SplitDataOperator, ValidateDataOperator
 from airflow_mlops.operators.model import (
     MlflowEvaluateModelOperator,
+    MlflowPackageModelOperator,
     MlflowPlanTrialsOperator,
     MlflowPromoteModelOperator,
     MlflowRegisterModelOperator,
@@ -66,20 +67,45 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
                 test_uri="{{ ti.xcom_pull(task_ids='data.split')['test']['uri'] }}",
                 **common,
             )
+            package = MlflowPackageModelOperator(
+                task_id="package",
+                training=xcom("model.select"),
+                test_uri="{{ ti.xcom_pull(task_ids='data.split')['test']['uri'] }}",
+                **common,
+            )
             register = MlflowRegisterModelOperator(
                 task_id="register",
                 training=xcom("model.select"),
                 evaluation=xcom("model.evaluate"),
                 dataset=xcom("data.ingest"),
                 split=xcom("data.split"),
+                package=xcom("model.package"),
                 **common,
             )
             gate = PromotionGateOperator(
-                task_id="gate", registered=xcom("model.register"), evaluation=xcom("model.evaluate"), **common
+                task_id="gate",
+                registered=xcom("model.register"),
+                evaluation=xcom("model.evaluate"),
+                package=xcom("model.package"),
+                **common,
             )
             promote = MlflowPromoteModelOperator(
                 task_id="promote", gate=xcom("model.gate"), outlets=[assets.champion], **common
             )
-            select >> evaluate >> register >> gate >> promote
+            select >> [evaluate, package] >> register >> gate
+            if spec.promotion.require_approval:
+                import datetime as dt
+
+                from airflow_mlops.operators.approval import PromotionApprovalOperator
+
+                timeout = spec.promotion.approval_timeout_hours
+                approve = PromotionApprovalOperator(
+                    task_id="approve",
+                    defaults="Reject" if timeout else None,  # an unanswered request rejects, never promotes
+                    response_timeout=dt.timedelta(hours=timeout) if timeout else None,
+                )
+                gate >> approve >> promote
+            else:
+                gate >> promote
         split >> plan
     return dag

@@ -190,6 +190,36 @@ class MlflowEvaluateModelOperator(MlopsBaseOperator):
         return result
 
 
+class MlflowPackageModelOperator(MlopsBaseOperator):
+    """Export the candidate to ONNX and check prediction parity with scikit-learn on the test split.
+
+    Logs ``onnx/model.onnx`` and ``onnx/parity.json`` on the candidate's run. A model
+    without an ONNX form does not fail this task: the result says why and the gate decides.
+
+    :param training: the select task's result. (templated)
+    :param test_uri: URI of the test split. (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "training", "test_uri")
+
+    def __init__(self, *, training: dict[str, Any] | str, test_uri: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.training = training
+        self.test_uri = test_uri
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.model_stages import package_candidate
+
+        result = package_candidate(
+            self.load_spec(), self.mlflow_hook.tracking_uri, rendered_dict(self.training, "training"), self.test_uri
+        )
+        if result["error"]:
+            self.log.warning("no ONNX package: %s", result["error"])
+        elif result["parity"]:
+            self.log.info("ONNX %s; parity %s", result["onnx_uri"], result["parity"])
+        return result
+
+
 class MlflowRegisterModelOperator(MlopsBaseOperator):
     """Register the candidate as a new model version tagged with lineage and metrics.
 
@@ -197,9 +227,10 @@ class MlflowRegisterModelOperator(MlopsBaseOperator):
     :param evaluation: the evaluate task's result. (templated)
     :param dataset: the ingest task's result. (templated)
     :param split: the split task's result. (templated)
+    :param package: the package task's result (ONNX export and parity), if any. (templated)
     """
 
-    template_fields: Sequence[str] = (*_BASE, "training", "evaluation", "dataset", "split")
+    template_fields: Sequence[str] = (*_BASE, "training", "evaluation", "dataset", "split", "package")
 
     def __init__(
         self,
@@ -208,6 +239,7 @@ class MlflowRegisterModelOperator(MlopsBaseOperator):
         evaluation: dict[str, Any] | str,
         dataset: dict[str, Any] | str,
         split: dict[str, Any] | str,
+        package: dict[str, Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -215,6 +247,7 @@ class MlflowRegisterModelOperator(MlopsBaseOperator):
         self.evaluation = evaluation
         self.dataset = dataset
         self.split = split
+        self.package = package
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.model_stages import register_candidate
@@ -227,23 +260,36 @@ class MlflowRegisterModelOperator(MlopsBaseOperator):
             rendered_dict(self.dataset, "dataset"),
             rendered_dict(self.split, "split"),
             self.lineage(context),
+            rendered_dict(self.package, "package") if self.package is not None else None,
         )
 
 
 class PromotionGateOperator(MlopsBaseOperator):
     """Decide whether the registered candidate may become champion, and say why.
 
+    Also writes the version's model card (its description in the MLflow registry).
+
     :param registered: the register task's result. (templated)
     :param evaluation: the evaluate task's result. (templated)
+    :param package: the package task's result; with ``packaging.onnx: required`` a failed
+        export or parity check fails the gate. (templated)
     """
 
-    template_fields: Sequence[str] = (*_BASE, "registered", "evaluation")
+    template_fields: Sequence[str] = (*_BASE, "registered", "evaluation", "package")
     ui_color = "#fdfbe8"
 
-    def __init__(self, *, registered: dict[str, Any] | str, evaluation: dict[str, Any] | str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        registered: dict[str, Any] | str,
+        evaluation: dict[str, Any] | str,
+        package: dict[str, Any] | str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.registered = registered
         self.evaluation = evaluation
+        self.package = package
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.model_stages import gate_candidate
@@ -253,6 +299,7 @@ class PromotionGateOperator(MlopsBaseOperator):
             self.mlflow_hook.tracking_uri,
             rendered_dict(self.registered, "registered"),
             rendered_dict(self.evaluation, "evaluation"),
+            rendered_dict(self.package, "package") if self.package is not None else None,
         )
         verdict = "PASSED" if decision["promote"] else "FAILED"
         self.log.info(
@@ -294,4 +341,39 @@ class MlflowPromoteModelOperator(MlopsBaseOperator):
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {"model": gate["name"], **record}
         self.log.info("champion of %s: v%s -> v%s", gate["name"], record["from_version"], record["to_version"])
+        return record
+
+
+class MlflowRollbackChampionOperator(MlopsBaseOperator):
+    """Move ``champion`` back to the version it replaced (or to ``to_version``) and record why.
+
+    Its outlet Asset event (the champion changed) tells serving and scoring to reload.
+
+    :param reason: recorded in the promotion history. (templated)
+    :param to_version: the version to restore; default: the one the current champion replaced. (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "reason", "to_version")
+    ui_color = "#fde8e8"
+
+    def __init__(self, *, reason: str = "manual rollback", to_version: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reason = reason
+        self.to_version = to_version
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.registry import rollback
+
+        spec = self.load_spec()
+        record = rollback(
+            self.mlflow_hook.tracking_uri,
+            spec.registered_model_name,
+            by=f"{context['dag'].dag_id}/{context['run_id']}",
+            reason=self.reason,
+            to_version=str(self.to_version) if self.to_version else None,
+        )
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = {"model": spec.registered_model_name, **record}
+        self.log.info("champion of %s rolled back: v%s -> v%s", spec.registered_model_name,
+                      record["from_version"], record["to_version"])  # fmt: skip
         return record

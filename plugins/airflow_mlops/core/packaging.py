@@ -1,0 +1,150 @@
+"""Packaging a trained Pipeline: an ONNX export checked for parity, and a model card.
+
+The ONNX graph takes one input per feature column (numbers as float32, text as strings,
+``""`` for a missing category) and returns the label and, for classifiers, the class
+probabilities. It is only trusted after ``onnx_parity`` compared its scores with the
+scikit-learn model's on the hold-out test split: a gap above ``PARITY_TOLERANCE`` fails
+the promotion gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from airflow_mlops.core.spec import PipelineSpec
+from airflow_mlops.core.training import feature_frame
+
+PARITY_TOLERANCE = 1e-4
+ONNX_OPSETS = {"": 18, "ai.onnx.ml": 3}
+
+
+class OnnxExportError(RuntimeError):
+    """The Pipeline could not be converted to ONNX."""
+
+
+@contextmanager
+def _integer_attribute_lists() -> Iterator[None]:
+    """Give protobuf plain ints where skl2onnx passes NumPy booleans or small ints in attribute lists.
+
+    skl2onnx 1.20 builds HistGradientBoosting's ``nodes_missing_value_tracks_true`` from
+    NumPy booleans, which protobuf 7 refuses ("Expected an int, got a boolean"). The
+    patch lasts for one conversion and only rewrites the booleans inside attribute lists.
+    """
+    from skl2onnx.common._container import ModelComponentContainer
+
+    original = ModelComponentContainer.add_node
+
+    def add_node(self: Any, op_type: Any, inputs: Any, outputs: Any, *args: Any, **attrs: Any) -> Any:
+        for key, value in attrs.items():
+            if isinstance(value, list | tuple) and any(isinstance(v, bool | np.bool_) for v in value):
+                attrs[key] = [int(v) if isinstance(v, bool | np.bool_) else v for v in value]
+        return original(self, op_type, inputs, outputs, *args, **attrs)
+
+    ModelComponentContainer.add_node = add_node  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        ModelComponentContainer.add_node = original  # type: ignore[method-assign]
+
+
+def onnx_inputs(spec: PipelineSpec) -> list[tuple[str, Any]]:
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+    numeric = [(c, FloatTensorType([None, 1])) for c in spec.data.features.numeric]
+    return numeric + [(c, StringTensorType([None, 1])) for c in spec.data.features.categorical]
+
+
+def export_onnx(model: Any, spec: PipelineSpec) -> bytes:
+    """The fitted Pipeline as a serialized ONNX model (no ZipMap: probabilities as a tensor)."""
+    from skl2onnx import convert_sklearn
+
+    options = {id(model): {"zipmap": False}} if spec.model.task == "classification" else None
+    try:
+        with _integer_attribute_lists():
+            graph = convert_sklearn(model, initial_types=onnx_inputs(spec), target_opset=ONNX_OPSETS, options=options)
+    except Exception as exc:  # skl2onnx raises many types; all mean "this Pipeline has no ONNX form"
+        raise OnnxExportError(f"cannot convert {type(model[-1]).__name__} to ONNX: {exc}") from exc
+    return bytes(graph.SerializeToString())
+
+
+def onnx_feeds(frame: pd.DataFrame, spec: PipelineSpec) -> dict[str, np.ndarray]:
+    """ONNX Runtime inputs for ``frame``: one (n, 1) array per feature column."""
+    features = feature_frame(frame, spec)
+    feeds = {c: features[c].to_numpy(dtype=np.float32).reshape(-1, 1) for c in spec.data.features.numeric}
+    feeds.update({c: features[c].to_numpy(dtype=object).reshape(-1, 1) for c in spec.data.features.categorical})
+    return feeds
+
+
+def onnx_session(onnx_bytes: bytes) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # warnings about unused initializers are noise in task logs
+    return ort.InferenceSession(onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def scores(model: Any, features: pd.DataFrame, task: str) -> np.ndarray:
+    """What parity compares: class probabilities, or the regression output."""
+    if task == "classification" and hasattr(model, "predict_proba"):
+        return np.asarray(model.predict_proba(features), dtype=np.float64)
+    return np.asarray(model.predict(features), dtype=np.float64).reshape(-1, 1)
+
+
+def onnx_scores(session: Any, feeds: dict[str, np.ndarray], task: str) -> np.ndarray:
+    outputs = session.run(None, feeds)
+    if task == "classification" and len(outputs) > 1:
+        return np.asarray(outputs[1], dtype=np.float64)
+    return np.asarray(outputs[0], dtype=np.float64).reshape(-1, 1)
+
+
+@dataclass
+class ParityReport:
+    rows: int
+    max_abs_diff: float
+    rows_over_tolerance: int
+    labels_agree: float
+    tolerance: float = PARITY_TOLERANCE
+
+    @property
+    def passed(self) -> bool:
+        return self.rows > 0 and self.max_abs_diff <= self.tolerance
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "max_abs_diff": self.max_abs_diff,
+            "rows_over_tolerance": self.rows_over_tolerance,
+            "labels_agree": self.labels_agree,
+            "tolerance": self.tolerance,
+            "passed": self.passed,
+        }
+
+
+def onnx_parity(model: Any, onnx_bytes: bytes, frame: pd.DataFrame, spec: PipelineSpec) -> ParityReport:
+    """Compare the ONNX model's scores and labels with the scikit-learn model's on ``frame``."""
+    features = feature_frame(frame, spec)
+    session = onnx_session(onnx_bytes)
+    feeds = onnx_feeds(frame, spec)
+    expected = scores(model, features, spec.model.task)
+    got = onnx_scores(session, feeds, spec.model.task)
+    if got.shape != expected.shape:
+        raise OnnxExportError(f"ONNX output shape {got.shape} differs from scikit-learn's {expected.shape}")
+    per_row = np.abs(got - expected).max(axis=1) if len(expected) else np.zeros(0)
+    labels = np.asarray(session.run(None, feeds)[0]).reshape(-1)
+    predicted = np.asarray(model.predict(features)).reshape(-1)
+    if spec.model.task == "classification":
+        agree = float(np.mean(labels.astype(str) == predicted.astype(str))) if len(labels) else 0.0
+    else:
+        agree = float(np.mean(np.abs(labels.astype(float) - predicted.astype(float)) <= PARITY_TOLERANCE))
+    return ParityReport(
+        rows=len(expected),
+        max_abs_diff=float(per_row.max()) if len(per_row) else float("nan"),
+        rows_over_tolerance=int((per_row > PARITY_TOLERANCE).sum()),
+        labels_agree=agree,
+    )
