@@ -28,7 +28,8 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": INTEGRATION,
                 "python-modules": [
-                    modules.format(m) for m in ("operators.data", "operators.model", "operators.operate")
+                    modules.format(m)
+                    for m in ("operators.data", "operators.model", "operators.operate", "operators.approval")
                 ],
             }
         ],

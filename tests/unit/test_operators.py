@@ -97,3 +97,44 @@ def test_plugin_page_lists_pipelines_and_reports_bad_specs(tmp_path, monkeypatch
     assert pipelines[1]["dags"] == ["churn_training", "churn_scoring", "churn_monitoring"]
     page = client.get("/").text
     assert "churn_training" in page and "MLOps pipelines" in page
+
+
+def test_training_dag_asks_for_approval_only_when_the_spec_says_so(tmp_path):
+    from airflow_mlops.factories.training import build_training_dag
+    from airflow_mlops.operators.approval import PromotionApprovalOperator
+    from tests.conftest import EXAMPLE_SPEC
+
+    plain = build_training_dag(EXAMPLE_SPEC)
+    assert "model.approve" not in plain.task_ids
+    assert plain.get_task("model.promote").upstream_task_ids == {"model.gate"}
+
+    approval = "  min_improvement: 0.0\n  require_approval: true\n  approval_timeout_hours: 24\n"
+    text = EXAMPLE_SPEC.read_text().replace("  min_improvement: 0.0\n", approval)
+    spec_path = tmp_path / "churn.yaml"
+    spec_path.write_text(text)
+    dag = build_training_dag(spec_path)
+    approve = dag.get_task("model.approve")
+    assert isinstance(approve, PromotionApprovalOperator)
+    assert approve.upstream_task_ids == {"model.gate"} and dag.get_task("model.promote").upstream_task_ids == {
+        "model.approve"
+    }
+    assert approve.defaults == ["Reject"] and approve.response_timeout.total_seconds() == 24 * 3600
+    # Mapped trials feed the select task; package and evaluate both feed register.
+    assert dag.get_task("model.select").upstream_task_ids == {"model.trial"}
+    assert dag.get_task("model.register").upstream_task_ids >= {"model.evaluate", "model.package"}
+
+
+def test_approval_skips_itself_when_the_gate_refused(monkeypatch):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from airflow_mlops.operators.approval import PromotionApprovalOperator
+
+    approve = PromotionApprovalOperator(task_id="approve")
+
+    class FakeTI:
+        def xcom_pull(self, task_ids):
+            assert task_ids == "model.gate"
+            return {"promote": False, "reasons": ["roc_auc=0.5 fails the threshold >= 0.6"]}
+
+    with pytest.raises(AirflowSkipException, match=r"the gate did not pass \(roc_auc=0.5 fails"):
+        approve.execute({"ti": FakeTI()})

@@ -286,3 +286,20 @@ def test_rollback_and_history_from_the_command_line(spec, tracking_uri, capsys, 
     assert main(["history", str(EXAMPLE_SPEC), "--tracking-uri", tracking_uri]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"champion of {name}: v1" and len(lines) == 4 and "vNone -> v1" in lines[1]
+
+
+def test_same_data_spec_and_seed_pick_the_same_winner_and_predict_identically(spec, tracking_uri):
+    from airflow_mlops.core.training import feature_frame
+
+    _land_and_claim(spec, "training", seed=3)
+    dataset = data_stages.ingest_labeled(spec, "r1")
+    split = data_stages.split_dataset(spec, dataset, "r1")
+    runs = [
+        model_stages.train_model(spec, tracking_uri, split, dataset, {"run_id": f"repeat-{i}"}, False) for i in (1, 2)
+    ]
+    assert runs[0]["run_id"] != runs[1]["run_id"]
+    assert runs[0]["winner"]["label"] == runs[1]["winner"]["label"]
+    assert runs[0]["winner"]["metrics"] == runs[1]["winner"]["metrics"]
+    features = feature_frame(tables.read_table(split["test"]["uri"]), spec)
+    first, second = (registry.load_model(tracking_uri, run["model_uri"]).predict_proba(features) for run in runs)
+    assert (first == second).all()

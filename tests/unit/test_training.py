@@ -48,9 +48,11 @@ def test_pipeline_imputes_encodes_and_predicts_on_rows_with_missing_values(spec)
     metrics = evaluate(model, test, spec)
     assert set(metrics) == {"accuracy", "f1", "roc_auc", "log_loss"}
     assert metrics["roc_auc"] > 0.7  # the generator's label has real signal
-    unseen = feature_frame(test.head(3), spec)
-    unseen["plan"] = ["never-seen", None, "basic"]
-    unseen["usage_gb"] = None
+    raw = test.head(3).copy()
+    raw["plan"] = ["never-seen", None, "basic"]
+    raw["usage_gb"] = None
+    unseen = feature_frame(raw, spec)  # how every caller (scoring, serving) feeds the Pipeline
+    assert unseen["plan"].tolist() == ["never-seen", "", "basic"]  # "" marks a missing category
     assert len(model.predict(unseen)) == 3
 
 
