@@ -303,3 +303,65 @@ def test_same_data_spec_and_seed_pick_the_same_winner_and_predict_identically(sp
     features = feature_frame(tables.read_table(split["test"]["uri"]), spec)
     first, second = (registry.load_model(tracking_uri, run["model_uri"]).predict_proba(features) for run in runs)
     assert (first == second).all()
+
+
+def test_a_trial_already_run_on_the_same_split_and_code_is_not_fitted_again(spec, tracking_uri, monkeypatch):
+    _land_and_claim(spec, "training", seed=4)
+    lineage = {"dag_id": "churn_training", "run_id": "c1"}
+    dataset = data_stages.ingest_labeled(spec, "c1")
+    split = data_stages.split_dataset(spec, dataset, "c1")
+    first = [
+        model_stages.run_trial(spec, tracking_uri, t, split, lineage)
+        for t in model_stages.plan_trials(spec, tracking_uri, dataset, split, lineage)
+    ]
+    assert all(r["cached_from"] is None and r["fit_seconds"] > 0 for r in first)
+
+    import airflow_mlops.core.training as training
+
+    def no_fitting(*args, **kwargs):
+        raise AssertionError("a cached trial was fitted again")
+
+    monkeypatch.setattr(training, "fit", no_fitting)
+    again = [
+        model_stages.run_trial(spec, tracking_uri, t, split, lineage)
+        for t in model_stages.plan_trials(spec, tracking_uri, dataset, split, {"run_id": "c2"})
+    ]
+    assert [r["cached_from"] for r in again] == [r["run_id"] for r in first]
+    assert [r["metrics"] for r in again] == [r["metrics"] for r in first]
+
+    # Another code version (or split, or spec section) is another key: the trial runs again.
+    monkeypatch.setattr(model_stages, "__version__", "9.9.9")
+    trial = model_stages.plan_trials(spec, tracking_uri, dataset, split, {"run_id": "c3"})[0]
+    with pytest.raises(AssertionError, match="fitted again"):
+        model_stages.run_trial(spec, tracking_uri, trial, split, lineage)
+    monkeypatch.undo()
+    uncached = spec.model_copy(update={"model": spec.model.model_copy(update={"cache": False})})
+    assert model_stages.trial_cache_key(uncached, trial, split) == model_stages.trial_cache_key(spec, trial, split)
+    fresh = model_stages.run_trial(uncached, tracking_uri, trial, split, lineage)  # model.cache: false fits
+    assert fresh["cached_from"] is None
+
+
+def test_regression_end_to_end_with_residuals_onnx_and_a_lower_is_better_gate(spec, tracking_uri):
+    from airflow_mlops.core.spec import ModelSpec, PromotionSpec
+
+    regression = spec.model_copy(
+        update={
+            "model": ModelSpec(task="regression", registered_name="charges_regressor",
+                               candidates=[{"estimator": "ridge", "search": {"space": {"alpha": [0.1, 10.0]}}},
+                                           {"estimator": "hist_gradient_boosting_regressor",
+                                            "params": {"max_iter": 50}}]),
+            "promotion": PromotionSpec(metric="rmse", thresholds={"r2": 0.3}),
+            # The label is a number now: drop the 0/1 value-set expectation of the churn suite.
+            "validation": spec.validation.model_copy(update={"expectations": [
+                e for e in spec.validation.expectations if e.kwargs.get("column") != "churned"]}),
+        }
+    )  # fmt: skip
+    frame = synthetic.churn_batch(3000, seed=6)
+    frame["churned"] = 3 * frame["tenure_months"].fillna(20) + frame["support_calls"].fillna(1) * 10.0
+    tables.write_parquet(frame, settings.join(settings.lake_dir(spec.name, "labeled"), "reg.parquet"))
+    gate = _train(regression, tracking_uri, "reg-1")
+    assert gate["promote"] and gate["metric"] == "rmse", gate["reasons"]
+    version = registry.client(tracking_uri).get_model_version("charges_regressor", gate["version"])
+    assert float(version.tags["onnx_max_abs_diff"]) <= 1e-4 and "| rmse |" in version.description
+    artifacts = {a.path for a in registry.client(tracking_uri).list_artifacts(version.run_id, "evaluation")}
+    assert "evaluation/residuals.png" in artifacts and "evaluation/confusion_matrix.png" not in artifacts

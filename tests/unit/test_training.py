@@ -46,7 +46,8 @@ def test_pipeline_imputes_encodes_and_predicts_on_rows_with_missing_values(spec)
     assert [name for name, _ in model.steps] == ["preprocess", "estimator"]
     assert [name for name, _, _ in model.named_steps["preprocess"].transformers] == ["numeric_0", "categorical_0"]
     metrics = evaluate(model, test, spec)
-    assert set(metrics) == {"accuracy", "f1", "roc_auc", "log_loss"}
+    assert set(metrics) == {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
+    assert 0 < metrics["precision"] < 1 and 0 < metrics["recall"] < 1
     assert metrics["roc_auc"] > 0.7  # the generator's label has real signal
     raw = test.head(3).copy()
     raw["plan"] = ["never-seen", None, "basic"]

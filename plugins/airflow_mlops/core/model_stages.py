@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_mlops import __version__
 from airflow_mlops.core import registry, storage, tables
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.gate import decide_promotion
@@ -46,9 +47,9 @@ def plan_trials(
     """
     from airflow_mlops.core.tuning import expand_trials
 
-    if skip_if_already_trained:
+    if skip_if_already_trained and spec.model.cache:
         twins = registry.versions_trained_on(
-            tracking_uri, spec.registered_model_name, dataset["fingerprint"], spec.fingerprint()
+            tracking_uri, spec.registered_model_name, dataset["fingerprint"], spec.fingerprint(), __version__
         )
         if twins:
             raise NothingToProcessError(
@@ -70,18 +71,52 @@ def plan_trials(
     return [{**trial, "parent_run_id": parent_run_id, "experiment_id": experiment_id} for trial in trials]
 
 
+def trial_cache_key(spec: PipelineSpec, trial: dict[str, Any], split: dict[str, Any]) -> str:
+    """What a trial's result depends on: its data, its estimator and params, the parts of the
+    spec that shape features and metrics, and the code version."""
+    import hashlib
+    import json
+
+    relevant = {
+        "splits": {name: part["fingerprint"] for name, part in _parts(split).items() if name != "test"},
+        "estimator": trial["estimator"],
+        "params": trial["params"],
+        "task": spec.model.task,
+        "seed": spec.model.seed,
+        "preprocessing": spec.model.preprocessing.model_dump(mode="json"),
+        "cleaning": spec.cleaning.model_dump(mode="json"),
+        "features": spec.data.features.model_dump(mode="json"),
+        "label": spec.data.label,
+        "code_version": __version__,
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
 def run_trial(
     spec: PipelineSpec, tracking_uri: str, trial: dict[str, Any], split: dict[str, Any], lineage: dict[str, str]
 ) -> dict[str, Any]:
-    """Fit one trial on the train split, score it on the validation split, log it as a child run."""
+    """Fit one trial on the train split, score it on the validation split, log it as a child run.
+
+    With ``model.cache`` a trial that already ran with the same cache key (same split
+    fingerprints, trial, relevant spec sections and code version) is not fitted again: its
+    metrics are reused and the new child run points at the earlier one (``cached_from``).
+    """
     import time
 
     from airflow_mlops.core.training import evaluate, fit
 
-    started = time.perf_counter()
-    model = fit(tables.read_table(split["train"]["uri"]), spec, trial["estimator"], trial["params"])
-    fit_seconds = time.perf_counter() - started
-    metrics = evaluate(model, tables.read_table(split["validation"]["uri"]), spec) if "validation" in split else {}
+    key = trial_cache_key(spec, trial, split)
+    cached = registry.find_cached_trial(tracking_uri, trial["experiment_id"], key) if spec.model.cache else None
+    tags = {"trial": str(trial["trial"]), "candidate": trial["candidate"], "cache_key": key,
+            **{f"airflow.{k}": v for k, v in lineage.items()}}  # fmt: skip
+    if cached is not None:
+        metrics, fit_seconds = cached["metrics"], 0.0
+        tags["cached_from"] = cached["run_id"]
+    else:
+        started = time.perf_counter()
+        model = fit(tables.read_table(split["train"]["uri"]), spec, trial["estimator"], trial["params"])
+        fit_seconds = time.perf_counter() - started
+        metrics = evaluate(model, tables.read_table(split["validation"]["uri"]), spec) if "validation" in split else {}
     run_id = registry.log_child_run(
         tracking_uri,
         trial["experiment_id"],
@@ -89,17 +124,14 @@ def run_trial(
         run_name=trial["label"],
         params={"estimator": trial["estimator"], **{f"param.{k}": v for k, v in trial["params"].items()}},
         metrics={**{f"val_{k}": v for k, v in metrics.items()}, "fit_seconds": fit_seconds},
-        tags={
-            "trial": str(trial["trial"]),
-            "candidate": trial["candidate"],
-            **{f"airflow.{k}": v for k, v in lineage.items()},
-        },
+        tags=tags,
     )
     kept = ("trial", "label", "candidate", "estimator", "params", "parent_run_id", "experiment_id")
     return {key: trial[key] for key in kept} | {
         "run_id": run_id,
         "metrics": metrics,
         "fit_seconds": round(fit_seconds, 3),
+        "cached_from": cached["run_id"] if cached else None,
     }
 
 

@@ -18,6 +18,8 @@ from typing import Any
 import yaml
 
 log = logging.getLogger(__name__)
+# tqdm bars of artifact downloads fill task logs with carriage returns; nobody watches them.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 CHAMPION_ALIAS = "champion"
 HISTORY_TAG = "promotion_history"
@@ -129,6 +131,22 @@ def log_child_run(
     return run_id
 
 
+def find_cached_trial(tracking_uri: str, experiment_id: str, cache_key: str) -> dict[str, Any] | None:
+    """The newest finished trial run with ``cache_key`` (that fitted, not itself a cache hit)."""
+    runs = client(tracking_uri).search_runs(
+        [experiment_id],
+        filter_string=f"tags.cache_key = '{cache_key}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=20,
+    )
+    for run in runs:
+        if "cached_from" in run.data.tags:
+            continue
+        metrics = {k[4:]: v for k, v in run.data.metrics.items() if k.startswith("val_")}
+        return {"run_id": run.info.run_id, "metrics": metrics}
+    return None
+
+
 def finish_run(tracking_uri: str, run_id: str, status: str = "FINISHED") -> None:
     client(tracking_uri).set_terminated(run_id, status)
 
@@ -238,8 +256,10 @@ def register(tracking_uri: str, name: str, model_uri: str, tags: dict[str, str])
     return str(version.version)
 
 
-def versions_trained_on(tracking_uri: str, name: str, data_fingerprint: str, spec_fingerprint: str) -> list[str]:
-    """Versions of ``name`` already trained on this exact data with this exact spec."""
+def versions_trained_on(
+    tracking_uri: str, name: str, data_fingerprint: str, spec_fingerprint: str, code_version: str | None = None
+) -> list[str]:
+    """Versions of ``name`` already trained on this exact data with this exact spec (and code version)."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -250,7 +270,8 @@ def versions_trained_on(tracking_uri: str, name: str, data_fingerprint: str, spe
         raise
     return sorted(
         (str(v.version) for v in versions
-         if v.tags.get("data_fingerprint") == data_fingerprint and v.tags.get("spec_fingerprint") == spec_fingerprint),
+         if v.tags.get("data_fingerprint") == data_fingerprint and v.tags.get("spec_fingerprint") == spec_fingerprint
+         and (code_version is None or v.tags.get("airflow.code_version") == code_version)),
         key=int,
     )  # fmt: skip
 

@@ -22,7 +22,7 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 
 # Metrics the evaluation computes, by task, and which of them improve downwards.
 TASK_METRICS = {
-    "classification": {"accuracy", "f1", "roc_auc", "log_loss"},
+    "classification": {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"},
     "regression": {"rmse", "mae", "r2"},
 }
 LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
@@ -377,6 +377,11 @@ class ModelSpec(_Strict):
         default=True, description="Refit the winner on train + validation before the hold-out test."
     )
     preprocessing: PreprocessingSpec = Field(default_factory=PreprocessingSpec)
+    cache: bool = Field(
+        default=True,
+        description="Reuse a trial's result when the same trial already ran on the same split with the same "
+        "code, and skip training when a registered version already learned this data with this spec and code.",
+    )
     registered_name: str | None = None
     seed: int = 42
 

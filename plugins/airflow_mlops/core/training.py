@@ -184,12 +184,14 @@ def evaluate(model: Any, frame: pd.DataFrame, spec: PipelineSpec) -> dict[str, f
         }
     classes = list(getattr(model, "classes_", sorted(set(truth))))
     binary = len(classes) == 2
+    # The positive class is the model's second class, whatever the labels are ("yes"/"no", 0/1);
+    # with more classes, precision, recall and f1 are macro averages.
+    averaging: dict[str, Any] = {"average": "binary", "pos_label": classes[-1]} if binary else {"average": "macro"}
     result = {
         "accuracy": float(skm.accuracy_score(truth, predicted)),
-        # The positive class is the model's second class, whatever the labels are ("yes"/"no", 0/1).
-        "f1": float(skm.f1_score(truth, predicted, average="binary", pos_label=classes[-1]))
-        if binary
-        else float(skm.f1_score(truth, predicted, average="macro")),
+        "precision": float(skm.precision_score(truth, predicted, zero_division=0, **averaging)),
+        "recall": float(skm.recall_score(truth, predicted, zero_division=0, **averaging)),
+        "f1": float(skm.f1_score(truth, predicted, zero_division=0, **averaging)),
     }
     if hasattr(model, "predict_proba"):
         probabilities = model.predict_proba(features)

@@ -1,0 +1,151 @@
+"""The training DAG under ``dag.test()`` against a plain script doing the same computations.
+
+Both run in this one process, one after the other, on the same N-row input (the churn
+use case: 4 numeric + 3 categorical features, 3 candidate trials), each with its own
+runtime folder and SQLite MLflow store. The script calls the same core functions in
+order (ingest, validate, split, plan, each trial, select, evaluate, package, register,
+gate, promote); the DAG runs them as Airflow tasks, trials mapped, through
+``dag.test()`` (in-process, sequential, with XCom and task state in Airflow's database).
+Set-up (writing the input, ``airflow db migrate``, imports) is excluded from both.
+
+    .venv/bin/python benchmarks/training_dag.py --rows 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO / "include" / "pipelines" / "churn.yaml"
+HEAVY_IMPORTS = (
+    "great_expectations",
+    "mlflow",
+    "mlflow.sklearn",
+    "skops.io",
+    "sklearn.ensemble",
+    "sklearn.linear_model",
+    "sklearn.inspection",
+    "skl2onnx",
+    "onnxruntime",
+    "matplotlib.pyplot",
+    "airflow_mlops.core.data_stages",
+    "airflow_mlops.core.model_stages",
+    "airflow_mlops.core.evaluation_report",
+    "airflow_mlops.core.model_card",
+    "airflow_mlops.core.packaging",
+    "airflow_mlops.core.tuning",
+    "airflow_mlops.core.validation",
+    "airflow_mlops.factories.training",
+)
+
+
+def write_spec(folder: Path, input_uri: str) -> Path:
+    """The example spec, reading one Parquet file instead of the lake."""
+    text = SPEC.read_text().replace("  generator: churn\n", f"  generator: churn\n  source: {{uri: '{input_uri}'}}\n")
+    path = folder / "churn.yaml"
+    path.write_text(text)
+    return path
+
+
+def point_at(home: Path) -> str:
+    os.environ["AIRFLOW_MLOPS_HOME"] = str(home)
+    return f"sqlite:///{home}/mlflow.db"
+
+
+def plain_script(spec_path: Path, home: Path) -> dict:
+    from airflow_mlops.core import data_stages, model_stages
+    from airflow_mlops.core.spec import load_spec
+
+    tracking_uri = point_at(home)
+    started = time.perf_counter()
+    spec = load_spec(spec_path)
+    run_id, lineage = "script", {"dag_id": "script", "run_id": "script"}
+    dataset = data_stages.ingest_labeled(spec, run_id)
+    data_stages.validate_dataset(spec, dataset, run_id)
+    split = data_stages.split_dataset(spec, dataset, run_id)
+    trials = model_stages.plan_trials(spec, tracking_uri, dataset, split, lineage)
+    results = [model_stages.run_trial(spec, tracking_uri, trial, split, lineage) for trial in trials]
+    training = model_stages.select_and_refit(spec, tracking_uri, results, dataset, split, lineage)
+    evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
+    package = model_stages.package_candidate(spec, tracking_uri, training, split["test"]["uri"])
+    registered = model_stages.register_candidate(
+        spec, tracking_uri, training, evaluation, dataset, split, lineage, package
+    )
+    gate = model_stages.gate_candidate(spec, tracking_uri, registered, evaluation, package)
+    model_stages.promote_candidate(tracking_uri, gate, by="script")
+    return {"seconds": time.perf_counter() - started, "winner": training["winner"]["label"], "gate": gate["promote"]}
+
+
+def dag_test(spec_path: Path, home: Path) -> dict:
+    from airflow_mlops.factories.training import build_training_dag
+
+    tracking_uri = point_at(home)
+    os.environ["AIRFLOW_CONN_MLFLOW_DEFAULT"] = json.dumps({"conn_type": "mlflow", "host": tracking_uri})
+    dag = build_training_dag(spec_path)
+    started = time.perf_counter()
+    run = dag.test()
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "state": str(run.state)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--dag-first", action="store_true", help="run the DAG before the script (order check)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        folder = Path(tmp)
+        os.environ["AIRFLOW_HOME"] = str(folder / "airflow")
+        os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+        os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(folder / "dags")
+        (folder / "dags").mkdir()
+        subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True,
+                       capture_output=True, env=os.environ.copy())  # fmt: skip
+        from airflow_mlops.core import synthetic, tables
+
+        input_uri = str(folder / "input.parquet")
+        tables.write_parquet(synthetic.churn_batch(args.rows, seed=1), input_uri)
+        spec_path = write_spec(folder, input_uri)
+        # dag.test() syncs the DAGs of the configured bundle (the dags folder) to the database first.
+        (folder / "dags" / "churn_training.py").write_text(
+            "from airflow_mlops.factories import build_training_dag\n"
+            f"dag = build_training_dag({str(spec_path)!r})\n"
+        )
+        # Imports excluded from both timings (whichever runs first would pay them otherwise).
+        import importlib
+
+        for module in HEAVY_IMPORTS:
+            importlib.import_module(module)
+
+        if args.dag_first:
+            dag = dag_test(spec_path, folder / "dag-home")
+            script = plain_script(spec_path, folder / "script-home")
+        else:
+            script = plain_script(spec_path, folder / "script-home")
+            dag = dag_test(spec_path, folder / "dag-home")
+    print(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "order": "dag, script" if args.dag_first else "script, dag",
+                "script_seconds": round(script["seconds"], 1),
+                "dag_test_seconds": round(dag["seconds"], 1),
+                "ratio": round(dag["seconds"] / script["seconds"], 3),
+                "dag_state": dag["state"],
+                "script_winner": script["winner"],
+                "script_gate_passed": script["gate"],
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
