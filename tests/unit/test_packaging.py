@@ -60,3 +60,43 @@ def test_a_parity_gap_is_reported_not_hidden(spec):
     other = fit(train.assign(churned=1 - train["churned"]), spec, "logistic_regression", {"max_iter": 500})
     report = onnx_parity(model, export_onnx(other, spec), test, spec)  # the ONNX file of another model
     assert not report.passed and report.max_abs_diff > 0.1 and report.rows_over_tolerance > 0
+
+
+def test_derived_features_reach_the_pipeline_and_the_onnx_graph(spec):
+    from airflow_mlops.core.spec import FeaturesSpec
+    from airflow_mlops.core.training import feature_frame
+
+    features = FeaturesSpec(
+        numeric=spec.data.features.numeric,
+        categorical=spec.data.features.categorical,
+        derived={"charge_per_tenure": "monthly_charges / (tenure_months + 1)", "calls_x2": "support_calls * 2"},
+    )
+    derived = spec.model_copy(update={"data": spec.data.model_copy(update={"features": features})})
+    train, test = synthetic.churn_batch(2000, seed=1), synthetic.churn_batch(800, seed=2)
+    test.loc[0, "tenure_months"] = -1  # a division by zero becomes a missing value, imputed
+    inputs = feature_frame(test, derived)
+    assert list(inputs.columns[-5:]) == ["charge_per_tenure", "calls_x2", "plan", "region", "payment_method"]
+    assert np.isnan(inputs.loc[0, "charge_per_tenure"])
+    expected = test["monthly_charges"].iloc[1] / (test["tenure_months"].iloc[1] + 1)
+    assert inputs["charge_per_tenure"].iloc[1] == pytest.approx(expected, nan_ok=True)
+    model = fit(train, derived, "hist_gradient_boosting", {"max_iter": 40})
+    assert "charge_per_tenure" in model.named_steps["preprocess"].transformers_[0][2]
+    report = onnx_parity(model, export_onnx(model, derived), test, derived)
+    assert report.passed, report.as_dict()
+
+
+@pytest.mark.parametrize(
+    ("derived", "message"),
+    [
+        ({"tenure_months": "tenure_months * 2"}, "has the name of an input feature"),
+        ({"xx": "__import__('os')"}, "only numbers, numeric feature names"),
+        ({"xx": "tenure_months.values"}, "uses ['values']"),
+        ({"xx": "plan * 2"}, "uses ['plan'], which are not numeric features"),
+    ],
+)
+def test_derived_feature_mistakes_are_named(derived, message):
+    from airflow_mlops.core.spec import FeaturesSpec
+
+    with pytest.raises(ValueError) as err:
+        FeaturesSpec(numeric=["tenure_months"], categorical=["plan"], derived=derived)
+    assert message in str(err.value)

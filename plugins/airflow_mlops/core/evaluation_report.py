@@ -65,7 +65,7 @@ def permutation_importance(model: Any, frame: pd.DataFrame, spec: PipelineSpec) 
         n_repeats=3,
         random_state=spec.model.seed,
     )
-    pairs = zip(spec.data.features.all, result.importances_mean, strict=True)
+    pairs = zip(spec.data.features.model_inputs, result.importances_mean, strict=True)
     return dict(sorted(((name, float(value)) for name, value in pairs), key=lambda item: -item[1]))
 
 

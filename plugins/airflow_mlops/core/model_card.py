@@ -44,7 +44,8 @@ def render_model_card(
         + (f", winner of {params['trials']} trial(s): `{params.get('winner_trial')}`" if "trials" in params else ""),
         "- Parameters: "
         + (", ".join(f"`{k[6:]}={v}`" for k, v in sorted(params.items()) if k.startswith("param.")) or "defaults"),
-        f"- Features: numeric {spec.data.features.numeric}, categorical {spec.data.features.categorical}",
+        f"- Features: numeric {spec.data.features.numeric}, categorical {spec.data.features.categorical}"
+        + (f", derived {spec.data.features.derived}" if spec.data.features.derived else ""),
         f"- Preprocessing: imputation per `cleaning.impute`, scaling `{spec.model.preprocessing.scale}`, "
         f"encoding `{spec.model.preprocessing.encoding}` (fitted into the Pipeline)",
         f"- Serialized with skops; MLflow run `{details.get('run_id')}`; registered {details.get('created')}",

@@ -1,8 +1,8 @@
-"""Packaging a trained Pipeline: an ONNX export checked for parity, and a model card.
+"""Packaging a trained Pipeline as ONNX, checked for parity with scikit-learn.
 
-The ONNX graph takes one input per feature column (numbers as float32, text as strings,
-``""`` for a missing category) and returns the label and, for classifiers, the class
-probabilities. It is only trusted after ``onnx_parity`` compared its scores with the
+The ONNX graph takes one input per model input column (numbers, derived ones included,
+as float32; text as strings, ``""`` for a missing category; ``onnx_feeds`` builds them)
+and returns the label and, for classifiers, the class probabilities. It is only trusted after ``onnx_parity`` compared its scores with the
 scikit-learn model's on the hold-out test split: a gap above ``PARITY_TOLERANCE`` fails
 the promotion gate.
 """
@@ -56,7 +56,7 @@ def _integer_attribute_lists() -> Iterator[None]:
 def onnx_inputs(spec: PipelineSpec) -> list[tuple[str, Any]]:
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-    numeric = [(c, FloatTensorType([None, 1])) for c in spec.data.features.numeric]
+    numeric = [(c, FloatTensorType([None, 1])) for c in spec.data.features.model_numeric]
     return numeric + [(c, StringTensorType([None, 1])) for c in spec.data.features.categorical]
 
 
@@ -76,7 +76,7 @@ def export_onnx(model: Any, spec: PipelineSpec) -> bytes:
 def onnx_feeds(frame: pd.DataFrame, spec: PipelineSpec) -> dict[str, np.ndarray]:
     """ONNX Runtime inputs for ``frame``: one (n, 1) array per feature column."""
     features = feature_frame(frame, spec)
-    feeds = {c: features[c].to_numpy(dtype=np.float32).reshape(-1, 1) for c in spec.data.features.numeric}
+    feeds = {c: features[c].to_numpy(dtype=np.float32).reshape(-1, 1) for c in spec.data.features.model_numeric}
     feeds.update({c: features[c].to_numpy(dtype=object).reshape(-1, 1) for c in spec.data.features.categorical})
     return feeds
 

@@ -58,9 +58,18 @@ class ScheduleSpec(_Strict):
         return value
 
 
+DERIVED_EXPRESSION = re.compile(r"^[A-Za-z0-9_ .+\-*/()]+$")
+
+
 class FeaturesSpec(_Strict):
     numeric: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
+    derived: dict[str, str] = Field(
+        default_factory=dict,
+        description="New numeric features from arithmetic over numeric features, e.g. "
+        "charges_per_month_of_tenure: 'monthly_charges / (tenure_months + 1)'. Computed wherever the model "
+        "gets its inputs (training, evaluation, scoring, ONNX feeds), so they cannot skew.",
+    )
 
     @model_validator(mode="after")
     def _no_overlap(self) -> FeaturesSpec:
@@ -69,11 +78,36 @@ class FeaturesSpec(_Strict):
             raise ValueError(f"columns listed as both numeric and categorical: {sorted(both)}")
         if not self.numeric and not self.categorical:
             raise ValueError("at least one numeric or categorical feature is required")
+        for name, expression in self.derived.items():
+            if name in self.all:
+                raise ValueError(f"derived feature '{name}' has the name of an input feature")
+            if not NAME_PATTERN.match(name):
+                raise ValueError(f"derived feature name '{name}' must be lowercase letters, digits and underscores")
+            if not DERIVED_EXPRESSION.match(expression):
+                raise ValueError(
+                    f"derived feature '{name}': only numbers, numeric feature names, + - * / and parentheses "
+                    f"are allowed, got {expression!r}"
+                )
+            used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression))
+            unknown = sorted(used - set(self.numeric))
+            if unknown:
+                raise ValueError(f"derived feature '{name}' uses {unknown}, which are not numeric features")
         return self
 
     @property
     def all(self) -> list[str]:
+        """The input columns (what the data must hold)."""
         return [*self.numeric, *self.categorical]
+
+    @property
+    def model_numeric(self) -> list[str]:
+        """Numeric model inputs: the numeric features, then the derived ones."""
+        return [*self.numeric, *self.derived]
+
+    @property
+    def model_inputs(self) -> list[str]:
+        """Every column the model's Pipeline takes, in order."""
+        return [*self.model_numeric, *self.categorical]
 
 
 DeclaredType = Literal["float", "int", "string", "bool", "datetime"]

@@ -62,7 +62,7 @@ def resolve_estimator(name: str) -> type[BaseEstimator]:
 
 
 def feature_frame(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
-    """The model's input columns, typed the way the Pipeline expects them."""
+    """The model's input columns, typed the way the Pipeline expects them, derived features added."""
     missing = [c for c in spec.data.features.all if c not in frame.columns]
     if missing:
         raise ValueError(f"input is missing feature columns {missing}")
@@ -74,12 +74,17 @@ def feature_frame(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
             features[column] = pd.to_numeric(features[column], errors="raise").astype("float64")
         except (ValueError, TypeError) as exc:
             raise ValueError(f"numeric feature '{column}' has non-numeric values: {exc}") from None
+    for name, expression in spec.data.features.derived.items():
+        # The spec allows only numbers, numeric feature names, + - * / and parentheses here.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = features.eval(expression, engine="python").astype("float64")
+        features[name] = values.where(np.isfinite(values))  # x/0 is missing, imputed like any gap
     for column in spec.data.features.categorical:
         # Text, with "" for missing: the one missing marker both scikit-learn's imputer and
         # its ONNX conversion (string tensors cannot hold None) understand.
         values = features[column].astype("object")
         features[column] = values.where(values.notna(), MISSING_CATEGORY).astype(str)
-    return features
+    return features[spec.data.features.model_inputs]
 
 
 def label_array(frame: pd.DataFrame, spec: PipelineSpec) -> np.ndarray:
@@ -153,7 +158,9 @@ def build_pipeline(spec: PipelineSpec, estimator: str | None = None, params: dic
         estimator, params = only.estimator, only.params
     model = make_estimator(spec, estimator, params or {})
     steps = []
-    for index, ((strategy, fill), columns) in enumerate(_grouped(spec, spec.data.features.numeric, False).items()):
+    for index, ((strategy, fill), columns) in enumerate(
+        _grouped(spec, spec.data.features.model_numeric, False).items()
+    ):
         imputer = SimpleImputer(strategy=strategy, fill_value=fill)
         steps.append((f"numeric_{index}", Pipeline([("impute", imputer), *_scaler(spec, model)]), columns))
     for index, ((strategy, fill), columns) in enumerate(_grouped(spec, spec.data.features.categorical, True).items()):
