@@ -2,9 +2,9 @@
 
 The ONNX graph takes one input per model input column (numbers, derived ones included,
 as float32; text as strings, ``""`` for a missing category; ``onnx_feeds`` builds them)
-and returns the label and, for classifiers, the class probabilities. It is only trusted after ``onnx_parity`` compared its scores with the
-scikit-learn model's on the hold-out test split: a gap above ``PARITY_TOLERANCE`` fails
-the promotion gate.
+and returns the label and, for classifiers, the class probabilities. It is only trusted
+after ``onnx_parity`` compared its scores with the scikit-learn model's on the hold-out
+test split: a gap above ``PARITY_TOLERANCE`` fails the promotion gate.
 """
 
 from __future__ import annotations
