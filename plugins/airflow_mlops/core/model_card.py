@@ -63,7 +63,7 @@ def render_model_card(
                 ("refit on", f"{params.get('refit_rows', params.get('train_rows'))} rows"),
                 ("source batches", params.get("source_batches", "?")),
                 ("spec fingerprint", tags.get("spec_fingerprint", "?")),
-                ("code version", tags.get("airflow.code_version", "?")),
+                ("code version", tags.get("code_version", "?")),
                 ("produced by", f"{tags.get('airflow.dag_id', '?')} / {tags.get('airflow.run_id', '?')}"),
             ],
             ("what", "value"),

@@ -338,6 +338,7 @@ def register_candidate(
         "test_fingerprint": split["test"]["fingerprint"],
         "reference_uri": split["train"]["uri"],
         "test_uri": split["test"]["uri"],
+        "code_version": __version__,
         **{f"airflow.{k}": v for k, v in lineage.items()},
         **{f"test_{k}": f"{v:.6f}" for k, v in evaluation["candidate"].items()},
     }

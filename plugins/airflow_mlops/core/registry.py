@@ -271,7 +271,7 @@ def versions_trained_on(
     return sorted(
         (str(v.version) for v in versions
          if v.tags.get("data_fingerprint") == data_fingerprint and v.tags.get("spec_fingerprint") == spec_fingerprint
-         and (code_version is None or v.tags.get("airflow.code_version") == code_version)),
+         and (code_version is None or v.tags.get("code_version") == code_version)),
         key=int,
     )  # fmt: skip
 

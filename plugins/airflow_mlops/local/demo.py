@@ -147,7 +147,8 @@ class DemoLoop:
             self.result.versions.append(
                 {"version": version.version, "gate": version.tags.get("gate"),
                  "reasons": version.tags.get("gate_reasons"), "test_roc_auc": version.tags.get("test_roc_auc"),
-                 "run": version.tags.get("airflow.run_id")}
+                 "run": version.tags.get("airflow.run_id"), "winner": version.tags.get("winner_trial"),
+                 "onnx_max_abs_diff": version.tags.get("onnx_max_abs_diff")}
             )  # fmt: skip
         current = registry.champion(uri, name)
         self.result.champion = str(current.version) if current else None
@@ -173,7 +174,10 @@ def format_summary(result: DemoResult, stack: Stack, kept_running: bool) -> str:
         lines.append(f"  {run['dag_id']:<18} {run['state']:<8} {run['seconds']:>4.0f}s  triggered by {cause}")
     lines.append("model versions:")
     for v in result.versions:
-        lines.append(f"  v{v['version']}: gate={v['gate']} test_roc_auc={v['test_roc_auc']} ({v['reasons']})")
+        lines.append(
+            f"  v{v['version']}: {v.get('winner')} test_roc_auc={v['test_roc_auc']} "
+            f"onnx_parity={v.get('onnx_max_abs_diff')} gate={v['gate']} ({v['reasons']})"
+        )
     lines.append(f"champion: v{result.champion}")
     for record in result.promotions:
         lines.append(
