@@ -108,6 +108,7 @@ def test_training_dag_has_every_stage(probe):
             "data.validate",
             "data.split",
             "model.plan",
+            "model.close_run",
             "model.trial",
             "model.select",
             "model.evaluate",

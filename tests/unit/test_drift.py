@@ -65,3 +65,14 @@ def test_missing_feature_and_empty_input_are_named():
         detect_drift(reference, reference.drop(columns=["plan"]), NUMERIC, CATEGORICAL)
     with pytest.raises(ValueError, match="empty data"):
         detect_drift(reference, reference.iloc[0:0], NUMERIC, CATEGORICAL)
+
+
+def test_logged_model_inputs_compare_equal_to_the_raw_reference():
+    """The prediction log holds model inputs ("" for missing, values as text); the reference is raw."""
+    raw = pd.Series(["basic", None, "premium", np.nan, "basic"] * 200, dtype="object")
+    logged = raw.map(lambda v: "" if v is None or v != v else str(v))
+    assert categorical_psi(raw, logged) == pytest.approx(0.0, abs=1e-9)
+    ints = pd.Series([1, 2, None, 2] * 100, dtype="Int64")
+    assert categorical_psi(ints, ints.astype("object").map(lambda v: "" if v is pd.NA else str(v))) == pytest.approx(
+        0.0, abs=1e-9
+    )

@@ -53,3 +53,12 @@ def test_missing_metric_is_refused_with_the_available_ones():
     decision = decide_promotion({"accuracy": 0.9}, None, PromotionSpec(metric="roc_auc"))
     assert not decision.promote
     assert "metric 'roc_auc' was not computed" in decision.reasons[0]
+
+
+def test_a_metric_that_is_not_a_number_never_passes():
+    rule = PromotionSpec(metric="roc_auc")
+    nan = float("nan")
+    alone = decide_promotion({"roc_auc": nan, "accuracy": 0.9}, None, rule)
+    assert not alone.promote and "metric 'roc_auc' was not computed" in alone.reasons[0]
+    versus = decide_promotion({"roc_auc": 0.9}, {"roc_auc": nan}, rule)
+    assert not versus.promote and "champion's roc_auc is not a number" in versus.reasons[0]

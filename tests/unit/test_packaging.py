@@ -72,6 +72,9 @@ def test_derived_features_reach_the_pipeline_and_the_onnx_graph(spec):
         derived={"charge_per_tenure": "monthly_charges / (tenure_months + 1)", "calls_x2": "support_calls * 2"},
     )
     derived = spec.model_copy(update={"data": spec.data.model_copy(update={"features": features})})
+    assert FeaturesSpec(
+        numeric=["aa"], derived={"bb": "-aa * 1e-3 + (aa / 2)"}
+    ).derived  # exponents in numbers are fine
     train, test = synthetic.churn_batch(2000, seed=1), synthetic.churn_batch(800, seed=2)
     test.loc[0, "tenure_months"] = -1  # a division by zero becomes a missing value, imputed
     inputs = feature_frame(test, derived)
@@ -89,8 +92,12 @@ def test_derived_features_reach_the_pipeline_and_the_onnx_graph(spec):
     ("derived", "message"),
     [
         ({"tenure_months": "tenure_months * 2"}, "has the name of an input feature"),
-        ({"xx": "__import__('os')"}, "only numbers, numeric feature names"),
-        ({"xx": "tenure_months.values"}, "uses ['values']"),
+        ({"xx": "__import__('os')"}, "not Call in"),
+        ({"xx": "tenure_months.values"}, "not Attribute in"),
+        ({"xx": "tenure_months ** 9 ** 9"}, "not BinOp in"),
+        ({"xx": "tenure_months // 2"}, "not BinOp in"),
+        ({"xx": "2"}, "uses no feature"),
+        ({"xx": "tenure_months * 1e-3 +"}, "is not an arithmetic expression"),
         ({"xx": "plan * 2"}, "uses ['plan'], which are not numeric features"),
     ],
 )
@@ -100,3 +107,20 @@ def test_derived_feature_mistakes_are_named(derived, message):
     with pytest.raises(ValueError) as err:
         FeaturesSpec(numeric=["tenure_months"], categorical=["plan"], derived=derived)
     assert message in str(err.value)
+
+
+def test_large_regression_targets_are_compared_relative_to_their_magnitude(spec):
+    regression = _model_spec(spec, task="regression", estimator="hist_gradient_boosting_regressor")
+    frame = synthetic.churn_batch(2000, seed=3)
+    frame["churned"] = 250_000.0 + frame["monthly_charges"].fillna(50.0) * 1000.0
+    model = fit(frame.iloc[:1500], regression)
+    report = onnx_parity(model, export_onnx(model, regression), frame.iloc[1500:], regression)
+    assert report.relative and report.passed, report.as_dict()
+    assert report.max_abs_diff > 1e-4  # float32 cannot hold 250,000 to 1e-4: an absolute bound would refuse it
+    assert report.max_scaled_diff <= 1e-4
+
+
+def test_a_graph_onnx_runtime_cannot_run_is_an_export_error(spec):
+    model = fit(synthetic.churn_batch(500, seed=1), spec, "logistic_regression", {"max_iter": 300})
+    with pytest.raises(OnnxExportError, match="ONNX Runtime cannot run the exported graph"):
+        onnx_parity(model, b"not an onnx graph", synthetic.churn_batch(50, seed=2), spec)

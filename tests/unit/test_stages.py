@@ -365,3 +365,22 @@ def test_regression_end_to_end_with_residuals_onnx_and_a_lower_is_better_gate(sp
     assert float(version.tags["onnx_max_abs_diff"]) <= 1e-4 and "| rmse |" in version.description
     artifacts = {a.path for a in registry.client(tracking_uri).list_artifacts(version.run_id, "evaluation")}
     assert "evaluation/residuals.png" in artifacts and "evaluation/confusion_matrix.png" not in artifacts
+
+
+def test_a_champion_that_cannot_be_evaluated_fails_the_gate_with_the_reason(spec, tracking_uri):
+    from airflow_mlops.core.spec import FeaturesSpec
+
+    _land_and_claim(spec, "training", seed=1)
+    model_stages.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="test")
+    fewer = FeaturesSpec(numeric=["tenure_months", "monthly_charges"], categorical=["plan"])
+    kept = [e for e in spec.validation.expectations if e.kwargs["column"] in {"customer_id", "churned", *fewer.all}]
+    narrow = spec.model_copy(
+        update={
+            "data": spec.data.model_copy(update={"features": fewer}),
+            "validation": spec.validation.model_copy(update={"expectations": kept}),
+        }
+    )
+    gate = _train(narrow, tracking_uri, "run-2")
+    assert not gate["promote"] and gate["champion_version"] == "1"
+    assert gate["reasons"][0].startswith("current champion v1 could not be evaluated on this test split")
+    assert str(registry.champion(tracking_uri, spec.registered_model_name).version) == "1"

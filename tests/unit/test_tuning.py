@@ -99,3 +99,13 @@ def test_model_section_mistakes_are_named(model, message):
     with pytest.raises(SpecError) as err:
         parse_spec(text, source="m.yaml")
     assert message in str(err.value)
+
+
+def test_labels_are_unique_and_fit_airflow_map_index(spec):
+    twins = with_model(spec, candidates=[{"estimator": "random_forest"}, {"estimator": "random_forest"}])
+    assert [t["label"] for t in expand_trials(twins)] == ["random_forest", "random_forest#2"]
+    long = with_model(
+        spec, candidates=[{"estimator": "random_forest", "search": {"space": {"class_weight": ["x" * 300, "y"]}}}]
+    )
+    labels = [t["label"] for t in expand_trials(long)]
+    assert all(len(label) <= 203 for label in labels) and len(set(labels)) == 2

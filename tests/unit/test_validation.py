@@ -66,3 +66,10 @@ def test_unknown_expectation_and_bad_arguments_are_named():
             [ExpectationSpec(type="expect_column_values_to_be_between", kwargs={"colum": "plan"})],
             suite_name="x",
         )
+
+
+def test_an_expectation_on_a_column_the_data_lacks_says_so():
+    frame = synthetic.churn_batch(50, seed=1).drop(columns=["region"])
+    items = [ExpectationSpec(type="expect_column_values_to_be_in_set", kwargs={"column": "region", "value_set": ["x"]})]
+    outcome = validate_frame(frame, items, suite_name="absent")
+    assert outcome.failures[0]["observed"]["error"] == "column(s) ['region'] not in the data"

@@ -32,13 +32,14 @@ def test_plan_groups_by_the_columns_each_expectation_reads():
         item("expect_column_values_to_not_be_null", column="c", row_condition='a > 3 and b == "x"'),
         item("expect_column_to_exist", column="zzz"),
         item("expect_table_row_count_to_equal_other_table", other_table_name="t"),
+        item("expect_table_columns_to_match_ordered_list", column_list=["id", "a", "b", "c"]),
     ]
     plan = {(b.kind, b.columns): b.items for b in plan_batches(items, columns)}
     assert plan == {
         ("columns", ("a",)): (0, 1),
         ("columns", ("a", "b")): (2,),
         ("rows", ()): (3,),
-        ("schema", ()): (4,),
+        ("schema", ()): (4, 9),  # column_list of an ordered-list check names columns, it reads no data
         ("columns", ("c", "id")): (5,),
         ("columns", ("a", "b", "c")): (6,),  # the row condition's columns come along
         ("columns", ()): (7,),  # a column the table lacks: an empty frame with the table's rows
@@ -134,3 +135,16 @@ def test_gx_does_not_fingerprint_each_batch(monkeypatch):
     frame = synthetic.churn_batch(100, seed=1)
     outcome = validate_source(frame_source(frame), [item("expect_column_to_exist", column="plan")], "nohash")
     assert outcome.success and outcome.evaluated == 1
+
+
+def test_column_name_checks_see_every_column_in_table_order(tmp_path):
+    frame = pd.DataFrame({"id": [1, 2], "b": [1.0, 2.0], "a": ["x", "y"]})
+    uri = tables.write_parquet(frame, str(tmp_path / "t.parquet"))
+    items = [
+        item("expect_table_columns_to_match_ordered_list", column_list=["id", "b", "a"]),
+        item("expect_table_columns_to_match_ordered_list", column_list=["id", "a", "b"]),
+        item("expect_table_columns_to_match_set", column_set=["id", "a"], exact_match=True),
+    ]
+    with parquet_source(uri) as source:
+        outcome = validate_source(source, items, "names", result_format="SUMMARY")
+    assert sorted(outcome.flagged) == [1, 2]

@@ -75,9 +75,17 @@ def numeric_psi(reference: pd.Series, current: pd.Series, bins: int) -> float:
     return _psi(_shares(codes(ref), n_bins), _shares(codes(cur), n_bins))
 
 
+def _categories(values: pd.Series) -> pd.Series:
+    """Category labels as text, every form of missing ("" from the model's inputs, None, NaN) as one."""
+    text = values.astype("object").where(values.notna(), None).map(lambda v: None if v is None else str(v))
+    return text.where(text.notna() & (text != ""), "__missing__")
+
+
 def categorical_psi(reference: pd.Series, current: pd.Series) -> float:
-    ref = reference.astype("object").where(reference.notna(), "__missing__")
-    cur = current.astype("object").where(current.notna(), "__missing__")
+    # The reference is raw training data, the current side logged model inputs ("" for missing,
+    # every value as text): compare both as text, with one missing bin.
+    ref = _categories(reference)
+    cur = _categories(current)
     categories = sorted(set(ref.unique()) | set(cur.unique()), key=str)
     ref_share = ref.value_counts(normalize=True).reindex(categories, fill_value=0.0).to_numpy()
     cur_share = cur.value_counts(normalize=True).reindex(categories, fill_value=0.0).to_numpy()

@@ -25,6 +25,8 @@ def slice_metrics(model: Any, frame: pd.DataFrame, spec: PipelineSpec) -> dict[s
     A metric that cannot be computed on a slice (ROC AUC where only one class occurs) is
     left out of that slice rather than reported as a number it is not.
     """
+    import math
+
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for column in spec.evaluation.slices:
         values = frame[column].astype("object").where(frame[column].notna(), "(missing)")
@@ -33,9 +35,10 @@ def slice_metrics(model: Any, frame: pd.DataFrame, spec: PipelineSpec) -> dict[s
             part = frame[values == value]
             row: dict[str, Any] = {"rows": len(part)}
             try:
-                row.update(evaluate(model, part, spec))
+                computed = evaluate(model, part, spec)
             except ValueError:  # e.g. a single class in this slice: report what can be computed
-                row.update(_robust_metrics(model, part, spec))
+                computed = _robust_metrics(model, part, spec)
+            row.update({k: v for k, v in computed.items() if math.isfinite(v)})
             per_value[str(value)] = row
         out[column] = per_value
     return out
@@ -52,7 +55,7 @@ def _robust_metrics(model: Any, part: pd.DataFrame, spec: PipelineSpec) -> dict[
 
 
 def permutation_importance(model: Any, frame: pd.DataFrame, spec: PipelineSpec) -> dict[str, float]:
-    """Mean drop of the selection metric's scorer when each feature column is shuffled."""
+    """Mean score drop when each model input column is shuffled (scorer: see ``_scorer_name``)."""
     from sklearn.inspection import permutation_importance as sk_permutation_importance
 
     sample = frame.sample(n=min(len(frame), IMPORTANCE_ROWS), random_state=spec.model.seed)
@@ -70,6 +73,8 @@ def permutation_importance(model: Any, frame: pd.DataFrame, spec: PipelineSpec) 
 
 
 def _scorer_name(spec: PipelineSpec) -> str:
+    """The selection metric's scikit-learn scorer where one exists: roc_auc, log_loss, f1
+    (macro); accuracy for the other classification metrics; r2 for every regression metric."""
     if spec.model.task == "regression":
         return "r2"
     return {"roc_auc": "roc_auc_ovr", "log_loss": "neg_log_loss", "f1": "f1_macro"}.get(

@@ -7,6 +7,7 @@ spec and beats the current champion, evaluated on the same test data, by at leas
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,7 +33,19 @@ def _passes_floor(metric: str, value: float, bound: float) -> bool:
 def decide_promotion(
     candidate: dict[str, float], champion: dict[str, float] | None, rule: PromotionSpec
 ) -> GateDecision:
-    """Decide whether ``candidate`` replaces ``champion`` under ``rule``; say why either way."""
+    """Decide whether ``candidate`` replaces ``champion`` under ``rule``; say why either way.
+
+    A metric that is not a finite number (NaN: e.g. ROC AUC on a test split missing a
+    class) counts as not computed: it can neither pass a threshold nor win a comparison.
+    """
+    candidate = {k: v for k, v in candidate.items() if math.isfinite(v)}
+    if champion is not None and not math.isfinite(champion.get(rule.metric, 0.0)):
+        return GateDecision(
+            promote=False,
+            reasons=[f"the champion's {rule.metric} is not a number on this test split; compare by hand"],
+            metric=rule.metric,
+            candidate=candidate.get(rule.metric),
+        )
     decision = GateDecision(promote=True, metric=rule.metric)
     if rule.metric not in candidate:
         return GateDecision(

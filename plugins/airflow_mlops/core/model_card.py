@@ -99,7 +99,8 @@ def render_model_card(
         parity = package["parity"]
         lines.append(
             f"- ONNX: `{package['onnx_uri']}`; parity on {parity['rows']} test rows: max |onnx - sklearn| = "
-            f"{parity['max_abs_diff']:.2e} (tolerance {parity['tolerance']:g}), labels agree "
+            f"{parity['max_abs_diff']:.2e} (tolerance {parity['tolerance']:g}"
+            f"{' x max(1, |prediction|)' if parity.get('relative_to_magnitude') else ''}), labels agree "
             f"{parity['labels_agree']:.2%}: {'passed' if parity['passed'] else 'FAILED'}"
         )
     lines += [

@@ -62,6 +62,11 @@ def plan_trials(
         raise ValueError(
             f"{len(trials)} trials need a validation split to choose from: add split.ratios.validation (e.g. 0.15)"
         )
+    if "validation" in split and not split["validation"]["rows"]:
+        raise ValueError(
+            "the validation split is empty: too few rows or keys for split.ratios.validation; land more data "
+            "or raise the ratio"
+        )
     parent_run_id, experiment_id = registry.start_parent_run(
         tracking_uri,
         spec.name,
@@ -221,7 +226,11 @@ def train_model(
     """``plan_trials``, every ``run_trial`` and ``select_and_refit`` in this process (the DAG
     maps the trials over tasks instead): for scripts, tests and the plain-script benchmark."""
     trials = plan_trials(spec, tracking_uri, dataset, split, lineage, skip_if_already_trained)
-    results = [run_trial(spec, tracking_uri, trial, split, lineage) for trial in trials]
+    try:
+        results = [run_trial(spec, tracking_uri, trial, split, lineage) for trial in trials]
+    except Exception:
+        registry.close_run_if_open(tracking_uri, trials[0]["parent_run_id"])
+        raise
     return select_and_refit(spec, tracking_uri, results, dataset, split, lineage)
 
 
@@ -264,15 +273,22 @@ def evaluate_candidate(
                 mlflow_client.log_artifact(run_id, path, "evaluation")
 
     current = registry.champion(tracking_uri, spec.registered_model_name)
-    champion_metrics = None
+    champion_metrics, champion_error = None, None
     if current is not None:
-        champion_model = registry.load_model(tracking_uri, f"models:/{spec.registered_model_name}/{current.version}")
-        champion_metrics = evaluate(champion_model, test, spec)
-        for key, value in champion_metrics.items():
+        try:
+            champion_model = registry.load_model(
+                tracking_uri, f"models:/{spec.registered_model_name}/{current.version}"
+            )
+            champion_metrics = evaluate(champion_model, test, spec)
+        except (ValueError, KeyError, TypeError, registry.UntrustedModelError) as exc:
+            # E.g. the spec dropped a feature the champion needs: the gate fails and says so.
+            champion_error = f"{type(exc).__name__}: {exc}"[:500]
+        for key, value in (champion_metrics or {}).items():
             mlflow_client.log_metric(run_id, f"champion_test_{key}", value)
     return {
         "candidate": candidate,
         "champion": champion_metrics,
+        "champion_error": champion_error,
         "champion_version": str(current.version) if current is not None else None,
         "slices": slices,
         "importance": dict(list(importance.items())[:10]),
@@ -345,8 +361,11 @@ def register_candidate(
     if training.get("winner"):
         tags["winner_trial"] = str(training["winner"]["label"])[:250]
     if package and package.get("onnx_uri"):
-        tags["onnx_uri"] = package["onnx_uri"]
-        tags["onnx_max_abs_diff"] = f"{package['parity']['max_abs_diff']:.3g}"
+        parity = package["parity"]
+        tags["onnx_max_abs_diff"] = f"{parity['max_abs_diff']:.3g}"
+        tags["onnx_parity"] = "passed" if parity["passed"] else "failed"
+        if parity["passed"]:  # only a twin that matches may be served in the model's place
+            tags["onnx_uri"] = package["onnx_uri"]
     version = registry.register(tracking_uri, spec.registered_model_name, training["model_uri"], tags)
     return {"name": spec.registered_model_name, "version": version}
 
@@ -363,7 +382,8 @@ def _packaging_reasons(spec: PipelineSpec, package: dict[str, Any] | None) -> li
     if not parity.get("passed"):
         return [
             f"ONNX parity failed: max |onnx - sklearn| = {parity.get('max_abs_diff')} over {parity.get('rows')} "
-            f"test rows ({parity.get('rows_over_tolerance')} above {parity.get('tolerance')})"
+            f"test rows ({parity.get('rows_over_tolerance')} above {parity.get('tolerance')}"
+            f"{' x max(1, |prediction|)' if parity.get('relative_to_magnitude') else ''})"
         ]
     return []
 
@@ -390,16 +410,17 @@ def gate_candidate(
     if blocked:
         decision.promote = False
         decision.reasons = [*blocked, *[r for r in decision.reasons if r != "all gates passed"]]
+    result = {**decision.as_dict(), "champion_version": evaluation["champion_version"], **registered}
+    # The card first: a version is tagged gate=passed only once its card is published.
+    card = render_model_card(spec, registry.version_details(tracking_uri, registered["name"], registered["version"]),
+                             evaluation, package, result)  # fmt: skip
+    registry.publish_model_card(tracking_uri, registered["name"], registered["version"], card)
     registry.tag_version(
         tracking_uri,
         registered["name"],
         registered["version"],
         {"gate": "passed" if decision.promote else "failed", "gate_reasons": "; ".join(decision.reasons)},
     )
-    result = {**decision.as_dict(), "champion_version": evaluation["champion_version"], **registered}
-    card = render_model_card(spec, registry.version_details(tracking_uri, registered["name"], registered["version"]),
-                             evaluation, package, result)  # fmt: skip
-    registry.publish_model_card(tracking_uri, registered["name"], registered["version"], card)
     return result
 
 

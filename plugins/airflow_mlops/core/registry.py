@@ -94,7 +94,11 @@ class LoggedModel:
 
 
 def start_parent_run(tracking_uri: str, experiment: str, run_name: str, tags: dict[str, str]) -> tuple[str, str]:
-    """Create the training run that trials nest under (left RUNNING); return (run_id, experiment_id)."""
+    """Create the training run that trials nest under (left RUNNING); return (run_id, experiment_id).
+
+    A retry of the same Airflow run (same ``airflow.dag_id`` and ``airflow.run_id`` tags)
+    reuses the parent it opened before, instead of leaving it open beside a new one.
+    """
     import mlflow
 
     use_experiment(tracking_uri, experiment)
@@ -102,8 +106,29 @@ def start_parent_run(tracking_uri: str, experiment: str, run_name: str, tags: di
     if found is None:
         raise RuntimeError(f"MLflow experiment '{experiment}' vanished right after it was set")
     experiment_id = found.experiment_id
-    run = client(tracking_uri).create_run(experiment_id, run_name=run_name, tags=tags)
+    mlflow_client = client(tracking_uri)
+    if tags.get("airflow.dag_id") and tags.get("airflow.run_id"):
+        earlier = mlflow_client.search_runs(
+            [experiment_id],
+            filter_string=(
+                f"tags.`airflow.dag_id` = '{tags['airflow.dag_id']}' and tags.`airflow.run_id` = "
+                f"'{tags['airflow.run_id']}' and tags.role = 'training' and attributes.status = 'RUNNING'"
+            ),
+            max_results=1,
+        )
+        if earlier:
+            return earlier[0].info.run_id, experiment_id
+    run = mlflow_client.create_run(experiment_id, run_name=run_name, tags={**tags, "role": "training"})
     return run.info.run_id, experiment_id
+
+
+def close_run_if_open(tracking_uri: str, run_id: str, status: str = "FAILED") -> bool:
+    """End ``run_id`` with ``status`` if it is still RUNNING; True when it was."""
+    mlflow_client = client(tracking_uri)
+    if mlflow_client.get_run(run_id).info.status != "RUNNING":
+        return False
+    mlflow_client.set_terminated(run_id, status)
+    return True
 
 
 def log_child_run(
@@ -367,8 +392,9 @@ def rollback(tracking_uri: str, name: str, by: str, reason: str, to_version: str
     """Move ``champion`` back: to ``to_version``, or to the version the current champion
     replaced when it was promoted.
 
-    The target must exist and have passed its gate once (or be named explicitly); the move
-    is recorded in the promotion history like any promotion, with ``rollback`` set.
+    The target must exist; a target whose gate had failed is restored with a warning in
+    the log (a person chose it). The move is recorded in the promotion history like any
+    promotion, its reason starting with ``rollback:``.
     """
     current = champion(tracking_uri, name)
     if current is None:

@@ -8,6 +8,7 @@ parse time.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import math
@@ -58,7 +59,44 @@ class ScheduleSpec(_Strict):
         return value
 
 
-DERIVED_EXPRESSION = re.compile(r"^[A-Za-z0-9_ .+\-*/()]+$")
+_ARITHMETIC = {ast.Add, ast.Sub, ast.Mult, ast.Div}
+
+
+def check_arithmetic(expression: str, names: set[str]) -> ast.Expression:
+    """Parse a derived-feature expression, allowing only numbers, ``names``, + - * / and parentheses.
+
+    Raises ValueError naming what is not allowed. The parsed tree is evaluated by
+    ``training.feature_frame`` on columns directly, never through ``eval``.
+    """
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"{expression!r} is not an arithmetic expression: {exc.msg}") from None
+    used: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Expression | ast.Load):
+            continue
+        if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+            continue
+        if isinstance(node, ast.Add | ast.Sub | ast.Mult | ast.Div | ast.USub | ast.UAdd):
+            continue
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            continue
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            continue
+        if isinstance(node, ast.Name):
+            used.add(node.id)
+            continue
+        raise ValueError(
+            f"only numbers, numeric feature names, + - * / and parentheses are allowed, "
+            f"not {type(node).__name__} in {expression!r}"
+        )
+    unknown = sorted(used - names)
+    if unknown:
+        raise ValueError(f"uses {unknown}, which are not numeric features")
+    if not used:
+        raise ValueError(f"{expression!r} uses no feature (a constant is no feature)")
+    return tree
 
 
 class FeaturesSpec(_Strict):
@@ -83,15 +121,10 @@ class FeaturesSpec(_Strict):
                 raise ValueError(f"derived feature '{name}' has the name of an input feature")
             if not NAME_PATTERN.match(name):
                 raise ValueError(f"derived feature name '{name}' must be lowercase letters, digits and underscores")
-            if not DERIVED_EXPRESSION.match(expression):
-                raise ValueError(
-                    f"derived feature '{name}': only numbers, numeric feature names, + - * / and parentheses "
-                    f"are allowed, got {expression!r}"
-                )
-            used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expression))
-            unknown = sorted(used - set(self.numeric))
-            if unknown:
-                raise ValueError(f"derived feature '{name}' uses {unknown}, which are not numeric features")
+            try:
+                check_arithmetic(expression, set(self.numeric))
+            except ValueError as exc:
+                raise ValueError(f"derived feature '{name}': {exc}") from None
         return self
 
     @property
@@ -522,12 +555,12 @@ class PipelineSpec(_Strict):
     @model_validator(mode="after")
     def _columns_do_not_collide(self) -> PipelineSpec:
         reserved = {self.data.id_column, self.data.label}
-        clash = reserved & set(self.data.features.all)
+        clash = reserved & {*self.data.features.all, *self.data.features.derived}
         if clash:
-            raise ValueError(f"id/label column also listed as a feature: {sorted(clash)}")
+            raise ValueError(f"id/label column also listed as a feature (or derived feature): {sorted(clash)}")
         if self.data.id_column == self.data.label:
             raise ValueError("data.id_column and data.label must differ")
-        reserved = RESERVED_COLUMNS & {self.data.id_column, *self.data.features.all}
+        reserved = RESERVED_COLUMNS & {self.data.id_column, *self.data.features.all, *self.data.features.derived}
         if reserved:
             raise ValueError(f"column names reserved for the prediction log: {sorted(reserved)}; rename them")
         return self

@@ -6,6 +6,7 @@ with the estimator, so what runs at prediction time is exactly what ran in train
 
 from __future__ import annotations
 
+import ast
 import importlib
 from typing import Any
 
@@ -18,7 +19,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from airflow_mlops.core.spec import PipelineSpec
+from airflow_mlops.core.spec import PipelineSpec, check_arithmetic
 
 # Names a spec may use for ``model.estimator``; anything else must be a dotted path.
 ESTIMATORS: dict[str, str] = {
@@ -75,9 +76,9 @@ def feature_frame(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
         except (ValueError, TypeError) as exc:
             raise ValueError(f"numeric feature '{column}' has non-numeric values: {exc}") from None
     for name, expression in spec.data.features.derived.items():
-        # The spec allows only numbers, numeric feature names, + - * / and parentheses here.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            values = features.eval(expression, engine="python").astype("float64")
+        tree = check_arithmetic(expression, set(spec.data.features.numeric))
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            values = pd.Series(_arithmetic(tree.body, features), index=features.index, dtype="float64")
         features[name] = values.where(np.isfinite(values))  # x/0 is missing, imputed like any gap
     for column in spec.data.features.categorical:
         # Text, with "" for missing: the one missing marker both scikit-learn's imputer and
@@ -85,6 +86,22 @@ def feature_frame(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
         values = features[column].astype("object")
         features[column] = values.where(values.notna(), MISSING_CATEGORY).astype(str)
     return features[spec.data.features.model_inputs]
+
+
+def _arithmetic(node: ast.expr, columns: pd.DataFrame) -> Any:
+    """Evaluate a tree ``check_arithmetic`` accepted: numbers, column names, + - * /."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        return float(node.value)
+    if isinstance(node, ast.Name):
+        return columns[node.id].to_numpy(dtype="float64")
+    if isinstance(node, ast.UnaryOp):
+        value = _arithmetic(node.operand, columns)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp):
+        left, right = _arithmetic(node.left, columns), _arithmetic(node.right, columns)
+        operations = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide}
+        return operations[type(node.op)](left, right)
+    raise ValueError(f"unsupported expression node {type(node).__name__}")
 
 
 def label_array(frame: pd.DataFrame, spec: PipelineSpec) -> np.ndarray:

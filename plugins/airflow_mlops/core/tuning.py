@@ -68,9 +68,23 @@ def expand_trials(spec: PipelineSpec) -> list[dict[str, Any]]:
                     "label": _label(name, searched) if len(spec.model.candidate_list()) > 1 or searched else name,
                 }
             )
+    _unique_labels(trials)
     if len(trials) > spec.model.max_trials:  # the spec check counts the same; kept for specs built in code
         raise ValueError(f"{len(trials)} trials exceed model.max_trials ({spec.model.max_trials})")
     return trials
+
+
+MAX_LABEL = 200  # Airflow keeps a mapped task's rendered index in 250 characters
+
+
+def _unique_labels(trials: list[dict[str, Any]]) -> None:
+    """Labels name trials in MLflow and the Airflow UI: short enough, and never the same twice."""
+    seen: dict[str, int] = {}
+    for trial in trials:
+        label = trial["label"][:MAX_LABEL]
+        count = seen.get(label, 0)
+        seen[label] = count + 1
+        trial["label"] = label if count == 0 else f"{label}#{count + 1}"
 
 
 def select_best(results: list[dict[str, Any]], metric: str) -> dict[str, Any]:

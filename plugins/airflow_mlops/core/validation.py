@@ -21,7 +21,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from airflow_mlops.core.spec import ExpectationSpec, PipelineSpec
-from airflow_mlops.core.validation_plan import TableSource, frame_source, plan_batches
+from airflow_mlops.core.validation_plan import TableSource, frame_source, plan_batches, referenced_columns
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -208,7 +208,7 @@ def validate_source(
         outcome.evaluated += len(results)
         for res in results:
             if not res.success:
-                found.append(_paired(res, items))
+                found.append(_paired(res, items, set(source.columns)))
     session.render_docs()
     # Report in suite order (GX does not keep it), whatever batch a failure came from.
     for position, described in sorted(found, key=lambda pair: pair[0]):
@@ -221,7 +221,7 @@ def validate_source(
     return outcome
 
 
-def _paired(res: Any, items: list[ExpectationSpec]) -> tuple[int, dict[str, Any]]:
+def _paired(res: Any, items: list[ExpectationSpec], present: set[str]) -> tuple[int, dict[str, Any]]:
     """The suite position of a GX result (from the index in its meta) and its description."""
     config = res.expectation_config
     position = (config.meta or {}).get(META_KEY) if config is not None else None
@@ -230,6 +230,9 @@ def _paired(res: Any, items: list[ExpectationSpec]) -> tuple[int, dict[str, Any]
     described = _describe(items[position], dict(res.result or {}))
     if res.exception_info and res.exception_info.get("raised_exception"):
         described["observed"]["exception"] = res.exception_info.get("exception_message")
+    absent = [c for c in referenced_columns(items[position], sorted(present)) if c not in present]
+    if absent and items[position].type != "expect_column_to_exist":
+        described["observed"]["error"] = f"column(s) {absent} not in the data"
     return position, described
 
 

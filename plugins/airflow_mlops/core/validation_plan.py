@@ -80,15 +80,17 @@ def plan_batches(items: list[ExpectationSpec], table_columns: list[str]) -> list
     present = set(table_columns)
     groups: dict[tuple[BatchKind, tuple[str, ...]], list[int]] = {}
     for index, item in enumerate(items):
-        columns = referenced_columns(item, table_columns)
         kind: BatchKind
+        # Checks of the column names come first: their column_list names columns, not data to read.
+        if item.type in SCHEMA_TYPES:
+            groups.setdefault(("schema", ()), []).append(index)
+            continue
+        columns = referenced_columns(item, table_columns)
         if columns:
             kind = "columns"
             key_columns = tuple(sorted(c for c in columns if c in present))
         elif item.type in ROW_COUNT_TYPES:
             kind, key_columns = "rows", ()
-        elif item.type in SCHEMA_TYPES:
-            kind, key_columns = "schema", ()
         else:  # an expectation whose columns cannot be told from its arguments: give it the whole table
             kind, key_columns = "table", tuple(table_columns)
         groups.setdefault((kind, key_columns), []).append(index)

@@ -11,6 +11,7 @@ from airflow_mlops.factories.assets import pipeline_assets
 from airflow_mlops.factories.common import dag_kwargs, load, schedule_for, xcom
 from airflow_mlops.operators.data import IngestLabeledDataOperator, SplitDataOperator, ValidateDataOperator
 from airflow_mlops.operators.model import (
+    MlflowCloseTrainingRunOperator,
     MlflowEvaluateModelOperator,
     MlflowPackageModelOperator,
     MlflowPlanTrialsOperator,
@@ -92,6 +93,9 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
             promote = MlflowPromoteModelOperator(
                 task_id="promote", gate=xcom("model.gate"), outlets=[assets.champion], **common
             )
+            # Whatever happens to the trials or the selection, the parent MLflow run is not left RUNNING.
+            close = MlflowCloseTrainingRunOperator(task_id="close_run", trials=xcom("model.plan"), **common)
+            select >> close
             select >> [evaluate, package] >> register >> gate
             if spec.promotion.require_approval:
                 import datetime as dt

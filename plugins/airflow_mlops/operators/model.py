@@ -161,6 +161,36 @@ class MlflowSelectModelOperator(MlopsBaseOperator):
         return result
 
 
+class MlflowCloseTrainingRunOperator(MlopsBaseOperator):
+    """Mark the parent MLflow run FAILED when the trials or the selection did not finish it.
+
+    Runs whatever happened upstream (``trigger_rule="all_done"``): after a successful
+    select the parent is already FINISHED and this does nothing.
+
+    :param trials: the plan task's result (the trials, each naming the parent run). (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "trials")
+    ui_color = "#f0f0f0"
+
+    def __init__(self, *, trials: list[dict[str, Any]] | str | None, **kwargs: Any) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.trials = trials
+
+    def execute(self, context: Context) -> bool:
+        from airflow_mlops.core.registry import close_run_if_open
+
+        trials = self.trials
+        if not isinstance(trials, list) or not trials:
+            self.log.info("no training run was opened (training skipped or planning failed)")
+            return False
+        parent = str(trials[0]["parent_run_id"])
+        closed = close_run_if_open(self.mlflow_hook.tracking_uri, parent, "FAILED")
+        self.log.info("training run %s %s", parent, "marked FAILED" if closed else "already ended")
+        return closed
+
+
 class MlflowEvaluateModelOperator(MlopsBaseOperator):
     """Evaluate the candidate and the current champion on the same hold-out test split.
 
