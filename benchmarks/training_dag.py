@@ -60,7 +60,10 @@ def write_spec(folder: Path, input_uri: str) -> Path:
 
 
 def point_at(home: Path) -> str:
-    os.environ["AIRFLOW_MLOPS_HOME"] = str(home)
+    """A fresh MLflow store per run; one artifact root for all (the DAG's Asset URIs are built
+    from it, and Airflow's database keeps the first ones it saw)."""
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["AIRFLOW_MLOPS_HOME"] = str(home.parents[1] / "mlops-home")
     return f"sqlite:///{home}/mlflow.db"
 
 
@@ -129,12 +132,17 @@ def main() -> None:
 
         for module in HEAVY_IMPORTS:
             importlib.import_module(module)
-        # Warm-up, excluded: one small run of the script pays first-call costs (lazy imports inside
-        # libraries, first MLflow store, first GX context) that would otherwise land on whichever
-        # of the two measured runs goes first (seen: 1.21 with the DAG first vs 1.09 script first).
+        # Warm-up, excluded: one small run of each pays first-call costs that would otherwise land
+        # on whichever measured run goes first: lazy imports inside the libraries, the first MLflow
+        # store and GX context, and the first dag.test() of the process (bundle sync, serializer;
+        # about 6 s once, measured: 11.8 s cold vs 5.2 s warm for the same 20,000-row DAG run).
         warm_uri = str(folder / "warm.parquet")
         tables.write_parquet(synthetic.churn_batch(5000, seed=2), warm_uri)
-        plain_script(write_spec(folder / "warm", warm_uri), folder / "warm-home")
+        warm_spec = write_spec(folder / "warm", warm_uri)
+        cold = {
+            "script": plain_script(warm_spec, folder / "warm" / "script")["seconds"],
+            "dag_test": dag_test(warm_spec, folder / "warm" / "dag")["seconds"],
+        }
 
         rounds = []
         for number in range(args.rounds):
@@ -158,8 +166,9 @@ def main() -> None:
             )
     total_script = sum(r["script_seconds"] for r in rounds)
     total_dag = sum(r["dag_test_seconds"] for r in rounds)
-    print(json.dumps({"rows": args.rows, "rounds": rounds, "ratio_of_totals": round(total_dag / total_script, 3)},
-                     indent=2))  # fmt: skip
+    warm_up = {f"{k}_seconds_5000_rows_cold": round(v, 1) for k, v in cold.items()}
+    print(json.dumps({"rows": args.rows, "warm_up": warm_up, "rounds": rounds,
+                      "ratio_of_totals": round(total_dag / total_script, 3)}, indent=2))  # fmt: skip
 
 
 if __name__ == "__main__":
