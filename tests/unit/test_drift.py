@@ -76,3 +76,31 @@ def test_logged_model_inputs_compare_equal_to_the_raw_reference():
     assert categorical_psi(ints, ints.astype("object").map(lambda v: "" if v is pd.NA else str(v))) == pytest.approx(
         0.0, abs=1e-9
     )
+
+
+def test_a_million_rows_of_noise_are_significant_somewhere_but_never_drift():
+    """A tiny shift is 'significant' at this size; the effect-size half of the rule keeps it quiet."""
+    rng = np.random.default_rng(7)
+    n = 1_000_000
+    reference = pd.DataFrame({"x": rng.normal(0.0, 1.0, n), "c": rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2])})
+    current = pd.DataFrame({"x": rng.normal(0.03, 1.0, n), "c": rng.choice(["a", "b", "c"], n, p=[0.49, 0.31, 0.2])})
+    report = detect_drift(reference, current, ["x"], ["c"])
+    by_name = {f.feature: f for f in report.features}
+    assert by_name["x"].p_value < 0.005 and by_name["c"].p_value < 0.005  # significant ...
+    assert by_name["x"].psi < 0.01 and by_name["x"].effect < 0.03
+    assert not report.drift_detected  # ... but small: no alarm
+    assert by_name["x"].reason.startswith("significant") and by_name["c"].effect < 0.02
+
+
+def test_a_large_shift_on_few_rows_needs_significance_too():
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame({"x": rng.normal(0.0, 1.0, 30)})
+    current = pd.DataFrame({"x": rng.normal(0.5, 1.0, 30)})
+    feature = detect_drift(reference, current, ["x"], []).features[0]
+    # PSI on 30 rows is 2.0 and D is 0.37, yet p = 0.026: too few rows to tell; no alarm.
+    assert feature.psi > 0.2 and feature.effect > 0.1 and feature.p_value > 0.01 and not feature.drifted
+    assert feature.reason.startswith("large") and "not significant" in feature.reason
+    shifted = detect_drift(
+        pd.DataFrame({"x": rng.normal(0, 1, 5000)}), pd.DataFrame({"x": rng.normal(1.0, 1, 5000)}), ["x"], []
+    ).features[0]
+    assert shifted.drifted and shifted.test == "ks" and shifted.effect > 0.3 and shifted.p_value < 1e-10

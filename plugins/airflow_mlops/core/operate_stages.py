@@ -130,6 +130,8 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         psi_threshold=spec.monitoring.psi_threshold,
         min_drifted_features=spec.monitoring.min_drifted_features,
         bins=spec.monitoring.bins,
+        alpha=spec.monitoring.alpha,
+        effect_threshold=spec.monitoring.effect_threshold,
     )
     report_uri = settings.join(settings.run_dir(spec.name, run_id, "monitor"), "drift_report.json")
     storage.write_json({"current": log_uris, "reference": reference_uri, **report.as_dict()}, report_uri)
@@ -138,6 +140,8 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
     with mlflow.start_run(run_name=run_id) as run:
         mlflow.set_tags({"model_name": name, "model_version": str(current.version), "airflow.run_id": run_id})
         mlflow.log_metrics({f"psi_{k}": v for k, v in report.scores().items()})
+        mlflow.log_metrics({f"effect_{f.feature}": f.effect for f in report.features if f.effect is not None})
+        mlflow.log_metrics({f"p_value_{f.feature}": f.p_value for f in report.features if f.p_value is not None})
         mlflow.log_metrics({"drifted_features": len(report.drifted_features), "current_rows": report.current_rows})
         mlflow.log_dict(report.as_dict(), "drift_report.json")
     return {

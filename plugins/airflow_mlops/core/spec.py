@@ -519,8 +519,13 @@ class PackagingSpec(_Strict):
 
 
 class MonitoringSpec(_Strict):
+    """Drift monitoring: a feature drifts when its test is significant (p < alpha / features)
+    and the shift is large (PSI > psi_threshold, or KS D / Cramér's V > effect_threshold)."""
+
     cron: str | None = "@daily"
     psi_threshold: float = Field(default=0.2, gt=0.0)
+    alpha: float = Field(default=0.01, gt=0.0, lt=1.0, description="Significance level, before Bonferroni.")
+    effect_threshold: float = Field(default=0.1, gt=0.0, le=1.0, description="KS D or Cramér's V that matters.")
     min_drifted_features: int = Field(default=1, ge=1)
     bins: int = Field(default=10, ge=2, le=100)
     lookback_batches: int = Field(default=1, ge=1)
