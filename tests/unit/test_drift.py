@@ -104,3 +104,17 @@ def test_a_large_shift_on_few_rows_needs_significance_too():
         pd.DataFrame({"x": rng.normal(0, 1, 5000)}), pd.DataFrame({"x": rng.normal(1.0, 1, 5000)}), ["x"], []
     ).features[0]
     assert shifted.drifted and shifted.test == "ks" and shifted.effect > 0.3 and shifted.p_value < 1e-10
+
+
+def test_html_report_names_every_feature_marks_the_drifted_and_embeds_plots():
+    from airflow_mlops.core.drift_report import render_drift_html
+
+    reference = synthetic.churn_batch(3000, seed=1)
+    current = synthetic.churn_batch(3000, seed=2, drift=0.8)
+    report = detect_drift(reference, current, NUMERIC, CATEGORICAL)
+    page = render_drift_html(report, reference, current, "churn <drift>")
+    assert page.startswith("<!DOCTYPE html>") and "churn &lt;drift&gt;" in page
+    assert page.count("<tr class='drifted'>") == len(report.drifted_features) > 0
+    assert page.count("<tr class='stable'>") == len(report.features) - len(report.drifted_features)
+    assert page.count("data:image/png;base64,") == len(NUMERIC) + len(CATEGORICAL)
+    assert "DRIFT DETECTED" in page

@@ -102,6 +102,7 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
     import mlflow
 
     from airflow_mlops.core.drift import detect_drift
+    from airflow_mlops.core.drift_report import render_drift_html
 
     name = spec.registered_model_name
     current = registry.champion(tracking_uri, name)
@@ -122,8 +123,9 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         raise NothingToProcessError(
             f"no predictions by the current champion {name} v{current.version} in {len(log_uris)} log file(s)"
         )
+    reference = tables.read_table(reference_uri)
     report = detect_drift(
-        tables.read_table(reference_uri),
+        reference,
         current_log,
         spec.data.features.numeric,
         spec.data.features.categorical,
@@ -133,8 +135,13 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         alpha=spec.monitoring.alpha,
         effect_threshold=spec.monitoring.effect_threshold,
     )
-    report_uri = settings.join(settings.run_dir(spec.name, run_id, "monitor"), "drift_report.json")
+    folder = settings.run_dir(spec.name, run_id, "monitor")
+    report_uri = settings.join(folder, "drift_report.json")
     storage.write_json({"current": log_uris, "reference": reference_uri, **report.as_dict()}, report_uri)
+    page = render_drift_html(
+        report, reference, current_log, f"{spec.name}: drift of {name} v{current.version}'s inputs"
+    )
+    html_uri = storage.write_bytes(page.encode("utf-8"), settings.join(folder, "drift_report.html"))
 
     registry.use_experiment(tracking_uri, f"{spec.name}_monitoring")
     with mlflow.start_run(run_name=run_id) as run:
@@ -144,6 +151,7 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         mlflow.log_metrics({f"p_value_{f.feature}": f.p_value for f in report.features if f.p_value is not None})
         mlflow.log_metrics({"drifted_features": len(report.drifted_features), "current_rows": report.current_rows})
         mlflow.log_dict(report.as_dict(), "drift_report.json")
+        mlflow.log_text(page, "drift_report.html")
     return {
         "drift_detected": report.drift_detected,
         "drifted_features": report.drifted_features,
@@ -151,5 +159,6 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         "psi_threshold": report.psi_threshold,
         "model_version": str(current.version),
         "report_uri": report_uri,
+        "html_report_uri": html_uri,
         "mlflow_run_id": run.info.run_id,
     }
