@@ -36,4 +36,5 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [{"integration-name": INTEGRATION, "python-modules": [modules.format("sensors.landing")]}],
         "triggers": [{"integration-name": INTEGRATION, "python-modules": [modules.format("triggers.landing")]}],
         "connection-types": [{"connection-type": "mlflow", "hook-class-name": "airflow_mlops.hooks.mlflow.MlflowHook"}],
+        "notifications": ["airflow_mlops.notifiers.webhook.DriftWebhookNotifier"],
     }

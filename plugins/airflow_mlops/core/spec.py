@@ -526,6 +526,9 @@ class MonitoringSpec(_Strict):
     psi_threshold: float = Field(default=0.2, gt=0.0)
     alpha: float = Field(default=0.01, gt=0.0, lt=1.0, description="Significance level, before Bonferroni.")
     effect_threshold: float = Field(default=0.1, gt=0.0, le=1.0, description="KS D or Cramér's V that matters.")
+    alert_conn_id: str | None = Field(
+        default=None, description="Airflow connection of a webhook that receives a JSON alert when drift is found."
+    )
     min_drifted_features: int = Field(default=1, ge=1)
     bins: int = Field(default=10, ge=2, le=100)
     lookback_batches: int = Field(default=1, ge=1)

@@ -22,8 +22,17 @@ def build_monitoring_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_de
         **dag_kwargs(spec, "monitoring", spec_path),
     ) as dag:
         check = DriftCheckOperator(task_id="drift_check", **common)
+        alerts = []
+        if spec.monitoring.alert_conn_id:
+            from airflow_mlops.notifiers.webhook import DriftWebhookNotifier
+
+            alerts.append(DriftWebhookNotifier(conn_id=spec.monitoring.alert_conn_id))
         emit = EmitDriftEventOperator(
-            task_id="emit_drift_event", drift=xcom("drift_check"), outlets=[assets.drift], **common
+            task_id="emit_drift_event",
+            drift=xcom("drift_check"),
+            outlets=[assets.drift],
+            on_success_callback=alerts or None,  # it succeeds only when drift was found
+            **common,
         )
         check >> emit
     return dag

@@ -99,7 +99,7 @@ class EmitDriftEventOperator(MlopsBaseOperator):
         drift = rendered_dict(self.drift, "drift")
         if not drift["drift_detected"]:
             raise AirflowSkipException(f"no drift above PSI {drift['psi_threshold']}: {drift['scores']}")
-        extra = {
+        extra: dict[str, Any] = {
             key: drift[key]
             for key in (
                 "drifted_features",
@@ -107,8 +107,10 @@ class EmitDriftEventOperator(MlopsBaseOperator):
                 "psi_threshold",
                 "model_version",
                 "report_uri",
+                "html_report_uri",
                 "mlflow_run_id",
             )
+            if key in drift
         }
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra

@@ -1,0 +1,1 @@
+"""Notifiers: alerts Airflow sends when the pipeline needs a person's attention."""

@@ -1,0 +1,63 @@
+"""Drift alerts posted as JSON to a webhook (Slack-, Teams- or pager-style endpoints).
+
+The URL comes from an Airflow connection (any type; ``host`` may hold the whole URL, or
+``schema``/``host``/``port`` build it, and ``extra.endpoint`` adds a path), so the address
+and any token in it stay in Airflow's connection store, not in the spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseHook, BaseNotifier
+
+
+def webhook_url(conn: Any) -> str:
+    """The URL an Airflow connection points at."""
+    host = str(conn.host or "")
+    if not host:
+        raise ValueError(f"connection '{conn.conn_id}' has no host: set it to the webhook URL")
+    if "://" in host:
+        url = host
+    else:
+        scheme = conn.schema or "https"
+        url = f"{scheme}://{host}" + (f":{conn.port}" if conn.port else "")
+    endpoint = (conn.extra_dejson or {}).get("endpoint", "")
+    return url.rstrip("/") + ("/" + endpoint.lstrip("/") if endpoint else "")
+
+
+class DriftWebhookNotifier(BaseNotifier):
+    """POST what the drift event carried (drifted features, scores, model version, report URIs)
+    plus the DAG run's identity to the webhook of Airflow connection ``conn_id``.
+
+    Attach it as ``on_success_callback`` of the task that emits the drift event: that task
+    succeeds only when drift was found (it skips otherwise).
+
+    :param conn_id: Airflow connection holding the webhook URL. (templated)
+    """
+
+    template_fields: Sequence[str] = ("conn_id",)
+
+    def __init__(self, *, conn_id: str, timeout_seconds: float = 10.0) -> None:
+        super().__init__()
+        self.conn_id = conn_id
+        self.timeout_seconds = timeout_seconds
+
+    def payload(self, context: Any) -> dict[str, Any]:
+        ti = context["ti"]
+        event = ti.xcom_pull(task_ids=ti.task_id) or {}
+        return {
+            "alert": "drift",
+            "dag_id": ti.dag_id,
+            "run_id": ti.run_id,
+            "task_id": ti.task_id,
+            **{key: value for key, value in dict(event).items() if key != "alert"},
+        }
+
+    def notify(self, context: Any) -> None:
+        import httpx
+
+        url = webhook_url(BaseHook.get_connection(self.conn_id))
+        response = httpx.post(url, json=self.payload(context), timeout=self.timeout_seconds)
+        response.raise_for_status()

@@ -1,0 +1,82 @@
+"""The drift alert reaches a webhook as JSON, with the run's identity and the event's scores."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from types import SimpleNamespace
+
+import pytest
+
+from airflow_mlops.notifiers.webhook import DriftWebhookNotifier, webhook_url
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def receiver():
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            length = int(self.headers["Content-Length"])
+            received.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], received
+    server.shutdown()
+
+
+def _context(event: dict) -> dict:
+    ti = SimpleNamespace(dag_id="churn_monitoring", run_id="r1", task_id="emit_drift_event")
+    ti.xcom_pull = lambda task_ids: event if task_ids == "emit_drift_event" else None
+    return {"ti": ti}
+
+
+def test_drift_alert_is_posted_to_the_connections_url(receiver, monkeypatch):
+    port, received = receiver
+    conn = {"conn_type": "http", "host": f"http://127.0.0.1:{port}", "extra": {"endpoint": "alerts/mlops"}}
+    monkeypatch.setenv("AIRFLOW_CONN_DRIFT_HOOK", json.dumps(conn))
+    event = {"drifted_features": ["usage_gb"], "scores": {"usage_gb": 3.1}, "model_version": "2"}
+    DriftWebhookNotifier(conn_id="drift_hook").notify(_context(event))
+    (call,) = received
+    assert call["path"] == "/alerts/mlops"
+    assert call["body"] == {"alert": "drift", "dag_id": "churn_monitoring", "run_id": "r1",
+                            "task_id": "emit_drift_event", **event}  # fmt: skip
+
+
+def test_a_failing_webhook_raises_so_airflow_logs_it(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_DEAD_HOOK", json.dumps({"conn_type": "http", "host": "http://127.0.0.1:9"}))
+    with pytest.raises(Exception, match=r"(?i)connect"):
+        DriftWebhookNotifier(conn_id="dead_hook", timeout_seconds=2).notify(_context({}))
+
+
+def test_url_from_connection_parts():
+    parts = SimpleNamespace(conn_id="c", host="hooks.example", schema="https", port=8443, extra_dejson={})
+    assert webhook_url(parts) == "https://hooks.example:8443"
+    with pytest.raises(ValueError, match="connection 'c' has no host"):
+        webhook_url(SimpleNamespace(conn_id="c", host="", schema=None, port=None, extra_dejson={}))
+
+
+def test_monitoring_dag_attaches_the_alert_only_when_the_spec_names_a_connection(tmp_path):
+    from airflow_mlops.factories.monitoring import build_monitoring_dag
+    from tests.conftest import EXAMPLE_SPEC
+
+    plain = build_monitoring_dag(EXAMPLE_SPEC).get_task("emit_drift_event")
+    assert not plain.on_success_callback
+    text = EXAMPLE_SPEC.read_text().replace(
+        "  psi_threshold: 0.2\n", "  psi_threshold: 0.2\n  alert_conn_id: drift_hook\n"
+    )
+    spec_path = tmp_path / "churn.yaml"
+    spec_path.write_text(text)
+    task = build_monitoring_dag(spec_path).get_task("emit_drift_event")
+    (notifier,) = task.on_success_callback
+    assert isinstance(notifier, DriftWebhookNotifier) and notifier.conn_id == "drift_hook"
