@@ -118,3 +118,14 @@ def test_html_report_names_every_feature_marks_the_drifted_and_embeds_plots():
     assert page.count("<tr class='stable'>") == len(report.features) - len(report.drifted_features)
     assert page.count("data:image/png;base64,") == len(NUMERIC) + len(CATEGORICAL)
     assert "DRIFT DETECTED" in page
+
+
+def test_prediction_drift_compares_score_distributions():
+    from airflow_mlops.core.drift import prediction_drift
+
+    rng = np.random.default_rng(5)
+    reference = rng.beta(2, 5, 20_000)
+    same = prediction_drift(reference, rng.beta(2, 5, 20_000))
+    moved = prediction_drift(reference, rng.beta(5, 2, 20_000))
+    assert not same.drifted and same.reason == "stable"
+    assert moved.drifted and moved.feature == "prediction" and moved.effect > 0.5

@@ -111,6 +111,9 @@ def test_full_loop_trains_promotes_scores_and_detects_drift(spec, tracking_uri):
     assert "region" not in drift["drifted_features"]
     report = storage.read_json(drift["report_uri"])
     assert report["reference"] == version.tags["reference_uri"]
+    # The drifted batch moves the model's scores too; reported beside the features.
+    assert report["prediction_drift"]["feature"] == "prediction" and drift["prediction_drift"]["psi"] > 0
+    assert storage.read_bytes(drift["html_report_uri"]).startswith(b"<!DOCTYPE html>")
 
 
 def test_promotion_refuses_when_champion_moved_during_the_run(spec, tracking_uri):

@@ -246,3 +246,25 @@ def _judge(
         effect=effect,
         reason=reason,
     )
+
+
+def prediction_drift(
+    reference_scores: np.ndarray,
+    current_scores: np.ndarray,
+    bins: int = 10,
+    alpha: float = 0.01,
+    psi_threshold: float = 0.2,
+    effect_threshold: float = 0.1,
+) -> FeatureDrift:
+    """Drift of the model's output: its scores on the reference data vs the logged ones.
+
+    Same test and rule as a numeric feature, at ``alpha`` (one test, no correction).
+    Reported beside the features; it does not count toward ``min_drifted_features``,
+    because a changed output is a consequence of input drift (or of a changed world) and
+    the features say which.
+    """
+    ref = np.asarray(reference_scores, dtype="float64")
+    cur = np.asarray(current_scores, dtype="float64")
+    psi = _numeric_psi(ref, cur, bins)
+    d, p_value = _ks(ref, cur)
+    return _judge("prediction", "prediction", "ks", psi, d, p_value, alpha, psi_threshold, effect_threshold)

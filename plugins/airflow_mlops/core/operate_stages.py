@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from dataclasses import asdict
 from typing import Any
 
 from airflow_mlops.core import registry, settings, storage, tables
@@ -91,6 +92,33 @@ def _labels_valid(batch: Any, spec: PipelineSpec) -> bool:
     return True
 
 
+def _prediction_drift(
+    spec: PipelineSpec, tracking_uri: str, name: str, version: str, reference: Any, current_log: Any
+) -> Any:
+    """The champion's scores on its training reference vs the scores it logged."""
+    from airflow_mlops.core.drift import prediction_drift
+    from airflow_mlops.core.training import feature_frame
+
+    model = registry.load_model(tracking_uri, f"models:/{name}/{version}")
+    features = feature_frame(reference, spec)
+    if "score" in current_log.columns and hasattr(model, "predict_proba"):
+        column, expected = "score", model.predict_proba(features)[:, -1]
+    elif spec.model.task == "regression":
+        column, expected = "prediction", model.predict(features)
+    else:
+        return None  # a classifier without scores: its labels would need a test of their own
+    if current_log[column].isna().all():
+        return None
+    return prediction_drift(
+        expected,
+        current_log[column].to_numpy(dtype="float64"),
+        bins=spec.monitoring.bins,
+        alpha=spec.monitoring.alpha,
+        psi_threshold=spec.monitoring.psi_threshold,
+        effect_threshold=spec.monitoring.effect_threshold,
+    )
+
+
 def recent_prediction_logs(spec: PipelineSpec) -> list[str]:
     """The latest ``lookback_batches`` prediction log files (partition and file names sort by time)."""
     files = storage.list_files_recursive(settings.prediction_log_dir(spec.name), (".parquet",))
@@ -135,9 +163,18 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         alpha=spec.monitoring.alpha,
         effect_threshold=spec.monitoring.effect_threshold,
     )
+    output = _prediction_drift(spec, tracking_uri, name, str(current.version), reference, current_log)
     folder = settings.run_dir(spec.name, run_id, "monitor")
     report_uri = settings.join(folder, "drift_report.json")
-    storage.write_json({"current": log_uris, "reference": reference_uri, **report.as_dict()}, report_uri)
+    storage.write_json(
+        {
+            "current": log_uris,
+            "reference": reference_uri,
+            **report.as_dict(),
+            "prediction_drift": asdict(output) if output else None,
+        },
+        report_uri,
+    )
     page = render_drift_html(
         report, reference, current_log, f"{spec.name}: drift of {name} v{current.version}'s inputs"
     )
@@ -150,12 +187,20 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         mlflow.log_metrics({f"effect_{f.feature}": f.effect for f in report.features if f.effect is not None})
         mlflow.log_metrics({f"p_value_{f.feature}": f.p_value for f in report.features if f.p_value is not None})
         mlflow.log_metrics({"drifted_features": len(report.drifted_features), "current_rows": report.current_rows})
+        if output is not None:
+            p_value = output.p_value if output.p_value is not None else 1.0
+            mlflow.log_metrics(
+                {"prediction_psi": output.psi, "prediction_ks": output.effect or 0.0, "prediction_p_value": p_value}
+            )
         mlflow.log_dict(report.as_dict(), "drift_report.json")
         mlflow.log_text(page, "drift_report.html")
     return {
         "drift_detected": report.drift_detected,
         "drifted_features": report.drifted_features,
         "scores": report.scores(),
+        "prediction_drift": (
+            {"psi": round(output.psi, 6), "ks": output.effect, "drifted": output.drifted} if output else None
+        ),
         "psi_threshold": report.psi_threshold,
         "model_version": str(current.version),
         "report_uri": report_uri,
