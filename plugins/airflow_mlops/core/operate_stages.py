@@ -100,13 +100,17 @@ def _prediction_drift(
     from airflow_mlops.core.training import feature_frame
 
     model = registry.load_model(tracking_uri, f"models:/{name}/{version}")
-    features = feature_frame(reference, spec)
-    if "score" in current_log.columns and hasattr(model, "predict_proba"):
-        column, expected = "score", model.predict_proba(features)[:, -1]
-    elif spec.model.task == "regression":
-        column, expected = "prediction", model.predict(features)
-    else:
-        return None  # a classifier without scores: its labels would need a test of their own
+    try:
+        features = feature_frame(reference, spec)
+        if "score" in current_log.columns and hasattr(model, "predict_proba"):
+            column, expected = "score", model.predict_proba(features)[:, -1]
+        elif spec.model.task == "regression":
+            column, expected = "prediction", model.predict(features)
+        else:
+            return None  # a classifier without scores: its labels would need a test of their own
+    except (ValueError, KeyError) as exc:  # e.g. the spec changed the features since this champion
+        logger.warning("no prediction drift: the champion cannot score its reference under this spec: %s", exc)
+        return None
     if current_log[column].isna().all():
         return None
     return prediction_drift(
