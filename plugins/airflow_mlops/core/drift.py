@@ -73,9 +73,7 @@ def _psi(reference_share: np.ndarray, current_share: np.ndarray) -> float:
 
 
 def _shares(codes: np.ndarray, n_bins: int) -> np.ndarray:
-    counts = np.bincount(codes, minlength=n_bins).astype("float64")
-    total = counts.sum()
-    return counts / total if total else counts
+    return _shares_of(np.bincount(codes, minlength=n_bins).astype("float64"))
 
 
 EDGE_SAMPLE = 200_000  # reference values the quantile bin edges are computed from
