@@ -75,7 +75,11 @@ def export_onnx(model: Any, spec: PipelineSpec) -> bytes:
 
 def onnx_feeds(frame: pd.DataFrame, spec: PipelineSpec) -> dict[str, np.ndarray]:
     """ONNX Runtime inputs for ``frame``: one (n, 1) array per feature column."""
-    features = feature_frame(frame, spec)
+    return _feeds(feature_frame(frame, spec), spec)
+
+
+def _feeds(features: pd.DataFrame, spec: PipelineSpec) -> dict[str, np.ndarray]:
+    """ONNX Runtime inputs from model inputs ``feature_frame`` already built."""
     feeds = {c: features[c].to_numpy(dtype=np.float32).reshape(-1, 1) for c in spec.data.features.model_numeric}
     feeds.update({c: features[c].to_numpy(dtype=object).reshape(-1, 1) for c in spec.data.features.categorical})
     return feeds
@@ -96,8 +100,8 @@ def scores(model: Any, features: pd.DataFrame, task: str) -> np.ndarray:
     return np.asarray(model.predict(features), dtype=np.float64).reshape(-1, 1)
 
 
-def onnx_scores(session: Any, feeds: dict[str, np.ndarray], task: str) -> np.ndarray:
-    outputs = session.run(None, feeds)
+def onnx_scores(outputs: list[Any], task: str) -> np.ndarray:
+    """What parity compares, from the outputs of one ``session.run``."""
     if task == "classification" and len(outputs) > 1:
         return np.asarray(outputs[1], dtype=np.float64)
     return np.asarray(outputs[0], dtype=np.float64).reshape(-1, 1)
@@ -144,11 +148,10 @@ def onnx_parity(model: Any, onnx_bytes: bytes, frame: pd.DataFrame, spec: Pipeli
     Raises ``OnnxExportError`` when ONNX Runtime cannot load or run the graph.
     """
     features = feature_frame(frame, spec)
-    feeds = onnx_feeds(frame, spec)
     try:
-        session = onnx_session(onnx_bytes)
-        got = onnx_scores(session, feeds, spec.model.task)
-        labels = np.asarray(session.run(None, feeds)[0]).reshape(-1)
+        outputs = onnx_session(onnx_bytes).run(None, _feeds(features, spec))
+        got = onnx_scores(outputs, spec.model.task)
+        labels = np.asarray(outputs[0]).reshape(-1)
     except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidArgument, ...)
         raise OnnxExportError(f"ONNX Runtime cannot run the exported graph: {exc}") from exc
     expected = scores(model, features, spec.model.task)

@@ -191,10 +191,10 @@ class MlflowCloseTrainingRunOperator(MlopsBaseOperator):
         return closed
 
 
-class MlflowEvaluateModelOperator(MlopsBaseOperator):
-    """Evaluate the candidate and the current champion on the same hold-out test split.
+class _CandidateOnTestSplitOperator(MlopsBaseOperator):
+    """Shared parameters of the stages that judge the selected candidate on the test split.
 
-    :param training: the train task's result. (templated)
+    :param training: the select task's result. (templated)
     :param test_uri: URI of the test split. (templated)
     """
 
@@ -204,6 +204,14 @@ class MlflowEvaluateModelOperator(MlopsBaseOperator):
         super().__init__(**kwargs)
         self.training = training
         self.test_uri = test_uri
+
+
+class MlflowEvaluateModelOperator(_CandidateOnTestSplitOperator):
+    """Evaluate the candidate and the current champion on the same hold-out test split.
+
+    :param training: the select task's result. (templated)
+    :param test_uri: URI of the test split. (templated)
+    """
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.model_stages import evaluate_candidate
@@ -220,7 +228,7 @@ class MlflowEvaluateModelOperator(MlopsBaseOperator):
         return result
 
 
-class MlflowPackageModelOperator(MlopsBaseOperator):
+class MlflowPackageModelOperator(_CandidateOnTestSplitOperator):
     """Export the candidate to ONNX and check prediction parity with scikit-learn on the test split.
 
     Logs ``onnx/model.onnx`` and ``onnx/parity.json`` on the candidate's run. A model
@@ -229,13 +237,6 @@ class MlflowPackageModelOperator(MlopsBaseOperator):
     :param training: the select task's result. (templated)
     :param test_uri: URI of the test split. (templated)
     """
-
-    template_fields: Sequence[str] = (*_BASE, "training", "test_uri")
-
-    def __init__(self, *, training: dict[str, Any] | str, test_uri: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.training = training
-        self.test_uri = test_uri
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.model_stages import package_candidate
