@@ -1,4 +1,4 @@
-"""``airflow-mlops``: run the demo, land synthetic data, check a spec, show or roll back the champion."""
+"""``airflow-mlops``: run the demo, serve the champion, land data, check a spec, show or roll back the champion."""
 
 from __future__ import annotations
 
@@ -99,6 +99,53 @@ def _history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from airflow_mlops.core.spec import SpecError, load_spec
+    from airflow_mlops.serving.app import CONFIG_ENV, ServeConfig, tokens_from_env
+
+    try:
+        load_spec(args.spec)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    config = ServeConfig(
+        spec_path=str(Path(args.spec).resolve()),
+        tracking_uri=_tracking_uri(args),
+        poll_seconds=args.poll_seconds,
+        max_rows=args.max_rows,
+        log_predictions=not args.no_prediction_log,
+        log_flush_rows=args.log_flush_rows,
+        log_flush_seconds=args.log_flush_seconds,
+        onnx_threads=args.onnx_threads,
+        require_token=not args.no_auth,
+        tokens=tokens_from_env(),
+    )
+    try:
+        config.check()
+    except RuntimeError as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    os.environ[CONFIG_ENV] = config.to_env()  # the workers build their app from it (tokens stay in the env)
+    uvicorn.run(
+        "airflow_mlops.serving.app:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        log_level="info",
+    )
+    return 0
+
+
 def _add_registry_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("spec", help="the pipeline's YAML spec (names the registered model)")
     command.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or --conn-id)")
@@ -131,6 +178,23 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-label", action="store_true", help="leave the label column out")
     gen.add_argument("--output", help="folder to write to (default: the spec's landing inbox)")
     gen.set_defaults(func=_generate)
+
+    serve = sub.add_parser("serve", help="serve the champion over HTTP (ONNX Runtime, hot swap, prediction log)")
+    _add_registry_arguments(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument("--poll-seconds", type=float, default=5.0, help="how often to check the champion alias")
+    serve.add_argument("--max-rows", type=int, default=10_000, help="rows allowed per request")
+    serve.add_argument("--onnx-threads", type=int, default=1, help="ONNX Runtime threads per worker")
+    serve.add_argument("--log-flush-rows", type=int, default=10_000, help="write the prediction log every N rows")
+    serve.add_argument("--log-flush-seconds", type=float, default=5.0, help="... or at least this often")
+    serve.add_argument("--no-prediction-log", action="store_true", help="do not log predictions")
+    serve.add_argument("--graceful-timeout", type=int, default=30, help="seconds to finish requests on shutdown")
+    serve.add_argument(
+        "--no-auth", action="store_true", help="accept requests without a token (else $AIRFLOW_MLOPS_SERVE_TOKEN)"
+    )
+    serve.set_defaults(func=_serve)
 
     back = sub.add_parser("rollback", help="move the champion back to the version it replaced (or --to N)")
     _add_registry_arguments(back)

@@ -77,9 +77,7 @@ def feature_frame(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
             raise ValueError(f"numeric feature '{column}' has non-numeric values: {exc}") from None
     for name, expression in spec.data.features.derived.items():
         tree = check_arithmetic(expression, set(spec.data.features.numeric))
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            values = pd.Series(_arithmetic(tree.body, features), index=features.index, dtype="float64")
-        features[name] = values.where(np.isfinite(values))  # x/0 is missing, imputed like any gap
+        features[name] = derived_values(tree, features, len(features))
     for column in spec.data.features.categorical:
         # Text, with "" for missing: the one missing marker both scikit-learn's imputer and
         # its ONNX conversion (string tensors cannot hold None) understand.
@@ -88,12 +86,22 @@ def feature_frame(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
     return features[spec.data.features.model_inputs]
 
 
-def _arithmetic(node: ast.expr, columns: pd.DataFrame) -> Any:
-    """Evaluate a tree ``check_arithmetic`` accepted: numbers, column names, + - * /."""
+def derived_values(tree: ast.Expression, columns: Any, rows: int) -> np.ndarray:
+    """A derived feature's values (float64); x/0 and overflow are missing, imputed like any gap."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        values = np.broadcast_to(np.asarray(_arithmetic(tree.body, columns), dtype="float64"), (rows,))
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def _arithmetic(node: ast.expr, columns: Any) -> Any:
+    """Evaluate a tree ``check_arithmetic`` accepted: numbers, column names, + - * /.
+
+    ``columns`` maps names to columns: a DataFrame, or a dict of arrays (the serving app).
+    """
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
         return float(node.value)
     if isinstance(node, ast.Name):
-        return columns[node.id].to_numpy(dtype="float64")
+        return np.asarray(columns[node.id], dtype="float64")
     if isinstance(node, ast.UnaryOp):
         value = _arithmetic(node.operand, columns)
         return -value if isinstance(node.op, ast.USub) else value

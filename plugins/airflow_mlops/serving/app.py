@@ -1,0 +1,372 @@
+"""The serving app: a plain ASGI application (uvicorn runs it) around the champion's ONNX graph.
+
+Endpoints: ``POST /v1/predict`` (and ``/invocations``, the path ``mlflow models serve``
+uses), ``GET /v1/model``, ``GET /health/live``, ``GET /health/ready``, ``GET /metrics``
+(Prometheus text), ``GET /openapi.json``. Prediction, model and metrics endpoints need
+``Authorization: Bearer <token>`` unless the app was started without tokens on purpose.
+
+Hot swap: a background task asks the registry which version holds the ``champion``
+alias every ``poll_seconds``; a new version is loaded beside the current one (in a
+thread, the event loop keeps answering) and replaces it with one assignment. Each
+request takes the model once, at its start, so in-flight requests finish on the model
+they started with and no request fails during a swap. A version that fails to load is
+not swapped in (the current one keeps serving) and is retried after a minute.
+
+No framework on purpose: the hot path (decode, check, predict, encode, log) costs tens
+of microseconds more than the model itself; see docs/serving.md for figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import msgspec
+
+from airflow_mlops.core.prediction_log import PredictionLogger
+from airflow_mlops.serving.model import ModelLoadError, ServedModel
+from airflow_mlops.serving.openapi import openapi_document
+from airflow_mlops.serving.payload import InputSchema, PayloadError, parse_body
+
+logger = logging.getLogger("airflow_mlops.serving")
+
+CONFIG_ENV = "AIRFLOW_MLOPS_SERVE_CONFIG"
+TOKEN_ENV = "AIRFLOW_MLOPS_SERVE_TOKEN"
+RETRY_FAILED_VERSION_SECONDS = 60.0
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+_encode = msgspec.json.Encoder().encode
+_JSON = [(b"content-type", b"application/json")]
+
+
+@dataclass
+class ServeConfig:
+    """How one serving process runs; passed to uvicorn workers through ``CONFIG_ENV`` (tokens excluded)."""
+
+    spec_path: str
+    tracking_uri: str
+    poll_seconds: float = 5.0
+    max_rows: int = 10_000
+    max_body_bytes: int = 16 * 1024 * 1024
+    log_predictions: bool = True
+    log_flush_rows: int = 10_000
+    log_flush_seconds: float = 5.0
+    onnx_threads: int = 1
+    require_token: bool = True
+    tokens: tuple[str, ...] = field(default=(), repr=False)
+
+    def to_env(self) -> str:
+        data = asdict(self)
+        data.pop("tokens")
+        return json.dumps(data)
+
+    @classmethod
+    def from_env(cls) -> ServeConfig:
+        raw = os.environ.get(CONFIG_ENV)
+        if not raw:
+            raise RuntimeError(f"{CONFIG_ENV} is not set: start the app with `airflow-mlops serve <spec>`")
+        config = cls(**json.loads(raw))
+        config.tokens = tokens_from_env()
+        config.check()
+        return config
+
+    def check(self) -> None:
+        if self.require_token and not self.tokens:
+            raise RuntimeError(
+                f"no bearer token: set {TOKEN_ENV} (comma-separated for several) or start with --no-auth"
+            )
+
+
+def tokens_from_env() -> tuple[str, ...]:
+    return tuple(t.strip() for t in os.environ.get(TOKEN_ENV, "").split(",") if t.strip())
+
+
+class ServingApp:
+    """ASGI app; ``load(version)`` gives a ``ServedModel``, ``probe()`` the champion's version now."""
+
+    def __init__(
+        self,
+        schema: InputSchema,
+        config: ServeConfig,
+        load: Callable[[str | None], ServedModel],
+        probe: Callable[[], str | None],
+        prediction_logger: PredictionLogger | None = None,
+        title: str = "airflow-mlops serving",
+    ) -> None:
+        config.check()
+        self.schema = schema
+        self.config = config
+        self.model: ServedModel | None = None
+        self.load_error: str | None = None
+        self.prediction_logger = prediction_logger
+        self._load = load
+        self._probe = probe
+        self._tokens = [t.encode() for t in config.tokens]
+        self._failed: tuple[str, float] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._openapi = _encode(openapi_document(schema, title, "1"))
+        self.responses: Counter[int] = Counter()
+        self.predictions = 0
+        self.swaps = 0
+        self._routes: dict[tuple[str, str], Callable[[Scope, Receive], Awaitable[tuple[int, bytes, list[Any]]]]] = {
+            ("POST", "/v1/predict"): self._predict,
+            ("POST", "/invocations"): self._predict,
+            ("GET", "/v1/model"): self._describe,
+            ("GET", "/health/live"): self._live,
+            ("GET", "/health/ready"): self._ready,
+            ("GET", "/metrics"): self._metrics,
+            ("GET", "/openapi.json"): self._openapi_json,
+        }
+        self._open = {"/health/live", "/health/ready", "/openapi.json"}
+
+    # -- model lifecycle --------------------------------------------------------------
+
+    async def refresh(self) -> bool:
+        """Swap to the champion if the alias moved; True when a new model now serves."""
+        try:
+            version = await asyncio.to_thread(self._probe)
+        except Exception as exc:  # registry unreachable: keep serving what we have
+            logger.warning("cannot ask the registry for the champion: %s", exc)
+            return False
+        current = self.model.version if self.model else None
+        if version is None or version == current:
+            return False
+        if (
+            self._failed
+            and self._failed[0] == version
+            and time.monotonic() - self._failed[1] < RETRY_FAILED_VERSION_SECONDS
+        ):
+            return False
+        try:
+            model = await asyncio.to_thread(self._load, version)
+        except Exception as exc:
+            self._failed = (version, time.monotonic())
+            self.load_error = f"v{version}: {exc}"
+            level = logging.WARNING if isinstance(exc, ModelLoadError) else logging.ERROR
+            logger.log(level, "not serving v%s (still serving v%s): %s", version, current, exc)
+            return False
+        self.model, self.load_error, self._failed = model, None, None
+        self.swaps += 1
+        logger.info("now serving %s v%s (was v%s)", model.name, model.version, current)
+        return True
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll_seconds)
+            await self.refresh()
+
+    async def startup(self) -> None:
+        await self.refresh()
+        if self.prediction_logger is not None:
+            self.prediction_logger.start()
+        self._watcher = asyncio.create_task(self._watch())
+
+    async def shutdown(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        if self.prediction_logger is not None:
+            await asyncio.to_thread(self.prediction_logger.close)
+            logger.info(
+                "prediction log closed: %d rows written in %d file(s)",
+                self.prediction_logger.written_rows,
+                len(self.prediction_logger.files),
+            )
+
+    # -- ASGI -------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        handler = self._routes.get((scope["method"], scope["path"]))
+        extra: list[Any] = []
+        if handler is None:
+            known = any(path == scope["path"] for _, path in self._routes)
+            status, body = (405, b'{"detail":"method not allowed"}') if known else (404, b'{"detail":"not found"}')
+        elif scope["path"] not in self._open and not self._authorized(scope):
+            status, body = 401, b'{"detail":"missing or wrong bearer token"}'
+            extra = [(b"www-authenticate", b"Bearer")]
+        else:
+            try:
+                status, body, extra = await handler(scope, receive)
+            except Exception:
+                logger.exception("unexpected error on %s %s", scope["method"], scope["path"])
+                status, body = 500, b'{"detail":"internal error; see the server log"}'
+        self.responses[status] += 1
+        await send({"type": "http.response.start", "status": status, "headers": _JSON + extra})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _authorized(self, scope: Scope) -> bool:
+        if not self.config.require_token:
+            return True
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                return scheme.lower() == b"bearer" and any(hmac.compare_digest(token.strip(), t) for t in self._tokens)
+        return False
+
+    async def _body(self, receive: Receive) -> bytes | None:
+        """The request body, or None when it exceeds ``max_body_bytes``."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.config.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    # -- handlers ---------------------------------------------------------------------
+
+    async def _predict(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
+        request_id = _request_id(scope)
+        echo = [(b"x-request-id", request_id.encode())]
+        model = self.model  # one read: the whole request uses this version, whatever swaps meanwhile
+        body = await self._body(receive)
+        if body is None:
+            return 413, _encode({"detail": f"body over {self.config.max_body_bytes} bytes"}), echo
+        if model is None:
+            return (
+                503,
+                _encode({"detail": f"no model loaded yet ({self.load_error or 'waiting for a champion'})"}),
+                echo,
+            )
+        try:
+            inputs = parse_body(body, self.schema)
+        except PayloadError as exc:
+            return 422, _encode({"detail": exc.errors, "request_id": request_id}), echo
+        predictions, scores = model.predict(inputs.feeds)
+        if self.prediction_logger is not None:
+            self.prediction_logger.append(request_id, model.version, inputs.features, predictions, scores, inputs.ids)
+        self.predictions += inputs.rows
+        answer: dict[str, Any] = {
+            "request_id": request_id,
+            "model_name": model.name,
+            "model_version": model.version,
+            "predictions": predictions.tolist(),
+        }
+        if scores is not None:
+            answer["scores"] = scores.tolist()
+        return 200, _encode(answer), echo
+
+    async def _describe(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
+        if self.model is None:
+            return 503, _encode({"detail": self.load_error or "no model loaded yet"}), []
+        return 200, _encode({**self.model.describe(), "required_fields": list(self.schema.required)}), []
+
+    async def _live(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
+        return 200, b'{"status":"alive"}', []
+
+    async def _ready(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
+        model = self.model
+        if model is None:
+            return 503, _encode({"status": "not ready", "detail": self.load_error or "no champion loaded yet"}), []
+        return 200, _encode({"status": "ready", "model_name": model.name, "model_version": model.version}), []
+
+    async def _openapi_json(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
+        return 200, self._openapi, []
+
+    async def _metrics(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
+        lines = ["# TYPE airflow_mlops_serving_responses_total counter"]
+        lines += [
+            f'airflow_mlops_serving_responses_total{{status="{s}"}} {n}' for s, n in sorted(self.responses.items())
+        ]
+        lines += [
+            "# TYPE airflow_mlops_serving_predictions_total counter",
+            f"airflow_mlops_serving_predictions_total {self.predictions}",
+            "# TYPE airflow_mlops_serving_model_swaps_total counter",
+            f"airflow_mlops_serving_model_swaps_total {self.swaps}",
+        ]
+        if self.model is not None:
+            lines += [
+                "# TYPE airflow_mlops_serving_model_info gauge",
+                f'airflow_mlops_serving_model_info{{model_name="{self.model.name}",'
+                f'model_version="{self.model.version}"}} 1',
+            ]
+        log = self.prediction_logger
+        if log is not None:
+            lines += [
+                "# TYPE airflow_mlops_prediction_log_rows_written_total counter",
+                f"airflow_mlops_prediction_log_rows_written_total {log.written_rows}",
+                "# TYPE airflow_mlops_prediction_log_rows_pending gauge",
+                f"airflow_mlops_prediction_log_rows_pending {log.pending_rows}",
+                "# TYPE airflow_mlops_prediction_log_rows_dropped_total counter",
+                f"airflow_mlops_prediction_log_rows_dropped_total {log.dropped_rows}",
+            ]
+        return 200, ("\n".join(lines) + "\n").encode(), [(b"content-type", b"text/plain; version=0.0.4")]
+
+
+def _request_id(scope: Scope) -> str:
+    for key, value in scope["headers"]:
+        if key == b"x-request-id":
+            text = value.decode("latin-1")
+            if 0 < len(text) <= 128 and text.isprintable():
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+def build_app(config: ServeConfig) -> ServingApp:
+    """The app for ``config``: the champion from the registry, predictions logged per the config."""
+    from airflow_mlops.core import settings
+    from airflow_mlops.core.spec import load_spec
+    from airflow_mlops.serving.model import champion_version, load_version
+
+    spec = load_spec(config.spec_path)
+    schema = InputSchema.from_spec(spec, max_rows=config.max_rows)
+    prediction_logger = None
+    if config.log_predictions:
+        prediction_logger = PredictionLogger(
+            settings.prediction_log_dir(spec.name),
+            spec.registered_model_name,
+            spec.data.id_column,
+            list(schema.model_numeric),
+            list(schema.categorical),
+            flush_rows=config.log_flush_rows,
+            flush_seconds=config.log_flush_seconds,
+        )
+    return ServingApp(
+        schema,
+        config,
+        load=lambda version: load_version(config.tracking_uri, spec, schema, version, config.onnx_threads),
+        probe=lambda: champion_version(config.tracking_uri, spec.registered_model_name),
+        prediction_logger=prediction_logger,
+        title=f"airflow-mlops serving: {spec.name} ({spec.registered_model_name})",
+    )
+
+
+def app_from_environment() -> ServingApp:
+    """Factory uvicorn calls in each worker (``--factory``)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    return build_app(ServeConfig.from_env())

@@ -1,0 +1,127 @@
+"""The champion as the serving app runs it: its ONNX graph in an ONNX Runtime session.
+
+The registry's ``champion`` alias names the version; the version's ``onnx_uri`` tag (set
+at registration only when ONNX parity with scikit-learn passed) names the graph. A
+version without it cannot be served, and loading refuses a graph whose inputs do not
+match the spec's model inputs, so a wrong model is never swapped in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from airflow_mlops.core import registry
+from airflow_mlops.core.spec import PipelineSpec
+from airflow_mlops.serving.payload import InputSchema
+
+
+class ModelLoadError(RuntimeError):
+    """The champion cannot be served (no champion, no ONNX graph, inputs that do not fit)."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded model version; immutable, so a request keeps the one it started with."""
+
+    name: str
+    version: str
+    run_id: str
+    task: str
+    onnx_uri: str
+    session: Any
+    input_types: dict[str, str]
+    loaded_at: str
+
+    def predict(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels (or regression values) and, for classifiers, the probability of the last class."""
+        outputs = self.session.run(None, feeds)
+        if self.task == "classification" and len(outputs) > 1:
+            return np.asarray(outputs[0]).reshape(-1), np.asarray(outputs[1], dtype=np.float64)[:, -1]
+        return np.asarray(outputs[0], dtype=np.float64).reshape(-1), None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model_name": self.name,
+            "model_version": self.version,
+            "run_id": self.run_id,
+            "task": self.task,
+            "onnx_uri": self.onnx_uri,
+            "inputs": self.input_types,
+            "loaded_at": self.loaded_at,
+        }
+
+
+def champion_version(tracking_uri: str, name: str) -> str | None:
+    """The version the ``champion`` alias points at now (one registry call), or None."""
+    current = registry.champion(tracking_uri, name)
+    return None if current is None else str(current.version)
+
+
+def session_from_bytes(onnx_bytes: bytes, threads: int = 1) -> Any:
+    """An ONNX Runtime session for serving: ``threads`` intra-op threads, one graph run at a time each."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def load_version(
+    tracking_uri: str, spec: PipelineSpec, schema: InputSchema, version: str | None = None, threads: int = 1
+) -> ServedModel:
+    """Load ``version`` of the spec's model (default: the champion) for serving."""
+    import mlflow
+
+    name = spec.registered_model_name
+    client = registry.client(tracking_uri)
+    if version is None:
+        current = registry.champion(tracking_uri, name)
+        if current is None:
+            raise ModelLoadError(f"model '{name}' has no champion yet; run the training DAG first")
+    else:
+        current = client.get_model_version(name, version)
+    onnx_uri = current.tags.get("onnx_uri")
+    if not onnx_uri:
+        raise ModelLoadError(
+            f"{name} v{current.version} has no ONNX graph that passed parity (tag onnx_uri); "
+            "it cannot be served: set packaging.onnx to required and retrain"
+        )
+    with tempfile.TemporaryDirectory(prefix="airflow-mlops-serve-") as tmp:
+        path = mlflow.artifacts.download_artifacts(artifact_uri=onnx_uri, dst_path=tmp, tracking_uri=tracking_uri)
+        with open(path if os.path.isfile(path) else os.path.join(path, "model.onnx"), "rb") as handle:
+            onnx_bytes = handle.read()
+    try:
+        session = session_from_bytes(onnx_bytes, threads)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelLoadError(f"{name} v{current.version}: ONNX Runtime cannot load {onnx_uri}: {exc}") from exc
+    input_types = {i.name: i.type for i in session.get_inputs()}
+    expected = set(schema.model_inputs)
+    if set(input_types) != expected:
+        raise ModelLoadError(
+            f"{name} v{current.version} takes inputs {sorted(input_types)} but the spec's model inputs are "
+            f"{sorted(expected)}: serve it with the spec it was trained with"
+        )
+    wrong = [
+        c for c in schema.model_inputs
+        if input_types[c] != ("tensor(string)" if c in schema.categorical else "tensor(float)")
+    ]  # fmt: skip
+    if wrong:
+        raise ModelLoadError(f"{name} v{current.version}: inputs {wrong} have types the spec does not declare")
+    return ServedModel(
+        name=name,
+        version=str(current.version),
+        run_id=str(current.run_id or ""),
+        task=spec.model.task,
+        onnx_uri=onnx_uri,
+        session=session,
+        input_types=input_types,
+        loaded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )

@@ -1,0 +1,152 @@
+"""The serving app's OpenAPI 3.1 document, built from the spec's inputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_mlops.serving.payload import InputSchema
+
+
+def _row_schema(schema: InputSchema) -> dict[str, Any]:
+    properties: dict[str, Any] = {c: {"type": ["number", "null"]} for c in schema.numeric}
+    properties.update({c: {"type": ["string", "null"]} for c in schema.categorical})
+    properties[schema.id_column] = {
+        "type": ["string", "integer", "null"],
+        "description": "Optional entity id, logged with the prediction (joins delayed labels).",
+    }
+    return {"type": "object", "required": list(schema.required), "properties": properties}
+
+
+def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str, Any]:
+    row = _row_schema(schema)
+    rows = {"type": "array", "items": row, "minItems": 1, "maxItems": schema.max_rows}
+    request = {
+        "oneOf": [
+            {"type": "object", "required": ["instances"], "properties": {"instances": rows}},
+            {"type": "object", "required": ["dataframe_records"], "properties": {"dataframe_records": rows}},
+            {
+                "type": "object",
+                "required": ["dataframe_split"],
+                "properties": {
+                    "dataframe_split": {
+                        "type": "object",
+                        "required": ["columns", "data"],
+                        "properties": {
+                            "columns": {"type": "array", "items": {"type": "string"}},
+                            "data": {"type": "array", "items": {"type": "array"}, "maxItems": schema.max_rows},
+                        },
+                    }
+                },
+            },
+            {
+                "type": "object",
+                "required": ["inputs"],
+                "properties": {
+                    "inputs": {
+                        "type": "object",
+                        "required": list(schema.required),
+                        "additionalProperties": {"type": "array"},
+                    }
+                },
+            },
+        ]
+    }
+    prediction = {
+        "type": "object",
+        "required": ["request_id", "model_name", "model_version", "predictions"],
+        "properties": {
+            "request_id": {"type": "string"},
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "predictions": {"type": "array", "items": {}},
+            "scores": {"type": "array", "items": {"type": "number"}, "description": "Probability of the last class."},
+        },
+    }
+    error = {
+        "type": "object",
+        "properties": {
+            "detail": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                        "msg": {"type": "string"},
+                        "type": {"type": "string"},
+                    },
+                },
+            }
+        },
+    }
+    message = {"type": "object", "properties": {"detail": {"type": "string"}}}
+
+    def json(schema_: dict[str, Any], description: str) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": schema_}}}
+
+    def ref(name: str) -> dict[str, str]:
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    predict = {
+        "summary": "Predict with the champion",
+        "security": [{"bearerAuth": []}],
+        "parameters": [
+            {
+                "name": "X-Request-ID",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 128},
+                "description": "Echoed back and logged; generated when absent.",
+            }
+        ],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("PredictRequest")}}},
+        "responses": {
+            "200": json(ref("PredictResponse"), "Predictions, model version, request id"),
+            "401": json(message, "Missing or wrong bearer token"),
+            "413": json(message, "Body too large"),
+            "422": json(ref("ValidationError"), "The body does not fit the model inputs"),
+            "503": json(message, "No model loaded yet"),
+        },
+    }  # fmt: skip
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": {
+            "/v1/predict": {"post": {**predict, "operationId": "predict"}},
+            "/invocations": {"post": {**predict, "operationId": "invocations", "summary": "Same as /v1/predict"}},
+            "/v1/model": {
+                "get": {
+                    "summary": "The model being served",
+                    "operationId": "model",
+                    "security": [{"bearerAuth": []}],
+                    "responses": {"200": json({"type": "object"}, "Name, version, inputs"), "401": json(message, "")},
+                }
+            },
+            "/health/live": {
+                "get": {"summary": "Liveness", "operationId": "live", "responses": {"200": json(message, "Alive")}}
+            },
+            "/health/ready": {
+                "get": {
+                    "summary": "Readiness: a model is loaded",
+                    "operationId": "ready",
+                    "responses": {"200": json({"type": "object"}, "Ready"), "503": json(message, "No model yet")},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "operationId": "metrics",
+                    "security": [{"bearerAuth": []}],
+                    "responses": {"200": {"description": "Text exposition format"}},
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "PredictRequest": request,
+                "PredictResponse": prediction,
+                "ValidationError": error,
+                "Row": row,
+            },
+        },
+    }

@@ -1,0 +1,245 @@
+"""Request bodies to model inputs, without pandas: the serving app's hot path.
+
+Three body shapes are accepted (the first two are also what ``mlflow models serve``
+takes, so one client can talk to both):
+
+- records: ``{"instances": [{"tenure_months": 3, "plan": "basic", ...}, ...]}``
+  (``dataframe_records`` is a synonym);
+- split: ``{"dataframe_split": {"columns": [...], "data": [[...], ...]}}``;
+- columns: ``{"inputs": {"tenure_months": [3, 40], "plan": ["basic", null]}}``.
+
+Every input feature must be present in every row; ``null`` is a missing value (imputed
+by the model like in training). Numbers must be JSON numbers, categories JSON strings.
+Other fields are ignored, except the spec's id column, which is logged with the
+prediction. What comes out equals ``packaging.onnx_feeds`` on the same rows (a unit test
+holds the two together): the same category clean-up, derived features and types.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from airflow_mlops.core.spec import PipelineSpec, check_arithmetic
+from airflow_mlops.core.training import MISSING_CATEGORY, derived_values
+
+BODY_KEYS = ("instances", "dataframe_records", "dataframe_split", "inputs")
+MAX_REPORTED_ERRORS = 20
+_NUMBER_TYPES: frozenset[type] = frozenset({int, float, type(None)})
+_TEXT_TYPES: frozenset[type] = frozenset({str, type(None)})
+_decoder = msgspec.json.Decoder()
+
+
+class PayloadError(ValueError):
+    """The body does not fit the model's inputs; ``errors`` says where and why (for a 422)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
+
+
+def _error(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
+    return {"loc": ["body", *loc], "msg": msg, "type": kind}
+
+
+@dataclass(frozen=True)
+class _Normalize:
+    strip: bool
+    lowercase: bool
+    mapping: dict[str, str]
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    """What a request must carry, and how it becomes model inputs (from the spec)."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    derived: tuple[tuple[str, ast.Expression], ...]
+    id_column: str
+    max_rows: int = 10_000
+    normalize: dict[str, tuple[_Normalize, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_spec(cls, spec: PipelineSpec, max_rows: int = 10_000) -> InputSchema:
+        features = spec.data.features
+        normalize: dict[str, list[_Normalize]] = {}
+        for rule in spec.cleaning.normalize:
+            for column in rule.columns:
+                normalize.setdefault(column, []).append(_Normalize(rule.strip, rule.lowercase, dict(rule.mapping)))
+        return cls(
+            numeric=tuple(features.numeric),
+            categorical=tuple(features.categorical),
+            derived=tuple((n, check_arithmetic(e, set(features.numeric))) for n, e in features.derived.items()),
+            id_column=spec.data.id_column,
+            max_rows=max_rows,
+            normalize={c: tuple(rules) for c, rules in normalize.items()},
+        )
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return (*self.numeric, *self.categorical)
+
+    @property
+    def model_numeric(self) -> tuple[str, ...]:
+        return (*self.numeric, *(name for name, _ in self.derived))
+
+    @property
+    def model_inputs(self) -> tuple[str, ...]:
+        return (*self.model_numeric, *self.categorical)
+
+
+@dataclass
+class ModelInputs:
+    """One request's rows as model inputs: ``features`` for the log, ``feeds`` for ONNX Runtime."""
+
+    rows: int
+    features: dict[str, np.ndarray]
+    feeds: dict[str, np.ndarray]
+    ids: list[Any] | None
+
+
+def parse_body(body: bytes, schema: InputSchema) -> ModelInputs:
+    """Decode and check a request body; raise ``PayloadError`` naming every problem found."""
+    try:
+        document = _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise PayloadError([_error([], f"body is not valid JSON: {exc}", "json_invalid")]) from None
+    columns, rows = _columns(document, schema)
+    return build_inputs(columns, rows, schema)
+
+
+def _columns(document: Any, schema: InputSchema) -> tuple[dict[str, list[Any]], int]:
+    """The needed columns of the body, whatever its shape, with presence checked."""
+    if not isinstance(document, dict):
+        raise PayloadError([_error([], f"expected a JSON object with one of {list(BODY_KEYS)}", "object_expected")])
+    keys = [k for k in BODY_KEYS if k in document]
+    if len(keys) != 1:
+        found = f"found {keys}" if keys else f"found keys {sorted(document)[:10]}"
+        raise PayloadError([_error([], f"expected exactly one of {list(BODY_KEYS)}; {found}", "shape_invalid")])
+    key = keys[0]
+    wanted = [*schema.required, schema.id_column]
+    if key in ("instances", "dataframe_records"):
+        records = document[key]
+        if not isinstance(records, list):
+            raise PayloadError([_error([key], "expected a list of objects, one per row", "list_expected")])
+        _check_rows(len(records), [key], schema)
+        errors = []
+        required = frozenset(schema.required)
+        for index, record in enumerate(records):
+            if not isinstance(record, dict):
+                errors.append(_error([key, index], "expected an object (one row)", "object_expected"))
+            elif not required.issubset(record):
+                missing = [c for c in schema.required if c not in record]
+                errors.append(_error([key, index], f"missing field(s) {missing}", "missing"))
+            if len(errors) >= MAX_REPORTED_ERRORS:
+                break
+        if errors:
+            raise PayloadError(errors)
+        columns = {c: [r[c] for r in records] for c in schema.required}
+        if any(schema.id_column in r for r in records):
+            columns[schema.id_column] = [r.get(schema.id_column) for r in records]
+        return columns, len(records)
+    if key == "dataframe_split":
+        split = document[key]
+        if (
+            not isinstance(split, dict)
+            or not isinstance(split.get("columns"), list)
+            or not isinstance(split.get("data"), list)
+        ):
+            raise PayloadError([_error([key], "expected {'columns': [...], 'data': [[...], ...]}", "shape_invalid")])
+        names, data = split["columns"], split["data"]
+        missing = [c for c in schema.required if c not in names]
+        if missing:
+            raise PayloadError([_error([key, "columns"], f"missing column(s) {missing}", "missing")])
+        _check_rows(len(data), [key, "data"], schema)
+        bad = [i for i, row in enumerate(data) if not isinstance(row, list) or len(row) != len(names)]
+        if bad:
+            raise PayloadError(
+                [_error([key, "data", i], f"expected a list of {len(names)} values", "shape_invalid")
+                 for i in bad[:MAX_REPORTED_ERRORS]]
+            )  # fmt: skip
+        position = {name: i for i, name in enumerate(names)}
+        return {c: [row[position[c]] for row in data] for c in wanted if c in position}, len(data)
+    inputs = document[key]
+    if not isinstance(inputs, dict):
+        raise PayloadError([_error([key], "expected an object of column name -> list of values", "object_expected")])
+    missing = [c for c in schema.required if c not in inputs]
+    if missing:
+        raise PayloadError([_error([key], f"missing column(s) {missing}", "missing")])
+    columns = {c: inputs[c] for c in wanted if c in inputs}
+    not_lists = [c for c, v in columns.items() if not isinstance(v, list)]
+    if not_lists:
+        raise PayloadError([_error([key, c], "expected a list of values", "list_expected") for c in not_lists])
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        raise PayloadError([_error([key], f"columns differ in length: { {c: len(v) for c, v in columns.items()} }",
+                                   "shape_invalid")])  # fmt: skip
+    rows = lengths.pop()
+    _check_rows(rows, [key], schema)
+    return columns, rows
+
+
+def _check_rows(rows: int, loc: list[Any], schema: InputSchema) -> None:
+    if rows == 0:
+        raise PayloadError([_error(loc, "no rows to predict", "empty")])
+    if rows > schema.max_rows:
+        raise PayloadError([_error(loc, f"{rows} rows; at most {schema.max_rows} per request", "too_long")])
+
+
+def _type_errors(values: list[Any], column: str, allowed: frozenset[type], expected: str) -> list[dict[str, Any]]:
+    bad = [i for i, v in enumerate(values) if type(v) not in allowed]
+    return [
+        _error(["rows", i, column], f"expected {expected} or null, got {msgspec.json.encode(values[i]).decode()[:60]}",
+               "type_error")
+        for i in bad[:MAX_REPORTED_ERRORS]
+    ]  # fmt: skip
+
+
+def _clean_category(value: str | None, rules: tuple[_Normalize, ...]) -> str:
+    if value is None:
+        return MISSING_CATEGORY
+    for rule in rules:
+        if rule.strip:
+            value = value.strip()
+        if rule.lowercase:
+            value = value.lower()
+        value = rule.mapping.get(value, value)
+    return value
+
+
+def build_inputs(columns: dict[str, list[Any]], rows: int, schema: InputSchema) -> ModelInputs:
+    """Type-check the feature columns and turn them into log columns and ONNX feeds."""
+    errors: list[dict[str, Any]] = []
+    features: dict[str, np.ndarray] = {}
+    for column in schema.numeric:
+        values = columns[column]
+        if not set(map(type, values)) <= _NUMBER_TYPES:
+            errors += _type_errors(values, column, _NUMBER_TYPES, "a number")
+            continue
+        try:
+            features[column] = np.array(values, dtype=np.float64)
+        except OverflowError:
+            errors.append(_error(["rows", column], "a number is too large for float64", "type_error"))
+    for column in schema.categorical:
+        values = columns[column]
+        if not set(map(type, values)) <= _TEXT_TYPES:
+            errors += _type_errors(values, column, _TEXT_TYPES, "a string")
+            continue
+        rules = schema.normalize.get(column, ())
+        if rules:
+            cleaned = [_clean_category(v, rules) for v in values]
+        else:
+            cleaned = [MISSING_CATEGORY if v is None else v for v in values]
+        features[column] = np.array(cleaned, dtype=object)
+    if errors:
+        raise PayloadError(errors[:MAX_REPORTED_ERRORS])
+    for name, tree in schema.derived:
+        features[name] = derived_values(tree, features, rows)
+    feeds = {c: features[c].astype(np.float32).reshape(-1, 1) for c in schema.model_numeric}
+    feeds.update({c: features[c].reshape(-1, 1) for c in schema.categorical})
+    return ModelInputs(rows=rows, features=features, feeds=feeds, ids=columns.get(schema.id_column))

@@ -1,0 +1,348 @@
+"""The serving app in process: payload checks, ONNX predictions, auth, health, hot swap, logging."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from airflow_mlops.core import registry, settings, tables
+from airflow_mlops.core.packaging import onnx_feeds
+from airflow_mlops.core.spec import load_spec, parse_spec
+from airflow_mlops.serving.app import ServeConfig, ServingApp, build_app
+from airflow_mlops.serving.inprocess import call
+from airflow_mlops.serving.model import ModelLoadError
+from airflow_mlops.serving.payload import InputSchema, PayloadError, parse_body
+from tests.conftest import EXAMPLE_SPEC
+from tests.unit.test_stages import _land_and_claim, _train
+
+pytestmark = pytest.mark.unit
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _rows(n: int, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    plans, regions, payments = ["basic", "standard", "premium"], ["north", "south", "east", "west"], ["card", "bank"]
+    return [
+        {
+            "customer_id": f"c{seed}-{i}",
+            "tenure_months": int(rng.integers(0, 100)),
+            "monthly_charges": float(rng.uniform(10, 200)),
+            "support_calls": int(rng.integers(0, 8)),
+            "usage_gb": None if i % 7 == 0 else float(rng.uniform(0, 50)),
+            "plan": plans[i % 3],
+            "region": None if i % 11 == 0 else regions[i % 4],
+            "payment_method": payments[i % 2],
+        }
+        for i in range(n)
+    ]
+
+
+# -- payload: the hot path equals the training-time feature code ------------------------
+
+
+def _spec_with_derived_and_normalisation():
+    text = Path(EXAMPLE_SPEC).read_text()
+    text = text.replace(
+        "    categorical: [plan, region, payment_method]",
+        "    categorical: [plan, region, payment_method]\n"
+        "    derived: {charge_per_month: 'monthly_charges / tenure_months', calls_x2: 'support_calls * 2 - 1'}",
+    )
+    text += "\ncleaning:\n  normalize:\n"
+    text += "    - {columns: [plan], strip: true, lowercase: true, mapping: {gold: premium}}\n"
+    return parse_spec(text)
+
+
+def test_request_rows_become_exactly_the_onnx_feeds_training_code_builds():
+    spec = _spec_with_derived_and_normalisation()
+    rows = _rows(200, seed=3)
+    rows[0]["plan"], rows[1]["plan"], rows[2]["tenure_months"] = "  BASIC ", "Gold", 0  # clean-up, x/0
+    schema = InputSchema.from_spec(spec)
+    inputs = parse_body(json.dumps({"instances": rows}).encode(), schema)
+    expected = onnx_feeds(pd.DataFrame.from_records(rows), spec)
+    assert list(inputs.feeds) == list(expected) == list(spec.data.features.model_inputs)
+    for column, values in expected.items():
+        got = inputs.feeds[column]
+        assert got.shape == values.shape == (200, 1) and got.dtype == values.dtype, column
+        if values.dtype == np.float32:
+            np.testing.assert_array_equal(got, values)  # NaN == NaN here
+        else:
+            assert got.ravel().tolist() == values.ravel().tolist(), column
+    assert inputs.feeds["plan"][0, 0] == "basic" and inputs.feeds["plan"][1, 0] == "premium"
+    assert np.isnan(inputs.feeds["charge_per_month"][2, 0])  # divided by zero: missing, like training
+    assert inputs.ids == [r["customer_id"] for r in rows]
+
+
+def test_the_three_body_shapes_give_the_same_inputs(spec):
+    schema = InputSchema.from_spec(spec)
+    rows = _rows(20)
+    columns = list(rows[0])
+    shapes = [
+        {"instances": rows},
+        {"dataframe_records": rows},
+        {"dataframe_split": {"columns": columns, "data": [[r[c] for c in columns] for r in rows]}},
+        {"inputs": {c: [r[c] for r in rows] for c in columns}},
+    ]
+    parsed = [parse_body(json.dumps(body).encode(), schema) for body in shapes]
+    for other in parsed[1:]:
+        for column in schema.model_inputs:
+            np.testing.assert_array_equal(other.feeds[column], parsed[0].feeds[column])
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "expected a JSON object"),
+        (b'{"rows": []}', "expected exactly one of"),
+        (b'{"instances": [], "inputs": {}}', "expected exactly one of"),
+        (b'{"instances": []}', "no rows to predict"),
+        (b'{"instances": {"a": 1}}', "expected a list of objects"),
+        (b'{"instances": [3]}', "expected an object (one row)"),
+        (b'{"dataframe_split": {"columns": ["plan"], "data": [["basic"]]}}', "missing column(s)"),
+        (b'{"inputs": {"tenure_months": 3}}', "missing column(s)"),
+    ],
+)
+def test_malformed_bodies_are_refused_with_the_reason(spec, body, fragment):
+    with pytest.raises(PayloadError) as info:
+        parse_body(body, InputSchema.from_spec(spec))
+    assert fragment in str(info.value)
+    assert all(e["loc"][0] == "body" and e["msg"] and e["type"] for e in info.value.errors)
+
+
+def test_wrong_types_name_the_row_and_column(spec):
+    rows = _rows(5)
+    rows[1]["tenure_months"] = "12"  # a string where a number belongs: never coerced silently
+    rows[3]["plan"] = 7
+    rows[4]["support_calls"] = True
+    del rows[2]["region"]
+    schema = InputSchema.from_spec(spec)
+    with pytest.raises(PayloadError) as info:
+        parse_body(json.dumps({"instances": rows}).encode(), schema)
+    assert [e["loc"] for e in info.value.errors] == [["body", "instances", 2]]
+    assert "missing field(s) ['region']" in info.value.errors[0]["msg"]
+    rows[2]["region"] = "north"
+    with pytest.raises(PayloadError) as info:
+        parse_body(json.dumps({"instances": rows}).encode(), schema)
+    where = {tuple(e["loc"][2:]): e["msg"] for e in info.value.errors}
+    assert where == {
+        (1, "tenure_months"): 'expected a number or null, got "12"',
+        (4, "support_calls"): "expected a number or null, got true",
+        (3, "plan"): "expected a string or null, got 7",
+    }
+
+
+def test_too_many_rows_are_refused(spec):
+    schema = InputSchema.from_spec(spec, max_rows=10)
+    with pytest.raises(PayloadError, match="11 rows; at most 10 per request"):
+        parse_body(json.dumps({"instances": _rows(11)}).encode(), schema)
+
+
+# -- the app around a real champion -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A champion (v1) and a second version (v2) in a SQLite registry; v1 holds the alias."""
+    home = tmp_path_factory.mktemp("serving")
+    with pytest.MonkeyPatch.context() as patch:
+        for var in ("AIRFLOW_MLOPS_LANDING_ROOT", "AIRFLOW_MLOPS_ARTIFACT_ROOT"):
+            patch.delenv(var, raising=False)
+        patch.setenv("AIRFLOW_MLOPS_HOME", str(home / "home"))
+        spec = load_spec(EXAMPLE_SPEC)
+        tracking_uri = f"sqlite:///{home}/mlflow.db"
+        _land_and_claim(spec, "training", seed=1)
+        gate = _train(spec, tracking_uri, "run-1")
+        registry.promote(tracking_uri, spec.registered_model_name, gate["version"], "first", "test")
+        _land_and_claim(spec, "training", seed=2, day=2)
+        second = _train(spec, tracking_uri, "run-2", force=True)
+        assert (gate["version"], second["version"]) == ("1", "2")
+        yield spec, tracking_uri
+        registry.promote(tracking_uri, spec.registered_model_name, "1", "reset", "test")
+
+
+def _app(served, **overrides) -> ServingApp:
+    _, tracking_uri = served
+    config = ServeConfig(spec_path=str(EXAMPLE_SPEC), tracking_uri=tracking_uri, tokens=(TOKEN,), **overrides)
+    return build_app(config)
+
+
+def _run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_predictions_match_the_registered_scikit_learn_model(served):
+    spec, tracking_uri = served
+    app = _app(served, log_predictions=False)
+    rows = _rows(100, seed=9)
+
+    async def scenario():
+        await app.startup()
+        try:
+            return await call(app, "POST", "/v1/predict", json.dumps({"instances": rows}).encode(),
+                              {**AUTH, "X-Request-ID": "req-42"})  # fmt: skip
+        finally:
+            await app.shutdown()
+
+    status, headers, body = _run(scenario())
+    assert status == 200, body
+    answer = json.loads(body)
+    assert answer["request_id"] == headers["x-request-id"] == "req-42"
+    assert (answer["model_name"], answer["model_version"]) == (spec.registered_model_name, "1")
+    sklearn_model = registry.load_model(tracking_uri, f"models:/{spec.registered_model_name}/1")
+    from airflow_mlops.core.training import feature_frame
+
+    features = feature_frame(pd.DataFrame.from_records(rows), spec)
+    np.testing.assert_allclose(answer["scores"], sklearn_model.predict_proba(features)[:, -1], atol=1e-5)
+    assert answer["predictions"] == sklearn_model.predict(features).tolist()
+
+
+def test_auth_health_openapi_and_errors(served):
+    app = _app(served, log_predictions=False, max_body_bytes=50_000)
+    good = json.dumps({"instances": _rows(3)}).encode()
+
+    async def scenario():
+        results = {"before": await call(app, "GET", "/health/ready")}
+        await app.startup()
+        try:
+            results["no_token"] = await call(app, "POST", "/v1/predict", good)
+            results["wrong_token"] = await call(app, "POST", "/v1/predict", good, {"Authorization": "Bearer nope"})
+            results["basic"] = await call(app, "POST", "/v1/predict", good, {"Authorization": f"Basic {TOKEN}"})
+            results["ok"] = await call(app, "POST", "/invocations", good, AUTH)
+            results["bad"] = await call(app, "POST", "/v1/predict", b'{"instances": [{"plan": 1}]}', AUTH)
+            results["big"] = await call(app, "POST", "/v1/predict", b"x" * 60_000, AUTH)
+            results["live"] = await call(app, "GET", "/health/live")
+            results["ready"] = await call(app, "GET", "/health/ready")
+            results["model"] = await call(app, "GET", "/v1/model", headers=AUTH)
+            results["openapi"] = await call(app, "GET", "/openapi.json")
+            results["metrics"] = await call(app, "GET", "/metrics", headers=AUTH)
+            results["missing"] = await call(app, "GET", "/nope")
+            results["method"] = await call(app, "GET", "/v1/predict", headers=AUTH)
+        finally:
+            await app.shutdown()
+        return results
+
+    r = _run(scenario())
+    assert r["before"][0] == 503  # not ready before a model is loaded
+    for key in ("no_token", "wrong_token", "basic"):
+        assert r[key][0] == 401 and r[key][1]["www-authenticate"] == "Bearer", key
+    assert r["ok"][0] == 200 and len(json.loads(r["ok"][2])["predictions"]) == 3
+    assert r["bad"][0] == 422
+    detail = json.loads(r["bad"][2])["detail"]
+    assert detail[0]["type"] == "missing" and "tenure_months" in detail[0]["msg"]
+    assert r["big"][0] == 413
+    assert r["live"][0] == 200
+    assert r["ready"][0] == 200 and json.loads(r["ready"][2])["model_version"] == "1"
+    model = json.loads(r["model"][2])
+    assert model["inputs"]["plan"] == "tensor(string)" and model["inputs"]["tenure_months"] == "tensor(float)"
+    document = json.loads(r["openapi"][2])
+    assert document["openapi"].startswith("3.1") and "/v1/predict" in document["paths"]
+    row = document["components"]["schemas"]["Row"]
+    assert set(row["required"]) == set(["tenure_months", "monthly_charges", "support_calls", "usage_gb",
+                                        "plan", "region", "payment_method"])  # fmt: skip
+    assert 'airflow_mlops_serving_responses_total{status="401"} 3' in r["metrics"][2].decode()
+    assert (r["missing"][0], r["method"][0]) == (404, 405)
+
+
+def test_the_app_refuses_to_start_without_a_token_unless_told(served):
+    _, tracking_uri = served
+    with pytest.raises(RuntimeError, match="AIRFLOW_MLOPS_SERVE_TOKEN"):
+        build_app(ServeConfig(spec_path=str(EXAMPLE_SPEC), tracking_uri=tracking_uri))
+    app = build_app(ServeConfig(spec_path=str(EXAMPLE_SPEC), tracking_uri=tracking_uri, require_token=False))
+    assert app._authorized({"headers": []})
+
+
+def test_hot_swap_under_concurrent_requests_fails_nothing(served):
+    spec, tracking_uri = served
+    name = spec.registered_model_name
+    app = _app(served, log_predictions=False)
+    body = json.dumps({"instances": _rows(10)}).encode()
+
+    async def client(stop: asyncio.Event, answers: list):
+        while not stop.is_set():
+            answers.append(await call(app, "POST", "/v1/predict", body, AUTH))
+            await asyncio.sleep(0)
+
+    async def scenario():
+        await app.startup()
+        answers: list = []
+        stop = asyncio.Event()
+        clients = [asyncio.create_task(client(stop, answers)) for _ in range(8)]
+        try:
+            await asyncio.sleep(0.2)
+            await asyncio.to_thread(registry.promote, tracking_uri, name, "2", "swap test", "test")
+            swapped = await app.refresh()  # what the watcher does every poll_seconds
+            await asyncio.sleep(0.2)
+        finally:
+            stop.set()
+            await asyncio.gather(*clients)
+            await asyncio.to_thread(registry.promote, tracking_uri, name, "1", "swap test back", "test")
+            await app.shutdown()
+        return swapped, answers
+
+    swapped, answers = _run(scenario())
+    assert swapped and app.swaps == 2  # the first load, then the swap
+    assert [a[0] for a in answers if a[0] != 200] == []
+    versions = [json.loads(a[2])["model_version"] for a in answers]
+    assert set(versions) == {"1", "2"} and versions.index("2") > 0
+    assert versions == sorted(versions)  # once v2 answers, v1 never does again
+
+
+def test_a_version_that_cannot_load_is_not_swapped_in(served, monkeypatch):
+    spec, tracking_uri = served
+    app = _app(served, log_predictions=False)
+    _run(app.refresh())
+    assert app.model.version == "1"
+    client = registry.client(tracking_uri)
+    name = spec.registered_model_name
+    original = client.get_model_version(name, "2").tags["onnx_uri"]
+    client.delete_model_version_tag(name, "2", "onnx_uri")
+    try:
+        registry.promote(tracking_uri, name, "2", "no onnx", "test")
+        assert not _run(app.refresh())
+        assert app.model.version == "1" and "has no ONNX graph" in app.load_error
+        with pytest.raises(ModelLoadError, match="has no ONNX graph"):
+            app._load("2")
+    finally:
+        client.set_model_version_tag(name, "2", "onnx_uri", original)
+        registry.promote(tracking_uri, name, "1", "back", "test")
+
+
+def test_every_prediction_is_logged_and_shutdown_flushes(served):
+    spec, _ = served
+    app = _app(served, log_flush_rows=1_000_000, log_flush_seconds=3600)
+    bodies = [json.dumps({"instances": _rows(n, seed=n)}).encode() for n in (1, 7, 100)]
+
+    async def scenario():
+        await app.startup()
+        try:
+            return [await call(app, "POST", "/v1/predict", b, AUTH) for b in bodies]
+        finally:
+            await app.shutdown()  # nothing was flushed yet: shutdown must write all 108 rows
+
+    before = set(_log_files(spec))
+    answers = _run(scenario())
+    new = sorted(set(_log_files(spec)) - before)
+    assert len(new) == 1 and "/date=" in new[0]
+    log = tables.read_table(new[0])
+    assert len(log) == 108
+    ids = [json.loads(a[2])["request_id"] for a in answers]
+    assert log.groupby("request_id", sort=False)["row"].max().to_dict() == {ids[0]: 0, ids[1]: 6, ids[2]: 99}
+    last = log[log["request_id"] == ids[2]].sort_values("row")
+    np.testing.assert_allclose(last["score"], json.loads(answers[2][2])["scores"])
+    assert last["customer_id"].tolist() == [r["customer_id"] for r in _rows(100, seed=100)]
+    assert set(log["model_version"]) == {"1"} and set(log["source_uri"]) == {"serving"}
+    assert {*spec.data.features.model_inputs, "prediction", "score", "logged_at"} <= set(log.columns)
+    assert log.loc[log["region"].isna() | (log["region"] == ""), "region"].eq("").all()
+
+
+def _log_files(spec) -> list[str]:
+    from airflow_mlops.core import storage
+
+    return storage.list_files_recursive(settings.prediction_log_dir(spec.name), (".parquet",))
