@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import shutil
+import tempfile
 import uuid
-from dataclasses import asdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 from airflow_mlops.core import registry, settings, storage, tables
 from airflow_mlops.core.errors import NothingToProcessError
@@ -18,14 +25,17 @@ logger = logging.getLogger(__name__)
 def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id: str) -> dict[str, Any]:
     """Score ``uris`` with the champion; write predictions and one log record per prediction.
 
+    Each file is read, scored and logged ``spec.scoring.chunk_rows`` rows at a time (Parquet
+    record batches; CSV and JSON Lines are first converted chunk by chunk to a temporary
+    Parquet file, typed like ingestion types them), so memory stays bounded by the chunk
+    whatever the file's size. A file passes validation whole, read column by column, before
+    any of its rows is scored. Every log (one per input file, one row group per chunk) and
+    every labeled-feedback copy is written under a temporary name and published only once
+    all inputs are scored: a failure leaves no partial log behind.
+
     Batches that already carry the label (ground truth known) are also copied into the
     labeled history, so the next training run learns from them.
     """
-    import pandas as pd
-
-    from airflow_mlops.core.training import feature_frame
-    from airflow_mlops.core.validation import validate_batch
-
     if not uris:
         raise ValueError(f"nothing to score for pipeline '{spec.name}': no input URIs")
     name = spec.registered_model_name
@@ -39,35 +49,25 @@ def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id
     log_folder = settings.join(settings.prediction_log_dir(spec.name), f"date={logged_at:%Y-%m-%d}")
     run_folder = settings.run_dir(spec.name, run_id, "score")
     log_uris, feedback, rows = [], [], 0
-    for index, uri in enumerate(uris):
-        batch = tables.read_table(uri)
-        has_label = spec.data.label in batch.columns
-        validate_batch(batch, spec, require_label=False)
-        features = feature_frame(batch, spec)
-        log = pd.DataFrame(
-            {
-                "request_id": [uuid.uuid4().hex for _ in range(len(batch))],
-                "logged_at": logged_at,
-                "model_name": name,
-                "model_version": str(current.version),
-                "source_uri": uri,
-                spec.data.id_column: batch[spec.data.id_column].to_numpy(),
-            }
-        )
-        log = pd.concat([log, features.reset_index(drop=True)], axis=1)
-        log["prediction"] = model.predict(features)
-        if hasattr(model, "predict_proba"):
-            log["score"] = model.predict_proba(features)[:, -1]
-        # Names sort by time: monitoring reads "the latest" logs by name.
-        log_name = f"part-{logged_at:%Y%m%dT%H%M%S%f}-{settings.safe_segment(run_id)}-{index:04d}.parquet"
-        log_uri = settings.join(log_folder, log_name)
-        tables.write_parquet(log, log_uri)
-        log_uris.append(log_uri)
-        rows += len(batch)
-        if has_label and _labels_valid(batch, spec):
-            target = settings.join(settings.lake_dir(spec.name, "labeled"), uri.rsplit("/", 1)[-1])
-            tables.write_parquet(batch, target)
-            feedback.append(target)
+    staged: list[tuple[str, str]] = []  # (local temporary file, where it is published)
+    with tempfile.TemporaryDirectory(prefix="airflow-mlops-score-") as tmp:
+        for index, uri in enumerate(uris):
+            with _as_parquet(uri, spec, tmp) as path:
+                labels_ok = _validate_file(path, spec)
+                # Names sort by time: monitoring reads "the latest" logs by name.
+                log_name = f"part-{logged_at:%Y%m%dT%H%M%S%f}-{settings.safe_segment(run_id)}-{index:04d}.parquet"
+                log_path = os.path.join(tmp, f"log-{index:04d}.parquet")
+                context = _LogContext(name, str(current.version), uri, logged_at)
+                rows += _score_file(path, log_path, model, spec, context)
+                staged.append((log_path, settings.join(log_folder, log_name)))
+                log_uris.append(staged[-1][1])
+                if labels_ok:
+                    copy = os.path.join(tmp, f"feedback-{index:04d}.parquet")
+                    shutil.copyfile(path, copy)
+                    staged.append((copy, settings.join(settings.lake_dir(spec.name, "labeled"), _feedback_name(uri))))
+                    feedback.append(staged[-1][1])
+        for local, target in staged:
+            storage.move_file(local, target)  # renamed (or uploaded) into place, never seen half written
     summary = {
         "model_name": name,
         "model_version": str(current.version),
@@ -80,16 +80,142 @@ def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id
     return summary
 
 
-def _labels_valid(batch: Any, spec: PipelineSpec) -> bool:
-    """A scored batch joins the training history only if it passes the full suite, label included."""
-    from airflow_mlops.core.validation import DataValidationError, validate_batch
+@dataclass(frozen=True)
+class _LogContext:
+    """What every log row of one input file shares."""
 
+    model_name: str
+    model_version: str
+    source_uri: str
+    logged_at: dt.datetime
+
+
+def _feedback_name(uri: str) -> str:
+    """The labeled-history copy is Parquet, whatever the input's format."""
+    base = uri.rsplit("/", 1)[-1]
+    if base.lower().endswith((".parquet", ".pq")):
+        return base
+    stem = base.split(".", 1)[0] or "batch"
+    return f"{stem}.parquet"
+
+
+@contextmanager
+def _as_parquet(uri: str, spec: PipelineSpec, tmp: str) -> Iterator[str]:
+    """A local Parquet file holding ``uri``'s rows: the file itself, or a chunkwise conversion.
+
+    CSV (with ``data.source.csv``'s parsing options) and JSON Lines are read in chunks as
+    ingestion reads them and cast to the declared column types.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_mlops.core import ingest
+
+    if ingest.format_of(uri, None) == "parquet":
+        with storage.local_copy(uri) as path:
+            yield path
+        return
+    source = spec.data.source.model_copy(update={"format": None, "chunk_rows": spec.scoring.chunk_rows})
+    path = os.path.join(tmp, f"input-{uuid.uuid4().hex}.parquet")
+    writer: pq.ParquetWriter | None = None
+    schema: pa.Schema | None = None
     try:
-        validate_batch(batch, spec, require_label=True)
-    except DataValidationError as exc:
-        logger.warning("scored batch not added to the labeled history: %s", exc)
-        return False
-    return True
+        for raw in ingest.read_chunks(uri, source):
+            table = pa.Table.from_pandas(ingest.cast_declared(raw, spec.declared_types, uri), preserve_index=False)
+            if writer is None:
+                schema = table.schema
+                writer = pq.ParquetWriter(path, schema)
+            writer.write_table(table.cast(schema))
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ingest.IngestError("no data rows (only a header?)", uri)
+    try:
+        yield path
+    finally:
+        os.remove(path)
+
+
+def _validate_file(path: str, spec: PipelineSpec) -> bool:
+    """Validate the whole file, column by column; raise if it cannot be scored.
+
+    Returns whether its labels are valid too (it carries the label and passes the full
+    suite, label included): only then does it join the labeled history.
+    """
+    from airflow_mlops.core.validation import DataValidationError, validate_batch
+    from airflow_mlops.core.validation_plan import parquet_source
+
+    with parquet_source(path) as source:
+        if spec.data.label not in source.columns:
+            validate_batch(source, spec, require_label=False)
+            return False
+        try:
+            validate_batch(source, spec, require_label=True)
+            return True
+        except DataValidationError as exc:
+            # Fails without the label too? Then the batch cannot be scored: that error is raised.
+            validate_batch(source, spec, require_label=False)
+            logger.warning("scored batch not added to the labeled history: %s", exc)
+            return False
+
+
+def _score_file(path: str, out_path: str, model: Any, spec: PipelineSpec, context: _LogContext) -> int:
+    """Score the Parquet file at ``path`` chunk by chunk into the log at ``out_path`` (a row group per chunk)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = list(dict.fromkeys([spec.data.id_column, *spec.data.features.all]))
+    writer: pq.ParquetWriter | None = None
+    schema: pa.Schema | None = None
+    rows = 0
+    try:
+        with open(path, "rb") as handle:
+            # pre_buffer=False: pyarrow would otherwise keep every row group it read until the file closes.
+            parquet = pq.ParquetFile(handle, pre_buffer=False)
+            for batch in parquet.iter_batches(batch_size=spec.scoring.chunk_rows, columns=columns):
+                log = prediction_log_frame(batch.to_pandas(), model, spec, context)
+                table = pa.Table.from_pandas(log, preserve_index=False)
+                if writer is None:
+                    schema = table.schema
+                    writer = pq.ParquetWriter(out_path, schema)
+                writer.write_table(table.cast(schema), row_group_size=max(len(table), 1))
+                rows += len(table)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValueError(f"{context.source_uri}: no rows to score")
+    return rows
+
+
+def prediction_log_frame(frame: Any, model: Any, spec: PipelineSpec, context: _LogContext) -> Any:
+    """The prediction log of one chunk of a batch: one row per input row, each its own request.
+
+    Columns: request_id, row, logged_at, model_name, model_version, source_uri, the id
+    column, the model inputs (``feature_frame``), prediction and (classifiers) score.
+    """
+    import pandas as pd
+
+    from airflow_mlops.core.training import feature_frame
+
+    features = feature_frame(frame, spec)
+    log = pd.DataFrame(
+        {
+            "request_id": [uuid.uuid4().hex for _ in range(len(frame))],
+            "row": np.zeros(len(frame), dtype="int64"),  # each batch row is a request of one row
+            "logged_at": context.logged_at,
+            "model_name": context.model_name,
+            "model_version": context.model_version,
+            "source_uri": context.source_uri,
+            spec.data.id_column: frame[spec.data.id_column].to_numpy(),
+        }
+    )
+    log = pd.concat([log, features.reset_index(drop=True)], axis=1)
+    log["prediction"] = model.predict(features)
+    if hasattr(model, "predict_proba"):
+        log["score"] = model.predict_proba(features)[:, -1]
+    return log
 
 
 def _prediction_drift(

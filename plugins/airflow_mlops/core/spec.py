@@ -534,6 +534,16 @@ class MonitoringSpec(_Strict):
     lookback_batches: int = Field(default=1, ge=1)
 
 
+class ScoringSpec(_Strict):
+    """Batch scoring with the champion."""
+
+    chunk_rows: int = Field(
+        default=100_000,
+        ge=1,
+        description="Rows read, scored and logged at a time: bounds scoring memory whatever the file's size.",
+    )
+
+
 class PipelineSpec(_Strict):
     """One ML use case: data, validation, model, promotion gate, monitoring, schedule."""
 
@@ -552,6 +562,7 @@ class PipelineSpec(_Strict):
     packaging: PackagingSpec = Field(default_factory=PackagingSpec)
     promotion: PromotionSpec = Field(default_factory=PromotionSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    scoring: ScoringSpec = Field(default_factory=ScoringSpec)
 
     @field_validator("name")
     @classmethod
