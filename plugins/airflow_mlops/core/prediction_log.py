@@ -28,7 +28,6 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,19 +38,57 @@ from airflow_mlops.core import settings, storage
 
 logger = logging.getLogger(__name__)
 
+BLOCK_ROWS = 16_384  # rows per preallocated block; a flush writes all full blocks as one file
 
-@dataclass
-class _Record:
-    """The predictions of one request, as columns."""
 
-    request_id: str
-    logged_at: float
-    model_version: str
-    rows: int
-    ids: list[Any] | None
-    features: dict[str, np.ndarray]
-    predictions: np.ndarray
-    scores: np.ndarray | None
+class _Block:
+    """Preallocated columns that requests fill in place: appending is a few slice copies,
+    and writing needs no concatenation of thousands of small arrays (which would hold the
+    GIL, and so the event loop, for tens of milliseconds)."""
+
+    def __init__(self, capacity: int, numeric: list[str], categorical: list[str]) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self.request_id = np.empty(capacity, dtype=object)
+        self.row = np.empty(capacity, dtype=np.int64)
+        self.logged_at = np.empty(capacity, dtype=np.float64)
+        self.model_version = np.empty(capacity, dtype=object)
+        self.ids = np.full(capacity, None, dtype=object)
+        self.features = {c: np.empty(capacity, dtype=np.float64) for c in numeric}
+        self.features.update({c: np.empty(capacity, dtype=object) for c in categorical})
+        self.predictions: np.ndarray | None = None
+        self.scores: np.ndarray | None = None
+
+    def append(
+        self,
+        request_id: str,
+        logged_at: float,
+        model_version: str,
+        features: dict[str, np.ndarray],
+        predictions: np.ndarray,
+        scores: np.ndarray | None,
+        ids: list[Any] | None,
+    ) -> None:
+        start, rows = self.used, len(predictions)
+        stop = start + rows
+        self.request_id[start:stop] = request_id
+        self.row[start:stop] = np.arange(rows)
+        self.logged_at[start:stop] = logged_at
+        self.model_version[start:stop] = model_version
+        if ids is not None:
+            self.ids[start:stop] = ids
+        for name, column in self.features.items():
+            column[start:stop] = features[name]
+        if self.predictions is None:
+            self.predictions = np.empty(self.capacity, dtype=predictions.dtype)
+        elif not np.can_cast(predictions.dtype, self.predictions.dtype, casting="same_kind"):
+            self.predictions = self.predictions.astype(object)  # a new champion with another label type
+        self.predictions[start:stop] = predictions
+        if scores is not None:
+            if self.scores is None:
+                self.scores = np.full(self.capacity, np.nan)
+            self.scores[start:stop] = scores
+        self.used = stop
 
 
 class PredictionLogger:
@@ -95,17 +132,19 @@ class PredictionLogger:
         self.written_rows = 0
         self.dropped_rows = 0
         self.files: list[str] = []
-        self._buffer: list[_Record] = []
-        self._buffered_rows = 0
+        self._block = self._new_block()
+        self._sealed: list[_Block] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._sequence = 0
-        self._name_suffix = (
-            f"{settings.safe_segment(source)}-{settings.safe_segment(socket.gethostname())}-{os.getpid()}"
-        )
+        host = settings.safe_segment(socket.gethostname())
+        self._name_suffix = f"{settings.safe_segment(source)}-{host}-{os.getpid()}"
         self._thread: threading.Thread | None = None
+
+    def _new_block(self, rows: int = 0) -> _Block:
+        return _Block(max(rows, min(self.flush_rows, BLOCK_ROWS)), self.numeric, self.categorical)
 
     # -- the request path -------------------------------------------------------------
 
@@ -119,21 +158,26 @@ class PredictionLogger:
         ids: list[Any] | None = None,
         logged_at: float | None = None,
     ) -> None:
-        """Queue the predictions of one request; O(1), the arrays are not copied."""
-        record = _Record(
-            request_id, time.time() if logged_at is None else logged_at, model_version, len(predictions), ids,
-            features, predictions, scores,
-        )  # fmt: skip
+        """Queue the predictions of one request: a few slice copies into the open block."""
+        rows = len(predictions)
+        when = time.time() if logged_at is None else logged_at
         with self._lock:
-            self._buffer.append(record)
-            self._buffered_rows += record.rows
-            full = self._buffered_rows >= self.flush_rows
+            block = self._block
+            if block.used + rows > block.capacity:
+                if block.used:
+                    self._sealed.append(block)
+                block = self._block = self._new_block(rows)
+            block.append(request_id, when, model_version, features, predictions, scores, ids)
+            if block.used >= block.capacity:
+                self._sealed.append(block)
+                self._block = self._new_block()
+            full = self.pending_rows >= self.flush_rows
         if full:
             self._wake.set()
 
     @property
     def pending_rows(self) -> int:
-        return self._buffered_rows
+        return self._block.used + sum(b.used for b in self._sealed)
 
     # -- the background writer --------------------------------------------------------
 
@@ -165,41 +209,41 @@ class PredictionLogger:
         self.flush()
 
     def flush(self) -> list[str]:
-        """Write the buffered records, one file per date partition; return the new URIs."""
+        """Write every buffered row, one file per date partition; return the new URIs."""
         with self._write_lock:
             with self._lock:
-                records, self._buffer = self._buffer, []
-                self._buffered_rows = 0
-            if not records:
+                if self._block.used:
+                    self._sealed.append(self._block)
+                    self._block = self._new_block()
+                blocks, self._sealed = self._sealed, []
+            if not blocks:
                 return []
-            written: list[str] = []
-            by_day: dict[str, list[_Record]] = {}
-            for record in records:
-                day = dt.datetime.fromtimestamp(record.logged_at, dt.UTC).strftime("%Y-%m-%d")
-                by_day.setdefault(day, []).append(record)
-            remaining = dict(sorted(by_day.items()))
             try:
-                for day in list(remaining):
-                    written.append(self._write(day, remaining[day]))
-                    del remaining[day]
+                return self._write_blocks(blocks)
             except Exception:
-                self._requeue([r for group in remaining.values() for r in group])
+                self._requeue(blocks)
                 raise
-            return written
 
-    def _requeue(self, records: list[_Record]) -> None:
-        """Put records whose write failed back at the head of the buffer, within the cap."""
+    def _requeue(self, blocks: list[_Block]) -> None:
+        """Put blocks whose write failed back, oldest first, within ``max_pending_rows``."""
         with self._lock:
-            self._buffer = records + self._buffer
-            self._buffered_rows = sum(r.rows for r in self._buffer)
-            while self._buffered_rows > self.max_pending_rows and self._buffer:
-                oldest = self._buffer.pop(0)
-                self._buffered_rows -= oldest.rows
-                self.dropped_rows += oldest.rows
-                logger.error("prediction log over %d pending rows: dropped %d", self.max_pending_rows, oldest.rows)
+            self._sealed = blocks + self._sealed
+            while self.pending_rows > self.max_pending_rows and self._sealed:
+                oldest = self._sealed.pop(0)
+                self.dropped_rows += oldest.used
+                logger.error("prediction log over %d pending rows: dropped %d", self.max_pending_rows, oldest.used)
 
-    def _write(self, day: str, records: list[_Record]) -> str:
-        table = self.table(records)
+    def _write_blocks(self, blocks: list[_Block]) -> list[str]:
+        table = pa.concat_tables([self.table(b) for b in blocks], promote_options="permissive")
+        days = np.concatenate([b.logged_at[: b.used] // 86_400 for b in blocks]).astype(np.int64)
+        uris = []
+        for day in np.unique(days):
+            part = table if days[0] == days[-1] == day else table.filter(pa.array(days == day))
+            stamp = dt.datetime.fromtimestamp(int(day) * 86_400, dt.UTC).strftime("%Y-%m-%d")
+            uris.append(self._write(stamp, part))
+        return uris
+
+    def _write(self, day: str, table: pa.Table) -> str:
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
         self._sequence += 1
@@ -210,39 +254,25 @@ class PredictionLogger:
         self.files.append(uri)
         return uri
 
-    def table(self, records: list[_Record]) -> pa.Table:
-        """The records as one Arrow table in the log schema."""
-        counts = np.fromiter((r.rows for r in records), dtype=np.int64, count=len(records))
-        total = int(counts.sum())
-        starts = np.repeat(np.cumsum(counts) - counts, counts)
-        columns: dict[str, pa.Array] = {
-            "request_id": pa.array(np.repeat(np.array([r.request_id for r in records], dtype=object), counts),
-                                   type=pa.string()),
-            "row": pa.array(np.arange(total, dtype=np.int64) - starts),
-            "logged_at": pa.array(
-                np.repeat(np.array([r.logged_at for r in records], dtype=np.float64) * 1e6, counts).astype("int64"),
-                type=pa.int64(),
-            ).cast(pa.timestamp("us", tz="UTC")),
-            "model_name": pa.array([self.model_name] * total, type=pa.string()),
-            "model_version": pa.array(
-                np.repeat(np.array([r.model_version for r in records], dtype=object), counts), type=pa.string()
-            ),
-            "source_uri": pa.array([self.source] * total, type=pa.string()),
-        }  # fmt: skip
-        ids: list[Any] = []
-        for record in records:
-            ids.extend(record.ids if record.ids is not None else [None] * record.rows)
-        columns[self.id_column] = pa.array([None if v is None else str(v) for v in ids], type=pa.string())
+    def table(self, block: _Block) -> pa.Table:
+        """The filled part of ``block`` as one Arrow table in the log schema."""
+        n = block.used
+        micros = (block.logged_at[:n] * 1e6).astype(np.int64)
+        columns: dict[str, Any] = {
+            "request_id": pa.array(block.request_id[:n], type=pa.string()),
+            "row": pa.array(block.row[:n]),
+            "logged_at": pa.array(micros, type=pa.timestamp("us", tz="UTC")),
+            "model_name": pa.repeat(pa.scalar(self.model_name, type=pa.string()), n),
+            "model_version": pa.array(block.model_version[:n], type=pa.string()),
+            "source_uri": pa.repeat(pa.scalar(self.source, type=pa.string()), n),
+            self.id_column: pa.array([None if v is None else str(v) for v in block.ids[:n]], type=pa.string()),
+        }
         for name in self.numeric:
-            columns[name] = pa.array(np.concatenate([r.features[name] for r in records]).astype(np.float64))
+            columns[name] = pa.array(block.features[name][:n])
         for name in self.categorical:
-            columns[name] = pa.array(np.concatenate([r.features[name] for r in records]), type=pa.string())
-        predictions = np.concatenate([r.predictions for r in records])
-        columns["prediction"] = pa.array(predictions)
-        if any(r.scores is not None for r in records):
-            columns["score"] = pa.array(
-                np.concatenate([r.scores if r.scores is not None else np.full(r.rows, np.nan) for r in records]).astype(
-                    np.float64
-                )
-            )
+            columns[name] = pa.array(block.features[name][:n], type=pa.string())
+        if block.predictions is not None:
+            columns["prediction"] = pa.array(block.predictions[:n])
+        if block.scores is not None:
+            columns["score"] = pa.array(block.scores[:n])
         return pa.table(columns)

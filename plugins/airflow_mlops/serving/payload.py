@@ -18,8 +18,10 @@ holds the two together): the same category clean-up, derived features and types.
 from __future__ import annotations
 
 import ast
+import functools
+import operator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import msgspec
 import numpy as np
@@ -80,6 +82,32 @@ class InputSchema:
             normalize={c: tuple(rules) for c, rules in normalize.items()},
         )
 
+    @functools.cached_property
+    def decoder(self) -> msgspec.json.Decoder[Any]:
+        """A typed decoder: msgspec checks every row and type in C while it parses.
+
+        Fields get neutral names (``f0``...) renamed to the feature names, so any column
+        name works. Rows may carry other fields; they are skipped.
+        """
+        names = [*self.numeric, *self.categorical]
+        row_fields: list[Any] = [(f"f{i}", Optional[float]) for i in range(len(self.numeric))]  # noqa: UP045
+        row_fields += [(f"f{len(self.numeric) + i}", Optional[str]) for i in range(len(self.categorical))]  # noqa: UP045
+        row_fields.append(("row_id", Optional[str | int], None))  # noqa: UP045
+        rename = {f"f{i}": name for i, name in enumerate(names)} | {"row_id": self.id_column}
+        row = msgspec.defstruct("Row", row_fields, rename=rename, kw_only=True)
+        rows = Optional[list[row]]  # type: ignore[valid-type]  # noqa: UP045
+        body = msgspec.defstruct(
+            "Body",
+            [("instances", rows, None), ("dataframe_records", rows, None), ("dataframe_split", Any, None),
+             ("inputs", Any, None)],
+        )  # fmt: skip
+        return msgspec.json.Decoder(body)
+
+    @functools.cached_property
+    def getters(self) -> tuple[tuple[str, Any], ...]:
+        names = [*self.numeric, *self.categorical]
+        return tuple((name, operator.attrgetter(f"f{i}")) for i, name in enumerate(names))
+
     @property
     def required(self) -> tuple[str, ...]:
         return (*self.numeric, *self.categorical)
@@ -104,13 +132,39 @@ class ModelInputs:
 
 
 def parse_body(body: bytes, schema: InputSchema) -> ModelInputs:
-    """Decode and check a request body; raise ``PayloadError`` naming every problem found."""
+    """Decode and check a request body; raise ``PayloadError`` naming every problem found.
+
+    Rows (``instances``/``dataframe_records``) take the typed fast path; the other shapes,
+    and any body the typed decoder refuses, go through the general path, which lists
+    every problem instead of the first one.
+    """
+    try:
+        typed = schema.decoder.decode(body)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        return _parse_generally(body, schema, str(exc))
+    given = [k for k in BODY_KEYS if getattr(typed, k) is not None]
+    if len(given) != 1 or given[0] not in ("instances", "dataframe_records"):
+        return _parse_generally(body, schema, None)
+    records = getattr(typed, given[0])
+    _check_rows(len(records), [given[0]], schema)
+    columns = {name: list(map(get, records)) for name, get in schema.getters}
+    ids = [r.row_id for r in records]
+    if any(v is not None for v in ids):
+        columns[schema.id_column] = ids
+    return build_inputs(columns, len(records), schema, checked=True)
+
+
+def _parse_generally(body: bytes, schema: InputSchema, typed_error: str | None) -> ModelInputs:
     try:
         document = _decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise PayloadError([_error([], f"body is not valid JSON: {exc}", "json_invalid")]) from None
     columns, rows = _columns(document, schema)
-    return build_inputs(columns, rows, schema)
+    inputs = build_inputs(columns, rows, schema)
+    if typed_error is not None:
+        # The typed decoder refused rows the general checks accept (e.g. an id that is a list).
+        raise PayloadError([_error([], typed_error, "type_error")])
+    return inputs
 
 
 def _columns(document: Any, schema: InputSchema) -> tuple[dict[str, list[Any]], int]:
@@ -212,13 +266,13 @@ def _clean_category(value: str | None, rules: tuple[_Normalize, ...]) -> str:
     return value
 
 
-def build_inputs(columns: dict[str, list[Any]], rows: int, schema: InputSchema) -> ModelInputs:
-    """Type-check the feature columns and turn them into log columns and ONNX feeds."""
+def build_inputs(columns: dict[str, list[Any]], rows: int, schema: InputSchema, checked: bool = False) -> ModelInputs:
+    """Type-check the feature columns (unless ``checked``) and make log columns and ONNX feeds."""
     errors: list[dict[str, Any]] = []
     features: dict[str, np.ndarray] = {}
     for column in schema.numeric:
         values = columns[column]
-        if not set(map(type, values)) <= _NUMBER_TYPES:
+        if not checked and not set(map(type, values)) <= _NUMBER_TYPES:
             errors += _type_errors(values, column, _NUMBER_TYPES, "a number")
             continue
         try:
@@ -227,14 +281,16 @@ def build_inputs(columns: dict[str, list[Any]], rows: int, schema: InputSchema) 
             errors.append(_error(["rows", column], "a number is too large for float64", "type_error"))
     for column in schema.categorical:
         values = columns[column]
-        if not set(map(type, values)) <= _TEXT_TYPES:
+        if not checked and not set(map(type, values)) <= _TEXT_TYPES:
             errors += _type_errors(values, column, _TEXT_TYPES, "a string")
             continue
         rules = schema.normalize.get(column, ())
         if rules:
             cleaned = [_clean_category(v, rules) for v in values]
-        else:
+        elif None in values:
             cleaned = [MISSING_CATEGORY if v is None else v for v in values]
+        else:
+            cleaned = values
         features[column] = np.array(cleaned, dtype=object)
     if errors:
         raise PayloadError(errors[:MAX_REPORTED_ERRORS])

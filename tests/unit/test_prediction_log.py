@@ -1,0 +1,105 @@
+"""The buffered prediction log: size and time flushes, failed writes kept, day partitions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from airflow_mlops.core import storage
+from airflow_mlops.core.prediction_log import PredictionLogger
+
+pytestmark = pytest.mark.unit
+
+
+def _logger(folder, **kwargs) -> PredictionLogger:
+    return PredictionLogger(str(folder), "m", "customer_id", ["x"], ["c"], **kwargs)
+
+
+def _append(log: PredictionLogger, rows: int, request_id: str, at: float | None = None, version: str = "1") -> None:
+    log.append(
+        request_id,
+        version,
+        {"x": np.arange(rows, dtype=np.float64), "c": np.array(["a"] * rows, dtype=object)},
+        np.ones(rows, dtype=np.int64),
+        np.full(rows, 0.25),
+        ids=[f"id{i}" for i in range(rows)],
+        logged_at=at,
+    )
+
+
+def _read(uris):
+    return [pq.read_table(storage.local_path(u)).to_pandas() for u in uris]
+
+
+def test_blocks_fill_up_a_large_request_gets_its_own_and_a_flush_writes_them_in_order(tmp_path):
+    log = _logger(tmp_path, flush_rows=10)
+    for index in range(4):
+        _append(log, 3, f"r{index}")  # 9 rows fit in the first block; the 4th request opens another
+    _append(log, 25, "big")  # bigger than a block: written whole, in order
+    uris = log.flush()
+    (frame,) = _read(uris)  # three blocks (9, 3 and 25 rows), one file
+    assert frame["request_id"].tolist() == [f"r{i}" for i in range(4) for _ in range(3)] + ["big"] * 25
+    big = frame[frame["request_id"] == "big"]
+    assert big["row"].tolist() == list(range(25)) and big["x"].tolist() == list(range(25))
+    assert log.written_rows == 37 and log.pending_rows == 0 and log.flush() == []
+
+
+def test_the_writer_thread_flushes_by_size_and_by_time(tmp_path):
+    log = _logger(tmp_path / "size", flush_rows=5, flush_seconds=3600).start()
+    try:
+        _append(log, 5, "full")  # fills a block: wakes the writer at once
+        deadline = time.monotonic() + 10
+        while not log.files and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert log.written_rows == 5
+    finally:
+        log.close()
+    timed = _logger(tmp_path / "time", flush_rows=1000, flush_seconds=0.1).start()
+    try:
+        _append(timed, 2, "small")
+        deadline = time.monotonic() + 10
+        while not timed.files and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert timed.written_rows == 2
+    finally:
+        timed.close()
+
+
+def test_a_failed_write_keeps_the_rows_for_the_next_flush(tmp_path, monkeypatch):
+    log = _logger(tmp_path, flush_rows=4)
+    _append(log, 3, "a")
+    _append(log, 3, "b")
+    real = storage.write_bytes
+    monkeypatch.setattr(storage, "write_bytes", lambda data, uri: (_ for _ in ()).throw(OSError("store down")))
+    with pytest.raises(OSError, match="store down"):
+        log.flush()
+    assert log.pending_rows == 6 and log.written_rows == 0
+    monkeypatch.setattr(storage, "write_bytes", real)
+    (frame,) = _read(log.flush())
+    assert frame["request_id"].tolist() == ["a"] * 3 + ["b"] * 3 and log.written_rows == 6
+
+
+def test_rows_over_the_pending_cap_are_dropped_and_counted(tmp_path, monkeypatch):
+    log = _logger(tmp_path, flush_rows=4, max_pending_rows=5)
+    monkeypatch.setattr(storage, "write_bytes", lambda data, uri: (_ for _ in ()).throw(OSError("down")))
+    for name in "abc":
+        _append(log, 3, name)
+    with pytest.raises(OSError):
+        log.flush()
+    assert log.dropped_rows == 6 and log.pending_rows == 3  # the oldest blocks went first
+
+
+def test_rows_are_partitioned_by_the_day_they_were_predicted(tmp_path):
+    log = _logger(tmp_path, flush_rows=100)
+    midnight = dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()
+    _append(log, 2, "late", at=midnight - 1)
+    _append(log, 3, "early", at=midnight + 1, version="2")
+    uris = log.flush()
+    assert ["date=2026-03-01" in uris[0], "date=2026-03-02" in uris[1]] == [True, True]
+    before, after = _read(uris)
+    assert before["request_id"].tolist() == ["late"] * 2 and after["model_version"].tolist() == ["2"] * 3
+    assert str(after["logged_at"].dt.tz) == "UTC" and after["customer_id"].tolist() == ["id0", "id1", "id2"]
