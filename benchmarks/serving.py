@@ -4,9 +4,11 @@ One run on this machine, side by side: a churn champion (v1) and a second versio
 are trained into a fresh SQLite registry; both servers load the champion (ours its ONNX
 graph, MLflow its scikit-learn pyfunc) and answer the same request bodies, real rows of
 a synthetic scoring batch, posted to ``/invocations`` as ``dataframe_records``. The load
-comes from ``benchmarks/loadgen.py`` in a separate process: 16 keep-alive connections,
-one request in flight each, a warm-up excluded, then ``--seconds`` measured. Our server
-logs every prediction (Parquet, flushed by size and time) during the measurement.
+comes from a separate process, ``wrk`` (Debian package ``wrk``; ``apt-get install wrk``)
+or, without it, ``benchmarks/loadgen.py`` (Python, asyncio; it needs more CPU per request,
+CPU the servers then lack on 2 cores): 16 keep-alive connections, one request in flight
+each, a warm-up run first, then ``--seconds`` measured. Our server logs every prediction
+(Parquet, flushed by size and time) during the measurement.
 
 After the throughput runs, a hot-swap run moves the ``champion`` alias to v2 in the
 middle of a 100-row load on our server and counts failed requests; then our server gets
@@ -23,6 +25,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -79,6 +82,15 @@ def request_bodies(folder: Path) -> dict[int, Path]:
     landed = synthetic.land_batch("churn", str(folder / "rows"), dt.date(2026, 2, 1), 1000, 7, include_label=False)
     frame = pd.read_parquet(landed.uri)
     records = json.loads(frame.to_json(orient="records"))  # NaN -> null
+    # Missing categories as "": the form the scikit-learn Pipeline takes (MLflow's pyfunc
+    # feeds it the body as is and fails on null text; our app maps null to "" itself).
+    from airflow_mlops.core.spec import load_spec
+
+    categorical = load_spec(SPEC).data.features.categorical
+    for record in records:
+        for column in categorical:
+            if record[column] is None:
+                record[column] = ""
     bodies = {}
     for size in (1, 100):
         path = folder / f"body-{size}.json"
@@ -101,13 +113,63 @@ def wait_until(url: str, seconds: float, headers: dict[str, str] | None = None) 
     raise RuntimeError(f"{url} not ready after {seconds} s: {last}")
 
 
+WRK_REPORT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local token = os.getenv("BENCH_TOKEN")
+if token and token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
+local f = io.open(os.getenv("BENCH_BODY"), "rb"); wrk.body = f:read("*a"); f:close()
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d, ' ..
+    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d}\\n', summary.requests, summary.duration, e.status,
+    e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max))
+end
+"""
+
+
 def load(port: int, body: Path, seconds: float, warmup: float, token: str | None) -> dict[str, Any]:
-    command = [sys.executable, str(REPO / "benchmarks" / "loadgen.py"), "--port", str(port),
-               "--body-file", str(body), "--seconds", str(seconds), "--warmup", str(warmup), "--connections", "16"]  # fmt: skip
+    if shutil.which("wrk"):
+        return load_with_wrk(port, body, seconds, warmup, token)
+    command = [sys.executable, str(REPO / "benchmarks" / "loadgen.py"), "--port", str(port), "--body-file",
+               str(body), "--seconds", str(seconds), "--warmup", str(warmup), "--connections", "16"]  # fmt: skip
     if token:
         command += ["--token", token]
     out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=seconds + warmup + 120)
     return dict(json.loads(out.stdout))
+
+
+def load_with_wrk(port: int, body: Path, seconds: float, warmup: float, token: str | None) -> dict[str, Any]:
+    script = body.parent / "wrk_report.lua"
+    script.write_text(WRK_REPORT)
+    env = dict(os.environ, BENCH_BODY=str(body), BENCH_TOKEN=token or "")
+    url = f"http://127.0.0.1:{port}/invocations"
+
+    def wrk(duration: float) -> dict[str, Any]:
+        command = ["wrk", "-t1", "-c16", f"-d{max(1, round(duration))}s", "-s", str(script), url]
+        out = subprocess.run(command, check=True, capture_output=True, text=True, env=env, timeout=duration + 120)
+        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    warm = wrk(warmup)
+    run = wrk(seconds)
+    errors = run["status_errors"] + run["socket_errors"]
+    warm_errors = warm["status_errors"] + warm["socket_errors"]
+    duration = run["duration_us"] / 1e6
+    return {
+        "load_generator": "wrk -t1 -c16",
+        "connections": 16,
+        "seconds": round(duration, 2),
+        "requests": run["requests"],
+        "ok": run["requests"] - errors,
+        "errors": errors,
+        "ok_including_warmup": run["requests"] - errors + warm["requests"] - warm_errors,
+        "requests_per_second": round(run["requests"] / duration, 1),
+        "p50_ms": run["p50_us"] / 1000,
+        "p90_ms": run["p90_us"] / 1000,
+        "p99_ms": run["p99_us"] / 1000,
+        "max_ms": run["max_us"] / 1000,
+    }
 
 
 def main() -> int:
@@ -201,7 +263,9 @@ def main() -> int:
 
     by = {(r["server"], r["rows_per_request"]): r for r in results["runs"]}
     for size in bodies:
-        ratio = by[("airflow-mlops", size)]["requests_per_second"] / max(by[("mlflow", size)]["requests_per_second"], 1e-9)
+        ratio = by[("airflow-mlops", size)]["requests_per_second"] / max(
+            by[("mlflow", size)]["requests_per_second"], 1e-9
+        )
         results[f"throughput_ratio_{size}_rows"] = round(ratio, 1)
         print(f"{size} row(s)/request: {ratio:.1f}x the throughput of mlflow models serve")
     if args.output:

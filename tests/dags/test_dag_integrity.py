@@ -116,6 +116,7 @@ def test_training_dag_has_every_stage(probe):
             "model.register",
             "model.gate",
             "model.promote",
+            "model.deploy",
         ]
     )
 

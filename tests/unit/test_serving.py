@@ -387,3 +387,88 @@ def test_concurrent_requests_share_one_model_run_and_get_their_own_rows_back(ser
         assert status == 200
         expected = sklearn_model.predict_proba(feature_frame(pd.DataFrame.from_records(rows), spec))[:, -1]
         np.testing.assert_allclose(json.loads(body)["scores"], expected, atol=1e-5)
+
+
+# -- the deploy step ----------------------------------------------------------------------
+
+
+def _test_rows_uri(served) -> str:
+    """The test split the fixture's last training run wrote (real, labeled rows)."""
+    from airflow_mlops.core import storage
+
+    splits = storage.list_files_recursive(settings.artifact_root(), (".parquet",))
+    return next(u for u in splits if u.endswith("test.parquet"))
+
+
+@pytest.fixture
+def live_server(served):
+    """The real app on uvicorn in a thread, on a free port, polling the alias every 0.2 s."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = _app(served, log_predictions=False, poll_seconds=0.2)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", app
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_deploy_queries_the_new_champion_in_process_and_in_the_running_app(served, live_server):
+    from airflow_mlops.serving.deploy import deploy_or_rollback
+
+    spec, tracking_uri = served
+    url, app = live_server
+    name = spec.registered_model_name
+    record = registry.promote(tracking_uri, name, "2", "deploy test", "test")
+    try:
+        report = deploy_or_rollback(spec, tracking_uri, record, _test_rows_uri(served), "test", url, TOKEN)
+        assert report["version"] == "2" and report["in_process"]["rows"] == spec.deployment.smoke_rows
+        assert report["in_process"]["max_abs_diff"] <= 1e-4 and report["live"]["max_abs_diff"] <= 1e-4
+        assert app.model.version == "2"  # the running app swapped by itself before it was queried
+        assert registry.client(tracking_uri).get_model_version(name, "2").tags["deploy"] == "passed"
+        assert app.prediction_logger is None
+    finally:
+        registry.promote(tracking_uri, name, "1", "back", "test")
+
+
+def test_a_champion_that_fails_its_smoke_test_is_rolled_back(served):
+    from airflow_mlops.serving.deploy import DeployError, deploy_or_rollback
+
+    spec, tracking_uri = served
+    name = spec.registered_model_name
+    client = registry.client(tracking_uri)
+    original = client.get_model_version(name, "2").tags["onnx_uri"]
+    client.set_model_version_tag(name, "2", "onnx_uri", original.replace("/onnx/model.onnx", "/onnx/missing.onnx"))
+    try:
+        record = registry.promote(tracking_uri, name, "2", "a broken package", "test")
+        with pytest.raises(DeployError, match=r"smoke test of v2 failed: .*champion rolled back to v1"):
+            deploy_or_rollback(spec, tracking_uri, record, _test_rows_uri(served), "test")
+        assert str(registry.champion(tracking_uri, name).version) == "1"
+        last = registry.promotion_history(tracking_uri, name)[-1]
+        assert last["reason"].startswith("rollback: deploy smoke test of v2 failed")
+    finally:
+        client.set_model_version_tag(name, "2", "onnx_uri", original)
+        registry.promote(tracking_uri, name, "1", "back", "test")
+
+
+def test_a_running_app_that_never_swaps_fails_the_deploy_and_rolls_back(served):
+    from airflow_mlops.serving.deploy import DeployError, deploy_or_rollback
+
+    spec, tracking_uri = served
+    name = spec.registered_model_name
+    quick = spec.model_copy(update={"deployment": spec.deployment.model_copy(update={"ready_timeout_seconds": 1})})
+    record = registry.promote(tracking_uri, name, "2", "nobody listens", "test")
+    with pytest.raises(DeployError, match=r"did not load v2 within 1 s .*unreachable.*rolled back to v1"):
+        deploy_or_rollback(quick, tracking_uri, record, _test_rows_uri(served), "test", "http://127.0.0.1:9", None)
+    assert str(registry.champion(tracking_uri, name).version) == "1"

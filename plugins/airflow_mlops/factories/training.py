@@ -1,5 +1,5 @@
 """Spec -> training DAG: ingest > validate > split > plan > trial (mapped) > select >
-[evaluate, package] > register > gate > (approve) > promote."""
+[evaluate, package] > register > gate > (approve) > promote > deploy."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from airflow_mlops.factories.common import dag_kwargs, load, schedule_for, xcom
 from airflow_mlops.operators.data import IngestLabeledDataOperator, SplitDataOperator, ValidateDataOperator
 from airflow_mlops.operators.model import (
     MlflowCloseTrainingRunOperator,
+    MlflowDeployChampionOperator,
     MlflowEvaluateModelOperator,
     MlflowPackageModelOperator,
     MlflowPlanTrialsOperator,
@@ -93,6 +94,11 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
             promote = MlflowPromoteModelOperator(
                 task_id="promote", gate=xcom("model.gate"), outlets=[assets.champion], **common
             )
+            # The new champion answers real rows through the serving app, or the alias goes back.
+            deploy = MlflowDeployChampionOperator(
+                task_id="deploy", promotion=xcom("model.promote"), split=xcom("data.split"), **common
+            )
+            promote >> deploy
             # Whatever happens to the trials or the selection, the parent MLflow run is not left RUNNING.
             close = MlflowCloseTrainingRunOperator(task_id="close_run", trials=xcom("model.plan"), **common)
             select >> close

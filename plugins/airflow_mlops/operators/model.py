@@ -408,3 +408,58 @@ class MlflowRollbackChampionOperator(MlopsBaseOperator):
         self.log.info("champion of %s rolled back: v%s -> v%s", spec.registered_model_name,
                       record["from_version"], record["to_version"])  # fmt: skip
         return record
+
+
+class MlflowDeployChampionOperator(MlopsBaseOperator):
+    """Smoke-test the champion the promote task just set; roll the alias back if it fails.
+
+    The promoted version is served by the serving app's own code in this task and queried
+    with real test-split rows; with ``deployment.conn_id`` in the spec (an HTTP connection:
+    host, port, password = bearer token) the running ``airflow-mlops serve`` must also swap
+    to it and answer. A failure moves ``champion`` back to the version it replaced and
+    fails this task with the reason (see ``airflow_mlops.serving.deploy``).
+
+    :param promotion: the promote task's result (from/to versions). (templated)
+    :param split: the split task's result; its test split gives the rows. (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "promotion", "split")
+    ui_color = "#d7e9f5"
+
+    def __init__(self, *, promotion: dict[str, Any] | str, split: dict[str, Any] | str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.promotion = promotion
+        self.split = split
+
+    def _live_target(self, conn_id: str) -> tuple[str, str | None]:
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(conn_id)
+        scheme = conn.schema if conn.schema in ("http", "https") else "http"
+        host = conn.host or "127.0.0.1"
+        url = host if "://" in host else f"{scheme}://{host}{f':{conn.port}' if conn.port else ''}"
+        return url, conn.password or None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowException
+
+        from airflow_mlops.serving.deploy import DeployError, deploy_or_rollback
+
+        spec = self.load_spec()
+        promotion = rendered_dict(self.promotion, "promotion")
+        split = rendered_dict(self.split, "split")
+        url, token = self._live_target(spec.deployment.conn_id) if spec.deployment.conn_id else (None, None)
+        try:
+            report = deploy_or_rollback(
+                spec,
+                self.mlflow_hook.tracking_uri,
+                promotion,
+                split["test"]["uri"],
+                by=f"{context['dag'].dag_id}/{context['run_id']}",
+                live_url=url,
+                token=token,
+            )
+        except DeployError as exc:
+            raise AirflowException(str(exc)) from exc
+        self.log.info("v%s answers through the serving app: %s", report["version"], report)
+        return report

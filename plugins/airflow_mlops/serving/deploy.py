@@ -1,0 +1,174 @@
+"""The deploy step: the new champion must answer real rows through the serving app, or it goes.
+
+After the training DAG moves the ``champion`` alias, ``deploy_or_rollback``:
+
+1. loads the promoted version exactly as ``airflow-mlops serve`` does (same loader, same
+   request checks, same ONNX graph) in an app inside this process and posts test-split
+   rows to it: every answer must be a 200 from that version, with one prediction per
+   row, and the scores must equal the registered scikit-learn model's within 1e-4;
+   a malformed body must get a 422;
+2. when a running app is configured (``deployment.conn_id``), waits until it reports the
+   new version on ``/health/ready`` (it swaps by itself when the alias moves) and posts
+   the same rows to it, with the same checks;
+3. on any failure, moves the alias back to the version the promotion replaced (or, for
+   a first champion, removes the alias, so nothing serves a model that failed) and
+   raises ``DeployError`` saying what failed and what was done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from airflow_mlops.core import registry, tables
+from airflow_mlops.core.spec import PipelineSpec
+
+logger = logging.getLogger(__name__)
+
+SCORE_TOLERANCE = 1e-4
+
+
+class DeployError(RuntimeError):
+    """The new champion failed its smoke test; the message says what was rolled back."""
+
+
+def smoke_rows(spec: PipelineSpec, rows_uri: str, count: int) -> list[dict[str, Any]]:
+    """Up to ``count`` real rows (features and id; no label) as JSON-ready records."""
+    frame = tables.read_table(rows_uri)
+    columns = [c for c in [spec.data.id_column, *spec.data.features.all] if c in frame.columns]
+    sample = frame[columns].head(count)
+    if sample.empty:
+        raise DeployError(f"no rows in {rows_uri} to smoke-test with")
+    return list(json.loads(sample.to_json(orient="records", date_format="iso")))
+
+
+def _expected_scores(spec: PipelineSpec, tracking_uri: str, version: str, rows: list[dict[str, Any]]) -> np.ndarray:
+    import pandas as pd
+
+    from airflow_mlops.core.packaging import scores
+    from airflow_mlops.core.training import feature_frame
+
+    model = registry.load_model(tracking_uri, f"models:/{spec.registered_model_name}/{version}")
+    values = scores(model, feature_frame(pd.DataFrame.from_records(rows), spec), spec.model.task)
+    return values[:, -1] if spec.model.task == "classification" else values[:, 0]
+
+
+def _check_answer(status: int, body: bytes, version: str, expected: np.ndarray, where: str) -> float:
+    if status != 200:
+        raise DeployError(f"{where}: HTTP {status}: {body[:300]!r}")
+    answer = json.loads(body)
+    if str(answer.get("model_version")) != version:
+        raise DeployError(f"{where}: answered with v{answer.get('model_version')}, expected v{version}")
+    got = np.asarray(answer.get("scores", answer.get("predictions")), dtype=np.float64)
+    if got.shape != expected.shape:
+        raise DeployError(f"{where}: {got.shape[0]} predictions for {expected.shape[0]} rows")
+    gap = float(np.max(np.abs(got - expected))) if len(got) else 0.0
+    if not np.isfinite(got).all() or gap > SCORE_TOLERANCE * max(1.0, float(np.max(np.abs(expected)))):
+        raise DeployError(f"{where}: scores differ from the registered model's by up to {gap:.3g}")
+    return gap
+
+
+def smoke_test_in_process(
+    spec: PipelineSpec, tracking_uri: str, version: str, rows: list[dict[str, Any]], expected: np.ndarray
+) -> dict[str, Any]:
+    """Serve ``version`` in an app inside this process and query it."""
+    import asyncio
+
+    from airflow_mlops.serving.app import ServeConfig, ServingApp
+    from airflow_mlops.serving.inprocess import call
+    from airflow_mlops.serving.model import load_version
+    from airflow_mlops.serving.payload import InputSchema
+
+    schema = InputSchema.from_spec(spec)
+    config = ServeConfig(spec_path="", tracking_uri=tracking_uri, require_token=False, log_predictions=False)
+    app = ServingApp(
+        schema, config, load=lambda v: load_version(tracking_uri, spec, schema, v), probe=lambda: version
+    )  # smoke queries are not predictions: nothing is logged, so monitoring never sees them
+
+    async def scenario() -> tuple[Any, Any]:
+        await app.refresh()
+        try:
+            if app.model is None:
+                raise DeployError(f"the serving app cannot load v{version}: {app.load_error}")
+            good = await call(app, "POST", "/v1/predict", json.dumps({"instances": rows}).encode())
+            bad = await call(app, "POST", "/v1/predict", json.dumps({"instances": [{"unexpected": 1}]}).encode())
+            return good, bad
+        finally:
+            await app.shutdown()
+
+    (status, _, body), (bad_status, _, _) = asyncio.run(scenario())
+    gap = _check_answer(status, body, version, expected, "in-process app")
+    if bad_status != 422:
+        raise DeployError(f"in-process app: a malformed body got HTTP {bad_status}, not 422")
+    return {"rows": len(rows), "max_abs_diff": gap}
+
+
+def smoke_test_live(
+    url: str, token: str | None, version: str, rows: list[dict[str, Any]], expected: np.ndarray, timeout: float
+) -> dict[str, Any]:
+    """Wait for the running app at ``url`` to serve ``version``, then query it."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    deadline = time.monotonic() + timeout
+    seen = None
+    with httpx.Client(base_url=url.rstrip("/"), timeout=10.0) as client:
+        while True:
+            try:
+                ready = client.get("/health/ready")
+                seen = ready.json().get("model_version") if ready.status_code == 200 else f"HTTP {ready.status_code}"
+            except (httpx.HTTPError, ValueError) as exc:
+                seen = f"unreachable ({exc})"
+            if seen == version:
+                break
+            if time.monotonic() > deadline:
+                raise DeployError(
+                    f"serving app at {url} did not load v{version} within {timeout:.0f} s (it reports {seen})"
+                )
+            time.sleep(1.0)
+        started = time.perf_counter()
+        answer = client.post(
+            "/v1/predict", json={"instances": rows}, headers={**headers, "X-Request-ID": "deploy-smoke"}
+        )
+        latency = time.perf_counter() - started
+    gap = _check_answer(answer.status_code, answer.content, version, expected, f"serving app at {url}")
+    return {"url": url, "rows": len(rows), "max_abs_diff": gap, "latency_ms": round(latency * 1000, 2)}
+
+
+def deploy_or_rollback(
+    spec: PipelineSpec,
+    tracking_uri: str,
+    promotion: dict[str, Any],
+    rows_uri: str,
+    by: str,
+    live_url: str | None = None,
+    token: str | None = None,
+) -> dict[str, Any]:
+    """Smoke-test the version ``promotion`` moved the alias to; roll the alias back if it fails."""
+    name = spec.registered_model_name
+    version, previous = str(promotion["to_version"]), promotion.get("from_version")
+    report: dict[str, Any] = {"model": name, "version": version}
+    try:
+        rows = smoke_rows(spec, rows_uri, spec.deployment.smoke_rows)
+        expected = _expected_scores(spec, tracking_uri, version, rows)
+        report["in_process"] = smoke_test_in_process(spec, tracking_uri, version, rows, expected)
+        if live_url:
+            report["live"] = smoke_test_live(
+                live_url, token, version, rows, expected, spec.deployment.ready_timeout_seconds
+            )
+    except Exception as exc:
+        reason = f"deploy smoke test of v{version} failed: {exc}"
+        current = registry.champion(tracking_uri, name)
+        if current is None or str(current.version) != version:
+            raise DeployError(f"{reason}; the champion is now {current and current.version}, not touched") from exc
+        if previous:
+            registry.rollback(tracking_uri, name, by=by, reason=reason[:900], to_version=str(previous))
+            raise DeployError(f"{reason}; champion rolled back to v{previous}") from exc
+        registry.client(tracking_uri).delete_registered_model_alias(name, registry.CHAMPION_ALIAS)
+        raise DeployError(f"{reason}; it was the first champion: the champion alias was removed") from exc
+    registry.tag_version(tracking_uri, name, version, {"deploy": "passed", "deploy_report": json.dumps(report)[:4000]})
+    return report
