@@ -76,3 +76,17 @@ def test_every_airflow_role_reaches_the_same_s3_roots_on_minio(compose):
         assert "mlops-data:/opt/airflow/mlops-data" in compose["services"][name]["volumes"]
     for bucket in ("mlflow", "landing", "mlops"):
         assert f"local/{bucket}" in buckets
+
+
+def test_the_serving_app_reads_the_same_registry_and_log_root_as_airflow(compose):
+    from airflow_mlops.cli import build_parser
+    from airflow_mlops.serving.app import TOKEN_ENV
+
+    serving = compose["services"]["serving"]
+    env = serving["environment"]
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000" and TOKEN_ENV in env
+    assert env[settings.ARTIFACT_ENV] == compose["services"]["airflow-worker"]["environment"][settings.ARTIFACT_ENV]
+    args = build_parser().parse_args(serving["command"].split())  # the command line the CLI accepts
+    assert (args.command, args.host, args.port, args.workers) == ("serve", "0.0.0.0", 8000, 2)
+    assert args.spec.startswith("/opt/airflow/include/pipelines/") and serving["entrypoint"] == ["airflow-mlops"]
+    assert serving["ports"] == ["8000:8000"] and "8000/health/live" in " ".join(serving["healthcheck"]["test"])

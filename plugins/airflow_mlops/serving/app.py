@@ -336,7 +336,8 @@ class ServingApp:
     async def _describe(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
         if self.model is None:
             return 503, _encode({"detail": self.load_error or "no model loaded yet"}), []
-        return 200, _encode({**self.model.describe(), "required_fields": list(self.schema.required)}), []
+        described = {**self.model.describe(), "required_fields": list(self.schema.required)}
+        return 200, _encode({**described, "last_load_error": self.load_error}), []
 
     async def _live(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
         return 200, b'{"status":"alive"}', []
