@@ -138,3 +138,77 @@ def test_approval_skips_itself_when_the_gate_refused(monkeypatch):
 
     with pytest.raises(AirflowSkipException, match=r"the gate did not pass \(roc_auc=0.5 fails"):
         approve.execute({"ti": FakeTI()})
+
+
+class _OutletEvents(dict):
+    def __missing__(self, key):
+        self[key] = SimpleNamespace(extra=None)
+        return self[key]
+
+
+def _drift_result(**overrides):
+    result = {
+        "drift_detected": False,
+        "drifted_features": [],
+        "scores": {"plan": 0.01},
+        "psi_threshold": 0.2,
+        "performance": {
+            "metric": "roc_auc",
+            "value": 0.41,
+            "test_value": 0.83,
+            "decayed": True,
+            "decision": "roc_auc 0.4100 on 3000 labeled predictions is 0.4200 worse than ...",
+            "labeled_rows": 3000,
+        },
+        "performance_decay": True,
+        "retrain": True,
+        "retrain_reasons": ["performance_decay"],
+        "model_version": "1",
+        "report_uri": "/r/drift_report.json",
+    }
+    result.update(overrides)
+    return result
+
+
+def test_performance_decay_alone_emits_the_drift_event_with_the_metrics():
+    from airflow.sdk import Asset
+
+    from airflow_mlops.operators.operate import EmitDriftEventOperator
+
+    asset = Asset("mlops.churn.drift")
+    op = EmitDriftEventOperator(task_id="emit", spec_path="/x.yaml", drift=_drift_result(), outlets=[asset])
+    events = _OutletEvents()
+    extra = op.execute({"outlet_events": events})
+    assert events[asset].extra == extra
+    assert extra["retrain_reasons"] == ["performance_decay"] and extra["performance"]["value"] == 0.41
+    assert extra["drift_detected"] is False and extra["scores"] == {"plan": 0.01}
+    json.dumps(extra)  # event metadata must serialise
+
+
+def test_no_drift_and_no_decay_skips_and_says_why():
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from airflow_mlops.operators.operate import EmitDriftEventOperator
+
+    calm = _drift_result(
+        performance={"decision": "no decision: 12 labeled prediction(s), fewer than 200", "decayed": False},
+        performance_decay=False,
+        retrain=False,
+        retrain_reasons=[],
+    )
+    op = EmitDriftEventOperator(task_id="emit", spec_path="/x.yaml", drift=calm)
+    with pytest.raises(AirflowSkipException, match="performance: no decision: 12 labeled"):
+        op.execute({"outlet_events": _OutletEvents()})
+
+
+def test_a_result_from_before_the_performance_check_still_emits_on_drift():
+    from airflow.sdk import Asset
+
+    from airflow_mlops.operators.operate import EmitDriftEventOperator
+
+    asset = Asset("mlops.churn.drift")
+    old = {"drift_detected": True, "drifted_features": ["plan"], "scores": {"plan": 0.5}, "psi_threshold": 0.2}
+    op = EmitDriftEventOperator(task_id="emit", spec_path="/x.yaml", drift=old, outlets=[asset])
+    events = _OutletEvents()
+    assert op.execute({"outlet_events": events})["retrain_reasons"] == ["drift"]
+    assert events[asset].extra["drifted_features"] == ["plan"]

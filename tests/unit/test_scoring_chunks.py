@@ -22,9 +22,8 @@ ROWS = 3000
 LOG_HEAD = ["request_id", "row", "logged_at", "model_name", "model_version", "source_uri"]
 
 
-@pytest.fixture(scope="module")
-def champion_home(tmp_path_factory):
-    """One champion for the module (training is the slow part); each test gets its own artifact root."""
+def trained_champion(tmp_path_factory) -> tuple[str, str]:
+    """A home holding the example spec's champion, and its tracking URI (training is the slow part)."""
     home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as patch:
         for var in ("AIRFLOW_MLOPS_LANDING_ROOT", "AIRFLOW_MLOPS_ARTIFACT_ROOT"):
@@ -34,16 +33,27 @@ def champion_home(tmp_path_factory):
         tracking_uri = f"sqlite:///{home}/mlflow.db"
         _land_and_claim(spec, "training", seed=1)
         model_stages.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="test")
-    return home, tracking_uri
+    return str(home), tracking_uri
+
+
+def use_champion(champion_home: tuple[str, str], monkeypatch, tmp_path) -> str:
+    """Point the roots at the champion's home, with an artifact root of this test's own."""
+    home, uri = champion_home
+    monkeypatch.delenv("AIRFLOW_MLOPS_LANDING_ROOT", raising=False)
+    monkeypatch.setenv("AIRFLOW_MLOPS_HOME", home)
+    monkeypatch.setenv("AIRFLOW_MLOPS_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    return uri
+
+
+@pytest.fixture(scope="module")
+def champion_home(tmp_path_factory):
+    """One champion for the module; each test gets its own artifact root."""
+    return trained_champion(tmp_path_factory)
 
 
 @pytest.fixture
 def tracking_uri(champion_home, monkeypatch, tmp_path):
-    home, uri = champion_home
-    monkeypatch.delenv("AIRFLOW_MLOPS_LANDING_ROOT", raising=False)
-    monkeypatch.setenv("AIRFLOW_MLOPS_HOME", str(home))
-    monkeypatch.setenv("AIRFLOW_MLOPS_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
-    return uri
+    return use_champion(champion_home, monkeypatch, tmp_path)
 
 
 def _chunked(spec, rows: int):

@@ -1,5 +1,6 @@
 """The drift report as one self-contained HTML page: the verdict, a table of every feature's
-test, p-value, effect sizes and reason, and a plot per feature (reference vs current).
+test, p-value, effect sizes and reason, the champion's performance on delayed labels, and a
+plot per feature (reference vs current).
 
 Plots are PNG images embedded as base64, so the page opens from an artifact store or the
 MLflow UI without other files. Numeric features are drawn as density histograms on the
@@ -71,10 +72,45 @@ def _categorical_plot(name: str, reference: pd.Series, current: pd.Series) -> st
     return _png(figure)
 
 
+def _performance_section(performance: dict[str, Any] | None) -> str:
+    """The champion's metrics on the predictions whose delayed labels arrived, vs its test metrics."""
+    if performance is None:
+        return "<h2>Performance</h2>\n<p>No delayed labels have arrived for this champion's predictions.</p>\n"
+    verdict = "PERFORMANCE DECAY" if performance["decayed"] else "no decay"
+    test_value = performance["test_value"]
+    rows = []
+    for name, value in sorted(performance["metrics"].items()):
+        primary = name == performance["metric"]
+        test = f"{test_value:.4f}" if primary and test_value is not None else "-"
+        rows.append(
+            f"<tr class='{'primary' if primary else ''}'><td>{html.escape(name)}</td><td>{value:.4f}</td>"
+            f"<td>{test}</td></tr>"
+        )
+    direction = "higher" if performance["higher_is_better"] else "lower"
+    return f"""<h2>Performance</h2>
+<p><b>{verdict}</b>: {html.escape(performance["decision"])}.</p>
+<p>Rule: with at least {performance["min_labeled_rows"]:,} labeled predictions, {html.escape(performance["metric"])}
+({direction} is better) worse than the champion's test value by more than {performance["max_metric_drop"]:g}
+requests retraining. Labeled predictions: {performance["labeled_rows"]:,}.</p>
+<table><tr><th>metric</th><th>on labeled predictions</th><th>champion's test value</th></tr>
+{"".join(rows)}
+</table>
+"""
+
+
 def render_drift_html(
-    report: DriftReport, reference: pd.DataFrame, current: pd.DataFrame, title: str, plots: bool = True
+    report: DriftReport,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    title: str,
+    plots: bool = True,
+    performance: dict[str, Any] | None = None,
 ) -> str:
-    """One HTML page for ``report``; ``reference``/``current`` hold the features it compared."""
+    """One HTML page for ``report``; ``reference``/``current`` hold the features it compared.
+
+    ``performance`` (from ``operate_stages.assess_performance``) adds the Performance section:
+    the champion's metrics on its labeled predictions against its test metrics.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,7 +145,7 @@ def render_drift_html(
 <style>
 body {{ font-family: sans-serif; margin: 1.5em; }} table {{ border-collapse: collapse; }}
 td, th {{ border: 1px solid #ccc; padding: 3px 8px; font-size: 13px; }} tr.drifted {{ background: #fde2e2; }}
-figure {{ display: inline-block; margin: 4px; }}
+figure {{ display: inline-block; margin: 4px; }} tr.primary {{ font-weight: bold; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <p><b>{verdict}</b>: {len(report.drifted_features)} of {len(report.features)} features drifted
@@ -122,7 +158,7 @@ current {report.current_rows:,} rows.</p>
 <th>verdict</th><th>why</th></tr>
 {"".join(rows)}
 </table>
-<h2>Reference vs current</h2>
+{_performance_section(performance)}<h2>Reference vs current</h2>
 {"".join(images)}
 </body></html>
 """

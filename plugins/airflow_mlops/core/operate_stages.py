@@ -218,14 +218,11 @@ def prediction_log_frame(frame: Any, model: Any, spec: PipelineSpec, context: _L
     return log
 
 
-def _prediction_drift(
-    spec: PipelineSpec, tracking_uri: str, name: str, version: str, reference: Any, current_log: Any
-) -> Any:
+def _prediction_drift(spec: PipelineSpec, model: Any, reference: Any, current_log: Any) -> Any:
     """The champion's scores on its training reference vs the scores it logged."""
     from airflow_mlops.core.drift import prediction_drift
     from airflow_mlops.core.training import feature_frame
 
-    model = registry.load_model(tracking_uri, f"models:/{name}/{version}")
     try:
         features = feature_frame(reference, spec)
         if "score" in current_log.columns and hasattr(model, "predict_proba"):
@@ -249,14 +246,206 @@ def _prediction_drift(
     )
 
 
+def labeled_predictions(spec: PipelineSpec, version: str) -> tuple[Any, list[str]]:
+    """The current champion's logged predictions that a delayed label has arrived for.
+
+    Label files (Parquet or CSV) under ``settings.labels_dir`` hold ``spec.data.label`` and
+    either ``request_id`` (plus ``row``, default 0) or the id column. A request-keyed label
+    joins its prediction exactly; an id-keyed label joins the latest prediction of that id.
+    A key labeled twice keeps its last label (files in name order). Returns the joined rows
+    (prediction, score, the label) and the label files that could not be used.
+    """
+    import pandas as pd
+
+    label, id_column = spec.data.label, spec.data.id_column
+    by_request, by_id, unusable = [], [], []
+    for uri in storage.list_files_recursive(settings.labels_dir(spec.name)):
+        frame = tables.read_table(uri)
+        if label not in frame.columns or not ({"request_id", id_column} & set(frame.columns)):
+            logger.warning("label file %s ignored: it needs '%s' and request_id or '%s'", uri, label, id_column)
+            unusable.append(uri)
+            continue
+        frame = frame[frame[label].notna()]
+        if "request_id" in frame.columns:
+            keyed = pd.DataFrame(
+                {
+                    "request_id": frame["request_id"].astype(str).to_numpy(),
+                    "row": frame["row"].fillna(0).astype("int64").to_numpy() if "row" in frame.columns else 0,
+                    "label": frame[label].to_numpy(),
+                }
+            )
+            by_request.append(keyed)
+        else:
+            keyed = pd.DataFrame({"id": frame[id_column].astype(str).to_numpy(), "label": frame[label].to_numpy()})
+            by_id.append(keyed)
+    if not by_request and not by_id:
+        return None, unusable
+
+    predictions = _champion_predictions(spec, version)
+    joined = []
+    if by_request:
+        labels = pd.concat(by_request, ignore_index=True).drop_duplicates(["request_id", "row"], keep="last")
+        joined.append(predictions.merge(labels, on=["request_id", "row"], how="inner"))
+    if by_id:
+        labels = pd.concat(by_id, ignore_index=True).drop_duplicates("id", keep="last")
+        # Stable sort: a tie in time keeps log order, so "latest" is the last logged.
+        latest = predictions.sort_values("logged_at", kind="stable").drop_duplicates("id", keep="last")
+        joined.append(latest.merge(labels, on="id", how="inner"))
+    result = pd.concat(joined, ignore_index=True).drop_duplicates(["request_id", "row"], keep="first")
+    return result.reset_index(drop=True), unusable
+
+
+def _champion_predictions(spec: PipelineSpec, version: str) -> Any:
+    """Keys, time and outputs of every logged prediction by ``version`` (only those columns are read)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    wanted = ["request_id", "row", "logged_at", "model_version", spec.data.id_column, "prediction", "score"]
+    frames = []
+    for uri in storage.list_files_recursive(settings.prediction_log_dir(spec.name), (".parquet",)):
+        with storage.local_copy(uri) as path:
+            present = [c for c in wanted if c in pq.read_schema(path).names]
+            frame = pq.read_table(path, columns=present).to_pandas()
+        frame = frame[frame["model_version"].astype(str) == version]
+        if frame.empty:
+            continue
+        frames.append(
+            pd.DataFrame(
+                {
+                    "request_id": frame["request_id"].astype(str).to_numpy(),
+                    # Logs written before the `row` column hold one-row requests.
+                    "row": frame["row"].astype("int64").to_numpy() if "row" in frame.columns else 0,
+                    "logged_at": pd.to_datetime(frame["logged_at"], utc=True).to_numpy(),
+                    "id": frame[spec.data.id_column].astype(str).to_numpy(),
+                    "prediction": frame["prediction"].to_numpy(),
+                    "score": frame["score"].to_numpy(dtype="float64") if "score" in frame.columns else np.nan,
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame(columns=["request_id", "row", "logged_at", "id", "prediction", "score"])
+    return pd.concat(frames, ignore_index=True)
+
+
+class _LoggedPredictions:
+    """The champion's logged outputs, shaped like a model for ``training.evaluate``."""
+
+    def __init__(self, joined: Any, classes: list[Any] | None) -> None:
+        self._joined = joined
+        if classes is not None:
+            self.classes_ = np.asarray(classes)
+
+    def predict(self, features: Any) -> Any:
+        return self._joined["prediction"].to_numpy()
+
+
+class _LoggedScores(_LoggedPredictions):
+    """... and the positive class's logged score, for roc_auc and log_loss (binary classifiers)."""
+
+    def predict_proba(self, features: Any) -> Any:
+        score = self._joined["score"].to_numpy(dtype="float64")
+        return np.column_stack([1.0 - score, score])
+
+
+def _labeled_metrics(joined: Any, spec: PipelineSpec, model: Any) -> dict[str, float]:
+    """The task's metrics (``training.evaluate``) of the logged predictions against the labels."""
+    import pandas as pd
+
+    from airflow_mlops.core.training import evaluate
+
+    truth = joined["label"]
+    predicted = joined["prediction"]
+    if pd.api.types.is_numeric_dtype(predicted) and not pd.api.types.is_numeric_dtype(truth):
+        truth = pd.to_numeric(truth, errors="coerce")  # e.g. labels "0"/"1" read as text
+    elif not pd.api.types.is_numeric_dtype(predicted) and pd.api.types.is_numeric_dtype(truth):
+        truth = truth.astype(str)
+    joined = joined.assign(label=truth)[truth.notna().to_numpy()].reset_index(drop=True)
+    # evaluate() takes the model's inputs; the logged outputs stand in for the model, so none are needed.
+    frame = pd.DataFrame({column: np.full(len(joined), np.nan) for column in spec.data.features.all})
+    frame[spec.data.label] = joined["label"].to_numpy()
+    if spec.model.task == "regression":
+        return evaluate(_LoggedPredictions(joined, None), frame, spec)
+    classes = list(getattr(model, "classes_", sorted(set(frame[spec.data.label]) | set(joined["prediction"]))))
+    scored = len(classes) == 2 and joined["score"].notna().all()
+    stand_in = _LoggedScores(joined, classes) if scored else _LoggedPredictions(joined, classes)
+    try:
+        return evaluate(stand_in, frame, spec)
+    except ValueError as exc:  # e.g. roc_auc with one class among the labels
+        logger.warning("score-based metrics undefined on the labeled predictions: %s", exc)
+        return evaluate(_LoggedPredictions(joined, classes), frame, spec)
+
+
+def assess_performance(spec: PipelineSpec, current: Any, model: Any) -> dict[str, Any] | None:
+    """Metrics of the champion on its delayed labels vs its own test metrics; None without labels.
+
+    Decay needs ``monitoring.min_labeled_rows`` labeled predictions and the promotion metric
+    worse than the champion's ``test_<metric>`` tag by more than ``monitoring.max_metric_drop``.
+    """
+    joined, unusable = labeled_predictions(spec, str(current.version))
+    if joined is None:
+        return None
+    metric = spec.promotion.metric
+    minimum, allowed = spec.monitoring.min_labeled_rows, spec.monitoring.max_metric_drop
+    metrics = _labeled_metrics(joined, spec, model) if len(joined) else {}
+    labeled = len(joined)
+    tag = current.tags.get(f"test_{metric}")
+    test_value = float(tag) if tag not in (None, "") else None
+    value = metrics.get(metric)
+    higher = spec.promotion.higher_is_better
+    drop = None
+    if value is not None and test_value is not None:
+        drop = (test_value - value) if higher else (value - test_value)
+    if labeled < minimum:
+        decision, decayed = f"no decision: {labeled} labeled prediction(s), fewer than {minimum}", False
+    elif value is None or test_value is None or drop is None or not np.isfinite(drop):
+        missing = "the labeled predictions" if value is None else f"the champion's test_{metric} tag"
+        decision, decayed = f"no decision: {metric} is not available for {missing}", False
+    else:
+        decayed = drop > allowed
+        worse = f"{drop:.4f} worse than" if drop > 0 else "not worse than"
+        decision = (
+            f"{metric} {value:.4f} on {labeled} labeled predictions is {worse} the champion's test value "
+            f"{test_value:.4f} (allowed drop {allowed:g})"
+        )
+    return {
+        "metric": metric,
+        "higher_is_better": higher,
+        "value": value,
+        "test_value": test_value,
+        "drop": drop,
+        "max_metric_drop": allowed,
+        "labeled_rows": labeled,
+        "min_labeled_rows": minimum,
+        "metrics": metrics,
+        "decayed": decayed,
+        "decision": decision,
+        "unusable_label_files": unusable,
+    }
+
+
 def recent_prediction_logs(spec: PipelineSpec) -> list[str]:
     """The latest ``lookback_batches`` prediction log files (partition and file names sort by time)."""
     files = storage.list_files_recursive(settings.prediction_log_dir(spec.name), (".parquet",))
     return files[-spec.monitoring.lookback_batches :]
 
 
+def _performance_summary(performance: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What of the performance check travels in XCom and the drift event (small, no file lists)."""
+    if performance is None:
+        return None
+    keys = ("metric", "value", "test_value", "drop", "max_metric_drop", "labeled_rows", "min_labeled_rows")
+    summary = {key: performance[key] for key in keys}
+    summary.update(decayed=performance["decayed"], decision=performance["decision"], metrics=performance["metrics"])
+    return summary
+
+
 def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], run_id: str) -> dict[str, Any]:
-    """Compare logged features with the champion's training reference; log to MLflow."""
+    """Compare logged features with the champion's training reference, and its logged predictions
+    with the delayed labels that arrived (performance decay); log both to MLflow.
+
+    ``retrain`` is true, with its ``retrain_reasons``, when the features drifted or the
+    champion's performance on labeled predictions decayed.
+    """
     import mlflow
 
     from airflow_mlops.core.drift import detect_drift
@@ -293,7 +482,13 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         alpha=spec.monitoring.alpha,
         effect_threshold=spec.monitoring.effect_threshold,
     )
-    output = _prediction_drift(spec, tracking_uri, name, str(current.version), reference, current_log)
+    model = registry.load_model(tracking_uri, f"models:/{name}/{current.version}")
+    output = _prediction_drift(spec, model, reference, current_log)
+    performance = assess_performance(spec, current, model)
+    reasons = [
+        *(["drift"] if report.drift_detected else []),
+        *(["performance_decay"] if performance and performance["decayed"] else []),
+    ]
     folder = settings.run_dir(spec.name, run_id, "monitor")
     report_uri = settings.join(folder, "drift_report.json")
     storage.write_json(
@@ -302,11 +497,17 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
             "reference": reference_uri,
             **report.as_dict(),
             "prediction_drift": asdict(output) if output else None,
+            "performance": performance,
+            "retrain_reasons": reasons,
         },
         report_uri,
     )
     page = render_drift_html(
-        report, reference, current_log, f"{spec.name}: drift of {name} v{current.version}'s inputs"
+        report,
+        reference,
+        current_log,
+        f"{spec.name}: drift of {name} v{current.version}'s inputs",
+        performance=performance,
     )
     html_uri = storage.write_bytes(page.encode("utf-8"), settings.join(folder, "drift_report.html"))
 
@@ -322,6 +523,17 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
             mlflow.log_metrics(
                 {"prediction_psi": output.psi, "prediction_ks": output.effect or 0.0, "prediction_p_value": p_value}
             )
+        if performance is not None:
+            mlflow.log_metrics(
+                {
+                    "labeled_rows": performance["labeled_rows"],
+                    "performance_decay": float(performance["decayed"]),
+                    **{f"labeled_{key}": value for key, value in performance["metrics"].items()},
+                    **({"labeled_metric_drop": performance["drop"]} if performance["drop"] is not None else {}),
+                }
+            )
+            mlflow.log_dict(performance, "performance.json")
+        mlflow.set_tag("retrain", ",".join(reasons) or "no")
         mlflow.log_dict(report.as_dict(), "drift_report.json")
         mlflow.log_text(page, "drift_report.html")
     return {
@@ -332,6 +544,10 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
             {"psi": round(output.psi, 6), "ks": output.effect, "drifted": output.drifted} if output else None
         ),
         "psi_threshold": report.psi_threshold,
+        "performance": _performance_summary(performance),
+        "performance_decay": bool(performance and performance["decayed"]),
+        "retrain": bool(reasons),
+        "retrain_reasons": reasons,
         "model_version": str(current.version),
         "report_uri": report_uri,
         "html_report_uri": html_uri,

@@ -65,3 +65,8 @@ def run_dir(pipeline: str, run_id: str, stage: str) -> str:
 
 def prediction_log_dir(pipeline: str) -> str:
     return join(artifact_root(), pipeline, "prediction_log")
+
+
+def labels_dir(pipeline: str) -> str:
+    """Where delayed labels are dropped: files keyed by ``request_id`` (+ ``row``) or the id column."""
+    return lake_dir(pipeline, "labels")

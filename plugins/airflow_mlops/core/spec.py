@@ -518,6 +518,20 @@ class PackagingSpec(_Strict):
     )
 
 
+class DeploymentSpec(_Strict):
+    """The deploy step after a promotion: the new champion answers real rows, or the alias goes back."""
+
+    smoke_rows: int = Field(default=50, ge=1, le=10_000, description="Test-split rows the smoke test sends.")
+    conn_id: str | None = Field(
+        default=None,
+        description="Airflow HTTP connection of the running serving app (host, port; password = bearer token). "
+        "When set, the deploy step also waits for that app to load the new champion and queries it.",
+    )
+    ready_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="How long the running app may take to swap to the new champion."
+    )
+
+
 class MonitoringSpec(_Strict):
     """Drift monitoring: a feature drifts when its test is significant (p < alpha / features)
     and the shift is large (PSI > psi_threshold, or KS D / Cramér's V > effect_threshold)."""
@@ -532,6 +546,15 @@ class MonitoringSpec(_Strict):
     min_drifted_features: int = Field(default=1, ge=1)
     bins: int = Field(default=10, ge=2, le=100)
     lookback_batches: int = Field(default=1, ge=1)
+    min_labeled_rows: int = Field(
+        default=200, ge=1, description="Delayed labels joined to predictions needed to judge performance decay."
+    )
+    max_metric_drop: float = Field(
+        default=0.05,
+        ge=0.0,
+        description="Performance decays when promotion.metric on the labeled predictions is worse than the "
+        "champion's test value by more than this (absolute; the metric's direction is respected).",
+    )
 
 
 class ScoringSpec(_Strict):
@@ -560,6 +583,7 @@ class PipelineSpec(_Strict):
     model: ModelSpec
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     packaging: PackagingSpec = Field(default_factory=PackagingSpec)
+    deployment: DeploymentSpec = Field(default_factory=DeploymentSpec)
     promotion: PromotionSpec = Field(default_factory=PromotionSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)

@@ -1,4 +1,5 @@
-"""Spec -> monitoring DAG: drift of logged predictions vs training data; emit drift events."""
+"""Spec -> monitoring DAG: drift of logged predictions vs training data, performance on delayed
+labels; emit the drift event (retraining) when either calls for it."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def build_monitoring_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_de
             task_id="emit_drift_event",
             drift=xcom("drift_check"),
             outlets=[assets.drift],
-            on_success_callback=alerts or None,  # it succeeds only when drift was found
+            on_success_callback=alerts or None,  # it succeeds only when drift or performance decay was found
             **common,
         )
         check >> emit

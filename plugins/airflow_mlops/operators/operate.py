@@ -56,10 +56,11 @@ class BatchScoreOperator(MlopsBaseOperator):
 
 
 class DriftCheckOperator(MlopsBaseOperator):
-    """Measure per-feature drift of logged predictions against the champion's training data.
+    """Measure per-feature drift of logged predictions against the champion's training data,
+    and the champion's performance on the predictions whose delayed labels arrived.
 
     Reads the prediction logs named by the triggering Asset events, or the most
-    recent ones on a calendar run; logs the scores to MLflow.
+    recent ones on a calendar run; logs the scores and labeled metrics to MLflow.
     """
 
     ui_color = "#fde8e8"
@@ -74,16 +75,20 @@ class DriftCheckOperator(MlopsBaseOperator):
         with skip_when_nothing_to_process():
             result = monitor_drift(self.load_spec(), self.mlflow_hook.tracking_uri, uris, self.run_id(context))
         self.log.info(
-            "drift detected=%s, drifted features %s, PSI %s",
+            "drift detected=%s, drifted features %s, PSI %s; performance %s; retrain %s",
             result["drift_detected"],
             result["drifted_features"],
             result["scores"],
+            (result.get("performance") or {}).get("decision", "no delayed labels"),
+            result.get("retrain_reasons"),
         )
         return result
 
 
 class EmitDriftEventOperator(MlopsBaseOperator):
-    """Emit the drift Asset event (scores as metadata) when the check found drift; else skip.
+    """Emit the drift Asset event when monitoring asks for retraining: the features drifted, or
+    the champion's performance on delayed labels decayed. The event's metadata carries the
+    drift scores, the performance metrics and the reasons. Otherwise the task skips.
 
     :param drift: the drift check's result. (templated)
     """
@@ -97,14 +102,21 @@ class EmitDriftEventOperator(MlopsBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         drift = rendered_dict(self.drift, "drift")
-        if not drift["drift_detected"]:
-            raise AirflowSkipException(f"no drift above PSI {drift['psi_threshold']}: {drift['scores']}")
+        # Results from before the performance check carry only drift_detected.
+        reasons = list(drift.get("retrain_reasons") or (["drift"] if drift["drift_detected"] else []))
+        if not drift.get("retrain", bool(reasons)):
+            performance = drift.get("performance")
+            decay = f"; performance: {performance['decision']}" if performance else "; no delayed labels"
+            raise AirflowSkipException(f"no drift above PSI {drift['psi_threshold']}: {drift['scores']}{decay}")
         extra: dict[str, Any] = {
             key: drift[key]
             for key in (
+                "drift_detected",
                 "drifted_features",
                 "scores",
                 "psi_threshold",
+                "performance",
+                "performance_decay",
                 "model_version",
                 "report_uri",
                 "html_report_uri",
@@ -112,7 +124,13 @@ class EmitDriftEventOperator(MlopsBaseOperator):
             )
             if key in drift
         }
+        extra["retrain_reasons"] = reasons
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
-        self.log.warning("drift in %s: emitting retraining event", drift["drifted_features"])
+        self.log.warning(
+            "retraining requested (%s): drifted features %s, performance %s",
+            ", ".join(reasons),
+            drift.get("drifted_features"),
+            (drift.get("performance") or {}).get("decision"),
+        )
         return extra
