@@ -107,3 +107,92 @@ def test_plugin_page_is_served_by_the_api_server(loop):
     (churn,) = page
     assert churn["name"] == "churn" and churn["champion"] == result.champion
     assert [p["to_version"] for p in churn["promotions"]] == [p["to_version"] for p in result.promotions]
+
+
+def test_the_served_champion_answers_swaps_under_load_and_logs_every_prediction(loop):
+    """As a new user would: start `airflow-mlops serve`, send good and bad requests, move the
+    champion while clients keep sending, stop the server, count the logged predictions."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+    from pathlib import Path
+
+    from airflow_mlops.core import registry, storage
+
+    stack, result = loop
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**stack.config.environment(), "AIRFLOW_MLOPS_SERVE_TOKEN": "integration-token"}
+    spec_path = stack.config.repo / "include" / "pipelines" / "churn.yaml"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "airflow-mlops"), "serve", str(spec_path), "--port", str(port),
+         "--poll-seconds", "0.5", "--log-flush-seconds", "1"],
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    url, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer integration-token"}
+    row = {"customer_id": "c-1", "tenure_months": 3, "monthly_charges": 80.5, "support_calls": 4, "usage_gb": None,
+           "plan": "basic", "region": "north", "payment_method": "card"}  # fmt: skip
+    name, tracking_uri = "churn_classifier", stack.config.mlflow_url
+    other = "1" if result.champion == "2" else "2"
+    answered, failures, versions = [0], [], []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        assert httpx.get(f"{url}/health/ready").json()["model_version"] == result.champion
+        good = httpx.post(f"{url}/v1/predict", json={"instances": [row]}, headers=auth)
+        assert good.status_code == 200 and good.json()["model_version"] == result.champion
+        answered[0] += 1
+        bad = httpx.post(f"{url}/v1/predict", json={"instances": [{**row, "tenure_months": "three"}]}, headers=auth)
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "tenure_months"
+        assert httpx.post(f"{url}/v1/predict", json={"instances": [row]}).status_code == 401
+
+        stop = threading.Event()
+
+        def client() -> None:
+            with httpx.Client(base_url=url, headers=auth, timeout=10) as http:
+                while not stop.is_set():
+                    try:
+                        answer = http.post("/v1/predict", content=json.dumps({"instances": [row]}))
+                    except httpx.HTTPError as exc:
+                        failures.append(repr(exc))
+                        continue
+                    if answer.status_code != 200:
+                        failures.append(answer.status_code)
+                    else:
+                        answered[0] += 1
+                        versions.append(answer.json()["model_version"])
+
+        clients = [threading.Thread(target=client) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        time.sleep(1.0)
+        registry.promote(tracking_uri, name, other, "integration: swap under load", "test")
+        deadline = time.monotonic() + 30
+        while (not versions or versions[-1] != other) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        stop.set()
+        for thread in clients:
+            thread.join()
+        assert failures == []
+        assert versions[0] == result.champion and versions[-1] == other
+    finally:
+        registry.promote(tracking_uri, name, result.champion, "integration: restore", "test")
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    log_root = stack.config.root / "artifacts" / "churn" / "prediction_log"
+    logs = storage.list_files_recursive(str(log_root), (".parquet",))
+    served = [t for t in (tables.read_table(u) for u in logs) if set(t["source_uri"]) == {"serving"}]
+    assert sum(len(t) for t in served) == answered[0]  # SIGTERM flushed the rest: nothing lost
