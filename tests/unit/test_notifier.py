@@ -53,6 +53,15 @@ def test_drift_alert_is_posted_to_the_connections_url(receiver, monkeypatch):
                             "task_id": "emit_drift_event", **event}  # fmt: skip
 
 
+def test_the_alert_names_why_retraining_was_requested(receiver, monkeypatch):
+    port, received = receiver
+    monkeypatch.setenv("AIRFLOW_CONN_DRIFT_HOOK", json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{port}"}))
+    event = {"drifted_features": [], "retrain_reasons": ["performance_decay"], "performance_decay": True}
+    DriftWebhookNotifier(conn_id="drift_hook").notify(_context(event))
+    (call,) = received
+    assert call["body"]["alert"] == "performance_decay" and call["body"]["performance_decay"] is True
+
+
 def test_a_failing_webhook_raises_so_airflow_logs_it(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_DEAD_HOOK", json.dumps({"conn_type": "http", "host": "http://127.0.0.1:9"}))
     with pytest.raises(Exception, match=r"(?i)connect"):

@@ -28,7 +28,9 @@ TASK_METRICS = {
 }
 LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
 # Columns of the prediction log; a feature or id with one of these names would be overwritten.
-RESERVED_COLUMNS = {"request_id", "logged_at", "model_name", "model_version", "source_uri", "prediction", "score"}
+RESERVED_COLUMNS = {
+    "request_id", "row", "logged_at", "model_name", "model_version", "source_uri", "prediction", "score",
+}  # fmt: skip
 
 
 class SpecError(ValueError):

@@ -95,7 +95,8 @@ def tokens_from_env() -> tuple[str, ...]:
 
 
 class ServingApp:
-    """ASGI app; ``load(version)`` gives a ``ServedModel``, ``probe()`` the champion's version now."""
+    """ASGI app; ``load(version)`` gives a ``ServedModel``; ``probe()`` (run in a thread) or, when
+    given, ``async_probe()`` (awaited on the loop) the version holding the alias now."""
 
     def __init__(
         self,
@@ -105,6 +106,7 @@ class ServingApp:
         probe: Callable[[], str | None],
         prediction_logger: PredictionLogger | None = None,
         title: str = "airflow-mlops serving",
+        async_probe: Any = None,
     ) -> None:
         config.check()
         self.schema = schema
@@ -114,6 +116,7 @@ class ServingApp:
         self.prediction_logger = prediction_logger
         self._load = load
         self._probe = probe
+        self._async_probe = async_probe
         self._tokens = [t.encode() for t in config.tokens]
         self._failed: tuple[str, float] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -140,7 +143,10 @@ class ServingApp:
     async def refresh(self) -> bool:
         """Swap to the champion if the alias moved; True when a new model now serves."""
         try:
-            version = await asyncio.to_thread(self._probe)
+            if self._async_probe is not None:
+                version = await self._async_probe()
+            else:
+                version = await asyncio.to_thread(self._probe)
         except Exception as exc:  # registry unreachable: keep serving what we have
             logger.warning("cannot ask the registry for the champion: %s", exc)
             return False
@@ -185,6 +191,8 @@ class ServingApp:
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
+        if self._async_probe is not None and hasattr(self._async_probe, "close"):
+            await self._async_probe.close()
         if self.prediction_logger is not None:
             await asyncio.to_thread(self.prediction_logger.close)
             logger.info(
@@ -402,7 +410,7 @@ def build_app(config: ServeConfig) -> ServingApp:
     """The app for ``config``: the champion from the registry, predictions logged per the config."""
     from airflow_mlops.core import settings
     from airflow_mlops.core.spec import load_spec
-    from airflow_mlops.serving.model import champion_version, load_version
+    from airflow_mlops.serving.model import HttpAliasProbe, champion_version, load_version
 
     spec = load_spec(config.spec_path)
     schema = InputSchema.from_spec(spec, max_rows=config.max_rows)
@@ -417,11 +425,14 @@ def build_app(config: ServeConfig) -> ServingApp:
             flush_rows=config.log_flush_rows,
             flush_seconds=config.log_flush_seconds,
         )
+    name = spec.registered_model_name
+    over_http = config.tracking_uri.startswith(("http://", "https://"))
     return ServingApp(
         schema,
         config,
         load=lambda version: load_version(config.tracking_uri, spec, schema, version, config.onnx_threads),
-        probe=lambda: champion_version(config.tracking_uri, spec.registered_model_name),
+        probe=lambda: champion_version(config.tracking_uri, name),
+        async_probe=HttpAliasProbe(config.tracking_uri, name) if over_http else None,
         prediction_logger=prediction_logger,
         title=f"airflow-mlops serving: {spec.name} ({spec.registered_model_name})",
     )
