@@ -472,3 +472,46 @@ def test_a_running_app_that_never_swaps_fails_the_deploy_and_rolls_back(served):
     with pytest.raises(DeployError, match=r"did not load v2 within 1 s .*unreachable.*rolled back to v1"):
         deploy_or_rollback(quick, tracking_uri, record, _test_rows_uri(served), "test", "http://127.0.0.1:9", None)
     assert str(registry.champion(tracking_uri, name).version) == "1"
+
+
+def test_the_http_probe_reads_the_alias_from_a_tracking_server(monkeypatch):
+    """The REST answers of MLflow 3.17's server (recorded from one): version, no alias, no model."""
+    import httpx
+
+    from airflow_mlops.serving.model import HttpAliasProbe
+
+    answers = {
+        "churn_classifier": (200, {"model_version": {"name": "churn_classifier", "version": "3"}}),
+        "no_alias": (
+            400,
+            {"error_code": "INVALID_PARAMETER_VALUE", "message": "Registered model alias champion not found."},
+        ),
+        "no_model": (
+            404,
+            {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Registered Model with name=x not found"},
+        ),
+        "broken": (500, {"error_code": "INTERNAL_ERROR", "message": "database is down"}),
+    }
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, dict(request.url.params), request.headers.get("authorization")))
+        status, body = answers[request.url.params["name"]]
+        return httpx.Response(status, json=body)
+
+    monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok")
+
+    async def probe(name):
+        p = HttpAliasProbe("http://mlflow.test", name)
+        p._client._transport = httpx.MockTransport(handler)
+        try:
+            return await p()
+        finally:
+            await p.close()
+
+    assert _run(probe("churn_classifier")) == "3"
+    assert _run(probe("no_alias")) is None and _run(probe("no_model")) is None
+    with pytest.raises(httpx.HTTPStatusError):
+        _run(probe("broken"))  # an outage is not "no champion": refresh keeps serving the current model
+    assert seen[0] == ("/api/2.0/mlflow/registered-models/alias", {"name": "churn_classifier", "alias": "champion"},
+                       "Bearer tok")  # fmt: skip

@@ -88,10 +88,11 @@ class HttpAliasProbe:
 
     async def __call__(self) -> str | None:
         answer = await self._client.get("/api/2.0/mlflow/registered-models/alias", params=self._params)
-        if answer.status_code == 404 or (
-            answer.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in answer.text
-        ):  # no alias yet
-            return None
+        if answer.status_code in (400, 404):
+            error = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
+            code, message = error.get("error_code", ""), str(error.get("message", "")).lower()
+            if code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "alias" in message):
+                return None  # no such model, or no champion yet
         answer.raise_for_status()
         return str(answer.json()["model_version"]["version"])
 
