@@ -1,7 +1,8 @@
 """Serving: ``airflow-mlops serve`` against ``mlflow models serve --env-manager local``, same model.
 
 One run on this machine, side by side: a churn champion (v1) and a second version (v2)
-are trained into a fresh SQLite registry; both servers load the champion (ours its ONNX
+are trained into a fresh registry, then an ``mlflow server`` is started on it (the
+production shape: servers reach the registry over HTTP); both servers load the champion (ours its ONNX
 graph, MLflow its scikit-learn pyfunc) and answer the same request bodies, real rows of
 a synthetic scoring batch, posted to ``/invocations`` as ``dataframe_records``. The load
 comes from a separate process, ``wrk`` (Debian package ``wrk``; ``apt-get install wrk``)
@@ -202,8 +203,15 @@ def main() -> int:
     from airflow_mlops.core.spec import load_spec
 
     spec = load_spec(SPEC)
-    ours_port, mlflow_port = free_port(), free_port()
+    ours_port, mlflow_port, registry_port = free_port(), free_port(), free_port()
     logs = open(root / "servers.log", "w")  # noqa: SIM115 (kept open for the servers' lifetime)
+    tracking_server = subprocess.Popen(
+        ["mlflow", "server", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1", "--port", str(registry_port),
+         "--workers", "1"],
+        env=env, stdout=logs, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    wait_until(f"http://127.0.0.1:{registry_port}/health", 120)
+    tracking_uri = env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{registry_port}"
     ours = subprocess.Popen(
         [str(Path(sys.executable).parent / "airflow-mlops"), "serve", str(SPEC), "--port", str(ours_port),
          "--workers", str(args.workers), "--poll-seconds", "1"],
@@ -247,10 +255,10 @@ def main() -> int:
         print(f"hot swap under load: {swap['requests']} requests, errors {swap['errors']}, p99 {swap['p99_ms']} ms, "
               f"serving {sorted(versions)} after", flush=True)  # fmt: skip
     finally:
-        for process in (ours, theirs):
+        for process in (ours, theirs, tracking_server):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
-        for process in (ours, theirs):
+        for process in (ours, theirs, tracking_server):
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
