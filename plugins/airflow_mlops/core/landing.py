@@ -1,21 +1,59 @@
-"""Claiming newly landed files: light (fsspec only) so the triggerer can run it.
+"""Claiming newly landed files, exactly once: light (no pandas) so the triggerer runs it.
 
-A file is claimed by moving it from the landing inbox into the pipeline's lake under a
-new, unique name (``<claim time>-<random>-<original name>``): a file name that repeats
-upstream (``export.parquet`` every day) never overwrites an earlier batch, and lake
-files sort in arrival order. On a local filesystem the move is an atomic rename, so two
-pollers can never both claim one file. Files modified in the last ``min_age_seconds``
-are left for the next poll: a writer may still be appending to them.
+Delivery is at least once and processing is idempotent, which together make every
+landed file processed exactly once:
+
+1. **Claim.** Settled files (unmodified for ``min_age_seconds``) are moved from the inbox
+   into the lake under new, unique names (``<claim time>-<random>-<original name>``). The
+   claim record is written first, beside the lake folder: ``<claims>/<claim id>/_manifest.json``
+   (the planned moves) and an index entry ``<claims>/_open/<claim id>``, where ``<claims>``
+   is ``<lake parent>/_claims/<lake folder name>``, so a crash half-way never
+   strands a file outside a claim. A local file is first renamed to a hidden name in the
+   inbox (``.claiming-<claim id>-<name>``; a rename is atomic, so one claimer wins), then
+   moved to the lake (a rename, or a copy across filesystems). S3 has no rename: a claimer
+   first creates a lock object for the file's exact version with a conditional PUT
+   (``If-None-Match: *``), then copies it and deletes it, both only if its ETag is unchanged.
+2. **Deliver.** The trigger fires one event per claim with ``claim_id``, ``claim_uri`` and
+   the ``claimed`` URIs, *after* the manifest is written.
+3. **Acknowledge.** The consumer task creates ``<claim>/_ack-<dag id>.json`` exclusively,
+   before processing: the first run of a DAG that takes a claim owns it. A later run of
+   the same DAG that receives the claim again (a redelivered or duplicated event) finds
+   another run's ack and skips it; a retry or clear of the owning run processes it again.
+4. **Redeliver.** A claim with no ack at all is delivered again with exponential backoff:
+   ``redeliver_after_seconds`` after its first delivery, then twice that, and so on, at most
+   ``max_deliveries`` times in total, after which it is marked ``abandoned`` and logged.
+   This closes the window where the triggerer dies between claiming the files and storing
+   the event. The new delivery is recorded in the manifest *before* the event is fired, so
+   a claim can never fire on every poll.
+
+File names starting with ``.`` or ``_`` are never data, so nothing under ``_claims`` is
+ever read as a batch, wherever it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
+import hashlib
+import json
+import logging
+import os
 import time
 import uuid
+from dataclasses import dataclass, field
+from typing import Any
 
 from airflow_mlops.core import storage
-from airflow_mlops.core.settings import join
+from airflow_mlops.core.settings import join, safe_segment
+
+logger = logging.getLogger(__name__)
+
+CLAIMS = "_claims"
+OPEN = "_open"
+LOCKS = "_locks"
+MANIFEST = "_manifest.json"
+ACK_PREFIX = "_ack-"
 
 
 def claimed_name(original: str, now: dt.datetime | None = None) -> str:
@@ -23,16 +61,435 @@ def claimed_name(original: str, now: dt.datetime | None = None) -> str:
     return f"{stamp}-{uuid.uuid4().hex[:8]}-{original}"
 
 
-def claim_new_files(inbox: str, destination: str, suffixes: tuple[str, ...], min_age_seconds: float = 0.0) -> list[str]:
-    """Move every settled file in ``inbox`` to ``destination``; return the new URIs."""
-    claimed = []
-    for uri in storage.list_files(inbox, suffixes):
-        if min_age_seconds and time.time() - storage.modified_at(uri) < min_age_seconds:
-            continue
-        target = join(destination, claimed_name(uri.rsplit("/", 1)[-1]))
+def new_claim_id(now: dt.datetime | None = None) -> str:
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{stamp}-{uuid.uuid4().hex[:12]}"
+
+
+def claims_root(destination: str) -> str:
+    """Where the claims into ``destination`` are recorded: ``<parent>/_claims/<destination name>``.
+
+    Beside the lake folder, not in it: the lake holds data files only.
+    """
+    parent, _, name = destination.rstrip("/").rpartition("/")
+    if not name or not parent or parent.endswith(":/") or parent.endswith(":"):
+        return join(destination, CLAIMS)  # a bucket or filesystem root: no parent to use
+    return join(parent, CLAIMS, name)
+
+
+def claim_uri(destination: str, claim_id: str) -> str:
+    return join(claims_root(destination), claim_id)
+
+
+@dataclass
+class Claim:
+    """One claim: the files moved into the lake together, and their delivery history."""
+
+    claim_id: str
+    uri: str
+    inbox: str
+    destination: str
+    state: str = "claiming"  # claiming -> claimed -> (abandoned)
+    files: list[dict[str, str]] = field(default_factory=list)  # planned moves: source, target
+    claimed: list[str] = field(default_factory=list)
+    created_at: float = 0.0
+    deliveries: list[float] = field(default_factory=list)  # epoch seconds of each event fired
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "claim_id": self.claim_id,
+            "inbox": self.inbox,
+            "destination": self.destination,
+            "state": self.state,
+            "files": self.files,
+            "claimed": self.claimed,
+            "created_at": self.created_at,
+            "deliveries": self.deliveries,
+        }
+
+    @classmethod
+    def from_manifest(cls, uri: str, data: dict[str, Any]) -> Claim:
+        return cls(
+            claim_id=data["claim_id"],
+            uri=uri,
+            inbox=data.get("inbox", ""),
+            destination=data.get("destination", ""),
+            state=data.get("state", "claimed"),
+            files=list(data.get("files", [])),
+            claimed=list(data.get("claimed", [])),
+            created_at=float(data.get("created_at", 0.0)),
+            deliveries=[float(t) for t in data.get("deliveries", [])],
+        )
+
+    def payload(self) -> dict[str, Any]:
+        """The trigger event's payload (stored in the Asset event's ``extra``)."""
+        return {
+            "claim_id": self.claim_id,
+            "claim_uri": self.uri,
+            "claimed": list(self.claimed),
+            "inbox": self.inbox,
+            "delivery": len(self.deliveries),
+        }
+
+    def save(self) -> None:
+        storage.write_json(self.manifest(), join(self.uri, MANIFEST))
+
+
+def load_claim(uri: str) -> Claim:
+    return Claim.from_manifest(uri, storage.read_json(join(uri, MANIFEST)))
+
+
+# -- listing without the data-file filter (markers start with '_') ----------------------------
+
+
+def _children(folder: str) -> list[str]:
+    """Names directly under ``folder`` (files and sub-folders locally; objects and prefixes on S3)."""
+    if storage.is_s3(folder):
+        from airflow_mlops.core import s3
+
+        bucket, prefix = s3.split(folder.rstrip("/") + "/")
+        names: set[str] = set()
+        paginator = s3._client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            names.update(item["Key"][len(prefix) :] for item in page.get("Contents", []))
+            names.update(item["Prefix"][len(prefix) :].rstrip("/") for item in page.get("CommonPrefixes", []))
+    else:
+        path = storage.local_path(folder)
+        names = set(os.listdir(path)) if os.path.isdir(path) else set()
+    return sorted(name for name in names if name and not name.startswith("."))  # '.tmp-': writes in progress
+
+
+def _remove_quietly(uri: str) -> None:
+    try:
+        if storage.is_s3(uri):
+            from airflow_mlops.core import s3
+
+            s3.delete(uri)
+        else:
+            os.remove(storage.local_path(uri))
+    except FileNotFoundError:
+        pass
+
+
+def _create_exclusively(uri: str, data: bytes) -> bool:
+    """Create ``uri`` with ``data`` only if it does not exist; True when this call created it.
+
+    Locally the content is written to a temporary file and hard-linked into place (atomic,
+    fails if the name exists, never exposes a half-written file). On S3 a conditional PUT
+    (``If-None-Match: *``) does the same.
+    """
+    if storage.is_s3(uri):
+        from airflow_mlops.core import s3
+
+        bucket, key = s3.split(uri)
         try:
-            storage.move(uri, target)
+            s3._client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        except Exception as exc:
+            code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                return False
+            raise
+        return True
+    path = storage.local_path(uri)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), f".tmp-{uuid.uuid4().hex}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError as exc:  # a filesystem without hard links: an exclusive open instead
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+    finally:
+        os.remove(tmp)
+    return True
+
+
+# -- claiming ---------------------------------------------------------------------------------
+
+
+def _settled(inbox: str, suffixes: tuple[str, ...], min_age_seconds: float) -> list[tuple[str, dict[str, Any]]]:
+    """Files in ``inbox`` unmodified for ``min_age_seconds``, with what identifies their version."""
+    found = []
+    now = time.time()
+    for uri in storage.list_files(inbox, suffixes):
+        try:
+            version = _version(uri)
         except FileNotFoundError:
-            continue  # claimed by someone else between listing and moving
-        claimed.append(target)
+            continue  # claimed by someone else since the listing
+        if min_age_seconds and now - version["modified_at"] < min_age_seconds:
+            continue  # still being written, maybe: the next poll looks again
+        found.append((uri, version))
+    return found
+
+
+def _version(uri: str) -> dict[str, Any]:
+    if storage.is_s3(uri):
+        from airflow_mlops.core import s3
+
+        bucket, key = s3.split(uri)
+        try:
+            head = s3._client().head_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            if s3._is_missing(exc):
+                raise FileNotFoundError(uri) from exc
+            raise
+        return {"modified_at": head["LastModified"].timestamp(), "etag": head["ETag"]}
+    return {"modified_at": storage.modified_at(uri)}
+
+
+def settled_files(inbox: str, suffixes: tuple[str, ...], min_age_seconds: float = 0.0) -> list[str]:
+    """URIs of the files in ``inbox`` that look complete (unmodified for ``min_age_seconds``)."""
+    return [uri for uri, _ in _settled(inbox, suffixes, min_age_seconds)]
+
+
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _move_from_s3(source: str, target: str, version: dict[str, Any], destination: str, claim_id: str) -> bool:
+    """Claim one S3 object version; False when another claimer has it or it changed.
+
+    S3 has no rename: a lock object for this exact version (key, ETag, modification time) is
+    created with a conditional PUT, so only one claimer copies it; the copy and the delete
+    are conditional on the ETag, so a file overwritten meanwhile is left for the next poll.
+    """
+    from airflow_mlops.core import s3
+
+    identity = f"{source}|{version['etag']}|{version['modified_at']}".encode()
+    day = dt.datetime.fromtimestamp(version["modified_at"], dt.UTC).strftime("%Y-%m-%d")
+    lock = join(claims_root(destination), LOCKS, day, hashlib.sha256(identity).hexdigest())
+    if not _create_exclusively(lock, claim_id.encode()):
+        return False  # another claimer owns this exact version
+    src_bucket, src_key = s3.split(source)
+    client = s3._client()
+    try:
+        if storage.is_s3(target):
+            dst_bucket, dst_key = s3.split(target)
+            client.copy_object(
+                Bucket=dst_bucket,
+                Key=dst_key,
+                CopySource={"Bucket": src_bucket, "Key": src_key},
+                CopySourceIfMatch=version["etag"],
+            )
+        else:
+            body = client.get_object(Bucket=src_bucket, Key=src_key, IfMatch=version["etag"])["Body"].read()
+            storage.write_bytes(bytes(body), target)
+    except Exception as exc:
+        if s3._is_missing(exc) or _error_code(exc) in ("PreconditionFailed", "412"):
+            return False  # gone, or overwritten since the listing: the new version is claimed later
+        raise
+    try:
+        client.delete_object(Bucket=src_bucket, Key=src_key, IfMatch=version["etag"])
+    except Exception as exc:
+        code = _error_code(exc)
+        if code in ("PreconditionFailed", "412"):
+            logger.info("%s was overwritten while being claimed: the new version stays for the next poll", source)
+        elif code in ("NotImplemented", "InvalidArgument", "InvalidRequest"):
+            client.delete_object(Bucket=src_bucket, Key=src_key)  # a store without conditional deletes
+        elif not s3._is_missing(exc):
+            raise
+    return True
+
+
+def _staged_name(source: str, claim_id: str) -> str:
+    folder, _, name = source.rpartition("/")
+    return f"{folder}/.claiming-{claim_id}-{name}"
+
+
+def _move_local(source: str, staged: str, target: str) -> bool:
+    """Rename ``source`` to a hidden name in the inbox (atomic: one claimer wins), then move it.
+
+    The second step may cross filesystems or go to S3 (a copy): the file is already ours.
+    """
+    try:
+        os.rename(storage.local_path(source), storage.local_path(staged))
+    except FileNotFoundError:
+        return False  # claimed by someone else between listing and moving
+    storage.move(staged, target)
+    return True
+
+
+def claim(
+    inbox: str,
+    destination: str,
+    suffixes: tuple[str, ...],
+    min_age_seconds: float = 0.0,
+    now: float | None = None,
+) -> Claim | None:
+    """Claim every settled file in ``inbox``: move them into ``destination`` under one claim.
+
+    Returns None when there is nothing to claim (or another claimer took everything).
+    """
+    candidates = _settled(inbox, suffixes, min_age_seconds)
+    if not candidates:
+        return None
+    stamp = dt.datetime.fromtimestamp(now, dt.UTC) if now is not None else dt.datetime.now(dt.UTC)
+    claim_id = new_claim_id(stamp)
+    record = Claim(
+        claim_id=claim_id,
+        uri=claim_uri(destination, claim_id),
+        inbox=inbox,
+        destination=destination,
+        created_at=stamp.timestamp(),
+        files=[
+            {
+                "source": uri,
+                "staged": "" if storage.is_s3(uri) else _staged_name(uri, claim_id),
+                "target": join(destination, claimed_name(uri.rsplit("/", 1)[-1], stamp)),
+            }
+            for uri, _ in candidates
+        ],
+    )
+    # The plan first: a crash from here on leaves a record that names where every file went.
+    record.save()
+    storage.write_bytes(claim_id.encode(), join(claims_root(destination), OPEN, claim_id))
+    for (source, version), planned in zip(candidates, record.files, strict=True):
+        target = planned["target"]
+        if storage.is_s3(source):
+            moved = _move_from_s3(source, target, version, destination, claim_id)
+        else:
+            moved = _move_local(source, planned["staged"], target)
+        if moved:
+            record.claimed.append(target)
+    if not record.claimed:
+        _discard(record)
+        return None
+    record.state = "claimed"
+    record.deliveries = [time.time() if now is None else now]
+    record.save()
+    return record
+
+
+def _finish_moves(record: Claim) -> list[str]:
+    """Targets of a claim whose claimer died: files it renamed but did not move are moved now."""
+    claimed = []
+    for planned in record.files:
+        staged, target = planned.get("staged"), planned["target"]
+        if staged and not storage.exists(target) and storage.exists(staged):
+            storage.move(staged, target)
+        if storage.exists(target):
+            claimed.append(target)
     return claimed
+
+
+def _discard(record: Claim) -> None:
+    _remove_quietly(join(record.uri, MANIFEST))
+    _remove_quietly(join(claims_root(record.destination), OPEN, record.claim_id))
+    if not storage.is_s3(record.uri):
+        with contextlib.suppress(OSError):
+            os.rmdir(storage.local_path(record.uri))
+
+
+def claim_new_files(inbox: str, destination: str, suffixes: tuple[str, ...], min_age_seconds: float = 0.0) -> list[str]:
+    """Claim the settled files in ``inbox`` (see ``claim``); return their new URIs."""
+    record = claim(inbox, destination, suffixes, min_age_seconds)
+    return list(record.claimed) if record else []
+
+
+# -- acknowledging and redelivering --------------------------------------------------------------
+
+
+def acks(uri: str) -> list[str]:
+    """Ack marker names of the claim at ``uri``."""
+    return [name for name in _children(uri) if name.startswith(ACK_PREFIX)]
+
+
+def is_acknowledged(uri: str) -> bool:
+    return bool(acks(uri))
+
+
+def acknowledge(uri: str, owner: dict[str, str]) -> dict[str, Any]:
+    """Take the claim at ``uri`` for ``owner`` (``dag_id``, ``run_id``, ...) unless its DAG has.
+
+    Returns the ack that holds: ``owner``'s when this call created it, else the existing one
+    (compare its ``dag_id``/``run_id`` to know whether the caller owns the claim).
+    """
+    marker = join(uri, f"{ACK_PREFIX}{safe_segment(owner['dag_id'])}.json")
+    record = {**owner, "acked_at": time.time()}
+    if _create_exclusively(marker, json.dumps(record, sort_keys=True).encode()):
+        return record
+    try:
+        existing = storage.read_json(marker)
+    except (ValueError, OSError):
+        logger.warning("unreadable ack %s: treating the claim as taken by another run", marker)
+        return {"dag_id": owner["dag_id"], "run_id": "<unreadable>"}
+    return dict(existing)
+
+
+def redeliver_due(
+    destination: str,
+    redeliver_after_seconds: float,
+    max_deliveries: int,
+    now: float | None = None,
+) -> Claim | None:
+    """The oldest unacknowledged claim due for another delivery, recorded as delivered now.
+
+    A claim is due ``redeliver_after_seconds * 2**(n - 1)`` after its n-th delivery. The
+    new delivery is written to the manifest before the caller fires the event, so an event
+    lost again waits for the next, longer, interval: never a loop. Claims acknowledged are
+    closed (their open index entry removed); claims past ``max_deliveries`` are abandoned.
+    """
+    now = time.time() if now is None else now
+    index = join(claims_root(destination), OPEN)
+    for claim_id in _children(index):
+        uri = claim_uri(destination, claim_id)
+        if is_acknowledged(uri):
+            _remove_quietly(join(index, claim_id))
+            continue
+        try:
+            record = load_claim(uri)
+        except FileNotFoundError:
+            _remove_quietly(join(index, claim_id))  # a claim discarded half-way
+            continue
+        if record.state == "abandoned":
+            _remove_quietly(join(index, claim_id))
+            continue
+        last = record.deliveries[-1] if record.deliveries else record.created_at
+        attempts = max(len(record.deliveries), 1)
+        if now - last < redeliver_after_seconds * 2 ** (attempts - 1):
+            continue
+        if record.state == "claiming":
+            # Its claimer died while moving files: what it had taken is claimed.
+            record.claimed = _finish_moves(record)
+            if not record.claimed:
+                _discard(record)
+                continue
+            record.state = "claimed"
+        if len(record.deliveries) >= max_deliveries:
+            record.state = "abandoned"
+            record.save()
+            _remove_quietly(join(index, claim_id))
+            logger.error(
+                "claim %s was delivered %d times and never acknowledged; giving up. Its files are in "
+                "the lake: %s (process them by hand, e.g. conf {'input_uris': [...]})",
+                claim_id,
+                len(record.deliveries),
+                record.claimed,
+            )
+            continue
+        record.deliveries.append(now)
+        record.save()
+        logger.warning(
+            "claim %s has no ack %.0f s after delivery %d: delivering it again",
+            claim_id,
+            now - last,
+            len(record.deliveries) - 1,
+        )
+        return record
+    return None
+
+
+def open_claims(destination: str) -> list[str]:
+    """Ids of the claims not yet acknowledged nor abandoned (as the last scan left them)."""
+    return _children(join(claims_root(destination), OPEN))

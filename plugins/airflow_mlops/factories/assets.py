@@ -1,7 +1,8 @@
 """The Assets one pipeline produces and consumes, named in one place.
 
 - ``landing/training`` and ``landing/scoring``: data arrival, each watched by a
-  ``LandingZoneTrigger`` (event-driven scheduling, no sensor holding a slot);
+  ``LandingZoneTrigger`` (event-driven scheduling, no sensor holding a slot; each landed
+  file is claimed and processed exactly once, see docs/concepts.md);
 - ``champion``: the registry alias moved (emitted by the promote task);
 - ``predictions``: a scoring run logged predictions (schedules monitoring);
 - ``drift``: monitoring found drift (schedules retraining), scores as metadata.

@@ -74,15 +74,57 @@ class MlopsBaseOperator(BaseOperator):
         }
 
 
-def claimed_uris_from_events(context: Context) -> list[str]:
-    """URIs that landing-zone triggers claimed for the asset events behind this run."""
+def acknowledge_claims(context: Context, *, skip_duplicates: bool = False) -> list[str]:
+    """Take the landing claims behind this run; return the URIs this run must process.
+
+    The run's triggering Asset events may hold several claims (events are merged into one
+    run) and the same claim more than once (a redelivery). Each claim is acknowledged for
+    this DAG (``core.landing.acknowledge``): the first run of the DAG to take it owns it,
+    and a retry or clear of that run processes it again; a claim another run of this DAG
+    already took is left out, so no file is processed twice. Payloads without a claim
+    (older events) are passed through unchanged.
+
+    :param skip_duplicates: raise ``AirflowSkipException`` when the run was triggered by
+        claims only and every one was already taken by another run (a redelivery).
+    """
+    claims: dict[str, dict[str, Any]] = {}
     uris: list[str] = []
-    events = context.get("triggering_asset_events") or {}
-    for asset_events in events.values():
+    other_events = 0
+    for asset_events in (context.get("triggering_asset_events") or {}).values():
         for event in asset_events:
             payload = (event.extra or {}).get("payload") or {}
+            if payload.get("claim_id") and payload.get("claim_uri"):
+                claims.setdefault(payload["claim_id"], payload)
+            elif payload.get("claimed"):
+                uris.extend(payload["claimed"])
+            else:
+                other_events += 1
+    if not claims:
+        return uris
+    from airflow_mlops.core.landing import acknowledge
+
+    dag_id, run_id = context["dag"].dag_id, str(context["run_id"])
+    task = context.get("task")
+    owner = {"dag_id": dag_id, "run_id": run_id, "task_id": task.task_id if task is not None else ""}
+    duplicates = []
+    for claim_id, payload in sorted(claims.items()):
+        holder = acknowledge(payload["claim_uri"], owner)
+        if (holder.get("dag_id"), holder.get("run_id")) == (dag_id, run_id):
             uris.extend(payload.get("claimed", []))
+        else:
+            duplicates.append(f"{claim_id} (taken by run {holder.get('run_id')})")
+    if duplicates:
+        import logging
+
+        logging.getLogger(__name__).warning("claims already processed by another run, skipped: %s", duplicates)
+        if skip_duplicates and not uris and not other_events:
+            raise AirflowSkipException(f"every claim of this run was already taken by another run: {duplicates}")
     return uris
+
+
+def claimed_uris_from_events(context: Context) -> list[str]:
+    """URIs that landing-zone triggers claimed for this run, each claim taken exactly once."""
+    return acknowledge_claims(context)
 
 
 @contextmanager

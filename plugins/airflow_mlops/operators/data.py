@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.operators.base import MlopsBaseOperator, rendered_dict, skip_when_nothing_to_process
+from airflow_mlops.operators.base import (
+    MlopsBaseOperator,
+    acknowledge_claims,
+    rendered_dict,
+    skip_when_nothing_to_process,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -20,6 +25,7 @@ class IngestLabeledDataOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.data_stages import ingest_labeled
 
+        acknowledge_claims(context, skip_duplicates=True)  # take this run's landing claims (exactly once)
         with skip_when_nothing_to_process():
             result = ingest_labeled(self.load_spec(), self.run_id(context), ds=context.get("ds"))
         self.log.info(

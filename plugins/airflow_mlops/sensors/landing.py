@@ -1,4 +1,10 @@
-"""Wait for files in a landing inbox, deferring to the triggerer while nothing is there."""
+"""Wait for files in a landing inbox, deferring to the triggerer while nothing is there.
+
+The sensor only checks presence: it claims nothing, and fires at most once per try (it
+returns at once when files are there, else defers once and completes on the trigger's
+event), so it cannot loop. The files stay in the inbox: the DAG must move or claim them
+(``core.landing.claim``), or a later run sees them again.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowException
 
-from airflow_mlops.triggers.landing import LandingFilesPresentTrigger
+from airflow_mlops.triggers.landing import DATA_SUFFIXES, LandingFilesPresentTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -23,6 +29,7 @@ class LandingZoneSensor(BaseSensorOperator):
 
     :param inbox: folder or prefix URI to watch. (templated)
     :param suffixes: file name endings that count as data.
+    :param min_age_seconds: ignore files modified more recently than this (still being written).
     :param deferrable: wait in the triggerer instead of a worker slot.
     """
 
@@ -32,19 +39,21 @@ class LandingZoneSensor(BaseSensorOperator):
         self,
         *,
         inbox: str,
-        suffixes: Sequence[str] = (".parquet", ".csv"),
+        suffixes: Sequence[str] = DATA_SUFFIXES,
+        min_age_seconds: float = 2.0,
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.inbox = inbox
         self.suffixes = tuple(suffixes)
+        self.min_age_seconds = min_age_seconds
         self.deferrable = deferrable
 
     def _found(self) -> list[str]:
-        from airflow_mlops.core.storage import list_files
+        from airflow_mlops.core.landing import settled_files
 
-        return list_files(self.inbox, self.suffixes)
+        return settled_files(self.inbox, self.suffixes, self.min_age_seconds)
 
     def poke(self, context: Context) -> bool | Any:
         return bool(self._found())
@@ -58,7 +67,10 @@ class LandingZoneSensor(BaseSensorOperator):
             return self._found()
         self.defer(
             trigger=LandingFilesPresentTrigger(
-                inbox=self.inbox, suffixes=self.suffixes, poll_interval=self.poke_interval
+                inbox=self.inbox,
+                suffixes=self.suffixes,
+                poll_interval=self.poke_interval,
+                min_age_seconds=self.min_age_seconds,
             ),
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=self.timeout) if self.timeout else None,
