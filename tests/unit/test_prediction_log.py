@@ -103,3 +103,15 @@ def test_rows_are_partitioned_by_the_day_they_were_predicted(tmp_path):
     before, after = _read(uris)
     assert before["request_id"].tolist() == ["late"] * 2 and after["model_version"].tolist() == ["2"] * 3
     assert str(after["logged_at"].dt.tz) == "UTC" and after["customer_id"].tolist() == ["id0", "id1", "id2"]
+
+
+def test_text_values_survive_the_joined_storage_exactly(tmp_path):
+    log = _logger(tmp_path, flush_rows=100)
+    tricky = np.array(["", "a\x1fb", "ü ñ", "x" * 300], dtype=object)  # empty, the separator itself, unicode, long
+    log.append("r1", "1", {"x": np.zeros(4), "c": tricky}, np.zeros(4, dtype=np.int64), None, ids=[7, None, "id-3", ""])
+    log.append("r2", "1", {"x": np.ones(1), "c": np.array(["solo"], dtype=object)}, np.ones(1, dtype=np.int64), None)
+    (frame,) = _read(log.flush())
+    assert frame["c"].tolist() == ["", "a\ufffdb", "ü ñ", "x" * 300, "solo"]
+    assert [None if v != v else v for v in frame["customer_id"].tolist()] == ["7", None, "id-3", None, None]
+    assert frame["row"].tolist() == [0, 1, 2, 3, 0] and frame["request_id"].tolist() == ["r1"] * 4 + ["r2"]
+    assert "score" not in frame.columns

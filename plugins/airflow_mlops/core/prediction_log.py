@@ -41,21 +41,43 @@ logger = logging.getLogger(__name__)
 BLOCK_ROWS = 16_384  # rows per preallocated block; a flush writes all full blocks as one file
 
 
+SEPARATOR = "\x1f"  # ASCII unit separator: joins one request's text values into one string
+
+
+def _joined(values: Any, rows: int) -> str:
+    """One request's text values as one string (a C-level join, no per-value Python work)."""
+    if values is None:
+        return SEPARATOR * (rows - 1)  # empty values: null ids
+    text = (
+        SEPARATOR.join(values)
+        if all(type(v) is str for v in values)
+        else SEPARATOR.join("" if v is None else str(v) for v in values)
+    )
+    if text.count(SEPARATOR) != rows - 1:  # a value holds the separator itself: replace it
+        text = SEPARATOR.join(("" if v is None else str(v)).replace(SEPARATOR, "\ufffd") for v in values)
+    return text
+
+
 class _Block:
-    """Preallocated columns that requests fill in place: appending is a few slice copies,
-    and writing needs no concatenation of thousands of small arrays (which would hold the
-    GIL, and so the event loop, for tens of milliseconds)."""
+    """What requests append, kept so that both appending and writing stay cheap.
+
+    Numbers go into preallocated arrays (slice copies). Text (categories, ids) is kept as
+    one joined string per request and column; request id, version and time once per
+    request. Writing turns these into Arrow columns in Arrow's own code (split, repeat),
+    so the writer thread holds the GIL, which the event loop needs, per request and not
+    per row.
+    """
 
     def __init__(self, capacity: int, numeric: list[str], categorical: list[str]) -> None:
         self.capacity = capacity
         self.used = 0
-        self.request_id = np.empty(capacity, dtype=object)
-        self.row = np.empty(capacity, dtype=np.int64)
-        self.logged_at = np.empty(capacity, dtype=np.float64)
-        self.model_version = np.empty(capacity, dtype=object)
-        self.ids = np.full(capacity, None, dtype=object)
-        self.features = {c: np.empty(capacity, dtype=np.float64) for c in numeric}
-        self.features.update({c: np.empty(capacity, dtype=object) for c in categorical})
+        self.request_ids: list[str] = []
+        self.versions: list[str] = []
+        self.times: list[float] = []
+        self.counts: list[int] = []
+        self.ids: list[str] = []
+        self.numbers = {c: np.empty(capacity, dtype=np.float64) for c in numeric}
+        self.text: dict[str, list[str]] = {c: [] for c in categorical}
         self.predictions: np.ndarray | None = None
         self.scores: np.ndarray | None = None
 
@@ -71,14 +93,15 @@ class _Block:
     ) -> None:
         start, rows = self.used, len(predictions)
         stop = start + rows
-        self.request_id[start:stop] = request_id
-        self.row[start:stop] = np.arange(rows)
-        self.logged_at[start:stop] = logged_at
-        self.model_version[start:stop] = model_version
-        if ids is not None:
-            self.ids[start:stop] = ids
-        for name, column in self.features.items():
+        self.request_ids.append(request_id)
+        self.versions.append(model_version)
+        self.times.append(logged_at)
+        self.counts.append(rows)
+        self.ids.append(_joined(ids, rows))
+        for name, column in self.numbers.items():
             column[start:stop] = features[name]
+        for name, segments in self.text.items():
+            segments.append(_joined(features[name].tolist(), rows))
         if self.predictions is None:
             self.predictions = np.empty(self.capacity, dtype=predictions.dtype)
         elif not np.can_cast(predictions.dtype, self.predictions.dtype, casting="same_kind"):
@@ -89,6 +112,9 @@ class _Block:
                 self.scores = np.full(self.capacity, np.nan)
             self.scores[start:stop] = scores
         self.used = stop
+
+    def logged_at(self) -> np.ndarray:
+        return np.repeat(np.asarray(self.times, dtype=np.float64), self.counts)
 
 
 class PredictionLogger:
@@ -235,7 +261,7 @@ class PredictionLogger:
 
     def _write_blocks(self, blocks: list[_Block]) -> list[str]:
         table = pa.concat_tables([self.table(b) for b in blocks], promote_options="permissive")
-        days = np.concatenate([b.logged_at[: b.used] // 86_400 for b in blocks]).astype(np.int64)
+        days = np.concatenate([b.logged_at() // 86_400 for b in blocks]).astype(np.int64)
         uris = []
         for day in np.unique(days):
             part = table if days[0] == days[-1] == day else table.filter(pa.array(days == day))
@@ -245,7 +271,9 @@ class PredictionLogger:
 
     def _write(self, day: str, table: pa.Table) -> str:
         buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
+        # lz4, dictionaries for text only: the cheapest encoding measured here (3 ms per 10k rows).
+        text = [f.name for f in table.schema if pa.types.is_string(f.type)]
+        pq.write_table(table, buffer, compression="lz4", use_dictionary=text)
         self._sequence += 1
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         name = f"part-{stamp}-{self._name_suffix}-{self._sequence:06d}.parquet"
@@ -256,23 +284,40 @@ class PredictionLogger:
 
     def table(self, block: _Block) -> pa.Table:
         """The filled part of ``block`` as one Arrow table in the log schema."""
+        import pyarrow.compute as pc
+
         n = block.used
-        micros = (block.logged_at[:n] * 1e6).astype(np.int64)
+        counts = np.asarray(block.counts, dtype=np.int64)
+        per_request = pa.array(np.repeat(np.arange(len(counts), dtype=np.int32), counts))
+
+        def repeated(values: list[str]) -> pa.Array:
+            return pa.DictionaryArray.from_arrays(per_request, pa.array(values, type=pa.string())).cast(pa.string())
+
+        def split(segments: list[str]) -> pa.Array:
+            return pc.split_pattern(pa.array([SEPARATOR.join(segments)], type=pa.large_string()), SEPARATOR).flatten()
+
+        ids = split(block.ids).cast(pa.string())
         columns: dict[str, Any] = {
-            "request_id": pa.array(block.request_id[:n], type=pa.string()),
-            "row": pa.array(block.row[:n]),
-            "logged_at": pa.array(micros, type=pa.timestamp("us", tz="UTC")),
-            "model_name": pa.repeat(pa.scalar(self.model_name, type=pa.string()), n),
-            "model_version": pa.array(block.model_version[:n], type=pa.string()),
-            "source_uri": pa.repeat(pa.scalar(self.source, type=pa.string()), n),
-            self.id_column: pa.array([None if v is None else str(v) for v in block.ids[:n]], type=pa.string()),
+            "request_id": repeated(block.request_ids),
+            "row": pa.array(np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)),
+            "logged_at": pa.array((block.logged_at() * 1e6).astype(np.int64), type=pa.timestamp("us", tz="UTC")),
+            "model_name": _constant(self.model_name, n),
+            "model_version": repeated(block.versions),
+            "source_uri": _constant(self.source, n),
+            self.id_column: pc.if_else(pc.equal(ids, ""), pa.scalar(None, type=pa.string()), ids),
         }
         for name in self.numeric:
-            columns[name] = pa.array(block.features[name][:n])
+            columns[name] = pa.array(block.numbers[name][:n])
         for name in self.categorical:
-            columns[name] = pa.array(block.features[name][:n], type=pa.string())
+            columns[name] = split(block.text[name]).cast(pa.string())
         if block.predictions is not None:
             columns["prediction"] = pa.array(block.predictions[:n])
         if block.scores is not None:
             columns["score"] = pa.array(block.scores[:n])
         return pa.table(columns)
+
+
+def _constant(value: str, rows: int) -> pa.Array:
+    """``rows`` copies of one string, built in Arrow (``pa.repeat`` takes ~17 us per row)."""
+    indices = pa.array(np.zeros(rows, dtype=np.int32))
+    return pa.DictionaryArray.from_arrays(indices, pa.array([value], type=pa.string())).cast(pa.string())
