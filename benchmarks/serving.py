@@ -43,6 +43,12 @@ SPEC = REPO / "include" / "pipelines" / "churn.yaml"
 TOKEN = "benchmark-token"
 
 
+def pq_rows(uri: str) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(uri).metadata.num_rows)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -199,7 +205,7 @@ def main() -> int:
     bodies = request_bodies(root)
     print(f"set-up took {time.perf_counter() - started:.0f} s", flush=True)
 
-    from airflow_mlops.core import registry, settings, storage, tables
+    from airflow_mlops.core import registry, settings, storage
     from airflow_mlops.core.spec import load_spec
 
     spec = load_spec(SPEC)
@@ -264,10 +270,22 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
         logs.close()
+    import re
+
     files = storage.list_files_recursive(settings.prediction_log_dir(spec.name), (".parquet",))
-    logged = sum(len(tables.read_table(f)) for f in files) if files else 0
-    results["prediction_log"] = {"files": len(files), "rows_logged": logged, "rows_answered": answered_rows}
-    print(f"prediction log after SIGTERM: {logged} rows in {len(files)} files; {answered_rows} rows answered")
+    logged = sum(pq_rows(f) for f in files)
+    # Each worker reports at shutdown how many rows it answered (wrk's count misses the
+    # requests in flight when it stops, which the server still answered and logged).
+    server_log = (root / "servers.log").read_text()
+    answered_by_servers = sum(int(n) for n in re.findall(r"shut down: answered (\d+) rows", server_log))
+    results["prediction_log"] = {
+        "files": len(files),
+        "rows_logged": logged,
+        "rows_answered_by_workers": answered_by_servers,
+        "rows_answered_seen_by_load_generator": answered_rows,
+    }
+    print(f"prediction log after SIGTERM: {logged} rows in {len(files)} files; the workers answered "
+          f"{answered_by_servers} rows ({answered_rows} answers seen by the load generator)")  # fmt: skip
 
     by = {(r["server"], r["rows_per_request"]): r for r in results["runs"]}
     for size in bodies:

@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--poll-seconds", type=float, default=5.0, help="how often to check the champion alias")
     serve.add_argument("--max-rows", type=int, default=10_000, help="rows allowed per request")
     serve.add_argument("--onnx-threads", type=int, default=1, help="ONNX Runtime threads per worker")
-    serve.add_argument("--log-flush-rows", type=int, default=10_000, help="write the prediction log every N rows")
+    serve.add_argument("--log-flush-rows", type=int, default=100_000, help="write the prediction log every N rows")
     serve.add_argument("--log-flush-seconds", type=float, default=5.0, help="... or at least this often")
     serve.add_argument("--no-prediction-log", action="store_true", help="do not log predictions")
     serve.add_argument("--graceful-timeout", type=int, default=30, help="seconds to finish requests on shutdown")

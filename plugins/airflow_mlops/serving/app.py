@@ -63,7 +63,7 @@ class ServeConfig:
     max_rows: int = 10_000
     max_body_bytes: int = 16 * 1024 * 1024
     log_predictions: bool = True
-    log_flush_rows: int = 10_000
+    log_flush_rows: int = 100_000
     log_flush_seconds: float = 5.0
     onnx_threads: int = 1
     require_token: bool = True
@@ -200,9 +200,11 @@ class ServingApp:
         if self.prediction_logger is not None:
             await asyncio.to_thread(self.prediction_logger.close)
             logger.info(
-                "prediction log closed: %d rows written in %d file(s)",
+                "shut down: answered %d rows; prediction log: %d rows written in %d file(s), %d dropped",
+                self.predictions,
                 self.prediction_logger.written_rows,
                 len(self.prediction_logger.files),
+                self.prediction_logger.dropped_rows,
             )
 
     # -- ASGI -------------------------------------------------------------------------
