@@ -26,6 +26,8 @@ HEAVY = [
     "pyarrow",
     "boto3",
     "onnx",
+    "uvicorn",  # msgspec is not listed: Airflow's task SDK imports it itself
+    "airflow_mlops.serving",
     "onnxruntime",
     "skops",
     "skl2onnx",

@@ -158,7 +158,7 @@ def test_the_served_champion_answers_swaps_under_load_and_logs_every_prediction(
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "tenure_months"
         assert httpx.post(f"{url}/v1/predict", json={"instances": [row]}).status_code == 401
 
-        stop = threading.Event()
+        stop, counting = threading.Event(), threading.Lock()
 
         def client() -> None:
             with httpx.Client(base_url=url, headers=auth, timeout=10) as http:
@@ -171,7 +171,8 @@ def test_the_served_champion_answers_swaps_under_load_and_logs_every_prediction(
                     if answer.status_code != 200:
                         failures.append(answer.status_code)
                     else:
-                        answered[0] += 1
+                        with counting:
+                            answered[0] += 1
                         versions.append(answer.json()["model_version"])
 
         clients = [threading.Thread(target=client) for _ in range(4)]

@@ -115,3 +115,40 @@ def test_text_values_survive_the_joined_storage_exactly(tmp_path):
     assert [None if v != v else v for v in frame["customer_id"].tolist()] == ["7", None, "id-3", None, None]
     assert frame["row"].tolist() == [0, 1, 2, 3, 0] and frame["request_id"].tolist() == ["r1"] * 4 + ["r2"]
     assert "score" not in frame.columns
+
+
+def test_a_store_down_at_shutdown_spills_the_rows_locally_instead_of_losing_them(tmp_path, monkeypatch):
+    log = _logger(tmp_path / "store", flush_rows=100)
+    _append(log, 4, "last")
+    real = storage.write_bytes
+
+    def store_down(data, uri):
+        if str(tmp_path / "store") in uri:
+            raise OSError("store down")
+        return real(data, uri)
+
+    monkeypatch.setattr(storage, "write_bytes", store_down)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    log.close(attempts=2, spill_dir=str(tmp_path / "spill"))
+    spilled = storage.list_files_recursive(str(tmp_path / "spill"), (".parquet",))
+    assert len(spilled) == 1 and _read(spilled)[0]["request_id"].tolist() == ["last"] * 4
+    assert log.dropped_rows == 0 and log.pending_rows == 0
+
+
+def test_the_writer_backs_off_while_the_store_fails(tmp_path, monkeypatch):
+    calls = []
+    log = _logger(tmp_path, flush_rows=1, flush_seconds=0.01)
+
+    def failing_flush():
+        calls.append(time.monotonic())
+        raise OSError("store down")
+
+    monkeypatch.setattr(log, "flush", failing_flush)
+    log.start()
+    for index in range(200):  # every append fills a block and wakes the writer
+        _append(log, 1, f"r{index}")
+        time.sleep(0.005)
+    log._stop.set()
+    log._wake.set()
+    log._thread.join()
+    assert 1 <= len(calls) <= 3  # 1 s, then 2 s of back-off: not one retry per wake-up

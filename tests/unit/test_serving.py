@@ -515,3 +515,152 @@ def test_the_http_probe_reads_the_alias_from_a_tracking_server(monkeypatch):
         _run(probe("broken"))  # an outage is not "no champion": refresh keeps serving the current model
     assert seen[0] == ("/api/2.0/mlflow/registered-models/alias", {"name": "churn_classifier", "alias": "champion"},
                        "Bearer tok")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("conn", "url"),
+    [
+        ({"conn_type": "http", "host": "serving.internal", "port": 8000}, "http://serving.internal:8000"),
+        ({"conn_type": "http", "host": "https://serving.internal", "port": 8443}, "https://serving.internal:8443"),
+        ({"conn_type": "http", "host": "https://serving.internal:9000/api/"}, "https://serving.internal:9000/api"),
+        ({"conn_type": "http", "host": "10.0.0.5", "schema": "https", "port": 443}, "https://10.0.0.5:443"),
+    ],
+)
+def test_the_deploy_step_reads_the_serving_apps_url_and_token_from_a_connection(monkeypatch, conn, url):
+    from airflow_mlops.operators.model import MlflowDeployChampionOperator
+
+    monkeypatch.setenv("AIRFLOW_CONN_CHURN_SERVING", json.dumps({**conn, "password": "tok"}))
+    operator = MlflowDeployChampionOperator(task_id="deploy", spec_path=str(EXAMPLE_SPEC), promotion={}, split={})
+    assert operator._live_target("churn_serving") == (url, "tok")
+
+
+def test_metrics_have_one_content_type_and_smoke_tests_are_not_logged(served):
+    app = _app(served, log_flush_rows=1_000_000, log_flush_seconds=3600)
+    body = json.dumps({"instances": _rows(3)}).encode()
+
+    async def scenario():
+        await app.startup()
+        try:
+            metrics = await call(app, "GET", "/metrics", headers=AUTH)
+            await call(app, "POST", "/v1/predict", body, {**AUTH, "X-Smoke-Test": "1"})
+            await call(app, "POST", "/v1/predict", body, AUTH)
+            return metrics, app.prediction_logger.pending_rows
+        finally:
+            await app.shutdown()
+
+    (status, headers, _), pending = _run(scenario())
+    assert status == 200 and headers["content-type"] == "text/plain; version=0.0.4"
+    assert pending == 3  # the marked request was answered but not logged
+
+
+def test_a_removed_alias_unloads_the_model(served):
+    app = _app(served, log_predictions=False)
+    versions = iter(["1", None])
+    app._probe = lambda: next(versions)
+    _run(app.refresh())
+    assert app.model.version == "1"
+    assert _run(app.refresh()) and app.model is None
+    status, _, body = _run(call(app, "POST", "/v1/predict", json.dumps({"instances": _rows(1)}).encode(), AUTH))
+    assert status == 503 and "alias was removed" in json.loads(body)["detail"]
+
+
+def test_a_client_that_disconnects_mid_body_gets_no_answer_and_counts_nothing(served):
+    app = _app(served, log_predictions=False)
+    _run(app.refresh())
+    messages = iter([{"type": "http.request", "body": b'{"instances": [', "more_body": True},
+                     {"type": "http.disconnect"}])  # fmt: skip
+    sent = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/predict",
+        "headers": [(b"authorization", f"Bearer {TOKEN}".encode())],
+    }
+    _run(app(scope, receive, send))
+    assert sent == [] and sum(app.responses.values()) == 0
+
+
+def test_categories_declared_as_integers_or_booleans_are_served_as_training_saw_them():
+    text = (
+        Path(EXAMPLE_SPEC)
+        .read_text()
+        .replace(
+            "    categorical: [plan, region, payment_method]",
+            "    categorical: [plan, region, payment_method, tier, vip]",
+        )
+        .replace("  dtypes: {churned: int}", "  dtypes: {churned: int, tier: int, vip: bool, support_calls: bool}")
+    )
+    spec = parse_spec(text)
+    rows = _rows(4)
+    for i, row in enumerate(rows):
+        row.update(tier=[1, 2, None, 3][i], vip=[True, False, None, True][i], support_calls=[True, False, None, 1][i])
+    schema = InputSchema.from_spec(spec)
+    inputs = parse_body(json.dumps({"instances": rows}).encode(), schema)
+    frame = pd.DataFrame.from_records(rows).astype({"tier": "Int64", "vip": "boolean"})
+    expected = onnx_feeds(frame, spec)
+    for column in ("tier", "vip", "support_calls"):
+        np.testing.assert_array_equal(inputs.feeds[column], expected[column])
+    assert inputs.feeds["vip"].ravel().tolist() == ["True", "False", "", "True"]
+    rows[0]["tier"] = "gold"  # still text: a string is a fine category
+    rows[1]["plan"] = 3  # a category not declared int: refused, located in the body
+    with pytest.raises(PayloadError) as info:
+        parse_body(json.dumps({"instances": rows}).encode(), schema)
+    assert [e["loc"] for e in info.value.errors] == [["body", "instances", 1, "plan"]]
+
+
+def test_a_typed_decoder_refusal_names_its_place_in_the_body(spec):
+    rows = _rows(5)
+    rows[3]["customer_id"] = {"nested": 1}
+    with pytest.raises(PayloadError) as info:
+        parse_body(json.dumps({"instances": rows}).encode(), InputSchema.from_spec(spec))
+    assert info.value.errors[0]["loc"] == ["body", "instances", 3, "customer_id"]
+
+
+def test_inputs_and_split_bodies_locate_errors_by_their_own_shape(spec):
+    schema = InputSchema.from_spec(spec)
+    rows = _rows(3)
+    rows[2]["usage_gb"] = "lots"
+    columns = list(rows[0])
+    with pytest.raises(PayloadError) as info:
+        parse_body(json.dumps({"inputs": {c: [r[c] for r in rows] for c in columns}}).encode(), schema)
+    assert info.value.errors[0]["loc"] == ["body", "inputs", "usage_gb", 2]
+    split = {"dataframe_split": {"columns": columns, "data": [[r[c] for c in columns] for r in rows]}}
+    with pytest.raises(PayloadError) as info:
+        parse_body(json.dumps(split).encode(), schema)
+    assert info.value.errors[0]["loc"] == ["body", "dataframe_split", "data", 2, columns.index("usage_gb")]
+
+
+def test_preflight_refuses_a_candidate_the_app_cannot_serve(served):
+    from airflow_mlops.serving.deploy import DeployError, preflight
+
+    spec, tracking_uri = served
+    client = registry.client(tracking_uri)
+    name = spec.registered_model_name
+    assert preflight(spec, tracking_uri, "2", _test_rows_uri(served))["max_abs_diff"] <= 1e-4
+    original = client.get_model_version(name, "2").tags["onnx_uri"]
+    client.delete_model_version_tag(name, "2", "onnx_uri")
+    try:
+        with pytest.raises(DeployError, match="cannot load v2"):
+            preflight(spec, tracking_uri, "2", _test_rows_uri(served))
+        assert str(registry.champion(tracking_uri, name).version) == "1"  # nothing moved
+    finally:
+        client.set_model_version_tag(name, "2", "onnx_uri", original)
+
+
+def test_deploy_refuses_to_test_a_version_that_is_no_longer_champion(served):
+    from airflow_mlops.serving.deploy import DeployError, deploy_or_rollback
+
+    spec, tracking_uri = served
+    record = {"from_version": "1", "to_version": "2"}  # e.g. the task cleared after its rollback
+    tags = registry.client(tracking_uri).get_model_version(spec.registered_model_name, "2").tags
+    with pytest.raises(DeployError, match="v2 is no longer the champion"):
+        deploy_or_rollback(spec, tracking_uri, record, _test_rows_uri(served), "test")
+    assert registry.client(tracking_uri).get_model_version(spec.registered_model_name, "2").tags == tags
+    assert str(registry.champion(tracking_uri, spec.registered_model_name).version) == "1"

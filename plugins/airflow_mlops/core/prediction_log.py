@@ -26,6 +26,7 @@ import io
 import logging
 import os
 import socket
+import tempfile
 import threading
 import time
 from typing import Any
@@ -215,24 +216,62 @@ class PredictionLogger:
         return self
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
-            self._wake.wait(self.flush_seconds)
+            if failures:
+                # The store is failing: back off (1 s, 2 s, ... 60 s) and ignore "block full"
+                # wake-ups meanwhile, instead of rebuilding the pending rows in a tight loop.
+                self._stop.wait(min(60.0, 2.0 ** (failures - 1)))
+            else:
+                self._wake.wait(self.flush_seconds)
             self._wake.clear()
             if self._stop.is_set():
                 break
             try:
                 self.flush()
-            except Exception:  # kept and retried by flush(); never kill the writer thread
-                logger.exception("prediction log flush failed; records kept for the next attempt")
+                failures = 0
+            except Exception as exc:  # kept and retried by flush(); never kill the writer thread
+                failures += 1
+                logger.error("prediction log write failed (%d in a row; %d rows kept): %s", failures,
+                             self.pending_rows, exc)  # fmt: skip
 
-    def close(self) -> None:
-        """Stop the writer and write everything still buffered (graceful shutdown)."""
+    def close(self, attempts: int = 3, spill_dir: str | None = None) -> None:
+        """Stop the writer and write everything still buffered (graceful shutdown).
+
+        The last write is tried ``attempts`` times (1 s, 2 s apart); if the store still
+        fails, the rows are written to ``spill_dir`` (default: a folder in the system's
+        temp dir) and the error says where, so a store outage during a restart loses no
+        prediction; only if that fails too are they counted in ``dropped_rows``.
+        """
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        self.flush()
+        for attempt in range(attempts):
+            try:
+                self.flush()
+                return
+            except Exception as exc:
+                logger.error("prediction log: final write failed (attempt %d of %d): %s", attempt + 1, attempts, exc)
+                if attempt + 1 < attempts:
+                    time.sleep(2.0**attempt)
+        spill = spill_dir or os.path.join(tempfile.gettempdir(), "airflow-mlops-prediction-log-spill")
+        with self._lock:
+            blocks, self._sealed = self._sealed, []
+        rows = sum(b.used for b in blocks)
+        try:
+            folder, self.folder = self.folder, spill
+            try:
+                written = self._write_blocks(blocks)
+            finally:
+                self.folder = folder
+        except Exception:
+            self.dropped_rows += rows
+            logger.exception("prediction log: %d rows lost: neither %s nor %s could be written", rows, folder, spill)
+            return
+        logger.error("prediction log: the store at %s failed; %d rows written to %s instead: move them there: %s",
+                     self.folder, rows, spill, written)  # fmt: skip
 
     def flush(self) -> list[str]:
         """Write every buffered row, one file per date partition; return the new URIs."""

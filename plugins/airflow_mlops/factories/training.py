@@ -92,8 +92,9 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
                 **common,
             )
             promote = MlflowPromoteModelOperator(
-                task_id="promote", gate=xcom("model.gate"), outlets=[assets.champion], **common
-            )
+                task_id="promote", gate=xcom("model.gate"), split=xcom("data.split"), outlets=[assets.champion],
+                **common,
+            )  # fmt: skip
             # The new champion answers real rows through the serving app, or the alias goes back.
             deploy = MlflowDeployChampionOperator(
                 task_id="deploy", promotion=xcom("model.promote"), split=xcom("data.split"), **common

@@ -349,14 +349,17 @@ class MlflowPromoteModelOperator(MlopsBaseOperator):
     Its outlet Asset event (the new champion) tells serving and scoring to reload.
 
     :param gate: the gate task's result. (templated)
+    :param split: the split task's result; when given, the candidate is served in this task and
+        queried with test-split rows before the alias moves (a failure keeps the champion). (templated)
     """
 
-    template_fields: Sequence[str] = (*_BASE, "gate")
+    template_fields: Sequence[str] = (*_BASE, "gate", "split")
     ui_color = "#d7f5d9"
 
-    def __init__(self, *, gate: dict[str, Any] | str, **kwargs: Any) -> None:
+    def __init__(self, *, gate: dict[str, Any] | str, split: dict[str, Any] | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gate = gate
+        self.split = split
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.model_stages import promote_candidate
@@ -366,6 +369,8 @@ class MlflowPromoteModelOperator(MlopsBaseOperator):
             raise AirflowSkipException(
                 f"not promoting {gate['name']} v{gate['version']}: " + "; ".join(gate["reasons"])
             )
+        if self.split:
+            self._preflight(gate, rendered_dict(self.split, "split"))
         record = promote_candidate(
             self.mlflow_hook.tracking_uri, gate, by=f"{context['dag'].dag_id}/{context['run_id']}"
         )
@@ -373,6 +378,21 @@ class MlflowPromoteModelOperator(MlopsBaseOperator):
             context["outlet_events"][outlet].extra = {"model": gate["name"], **record}
         self.log.info("champion of %s: v%s -> v%s", gate["name"], record["from_version"], record["to_version"])
         return record
+
+    def _preflight(self, gate: dict[str, Any], split: dict[str, Any]) -> None:
+        """Serve the candidate in this task and query it before the alias moves (see serving.deploy)."""
+        from airflow.sdk.exceptions import AirflowException
+
+        from airflow_mlops.core.registry import tag_version
+        from airflow_mlops.serving.deploy import DeployError, preflight
+
+        tracking_uri = self.mlflow_hook.tracking_uri
+        try:
+            report = preflight(self.load_spec(), tracking_uri, str(gate["version"]), split["test"]["uri"])
+        except DeployError as exc:
+            tag_version(tracking_uri, gate["name"], str(gate["version"]), {"deploy": f"preflight failed: {exc}"[:4000]})
+            raise AirflowException(f"not promoting {gate['name']} v{gate['version']}: {exc}") from exc
+        self.log.info("v%s answers through the serving app before promotion: %s", gate["version"], report)
 
 
 class MlflowRollbackChampionOperator(MlopsBaseOperator):
@@ -432,12 +452,16 @@ class MlflowDeployChampionOperator(MlopsBaseOperator):
         self.split = split
 
     def _live_target(self, conn_id: str) -> tuple[str, str | None]:
+        from urllib.parse import urlsplit, urlunsplit
+
         from airflow.sdk import BaseHook
 
         conn = BaseHook.get_connection(conn_id)
         scheme = conn.schema if conn.schema in ("http", "https") else "http"
-        host = conn.host or "127.0.0.1"
-        url = host if "://" in host else f"{scheme}://{host}{f':{conn.port}' if conn.port else ''}"
+        host = (conn.host or "127.0.0.1").rstrip("/")
+        parts = urlsplit(host if "://" in host else f"{scheme}://{host}")
+        netloc = f"{parts.hostname}:{conn.port}" if conn.port and not parts.port else parts.netloc
+        url = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
         return url, conn.password or None
 
     def execute(self, context: Context) -> dict[str, Any]:

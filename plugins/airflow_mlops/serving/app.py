@@ -152,7 +152,13 @@ class ServingApp:
             logger.warning("cannot ask the registry for the champion: %s", exc)
             return False
         current = self.model.version if self.model else None
-        if version is None or version == current:
+        if version is None:
+            if self.model is not None:  # the alias was removed (e.g. a first champion failed its deploy)
+                logger.warning("the champion alias of %s was removed: no longer serving v%s", self.model.name, current)
+                self.model, self.load_error = None, "the champion alias was removed"
+                return True
+            return False
+        if version == current:
             return False
         if (
             self._failed
@@ -173,6 +179,7 @@ class ServingApp:
         logger.info("now serving %s v%s (was v%s)", model.name, model.version, current)
         # Objects alive now (libraries, the model) stay alive: keep them out of the cyclic
         # collector's full passes, which otherwise pause every request for tens of ms.
+        gc.unfreeze()  # the previous model and requests in flight may become garbage: let them be collected
         gc.collect()
         gc.freeze()
         return True
@@ -198,7 +205,10 @@ class ServingApp:
         if self._async_probe is not None and hasattr(self._async_probe, "close"):
             await self._async_probe.close()
         if self.prediction_logger is not None:
-            await asyncio.to_thread(self.prediction_logger.close)
+            try:
+                await asyncio.to_thread(self.prediction_logger.close)
+            except Exception:  # close() already retried and spilled what it could; never block the shutdown
+                logger.exception("prediction log could not be closed cleanly")
             logger.info(
                 "shut down: answered %d rows; prediction log: %d rows written in %d file(s), %d dropped",
                 self.predictions,
@@ -229,8 +239,11 @@ class ServingApp:
             except Exception:
                 logger.exception("unexpected error on %s %s", scope["method"], scope["path"])
                 status, body = 500, b'{"detail":"internal error; see the server log"}'
+        if status == 0:  # the client went away before its body arrived: nothing to answer
+            return
         self.responses[status] += 1
-        await send({"type": "http.response.start", "status": status, "headers": _JSON + extra})
+        headers = extra if any(key == b"content-type" for key, _ in extra) else _JSON + extra
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -258,10 +271,12 @@ class ServingApp:
         return False
 
     async def _body(self, receive: Receive) -> bytes | None:
-        """The request body, or None when it exceeds ``max_body_bytes``."""
+        """The request body; None when it exceeds ``max_body_bytes``; raises on a disconnect."""
         chunks, size = [], 0
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.config.max_body_bytes:
@@ -275,8 +290,13 @@ class ServingApp:
     async def _predict(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
         request_id = _request_id(scope)
         echo = [(b"x-request-id", request_id.encode())]
-        model = self.model  # one read: the whole request uses this version, whatever swaps meanwhile
-        body = await self._body(receive)
+        try:
+            body = await self._body(receive)
+        except _ClientGone:
+            return 0, b"", []
+        # One read, once the body is in: the whole request uses this version, whatever swaps
+        # meanwhile, and a slow upload started before a swap is answered by the new version.
+        model = self.model
         if body is None:
             return 413, _encode({"detail": f"body over {self.config.max_body_bytes} bytes"}), echo
         if model is None:
@@ -290,7 +310,7 @@ class ServingApp:
         except PayloadError as exc:
             return 422, _encode({"detail": exc.errors, "request_id": request_id}), echo
         predictions, scores = await self._infer(model, inputs)
-        if self.prediction_logger is not None:
+        if self.prediction_logger is not None and not _is_smoke_test(scope):
             self.prediction_logger.append(request_id, model.version, inputs.features, predictions, scores, inputs.ids)
         self.predictions += inputs.rows
         answer: dict[str, Any] = {
@@ -395,6 +415,15 @@ class ServingApp:
                 f"airflow_mlops_prediction_log_rows_dropped_total {log.dropped_rows}",
             ]
         return 200, ("\n".join(lines) + "\n").encode(), [(b"content-type", b"text/plain; version=0.0.4")]
+
+
+class _ClientGone(Exception):
+    """The client disconnected before sending its whole body."""
+
+
+def _is_smoke_test(scope: Scope) -> bool:
+    """The deploy step's queries (authenticated, marked): answered, but not logged as predictions."""
+    return any(key == b"x-smoke-test" and value == b"1" for key, value in scope["headers"])
 
 
 def _settle(future: asyncio.Future[Any], result: Any) -> None:

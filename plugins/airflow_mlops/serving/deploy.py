@@ -1,6 +1,8 @@
 """The deploy step: the new champion must answer real rows through the serving app, or it goes.
 
-After the training DAG moves the ``champion`` alias, ``deploy_or_rollback``:
+Before the promote task moves the alias, ``preflight`` runs step 1 below on the candidate,
+so a version the serving app cannot serve never becomes champion, not even for the
+seconds a running app takes to notice. After the move, ``deploy_or_rollback``:
 
 1. loads the promoted version exactly as ``airflow-mlops serve`` does (same loader, same
    request checks, same ONNX graph) in an app inside this process and posts test-split
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from typing import Any
 
 import numpy as np
@@ -131,12 +134,20 @@ def smoke_test_live(
                 )
             time.sleep(1.0)
         started = time.perf_counter()
-        answer = client.post(
-            "/v1/predict", json={"instances": rows}, headers={**headers, "X-Request-ID": "deploy-smoke"}
-        )
+        # Marked as a smoke test: answered like any request, not logged as a prediction
+        # (test-split rows would skew drift, and label joins by request id).
+        marks = {"X-Request-ID": f"deploy-smoke-{uuid.uuid4().hex}", "X-Smoke-Test": "1"}
+        answer = client.post("/v1/predict", json={"instances": rows}, headers={**headers, **marks})
         latency = time.perf_counter() - started
     gap = _check_answer(answer.status_code, answer.content, version, expected, f"serving app at {url}")
     return {"url": url, "rows": len(rows), "max_abs_diff": gap, "latency_ms": round(latency * 1000, 2)}
+
+
+def preflight(spec: PipelineSpec, tracking_uri: str, version: str, rows_uri: str) -> dict[str, Any]:
+    """The in-process smoke test of ``version`` before any alias moves (run by the promote task)."""
+    rows = smoke_rows(spec, rows_uri, spec.deployment.smoke_rows)
+    expected = _expected_scores(spec, tracking_uri, version, rows)
+    return smoke_test_in_process(spec, tracking_uri, version, rows, expected)
 
 
 def deploy_or_rollback(
@@ -152,6 +163,10 @@ def deploy_or_rollback(
     name = spec.registered_model_name
     version, previous = str(promotion["to_version"]), promotion.get("from_version")
     report: dict[str, Any] = {"model": name, "version": version}
+    current = registry.champion(tracking_uri, name)
+    if current is None or str(current.version) != version:
+        # E.g. this task cleared after its rollback: testing v{version} now would prove nothing.
+        raise DeployError(f"v{version} is no longer the champion of {name} (now {current and current.version})")
     try:
         rows = smoke_rows(spec, rows_uri, spec.deployment.smoke_rows)
         expected = _expected_scores(spec, tracking_uri, version, rows)

@@ -36,7 +36,11 @@ async def call(
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.start":
             response["status"] = message["status"]
-            response["headers"] = {k.decode("latin-1"): v.decode("latin-1") for k, v in message.get("headers", [])}
+            headers: dict[str, str] = {}
+            for key, value in message.get("headers", []):  # a repeated header shows as "a, b", as HTTP folds it
+                name, text = key.decode("latin-1"), value.decode("latin-1")
+                headers[name] = f"{headers[name]}, {text}" if name in headers else text
+            response["headers"] = headers
         elif message["type"] == "http.response.body":
             response["body"] += message.get("body", b"")
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import ast
 import functools
 import operator
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -65,6 +67,10 @@ class InputSchema:
     id_column: str
     max_rows: int = 10_000
     normalize: dict[str, tuple[_Normalize, ...]] = field(default_factory=dict)
+    # Categories declared int or bool in data.dtypes arrive as JSON numbers or booleans and
+    # become text as training makes them (str(value)); numbers declared bool accept true/false.
+    coded_categories: frozenset[str] = frozenset()
+    boolean_numbers: frozenset[str] = frozenset()
 
     @classmethod
     def from_spec(cls, spec: PipelineSpec, max_rows: int = 10_000) -> InputSchema:
@@ -80,7 +86,20 @@ class InputSchema:
             id_column=spec.data.id_column,
             max_rows=max_rows,
             normalize={c: tuple(rules) for c, rules in normalize.items()},
+            coded_categories=frozenset(
+                c for c in features.categorical if spec.declared_types.get(c) in ("int", "bool")
+            ),
+            boolean_numbers=frozenset(c for c in features.numeric if spec.declared_types.get(c) == "bool"),
         )
+
+    def allowed_types(self, column: str) -> tuple[frozenset[type], str]:
+        if column in self.numeric:
+            if column in self.boolean_numbers:
+                return _NUMBER_TYPES | {bool}, "a number or a boolean"
+            return _NUMBER_TYPES, "a number"
+        if column in self.coded_categories:
+            return _TEXT_TYPES | {int, bool}, "a string, an integer or a boolean"
+        return _TEXT_TYPES, "a string"
 
     @functools.cached_property
     def decoder(self) -> msgspec.json.Decoder[Any]:
@@ -90,8 +109,14 @@ class InputSchema:
         name works. Rows may carry other fields; they are skipped.
         """
         names = [*self.numeric, *self.categorical]
-        row_fields: list[Any] = [(f"f{i}", Optional[float]) for i in range(len(self.numeric))]  # noqa: UP045
-        row_fields += [(f"f{len(self.numeric) + i}", Optional[str]) for i in range(len(self.categorical))]  # noqa: UP045
+        row_fields: list[Any] = [
+            (f"f{i}", Optional[float | bool] if c in self.boolean_numbers else Optional[float])  # noqa: UP045
+            for i, c in enumerate(self.numeric)
+        ]
+        row_fields += [
+            (f"f{len(self.numeric) + i}", Optional[str | int | bool] if c in self.coded_categories else Optional[str])  # noqa: UP045
+            for i, c in enumerate(self.categorical)
+        ]
         row_fields.append(("row_id", Optional[str | int], None))  # noqa: UP045
         rename = {f"f{i}": name for i, name in enumerate(names)} | {"row_id": self.id_column}
         row = msgspec.defstruct("Row", row_fields, rename=rename, kw_only=True)
@@ -151,7 +176,8 @@ def parse_body(body: bytes, schema: InputSchema) -> ModelInputs:
     ids = [r.row_id for r in records]
     if any(v is not None for v in ids):
         columns[schema.id_column] = ids
-    return build_inputs(columns, len(records), schema, checked=True)
+    key = given[0]
+    return build_inputs(columns, len(records), schema, checked=True, locate=lambda i, c: [key, i, c])
 
 
 def _parse_generally(body: bytes, schema: InputSchema, typed_error: str | None) -> ModelInputs:
@@ -159,15 +185,27 @@ def _parse_generally(body: bytes, schema: InputSchema, typed_error: str | None) 
         document = _decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise PayloadError([_error([], f"body is not valid JSON: {exc}", "json_invalid")]) from None
-    columns, rows = _columns(document, schema)
-    inputs = build_inputs(columns, rows, schema)
+    columns, rows, locate = _columns(document, schema)
+    inputs = build_inputs(columns, rows, schema, locate=locate)
     if typed_error is not None:
         # The typed decoder refused rows the general checks accept (e.g. an id that is a list).
-        raise PayloadError([_error([], typed_error, "type_error")])
+        raise PayloadError([_error(_msgspec_location(typed_error), typed_error.split(" - at ")[0], "type_error")])
     return inputs
 
 
-def _columns(document: Any, schema: InputSchema) -> tuple[dict[str, list[Any]], int]:
+def _msgspec_location(message: str) -> list[Any]:
+    """``... - at `$.instances[3].customer_id``` -> ["instances", 3, "customer_id"]."""
+    match = re.search(r"at `\$(.*)`$", message)
+    if not match:
+        return []
+    return [int(part) if part.isdigit() else part for part in re.findall(r"\.([^.\[]+)|\[(\d+)\]", match.group(1))
+            for part in part if part]  # fmt: skip
+
+
+Locate = Callable[[int, str], list[Any]]
+
+
+def _columns(document: Any, schema: InputSchema) -> tuple[dict[str, list[Any]], int, Locate]:
     """The needed columns of the body, whatever its shape, with presence checked."""
     if not isinstance(document, dict):
         raise PayloadError([_error([], f"expected a JSON object with one of {list(BODY_KEYS)}", "object_expected")])
@@ -197,7 +235,7 @@ def _columns(document: Any, schema: InputSchema) -> tuple[dict[str, list[Any]], 
         columns = {c: [r[c] for r in records] for c in schema.required}
         if any(schema.id_column in r for r in records):
             columns[schema.id_column] = [r.get(schema.id_column) for r in records]
-        return columns, len(records)
+        return columns, len(records), lambda i, c: [key, i, c]
     if key == "dataframe_split":
         split = document[key]
         if (
@@ -218,7 +256,8 @@ def _columns(document: Any, schema: InputSchema) -> tuple[dict[str, list[Any]], 
                  for i in bad[:MAX_REPORTED_ERRORS]]
             )  # fmt: skip
         position = {name: i for i, name in enumerate(names)}
-        return {c: [row[position[c]] for row in data] for c in wanted if c in position}, len(data)
+        columns = {c: [row[position[c]] for row in data] for c in wanted if c in position}
+        return columns, len(data), lambda i, c: [key, "data", i, position[c]]
     inputs = document[key]
     if not isinstance(inputs, dict):
         raise PayloadError([_error([key], "expected an object of column name -> list of values", "object_expected")])
@@ -235,7 +274,7 @@ def _columns(document: Any, schema: InputSchema) -> tuple[dict[str, list[Any]], 
                                    "shape_invalid")])  # fmt: skip
     rows = lengths.pop()
     _check_rows(rows, [key], schema)
-    return columns, rows
+    return columns, rows, lambda i, c: [key, c, i]
 
 
 def _check_rows(rows: int, loc: list[Any], schema: InputSchema) -> None:
@@ -245,18 +284,20 @@ def _check_rows(rows: int, loc: list[Any], schema: InputSchema) -> None:
         raise PayloadError([_error(loc, f"{rows} rows; at most {schema.max_rows} per request", "too_long")])
 
 
-def _type_errors(values: list[Any], column: str, allowed: frozenset[type], expected: str) -> list[dict[str, Any]]:
+def _type_errors(values: list[Any], column: str, schema: InputSchema, locate: Locate) -> list[dict[str, Any]]:
+    allowed, expected = schema.allowed_types(column)
     bad = [i for i, v in enumerate(values) if type(v) not in allowed]
     return [
-        _error(["rows", i, column], f"expected {expected} or null, got {msgspec.json.encode(values[i]).decode()[:60]}",
+        _error(locate(i, column), f"expected {expected} or null, got {msgspec.json.encode(values[i]).decode()[:60]}",
                "type_error")
         for i in bad[:MAX_REPORTED_ERRORS]
     ]  # fmt: skip
 
 
-def _clean_category(value: str | None, rules: tuple[_Normalize, ...]) -> str:
+def _clean_category(value: Any, rules: tuple[_Normalize, ...]) -> str:
     if value is None:
         return MISSING_CATEGORY
+    value = value if type(value) is str else str(value)
     for rule in rules:
         if rule.strip:
             value = value.strip()
@@ -266,26 +307,35 @@ def _clean_category(value: str | None, rules: tuple[_Normalize, ...]) -> str:
     return value
 
 
-def build_inputs(columns: dict[str, list[Any]], rows: int, schema: InputSchema, checked: bool = False) -> ModelInputs:
-    """Type-check the feature columns (unless ``checked``) and make log columns and ONNX feeds."""
+def build_inputs(
+    columns: dict[str, list[Any]],
+    rows: int,
+    schema: InputSchema,
+    checked: bool = False,
+    locate: Locate = lambda i, c: ["rows", i, c],
+) -> ModelInputs:
+    """Type-check the feature columns (unless ``checked``) and make log columns and ONNX feeds.
+
+    ``locate(row, column)`` gives an error's place in the body (its shape decides the order).
+    """
     errors: list[dict[str, Any]] = []
     features: dict[str, np.ndarray] = {}
     for column in schema.numeric:
         values = columns[column]
-        if not checked and not set(map(type, values)) <= _NUMBER_TYPES:
-            errors += _type_errors(values, column, _NUMBER_TYPES, "a number")
+        if not checked and not set(map(type, values)) <= schema.allowed_types(column)[0]:
+            errors += _type_errors(values, column, schema, locate)
             continue
         try:
             features[column] = np.array(values, dtype=np.float64)
         except OverflowError:
-            errors.append(_error(["rows", column], "a number is too large for float64", "type_error"))
+            errors.append(_error([column], "a number is too large for float64", "type_error"))
     for column in schema.categorical:
         values = columns[column]
-        if not checked and not set(map(type, values)) <= _TEXT_TYPES:
-            errors += _type_errors(values, column, _TEXT_TYPES, "a string")
+        if not checked and not set(map(type, values)) <= schema.allowed_types(column)[0]:
+            errors += _type_errors(values, column, schema, locate)
             continue
         rules = schema.normalize.get(column, ())
-        if rules:
+        if rules or column in schema.coded_categories:
             cleaned = [_clean_category(v, rules) for v in values]
         elif None in values:
             cleaned = [MISSING_CATEGORY if v is None else v for v in values]
