@@ -23,15 +23,27 @@ def loop(tmp_path_factory):
     root = tmp_path_factory.mktemp("stack")
     stack = Stack(StackConfig(root=root, airflow_port=8795, mlflow_port=5795)).start()
     try:
-        result = DemoLoop(stack, rows=3000, say=print).run()
+        demo = DemoLoop(stack, rows=3000, say=print)
+        result = demo.run()
         yield stack, result
     finally:
+        demo.stop_serving()
         stack.stop()
 
 
 def test_loop_finishes_without_failures(loop):
     _, result = loop
     assert result.failures == []
+
+
+def test_the_demo_served_the_champion_and_its_prediction_log_has_the_rows(loop):
+    stack, result = loop
+    served = result.serving
+    assert served["model_version"] == result.champion and len(served["predictions"]) == 5
+    assert all(0.0 <= s <= 1.0 for s in served["scores"])
+    logs = (stack.config.root / "artifacts" / "churn" / "prediction_log").rglob("*-serving-*.parquet")
+    demo_rows = [t for t in (tables.read_table(str(p)) for p in logs) if served["request_id"] in set(t["request_id"])]
+    assert len(demo_rows) == 1 and len(demo_rows[0]) == 5  # stopped after the demo: its 5 rows were flushed
 
 
 def test_every_run_is_event_driven_and_succeeds_in_order(loop):
@@ -75,6 +87,7 @@ def test_drift_flagged_the_shifted_features_only(loop):
 def test_every_prediction_was_logged(loop):
     stack, _ = loop
     logs = sorted((stack.config.root / "artifacts" / "churn" / "prediction_log").rglob("*.parquet"))
+    logs = [p for p in logs if "-serving-" not in p.name]  # the batch scoring run's log
     assert len(logs) == 1
     log = tables.read_table(str(logs[0]))
     assert len(log) == 3000 and log["request_id"].is_unique and set(log["model_version"]) == {"1"}
@@ -195,5 +208,5 @@ def test_the_served_champion_answers_swaps_under_load_and_logs_every_prediction(
         server.wait(timeout=60)
     log_root = stack.config.root / "artifacts" / "churn" / "prediction_log"
     logs = storage.list_files_recursive(str(log_root), (".parquet",))
-    served = [t for t in (tables.read_table(u) for u in logs) if set(t["source_uri"]) == {"serving"}]
-    assert sum(len(t) for t in served) == answered[0]  # SIGTERM flushed the rest: nothing lost
+    ours = [u for u in logs if f"-{server.pid}-" in u.rsplit("/", 1)[-1]]  # this server's files (one process)
+    assert sum(len(tables.read_table(u)) for u in ours) == answered[0]  # SIGTERM flushed the rest: nothing lost

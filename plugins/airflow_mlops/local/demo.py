@@ -2,14 +2,20 @@
 
 1. land a labeled day-1 batch -> the training DAG runs (data arrival) -> champion v1;
 2. land a drifted batch for scoring -> scoring DAG -> monitoring DAG finds drift ->
-   drift Asset event -> the training DAG runs again -> a new version and a gate decision.
+   drift Asset event -> the training DAG runs again -> a new version and a gate decision;
+3. start ``airflow-mlops serve`` on the champion and query it with real rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import secrets
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +41,7 @@ class DemoResult:
     promotions: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    serving: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -44,7 +51,9 @@ class DemoResult:
 class DemoLoop:
     """One pass of the loop against a running stack."""
 
-    def __init__(self, stack: Stack, rows: int = 5000, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, stack: Stack, rows: int = 5000, say: Callable[[str], None] = print, keep_serving: bool = False
+    ) -> None:
         self.stack = stack
         self.cfg = stack.config
         self.rows = rows
@@ -56,6 +65,8 @@ class DemoLoop:
         self.result = DemoResult()
         self.client = AirflowClient(self.cfg.airflow_url, "admin", stack.admin_password())
         self._seen: dict[str, set[str]] = {}
+        self.serving: subprocess.Popen[bytes] | None = None
+        self.keep_serving = keep_serving
 
     def run(self) -> DemoResult:
         start = time.monotonic()
@@ -63,6 +74,9 @@ class DemoLoop:
             self._prepare()
             self._first_training()
             self._drift_and_retraining()
+            self._serve()
+            if not self.keep_serving:
+                self.stop_serving()
         except Exception as exc:  # report, do not hide: the summary lists it and the exit code is 1
             self.result.failures.append(f"{type(exc).__name__}: {exc}")
         self._collect_registry()
@@ -98,6 +112,61 @@ class DemoLoop:
         if retrain["state"] != "success":
             raise RuntimeError(f"retraining run {retrain['dag_run_id']} ended {retrain['state']}")
         self.result.retrain_gate = self.client.xcom(self.dags["training"], retrain["dag_run_id"], "model.gate")
+
+    def _serve(self, port: int | None = None) -> None:
+        """Start the serving app on the champion and send it real rows, as a user would."""
+        import httpx
+
+        with socket.socket() as probe:
+            probe.bind((self.cfg.host, 0))
+            port = port or int(probe.getsockname()[1])
+        token = secrets.token_hex(16)
+        log = open(self.cfg.root / "logs" / "serving.log", "ab")  # noqa: SIM115 (the process's lifetime)
+        self.serving = subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow-mlops"), "serve", str(self.cfg.repo / SPEC), "--host",
+             self.cfg.host, "--port", str(port), "--tracking-uri", self.cfg.mlflow_url],
+            env={**self.cfg.environment(), "AIRFLOW_MLOPS_SERVE_TOKEN": token}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        url = f"http://{self.cfg.host}:{port}"
+        self.say(f"starting the serving app at {url} ...")
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                ready = httpx.get(f"{url}/health/ready", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.serving.poll() is not None:
+                raise RuntimeError(
+                    f"the serving app did not become ready; see {self.cfg.root / 'logs' / 'serving.log'}"
+                )
+            time.sleep(0.5)
+        landed = synthetic.land_batch(self.spec.data.generator or "churn", str(self.cfg.root / "demo-requests"),
+                                      dt.date(2026, 11, 16), 5, seed=3, include_label=False)  # fmt: skip
+        import pandas as pd
+
+        rows = json.loads(pd.read_parquet(landed.uri).to_json(orient="records"))
+        started = time.perf_counter()
+        answer = httpx.post(f"{url}/v1/predict", json={"instances": rows}, headers={"Authorization": f"Bearer {token}"})
+        latency = (time.perf_counter() - started) * 1000
+        answer.raise_for_status()
+        body = answer.json()
+        self.result.serving = {"url": url, "token": token, "model_version": body["model_version"],
+                               "request_id": body["request_id"], "predictions": body["predictions"],
+                               "scores": [round(x, 3) for x in body.get("scores", [])], "latency_ms": round(latency, 1),
+                               "example": rows[0]}  # fmt: skip
+        self.say(f"  served v{body['model_version']}: {len(rows)} rows answered in {latency:.1f} ms")
+
+    def stop_serving(self) -> None:
+        """SIGTERM the serving app (it writes its prediction log) and wait for it."""
+        if self.serving is not None and self.serving.poll() is None:
+            os.killpg(self.serving.pid, signal.SIGTERM)
+            try:
+                self.serving.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.serving.pid, signal.SIGKILL)
 
     # -- helpers -------------------------------------------------------------------------------
     def _land(self, kind: str, day: dt.date, seed: int, drift: float) -> synthetic.LandedBatch:
@@ -189,12 +258,20 @@ def format_summary(result: DemoResult, stack: Stack, kept_running: bool) -> str:
     if result.retrain_gate:
         verdict = "promoted" if result.retrain_gate["promote"] else "kept the champion"
         lines.append(f"retraining decision: {verdict}: {'; '.join(result.retrain_gate['reasons'])}")
+    if result.serving:
+        served = result.serving
+        lines.append(f"serving app: {served['url']} answered v{served['model_version']} in {served['latency_ms']} ms: "
+                     f"predictions {served['predictions']}, scores {served['scores']}")  # fmt: skip
     for failure in result.failures:
         lines.append(f"FAILURE: {failure}")
     lines.append(f"runtime folder: {cfg.root} (logs in {cfg.root / 'logs'})")
     if kept_running:
         lines.append(f"Airflow UI: {cfg.airflow_url}  (user admin, password {stack.admin_password()})")
         lines.append(f"MLflow UI:  {cfg.mlflow_url}")
+        if result.serving:
+            example = json.dumps({"instances": [result.serving["example"]]})
+            lines.append(f"serving:    curl -s {result.serving['url']}/v1/predict -H 'Authorization: Bearer "
+                         f"{result.serving['token']}' -d '{example}'")  # fmt: skip
         lines.append("services keep running; press Ctrl+C to stop them")
     else:
         lines.append(f"services stopped; run with --keep-running to browse {cfg.airflow_url} and {cfg.mlflow_url}")
@@ -211,8 +288,9 @@ def run_demo(root: Path, keep_running: bool, airflow_port: int, mlflow_port: int
     reset(root)
     print(f"starting airflow standalone on :{airflow_port} and MLflow on :{mlflow_port} under {root} ...")
     stack = Stack(StackConfig(root=root, airflow_port=airflow_port, mlflow_port=mlflow_port)).start()
+    loop = DemoLoop(stack, rows=rows, keep_serving=keep_running)
     try:
-        result = DemoLoop(stack, rows=rows).run()
+        result = loop.run()
         print(format_summary(result, stack, keep_running))
         if keep_running:
             try:
@@ -222,4 +300,5 @@ def run_demo(root: Path, keep_running: bool, airflow_port: int, mlflow_port: int
                 pass
         return 0 if result.ok else 1
     finally:
+        loop.stop_serving()
         stack.stop()
