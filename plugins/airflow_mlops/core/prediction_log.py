@@ -49,11 +49,10 @@ def _joined(values: Any, rows: int) -> str:
     """One request's text values as one string (a C-level join, no per-value Python work)."""
     if values is None:
         return SEPARATOR * (rows - 1)  # empty values: null ids
-    text = (
-        SEPARATOR.join(values)
-        if all(type(v) is str for v in values)
-        else SEPARATOR.join("" if v is None else str(v) for v in values)
-    )
+    try:
+        text = SEPARATOR.join(values)
+    except TypeError:  # ids sent as numbers, or missing
+        text = SEPARATOR.join("" if v is None else str(v) for v in values)
     if text.count(SEPARATOR) != rows - 1:  # a value holds the separator itself: replace it
         text = SEPARATOR.join(("" if v is None else str(v)).replace(SEPARATOR, "\ufffd") for v in values)
     return text

@@ -119,7 +119,8 @@ class InputSchema:
         ]
         row_fields.append(("row_id", Optional[str | int], None))  # noqa: UP045
         rename = {f"f{i}": name for i, name in enumerate(names)} | {"row_id": self.id_column}
-        row = msgspec.defstruct("Row", row_fields, rename=rename, kw_only=True)
+        # gc=False: rows hold only scalars, so the cyclic collector need not track them.
+        row = msgspec.defstruct("Row", row_fields, rename=rename, kw_only=True, gc=False)
         rows = Optional[list[row]]  # type: ignore[valid-type]  # noqa: UP045
         body = msgspec.defstruct(
             "Body",
