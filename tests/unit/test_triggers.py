@@ -108,3 +108,20 @@ def test_files_present_trigger_waits_for_a_file_to_settle(tmp_path):
         _event(trigger, 0.3)
     os.utime(path, (time.time() - 120, time.time() - 120))
     assert _event(trigger).payload["files"] == [str(path)]
+
+
+def test_the_trigger_checks_locks_older_than_its_redelivery_delay(tmp_path, monkeypatch):
+    """An S3 lock that blocks a file for longer than a redelivery is checked for being stale."""
+    seen = []
+
+    def claim(*args, **kwargs):
+        seen.append(kwargs)
+        return None
+
+    monkeypatch.setattr(landing, "claim", claim)
+    monkeypatch.setattr(landing, "redeliver_due", lambda *args, **kwargs: None)
+    trigger = LandingZoneTrigger(inbox=str(tmp_path / "in"), destination=str(tmp_path / "lake"), poll_interval=0.05,
+                                 redeliver_after_seconds=120.0)  # fmt: skip
+    with pytest.raises(TimeoutError):
+        _event(trigger, 0.2)
+    assert seen and seen[0]["stale_lock_seconds"] == 120.0

@@ -12,7 +12,11 @@ landed file processed exactly once:
    inbox (``.claiming-<claim id>-<name>``; a rename is atomic, so one claimer wins), then
    moved to the lake (a rename, or a copy across filesystems). S3 has no rename: a claimer
    first creates a lock object for the file's exact version with a conditional PUT
-   (``If-None-Match: *``), then copies it and deletes it, both only if its ETag is unchanged.
+   (``If-None-Match: *``), then copies it (a managed copy: multipart for big objects) and
+   deletes it, both only if its ETag is unchanged. A copy that fails removes the lock before
+   the error is raised; a claimer that died holding a lock is completed or released by the
+   claim's recovery (4.), and a lock older than ``stale_lock_seconds`` that still blocks a
+   file is checked and released when its claim does not hold the file.
 2. **Deliver.** The trigger fires one event per claim with ``claim_id``, ``claim_uri`` and
    the ``claimed`` URIs, *after* the manifest is written.
 3. **Acknowledge.** The consumer task creates ``<claim>/_ack-<dag id>.json`` exclusively,
@@ -136,7 +140,20 @@ class Claim:
 
 
 def load_claim(uri: str) -> Claim:
-    return Claim.from_manifest(uri, storage.read_json(join(uri, MANIFEST)))
+    """The claim at ``uri``; FileNotFoundError when its manifest is missing (locally or on S3)."""
+    manifest = join(uri, MANIFEST)
+    try:
+        data = storage.read_json(manifest)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        if storage.is_s3(manifest):
+            from airflow_mlops.core import s3
+
+            if s3._is_missing(exc):
+                raise FileNotFoundError(manifest) from exc
+        raise
+    return Claim.from_manifest(uri, data)
 
 
 # -- listing without the data-file filter (markers start with '_') ----------------------------
@@ -217,35 +234,46 @@ def _create_exclusively(uri: str, data: bytes) -> bool:
 
 # -- claiming ---------------------------------------------------------------------------------
 
+# A managed copy (``client.copy``) makes one CopyObject up to this size and a multipart copy
+# (UploadPartCopy) above it: CopyObject refuses objects over 5 GB.
+MULTIPART_COPY_THRESHOLD = 1024**3
+MULTIPART_COPY_CHUNKSIZE = 256 * 1024**2
+
+
+def _listed(inbox: str, suffixes: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]]:
+    """Data files directly in ``inbox`` with what identifies their version.
+
+    On S3 the listing already carries each object's ETag and LastModified: no HEAD per file.
+    """
+    if not storage.is_s3(inbox):
+        found = []
+        for uri in storage.list_files(inbox, suffixes):
+            try:
+                found.append((uri, {"modified_at": storage.modified_at(uri)}))
+            except FileNotFoundError:
+                continue  # claimed by someone else since the listing
+        return found
+    from airflow_mlops.core import s3
+
+    bucket, prefix = s3.split(inbox.rstrip("/") + "/")
+    objects = []
+    for page in s3._client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        for item in page.get("Contents", []):
+            if storage._is_data_name(item["Key"][len(prefix) :], suffixes):
+                version = {"modified_at": item["LastModified"].timestamp(), "etag": item["ETag"]}
+                objects.append((f"s3://{bucket}/{item['Key']}", version))
+    return sorted(objects, key=lambda pair: pair[0])
+
 
 def _settled(inbox: str, suffixes: tuple[str, ...], min_age_seconds: float) -> list[tuple[str, dict[str, Any]]]:
     """Files in ``inbox`` unmodified for ``min_age_seconds``, with what identifies their version."""
-    found = []
     now = time.time()
-    for uri in storage.list_files(inbox, suffixes):
-        try:
-            version = _version(uri)
-        except FileNotFoundError:
-            continue  # claimed by someone else since the listing
-        if min_age_seconds and now - version["modified_at"] < min_age_seconds:
-            continue  # still being written, maybe: the next poll looks again
-        found.append((uri, version))
-    return found
-
-
-def _version(uri: str) -> dict[str, Any]:
-    if storage.is_s3(uri):
-        from airflow_mlops.core import s3
-
-        bucket, key = s3.split(uri)
-        try:
-            head = s3._client().head_object(Bucket=bucket, Key=key)
-        except Exception as exc:
-            if s3._is_missing(exc):
-                raise FileNotFoundError(uri) from exc
-            raise
-        return {"modified_at": head["LastModified"].timestamp(), "etag": head["ETag"]}
-    return {"modified_at": storage.modified_at(uri)}
+    return [
+        (uri, version)
+        for uri, version in _listed(inbox, suffixes)
+        # Modified recently: still being written, maybe. The next poll looks again.
+        if not (min_age_seconds and now - version["modified_at"] < min_age_seconds)
+    ]
 
 
 def settled_files(inbox: str, suffixes: tuple[str, ...], min_age_seconds: float = 0.0) -> list[str]:
@@ -253,53 +281,208 @@ def settled_files(inbox: str, suffixes: tuple[str, ...], min_age_seconds: float 
     return [uri for uri, _ in _settled(inbox, suffixes, min_age_seconds)]
 
 
-def _error_code(exc: Exception) -> str:
+def _error_code(exc: BaseException) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
-def _move_from_s3(source: str, target: str, version: dict[str, Any], destination: str, claim_id: str) -> bool:
-    """Claim one S3 object version; False when another claimer has it or it changed.
+def _changed_or_gone(exc: BaseException) -> bool:
+    """The S3 error of a conditional request on a version that was overwritten or deleted."""
+    from airflow_mlops.core import s3
 
-    S3 has no rename: a lock object for this exact version (key, ETag, modification time) is
-    created with a conditional PUT, so only one claimer copies it; the copy and the delete
-    are conditional on the ETag, so a file overwritten meanwhile is left for the next poll.
+    return isinstance(exc, Exception) and (s3._is_missing(exc) or _error_code(exc) in ("PreconditionFailed", "412"))
+
+
+def _lock_uri(source: str, version: dict[str, Any], destination: str) -> str:
+    """The lock object of this exact version of ``source`` (key, ETag, modification second).
+
+    Whole seconds: a listing gives milliseconds, a HEAD whole seconds, and both must name
+    the same lock.
+    """
+    modified = float(int(version["modified_at"]))
+    identity = f"{source}|{version['etag']}|{modified}".encode()
+    day = dt.datetime.fromtimestamp(modified, dt.UTC).strftime("%Y-%m-%d")
+    return join(claims_root(destination), LOCKS, day, hashlib.sha256(identity).hexdigest())
+
+
+def _read_lock(lock: str) -> tuple[str, float] | None:
+    """The claim id a lock holds and the lock's age in seconds; None when there is no lock."""
+    from airflow_mlops.core import s3
+
+    bucket, key = s3.split(lock)
+    try:
+        response = s3._client().get_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        if s3._is_missing(exc):
+            return None
+        raise
+    holder = bytes(response["Body"].read()).decode(errors="replace").strip()
+    return holder, time.time() - response["LastModified"].timestamp()
+
+
+def _s3_etag(uri: str) -> str | None:
+    """The current ETag of an S3 object; None when it does not exist."""
+    from airflow_mlops.core import s3
+
+    bucket, key = s3.split(uri)
+    try:
+        return str(s3._client().head_object(Bucket=bucket, Key=key)["ETag"])
+    except Exception as exc:
+        if s3._is_missing(exc):
+            return None
+        raise
+
+
+def _copy_version(source: str, target: str, etag: str) -> None:
+    """Copy the version ``etag`` of the S3 object ``source`` to ``target``; raise if it changed.
+
+    To S3 this is a managed copy (multipart for big objects: CopyObject stops at 5 GB),
+    conditional on the ETag for every part.
     """
     from airflow_mlops.core import s3
 
-    identity = f"{source}|{version['etag']}|{version['modified_at']}".encode()
-    day = dt.datetime.fromtimestamp(version["modified_at"], dt.UTC).strftime("%Y-%m-%d")
-    lock = join(claims_root(destination), LOCKS, day, hashlib.sha256(identity).hexdigest())
-    if not _create_exclusively(lock, claim_id.encode()):
-        return False  # another claimer owns this exact version
     src_bucket, src_key = s3.split(source)
     client = s3._client()
+    if storage.is_s3(target):
+        from boto3.s3.transfer import TransferConfig
+
+        dst_bucket, dst_key = s3.split(target)
+        client.copy(
+            {"Bucket": src_bucket, "Key": src_key},
+            dst_bucket,
+            dst_key,
+            ExtraArgs={"CopySourceIfMatch": etag},
+            Config=TransferConfig(
+                multipart_threshold=MULTIPART_COPY_THRESHOLD, multipart_chunksize=MULTIPART_COPY_CHUNKSIZE
+            ),
+        )
+    else:
+        body = client.get_object(Bucket=src_bucket, Key=src_key, IfMatch=etag)["Body"].read()
+        storage.write_bytes(bytes(body), target)
+
+
+def _delete_version(source: str, etag: str) -> None:
+    """Delete the S3 object ``source`` if it is still version ``etag`` (best effort: logs failures).
+
+    A store that rejects conditional deletes gets a HEAD, then an unconditional delete.
+    """
+    from airflow_mlops.core import s3
+
+    bucket, key = s3.split(source)
+    client = s3._client()
     try:
-        if storage.is_s3(target):
-            dst_bucket, dst_key = s3.split(target)
-            client.copy_object(
-                Bucket=dst_bucket,
-                Key=dst_key,
-                CopySource={"Bucket": src_bucket, "Key": src_key},
-                CopySourceIfMatch=version["etag"],
-            )
-        else:
-            body = client.get_object(Bucket=src_bucket, Key=src_key, IfMatch=version["etag"])["Body"].read()
-            storage.write_bytes(bytes(body), target)
+        try:
+            client.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+        except Exception as exc:
+            if _error_code(exc) not in ("NotImplemented", "InvalidArgument", "InvalidRequest"):
+                raise
+            if _s3_etag(source) == etag:  # a store without conditional deletes
+                client.delete_object(Bucket=bucket, Key=key)
     except Exception as exc:
-        if s3._is_missing(exc) or _error_code(exc) in ("PreconditionFailed", "412"):
+        if _error_code(exc) in ("PreconditionFailed", "412"):
+            logger.info("%s was overwritten while being claimed: the new version stays for the next poll", source)
+        elif not s3._is_missing(exc):
+            logger.warning("claimed %s but could not delete it from the inbox: %s", source, exc)
+
+
+def _release(lock: str, target: str) -> None:
+    """Undo a claim of one S3 object that failed: remove the copy, if any, then the lock (best effort).
+
+    The target name is unique to the claim, so it is ours to remove; without the lock, the
+    next poll claims the file again.
+    """
+    for uri in (target, lock):
+        try:
+            _remove_quietly(uri)
+        except Exception as exc:  # the lock stays: the claim's recovery or the stale-lock check frees it
+            logger.warning("could not remove %s after a failed claim: %s", uri, exc)
+
+
+def _take_version(source: str, target: str, etag: str, lock: str) -> bool:
+    """Copy then delete one S3 object version under a lock held by the caller.
+
+    False when the version changed or vanished meanwhile; any failure of the copy removes
+    the copy and the lock before it is raised, so the file is never stranded behind its lock.
+    """
+    try:
+        _copy_version(source, target, etag)
+    except BaseException as exc:
+        _release(lock, target)
+        if _changed_or_gone(exc):
             return False  # gone, or overwritten since the listing: the new version is claimed later
         raise
-    try:
-        client.delete_object(Bucket=src_bucket, Key=src_key, IfMatch=version["etag"])
-    except Exception as exc:
-        code = _error_code(exc)
-        if code in ("PreconditionFailed", "412"):
-            logger.info("%s was overwritten while being claimed: the new version stays for the next poll", source)
-        elif code in ("NotImplemented", "InvalidArgument", "InvalidRequest"):
-            client.delete_object(Bucket=src_bucket, Key=src_key)  # a store without conditional deletes
-        elif not s3._is_missing(exc):
-            raise
+    # Claimed: the copy is in the lake. A source left behind by a failed delete stays behind
+    # its lock (never claimed twice) and is deleted by the stale-lock check of a later poll.
+    _delete_version(source, etag)
     return True
+
+
+def _blocked(source: str, etag: str, lock: str, destination: str, stale_lock_seconds: float) -> None:
+    """A settled file's lock exists: normal while another claimer copies it; look if it is old.
+
+    An old lock whose claim holds the file's copy in the lake means the delete from the
+    inbox failed: the source is deleted now. An old lock whose claim is missing, finished
+    without this file, or abandoned without it, is released so that the next poll claims
+    the file. A claim still ``claiming`` is left to its recovery (``redeliver_due``).
+    """
+    held = _read_lock(lock)
+    if held is None:
+        return  # released since: the next poll claims the file
+    holder, age = held
+    if age < stale_lock_seconds:
+        return
+    try:
+        record: Claim | None = load_claim(claim_uri(destination, safe_segment(holder)))
+    except (ValueError, KeyError, OSError):
+        record = None  # missing or unreadable: no claim to wait for
+    files = record.files if record is not None else []
+    planned = next((p for p in files if p.get("lock") == lock or p["source"] == source), None)
+    if planned is not None and storage.exists(planned["target"]):
+        logger.warning(
+            "%s was claimed by %s (now %s) but is still in the inbox; deleting it", source, holder, planned["target"]
+        )
+        _delete_version(source, etag)
+        return
+    if record is not None and record.state == "claiming":
+        logger.warning(
+            "%s is blocked by the lock of claim %s (%.0f s old), which is still claiming: its recovery "
+            "completes or releases it",
+            source,
+            holder,
+            age,
+        )
+        return
+    logger.warning(
+        "%s was blocked by a stale lock (%.0f s old) of claim %s (%s): releasing it; the next poll claims the file",
+        source,
+        age,
+        holder,
+        "missing" if record is None else f"{record.state}, without this file",
+    )
+    _remove_quietly(lock)
+
+
+def _move_from_s3(
+    source: str,
+    target: str,
+    version: dict[str, Any],
+    lock: str,
+    destination: str,
+    claim_id: str,
+    stale_lock_seconds: float,
+) -> bool:
+    """Claim one S3 object version; False when another claimer has it or it changed.
+
+    S3 has no rename: a lock object for this exact version is created with a conditional
+    PUT, so only one claimer copies it; the copy and the delete are conditional on the
+    ETag, so a file overwritten meanwhile is left for the next poll.
+    """
+    if not _create_exclusively(lock, claim_id.encode()):
+        try:
+            _blocked(source, version["etag"], lock, destination, stale_lock_seconds)
+        except Exception as exc:  # only a check: the other files of the claim go on
+            logger.warning("could not check the lock blocking %s: %s", source, exc)
+        return False  # another claimer owns this exact version
+    return _take_version(source, target, version["etag"], lock)
 
 
 def _staged_name(source: str, claim_id: str) -> str:
@@ -320,16 +503,32 @@ def _move_local(source: str, staged: str, target: str) -> bool:
     return True
 
 
+def _planned(uri: str, version: dict[str, Any], destination: str, claim_id: str, stamp: dt.datetime) -> dict[str, str]:
+    """A planned move; for S3 with the version (ETag) and its lock, which recovery needs."""
+    planned = {
+        "source": uri,
+        "staged": "" if storage.is_s3(uri) else _staged_name(uri, claim_id),
+        "target": join(destination, claimed_name(uri.rsplit("/", 1)[-1], stamp)),
+    }
+    if storage.is_s3(uri):
+        planned["etag"] = version["etag"]
+        planned["lock"] = _lock_uri(uri, version, destination)
+    return planned
+
+
 def claim(
     inbox: str,
     destination: str,
     suffixes: tuple[str, ...],
     min_age_seconds: float = 0.0,
     now: float | None = None,
+    stale_lock_seconds: float = 3600.0,
 ) -> Claim | None:
     """Claim every settled file in ``inbox``: move them into ``destination`` under one claim.
 
     Returns None when there is nothing to claim (or another claimer took everything).
+    ``stale_lock_seconds``: an S3 lock older than this that blocks a settled file is looked
+    at (see ``_blocked``); the trigger passes its ``redeliver_after_seconds``.
     """
     candidates = _settled(inbox, suffixes, min_age_seconds)
     if not candidates:
@@ -342,28 +541,30 @@ def claim(
         inbox=inbox,
         destination=destination,
         created_at=stamp.timestamp(),
-        files=[
-            {
-                "source": uri,
-                "staged": "" if storage.is_s3(uri) else _staged_name(uri, claim_id),
-                "target": join(destination, claimed_name(uri.rsplit("/", 1)[-1], stamp)),
-            }
-            for uri, _ in candidates
-        ],
+        files=[_planned(uri, version, destination, claim_id, stamp) for uri, version in candidates],
     )
     # The plan first: a crash from here on leaves a record that names where every file went.
     record.save()
     storage.write_bytes(claim_id.encode(), join(claims_root(destination), OPEN, claim_id))
+    failed: Exception | None = None
     for (source, version), planned in zip(candidates, record.files, strict=True):
         target = planned["target"]
         if storage.is_s3(source):
-            moved = _move_from_s3(source, target, version, destination, claim_id)
+            try:
+                moved = _move_from_s3(
+                    source, target, version, planned["lock"], destination, claim_id, stale_lock_seconds
+                )
+            except Exception as exc:  # its copy and lock are removed: the next poll tries it again
+                logger.warning("could not claim %s: %s; the next poll tries again", source, exc)
+                failed, moved = failed or exc, False
         else:
             moved = _move_local(source, planned["staged"], target)
         if moved:
             record.claimed.append(target)
     if not record.claimed:
         _discard(record)
+        if failed is not None:
+            raise failed
         return None
     record.state = "claimed"
     record.deliveries = [time.time() if now is None else now]
@@ -372,15 +573,41 @@ def claim(
 
 
 def _finish_moves(record: Claim) -> list[str]:
-    """Targets of a claim whose claimer died: files it renamed but did not move are moved now."""
+    """Targets of a claim whose claimer died: what it had taken is completed, the rest released.
+
+    Locally, files it renamed but did not move are moved now. On S3, a copy in the lake
+    means the file is claimed (its source is deleted if still there); a file locked by this
+    claim but not copied is copied now if unchanged (same ETag), else its lock is removed so
+    that the next poll claims the new version.
+    """
     claimed = []
     for planned in record.files:
         staged, target = planned.get("staged"), planned["target"]
+        if planned.get("lock"):
+            if _recover_s3(record.claim_id, planned):
+                claimed.append(target)
+            continue
         if staged and not storage.exists(target) and storage.exists(staged):
             storage.move(staged, target)
         if storage.exists(target):
             claimed.append(target)
     return claimed
+
+
+def _recover_s3(claim_id: str, planned: dict[str, str]) -> bool:
+    """Complete or release one S3 move of a claim whose claimer died; True when it is claimed."""
+    source, target, etag, lock = planned["source"], planned["target"], planned["etag"], planned["lock"]
+    if storage.exists(target):
+        _delete_version(source, etag)  # killed between the copy and the delete
+        return True
+    held = _read_lock(lock)
+    if held is None or held[0] != claim_id:
+        return False  # never locked by this claim, or released: the file is left for the next poll
+    if _s3_etag(source) != etag:
+        _remove_quietly(lock)  # gone or overwritten: the next poll claims the new version
+        return False
+    logger.warning("claim %s: completing the claim of %s, interrupted after its lock was taken", claim_id, source)
+    return _take_version(source, target, etag, lock)
 
 
 def _discard(record: Claim) -> None:

@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_mlops import __version__
 
@@ -74,7 +74,7 @@ class MlopsBaseOperator(BaseOperator):
         }
 
 
-def acknowledge_claims(context: Context, *, skip_duplicates: bool = False) -> list[str]:
+def acknowledge_claims(context: Context, *, skip_duplicates: bool = False, pipeline: str | None = None) -> list[str]:
     """Take the landing claims behind this run; return the URIs this run must process.
 
     The run's triggering Asset events may hold several claims (events are merged into one
@@ -84,21 +84,46 @@ def acknowledge_claims(context: Context, *, skip_duplicates: bool = False) -> li
     already took is left out, so no file is processed twice. Payloads without a claim
     (older events) are passed through unchanged.
 
+    Event payloads are checked first (anyone allowed to create asset events through the
+    REST API can write one): a ``claim_uri`` must be a claim folder of the pipeline's lake
+    (``<lake>/_claims/<lake folder>/<claim id>``) and every ``claimed`` URI must be in the
+    pipeline's lake, else the task fails (``AirflowFailException``) naming the URI.
+
     :param skip_duplicates: raise ``AirflowSkipException`` when the run was triggered by
         claims only and every one was already taken by another run (a redelivery).
+    :param pipeline: the pipeline whose lake the claims must be in; by default the
+        pipeline of the running operator's spec (``context["task"].load_spec()``).
     """
     claims: dict[str, dict[str, Any]] = {}
+    every_claim: list[dict[str, Any]] = []  # duplicates included: each one is checked
     uris: list[str] = []
     other_events = 0
     for asset_events in (context.get("triggering_asset_events") or {}).values():
         for event in asset_events:
             payload = (event.extra or {}).get("payload") or {}
-            if payload.get("claim_id") and payload.get("claim_uri"):
-                claims.setdefault(payload["claim_id"], payload)
+            if not isinstance(payload, dict):
+                other_events += 1
+            elif payload.get("claim_id") and payload.get("claim_uri"):
+                claims.setdefault(str(payload["claim_id"]), payload)
+                every_claim.append(payload)
             elif payload.get("claimed"):
-                uris.extend(payload["claimed"])
+                uris.extend(_claimed_list(payload))
             else:
                 other_events += 1
+    if not claims and not uris:
+        return uris
+    lake = _pipeline_lake(context, pipeline)
+    if lake is None:
+        if claims:
+            raise AirflowFailException(
+                "cannot check this run's landing claims: no pipeline (call acknowledge_claims from an "
+                "airflow-mlops operator, or pass pipeline=)"
+            )
+    else:
+        for uri in uris:
+            _check_in_lake(uri, lake)
+        for payload in every_claim:
+            _check_claim(str(payload["claim_id"]), payload, lake)
     if not claims:
         return uris
     from airflow_mlops.core.landing import acknowledge
@@ -110,7 +135,7 @@ def acknowledge_claims(context: Context, *, skip_duplicates: bool = False) -> li
     for claim_id, payload in sorted(claims.items()):
         holder = acknowledge(payload["claim_uri"], owner)
         if (holder.get("dag_id"), holder.get("run_id")) == (dag_id, run_id):
-            uris.extend(payload.get("claimed", []))
+            uris.extend(_claimed_list(payload))
         else:
             duplicates.append(f"{claim_id} (taken by run {holder.get('run_id')})")
     if duplicates:
@@ -122,9 +147,58 @@ def acknowledge_claims(context: Context, *, skip_duplicates: bool = False) -> li
     return uris
 
 
-def claimed_uris_from_events(context: Context) -> list[str]:
+def claimed_uris_from_events(context: Context, *, pipeline: str | None = None) -> list[str]:
     """URIs that landing-zone triggers claimed for this run, each claim taken exactly once."""
-    return acknowledge_claims(context)
+    return acknowledge_claims(context, pipeline=pipeline)
+
+
+def _pipeline_lake(context: Context, pipeline: str | None) -> str | None:
+    """``<artifact root>/<pipeline>/lake``: the pipeline given, or the running operator's spec's."""
+    if pipeline is None:
+        load_spec = getattr(context.get("task"), "load_spec", None)
+        if load_spec is None:
+            return None
+        pipeline = str(load_spec().name)
+    from airflow_mlops.core.settings import lake_dir
+
+    return lake_dir(pipeline, "")
+
+
+def _relative_parts(uri: str, root: str) -> list[str] | None:
+    """The segments of ``uri`` below ``root``; None when it is not below it or has '.', '..' or ''."""
+    prefix = root.rstrip("/") + "/"
+    if not uri.startswith(prefix):
+        return None
+    parts = uri[len(prefix) :].split("/")
+    return None if any(part in ("", ".", "..") for part in parts) else parts
+
+
+def _claimed_list(payload: dict[str, Any]) -> list[str]:
+    claimed = payload.get("claimed") or []
+    if not isinstance(claimed, list) or not all(isinstance(uri, str) for uri in claimed):
+        raise AirflowFailException(f"landing event payload with a 'claimed' that is not a list of URIs: {claimed!r}")
+    return claimed
+
+
+def _check_in_lake(uri: str, lake: str) -> None:
+    parts = _relative_parts(uri, lake)
+    if not parts or parts[0].startswith(("_", ".")):
+        raise AirflowFailException(f"refusing claimed URI {uri!r}: not a file of the pipeline's lake {lake}")
+
+
+def _check_claim(claim_id: str, payload: dict[str, Any], lake: str) -> None:
+    """A claim folder is ``<lake>/_claims/<lake folder>/<claim id>``; its files are in the lake."""
+    from airflow_mlops.core.landing import CLAIMS
+
+    uri = str(payload["claim_uri"])
+    parts = _relative_parts(uri, f"{lake.rstrip('/')}/{CLAIMS}")
+    if not parts or len(parts) != 2 or parts[1] != claim_id or any(p.startswith(("_", ".")) for p in parts):
+        raise AirflowFailException(
+            f"refusing landing claim {claim_id!r}: claim_uri {uri!r} is not a claim folder of the pipeline's "
+            f"lake ({lake}/{CLAIMS}/<lake folder>/<claim id>)"
+        )
+    for claimed in _claimed_list(payload):
+        _check_in_lake(claimed, lake)
 
 
 @contextmanager

@@ -45,7 +45,8 @@ class LandingZoneTrigger(BaseEventTrigger):
     :param poll_interval: seconds between scans.
     :param min_age_seconds: leave files modified more recently than this for a later scan.
     :param redeliver_after_seconds: deliver a claim again when no consumer acknowledged it
-        this long after its delivery; the wait doubles after each redelivery.
+        this long after its delivery; the wait doubles after each redelivery. Also the age
+        after which an S3 lock that blocks a file is checked for being stale.
     :param max_deliveries: deliveries of one claim, first included, before giving up on it.
     """
 
@@ -105,7 +106,12 @@ class LandingZoneTrigger(BaseEventTrigger):
                     next_scan = time.monotonic() + self.scan_interval
                 if found is None:
                     found = await asyncio.to_thread(
-                        landing.claim, self.inbox, self.destination, self.suffixes, self.min_age_seconds
+                        landing.claim,
+                        self.inbox,
+                        self.destination,
+                        self.suffixes,
+                        self.min_age_seconds,
+                        stale_lock_seconds=self.redeliver_after_seconds,
                     )
             except Exception as exc:  # storage down or misconfigured: keep watching, slower
                 errors += 1
