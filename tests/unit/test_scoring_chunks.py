@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_mlops.core import model_stages, operate_stages, settings, synthetic, tables
+from airflow_mlops.core import ingest, model_stages, operate_stages, settings, synthetic, tables
 from airflow_mlops.core.spec import ScoringSpec, load_spec
 from airflow_mlops.core.validation import DataValidationError
 from tests.conftest import EXAMPLE_SPEC
@@ -115,9 +115,9 @@ def test_csv_is_converted_chunkwise_and_scores_like_parquet(spec, tracking_uri):
     parquet_log = tables.read_table(from_parquet["prediction_log_uris"][0])
     pd.testing.assert_frame_equal(_comparable(csv_log), _comparable(parquet_log), check_dtype=False)
     assert pq.ParquetFile(from_csv["prediction_log_uris"][0]).metadata.num_row_groups == 3
-    # The labeled copy is Parquet, named so.
+    # The labeled copy is Parquet, named so, after the input, the run and the input's position.
     (feedback,) = from_csv["labeled_feedback_uris"]
-    assert feedback.endswith("/labeled/same.parquet") and len(tables.read_table(feedback)) == ROWS
+    assert feedback.endswith("/labeled/same.csv-0000.parquet") and len(tables.read_table(feedback)) == ROWS
 
 
 def test_a_file_failing_validation_publishes_no_log_and_no_feedback(spec, tracking_uri):
@@ -155,3 +155,47 @@ def test_a_batch_without_labels_is_scored_and_not_copied(spec, tracking_uri):
     summary = operate_stages.score_batches(_chunked(spec, 1024), tracking_uri, [uri], "nolabel")
     assert summary["rows"] == ROWS and summary["labeled_feedback_uris"] == []
     assert pq.ParquetFile(summary["prediction_log_uris"][0]).metadata.num_row_groups == 3
+
+
+def test_later_chunks_are_cast_to_the_declared_schema_not_to_the_first_chunks(spec, tracking_uri, monkeypatch):
+    monkeypatch.setattr(ingest, "CSV_BLOCK_BYTES", 16 << 10)  # CSV read in blocks of ~200 rows
+    batch = synthetic.churn_batch(ROWS, seed=5)
+    batch["note"] = [None] * 2000 + ["vip"] * (ROWS - 2000)  # undeclared, empty in the first chunks
+    batch["visits"] = [float(i) for i in range(2500)] + [0.5] * (ROWS - 2500)  # undeclared; ints, then fractions
+    folder = settings.lake_dir(spec.name, "scoring")
+    os.makedirs(folder, exist_ok=True)
+    csv_uri, jsonl_uri = os.path.join(folder, "b.csv"), os.path.join(folder, "b.jsonl")
+    batch.to_csv(csv_uri, index=False)
+    batch.iloc[:2500].assign(visits=lambda f: f["visits"].astype("int64")).to_json(
+        jsonl_uri, orient="records", lines=True
+    )
+    with open(jsonl_uri, "a") as handle:
+        handle.write(batch.iloc[2500:].to_json(orient="records", lines=True))
+    summary = operate_stages.score_batches(_chunked(spec, 1000), tracking_uri, [csv_uri, jsonl_uri], "mixed")
+    assert summary["rows"] == 2 * ROWS
+    for feedback in summary["labeled_feedback_uris"]:
+        schema = pq.read_schema(feedback)
+        assert str(schema.field("note").type) == "string" and str(schema.field("churned").type) == "int64"
+        copy = tables.read_table(feedback)
+        assert copy["note"].isna().sum() == 2000 and set(copy["note"].dropna()) == {"vip"}
+    copy = tables.read_table(summary["labeled_feedback_uris"][1])  # JSON Lines: numbers stay numbers
+    assert str(pq.read_schema(summary["labeled_feedback_uris"][1]).field("visits").type) == "double"
+    assert copy["visits"].iloc[2499] == 2499 and copy["visits"].iloc[2500] == 0.5
+
+
+def test_labeled_copies_are_named_per_input_and_run_and_never_overwritten(spec, tracking_uri):
+    _, january = _write_batch(spec, "sales.2026-01.csv")
+    _, february = _write_batch(spec, "sales.2026-02.csv", seed=6)
+    first = operate_stages.score_batches(spec, tracking_uri, [january, february], "run-1")
+    names = [uri.rsplit("/", 1)[-1] for uri in first["labeled_feedback_uris"]]
+    assert names == ["sales.2026-01.run-1-0000.parquet", "sales.2026-02.run-1-0001.parquet"]
+    assert len(set(tables.read_table(first["labeled_feedback_uris"][1])["customer_id"])) == ROWS
+    # A copy that exists already (a retry of the run) is kept as it is.
+    kept = first["labeled_feedback_uris"][0]
+    tables.write_parquet(pd.DataFrame({"marker": [1]}), kept)
+    again = operate_stages.score_batches(spec, tracking_uri, [january], "run-1")
+    assert again["labeled_feedback_uris"] == [kept] and list(tables.read_table(kept).columns) == ["marker"]
+    assert operate_stages._feedback_name("s3://b/x/a.csv.gz", "manual__2026-01-01T00:00:00+00:00", 3) == (
+        "a.manual__2026-01-01T00_00_00_00_00-0003.parquet"
+    )
+    assert len(_everything_under(settings.lake_dir(spec.name, "labeled"))) == 2

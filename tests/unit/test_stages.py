@@ -387,3 +387,24 @@ def test_a_champion_that_cannot_be_evaluated_fails_the_gate_with_the_reason(spec
     assert not gate["promote"] and gate["champion_version"] == "1"
     assert gate["reasons"][0].startswith("current champion v1 could not be evaluated on this test split")
     assert str(registry.champion(tracking_uri, spec.registered_model_name).version) == "1"
+
+
+def test_calendar_monitoring_lists_the_partitions_of_its_time_window(spec, mlops_home):
+    from airflow_mlops.core.spec import MonitoringSpec
+
+    now = dt.datetime(2026, 3, 10, 6, 0, tzinfo=dt.UTC)
+    written = []
+    for day, stamp in [(dt.date(2026, 3, 7), "20260307T1200"), (dt.date(2026, 3, 9), "20260309T0100"),
+                       (dt.date(2026, 3, 9), "20260309T2300"), (dt.date(2026, 3, 10), "20260310T0500")]:  # fmt: skip
+        uri = settings.join(settings.prediction_log_partition(spec.name, day), f"part-{stamp}-serving-a.parquet")
+        written.append(storage.write_bytes(b"x", uri))
+    window = spec.model_copy(update={"monitoring": MonitoringSpec()})  # lookback_hours: 24
+    assert operate_stages.lookback_start(window, now) == now - dt.timedelta(hours=24)
+    assert operate_stages.recent_prediction_logs(window, now) == written[1:]
+    wide = spec.model_copy(update={"monitoring": MonitoringSpec(lookback_hours=24 * 4)})
+    assert operate_stages.recent_prediction_logs(wide, now) == written
+    # The newest files instead, when asked for (the example spec does).
+    assert spec.monitoring.lookback_batches == 1 and operate_stages.lookback_start(spec, now) is None
+    assert operate_stages.recent_prediction_logs(spec, now) == written[-1:]
+    with pytest.raises(ValueError, match="not both"):
+        MonitoringSpec(lookback_hours=6, lookback_batches=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import shutil
@@ -34,7 +35,9 @@ def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id
     all inputs are scored: a failure leaves no partial log behind.
 
     Batches that already carry the label (ground truth known) are also copied into the
-    labeled history, so the next training run learns from them.
+    labeled history, so the next training run learns from them: as
+    ``<input name without its data suffix>.<run id>-<input index>.parquet``, never over a
+    file that exists (only a retry of the same run names the same copy; it is kept).
     """
     if not uris:
         raise ValueError(f"nothing to score for pipeline '{spec.name}': no input URIs")
@@ -46,7 +49,7 @@ def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id
     model = registry.load_model(tracking_uri, f"models:/{name}/{current.version}")
 
     logged_at = dt.datetime.now(dt.UTC)
-    log_folder = settings.join(settings.prediction_log_dir(spec.name), f"date={logged_at:%Y-%m-%d}")
+    log_folder = settings.prediction_log_partition(spec.name, logged_at.date())
     run_folder = settings.run_dir(spec.name, run_id, "score")
     log_uris, feedback, rows = [], [], 0
     staged: list[tuple[str, str]] = []  # (local temporary file, where it is published)
@@ -64,9 +67,14 @@ def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id
                 if labels_ok:
                     copy = os.path.join(tmp, f"feedback-{index:04d}.parquet")
                     shutil.copyfile(path, copy)
-                    staged.append((copy, settings.join(settings.lake_dir(spec.name, "labeled"), _feedback_name(uri))))
-                    feedback.append(staged[-1][1])
+                    target = settings.join(settings.lake_dir(spec.name, "labeled"), _feedback_name(uri, run_id, index))
+                    staged.append((copy, target))
+                    feedback.append(target)
         for local, target in staged:
+            if target in feedback and storage.exists(target):
+                # Only a retry of this run, scoring the same input, names the same copy: never overwrite.
+                logger.warning("labeled-history copy %s already exists; kept as it is", target)
+                continue
             storage.move_file(local, target)  # renamed (or uploaded) into place, never seen half written
     summary = {
         "model_name": name,
@@ -90,13 +98,19 @@ class _LogContext:
     logged_at: dt.datetime
 
 
-def _feedback_name(uri: str) -> str:
-    """The labeled-history copy is Parquet, whatever the input's format."""
+def _feedback_name(uri: str, run_id: str, index: int) -> str:
+    """The labeled-history copy's name: Parquet whatever the input's format, unique per run and input.
+
+    Only the data suffix is stripped (``sales.2026-01.csv`` -> ``sales.2026-01``), and the run
+    id and the input's position follow, so two inputs never map to the same copy.
+    """
+    from airflow_mlops.core.ingest import SUFFIXES
+
     base = uri.rsplit("/", 1)[-1]
-    if base.lower().endswith((".parquet", ".pq")):
-        return base
-    stem = base.split(".", 1)[0] or "batch"
-    return f"{stem}.parquet"
+    lowered = base.lower()
+    suffix = next((s for s in sorted(SUFFIXES, key=len, reverse=True) if lowered.endswith(s)), "")
+    stem = base[: len(base) - len(suffix)] or "batch"
+    return f"{stem}.{settings.safe_segment(run_id)}-{index:04d}.parquet"
 
 
 @contextmanager
@@ -104,7 +118,9 @@ def _as_parquet(uri: str, spec: PipelineSpec, tmp: str) -> Iterator[str]:
     """A local Parquet file holding ``uri``'s rows: the file itself, or a chunkwise conversion.
 
     CSV (with ``data.source.csv``'s parsing options) and JSON Lines are read in chunks as
-    ingestion reads them and cast to the declared column types.
+    ingestion reads them and cast to the declared column types; the file's schema is fixed
+    from the declared types (``_conversion_schema``) and every chunk is cast to it, so a
+    column that is empty, or whole numbers, in the first chunk does not break a later one.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -117,15 +133,16 @@ def _as_parquet(uri: str, spec: PipelineSpec, tmp: str) -> Iterator[str]:
         return
     source = spec.data.source.model_copy(update={"format": None, "chunk_rows": spec.scoring.chunk_rows})
     path = os.path.join(tmp, f"input-{uuid.uuid4().hex}.parquet")
+    types = spec.declared_types
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
     try:
         for raw in ingest.read_chunks(uri, source):
-            table = pa.Table.from_pandas(ingest.cast_declared(raw, spec.declared_types, uri), preserve_index=False)
+            table = pa.Table.from_pandas(ingest.cast_declared(raw, types, uri), preserve_index=False)
             if writer is None:
-                schema = table.schema
+                schema = _conversion_schema(table.schema, types)
                 writer = pq.ParquetWriter(path, schema)
-            writer.write_table(table.cast(schema))
+            writer.write_table(_conform(table, schema, uri))
     finally:
         if writer is not None:
             writer.close()
@@ -135,6 +152,58 @@ def _as_parquet(uri: str, spec: PipelineSpec, tmp: str) -> Iterator[str]:
         yield path
     finally:
         os.remove(path)
+
+
+_DECLARED_ARROW = {"float": "float64", "int": "int64", "string": "string", "bool": "bool"}
+
+
+def _conversion_schema(first: Any, types: dict[str, str]) -> Any:
+    """The converted file's schema, fixed before any row is written: the first chunk's columns,
+    typed as declared (``data.dtypes``, feature defaults). An undeclared column keeps the first
+    chunk's type, except that a column with no value yet is text and whole numbers are floats
+    (JSON Lines make an int column float as soon as a value is missing or fractional)."""
+    import pyarrow as pa
+
+    fields = []
+    for field in first:
+        kind = types.get(field.name)
+        if kind == "datetime":
+            target = pa.timestamp("ns", tz="UTC")
+        elif kind is not None:
+            target = pa.type_for_alias(_DECLARED_ARROW[kind])
+        elif pa.types.is_null(field.type) or pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            target = pa.string()
+        elif pa.types.is_integer(field.type):
+            target = pa.float64()
+        else:
+            target = field.type
+        fields.append(pa.field(field.name, target))
+    return pa.schema(fields)
+
+
+def _conform(table: Any, schema: Any, uri: str) -> Any:
+    """``table`` cast to ``schema``: a column it lacks is null, a column the first chunk lacked is dropped."""
+    import pyarrow as pa
+
+    from airflow_mlops.core.ingest import IngestError
+
+    dropped = [name for name in table.column_names if name not in schema.names]
+    if dropped:
+        logger.warning("%s: column(s) %s first appear after the first chunk; not kept", uri, dropped)
+    columns = []
+    for field in schema:
+        if field.name not in table.column_names:
+            columns.append(pa.nulls(len(table), field.type))
+            continue
+        try:
+            columns.append(table[field.name].cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise IngestError(
+                f"column '{field.name}' holds {table[field.name].type} values that do not fit its type "
+                f"{field.type} (set by its declared type, or by the first chunk: declare it in data.dtypes): {exc}",
+                uri,
+            ) from None
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _validate_file(path: str, spec: PipelineSpec) -> bool:
@@ -246,21 +315,22 @@ def _prediction_drift(spec: PipelineSpec, model: Any, reference: Any, current_lo
     )
 
 
-def labeled_predictions(spec: PipelineSpec, version: str) -> tuple[Any, list[str]]:
+def labeled_predictions(spec: PipelineSpec, version: str, since: dt.date | None = None) -> tuple[Any, list[str]]:
     """The current champion's logged predictions that a delayed label has arrived for.
 
     Label files (Parquet or CSV) under ``settings.labels_dir`` hold ``spec.data.label`` and
     either ``request_id`` (plus ``row``, default 0) or the id column. A request-keyed label
     joins its prediction exactly; an id-keyed label joins the latest prediction of that id.
-    A key labeled twice keeps its last label (files in name order). Returns the joined rows
-    (prediction, score, the label) and the label files that could not be used.
+    A key labeled twice keeps its last label (files in name order). Only the prediction log's
+    date partitions from ``since`` on are read (``None``: every partition). Returns the joined
+    rows (prediction, score, the label) and the label files that could not be used.
     """
     import pandas as pd
 
     label, id_column = spec.data.label, spec.data.id_column
     by_request, by_id, unusable = [], [], []
     for uri in storage.list_files_recursive(settings.labels_dir(spec.name)):
-        frame = tables.read_table(uri)
+        frame = _read_label_file(uri, [label, "request_id", "row", id_column])
         if label not in frame.columns or not ({"request_id", id_column} & set(frame.columns)):
             logger.warning("label file %s ignored: it needs '%s' and request_id or '%s'", uri, label, id_column)
             unusable.append(uri)
@@ -281,46 +351,132 @@ def labeled_predictions(spec: PipelineSpec, version: str) -> tuple[Any, list[str
     if not by_request and not by_id:
         return None, unusable
 
-    predictions = _champion_predictions(spec, version)
+    request_labels = (
+        pd.concat(by_request, ignore_index=True).drop_duplicates(["request_id", "row"], keep="last")
+        if by_request
+        else None
+    )
+    id_labels = pd.concat(by_id, ignore_index=True).drop_duplicates("id", keep="last") if by_id else None
+    predictions = _champion_predictions(
+        spec,
+        version,
+        since,
+        request_ids=None if request_labels is None else set(request_labels["request_id"]),
+        ids=None if id_labels is None else set(id_labels["id"]),
+    )
     joined = []
-    if by_request:
-        labels = pd.concat(by_request, ignore_index=True).drop_duplicates(["request_id", "row"], keep="last")
-        joined.append(predictions.merge(labels, on=["request_id", "row"], how="inner"))
-    if by_id:
-        labels = pd.concat(by_id, ignore_index=True).drop_duplicates("id", keep="last")
+    if request_labels is not None:
+        joined.append(predictions.merge(request_labels, on=["request_id", "row"], how="inner"))
+    if id_labels is not None:
         # Stable sort: a tie in time keeps log order, so "latest" is the last logged.
         latest = predictions.sort_values("logged_at", kind="stable").drop_duplicates("id", keep="last")
-        joined.append(latest.merge(labels, on="id", how="inner"))
+        joined.append(latest.merge(id_labels, on="id", how="inner"))
     result = pd.concat(joined, ignore_index=True).drop_duplicates(["request_id", "row"], keep="first")
     return result.reset_index(drop=True), unusable
 
 
-def _champion_predictions(spec: PipelineSpec, version: str) -> Any:
-    """Keys, time and outputs of every logged prediction by ``version`` (only those columns are read)."""
+def _read_label_file(uri: str, wanted: list[str]) -> Any:
+    """The ``wanted`` columns a label file has (keys read as text, as they are joined)."""
     import pandas as pd
     import pyarrow.parquet as pq
 
-    wanted = ["request_id", "row", "logged_at", "model_version", spec.data.id_column, "prediction", "score"]
+    with storage.local_copy(uri) as path:
+        if path.endswith(".csv"):
+            keys = {column: str for column in wanted if column not in ("row", wanted[0])}
+            return pd.read_csv(path, usecols=lambda column: column in wanted, dtype=keys)
+        present = [column for column in wanted if column in pq.read_schema(path).names]
+        return pq.read_table(path, columns=present).to_pandas()
+
+
+def promotion_day(version: Any) -> dt.date | None:
+    """The (UTC) day ``version`` became champion: its ``promotion`` tag, else its registration."""
+    record = (getattr(version, "tags", None) or {}).get("promotion")
+    if record:
+        try:
+            at = dt.datetime.fromisoformat(str(json.loads(record)["at"]))
+            return (at if at.tzinfo else at.replace(tzinfo=dt.UTC)).astimezone(dt.UTC).date()
+        except (ValueError, TypeError, KeyError):
+            logger.warning("unreadable promotion tag on v%s: %r", getattr(version, "version", "?"), record)
+    created = getattr(version, "creation_timestamp", None)
+    if created:
+        return dt.datetime.fromtimestamp(int(created) / 1000, dt.UTC).date()
+    return None
+
+
+def prediction_log_files(pipeline: str, since: dt.date | None, until: dt.date | None = None) -> list[str]:
+    """The prediction log files in the date partitions from ``since`` to ``until`` (default: tomorrow,
+    for clocks a little ahead), oldest first; ``since=None``: every partition."""
+    if since is None:
+        return storage.list_files_recursive(settings.prediction_log_dir(pipeline), (".parquet",))
+    until = until or dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    files: list[str] = []
+    day = since
+    while day <= until:
+        files.extend(storage.list_files(settings.prediction_log_partition(pipeline, day), (".parquet",)))
+        day += dt.timedelta(days=1)
+    return files
+
+
+def _read_log_file(uri: str, columns: list[str], version: str) -> Any:
+    """The rows ``version`` logged in one log file, only ``columns`` (those it has), as an Arrow
+    table; the version filter runs in the Parquet reader (row groups of other versions are skipped)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    with storage.local_copy(uri) as path:
+        schema = pq.read_schema(path)
+        if "model_version" not in schema.names:
+            return None
+        present = [c for c in dict.fromkeys(["model_version", *columns]) if c in schema.names]
+        kind = schema.field("model_version").type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            return pq.read_table(path, columns=present, filters=pc.field("model_version") == version, partitioning=None)
+        table = pq.read_table(path, columns=present, partitioning=None)  # e.g. versions written as numbers
+    return table.filter(pc.equal(pc.cast(table["model_version"], pa.string()), version))
+
+
+def _champion_predictions(
+    spec: PipelineSpec,
+    version: str,
+    since: dt.date | None = None,
+    request_ids: set[str] | None = None,
+    ids: set[str] | None = None,
+) -> Any:
+    """Keys, time and outputs of the predictions ``version`` logged from ``since`` on (only those
+    columns are read); with ``request_ids``/``ids``, only the rows one of them labels."""
+    import pandas as pd
+
+    wanted = ["request_id", "row", "logged_at", spec.data.id_column, "prediction", "score"]
     frames = []
-    for uri in storage.list_files_recursive(settings.prediction_log_dir(spec.name), (".parquet",)):
-        with storage.local_copy(uri) as path:
-            present = [c for c in wanted if c in pq.read_schema(path).names]
-            frame = pq.read_table(path, columns=present).to_pandas()
-        frame = frame[frame["model_version"].astype(str) == version]
-        if frame.empty:
+    for uri in prediction_log_files(spec.name, since):
+        table = _read_log_file(uri, wanted, version)
+        if table is None or table.num_rows == 0:
             continue
+        frame = table.to_pandas()
+        keys = pd.DataFrame(
+            {
+                "request_id": frame["request_id"].astype(str).to_numpy(),
+                # Logs written before the `row` column hold one-row requests.
+                "row": frame["row"].astype("int64").to_numpy() if "row" in frame.columns else 0,
+                "id": frame[spec.data.id_column].astype(str).to_numpy(),
+            }
+        )
+        if request_ids is not None or ids is not None:
+            keep = np.zeros(len(keys), dtype=bool)
+            if request_ids is not None:
+                keep |= keys["request_id"].isin(request_ids).to_numpy()
+            if ids is not None:
+                keep |= keys["id"].isin(ids).to_numpy()
+            if not keep.any():
+                continue
+            frame, keys = frame[keep], keys[keep]
         frames.append(
-            pd.DataFrame(
-                {
-                    "request_id": frame["request_id"].astype(str).to_numpy(),
-                    # Logs written before the `row` column hold one-row requests.
-                    "row": frame["row"].astype("int64").to_numpy() if "row" in frame.columns else 0,
-                    "logged_at": pd.to_datetime(frame["logged_at"], utc=True).to_numpy(),
-                    "id": frame[spec.data.id_column].astype(str).to_numpy(),
-                    "prediction": frame["prediction"].to_numpy(),
-                    "score": frame["score"].to_numpy(dtype="float64") if "score" in frame.columns else np.nan,
-                }
-            )
+            keys.assign(
+                logged_at=pd.to_datetime(frame["logged_at"], utc=True).to_numpy(),
+                prediction=frame["prediction"].to_numpy(),
+                score=frame["score"].to_numpy(dtype="float64") if "score" in frame.columns else np.nan,
+            ).reset_index(drop=True)
         )
     if not frames:
         return pd.DataFrame(columns=["request_id", "row", "logged_at", "id", "prediction", "score"])
@@ -347,8 +503,10 @@ class _LoggedScores(_LoggedPredictions):
         return np.column_stack([1.0 - score, score])
 
 
-def _labeled_metrics(joined: Any, spec: PipelineSpec, model: Any) -> dict[str, float]:
-    """The task's metrics (``training.evaluate``) of the logged predictions against the labels."""
+def _labeled_metrics(joined: Any, spec: PipelineSpec, model: Any) -> tuple[dict[str, float], int]:
+    """The task's metrics (``training.evaluate``) of the logged predictions against the labels,
+    and how many labeled predictions they were computed on (labels that are no value of the
+    predictions' type, e.g. text among numbers, are left out)."""
     import pandas as pd
 
     from airflow_mlops.core.training import evaluate
@@ -360,34 +518,37 @@ def _labeled_metrics(joined: Any, spec: PipelineSpec, model: Any) -> dict[str, f
     elif not pd.api.types.is_numeric_dtype(predicted) and pd.api.types.is_numeric_dtype(truth):
         truth = truth.astype(str)
     joined = joined.assign(label=truth)[truth.notna().to_numpy()].reset_index(drop=True)
+    if joined.empty:
+        return {}, 0
     # evaluate() takes the model's inputs; the logged outputs stand in for the model, so none are needed.
     frame = pd.DataFrame({column: np.full(len(joined), np.nan) for column in spec.data.features.all})
     frame[spec.data.label] = joined["label"].to_numpy()
     if spec.model.task == "regression":
-        return evaluate(_LoggedPredictions(joined, None), frame, spec)
+        return evaluate(_LoggedPredictions(joined, None), frame, spec), len(joined)
     classes = list(getattr(model, "classes_", sorted(set(frame[spec.data.label]) | set(joined["prediction"]))))
     scored = len(classes) == 2 and joined["score"].notna().all()
     stand_in = _LoggedScores(joined, classes) if scored else _LoggedPredictions(joined, classes)
     try:
-        return evaluate(stand_in, frame, spec)
+        return evaluate(stand_in, frame, spec), len(joined)
     except ValueError as exc:  # e.g. roc_auc with one class among the labels
         logger.warning("score-based metrics undefined on the labeled predictions: %s", exc)
-        return evaluate(_LoggedPredictions(joined, classes), frame, spec)
+        return evaluate(_LoggedPredictions(joined, classes), frame, spec), len(joined)
 
 
 def assess_performance(spec: PipelineSpec, current: Any, model: Any) -> dict[str, Any] | None:
     """Metrics of the champion on its delayed labels vs its own test metrics; None without labels.
 
-    Decay needs ``monitoring.min_labeled_rows`` labeled predictions and the promotion metric
-    worse than the champion's ``test_<metric>`` tag by more than ``monitoring.max_metric_drop``.
+    Decay needs ``monitoring.min_labeled_rows`` labeled predictions (those the metrics use) and
+    the promotion metric worse than the champion's ``test_<metric>`` tag by more than
+    ``monitoring.max_metric_drop``. Only predictions logged since the champion's promotion day
+    are read.
     """
-    joined, unusable = labeled_predictions(spec, str(current.version))
+    joined, unusable = labeled_predictions(spec, str(current.version), promotion_day(current))
     if joined is None:
         return None
     metric = spec.promotion.metric
     minimum, allowed = spec.monitoring.min_labeled_rows, spec.monitoring.max_metric_drop
-    metrics = _labeled_metrics(joined, spec, model) if len(joined) else {}
-    labeled = len(joined)
+    metrics, labeled = _labeled_metrics(joined, spec, model) if len(joined) else ({}, 0)
     tag = current.tags.get(f"test_{metric}")
     test_value = float(tag) if tag not in (None, "") else None
     value = metrics.get(metric)
@@ -423,10 +584,56 @@ def assess_performance(spec: PipelineSpec, current: Any, model: Any) -> dict[str
     }
 
 
-def recent_prediction_logs(spec: PipelineSpec) -> list[str]:
-    """The latest ``lookback_batches`` prediction log files (partition and file names sort by time)."""
-    files = storage.list_files_recursive(settings.prediction_log_dir(spec.name), (".parquet",))
-    return files[-spec.monitoring.lookback_batches :]
+def lookback_start(spec: PipelineSpec, now: dt.datetime | None = None) -> dt.datetime | None:
+    """Where a calendar monitoring run's window starts: ``lookback_hours`` ago (None with ``lookback_batches``)."""
+    if spec.monitoring.lookback_batches is not None:
+        return None
+    return (now or dt.datetime.now(dt.UTC)) - dt.timedelta(hours=spec.monitoring.lookback_hours)
+
+
+def recent_prediction_logs(spec: PipelineSpec, now: dt.datetime | None = None) -> list[str]:
+    """The prediction log files a calendar monitoring run reads, oldest first: those of the date
+    partitions the ``lookback_hours`` window touches, or the newest ``lookback_batches`` files
+    (partition and file names sort by time)."""
+    start = lookback_start(spec, now)
+    if start is None:
+        files = storage.list_files_recursive(settings.prediction_log_dir(spec.name), (".parquet",))
+        return files[-(spec.monitoring.lookback_batches or 1) :]
+    return prediction_log_files(spec.name, start.date())
+
+
+def _champion_log(
+    spec: PipelineSpec, uris: list[str], version: str, start: dt.datetime | None
+) -> tuple[Any, list[str]]:
+    """The newest ``monitoring.max_rows`` predictions ``version`` logged in ``uris`` (at or after
+    ``start``), with only the columns drift needs, and the files they came from. Files are read
+    newest first and reading stops once enough rows are in."""
+    import pandas as pd
+
+    columns = ["logged_at", *spec.data.features.all, "prediction", "score"]
+    limit = spec.monitoring.max_rows
+    frames, used, rows = [], [], 0
+    for uri in reversed(uris):
+        table = _read_log_file(uri, columns, version)
+        if table is None or table.num_rows == 0:
+            continue
+        frame = table.to_pandas()
+        if start is not None:
+            frame = frame[pd.to_datetime(frame["logged_at"], utc=True) >= start]
+            if frame.empty:
+                continue
+        frames.append(frame)
+        used.append(uri)
+        rows += len(frame)
+        if rows >= limit:
+            break
+    if not frames:
+        return pd.DataFrame(columns=columns), []
+    log = pd.concat(frames[::-1], ignore_index=True)
+    if len(log) > limit:
+        when = pd.to_datetime(log["logged_at"], utc=True)
+        log = log.iloc[np.sort(np.argsort(when.to_numpy(), kind="stable")[-limit:])].reset_index(drop=True)
+    return log, used[::-1]
 
 
 def _performance_summary(performance: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -448,7 +655,7 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
     """
     import mlflow
 
-    from airflow_mlops.core.drift import detect_drift
+    from airflow_mlops.core.drift import DriftReport, detect_drift
     from airflow_mlops.core.drift_report import render_drift_html
 
     name = spec.registered_model_name
@@ -458,33 +665,56 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
     reference_uri = current.tags.get("reference_uri")
     if not reference_uri:
         raise LookupError(f"champion {name} v{current.version} has no reference_uri tag")
+    version = str(current.version)
+    # The logs an event named are read whole; a calendar run reads the lookback window.
+    start = None if log_uris else lookback_start(spec)
     log_uris = log_uris or recent_prediction_logs(spec)
-    if not log_uris:
-        raise NothingToProcessError(f"no prediction logs for pipeline '{spec.name}' to monitor")
-
     # Only predictions of the current champion count: once a retrained model is promoted, the
     # logs that triggered it no longer raise the same alarm on every calendar run.
-    current_log = tables.read_tables(log_uris)
-    current_log = current_log[current_log["model_version"].astype(str) == str(current.version)]
+    current_log, read_uris = _champion_log(spec, log_uris, version, start)
+    no_data: str | None = None  # why drift could not be measured
     if current_log.empty:
-        raise NothingToProcessError(
-            f"no predictions by the current champion {name} v{current.version} in {len(log_uris)} log file(s)"
+        window = f" of the last {spec.monitoring.lookback_hours:g} hours" if start is not None else ""
+        no_data = (
+            f"no predictions by the current champion {name} v{version} in {len(log_uris)} log file(s){window}"
+            if log_uris
+            else f"no prediction logs for pipeline '{spec.name}' to monitor"
         )
-    reference = tables.read_table(reference_uri)
-    report = detect_drift(
-        reference,
-        current_log,
-        spec.data.features.numeric,
-        spec.data.features.categorical,
-        psi_threshold=spec.monitoring.psi_threshold,
-        min_drifted_features=spec.monitoring.min_drifted_features,
-        bins=spec.monitoring.bins,
-        alpha=spec.monitoring.alpha,
-        effect_threshold=spec.monitoring.effect_threshold,
-    )
-    model = registry.load_model(tracking_uri, f"models:/{name}/{current.version}")
-    output = _prediction_drift(spec, model, reference, current_log)
+        if not storage.list_files_recursive(settings.labels_dir(spec.name)):
+            raise NothingToProcessError(no_data)
+    model = registry.load_model(tracking_uri, f"models:/{name}/{version}")
     performance = assess_performance(spec, current, model)
+    if current_log.empty:
+        if performance is None:
+            raise NothingToProcessError(f"{no_data}, and no delayed labels of its predictions")
+        # Nothing to compare for drift; the delayed labels are still judged.
+        logger.warning("%s: drift not measured, performance judged on delayed labels", no_data)
+        reference = current_log.iloc[:0]
+        report = DriftReport(
+            drift_detected=False,
+            drifted_features=[],
+            psi_threshold=spec.monitoring.psi_threshold,
+            min_drifted_features=spec.monitoring.min_drifted_features,
+            reference_rows=0,
+            current_rows=0,
+            alpha=spec.monitoring.alpha,
+            effect_threshold=spec.monitoring.effect_threshold,
+        )
+        output = None
+    else:
+        reference = tables.read_table(reference_uri)
+        report = detect_drift(
+            reference,
+            current_log,
+            spec.data.features.numeric,
+            spec.data.features.categorical,
+            psi_threshold=spec.monitoring.psi_threshold,
+            min_drifted_features=spec.monitoring.min_drifted_features,
+            bins=spec.monitoring.bins,
+            alpha=spec.monitoring.alpha,
+            effect_threshold=spec.monitoring.effect_threshold,
+        )
+        output = _prediction_drift(spec, model, reference, current_log)
     reasons = [
         *(["drift"] if report.drift_detected else []),
         *(["performance_decay"] if performance and performance["decayed"] else []),
@@ -493,7 +723,10 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
     report_uri = settings.join(folder, "drift_report.json")
     storage.write_json(
         {
-            "current": log_uris,
+            "current": read_uris,
+            "lookback_start": start.isoformat() if start is not None else None,
+            "drift_measured": no_data is None,
+            "no_drift_data": no_data,
             "reference": reference_uri,
             **report.as_dict(),
             "prediction_drift": asdict(output) if output else None,
@@ -506,7 +739,8 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         report,
         reference,
         current_log,
-        f"{spec.name}: drift of {name} v{current.version}'s inputs",
+        f"{spec.name}: drift of {name} v{version}'s inputs"
+        + (f" (not measured: {no_data})" if no_data else f" ({report.current_rows:,} logged predictions)"),
         performance=performance,
     )
     html_uri = storage.write_bytes(page.encode("utf-8"), settings.join(folder, "drift_report.html"))
@@ -538,6 +772,8 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         mlflow.log_text(page, "drift_report.html")
     return {
         "drift_detected": report.drift_detected,
+        "drift_measured": no_data is None,
+        "current_rows": report.current_rows,
         "drifted_features": report.drifted_features,
         "scores": report.scores(),
         "prediction_drift": (

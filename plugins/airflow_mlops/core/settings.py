@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from pathlib import Path
 
 HOME_ENV = "AIRFLOW_MLOPS_HOME"
@@ -65,6 +66,11 @@ def run_dir(pipeline: str, run_id: str, stage: str) -> str:
 
 def prediction_log_dir(pipeline: str) -> str:
     return join(artifact_root(), pipeline, "prediction_log")
+
+
+def prediction_log_partition(pipeline: str, day: date) -> str:
+    """The date partition of the prediction log holding predictions made on ``day`` (UTC)."""
+    return join(prediction_log_dir(pipeline), f"date={day:%Y-%m-%d}")
 
 
 def labels_dir(pipeline: str) -> str:

@@ -547,7 +547,23 @@ class MonitoringSpec(_Strict):
     )
     min_drifted_features: int = Field(default=1, ge=1)
     bins: int = Field(default=10, ge=2, le=100)
-    lookback_batches: int = Field(default=1, ge=1)
+    lookback_hours: float = Field(
+        default=24.0,
+        gt=0.0,
+        description="A calendar run compares the predictions the champion logged in the last this many hours "
+        "(date partitions, then the logged_at column) with its training data.",
+    )
+    lookback_batches: int | None = Field(
+        default=None,
+        ge=1,
+        description="Instead of a time window, read the newest this many prediction-log files (one per scored "
+        "input file; a serving worker writes one every few seconds). Not together with lookback_hours.",
+    )
+    max_rows: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="At most this many logged predictions are compared, the newest: bounds monitoring memory.",
+    )
     min_labeled_rows: int = Field(
         default=200, ge=1, description="Delayed labels joined to predictions needed to judge performance decay."
     )
@@ -557,6 +573,12 @@ class MonitoringSpec(_Strict):
         description="Performance decays when promotion.metric on the labeled predictions is worse than the "
         "champion's test value by more than this (absolute; the metric's direction is respected).",
     )
+
+    @model_validator(mode="after")
+    def _one_lookback(self) -> MonitoringSpec:
+        if self.lookback_batches is not None and "lookback_hours" in self.model_fields_set:
+            raise ValueError("give lookback_hours (a time window) or lookback_batches (newest files), not both")
+        return self
 
 
 class ScoringSpec(_Strict):
