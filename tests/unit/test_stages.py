@@ -403,8 +403,10 @@ def test_calendar_monitoring_lists_the_partitions_of_its_time_window(spec, mlops
     assert operate_stages.recent_prediction_logs(window, now) == written[1:]
     wide = spec.model_copy(update={"monitoring": MonitoringSpec(lookback_hours=24 * 4)})
     assert operate_stages.recent_prediction_logs(wide, now) == written
-    # The newest files instead, when asked for (the example spec does).
-    assert spec.monitoring.lookback_batches == 1 and operate_stages.lookback_start(spec, now) is None
-    assert operate_stages.recent_prediction_logs(spec, now) == written[-1:]
+    # The newest files instead, when asked for.
+    newest = spec.model_copy(update={"monitoring": MonitoringSpec(lookback_batches=1)})
+    assert operate_stages.lookback_start(newest, now) is None
+    assert operate_stages.recent_prediction_logs(newest, now) == written[-1:]
+    assert spec.monitoring.lookback_hours == 24 and spec.monitoring.lookback_batches is None  # the example spec
     with pytest.raises(ValueError, match="not both"):
         MonitoringSpec(lookback_hours=6, lookback_batches=2)
