@@ -177,11 +177,13 @@ class ServingApp:
         self.model, self.load_error, self._failed = model, None, None
         self.swaps += 1
         logger.info("now serving %s v%s (was v%s)", model.name, model.version, current)
-        # Objects alive now (libraries, the model) stay alive: keep them out of the cyclic
-        # collector's full passes, which otherwise pause every request for tens of ms.
-        gc.unfreeze()  # the previous model and requests in flight may become garbage: let them be collected
-        gc.collect()
-        gc.freeze()
+        if self.swaps == 1:
+            # What is alive after the first load (libraries, the model) stays alive: keep it out
+            # of the cyclic collector's full passes, which otherwise pause requests for tens of
+            # ms. Only once: a full collection at a later swap would stall the requests in
+            # flight, and a replaced model is freed by reference counting anyway.
+            gc.collect()
+            gc.freeze()
         return True
 
     async def _watch(self) -> None:
