@@ -220,7 +220,7 @@ def main() -> int:
     tracking_uri = env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{registry_port}"
     ours = subprocess.Popen(
         [str(Path(sys.executable).parent / "airflow-mlops"), "serve", str(SPEC), "--port", str(ours_port),
-         "--workers", str(args.workers), "--poll-seconds", "1"],
+         "--workers", str(args.workers)],
         env=env, stdout=logs, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     theirs = subprocess.Popen(
