@@ -120,6 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_flush_seconds=args.log_flush_seconds,
         onnx_threads=args.onnx_threads,
         require_token=not args.no_auth,
+        freeze_gc=True,
         tokens=tokens_from_env(),
     )
     try:

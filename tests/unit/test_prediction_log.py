@@ -90,7 +90,10 @@ def test_rows_over_the_pending_cap_are_dropped_and_counted(tmp_path, monkeypatch
         _append(log, 3, name)
     with pytest.raises(OSError):
         log.flush()
-    assert log.dropped_rows == 6 and log.pending_rows == 3  # the oldest blocks went first
+    assert log.dropped_rows == 4 and log.pending_rows == 5  # the oldest rows went first, down to the cap
+    monkeypatch.undo()
+    (frame,) = _read(log.flush())
+    assert frame["request_id"].tolist() == ["b"] * 2 + ["c"] * 3
 
 
 def test_rows_are_partitioned_by_the_day_they_were_predicted(tmp_path):
@@ -128,11 +131,10 @@ def test_a_store_down_at_shutdown_spills_the_rows_locally_instead_of_losing_them
         return real(data, uri)
 
     monkeypatch.setattr(storage, "write_bytes", store_down)
-    monkeypatch.setattr(time, "sleep", lambda seconds: None)
-    log.close(attempts=2, spill_dir=str(tmp_path / "spill"))
+    log.close(deadline_seconds=1.5, spill_dir=str(tmp_path / "spill"))  # tries at 0 s and 1 s, then spills
     spilled = storage.list_files_recursive(str(tmp_path / "spill"), (".parquet",))
     assert len(spilled) == 1 and _read(spilled)[0]["request_id"].tolist() == ["last"] * 4
-    assert log.dropped_rows == 0 and log.pending_rows == 0
+    assert log.dropped_rows == 0 and log.pending_rows == 0 and log.spilled_rows == 4 and log.written_rows == 0
 
 
 def test_the_writer_backs_off_while_the_store_fails(tmp_path, monkeypatch):
@@ -152,3 +154,35 @@ def test_the_writer_backs_off_while_the_store_fails(tmp_path, monkeypatch):
     log._wake.set()
     log._thread.join()
     assert 1 <= len(calls) <= 3  # 1 s, then 2 s of back-off: not one retry per wake-up
+
+
+def test_a_failed_second_day_is_retried_without_writing_the_first_day_again(tmp_path, monkeypatch):
+    log = _logger(tmp_path, flush_rows=100)
+    midnight = dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()
+    _append(log, 2, "late", at=midnight - 1)
+    _append(log, 3, "early", at=midnight + 1)
+    _append(log, 1, "clock-stepped-back", at=midnight - 0.5)  # out of order: still the first day
+    real = storage.write_bytes
+
+    def second_day_down(data, uri):
+        if "date=2026-03-02" in uri:
+            raise OSError("store down")
+        return real(data, uri)
+
+    monkeypatch.setattr(storage, "write_bytes", second_day_down)
+    with pytest.raises(OSError):
+        log.flush()
+    monkeypatch.setattr(storage, "write_bytes", real)
+    log.flush()
+    frames = {u.split("date=")[1][:10]: f for u, f in zip(log.files, _read(log.files), strict=True)}
+    assert sorted(frames["2026-03-01"]["request_id"]) == ["clock-stepped-back", "late", "late"]
+    assert frames["2026-03-02"]["request_id"].tolist() == ["early"] * 3
+    assert log.written_rows == 6
+
+
+def test_rows_appended_after_close_are_counted_not_silently_lost(tmp_path):
+    log = _logger(tmp_path, flush_rows=100)
+    _append(log, 2, "in-time")
+    log.close()
+    _append(log, 3, "too-late")
+    assert log.written_rows == 2 and log.dropped_rows == 3

@@ -482,6 +482,7 @@ def test_the_http_probe_reads_the_alias_from_a_tracking_server(monkeypatch):
 
     answers = {
         "churn_classifier": (200, {"model_version": {"name": "churn_classifier", "version": "3"}}),
+        "other_alias_error": (400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "Invalid alias name 'x'"}),
         "no_alias": (
             400,
             {"error_code": "INVALID_PARAMETER_VALUE", "message": "Registered model alias champion not found."},
@@ -512,6 +513,8 @@ def test_the_http_probe_reads_the_alias_from_a_tracking_server(monkeypatch):
     assert _run(probe("churn_classifier")) == "3"
     assert _run(probe("no_alias")) is None and _run(probe("no_model")) is None
     with pytest.raises(httpx.HTTPStatusError):
+        _run(probe("other_alias_error"))  # not "no champion": the app keeps serving
+    with pytest.raises(httpx.HTTPStatusError):
         _run(probe("broken"))  # an outage is not "no champion": refresh keeps serving the current model
     assert seen[0] == ("/api/2.0/mlflow/registered-models/alias", {"name": "churn_classifier", "alias": "champion"},
                        "Bearer tok")  # fmt: skip
@@ -524,6 +527,7 @@ def test_the_http_probe_reads_the_alias_from_a_tracking_server(monkeypatch):
         ({"conn_type": "http", "host": "https://serving.internal", "port": 8443}, "https://serving.internal:8443"),
         ({"conn_type": "http", "host": "https://serving.internal:9000/api/"}, "https://serving.internal:9000/api"),
         ({"conn_type": "http", "host": "10.0.0.5", "schema": "https", "port": 443}, "https://10.0.0.5:443"),
+        ({"conn_type": "http", "host": "[::1]", "port": 8000}, "http://[::1]:8000"),
     ],
 )
 def test_the_deploy_step_reads_the_serving_apps_url_and_token_from_a_connection(monkeypatch, conn, url):

@@ -67,12 +67,12 @@ def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id
                 if labels_ok:
                     copy = os.path.join(tmp, f"feedback-{index:04d}.parquet")
                     shutil.copyfile(path, copy)
-                    target = settings.join(settings.lake_dir(spec.name, "labeled"), _feedback_name(uri, run_id, index))
+                    target = settings.join(settings.lake_dir(spec.name, "labeled"), _feedback_name(uri))
                     staged.append((copy, target))
                     feedback.append(target)
         for local, target in staged:
             if target in feedback and storage.exists(target):
-                # Only a retry of this run, scoring the same input, names the same copy: never overwrite.
+                # Only scoring the same input again names the same copy: never overwrite, never add twice.
                 logger.warning("labeled-history copy %s already exists; kept as it is", target)
                 continue
             storage.move_file(local, target)  # renamed (or uploaded) into place, never seen half written
@@ -98,19 +98,23 @@ class _LogContext:
     logged_at: dt.datetime
 
 
-def _feedback_name(uri: str, run_id: str, index: int) -> str:
-    """The labeled-history copy's name: Parquet whatever the input's format, unique per run and input.
+def _feedback_name(uri: str) -> str:
+    """The labeled-history copy's name: Parquet whatever the input's format, one per input.
 
-    Only the data suffix is stripped (``sales.2026-01.csv`` -> ``sales.2026-01``), and the run
-    id and the input's position follow, so two inputs never map to the same copy.
+    Only the data suffix is stripped (``sales.2026-01.csv`` -> ``sales.2026-01``) and a hash
+    of the input's URI follows: two inputs never map to the same copy, and scoring the same
+    input again (a manual re-run) names the same copy, which is then kept, so its rows never
+    enter the training history twice.
     """
+    import hashlib
+
     from airflow_mlops.core.ingest import SUFFIXES
 
     base = uri.rsplit("/", 1)[-1]
     lowered = base.lower()
     suffix = next((s for s in sorted(SUFFIXES, key=len, reverse=True) if lowered.endswith(s)), "")
     stem = base[: len(base) - len(suffix)] or "batch"
-    return f"{stem}.{settings.safe_segment(run_id)}-{index:04d}.parquet"
+    return f"{stem}.{hashlib.sha256(uri.encode()).hexdigest()[:12]}.parquet"
 
 
 @contextmanager

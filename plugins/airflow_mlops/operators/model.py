@@ -460,7 +460,7 @@ class MlflowDeployChampionOperator(MlopsBaseOperator):
         scheme = conn.schema if conn.schema in ("http", "https") else "http"
         host = (conn.host or "127.0.0.1").rstrip("/")
         parts = urlsplit(host if "://" in host else f"{scheme}://{host}")
-        netloc = f"{parts.hostname}:{conn.port}" if conn.port and not parts.port else parts.netloc
+        netloc = f"{parts.netloc}:{conn.port}" if conn.port and not parts.port else parts.netloc
         url = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
         return url, conn.password or None
 

@@ -67,6 +67,7 @@ class ServeConfig:
     log_flush_seconds: float = 5.0
     onnx_threads: int = 1
     require_token: bool = True
+    freeze_gc: bool = False  # the serve command turns it on; an app inside a task or a test leaves the GC alone
     tokens: tuple[str, ...] = field(default=(), repr=False)
 
     def to_env(self) -> str:
@@ -177,7 +178,7 @@ class ServingApp:
         self.model, self.load_error, self._failed = model, None, None
         self.swaps += 1
         logger.info("now serving %s v%s (was v%s)", model.name, model.version, current)
-        if self.swaps == 1:
+        if self.swaps == 1 and self.config.freeze_gc:
             # What is alive after the first load (libraries, the model) stays alive: keep it out
             # of the cyclic collector's full passes, which otherwise pause requests for tens of
             # ms. Only once: a full collection at a later swap would stall the requests in

@@ -91,8 +91,12 @@ class HttpAliasProbe:
         if answer.status_code in (400, 404):
             error = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
             code, message = error.get("error_code", ""), str(error.get("message", "")).lower()
-            if code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "alias" in message):
-                return None  # no such model, or no champion yet
+            if code == "RESOURCE_DOES_NOT_EXIST" or (
+                code == "INVALID_PARAMETER_VALUE"
+                and "alias" in message
+                and ("not found" in message or "does not exist" in message)
+            ):  # the registry client's own test (registry._is_not_found): no such model, or no champion
+                return None
         answer.raise_for_status()
         return str(answer.json()["model_version"]["version"])
 
