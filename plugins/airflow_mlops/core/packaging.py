@@ -85,11 +85,16 @@ def _feeds(features: pd.DataFrame, spec: PipelineSpec) -> dict[str, np.ndarray]:
     return feeds
 
 
-def onnx_session(onnx_bytes: bytes) -> Any:
+def onnx_session(onnx_bytes: bytes, threads: int | None = None) -> Any:
+    """An ONNX Runtime session on the CPU; ``threads`` caps its intra-op threads (serving: one
+    graph run at a time per worker), None leaves ONNX Runtime's default."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # warnings about unused initializers are noise in task logs
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     return ort.InferenceSession(onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
 
 

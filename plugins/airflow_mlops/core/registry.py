@@ -235,8 +235,12 @@ def load_model(tracking_uri: str, model_uri: str) -> Any:
 
 
 def _is_not_found(exc: Exception) -> bool:
-    code = getattr(exc, "error_code", "")
-    text = str(exc).lower()
+    return is_not_found(getattr(exc, "error_code", ""), str(exc))
+
+
+def is_not_found(code: str, message: str) -> bool:
+    """An MLflow error that means "no such model" or "no such alias" (not an outage)."""
+    text = message.lower()
     return code == "RESOURCE_DOES_NOT_EXIST" or (
         code == "INVALID_PARAMETER_VALUE" and "alias" in text and ("not found" in text or "does not exist" in text)
     )

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from airflow_mlops.core import registry
+from airflow_mlops.core.packaging import onnx_session
 from airflow_mlops.core.spec import PipelineSpec
 from airflow_mlops.serving.payload import InputSchema
 
@@ -90,29 +91,13 @@ class HttpAliasProbe:
         answer = await self._client.get("/api/2.0/mlflow/registered-models/alias", params=self._params)
         if answer.status_code in (400, 404):
             error = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
-            code, message = error.get("error_code", ""), str(error.get("message", "")).lower()
-            if code == "RESOURCE_DOES_NOT_EXIST" or (
-                code == "INVALID_PARAMETER_VALUE"
-                and "alias" in message
-                and ("not found" in message or "does not exist" in message)
-            ):  # the registry client's own test (registry._is_not_found): no such model, or no champion
-                return None
+            if registry.is_not_found(error.get("error_code", ""), str(error.get("message", ""))):
+                return None  # the registry client's own test: no such model, or no champion yet
         answer.raise_for_status()
         return str(answer.json()["model_version"]["version"])
 
     async def close(self) -> None:
         await self._client.aclose()
-
-
-def session_from_bytes(onnx_bytes: bytes, threads: int = 1) -> Any:
-    """An ONNX Runtime session for serving: ``threads`` intra-op threads, one graph run at a time each."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def load_version(
@@ -140,7 +125,7 @@ def load_version(
         with open(path if os.path.isfile(path) else os.path.join(path, "model.onnx"), "rb") as handle:
             onnx_bytes = handle.read()
     try:
-        session = session_from_bytes(onnx_bytes, threads)
+        session = onnx_session(onnx_bytes, threads)
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ModelLoadError(f"{name} v{current.version}: ONNX Runtime cannot load {onnx_uri}: {exc}") from exc
     input_types = {i.name: i.type for i in session.get_inputs()}
