@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from airflow_mlops.core import synthetic
-from airflow_mlops.core.packaging import OnnxExportError, export_onnx, onnx_feeds, onnx_parity, onnx_session
+from airflow_mlops.core.packaging import (
+    OnnxExportError,
+    export_onnx,
+    onnx_feeds,
+    onnx_parity,
+    onnx_session,
+    session_input_names,
+)
 from airflow_mlops.core.spec import ModelSpec
 from airflow_mlops.core.training import fit
 
@@ -44,7 +51,8 @@ def test_regressors_convert_with_parity(spec, estimator):
     onnx_bytes = export_onnx(model, regression)
     report = onnx_parity(model, onnx_bytes, frame.iloc[1500:], regression)
     assert report.passed, report.as_dict()
-    predicted = onnx_session(onnx_bytes).run(None, onnx_feeds(frame.iloc[1500:1505], regression))[0]
+    session = onnx_session(onnx_bytes)
+    predicted = session.run(None, onnx_feeds(frame.iloc[1500:1505], regression, session_input_names(session)))[0]
     assert predicted.shape[0] == 5
 
 

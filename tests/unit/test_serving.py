@@ -59,13 +59,18 @@ def _spec_with_derived_and_normalisation():
     return parse_spec(text)
 
 
+def _identity(spec):
+    """Feeds keyed by the model input columns themselves (the app keys them so; the model renames)."""
+    return {c: c for c in spec.data.features.model_inputs}
+
+
 def test_request_rows_become_exactly_the_onnx_feeds_training_code_builds():
     spec = _spec_with_derived_and_normalisation()
     rows = _rows(200, seed=3)
     rows[0]["plan"], rows[1]["plan"], rows[2]["tenure_months"] = "  BASIC ", "Gold", 0  # clean-up, x/0
     schema = InputSchema.from_spec(spec)
     inputs = parse_body(json.dumps({"instances": rows}).encode(), schema)
-    expected = onnx_feeds(pd.DataFrame.from_records(rows), spec)
+    expected = onnx_feeds(pd.DataFrame.from_records(rows), spec, _identity(spec))
     assert list(inputs.feeds) == list(expected) == list(spec.data.features.model_inputs)
     for column, values in expected.items():
         got = inputs.feeds[column]
@@ -608,7 +613,7 @@ def test_categories_declared_as_integers_or_booleans_are_served_as_training_saw_
     schema = InputSchema.from_spec(spec)
     inputs = parse_body(json.dumps({"instances": rows}).encode(), schema)
     frame = pd.DataFrame.from_records(rows).astype({"tier": "Int64", "vip": "boolean"})
-    expected = onnx_feeds(frame, spec)
+    expected = onnx_feeds(frame, spec, _identity(spec))
     for column in ("tier", "vip", "support_calls"):
         np.testing.assert_array_equal(inputs.feeds[column], expected[column])
     assert inputs.feeds["vip"].ravel().tolist() == ["True", "False", "", "True"]

@@ -155,7 +155,9 @@ def select_and_refit(
     """
     import pandas as pd
 
-    from airflow_mlops.core.training import feature_frame, fit
+    from airflow_mlops.core.model.features import InputContract
+    from airflow_mlops.core.model.raw_inputs import wrap
+    from airflow_mlops.core.training import fit
     from airflow_mlops.core.tuning import select_best
 
     if not results:
@@ -195,8 +197,9 @@ def select_and_refit(
             tracking_uri,
             experiment=spec.name,
             run_name=lineage.get("run_id", "manual"),
-            model=model,
-            input_example=feature_frame(train.head(50), spec),
+            # What is registered takes the user's raw rows (the input contract inside it).
+            model=wrap(model, InputContract.from_spec(spec)),
+            input_example=train[spec.data.features.all].head(50),
             params=params,
             tags={"best_trial_run_id": winner["run_id"]},
             metrics=metrics,

@@ -2,7 +2,10 @@
 
 The ONNX graph takes one input per model input column (numbers, derived ones included,
 as float32; text as strings, ``""`` for a missing category; ``onnx_feeds`` builds them)
-and returns the label and, for classifiers, the class probabilities. It is only trusted
+and returns the label and, for classifiers, the class probabilities. The converter renames
+columns that are not identifiers (``mean radius`` -> ``mean_radius``), so the graph's
+metadata maps each column to its input name and lists the class labels
+(``core.model.features``); every feed is keyed through that mapping. It is only trusted
 after ``onnx_parity`` compared its scores with the scikit-learn model's on the hold-out
 test split: a gap above ``PARITY_TOLERANCE`` fails the promotion gate.
 """
@@ -17,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from airflow_mlops.core.model.features import graph_input_names, graph_metadata
 from airflow_mlops.core.spec import PipelineSpec
 from airflow_mlops.core.training import feature_frame
 
@@ -61,7 +65,12 @@ def onnx_inputs(spec: PipelineSpec) -> list[tuple[str, Any]]:
 
 
 def export_onnx(model: Any, spec: PipelineSpec) -> bytes:
-    """The fitted Pipeline as a serialized ONNX model (no ZipMap: probabilities as a tensor)."""
+    """The fitted Pipeline as a serialized ONNX model (no ZipMap: probabilities as a tensor).
+
+    The graph's metadata maps the spec's model inputs to the graph's input names (by
+    position: the converter keeps the order of ``onnx_inputs``) and, for a classifier,
+    lists its class labels in the order of the probability columns.
+    """
     from skl2onnx import convert_sklearn
 
     options = {id(model): {"zipmap": False}} if spec.model.task == "classification" else None
@@ -70,18 +79,37 @@ def export_onnx(model: Any, spec: PipelineSpec) -> bytes:
             graph = convert_sklearn(model, initial_types=onnx_inputs(spec), target_opset=ONNX_OPSETS, options=options)
     except Exception as exc:  # skl2onnx raises many types; all mean "this Pipeline has no ONNX form"
         raise OnnxExportError(f"cannot convert {type(model[-1]).__name__} to ONNX: {exc}") from exc
+    classes = getattr(model, "classes_", None) if spec.model.task == "classification" else None
+    try:
+        metadata = graph_metadata(
+            spec.data.features.model_inputs,
+            [i.name for i in graph.graph.input],
+            None if classes is None else list(classes),
+        )
+    except ValueError as exc:
+        raise OnnxExportError(f"the exported graph does not fit the spec's model inputs: {exc}") from exc
+    for key, value in metadata.items():
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
     return bytes(graph.SerializeToString())
 
 
-def onnx_feeds(frame: pd.DataFrame, spec: PipelineSpec) -> dict[str, np.ndarray]:
-    """ONNX Runtime inputs for ``frame``: one (n, 1) array per feature column."""
-    return _feeds(feature_frame(frame, spec), spec)
+def session_input_names(session: Any) -> dict[str, str]:
+    """Model input column -> graph input name of a loaded ONNX Runtime session."""
+    return graph_input_names(session.get_modelmeta().custom_metadata_map, [i.name for i in session.get_inputs()])
 
 
-def _feeds(features: pd.DataFrame, spec: PipelineSpec) -> dict[str, np.ndarray]:
+def onnx_feeds(frame: pd.DataFrame, spec: PipelineSpec, names: dict[str, str]) -> dict[str, np.ndarray]:
+    """ONNX Runtime inputs for ``frame``: one (n, 1) array per model input, keyed by graph input
+    name (``names``: ``session_input_names``)."""
+    return _feeds(feature_frame(frame, spec), spec, names)
+
+
+def _feeds(features: pd.DataFrame, spec: PipelineSpec, names: dict[str, str]) -> dict[str, np.ndarray]:
     """ONNX Runtime inputs from model inputs ``feature_frame`` already built."""
-    feeds = {c: features[c].to_numpy(dtype=np.float32).reshape(-1, 1) for c in spec.data.features.model_numeric}
-    feeds.update({c: features[c].to_numpy(dtype=object).reshape(-1, 1) for c in spec.data.features.categorical})
+    numeric, categorical = spec.data.features.model_numeric, spec.data.features.categorical
+    feeds = {names[c]: features[c].to_numpy(dtype=np.float32).reshape(-1, 1) for c in numeric}
+    feeds.update({names[c]: features[c].to_numpy(dtype=object).reshape(-1, 1) for c in categorical})
     return feeds
 
 
@@ -154,7 +182,8 @@ def onnx_parity(model: Any, onnx_bytes: bytes, frame: pd.DataFrame, spec: Pipeli
     """
     features = feature_frame(frame, spec)
     try:
-        outputs = onnx_session(onnx_bytes).run(None, _feeds(features, spec))
+        session = onnx_session(onnx_bytes)
+        outputs = session.run(None, _feeds(features, spec, session_input_names(session)))
         got = onnx_scores(outputs, spec.model.task)
         labels = np.asarray(outputs[0]).reshape(-1)
     except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidArgument, ...)

@@ -16,7 +16,8 @@ flush; if more than ``max_pending_rows`` wait, the oldest are dropped and counte
 The schema is the one batch scoring writes: request_id, row (index in the request),
 logged_at, model_name, model_version, source_uri, the id column, the model inputs
 (numbers as float64, categories as text with "" for missing), prediction, score
-(classification: probability of the last class).
+(classification: the probability of the second class of two, else of the predicted class)
+and, for models of more than two classes, ``probabilities`` (a map class label -> probability).
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ class _Block:
         self.text: dict[str, list[str]] = {c: [] for c in categorical}
         self.predictions: np.ndarray | None = None
         self.scores: np.ndarray | None = None
+        # Per request of a multiclass model: (first row, probabilities (rows x classes), class labels).
+        self.probabilities: list[tuple[int, np.ndarray, tuple[str, ...]]] = []
 
     def append(
         self,
@@ -90,6 +93,8 @@ class _Block:
         predictions: np.ndarray,
         scores: np.ndarray | None,
         ids: list[Any] | None,
+        probabilities: np.ndarray | None = None,
+        classes: tuple[Any, ...] | None = None,
     ) -> None:
         start, rows = self.used, len(predictions)
         stop = start + rows
@@ -111,7 +116,30 @@ class _Block:
             if self.scores is None:
                 self.scores = np.full(self.capacity, np.nan)
             self.scores[start:stop] = scores
+        if probabilities is not None:
+            labels = tuple(str(c) for c in classes) if classes else tuple(map(str, range(probabilities.shape[1])))
+            self.probabilities.append((start, probabilities, labels))
         self.used = stop
+
+    def probability_map(self) -> pa.Array:
+        """Every class's probability per row (``map<string, double>``; null for rows without)."""
+        n = self.used
+        lengths = np.zeros(n, dtype=np.int32)
+        keys: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        for start, probabilities, labels in self.probabilities:
+            rows, width = probabilities.shape
+            lengths[start : start + rows] = width
+            keys.append(np.tile(np.asarray(labels, dtype=object), rows))
+            values.append(np.asarray(probabilities, dtype=np.float64).reshape(-1))
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        return pa.MapArray.from_arrays(
+            pa.array(offsets),
+            pa.array(np.concatenate(keys), type=pa.string()),
+            pa.array(np.concatenate(values)),
+            mask=pa.array(lengths == 0),
+        )
 
     def logged_at(self) -> np.ndarray:
         return np.repeat(np.asarray(self.times, dtype=np.float64), self.counts)
@@ -189,8 +217,14 @@ class PredictionLogger:
         scores: np.ndarray | None,
         ids: list[Any] | None = None,
         logged_at: float | None = None,
+        probabilities: np.ndarray | None = None,
+        classes: tuple[Any, ...] | None = None,
     ) -> None:
-        """Queue the predictions of one request: a few slice copies into the open block."""
+        """Queue the predictions of one request: a few slice copies into the open block.
+
+        ``probabilities`` (rows x classes, with the ``classes`` labels) are given for models of
+        more than two classes and logged as the ``probabilities`` map column.
+        """
         rows = len(predictions)
         when = time.time() if logged_at is None else logged_at
         with self._lock:
@@ -203,7 +237,7 @@ class PredictionLogger:
                 if block.used:
                     self._seal(block)
                 block = self._block = self._new_block(rows)
-            block.append(request_id, when, model_version, features, predictions, scores, ids)
+            block.append(request_id, when, model_version, features, predictions, scores, ids, probabilities, classes)
             if block.used >= block.capacity:
                 self._seal(block)
                 self._block = self._new_block()
@@ -396,6 +430,8 @@ class PredictionLogger:
             columns["prediction"] = pa.array(block.predictions[:n])
         if block.scores is not None:
             columns["score"] = pa.array(block.scores[:n])
+        if block.probabilities:
+            columns["probabilities"] = block.probability_map()
         return pa.table(columns)
 
 

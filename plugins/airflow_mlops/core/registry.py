@@ -32,6 +32,8 @@ TRUSTED_TYPES = frozenset(
         "numpy.dtype",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "sklearn.tree._tree.Tree",
+        # Our own step that turns raw rows into model inputs (``core.model.raw_inputs``): plain lists only.
+        "airflow_mlops.core.model.raw_inputs.ModelInputTransformer",
     }
 )
 
@@ -216,10 +218,16 @@ def log_training_run(
     return LoggedModel(run_id=run.info.run_id, model_uri=info.model_uri, experiment_id=run.info.experiment_id)
 
 
-def load_model(tracking_uri: str, model_uri: str) -> Any:
-    """Download an MLflow sklearn model and load it with skops under our trust policy."""
+def load_model(tracking_uri: str, model_uri: str, raw_inputs: bool = False) -> Any:
+    """Download an MLflow sklearn model and load it with skops under our trust policy.
+
+    The registered model takes raw rows (``core.model.raw_inputs``); unless ``raw_inputs``,
+    the trained Pipeline inside it is returned, which takes ``training.feature_frame`` inputs.
+    """
     import mlflow
     import skops.io
+
+    from airflow_mlops.core.model.raw_inputs import unwrap
 
     client(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-model-") as tmp:
@@ -231,7 +239,8 @@ def load_model(tracking_uri: str, model_uri: str) -> Any:
         path = os.path.join(local, flavor["pickled_model"])
         untrusted = skops.io.get_untrusted_types(file=path)
         _refuse_untrusted(untrusted, model_uri)
-        return skops.io.load(path, trusted=untrusted)
+        model = skops.io.load(path, trusted=untrusted)
+    return model if raw_inputs else unwrap(model)
 
 
 def _is_not_found(exc: Exception) -> bool:

@@ -30,7 +30,28 @@ LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
 # Columns of the prediction log; a feature or id with one of these names would be overwritten.
 RESERVED_COLUMNS = {
     "request_id", "row", "logged_at", "model_name", "model_version", "source_uri", "prediction", "score",
+    "probabilities",
 }  # fmt: skip
+MAX_COLUMN_NAME_CHARS = 250
+
+
+def column_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a column of a pipeline, or None.
+
+    Any text works end to end (spaces, ``/``, dots, dashes, unicode, leading digits; the
+    ONNX graph maps such names to input names of its own) except what no reader, log or
+    registry can keep apart: an empty name, surrounding whitespace (CSV headers and YAML
+    disagree on it), control characters, or a name longer than 250 characters.
+    """
+    if not name:
+        return "is empty"
+    if name != name.strip():
+        return "starts or ends with whitespace (rename the column, or strip the header)"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "holds a control character (newline, tab, ...)"
+    if len(name) > MAX_COLUMN_NAME_CHARS:
+        return f"is longer than {MAX_COLUMN_NAME_CHARS} characters"
+    return None
 
 
 class SpecError(ValueError):
@@ -64,16 +85,30 @@ class ScheduleSpec(_Strict):
 _ARITHMETIC = {ast.Add, ast.Sub, ast.Mult, ast.Div}
 
 
+_QUOTED_NAME = re.compile(r"`([^`]+)`")
+
+
 def check_arithmetic(expression: str, names: set[str]) -> ast.Expression:
     """Parse a derived-feature expression, allowing only numbers, ``names``, + - * / and parentheses.
+
+    A column whose name is no identifier is written in backticks: `` `mean radius` / 2 ``.
 
     Raises ValueError naming what is not allowed. The parsed tree is evaluated by
     ``training.feature_frame`` on columns directly, never through ``eval``.
     """
+    quoted: dict[str, str] = {}
+
+    def placeholder(match: re.Match[str]) -> str:
+        quoted[f"__quoted_{len(quoted)}__"] = match.group(1)
+        return f"__quoted_{len(quoted) - 1}__"
+
     try:
-        tree = ast.parse(expression, mode="eval")
+        tree = ast.parse(_QUOTED_NAME.sub(placeholder, expression), mode="eval")
     except SyntaxError as exc:
         raise ValueError(f"{expression!r} is not an arithmetic expression: {exc.msg}") from None
+    for node in ast.walk(tree):  # `mean radius` stood for a column: the tree names the column itself
+        if isinstance(node, ast.Name) and node.id in quoted:
+            node.id = quoted[node.id]
     used: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Expression | ast.Load):
@@ -113,6 +148,14 @@ class FeaturesSpec(_Strict):
 
     @model_validator(mode="after")
     def _no_overlap(self) -> FeaturesSpec:
+        for kind, names in (("numeric", self.numeric), ("categorical", self.categorical)):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"{kind} lists {twice} more than once")
+            for name in names:
+                problem = column_name_problem(name)
+                if problem:
+                    raise ValueError(f"{kind} feature {name!r} {problem}")
         both = set(self.numeric) & set(self.categorical)
         if both:
             raise ValueError(f"columns listed as both numeric and categorical: {sorted(both)}")
@@ -618,6 +661,20 @@ class PipelineSpec(_Strict):
         if not NAME_PATTERN.match(value):
             raise ValueError(f"'{value}' must be lowercase letters, digits and underscores, starting with a letter")
         return value
+
+    @model_validator(mode="after")
+    def _column_names_are_usable(self) -> PipelineSpec:
+        named = {
+            "data.label": [self.data.label],
+            "data.id_column": [self.data.id_column],
+            "data.dtypes": list(self.data.dtypes),
+        }
+        for where, names in named.items():
+            for name in names:
+                problem = column_name_problem(name) if name is not None else None
+                if problem:
+                    raise ValueError(f"{where}: column {name!r} {problem}")
+        return self
 
     @model_validator(mode="after")
     def _columns_do_not_collide(self) -> PipelineSpec:

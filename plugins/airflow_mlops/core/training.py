@@ -6,7 +6,6 @@ with the estimator, so what runs at prediction time is exactly what ran in train
 
 from __future__ import annotations
 
-import ast
 import importlib
 from typing import Any
 
@@ -19,7 +18,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from airflow_mlops.core.spec import PipelineSpec, check_arithmetic
+from airflow_mlops.core.model.features import MISSING_CATEGORY, InputContract, derived_values
+from airflow_mlops.core.spec import PipelineSpec
 
 # Names a spec may use for ``model.estimator``; anything else must be a dotted path.
 ESTIMATORS: dict[str, str] = {
@@ -43,10 +43,6 @@ ESTIMATORS: dict[str, str] = {
 }
 
 
-# How a missing category reaches the Pipeline (see ``feature_frame``).
-MISSING_CATEGORY = ""
-
-
 def resolve_estimator(name: str) -> type[BaseEstimator]:
     """Look ``name`` up in the allow-list, or import the dotted path the spec author wrote."""
     dotted = ESTIMATORS.get(name, name)
@@ -62,54 +58,39 @@ def resolve_estimator(name: str) -> type[BaseEstimator]:
     return cls
 
 
-def feature_frame(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
-    """The model's input columns, typed the way the Pipeline expects them, derived features added."""
-    missing = [c for c in spec.data.features.all if c not in frame.columns]
+def feature_frame(frame: pd.DataFrame, spec: PipelineSpec | InputContract) -> pd.DataFrame:
+    """The model's input columns, typed the way the Pipeline expects them, derived features added.
+
+    ``spec`` may be the contract itself (what a registered model carries, see ``RawInputModel``).
+    """
+    contract = spec if isinstance(spec, InputContract) else InputContract.from_spec(spec)
+    missing = [c for c in contract.inputs if c not in frame.columns]
     if missing:
         raise ValueError(f"input is missing feature columns {missing}")
-    from airflow_mlops.core.cleaning import normalize_categories
-
-    features = normalize_categories(frame[spec.data.features.all], spec).copy()
-    for column in spec.data.features.numeric:
+    features = frame[list(contract.inputs)].copy()
+    for column, rules in contract.normalize:
+        values = features[column].astype("string")
+        for rule in rules:
+            if rule.strip:
+                values = values.str.strip()
+            if rule.lowercase:
+                values = values.str.lower()
+            if rule.mapping:
+                values = values.replace(dict(rule.mapping))
+        features[column] = values
+    for column in contract.numeric:
         try:
             features[column] = pd.to_numeric(features[column], errors="raise").astype("float64")
         except (ValueError, TypeError) as exc:
             raise ValueError(f"numeric feature '{column}' has non-numeric values: {exc}") from None
-    for name, expression in spec.data.features.derived.items():
-        tree = check_arithmetic(expression, set(spec.data.features.numeric))
+    for name, tree in contract.derived_trees():
         features[name] = derived_values(tree, features, len(features))
-    for column in spec.data.features.categorical:
-        # Text, with "" for missing: the one missing marker both scikit-learn's imputer and
-        # its ONNX conversion (string tensors cannot hold None) understand.
+    for column in contract.categorical:
+        # Text, with "" for missing (None, NaN, pd.NA alike): the one missing marker both
+        # scikit-learn's imputer and its ONNX conversion (string tensors cannot hold None) understand.
         values = features[column].astype("object")
         features[column] = values.where(values.notna(), MISSING_CATEGORY).astype(str)
-    return features[spec.data.features.model_inputs]
-
-
-def derived_values(tree: ast.Expression, columns: Any, rows: int) -> np.ndarray:
-    """A derived feature's values (float64); x/0 and overflow are missing, imputed like any gap."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        values = np.broadcast_to(np.asarray(_arithmetic(tree.body, columns), dtype="float64"), (rows,))
-    return np.where(np.isfinite(values), values, np.nan)
-
-
-def _arithmetic(node: ast.expr, columns: Any) -> Any:
-    """Evaluate a tree ``check_arithmetic`` accepted: numbers, column names, + - * /.
-
-    ``columns`` maps names to columns: a DataFrame, or a dict of arrays (the serving app).
-    """
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-        return float(node.value)
-    if isinstance(node, ast.Name):
-        return np.asarray(columns[node.id], dtype="float64")
-    if isinstance(node, ast.UnaryOp):
-        value = _arithmetic(node.operand, columns)
-        return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.BinOp):
-        left, right = _arithmetic(node.left, columns), _arithmetic(node.right, columns)
-        operations = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide}
-        return operations[type(node.op)](left, right)
-    raise ValueError(f"unsupported expression node {type(node).__name__}")
+    return features[list(contract.model_inputs)]
 
 
 def label_array(frame: pd.DataFrame, spec: PipelineSpec) -> np.ndarray:

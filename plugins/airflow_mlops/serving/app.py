@@ -36,7 +36,7 @@ import msgspec
 import numpy as np
 
 from airflow_mlops.core.prediction_log import PredictionLogger
-from airflow_mlops.serving.model import ModelLoadError, ServedModel
+from airflow_mlops.serving.model import ModelLoadError, Prediction, ServedModel
 from airflow_mlops.serving.openapi import openapi_document
 from airflow_mlops.serving.payload import InputSchema, ModelInputs, PayloadError, parse_body
 
@@ -312,9 +312,12 @@ class ServingApp:
             inputs = parse_body(body, self.schema)
         except PayloadError as exc:
             return 422, _encode({"detail": exc.errors, "request_id": request_id}), echo
-        predictions, scores = await self._infer(model, inputs)
+        predictions, scores, probabilities = await self._infer(model, inputs)
         if self.prediction_logger is not None:
-            self.prediction_logger.append(request_id, model.version, inputs.features, predictions, scores, inputs.ids)
+            self.prediction_logger.append(
+                request_id, model.version, inputs.features, predictions, scores, inputs.ids,
+                probabilities=probabilities, classes=model.classes,
+            )  # fmt: skip
         self.predictions += inputs.rows
         answer: dict[str, Any] = {
             "request_id": request_id,
@@ -324,9 +327,12 @@ class ServingApp:
         }
         if scores is not None:
             answer["scores"] = scores.tolist()
+        if probabilities is not None:
+            keys = [str(c) for c in model.classes or range(probabilities.shape[1])]
+            answer["probabilities"] = [dict(zip(keys, row, strict=True)) for row in probabilities.tolist()]
         return 200, _encode(answer), echo
 
-    async def _infer(self, model: ServedModel, inputs: ModelInputs) -> tuple[np.ndarray, np.ndarray | None]:
+    async def _infer(self, model: ServedModel, inputs: ModelInputs) -> Prediction:
         """Predict, batched with the requests that reached this point in the same loop iteration.
 
         Requests that arrive together (the event loop read them in one pass) share one ONNX
@@ -339,7 +345,7 @@ class ServingApp:
         if not self._batch_scheduled:
             self._batch_scheduled = True
             asyncio.get_running_loop().call_soon(self._run_batch)
-        result: tuple[np.ndarray, np.ndarray | None] = await future
+        result: Prediction = await future
         return result
 
     def _run_batch(self) -> None:
@@ -353,14 +359,14 @@ class ServingApp:
             if len(items) > 1:
                 feeds = {name: np.concatenate([i[1].feeds[name] for i in items]) for name in items[0][1].feeds}
                 try:
-                    predictions, scores = model.predict(feeds)
+                    outputs = model.predict(feeds)
                 except Exception:  # one bad request must not fail the others: run each alone
                     logger.warning("batched prediction failed; predicting each request alone", exc_info=True)
                 else:
                     start = 0
                     for _, inputs, future in items:
                         stop = start + inputs.rows
-                        _settle(future, (predictions[start:stop], None if scores is None else scores[start:stop]))
+                        _settle(future, tuple(None if o is None else o[start:stop] for o in outputs))
                         start = stop
                     continue
             for _, inputs, future in items:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from airflow_mlops.core import registry
+from airflow_mlops.core.model.features import graph_classes, graph_input_names
 from airflow_mlops.core.packaging import onnx_session
 from airflow_mlops.core.spec import PipelineSpec
 from airflow_mlops.serving.payload import InputSchema
@@ -28,7 +29,12 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class ServedModel:
-    """One loaded model version; immutable, so a request keeps the one it started with."""
+    """One loaded model version; immutable, so a request keeps the one it started with.
+
+    ``feed_names`` pairs each model input column with the graph input it feeds (the graph's
+    own mapping, see ``core.model.features``); ``classes`` are a classifier's labels in the
+    order of its probability columns.
+    """
 
     name: str
     version: str
@@ -38,24 +44,45 @@ class ServedModel:
     session: Any
     input_types: dict[str, str]
     loaded_at: str
+    feed_names: tuple[tuple[str, str], ...] = ()
+    classes: tuple[Any, ...] | None = None
 
-    def predict(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        """Labels (or regression values) and, for classifiers, the probability of the last class."""
-        outputs = self.session.run(None, feeds)
+    @property
+    def multiclass(self) -> bool:
+        return self.classes is not None and len(self.classes) > 2
+
+    def predict(self, feeds: dict[str, np.ndarray]) -> Prediction:
+        """Labels (or regression values), scores and, for more than two classes, every class's probability.
+
+        ``feeds`` are keyed by model input column. A classifier's score is the probability of
+        its second class when it has two, else the probability of the predicted class.
+        """
+        graph_feeds = {graph: feeds[column] for column, graph in self.feed_names} if self.feed_names else feeds
+        outputs = self.session.run(None, graph_feeds)
         if self.task == "classification" and len(outputs) > 1:
-            return np.asarray(outputs[0]).reshape(-1), np.asarray(outputs[1], dtype=np.float64)[:, -1]
-        return np.asarray(outputs[0], dtype=np.float64).reshape(-1), None
+            labels = np.asarray(outputs[0]).reshape(-1)
+            probabilities = np.asarray(outputs[1], dtype=np.float64)
+            if probabilities.shape[1] > 2:
+                return labels, probabilities.max(axis=1), probabilities
+            return labels, probabilities[:, -1], None
+        return np.asarray(outputs[0], dtype=np.float64).reshape(-1), None, None
 
     def describe(self) -> dict[str, Any]:
-        return {
+        described = {
             "model_name": self.name,
             "model_version": self.version,
             "run_id": self.run_id,
             "task": self.task,
             "onnx_uri": self.onnx_uri,
-            "inputs": self.input_types,
+            "inputs": {column: self.input_types[graph] for column, graph in self.feed_names} or self.input_types,
             "loaded_at": self.loaded_at,
         }
+        if self.classes is not None:
+            described["classes"] = list(self.classes)
+        return described
+
+
+Prediction = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
 def champion_version(tracking_uri: str, name: str) -> str | None:
@@ -129,18 +156,31 @@ def load_version(
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ModelLoadError(f"{name} v{current.version}: ONNX Runtime cannot load {onnx_uri}: {exc}") from exc
     input_types = {i.name: i.type for i in session.get_inputs()}
+    metadata = session.get_modelmeta().custom_metadata_map
+    try:
+        names = graph_input_names(metadata, list(input_types))
+    except ValueError as exc:
+        raise ModelLoadError(f"{name} v{current.version}: {onnx_uri}: {exc}") from exc
     expected = set(schema.model_inputs)
-    if set(input_types) != expected:
+    if set(names) != expected:
         raise ModelLoadError(
-            f"{name} v{current.version} takes inputs {sorted(input_types)} but the spec's model inputs are "
+            f"{name} v{current.version} takes inputs {sorted(names)} but the spec's model inputs are "
             f"{sorted(expected)}: serve it with the spec it was trained with"
         )
     wrong = [
         c for c in schema.model_inputs
-        if input_types[c] != ("tensor(string)" if c in schema.categorical else "tensor(float)")
+        if input_types[names[c]] != ("tensor(string)" if c in schema.categorical else "tensor(float)")
     ]  # fmt: skip
     if wrong:
         raise ModelLoadError(f"{name} v{current.version}: inputs {wrong} have types the spec does not declare")
+    classes = graph_classes(metadata)
+    if spec.model.task == "classification" and classes is None:
+        probability_columns = session.get_outputs()[-1].shape[-1] if len(session.get_outputs()) > 1 else None
+        if isinstance(probability_columns, int) and probability_columns > 2:
+            raise ModelLoadError(
+                f"{name} v{current.version}: a graph of {probability_columns} classes without its class labels "
+                "(exported before they were recorded): retrain to serve it"
+            )
     return ServedModel(
         name=name,
         version=str(current.version),
@@ -150,4 +190,6 @@ def load_version(
         session=session,
         input_types=input_types,
         loaded_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        feed_names=tuple((c, names[c]) for c in schema.model_inputs),
+        classes=classes,
     )

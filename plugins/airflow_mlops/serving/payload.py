@@ -28,8 +28,14 @@ from typing import Any, Optional
 import msgspec
 import numpy as np
 
-from airflow_mlops.core.spec import PipelineSpec, check_arithmetic
-from airflow_mlops.core.training import MISSING_CATEGORY, derived_values
+from airflow_mlops.core.model.features import (
+    MISSING_CATEGORY,
+    InputContract,
+    NormalizeRule,
+    clean_category,
+    derived_values,
+)
+from airflow_mlops.core.spec import PipelineSpec
 
 BODY_KEYS = ("instances", "dataframe_records", "dataframe_split", "inputs")
 MAX_REPORTED_ERRORS = 20
@@ -51,13 +57,6 @@ def _error(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class _Normalize:
-    strip: bool
-    lowercase: bool
-    mapping: dict[str, str]
-
-
-@dataclass(frozen=True)
 class InputSchema:
     """What a request must carry, and how it becomes model inputs (from the spec)."""
 
@@ -66,7 +65,7 @@ class InputSchema:
     derived: tuple[tuple[str, ast.Expression], ...]
     id_column: str
     max_rows: int = 10_000
-    normalize: dict[str, tuple[_Normalize, ...]] = field(default_factory=dict)
+    normalize: dict[str, tuple[NormalizeRule, ...]] = field(default_factory=dict)
     # Categories declared int or bool in data.dtypes arrive as JSON numbers or booleans and
     # become text as training makes them (str(value)); numbers declared bool accept true/false.
     coded_categories: frozenset[str] = frozenset()
@@ -74,22 +73,18 @@ class InputSchema:
 
     @classmethod
     def from_spec(cls, spec: PipelineSpec, max_rows: int = 10_000) -> InputSchema:
-        features = spec.data.features
-        normalize: dict[str, list[_Normalize]] = {}
-        for rule in spec.cleaning.normalize:
-            for column in rule.columns:
-                normalize.setdefault(column, []).append(_Normalize(rule.strip, rule.lowercase, dict(rule.mapping)))
+        contract = InputContract.from_spec(spec)
         return cls(
-            numeric=tuple(features.numeric),
-            categorical=tuple(features.categorical),
-            derived=tuple((n, check_arithmetic(e, set(features.numeric))) for n, e in features.derived.items()),
+            numeric=contract.numeric,
+            categorical=contract.categorical,
+            derived=contract.derived_trees(),
             id_column=spec.data.id_column,
             max_rows=max_rows,
-            normalize={c: tuple(rules) for c, rules in normalize.items()},
+            normalize=dict(contract.normalize),
             coded_categories=frozenset(
-                c for c in features.categorical if spec.declared_types.get(c) in ("int", "bool")
+                c for c in contract.categorical if spec.declared_types.get(c) in ("int", "bool")
             ),
-            boolean_numbers=frozenset(c for c in features.numeric if spec.declared_types.get(c) == "bool"),
+            boolean_numbers=frozenset(c for c in contract.numeric if spec.declared_types.get(c) == "bool"),
         )
 
     def allowed_types(self, column: str) -> tuple[frozenset[type], str]:
@@ -295,19 +290,6 @@ def _type_errors(values: list[Any], column: str, schema: InputSchema, locate: Lo
     ]  # fmt: skip
 
 
-def _clean_category(value: Any, rules: tuple[_Normalize, ...]) -> str:
-    if value is None:
-        return MISSING_CATEGORY
-    value = value if type(value) is str else str(value)
-    for rule in rules:
-        if rule.strip:
-            value = value.strip()
-        if rule.lowercase:
-            value = value.lower()
-        value = rule.mapping.get(value, value)
-    return value
-
-
 def build_inputs(
     columns: dict[str, list[Any]],
     rows: int,
@@ -337,7 +319,7 @@ def build_inputs(
             continue
         rules = schema.normalize.get(column, ())
         if rules or column in schema.coded_categories:
-            cleaned = [_clean_category(v, rules) for v in values]
+            cleaned = [clean_category(v, rules) for v in values]
         elif None in values:
             cleaned = [MISSING_CATEGORY if v is None else v for v in values]
         else:

@@ -1,0 +1,1 @@
+"""Model engineering: what a model takes as input and how it is trained, packaged and loaded."""
