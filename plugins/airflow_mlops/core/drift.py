@@ -266,3 +266,20 @@ def prediction_drift(
     psi = _numeric_psi(ref, cur, bins)
     d, p_value = _ks(ref, cur)
     return _judge("prediction", "prediction", "ks", psi, d, p_value, alpha, psi_threshold, effect_threshold)
+
+
+def predicted_label_drift(
+    reference_labels: np.ndarray,
+    current_labels: np.ndarray,
+    alpha: float = 0.01,
+    psi_threshold: float = 0.2,
+    effect_threshold: float = 0.1,
+) -> FeatureDrift:
+    """Drift of a classifier of more than two classes: the distribution of its predicted labels
+    on the reference data vs the labels it logged (chi-square, PSI, Cramér's V over every
+    class), judged like a categorical feature at ``alpha``."""
+    reference, current = pd.Series(reference_labels).astype(str), pd.Series(current_labels).astype(str)
+    table = _category_counts(reference, current)
+    psi = _psi(_shares_of(table[0]), _shares_of(table[1]))
+    _, p_value, cramers_v = _chi2(table)
+    return _judge("prediction", "prediction", "chi2", psi, cramers_v, p_value, alpha, psi_threshold, effect_threshold)

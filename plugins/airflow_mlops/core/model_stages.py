@@ -264,7 +264,7 @@ def evaluate_candidate(
         for slice_value, row in per_value.items():
             for key, number in row.items():
                 if key != "rows":
-                    mlflow_client.log_metric(run_id, f"slice.{column}.{_metric_key(slice_value)}.{key}", number)
+                    mlflow_client.log_metric(run_id, registry.metric_name(f"slice.{column}.{slice_value}.{key}"), number)
     importance = permutation_importance(candidate_model, test, spec)
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-eval-") as folder:
         for name, content in (("slices.json", slices), ("feature_importance.json", importance)):
@@ -296,13 +296,6 @@ def evaluate_candidate(
         "slices": slices,
         "importance": dict(list(importance.items())[:10]),
     }
-
-
-def _metric_key(value: str) -> str:
-    """A slice value as an MLflow metric name part (letters, digits, ``_-. /`` only)."""
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", value)[:60] or "_"
 
 
 def package_candidate(spec: PipelineSpec, tracking_uri: str, training: dict[str, Any], test_uri: str) -> dict[str, Any]:

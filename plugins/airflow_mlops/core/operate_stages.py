@@ -248,7 +248,7 @@ def _score_file(path: str, out_path: str, model: Any, spec: PipelineSpec, contex
             parquet = pq.ParquetFile(handle, pre_buffer=False)
             for batch in parquet.iter_batches(batch_size=spec.scoring.chunk_rows, columns=columns):
                 log = prediction_log_frame(batch.to_pandas(), model, spec, context)
-                table = pa.Table.from_pandas(log, preserve_index=False)
+                table = _log_table(log)
                 if writer is None:
                     schema = table.schema
                     writer = pq.ParquetWriter(out_path, schema)
@@ -260,6 +260,18 @@ def _score_file(path: str, out_path: str, model: Any, spec: PipelineSpec, contex
     if writer is None:
         raise ValueError(f"{context.source_uri}: no rows to score")
     return rows
+
+
+def _log_table(log: Any) -> Any:
+    """A chunk's prediction log as Arrow; ``probabilities`` (label, probability) pairs as a map column."""
+    import pyarrow as pa
+
+    if "probabilities" not in log.columns:
+        return pa.Table.from_pandas(log, preserve_index=False)
+    table = pa.Table.from_pandas(log.drop(columns=["probabilities"]), preserve_index=False)
+    return table.append_column(
+        "probabilities", pa.array(log["probabilities"].tolist(), type=pa.map_(pa.string(), pa.float64()))
+    )
 
 
 def prediction_log_frame(frame: Any, model: Any, spec: PipelineSpec, context: _LogContext) -> Any:
@@ -287,17 +299,32 @@ def prediction_log_frame(frame: Any, model: Any, spec: PipelineSpec, context: _L
     log = pd.concat([log, features.reset_index(drop=True)], axis=1)
     log["prediction"] = model.predict(features)
     if hasattr(model, "predict_proba"):
-        log["score"] = model.predict_proba(features)[:, -1]
+        probabilities = model.predict_proba(features)
+        if probabilities.shape[1] > 2:  # every class's probability, named by its label; score: the predicted one's
+            log["score"] = probabilities.max(axis=1)
+            labels = [str(c) for c in model.classes_]
+            log["probabilities"] = [list(zip(labels, row, strict=True)) for row in probabilities.tolist()]
+        else:
+            log["score"] = probabilities[:, -1]
     return log
 
 
 def _prediction_drift(spec: PipelineSpec, model: Any, reference: Any, current_log: Any) -> Any:
     """The champion's scores on its training reference vs the scores it logged."""
-    from airflow_mlops.core.drift import prediction_drift
+    from airflow_mlops.core.drift import predicted_label_drift, prediction_drift
     from airflow_mlops.core.training import feature_frame
 
     try:
         features = feature_frame(reference, spec)
+        if spec.model.task == "classification" and len(getattr(model, "classes_", ())) > 2:
+            # More than two classes: one score says little; every class's share of the predictions is compared.
+            return predicted_label_drift(
+                model.predict(features),
+                current_log["prediction"].to_numpy(),
+                alpha=spec.monitoring.alpha,
+                psi_threshold=spec.monitoring.psi_threshold,
+                effect_threshold=spec.monitoring.effect_threshold,
+            )
         if "score" in current_log.columns and hasattr(model, "predict_proba"):
             column, expected = "score", model.predict_proba(features)[:, -1]
         elif spec.model.task == "regression":
@@ -752,9 +779,11 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
     registry.use_experiment(tracking_uri, f"{spec.name}_monitoring")
     with mlflow.start_run(run_name=run_id) as run:
         mlflow.set_tags({"model_name": name, "model_version": str(current.version), "airflow.run_id": run_id})
-        mlflow.log_metrics({f"psi_{k}": v for k, v in report.scores().items()})
-        mlflow.log_metrics({f"effect_{f.feature}": f.effect for f in report.features if f.effect is not None})
-        mlflow.log_metrics({f"p_value_{f.feature}": f.p_value for f in report.features if f.p_value is not None})
+        # Column names may hold characters MLflow refuses in metric names (parentheses, ...).
+        key = registry.metric_name
+        mlflow.log_metrics({key(f"psi_{k}"): v for k, v in report.scores().items()})
+        mlflow.log_metrics({key(f"effect_{f.feature}"): f.effect for f in report.features if f.effect is not None})
+        mlflow.log_metrics({key(f"p_value_{f.feature}"): f.p_value for f in report.features if f.p_value is not None})
         mlflow.log_metrics({"drifted_features": len(report.drifted_features), "current_rows": report.current_rows})
         if output is not None:
             p_value = output.p_value if output.p_value is not None else 1.0

@@ -160,7 +160,7 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        return self.rows > 0 and self.rows_over_tolerance == 0 and np.isfinite(self.max_abs_diff)
+        return bool(self.rows > 0 and self.rows_over_tolerance == 0 and np.isfinite(self.max_abs_diff))
 
     def as_dict(self) -> dict[str, Any]:
         return {

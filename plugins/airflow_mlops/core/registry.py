@@ -8,9 +8,11 @@ estimators need beyond skops' defaults), never a list read from the artifact its
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +38,19 @@ TRUSTED_TYPES = frozenset(
         "airflow_mlops.core.model.raw_inputs.ModelInputTransformer",
     }
 )
+
+
+_METRIC_NAME_OUTSIDE = re.compile(r"[^A-Za-z0-9_\-. :/]")
+
+
+def metric_name(text: str) -> str:
+    """``text`` (e.g. ``psi_<column>``) as an MLflow metric name, which allows only letters,
+    digits and ``_-. :/``. Other characters become ``_`` and a short hash of the original is
+    appended, so two columns that differ only there (``a(b`` and ``a)b``) keep two metrics."""
+    cleaned = _METRIC_NAME_OUTSIDE.sub("_", text)
+    if cleaned != text:
+        cleaned = f"{cleaned[:240]}_{hashlib.sha1(text.encode()).hexdigest()[:6]}"
+    return cleaned[:250]
 
 
 class UntrustedModelError(RuntimeError):

@@ -24,10 +24,7 @@ PAYMENTS = ["card", "bank_transfer", "invoice"]
 
 def churn_batch(rows: int, seed: int, drift: float = 0.0, batch_date: dt.date | None = None) -> pd.DataFrame:
     """Customer-churn batch: 4 numeric and 3 categorical features, ~5% missing, a 0/1 label."""
-    if rows <= 0:
-        raise ValueError(f"rows must be positive, got {rows}")
-    if drift < 0:
-        raise ValueError(f"drift must be >= 0, got {drift}")
+    _check_knobs(rows, drift)
     rng = np.random.default_rng(seed)
     plan_weights = np.array([0.5, 0.35, 0.15]) * (1 - drift) + np.array([0.15, 0.35, 0.5]) * drift
     plan_weights = np.clip(plan_weights, 0.01, None)
@@ -78,7 +75,100 @@ def churn_batch(rows: int, seed: int, drift: float = 0.0, batch_date: dt.date | 
     return frame
 
 
-GENERATORS: dict[str, Callable[..., pd.DataFrame]] = {"churn": churn_batch}
+TEAMS = ["billing", "tech support", "sales", "accounts/security"]
+CHANNELS = ["email", "phone", "chat"]
+TIERS = ["free", "pro", "enterprise"]
+
+
+def tickets_batch(rows: int, seed: int, drift: float = 0.0, batch_date: dt.date | None = None) -> pd.DataFrame:
+    """Support-ticket routing: which of four teams (string labels, one with a space, one with a
+    slash) a ticket goes to, from columns whose names hold spaces, a slash, a dot and a dash."""
+    _check_knobs(rows, drift)
+    rng = np.random.default_rng(seed)
+    channel_weights = np.array([0.5, 0.2, 0.3]) * (1 - min(drift, 1.0)) + np.array([0.15, 0.25, 0.6]) * min(drift, 1.0)
+    channel = rng.choice(CHANNELS, size=rows, p=channel_weights / channel_weights.sum())
+    tier = rng.choice(TIERS, size=rows, p=[0.5, 0.35, 0.15])
+    words = np.clip(rng.gamma(3.0, 40.0 * (1 + drift), rows), 3, None).round()
+    wait = np.abs(rng.normal(12.0 + 20.0 * drift, 8.0, rows)).round(1)
+    age = np.clip(rng.normal(38.0, 12.0, rows), 18, 90).round()
+    prior = rng.poisson(1.5, rows).astype(float)
+    sentiment = np.clip(rng.normal(-0.1 - 0.3 * drift, 0.4, rows), -1, 1).round(3)
+    scores = np.stack(
+        [
+            0.8 * (tier == "free") + 0.01 * (age - 38) + 0.6 * (channel == "email"),  # billing
+            0.006 * words + 0.5 * (tier == "enterprise") - 0.5 * sentiment,  # tech support
+            -0.4 * prior + 0.9 * (channel == "chat") + 0.3 * (tier == "free"),  # sales
+            0.05 * wait + 0.4 * prior - 0.8 * (channel == "chat"),  # accounts/security
+        ],
+        axis=1,
+    )
+    scores = scores + rng.gumbel(size=scores.shape) * 0.7
+    frame = pd.DataFrame(
+        {
+            "ticket id": [f"t{seed:05d}-{i:07d}" for i in range(rows)],
+            "ticket length (words)": words,
+            "wait time/min": wait,
+            "customer.age": age,
+            "prior tickets": prior,
+            "sentiment-score": sentiment,
+            "channel": pd.array(channel, dtype="string"),
+            "product tier": pd.array(tier, dtype="string"),
+            "team": pd.array(np.asarray(TEAMS)[scores.argmax(axis=1)], dtype="string"),
+        }
+    )
+    for column in ("wait time/min", "product tier"):  # about 5% missing
+        frame.loc[rng.random(rows) < 0.05, column] = None
+    if batch_date is not None:
+        frame.insert(1, "event_date", pd.Timestamp(batch_date))
+    return frame
+
+
+DISTRICTS = ["old town", "harbour", "north hill", "riverside"]
+
+
+def houses_batch(rows: int, seed: int, drift: float = 0.0, batch_date: dt.date | None = None) -> pd.DataFrame:
+    """House prices (regression) with no id column: nothing but the features and the price."""
+    _check_knobs(rows, drift)
+    rng = np.random.default_rng(seed)
+    district = rng.choice(DISTRICTS, size=rows, p=[0.2, 0.25, 0.3, 0.25])
+    area = np.clip(rng.normal(95.0 * (1 + 0.3 * drift), 35.0, rows), 20, None).round(1)
+    rooms = np.clip(np.round(area / 28 + rng.normal(0, 0.8, rows)), 1, None)
+    age = np.clip(rng.gamma(2.0, 15.0, rows), 0, 150).round()
+    garden = rng.random(rows) < 0.4
+    premium = (
+        pd.Series(district).map({"old town": 1.4, "harbour": 1.25, "north hill": 1.0, "riverside": 1.1}).to_numpy()
+    )
+    price = (area * 3200 * premium * (1 + 0.5 * drift) + 9000 * rooms - 900 * age + 25000 * garden) * rng.lognormal(
+        0, 0.08, rows
+    )
+    frame = pd.DataFrame(
+        {
+            "area_m2": area,
+            "rooms": rooms,
+            "building_age": age,
+            "district": pd.array(district, dtype="string"),
+            "garden": pd.array(np.where(garden, "yes", "no"), dtype="string"),
+            "price": price.round(-2),
+        }
+    )
+    frame.loc[rng.random(rows) < 0.05, "building_age"] = np.nan
+    if batch_date is not None:
+        frame.insert(0, "listed_on", pd.Timestamp(batch_date))
+    return frame
+
+
+def _check_knobs(rows: int, drift: float) -> None:
+    if rows <= 0:
+        raise ValueError(f"rows must be positive, got {rows}")
+    if drift < 0:
+        raise ValueError(f"drift must be >= 0, got {drift}")
+
+
+GENERATORS: dict[str, Callable[..., pd.DataFrame]] = {
+    "churn": churn_batch,
+    "tickets": tickets_batch,
+    "houses": houses_batch,
+}
 
 
 @dataclass(frozen=True)
