@@ -264,7 +264,8 @@ def evaluate_candidate(
         for slice_value, row in per_value.items():
             for key, number in row.items():
                 if key != "rows":
-                    mlflow_client.log_metric(run_id, registry.metric_name(f"slice.{column}.{slice_value}.{key}"), number)
+                    name = registry.metric_name(f"slice.{column}.{slice_value}.{key}")
+                    mlflow_client.log_metric(run_id, name, number)
     importance = permutation_importance(candidate_model, test, spec)
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-eval-") as folder:
         for name, content in (("slices.json", slices), ("feature_importance.json", importance)):
