@@ -157,7 +157,9 @@ def test_status_of_a_stack_whose_services_died_is_not_up(tmp_path, capsys, sleep
     out = capsys.readouterr().out
     assert f"airflow  pid {airflow.pid}" in out and "NOT RUNNING" in out
     assert "health: FAILING (no answer" in out and "status: NOT UP" in out
-    assert f"training inbox (labeled files, trains): {tmp_path}/landing/churn/training" in out
+    assert f"training inbox (labeled files -> a training run): {tmp_path}/landing/churn/training" in out
+    assert f"AIRFLOW_MLOPS_HOME={tmp_path} AIRFLOW_MLOPS_SERVE_TOKEN=<token> airflow-mlops serve " in out
+    assert f"--tracking-uri http://127.0.0.1:{mlflow_port}" in out
 
 
 # -- the process record ----------------------------------------------------------------------------
@@ -260,7 +262,7 @@ def test_up_when_already_up_says_so_and_starts_nothing(tmp_path, capsys, sleeper
     assert _up(tmp_path, "--airflow-port", "8127") == 0
     out = capsys.readouterr().out
     assert "already up" in out and "http://127.0.0.1:8126" in out
-    assert f"scoring inbox (files to score): {tmp_path}/landing/churn/scoring" in out
+    assert f"scoring inbox (files to score -> a scoring run): {tmp_path}/landing/churn/scoring" in out
     assert read_state(tmp_path).to_json() == before.to_json()  # type: ignore[union-attr]
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from airflow_mlops.local.stack import StackConfig, StackState
 
 KINDS = ("training", "scoring")
-INBOX_HELP = {"training": "labeled files, trains", "scoring": "files to score"}
+INBOX_HELP = {"training": "labeled files -> a training run", "scoring": "files to score -> a scoring run"}
 
 
 def default_root() -> str:
@@ -177,6 +177,8 @@ def describe(cfg: StackConfig, pipelines: list[Pipeline], view: tuple[list[Any],
             lines.append(f"    DAGs in Airflow: {shown}")
         for kind in KINDS:
             lines.append(f"    {kind} inbox ({INBOX_HELP[kind]}): {pipeline.inboxes[kind]}")
+        lines.append(f"    serve its champion: AIRFLOW_MLOPS_HOME={cfg.root} AIRFLOW_MLOPS_SERVE_TOKEN=<token> "
+                     f"airflow-mlops serve {pipeline.path} --tracking-uri {cfg.mlflow_url} --port 8000")  # fmt: skip
     for error in errors:
         last = (error.get("stack_trace") or "").strip().splitlines()[-1:] or ["(no message)"]
         lines.append(f"IMPORT ERROR in {error['filename']}: {last[0]}")
