@@ -319,3 +319,50 @@ def test_a_dag_file_finds_its_spec_by_name_in_the_pipelines_folder(tmp_path, mon
     monkeypatch.delenv(settings.PIPELINES_ENV)
     with pytest.raises(SpecError, match="AIRFLOW_MLOPS_PIPELINES_DIR unset"):
         resolve("churn")
+
+
+# -- start over leftovers, report what cannot be used ----------------------------------------------
+def test_start_over_a_crashed_stack_stops_its_leftovers_and_records_the_new_services(tmp_path, monkeypatch, sleepers):
+    from airflow_mlops.local.stack import Stack
+
+    airflow_port, mlflow_port = _free_ports(2)
+    crashed, leftover = sleepers(), sleepers()
+    _record(tmp_path, {"airflow": crashed, "mlflow": leftover}, airflow_port=airflow_port, mlflow_port=mlflow_port)
+    crashed.kill()
+    crashed.wait()
+    commands: dict[str, list[str]] = {}
+    spawned: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self: Stack, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        commands[name] = cmd
+        self.processes[name] = sleepers()
+        spawned.append(self.processes[name])
+
+    monkeypatch.setattr(Stack, "_spawn", spawn)
+    monkeypatch.setattr(Stack, "wait_healthy", lambda self, timeout: None)
+    cfg = StackConfig(root=tmp_path, airflow_port=airflow_port, mlflow_port=mlflow_port)
+    stack = Stack(cfg).start(detached=True)
+    assert _gone(leftover)  # the old mlflow, not the new services
+    state = read_state(tmp_path)
+    assert state is not None and state.detached and state.driver is None and state.running()
+    assert [p.pid for p in state.processes] == [stack.processes["mlflow"].pid, stack.processes["airflow"].pid]
+    assert commands["airflow"] == ["airflow", "standalone"] and f"{mlflow_port}" in commands["mlflow"]
+    stack.stop(timeout=5)
+    assert all(_gone(p) for p in spawned) and read_state(tmp_path) is None
+
+
+def test_a_bad_spec_and_an_import_error_are_reported_not_hidden(tmp_path):
+    from airflow_mlops.local.stack_cli import describe, discover
+
+    (tmp_path / "churn.yaml").write_text((REPO / "include" / "pipelines" / "churn.yaml").read_text())
+    (tmp_path / "broken.yml").write_text("name: broken\n")
+    cfg = StackConfig(root=tmp_path / "rt", pipelines_folder=tmp_path)
+    pipelines = discover(cfg)
+    assert [(p.path.name, p.name) for p in pipelines] == [("broken.yml", None), ("churn.yaml", "churn")]
+    dags = [{"dag_id": "churn_training", "tags": [{"name": "airflow-mlops"}, {"name": "churn"}]},
+            {"dag_id": "other", "tags": [{"name": "airflow-mlops"}]}]  # fmt: skip
+    errors = [{"filename": "churn_scoring.py", "stack_trace": "Traceback ...\nSpecError: churn.yaml: bad field"}]
+    text = "\n".join(describe(cfg, pipelines, (dags, errors)))
+    assert f"pipeline spec {tmp_path / 'broken.yml'}: NOT USABLE" in text and "data: Field required" in text
+    assert "DAGs in Airflow: churn_training\n" in text  # `other` belongs to no spec of this folder
+    assert "IMPORT ERROR in churn_scoring.py: SpecError: churn.yaml: bad field" in text
