@@ -206,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="show the champion and its promotion history")
     _add_registry_arguments(history)
     history.set_defaults(func=_history)
+
+    from airflow_mlops.local.stack_cli import add_parser as add_stack_parser
+
+    add_stack_parser(sub)  # stack up | status | down
     return parser
 
 

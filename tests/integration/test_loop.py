@@ -142,7 +142,7 @@ def test_the_served_champion_answers_swaps_under_load_and_logs_every_prediction(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**stack.config.environment(), "AIRFLOW_MLOPS_SERVE_TOKEN": "integration-token"}
-    spec_path = stack.config.repo / "include" / "pipelines" / "churn.yaml"
+    spec_path = stack.config.pipelines_folder / "churn.yaml"
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "airflow-mlops"), "serve", str(spec_path), "--port", str(port),
          "--poll-seconds", "0.5", "--log-flush-seconds", "1"],

@@ -13,6 +13,36 @@ if TYPE_CHECKING:
     from airflow_mlops.core.spec import PipelineSpec
 
 
+def resolve(spec_path: str | Path) -> Path:
+    """The spec file a DAG file names: that path, else the same file in ``$AIRFLOW_MLOPS_PIPELINES_DIR``.
+
+    So a DAG file works wherever its folder sits relative to the specs (``airflow-mlops
+    stack up --pipelines-folder``, an image with its own layout): ``build_training_dag("churn")``
+    or ``build_training_dag(".../include/pipelines/churn.yaml")``. A missing file fails here,
+    naming both places looked at.
+    """
+    import os
+
+    from airflow_mlops.core.settings import PIPELINES_ENV
+
+    path = Path(spec_path)
+    if path.is_file():
+        return path
+    folder = os.environ.get(PIPELINES_ENV)
+    names = [path.name] if path.suffix in (".yaml", ".yml") else [f"{path.name}.yaml", f"{path.name}.yml"]
+    candidates = [Path(folder) / name for name in names] if folder else []
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    from airflow_mlops.core.spec import SpecError
+
+    elsewhere = f" nor {' or '.join(map(str, candidates))}" if candidates else f" ({PIPELINES_ENV} unset)"
+    raise SpecError(
+        f"no pipeline spec {path}{elsewhere}: write it (`airflow-mlops init <file> --label <column>`) "
+        f"or point {PIPELINES_ENV} at the folder holding it"
+    )
+
+
 def load(spec_path: str | Path) -> PipelineSpec:
     """Load the spec at parse time; a bad spec raises an error naming the file and field."""
     from airflow_mlops.core.spec import load_spec

@@ -8,12 +8,13 @@ from pathlib import Path
 from airflow.sdk import DAG
 
 from airflow_mlops.factories.assets import pipeline_assets
-from airflow_mlops.factories.common import dag_kwargs, load, schedule_for, xcom
+from airflow_mlops.factories.common import dag_kwargs, load, resolve, schedule_for, xcom
 from airflow_mlops.operators.operate import DriftCheckOperator, EmitDriftEventOperator
 
 
 def build_monitoring_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_default") -> DAG:
     """Runs when predictions are logged and on the monitoring cron; may schedule retraining."""
+    spec_path = resolve(spec_path)  # the file itself, else by name in $AIRFLOW_MLOPS_PIPELINES_DIR
     spec = load(spec_path)
     assets = pipeline_assets(spec.name)
     common = {"spec_path": str(spec_path), "mlflow_conn_id": mlflow_conn_id}

@@ -7,12 +7,13 @@ from pathlib import Path
 from airflow.sdk import DAG
 
 from airflow_mlops.factories.assets import pipeline_assets
-from airflow_mlops.factories.common import dag_kwargs, load
+from airflow_mlops.factories.common import dag_kwargs, load, resolve
 from airflow_mlops.operators.operate import BatchScoreOperator
 
 
 def build_scoring_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_default") -> DAG:
     """Scheduled by batches landing in the scoring inbox; emits the ``predictions`` Asset."""
+    spec_path = resolve(spec_path)  # the file itself, else by name in $AIRFLOW_MLOPS_PIPELINES_DIR
     spec = load(spec_path)
     assets = pipeline_assets(spec.name)
     with DAG(schedule=assets.landing_scoring, **dag_kwargs(spec, "scoring", spec_path)) as dag:

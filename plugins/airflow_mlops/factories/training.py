@@ -8,7 +8,7 @@ from pathlib import Path
 from airflow.sdk import DAG, TaskGroup
 
 from airflow_mlops.factories.assets import pipeline_assets
-from airflow_mlops.factories.common import dag_kwargs, load, schedule_for, xcom
+from airflow_mlops.factories.common import dag_kwargs, load, resolve, schedule_for, xcom
 from airflow_mlops.operators.data import IngestLabeledDataOperator, SplitDataOperator, ValidateDataOperator
 from airflow_mlops.operators.model import (
     MlflowCloseTrainingRunOperator,
@@ -26,6 +26,7 @@ from airflow_mlops.operators.model import (
 
 def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_default") -> DAG:
     """The training DAG of one spec, scheduled by its cron, by data arrival and by drift."""
+    spec_path = resolve(spec_path)  # the file itself, else by name in $AIRFLOW_MLOPS_PIPELINES_DIR
     spec = load(spec_path)
     assets = pipeline_assets(spec.name)
     triggers = []

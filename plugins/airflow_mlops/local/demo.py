@@ -27,7 +27,7 @@ from airflow_mlops.core.spec import load_spec
 from airflow_mlops.local.rest import AirflowClient
 from airflow_mlops.local.stack import Stack, StackConfig
 
-SPEC = "include/pipelines/churn.yaml"
+SPEC = "churn.yaml"  # in the stack's pipelines folder
 RUN_TIMEOUT = 900.0
 
 
@@ -59,8 +59,9 @@ class DemoLoop:
         self.rows = rows
         self.say = say
         # This process lands files, so it must resolve folders exactly as the stack's processes do.
-        os.environ[settings.HOME_ENV] = str(self.cfg.root)
-        self.spec = load_spec(self.cfg.repo / SPEC)
+        os.environ.update(self.cfg.mlops_env())
+        self.spec_path = self.cfg.pipelines_folder / SPEC
+        self.spec = load_spec(self.spec_path)
         self.dags = {kind: f"{self.spec.name}_{kind}" for kind in ("training", "scoring", "monitoring")}
         self.result = DemoResult()
         self.client = AirflowClient(self.cfg.airflow_url, "admin", stack.admin_password())
@@ -123,7 +124,7 @@ class DemoLoop:
         token = secrets.token_hex(16)
         log = open(self.cfg.root / "logs" / "serving.log", "ab")  # noqa: SIM115 (the process's lifetime)
         self.serving = subprocess.Popen(
-            [str(Path(sys.executable).parent / "airflow-mlops"), "serve", str(self.cfg.repo / SPEC), "--host",
+            [str(Path(sys.executable).parent / "airflow-mlops"), "serve", str(self.spec_path), "--host",
              self.cfg.host, "--port", str(port), "--tracking-uri", self.cfg.mlflow_url],
             env={**self.cfg.environment(), "AIRFLOW_MLOPS_SERVE_TOKEN": token}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -279,13 +280,20 @@ def format_summary(result: DemoResult, stack: Stack, kept_running: bool) -> str:
 
 
 def run_demo(root: Path, keep_running: bool, airflow_port: int, mlflow_port: int, rows: int) -> int:
-    from airflow_mlops.local.stack import reset
+    from airflow_mlops.local.stack import read_state, reset
 
     def _terminate(signum: int, frame: object) -> None:
         raise SystemExit(f"stopped by signal {signum}")  # unwinds into stack.stop() below
 
     signal.signal(signal.SIGTERM, _terminate)
-    reset(root)
+    previous = read_state(root)
+    if previous is not None and previous.running():  # a live stack (`stack up`, another demo): not ours to wipe
+        driver = previous.driver.pid if previous.driver else "?"
+        who = "`airflow-mlops stack up`" if previous.detached else f"another demo (pid {driver})"
+        print(f"demo: {who} runs a stack in {root}; stop it (`airflow-mlops stack down --root {root}`) "
+              "or pass another --root", file=sys.stderr)  # fmt: skip
+        return 1
+    reset(root)  # stops what a killed demo left running, then wipes the folder
     print(f"starting airflow standalone on :{airflow_port} and MLflow on :{mlflow_port} under {root} ...")
     stack = Stack(StackConfig(root=root, airflow_port=airflow_port, mlflow_port=mlflow_port)).start()
     loop = DemoLoop(stack, rows=rows, keep_serving=keep_running)

@@ -35,6 +35,10 @@ class AirflowClient:
         response.raise_for_status()
         return dict(response.json())
 
+    def dags(self) -> list[dict[str, Any]]:
+        """Every DAG Airflow knows from current files (stale ones left out)."""
+        return [d for d in self.get("/dags", limit=1000)["dags"] if not d.get("is_stale")]
+
     def import_errors(self) -> list[dict[str, Any]]:
         return list(self.get("/importErrors")["import_errors"])
 
