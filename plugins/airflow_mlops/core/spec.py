@@ -170,13 +170,114 @@ class CsvOptions(_Strict):
         return value
 
 
+def _sql_scan(query: str) -> str:
+    """The query's code with comments and quoted text blanked.
+
+    Knows '...' strings (E'...' with backslash escapes), "..." and `...` identifiers, -- and
+    nested /* */ comments and PostgreSQL $tag$ quoting: enough to tell one statement from several.
+    """
+    code: list[str] = []
+    i, n = 0, len(query)
+    while i < n:
+        char, two = query[i], query[i : i + 2]
+        if two == "--":
+            end = query.find("\n", i)
+            i = n if end < 0 else end
+            code.append(" ")
+            continue
+        if two == "/*":
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if query.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif query.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+            code.append(" ")
+            continue
+        dollar = re.match(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$", query[i:]) if char == "$" else None
+        if dollar:
+            tag = dollar.group(0)
+            end = query.find(tag, i + len(tag))
+            i = n if end < 0 else end + len(tag)
+            code.append(" '' ")
+            continue
+        if char in "'\"`":
+            backslash = char == "'" and i > 0 and query[i - 1] in "eE" and (i < 2 or not query[i - 2].isalnum())
+            i += 1
+            while i < n:
+                if backslash and query[i] == "\\":
+                    i += 2
+                    continue
+                if query[i] == char:
+                    if query[i + 1 : i + 2] == char:  # a doubled quote is the quote itself
+                        i += 2
+                        continue
+                    break
+                i += 1
+            i += 1
+            code.append(" '' " if char == "'" else ' "" ')
+            continue
+        code.append(char)
+        i += 1
+    return "".join(code)
+
+
+def check_select_query(query: str) -> str:
+    """Refuse anything but one SELECT (or WITH ... SELECT) statement; return it without a trailing ``;``."""
+    code = _sql_scan(query)
+    statements = [part for part in code.split(";") if part.strip()]
+    if not statements:
+        raise ValueError("the query is empty")
+    if len(statements) > 1:
+        raise ValueError(
+            f"holds {len(statements)} statements separated by ';'; give one SELECT (or WITH ... SELECT) statement"
+        )
+    first = re.match(r"[\s(]*([A-Za-z_]+)", statements[0])
+    keyword = first.group(1).lower() if first else ""
+    if keyword not in ("select", "with"):
+        raise ValueError(f"must be a SELECT (or WITH ... SELECT) statement, not {keyword.upper() or 'this'}")
+    return _without_trailing_semicolons(query)
+
+
+def _without_trailing_semicolons(query: str) -> str:
+    """Cut ``;`` (and comments) after the statement: the query is wrapped as a subquery."""
+    query = query.strip()
+    while _sql_scan(query).rstrip().endswith(";"):
+        query = query[: query.rindex(";")].rstrip()  # a ';' after it in a comment goes first, then this one
+    return query
+
+
+class SqlSourceSpec(_Strict):
+    """A query through an Airflow connection of a SQL database (any common.sql hook; PostgreSQL tested)."""
+
+    conn_id: str = Field(min_length=1, description="Airflow connection of the database, e.g. of type postgres.")
+    query: str = Field(
+        description="One SELECT (or WITH ... SELECT) statement. Give it an ORDER BY over a unique key: the "
+        "dataset's fingerprint (and so the skip of an unchanged retraining) depends on the rows' order."
+    )
+    watermark_column: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Incremental loads: each run reads only rows whose value in this column is greater than "
+        "the largest read before, and lands them as a batch of the pipeline's lake (data.window_batches applies).",
+    )
+
+    @field_validator("query")
+    @classmethod
+    def _one_select(cls, value: str) -> str:
+        return check_select_query(value)
+
+
 class SourceSpec(_Strict):
     """Where training data is read from.
 
     ``uri`` is one file, a glob (``s3://bucket/exports/*.csv``) or a folder/prefix ending in
     ``/``; it may contain ``{ds}`` (the run's date, YYYY-MM-DD) for dated prefixes; or
-    ``generator://<name>?rows=N&seed=S&drift=D`` for a synthetic source. Without a ``uri`` the
-    pipeline reads its own lake: the batches claimed from its landing inbox.
+    ``generator://<name>?rows=N&seed=S&drift=D`` for a synthetic source. ``sql`` is a query
+    through an Airflow connection instead (``core.sql_source``). With neither, the pipeline
+    reads its own lake: the batches claimed from its landing inbox.
     """
 
     uri: str | None = None
@@ -188,6 +289,18 @@ class SourceSpec(_Strict):
     extra_columns: Literal["ignore", "error"] = "ignore"
     max_field_chars: int = Field(default=1_000_000, ge=1, description="Longer text values mean a broken export.")
     conn_id: str | None = Field(default=None, description="Airflow connection with credentials for s3:// URIs.")
+    sql: SqlSourceSpec | None = Field(default=None, description="A SQL query instead of files (not with uri).")
+
+    @model_validator(mode="after")
+    def _files_or_sql(self) -> SourceSpec:
+        if self.sql is None:
+            return self
+        if self.uri is not None:
+            raise ValueError("give uri (files) or sql (a query), not both")
+        file_only = sorted({"format", "csv", "conn_id"} & self.model_fields_set)
+        if file_only:
+            raise ValueError(f"{file_only} apply to files only; a SQL source's connection is data.source.sql.conn_id")
+        return self
 
 
 class EnrichSpec(_Strict):
