@@ -297,7 +297,8 @@ class SourceSpec(_Strict):
             return self
         if self.uri is not None:
             raise ValueError("give uri (files) or sql (a query), not both")
-        file_only = sorted({"format", "csv", "conn_id"} & self.model_fields_set)
+        given = {"format": self.format, "conn_id": self.conn_id, "csv": self.csv != CsvOptions() or None}
+        file_only = sorted(name for name, value in given.items() if value is not None)
         if file_only:
             raise ValueError(f"{file_only} apply to files only; a SQL source's connection is data.source.sql.conn_id")
         return self

@@ -182,7 +182,7 @@ def _redact(message: str, engine: Any) -> str:
 def _database_error(exc: Exception, engine: Any, sql: SqlSourceSpec) -> SqlSourceError:
     """The database's own words (first lines, no URI, no password), naming the source."""
     original = getattr(exc, "orig", None) or exc
-    lines = [line.strip() for line in str(original).strip().splitlines() if line.strip()]
+    lines = [line.strip() for line in str(original).splitlines() if line.strip().strip("^")]  # no caret lines
     text = _redact(" | ".join(lines[:4])[:600] or type(original).__name__, engine)
     hint = ""
     if sql.watermark_column and sql.watermark_column in text:
@@ -193,12 +193,14 @@ def _database_error(exc: Exception, engine: Any, sql: SqlSourceSpec) -> SqlSourc
 def stream_rows(engine: Any, sql: SqlSourceSpec, chunk_rows: int, after: Any = None) -> Iterator[pd.DataFrame]:
     """The query's rows as DataFrames of at most ``chunk_rows`` rows, from a server-side cursor.
 
+    (``stream_results``: the ``yield_per`` option alone left psycopg 3 fetching every row at once.)
+
     On PostgreSQL the transaction is read-only, so a data-modifying CTE fails instead of writing.
     """
     from sqlalchemy.exc import SQLAlchemyError
 
     query, params = statement(engine, sql, after)
-    options: dict[str, Any] = {"yield_per": chunk_rows}
+    options: dict[str, Any] = {"stream_results": True, "max_row_buffer": chunk_rows}
     if engine.dialect.name == "postgresql":
         options["postgresql_readonly"] = True
     try:
@@ -210,7 +212,7 @@ def stream_rows(engine: Any, sql: SqlSourceSpec, chunk_rows: int, after: Any = N
             if repeated:
                 raise SqlSourceError(f"the query returns column(s) {repeated} more than once; alias them",
                                      source_label(sql))  # fmt: skip
-            for rows in result.partitions():
+            for rows in result.partitions(chunk_rows):
                 yield to_frame(names, rows)
     except SQLAlchemyError as exc:
         raise _database_error(exc, engine, sql) from None
@@ -312,10 +314,15 @@ def read_to_parquet(spec: PipelineSpec, engine: Any, target_uri: str, after: dic
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-sql-") as tmp:
         parts = _ParquetParts(tmp)
         for frame in stream_rows(engine, sql, spec.data.source.chunk_rows, top):
-            if chunks == 0:
-                _check_columns(frame, spec, label)
-            _check_kinds(frame, types, label)
-            typed = cast_declared(frame, types, label)
+            try:
+                if chunks == 0:
+                    _check_columns(frame, spec, label)
+                _check_kinds(frame, types, label)
+                typed = cast_declared(frame, types, label)
+            except SqlSourceError:
+                raise
+            except IngestError as exc:
+                raise SqlSourceError(str(exc).removeprefix(f"{label}: "), label) from None
             if sql.watermark_column:
                 values = frame[sql.watermark_column].dropna()
                 if len(values):
