@@ -182,6 +182,21 @@ def test_the_snapshot_keeps_types_nulls_and_exact_integers(spec, engine, tmp_pat
     assert frame["usage_gb"].isna().sum() == ROWS // 10 and frame["customer_id"].iloc[-1] == "c010500"
 
 
+def test_a_column_null_in_the_first_chunks_gets_its_type_from_a_later_one(spec, engine, tmp_path, caplog):
+    query = "SELECT *, CASE WHEN row_id > 2500 THEN row_id END AS late, CASE WHEN row_id > 9000 THEN 'x' END AS note "
+    target = str(tmp_path / "snapshot.parquet")
+    read = read_to_parquet(sql_spec(spec, query + "FROM customers ORDER BY row_id"), engine, target, None)
+    schema = pq.read_schema(target)
+    assert read.rows == ROWS and str(schema.field("late").type) == "int64"
+    assert "string" in str(schema.field("note").type)
+    frame = tables.read_table(target)
+    assert frame["late"].isna().sum() == 2500 and int(frame["late"].max()) == ROWS
+    assert (frame["note"] == "x").sum() == ROWS - 9000
+    assert "no ORDER BY" not in caplog.text
+    read_to_parquet(sql_spec(spec, "SELECT * FROM customers"), engine, target, None)
+    assert "the query has no ORDER BY" in caplog.text
+
+
 def test_colons_and_percent_signs_in_the_query_are_the_query_s_own(spec, engine):
     query = "SELECT 'a:b' AS x, '100%' AS y, '10:30'::time AS z WHERE 'x' LIKE '%'"
     (frame,) = stream_rows(engine, sql_spec(spec, query).data.source.sql, CHUNK)
@@ -259,6 +274,13 @@ def test_a_task_killed_between_landing_and_recording_reads_no_row_twice(spec, en
     retry = ingest_labeled(pipeline, "r1", sql_engine=engine)
     assert retry["sql"]["rows"] == 0 and len(retry["sources"]) == 1
     assert storage.read_json(state_uri(pipeline.name))["watermark"] == {"type": "int", "value": ROWS}
+
+
+def test_another_watermark_column_is_refused_until_the_state_is_deleted(spec, engine, mlops_home):
+    ingest_labeled(sql_spec(spec, QUERY, watermark_column="row_id"), "r1", sql_engine=engine)
+    other = sql_spec(spec, QUERY, watermark_column="updated_at")
+    with pytest.raises(SqlSourceError, match="was written for watermark column 'row_id', not 'updated_at'; delete it"):
+        ingest_labeled(other, "r2", sql_engine=engine)
 
 
 def test_incremental_with_no_rows_yet_is_nothing_to_process(spec, engine, mlops_home):

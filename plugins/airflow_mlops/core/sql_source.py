@@ -24,9 +24,11 @@ import datetime as dt
 import decimal
 import hashlib
 import json
+import logging
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +41,7 @@ from airflow_mlops.core import settings, storage
 from airflow_mlops.core.ingest import IngestError, _check_columns, cast_declared
 from airflow_mlops.core.spec import PipelineSpec, SqlSourceSpec
 
+logger = logging.getLogger(__name__)
 WATERMARK_KEY = b"airflow_mlops.sql_watermark"
 BATCH_SUFFIX = "-sql.parquet"
 # SQLAlchemy's own pattern of ``:name`` bind parameters in text(): the user's colons are escaped.
@@ -222,8 +225,10 @@ def _arrow_column(values: list[Any]) -> pa.Array:
     kinds = {type(value) for value in values} - {type(None)}
     if decimal.Decimal in kinds:  # NUMERIC: float, as pandas.read_sql does (decimals would vary per chunk)
         values = [None if v is None else float(v) for v in values]
-    elif kinds & {dict, list}:  # JSON columns: their text (a struct type inferred per chunk would vary)
+    elif kinds & {dict, list}:  # JSON and arrays: their text (a struct type inferred per chunk would vary)
         values = [None if v is None else json.dumps(v, default=str) for v in values]
+    elif uuid.UUID in kinds:  # text, not pyarrow's 16-byte uuid extension type
+        values = [None if v is None else str(v) for v in values]
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
@@ -308,6 +313,9 @@ def read_to_parquet(spec: PipelineSpec, engine: Any, target_uri: str, after: dic
     """
     sql = _sql(spec)
     label = source_label(sql)
+    if not sql.watermark_column and not re.search(r"\border\s+by\b", sql.query, re.IGNORECASE):
+        logger.warning("%s: the query has no ORDER BY; the same rows in another order get another fingerprint "
+                       "(and retrain)", label)  # fmt: skip
     types = spec.declared_types
     rows = chunks = 0
     top: Any = decode_watermark(after) if after else None
