@@ -9,6 +9,7 @@ errors: bad SQL, a missing table, connection or column, a type mismatch, no secr
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from types import SimpleNamespace
 
@@ -366,7 +367,7 @@ def test_the_operator_reads_through_an_airflow_connection_from_the_environment(
     ],
 )  # fmt: skip
 def test_connection_problems_are_named_and_no_secret_is_shown(spec, database, mlops_home, tmp_path, monkeypatch,
-                                                               uri, query, message):  # fmt: skip
+                                                               caplog, uri, query, message):  # fmt: skip
     from airflow_mlops.operators.data import IngestLabeledDataOperator
 
     if uri is None:
@@ -374,6 +375,7 @@ def test_connection_problems_are_named_and_no_secret_is_shown(spec, database, ml
     else:
         monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", uri.format(server=SERVER, db=database))
     op = IngestLabeledDataOperator(task_id="ingest", spec_path=_spec_file(tmp_path, sql_spec(spec, query)))
-    with pytest.raises(Exception, match=message) as caught:
+    with caplog.at_level(logging.DEBUG), pytest.raises(Exception, match=message) as caught:
         op.execute(_context(op))
     assert "s3cr3t-pw" not in str(caught.value) and "s3cr3t-pw" not in repr(caught.value)
+    assert "s3cr3t-pw" not in caplog.text  # nor any log line of the attempt (DEBUG)
