@@ -75,10 +75,10 @@ def database():
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     engine = sa.create_engine(f"postgresql+psycopg://postgres@{SERVER}/{name}")
-    with engine.begin() as connection:
-        connection.exec_driver_sql(TABLE)
-        connection.execute(sa.text(INSERT), {"first": 1, "last": ROWS})
     try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(TABLE)
+            connection.execute(sa.text(INSERT), {"first": 1, "last": ROWS})
         yield name
     finally:
         engine.dispose()
