@@ -34,11 +34,14 @@ def source_uris(spec: PipelineSpec, ds: str | None = None) -> list[str]:
     return sources[-spec.data.window_batches :]
 
 
-def ingest_labeled(spec: PipelineSpec, run_id: str, ds: str | None = None) -> dict[str, Any]:
+def ingest_labeled(spec: PipelineSpec, run_id: str, ds: str | None = None, sql_engine: Any = None) -> dict[str, Any]:
     """Read the sources (chunked) into one run-scoped dataset plus its profile.
 
     A file that cannot be ingested is quarantined with the error, and the error raised:
     nothing downstream runs, and the next run no longer reads that file.
+
+    A ``data.source.sql`` source is read through ``sql_engine`` (a SQLAlchemy engine the
+    operator opens from the Airflow connection) into Parquet first (``core.sql_source``).
     """
     from airflow_mlops.core.ingest import IngestError, ingest
 
@@ -46,8 +49,21 @@ def ingest_labeled(spec: PipelineSpec, run_id: str, ds: str | None = None) -> di
         quarantine_file(spec.name, uri, run_id, {"stage": "ingest", "error": str(error)})
 
     folder = settings.run_dir(spec.name, run_id, "ingest")
-    result = ingest(spec, source_uris(spec, ds), settings.join(folder, "dataset.parquet"), on_bad_file=set_aside)
+    sql_read: dict[str, Any] | None = None
+    if spec.data.source.sql is not None:
+        from airflow_mlops.core.sql_source import read_sql_source
+
+        uris, sql_read = read_sql_source(spec, sql_engine, settings.join(folder, "sql_snapshot.parquet"))
+    else:
+        uris = source_uris(spec, ds)
+    try:
+        result = ingest(spec, uris, settings.join(folder, "dataset.parquet"), on_bad_file=set_aside)
+    except IngestError as exc:
+        if sql_read is None or sql_read["watermark_column"]:
+            raise  # files, or lake batches of an incremental SQL source: named like landed files
+        raise IngestError(str(exc).removeprefix(f"{exc.uri}: "), f"{sql_read['source']} read into {exc.uri}") from None
     profile_uri = storage.write_json(result.profile, settings.join(folder, "profile.json"))
+    extra = {"sql": sql_read} if sql_read is not None else {}
     return {
         "uri": result.uri,
         "rows": result.rows,
@@ -57,6 +73,7 @@ def ingest_labeled(spec: PipelineSpec, run_id: str, ds: str | None = None) -> di
         "profile_uri": profile_uri,
         "sources": result.sources,
         "rows_by_source": result.rows_by_source,
+        **extra,
     }
 
 

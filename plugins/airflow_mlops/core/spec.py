@@ -19,6 +19,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from airflow_mlops.core.sql_query import check_select_query
+
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 
 # Metrics the evaluation computes, by task, and which of them improve downwards.
@@ -213,13 +215,35 @@ class CsvOptions(_Strict):
         return value
 
 
+class SqlSourceSpec(_Strict):
+    """A query through an Airflow connection of a SQL database (any common.sql hook; PostgreSQL tested)."""
+
+    conn_id: str = Field(min_length=1, description="Airflow connection of the database, e.g. of type postgres.")
+    query: str = Field(
+        description="One SELECT (or WITH ... SELECT) statement. Give it an ORDER BY over a unique key: the "
+        "dataset's fingerprint (and so the skip of an unchanged retraining) depends on the rows' order."
+    )
+    watermark_column: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Incremental loads: each run reads only rows whose value in this column is greater than "
+        "the largest read before, and lands them as a batch of the pipeline's lake (data.window_batches applies).",
+    )
+
+    @field_validator("query")
+    @classmethod
+    def _one_select(cls, value: str) -> str:
+        return check_select_query(value)
+
+
 class SourceSpec(_Strict):
     """Where training data is read from.
 
     ``uri`` is one file, a glob (``s3://bucket/exports/*.csv``) or a folder/prefix ending in
     ``/``; it may contain ``{ds}`` (the run's date, YYYY-MM-DD) for dated prefixes; or
-    ``generator://<name>?rows=N&seed=S&drift=D`` for a synthetic source. Without a ``uri`` the
-    pipeline reads its own lake: the batches claimed from its landing inbox.
+    ``generator://<name>?rows=N&seed=S&drift=D`` for a synthetic source. ``sql`` is a query
+    through an Airflow connection instead (``core.sql_source``). With neither, the pipeline
+    reads its own lake: the batches claimed from its landing inbox.
     """
 
     uri: str | None = None
@@ -231,6 +255,19 @@ class SourceSpec(_Strict):
     extra_columns: Literal["ignore", "error"] = "ignore"
     max_field_chars: int = Field(default=1_000_000, ge=1, description="Longer text values mean a broken export.")
     conn_id: str | None = Field(default=None, description="Airflow connection with credentials for s3:// URIs.")
+    sql: SqlSourceSpec | None = Field(default=None, description="A SQL query instead of files (not with uri).")
+
+    @model_validator(mode="after")
+    def _files_or_sql(self) -> SourceSpec:
+        if self.sql is None:
+            return self
+        if self.uri is not None:
+            raise ValueError("give uri (files) or sql (a query), not both")
+        given = {"format": self.format, "conn_id": self.conn_id, "csv": self.csv != CsvOptions() or None}
+        file_only = sorted(name for name, value in given.items() if value is not None)
+        if file_only:
+            raise ValueError(f"{file_only} apply to files only; a SQL source's connection is data.source.sql.conn_id")
+        return self
 
 
 class EnrichSpec(_Strict):

@@ -19,15 +19,28 @@ if TYPE_CHECKING:
 class IngestLabeledDataOperator(MlopsBaseOperator):
     """Gather the pipeline's recent labeled batches into one run-scoped dataset.
 
-    Returns ``{"uri", "rows", "fingerprint", "sources"}``.
+    Returns ``{"uri", "rows", "fingerprint", "sources"}`` (and ``"sql"``: what a SQL source read).
+    A ``data.source.sql`` source is read through its Airflow connection (``hooks.sql``).
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from contextlib import nullcontext
+
         from airflow_mlops.core.data_stages import ingest_labeled
 
         acknowledge_claims(context, skip_duplicates=True)  # take this run's landing claims (exactly once)
-        with skip_when_nothing_to_process():
-            result = ingest_labeled(self.load_spec(), self.run_id(context), ds=context.get("ds"))
+        spec = self.load_spec()
+        sql = spec.data.source.sql
+        if sql is not None:
+            from airflow_mlops.hooks.sql import sql_engine
+
+            database: Any = sql_engine(sql.conn_id)
+        else:
+            database = nullcontext()
+        with skip_when_nothing_to_process(), database as engine:
+            result = ingest_labeled(spec, self.run_id(context), ds=context.get("ds"), sql_engine=engine)
+        if "sql" in result:
+            self.log.info("SQL source read: %s", result["sql"])
         self.log.info(
             "ingested %s labeled rows (%s unlabeled left out) from %d file(s) into %s; profile %s",
             result["rows"],
