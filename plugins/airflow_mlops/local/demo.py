@@ -52,7 +52,12 @@ class DemoLoop:
     """One pass of the loop against a running stack."""
 
     def __init__(
-        self, stack: Stack, rows: int = 5000, say: Callable[[str], None] = print, keep_serving: bool = False
+        self,
+        stack: Stack,
+        rows: int = 5000,
+        say: Callable[[str], None] = print,
+        keep_serving: bool = False,
+        spec_file: str = SPEC,
     ) -> None:
         self.stack = stack
         self.cfg = stack.config
@@ -60,7 +65,7 @@ class DemoLoop:
         self.say = say
         # This process lands files, so it must resolve folders exactly as the stack's processes do.
         os.environ.update(self.cfg.mlops_env())
-        self.spec_path = self.cfg.pipelines_folder / SPEC
+        self.spec_path = self.cfg.pipelines_folder / spec_file
         self.spec = load_spec(self.spec_path)
         self.dags = {kind: f"{self.spec.name}_{kind}" for kind in ("training", "scoring", "monitoring")}
         self.result = DemoResult()
@@ -80,6 +85,27 @@ class DemoLoop:
                 self.stop_serving()
         except Exception as exc:  # report, do not hide: the summary lists it and the exit code is 1
             self.result.failures.append(f"{type(exc).__name__}: {exc}")
+        self._collect_registry()
+        self.result.seconds = time.monotonic() - start
+        return self.result
+
+    def land_train_serve_score(self) -> DemoResult:
+        """The short path a user takes with their own pipeline: labeled rows land -> training ->
+        champion -> the serving app answers real rows -> rows land for scoring -> scored and logged."""
+        start = time.monotonic()
+        try:
+            self._prepare()
+            self._first_training()
+            self._serve()
+            landed = self._land("scoring", dt.date(2026, 11, 9), seed=2, drift=0.0)
+            self.say(f"landed {landed.rows} rows for scoring: {landed.uri}")
+            run = self._await_run("scoring", "asset_triggered")
+            if run["state"] != "success":
+                raise RuntimeError(f"scoring run {run['dag_run_id']} ended {run['state']}")
+        except Exception as exc:
+            self.result.failures.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            self.stop_serving()
         self._collect_registry()
         self.result.seconds = time.monotonic() - start
         return self.result
@@ -145,7 +171,8 @@ class DemoLoop:
                 )
             time.sleep(0.5)
         landed = synthetic.land_batch(self.spec.data.generator or "churn", str(self.cfg.root / "demo-requests"),
-                                      dt.date(2026, 11, 16), 5, seed=3, include_label=False)  # fmt: skip
+                                      dt.date(2026, 11, 16), 5, seed=3, include_label=False,
+                                      label=self.spec.data.label)  # fmt: skip
         import pandas as pd
 
         rows = json.loads(pd.read_parquet(landed.uri).to_json(orient="records"))
@@ -157,7 +184,8 @@ class DemoLoop:
         self.result.serving = {"url": url, "token": token, "model_version": body["model_version"],
                                "request_id": body["request_id"], "predictions": body["predictions"],
                                "scores": [round(x, 3) for x in body.get("scores", [])], "latency_ms": round(latency, 1),
-                               "example": rows[0]}  # fmt: skip
+                               "example": rows[0], "rows": rows,
+                               "probabilities": body.get("probabilities")}  # fmt: skip
         self.say(f"  served v{body['model_version']}: {len(rows)} rows answered in {latency:.1f} ms")
 
     def stop_serving(self) -> None:
