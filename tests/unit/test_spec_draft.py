@@ -36,6 +36,9 @@ def _awkward(rows: int = 300, seed: int = 0) -> pd.DataFrame:
             "1st": rng.choice(["yes", "no"], rows),
             "comment": [f"free text number {v}" for v in rng.integers(0, 10**9, rows)],
             "constant": 7,
+            "signed up": (pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, rows), "D")).strftime(
+                "%Y-%m-%d"
+            ),
             "species": species,
         }
     )
@@ -50,8 +53,9 @@ def test_awkward_names_multiclass_string_label_id_missing_values_and_drops(tmp_p
     assert data["id_column"] == "sample_id" and data["label"] == "species"
     assert data["dtypes"] == {"species": "string"}
     assert data["features"] == {"numeric": ["petal width (cm)", "a/b", "x.y"], "categorical": ["café", "1st"]}
-    assert set(draft.dropped) == {"comment", "constant"}
+    assert set(draft.dropped) == {"comment", "constant", "signed up"}
     assert "free text" in draft.dropped["comment"] and "constant" in draft.dropped["constant"]
+    assert "date" in draft.dropped["signed up"] and any("split.time_column: 'signed up'" in n for n in draft.review)
     assert draft.task == "classification" and draft.spec["split"]["method"] == "hash"
     # Three classes, the smallest under 100 rows: accuracy above the largest class's share.
     counts = pd.Series(_awkward()["species"]).value_counts(normalize=True)
@@ -71,6 +75,8 @@ def test_awkward_names_multiclass_string_label_id_missing_values_and_drops(tmp_p
     frame = _awkward()
     assert between["min_value"] <= frame["petal width (cm)"].min() and between["max_value"] >= frame[
         "petal width (cm)"].max()  # fmt: skip
+    codes = by_kind[("expect_column_values_to_be_between", "a/b")]["kwargs"]  # whole numbers, whole bounds
+    assert (codes["min_value"], codes["max_value"]) == (0, 4) and isinstance(codes["max_value"], int)
     cafe = by_kind[("expect_column_values_to_be_in_set", "café")]
     assert cafe["severity"] == "warning" and set(cafe["kwargs"]["value_set"]) == {"noir", "crème", "au lait"}
     # 'yes'/'no' are booleans in YAML 1.1: safe_dump must quote them so they stay text.

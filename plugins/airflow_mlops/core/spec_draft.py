@@ -99,12 +99,14 @@ def _nice(value: float, outward: int) -> float | int:
     return int(rounded) if rounded.is_integer() and abs(rounded) < 2**53 else rounded
 
 
-def _bounds(profile: dict[str, Any]) -> tuple[float | int, float | int]:
+def _bounds(profile: dict[str, Any], integral: bool) -> tuple[float | int, float | int]:
     low, high = float(profile["min"]), float(profile["max"])
     margin = MARGIN * (high - low) or MARGIN * max(abs(low), 1.0)
     lower = low - margin
     if low >= 0 > lower:
         lower = 0.0  # non-negative data (counts, amounts): a negative value is an error
+    if integral:  # whole numbers get whole bounds
+        return math.floor(_nice(lower, -1)), math.ceil(_nice(high + margin, +1))
     return _nice(lower, -1), _nice(high + margin, +1)
 
 
@@ -213,22 +215,17 @@ def _classification_gate(classes: list[Any], counts: dict[Any, int]) -> tuple[st
 
 
 def _candidates(task: str, rows: int) -> list[dict[str, Any]]:
-    if task == "classification":
-        out: list[dict[str, Any]] = [
-            {"estimator": "hist_gradient_boosting", "params": {"max_iter": 200},
-             "search": {"method": "grid", "space": {"learning_rate": [0.05, 0.1]}}},
-            {"estimator": "logistic_regression", "params": {"max_iter": 1000}},
-        ]  # fmt: skip
-        if rows <= 100_000:
-            out.append({"estimator": "random_forest", "params": {"n_estimators": 200, "min_samples_leaf": 2}})
-        return out
-    out = [
-        {"estimator": "hist_gradient_boosting_regressor", "params": {"max_iter": 200},
+    """Boosted trees (two learning rates), a linear model, and a forest when the data is small: 3-4 trials."""
+    suffix = "" if task == "classification" else "_regressor"
+    linear = {"estimator": "logistic_regression", "params": {"max_iter": 1000}} if not suffix else {
+        "estimator": "ridge", "params": {"alpha": 1.0}}  # fmt: skip
+    out: list[dict[str, Any]] = [
+        {"estimator": f"hist_gradient_boosting{suffix}", "params": {"max_iter": 200},
          "search": {"method": "grid", "space": {"learning_rate": [0.05, 0.1]}}},
-        {"estimator": "ridge", "params": {"alpha": 1.0}},
+        linear,
     ]  # fmt: skip
     if rows <= 100_000:
-        out.append({"estimator": "random_forest_regressor", "params": {"n_estimators": 200, "min_samples_leaf": 2}})
+        out.append({"estimator": f"random_forest{suffix}", "params": {"n_estimators": 200, "min_samples_leaf": 2}})
     return out
 
 
@@ -282,7 +279,7 @@ def draft_spec(
         expectations.append({"type": "expect_column_values_to_be_in_set",
                              "kwargs": {"column": label, "value_set": value_set}})  # fmt: skip
     else:
-        low, high = _bounds(label_column.profile)
+        low, high = _bounds(label_column.profile, label_column.kind == "int")
         between = {"column": label, "min_value": low, "max_value": high}
         expectations.append({"type": "expect_column_values_to_be_between", "kwargs": between, "severity": "warning"})
     for column in [*numeric, *categorical]:
@@ -291,7 +288,7 @@ def draft_spec(
         if check:
             expectations.append(check)
         if column in numeric:
-            low, high = _bounds(profile)
+            low, high = _bounds(profile, table.columns[column].kind == "int")
             between = {"column": column, "min_value": low, "max_value": high, "mostly": 0.99}
             expectations.append({"type": "expect_column_values_to_be_between", "kwargs": between, "severity": "error"})
         elif profile.get("categories") and len(profile["categories"]) <= IN_SET_MAX:
@@ -345,7 +342,9 @@ def _review(draft: Draft, table: TableScan, id_column: str | None, gate_note: st
                  "stop a run")  # fmt: skip
     if counts and draft.task == "classification" and min(counts.values()) / sum(counts.values()) < 0.05:
         notes.append("classes are imbalanced (the smallest under 5% of rows): check the metric")
-    dates = [c for c, why in draft.dropped.items() if table.columns[c].kind == "datetime"]
+    dates = [
+        c for c in draft.dropped if table.columns[c].kind == "datetime" and table.columns[c].profile["distinct"] > 1
+    ]
     if dates:
         notes.append(f"{dates[0]!r} is a date: if rows arrive over time, split.method: time with split.time_column: "
                      f"{dates[0]!r} (declared datetime in data.dtypes) tests on the newest rows")  # fmt: skip
