@@ -258,3 +258,15 @@ def test_the_drafted_spec_trains_and_evaluates_without_edits(tmp_path, mlops_hom
     )
     gate = model_stages.gate_candidate(spec, tracking_uri, registered, evaluation, package)
     assert gate["promote"], gate["reasons"]
+
+
+def test_the_drafted_dag_files_load_in_airflow_without_heavy_imports(tmp_path):
+    from tests.dags.test_dag_integrity import _probe
+
+    path = tmp_path / "flowers.csv"
+    _awkward().to_csv(path, index=False)
+    assert main(["init", str(path), "--label", "species", "--output-dir", str(tmp_path / "project")]) == 0
+    probe = _probe(tmp_path / "project" / "dags", tmp_path)
+    assert probe["errors"] == {} and probe["heavy"] == []
+    assert set(probe["dags"]) == {"flowers_training", "flowers_scoring", "flowers_monitoring"}
+    assert "data.ingest" in probe["dags"]["flowers_training"]["tasks"]
