@@ -14,6 +14,7 @@ from airflow_mlops.cli import main
 from airflow_mlops.core.draft_profile import DraftError, infer_kind, scan
 from airflow_mlops.core.spec import DataSpec, load_spec, parse_spec
 from airflow_mlops.core.spec_draft import draft_from_file, draft_spec, pipeline_name, write_draft
+from tests.unit.test_s3 import bucket, s3_server  # noqa: F401  (moto S3 fixtures)
 
 pytestmark = pytest.mark.unit
 
@@ -270,3 +271,18 @@ def test_the_drafted_dag_files_load_in_airflow_without_heavy_imports(tmp_path):
     assert probe["errors"] == {} and probe["heavy"] == []
     assert set(probe["dags"]) == {"flowers_training", "flowers_scoring", "flowers_monitoring"}
     assert "data.ingest" in probe["dags"]["flowers_training"]["tasks"]
+
+
+def test_an_s3_file_is_read_through_ingestion_and_named_in_the_spec(bucket, tmp_path):  # noqa: F811
+    from airflow_mlops.core import storage
+
+    frame = _awkward(rows=200)
+    local = tmp_path / "upload.parquet"
+    frame.to_parquet(local)
+    uri = f"s3://{bucket}/exports/flowers.parquet"
+    storage.put_file(str(local), uri)
+    draft = draft_from_file(uri, "species")
+    assert draft.scan.rows == 200 and draft.spec["data"]["source"] == {"uri": uri}
+    assert draft.name == "flowers" and any("data.source.conn_id" in note for note in draft.review)
+    with pytest.raises(DraftError, match="no such file"):
+        draft_from_file(f"s3://{bucket}/exports/missing.csv", "species")
