@@ -286,3 +286,14 @@ def test_an_s3_file_is_read_through_ingestion_and_named_in_the_spec(bucket, tmp_
     assert draft.name == "flowers" and any("data.source.conn_id" in note for note in draft.review)
     with pytest.raises(DraftError, match="no such file"):
         draft_from_file(f"s3://{bucket}/exports/missing.csv", "species")
+
+
+def test_a_rare_class_gets_a_stratified_split_even_with_an_id(tmp_path):
+    rng = np.random.default_rng(5)
+    rows = 600
+    frame = pd.DataFrame({"id": range(rows), "x": rng.normal(size=rows), "fraud": 0})
+    frame.loc[rng.choice(rows, 20, replace=False), "fraud"] = 1  # 20 positives: a hash split may leave none in test
+    draft = draft_from_file(_table(tmp_path, frame, "tx.csv"), "fraud")
+    assert draft.spec["data"]["id_column"] == "id" and draft.spec["split"]["method"] == "stratified"
+    assert draft.spec["promotion"]["metric"] == "roc_auc"
+    assert any("imbalanced" in note for note in draft.review) and any("fewer than 50 rows" in n for n in draft.review)

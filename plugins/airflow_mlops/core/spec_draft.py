@@ -30,6 +30,7 @@ CLASSIFICATION_MAX_VALUES = 20  # a numeric label with at most this many distinc
 IN_SET_MAX = 20  # categorical value sets only for columns with at most this many values
 TEXT_MAX_DISTINCT = 1000
 TEXT_MAX_SHARE = 0.5
+RARE_CLASS = 50  # a class with fewer rows gets a stratified split, so every split holds it
 MARGIN = 0.25  # numeric bounds widen by this share of the observed range on each side
 DAG_KINDS = {"training": "build_training_dag", "scoring": "build_scoring_dag", "monitoring": "build_monitoring_dag"}
 _INDEX_NAME = re.compile(r"^(unnamed: ?\d+|index|level_0|)$", re.IGNORECASE)
@@ -185,12 +186,9 @@ def _task(table: TableScan, label: str, asked: str | None) -> tuple[str, list[An
 
 
 def _label_type(table: TableScan, label: str, task: str) -> str:
-    kind = table.columns[label].kind
     if task == "regression":
         return "float"
-    if kind in ("int", "float"):
-        return "int"  # integral values (checked by _task)
-    return "bool" if kind == "bool" else "string"
+    return {"int": "int", "float": "int", "bool": "bool"}.get(table.columns[label].kind, "string")  # whole numbers
 
 
 def _plain(value: Any) -> Any:
@@ -295,9 +293,10 @@ def draft_spec(
             in_set = {"column": column, "value_set": [_plain(v) for v in profile["categories"]]}
             expectations.append({"type": "expect_column_values_to_be_in_set", "kwargs": in_set, "severity": "warning"})
 
-    if id_column:
+    rare = task == "classification" and min(counts.values()) < RARE_CLASS
+    if id_column and not rare:
         split: dict[str, Any] = {"method": "hash"}
-    else:
+    else:  # a hash split of a rare class may leave it out of the test split
         split = {"method": "stratified" if task == "classification" else "random"}
     split.update({"ratios": {"train": 0.7, "validation": 0.1, "test": 0.2}, "seed": 42})
     if task == "classification":
@@ -332,8 +331,9 @@ def draft_spec(
 def _review(draft: Draft, table: TableScan, id_column: str | None, gate_note: str, counts: dict[Any, int]) -> list[str]:
     notes = [f"promotion threshold is a guess: {gate_note}"]
     if id_column:
-        notes.append(f"check the id choice: '{id_column}' is unique in the profiled rows and splits rows by hash "
-                     "(rows sharing a key stay in one split)")  # fmt: skip
+        how = ("splits rows by hash (rows sharing a key stay in one split)" if draft.spec["split"]["method"] == "hash"
+               else f"the split is stratified: a class has fewer than {RARE_CLASS} rows")  # fmt: skip
+        notes.append(f"check the id choice: '{id_column}' is unique in the profiled rows; {how}")
     else:
         notes.append(f"no id column found (a unique column named like id, *_id, key): the split is "
                      f"{draft.spec['split']['method']}; set data.id_column if rows have a key")  # fmt: skip
