@@ -258,6 +258,8 @@ def scan(
     fmt: str | None = None,
 ) -> TableScan:
     """Type, profile and count the rows of one file (local path, ``file://`` or ``s3://``)."""
+    if profile_rows < 50:
+        raise DraftError(f"--profile-rows {profile_rows}: profile at least 50 rows")
     if storage.is_s3(uri) and uri.endswith("/"):
         raise DraftError(f"{uri}: give one file, not a folder")
     try:
