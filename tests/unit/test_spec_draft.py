@@ -180,6 +180,8 @@ def _table(tmp_path: Path, frame: pd.DataFrame, name: str = "data.csv") -> str:
         ("few_rows", "y", "only 30 labeled row"),
         ("one_class", "y", "single class"),
         ("text_regression", "y", "not numeric; regression needs numbers"),
+        ("date_label", "y", "label 'y' holds dates"),
+        ("no_feature", "y", "no usable feature column besides the label ('x': constant (one value)"),
     ],
 )
 def test_bad_input_is_refused_with_exit_2_and_nothing_written(tmp_path, capsys, case, label, message):
@@ -197,6 +199,10 @@ def test_bad_input_is_refused_with_exit_2_and_nothing_written(tmp_path, capsys, 
         uri = _table(tmp_path, frame.assign(y=np.nan))
     elif case == "one_class":
         uri = _table(tmp_path, frame.assign(y=1))
+    elif case == "date_label":
+        uri = _table(tmp_path, frame.assign(y=pd.Timestamp("2024-01-01") + pd.to_timedelta(frame["id"] % 3, "D")))
+    elif case == "no_feature":
+        uri = _table(tmp_path, frame.drop(columns="id").assign(x=1))
     elif case == "text_regression":
         uri = _table(tmp_path, frame.assign(y=np.where(frame["y"] == 1, "a", "b")))
         task = ["--task", "regression"]
@@ -211,12 +217,13 @@ def test_bad_input_is_refused_with_exit_2_and_nothing_written(tmp_path, capsys, 
 def test_existing_files_are_kept_unless_forced(tmp_path, capsys):
     rng = np.random.default_rng(3)
     frame = pd.DataFrame({"id": range(200), "x": rng.normal(size=200), "y": rng.integers(0, 2, 200)})
-    uri = _table(tmp_path, frame, "churn2.csv")
+    uri = "file://" + _table(tmp_path, frame, "churn2.csv")
     out = tmp_path / "project"
     assert main(["init", uri, "--label", "y", "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "wrote" in printed and "review: " in printed and "id: 'id'" in printed
     spec_file = out / "include" / "pipelines" / "churn2.yaml"
+    assert load_spec(spec_file).data.source.uri == str(tmp_path / "churn2.csv")
     spec_file.write_text(spec_file.read_text() + "# my edit\n")
     assert main(["init", uri, "--label", "y", "--output-dir", str(out)]) == 2
     assert "would overwrite" in capsys.readouterr().err and spec_file.read_text().endswith("# my edit\n")

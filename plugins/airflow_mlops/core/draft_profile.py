@@ -74,6 +74,17 @@ def looks_like_id(name: str) -> bool:
     return bool(_ID_NAME.search(name.strip()))
 
 
+def pipeline_name(uri: str) -> str:
+    """A pipeline name from the file name: ``Sales Data 2024.csv`` -> ``sales_data_2024``."""
+    stem = uri.rstrip("/").rsplit("/", 1)[-1]
+    for suffix in (".gz", ".parquet", ".pq", ".csv", ".tsv", ".jsonl", ".ndjson", ".json"):
+        stem = stem.removesuffix(suffix) if stem.lower().endswith(suffix) else stem
+    name = re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_")
+    if name and not name[0].isalpha():
+        name = f"p_{name}"
+    return name[:63].rstrip("_")
+
+
 def infer_kind(series: pd.Series) -> str:
     """The type of a column from its values: int, float, bool, string, datetime, empty or infinite."""
     values = series.dropna()

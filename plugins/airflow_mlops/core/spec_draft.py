@@ -19,10 +19,10 @@ from typing import Any
 import yaml
 
 from airflow_mlops.core import storage
-from airflow_mlops.core.draft_profile import PROFILE_ROWS, DraftError, TableScan, looks_like_id, scan
+from airflow_mlops.core.draft_profile import PROFILE_ROWS, DraftError, TableScan, looks_like_id, pipeline_name, scan
 from airflow_mlops.core.spec import NAME_PATTERN, RESERVED_COLUMNS, DataSpec, SpecError, parse_spec
 
-__all__ = ["Draft", "DraftError", "draft_from_file", "draft_spec", "write_draft"]
+__all__ = ["Draft", "DraftError", "draft_from_file", "draft_spec", "pipeline_name", "write_draft"]
 
 MIN_ROWS = 50
 MAX_CLASSES = 100
@@ -77,17 +77,6 @@ class Draft:
         lines.extend(f"wrote {path}" for path in written)
         lines.extend(f"review: {item}" for item in self.review)
         return lines
-
-
-def pipeline_name(uri: str) -> str:
-    """A pipeline name from the file name: ``Sales Data 2024.csv`` -> ``sales_data_2024``."""
-    stem = uri.rstrip("/").rsplit("/", 1)[-1]
-    for suffix in (".gz", ".parquet", ".pq", ".csv", ".tsv", ".jsonl", ".ndjson", ".json"):
-        stem = stem.removesuffix(suffix) if stem.lower().endswith(suffix) else stem
-    name = re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_")
-    if name and not name[0].isalpha():
-        name = f"p_{name}"
-    return name[:63].rstrip("_")
 
 
 def _nice(value: float, outward: int) -> float | int:
@@ -165,6 +154,9 @@ def _task(table: TableScan, label: str, asked: str | None) -> tuple[str, list[An
     column = table.columns[label]
     counts = table.label_counts
     numeric = column.kind in ("int", "float")
+    if column.kind in ("datetime", "infinite"):
+        what = "dates" if column.kind == "datetime" else "infinite values"
+        raise DraftError(f"{table.uri}: label '{label}' holds {what}; pick a class or number column to predict")
     if asked == "regression" and not numeric:
         raise DraftError(f"{table.uri}: label '{label}' is {column.kind}, not numeric; regression needs numbers "
                          "(use --task classification)")  # fmt: skip
@@ -304,7 +296,9 @@ def draft_spec(
     else:
         metric, bar = "r2", 0.0
         gate_note = "r2 >= 0.0: the model must beat predicting the mean; raise it once you know the data"
-    source: dict[str, Any] = {"uri": table.uri if storage.is_s3(table.uri) else os.path.abspath(table.uri)}
+    source: dict[str, Any] = {
+        "uri": table.uri if storage.is_s3(table.uri) else os.path.abspath(storage.local_path(table.uri))
+    }
     if table.delimiter != ",":
         source["csv"] = {"delimiter": table.delimiter}
     data: dict[str, Any] = {"source": source, "dtypes": dtypes}
