@@ -126,13 +126,27 @@ def to_float(values: pd.Series) -> np.ndarray | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    try:
-        return np.asarray(pc.cast(pc.utf8_trim_whitespace(pa.array(values, type=pa.string())), pa.float64()),
-                          dtype="float64")  # fmt: skip
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        pass
-    if pd.to_numeric(values.head(1000), errors="coerce").isna().sum() > values.head(1000).isna().sum():
+    def parse(part: pd.Series) -> np.ndarray | None:
+        text = pa.array(part, type=pa.string())
+        for trim in (False, True):  # trim only when needed: it costs
+            try:
+                return np.asarray(
+                    pc.cast(pc.utf8_trim_whitespace(text) if trim else text, pa.float64()), dtype="float64"
+                )
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                continue
         return None
+
+    head = values.head(1000)
+    if (
+        len(values) > len(head)
+        and parse(head) is None
+        and pd.to_numeric(head, errors="coerce").isna().sum() > head.isna().sum()
+    ):
+        return None  # text in the first values: not a number column
+    parsed = parse(values)
+    if parsed is not None:
+        return parsed
     numbers = pd.to_numeric(values, errors="coerce")
     if int(numbers.isna().sum()) > int(values.isna().sum()):
         return None
@@ -157,6 +171,11 @@ def _cast_types(kinds: dict[str, str]) -> dict[str, str]:
     """How each column is cast while scanning: numbers as float (ints are checked separately)."""
     cast = {"int": "float", "float": "float", "bool": "bool", "datetime": "datetime", "string": "string"}
     return {name: cast[kind] for name, kind in kinds.items() if kind in cast}
+
+
+def _all_distinct(hashes: np.ndarray) -> bool:
+    ordered = np.sort(hashes)  # a sort beats np.unique's hash table on a million keys
+    return not bool((ordered[1:] == ordered[:-1]).any())
 
 
 class _Demote(Exception):
@@ -256,8 +275,7 @@ def _scan_once(
             break
     if not kinds:
         raise DraftError(f"{uri}: no data rows (only a header?)")
-    unique = {c: id_ok.get(c, False) and len(np.unique(np.concatenate(h))) == profiler.rows
-              for c, h in id_hashes.items()}  # fmt: skip
+    unique = {c: id_ok.get(c, False) and _all_distinct(np.concatenate(h)) for c, h in id_hashes.items()}
     return profiler, label_counts, fractional, unique, whole
 
 
