@@ -325,7 +325,8 @@ def draft_spec(
 def _review(draft: Draft, table: TableScan, id_column: str | None, gate_note: str, counts: dict[Any, int]) -> list[str]:
     notes = [f"promotion threshold is a guess: {gate_note}"]
     if id_column:
-        how = ("splits rows by hash (rows sharing a key stay in one split)" if draft.spec["split"]["method"] == "hash"
+        hashed = draft.spec["split"]["method"] == "hash"
+        how = ("it splits rows by hash (rows sharing a key stay in one split)" if hashed
                else f"the split is stratified: a class has fewer than {RARE_CLASS} rows")  # fmt: skip
         notes.append(f"check the id choice: '{id_column}' is unique in the profiled rows; {how}")
     else:
