@@ -1,4 +1,5 @@
-"""``airflow-mlops``: run the demo, serve the champion, land data, check a spec, show or roll back the champion."""
+"""``airflow-mlops``: run the demo, draft a spec from a file, serve the champion, land data, check a spec,
+show or roll back the champion."""
 
 from __future__ import annotations
 
@@ -27,6 +28,19 @@ def _validate_spec(args: argparse.Namespace) -> int:
         else:
             print(f"{path}: OK (pipeline '{spec.name}', spec hash {spec.fingerprint()})")
     return status
+
+
+def _init(args: argparse.Namespace) -> int:
+    from airflow_mlops.core.spec_draft import DraftError, draft_from_file, write_draft
+
+    try:
+        draft = draft_from_file(args.file, args.label, args.task, args.name, args.profile_rows)
+        written = write_draft(draft, args.output_dir, force=args.force)
+    except DraftError as exc:
+        print(f"init: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(draft.summary(written)))
+    return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -168,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("validate-spec", help="validate pipeline spec files")
     check.add_argument("specs", nargs="+")
     check.set_defaults(func=_validate_spec)
+
+    init = sub.add_parser("init", help="profile a data file and draft a pipeline spec and its three DAG files")
+    init.add_argument("file", help="a CSV, Parquet or JSON Lines file (local path or s3://)")
+    init.add_argument("--label", required=True, help="the column to predict")
+    init.add_argument("--task", choices=["classification", "regression"], help="default: inferred from the label")
+    init.add_argument("--name", help="pipeline name (default: from the file name)")
+    init.add_argument("--output-dir", default=".", help="project folder: writes include/pipelines/ and dags/ there")
+    init.add_argument("--profile-rows", type=int, default=1_000_000, help="rows profiled (the rest only counted)")
+    init.add_argument("--force", action="store_true", help="overwrite existing files")
+    init.set_defaults(func=_init)
 
     gen = sub.add_parser("generate", help="land a synthetic batch for a spec's use case")
     gen.add_argument("spec")
