@@ -34,7 +34,7 @@ def _init(args: argparse.Namespace) -> int:
     from airflow_mlops.core.spec_draft import DraftError, draft_from_file, write_draft
 
     try:
-        draft = draft_from_file(args.file, args.label, args.task, args.name, args.profile_rows)
+        draft = draft_from_file(args.file, args.label, args.task, args.name, args.profile_rows, args.read_file)
         written = write_draft(draft, args.output_dir, force=args.force)
     except DraftError as exc:
         print(f"init: {exc}", file=sys.stderr)
@@ -191,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--output-dir", default=".", help="project folder: writes include/pipelines/ and dags/ there")
     init.add_argument("--profile-rows", type=int, default=1_000_000, help="rows profiled (the rest only counted)")
     init.add_argument("--force", action="store_true", help="overwrite existing files")
+    init.add_argument(
+        "--read-file",
+        action="store_true",
+        help="train on this file itself (data.source.uri) instead of the batches landed in the inbox",
+    )
     init.set_defaults(func=_init)
 
     gen = sub.add_parser("generate", help="land a synthetic batch for a spec's use case")

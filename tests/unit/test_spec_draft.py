@@ -222,7 +222,10 @@ def test_existing_files_are_kept_unless_forced(tmp_path, capsys):
     assert main(["init", uri, "--label", "y", "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "wrote" in printed and "review: " in printed and "id: 'id'" in printed
+    assert "copy churn2.csv there to train" in printed
     spec_file = out / "include" / "pipelines" / "churn2.yaml"
+    assert load_spec(spec_file).data.source.uri is None  # trains on what lands in the inbox
+    assert main(["init", uri, "--label", "y", "--output-dir", str(out), "--read-file", "--force"]) == 0
     assert load_spec(spec_file).data.source.uri == str(tmp_path / "churn2.csv")
     spec_file.write_text(spec_file.read_text() + "# my edit\n")
     assert main(["init", uri, "--label", "y", "--output-dir", str(out)]) == 2
@@ -244,7 +247,7 @@ def test_the_drafted_spec_trains_and_evaluates_without_edits(tmp_path, mlops_hom
     signal = -0.08 * frame["tenure"] + np.where(frame["plan"] == "a", 1.5, 0) + rng.normal(0, 0.5, rows)
     frame["churned"] = np.where(signal > np.median(signal), "yes", "no")
     uri = _table(tmp_path, frame, "customers.csv")
-    assert main(["init", uri, "--label", "churned", "--output-dir", str(tmp_path / "project")]) == 0
+    assert main(["init", uri, "--label", "churned", "--output-dir", str(tmp_path / "project"), "--read-file"]) == 0
     spec = load_spec(tmp_path / "project" / "include" / "pipelines" / "customers.yaml")
     assert spec.data.id_column == "customer_id" and spec.data.features.categorical == ["plan"]
 
@@ -288,7 +291,7 @@ def test_an_s3_file_is_read_through_ingestion_and_named_in_the_spec(bucket, tmp_
     frame.to_parquet(local)
     uri = f"s3://{bucket}/exports/flowers.parquet"
     storage.put_file(str(local), uri)
-    draft = draft_from_file(uri, "species")
+    draft = draft_from_file(uri, "species", read_file=True)
     assert draft.scan.rows == 200 and draft.spec["data"]["source"] == {"uri": uri}
     assert draft.name == "flowers" and any("data.source.conn_id" in note for note in draft.review)
     with pytest.raises(DraftError, match="no such file"):

@@ -220,10 +220,19 @@ def _candidates(task: str, rows: int) -> list[dict[str, Any]]:
 
 
 def draft_spec(
-    table: TableScan, label: str, task: str | None = None, name: str | None = None, validate: bool = True
+    table: TableScan,
+    label: str,
+    task: str | None = None,
+    name: str | None = None,
+    validate: bool = True,
+    read_file: bool = False,
 ) -> Draft:
     """Decide roles, types, expectations, split, candidates and gate for ``table``; validate the result
-    (``validate=False`` leaves that to the caller)."""
+    (``validate=False`` leaves that to the caller).
+
+    By default the pipeline trains on the batches landed in its inbox (the file is the first
+    one to copy there), so later files, drifted or not, retrain it; ``read_file`` makes every
+    training run read ``table``'s file itself (``data.source.uri``) instead."""
     label_column = table.columns[label]
     if label_column.present == 0:
         raise DraftError(f"{table.uri}: label '{label}' is empty in every row; pick the column to predict")
@@ -296,9 +305,9 @@ def draft_spec(
     else:
         metric, bar = "r2", 0.0
         gate_note = "r2 >= 0.0: the model must beat predicting the mean; raise it once you know the data"
-    source: dict[str, Any] = {
-        "uri": table.uri if storage.is_s3(table.uri) else os.path.abspath(storage.local_path(table.uri))
-    }
+    source: dict[str, Any] = {}
+    if read_file:
+        source["uri"] = table.uri if storage.is_s3(table.uri) else os.path.abspath(storage.local_path(table.uri))
     if table.delimiter != ",":
         source["csv"] = {"delimiter": table.delimiter}
     data: dict[str, Any] = {"source": source, "dtypes": dtypes}
@@ -343,9 +352,14 @@ def _review(draft: Draft, table: TableScan, id_column: str | None, gate_note: st
     if dates:
         notes.append(f"{dates[0]!r} is a date: if rows arrive over time, split.method: time with split.time_column: "
                      f"{dates[0]!r} (declared datetime in data.dtypes) tests on the newest rows")  # fmt: skip
-    notes.append(f"data.source.uri reads {draft.spec['data']['source']['uri']} on every training run; remove it to "
-                 "train on the batches landed in the pipeline's inbox")  # fmt: skip
-    if storage.is_s3(table.uri):
+    uri = draft.spec["data"]["source"].get("uri")
+    if uri:
+        notes.append(f"data.source.uri reads {uri} on every training run; remove it to train on the batches "
+                     "landed in the pipeline's inbox")  # fmt: skip
+    else:
+        notes.append(f"training reads the batches landed in the pipeline's training inbox: copy "
+                     f"{Path(table.uri).name} there to train (`stack up` prints the inbox paths)")  # fmt: skip
+    if uri and storage.is_s3(table.uri):
         notes.append("set data.source.conn_id to the Airflow AWS connection that can read the bucket")
     if table.profiled_rows < table.rows:
         notes.append(f"only the first {table.profiled_rows:,} of {table.rows:,} rows were profiled (--profile-rows)")
@@ -388,7 +402,12 @@ def write_draft(draft: Draft, output_dir: str | Path = ".", force: bool = False)
 
 
 def draft_from_file(
-    uri: str, label: str, task: str | None = None, name: str | None = None, profile_rows: int = PROFILE_ROWS
+    uri: str,
+    label: str,
+    task: str | None = None,
+    name: str | None = None,
+    profile_rows: int = PROFILE_ROWS,
+    read_file: bool = False,
 ) -> Draft:
     """Scan ``uri`` and draft its spec (nothing written)."""
-    return draft_spec(scan(uri, label, profile_rows=profile_rows), label, task, name)
+    return draft_spec(scan(uri, label, profile_rows=profile_rows), label, task, name, read_file=read_file)
