@@ -24,6 +24,7 @@ from airflow_mlops.core.packaging import export_onnx, onnx_feeds, onnx_parity, o
 from airflow_mlops.core.spec import SpecError, load_spec, parse_spec
 from airflow_mlops.core.training import feature_frame, fit
 from airflow_mlops.serving.app import ServeConfig, build_app
+from airflow_mlops.serving.deploy import preflight
 from airflow_mlops.serving.inprocess import call
 
 pytestmark = pytest.mark.unit
@@ -160,6 +161,9 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
     )
     gate = model_stages.gate_candidate(spec, tracking_uri, registered, evaluation, package)
     assert gate["promote"], gate["reasons"]
+    # The promote task's preflight serves the candidate in-process and checks every class's probability.
+    checked = preflight(spec, tracking_uri, gate["version"], split["test"]["uri"])
+    assert checked["rows"] == spec.deployment.smoke_rows and checked["max_abs_diff"] <= 1e-4
     model_stages.promote_candidate(tracking_uri, gate, by="test")
 
     rows = _rows_with_gaps(12, seed=9)

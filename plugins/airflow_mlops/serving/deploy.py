@@ -57,7 +57,11 @@ def _expected_scores(spec: PipelineSpec, tracking_uri: str, version: str, rows: 
 
     model = registry.load_model(tracking_uri, f"models:/{spec.registered_model_name}/{version}")
     values = scores(model, feature_frame(pd.DataFrame.from_records(rows), spec), spec.model.task)
-    return values[:, -1] if spec.model.task == "classification" else values[:, 0]
+    if spec.model.task != "classification":
+        return values[:, 0]
+    if values.shape[1] > 2:  # every class's probability, columns in the order of the labels as text
+        return values[:, np.argsort([str(c) for c in model.classes_], kind="stable")]
+    return values[:, -1]
 
 
 def _check_answer(status: int, body: bytes, version: str, expected: np.ndarray, where: str) -> float:
@@ -66,7 +70,10 @@ def _check_answer(status: int, body: bytes, version: str, expected: np.ndarray, 
     answer = json.loads(body)
     if str(answer.get("model_version")) != version:
         raise DeployError(f"{where}: answered with v{answer.get('model_version')}, expected v{version}")
-    got = np.asarray(answer.get("scores", answer.get("predictions")), dtype=np.float64)
+    if "probabilities" in answer:  # more than two classes: every class's probability is checked
+        got = np.asarray([[row[k] for k in sorted(row)] for row in answer["probabilities"]], dtype=np.float64)
+    else:
+        got = np.asarray(answer.get("scores", answer.get("predictions")), dtype=np.float64)
     if got.shape != expected.shape:
         raise DeployError(f"{where}: {got.shape[0]} predictions for {expected.shape[0]} rows")
     gap = float(np.max(np.abs(got - expected))) if len(got) else 0.0
