@@ -24,6 +24,8 @@ def _training_params(spec: PipelineSpec, dataset: dict[str, Any], split: dict[st
         **{f"{name}_rows": part["rows"] for name, part in _parts(split).items()},
         "source_batches": len(dataset.get("sources", [])),
         "unlabeled_rows_left_out": dataset.get("unlabeled_rows", 0),
+        "duplicates_dropped": dataset.get("duplicates_dropped", 0),
+        "batches_skipped_schema": dataset.get("batches_skipped_schema", 0),
     }
 
 
@@ -177,7 +179,11 @@ def select_and_refit(
             for r in results
         ]  # fmt: skip
         artifacts: dict[str, Any] = {
-            "data/sources.json": {"rows_by_source": dataset.get("rows_by_source", {})},
+            "data/sources.json": {
+                "rows_by_source": dataset.get("rows_by_source", {}),
+                "duplicates_by_source": dataset.get("duplicates_by_source", {}),
+                "skipped_schema": dataset.get("skipped_schema", {}),
+            },
             "tuning/trials.json": {"selection_metric": metric, "winner": winner["trial"], "trials": leaderboard},
         }
         if dataset.get("profile_uri"):
@@ -279,7 +285,7 @@ def evaluate_candidate(
             champion_model = registry.load_model(
                 tracking_uri, f"models:/{spec.registered_model_name}/{current.version}"
             )
-            champion_metrics = evaluate(champion_model, test, spec)
+            champion_metrics = evaluate(_under_old_names(champion_model, spec), test, spec)
         except (ValueError, KeyError, TypeError, registry.UntrustedModelError) as exc:
             # E.g. the spec dropped a feature the champion needs: the gate fails and says so.
             champion_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -293,6 +299,31 @@ def evaluate_candidate(
         "slices": slices,
         "importance": dict(list(importance.items())[:10]),
     }
+
+
+class _RenamedInputs:
+    """A model trained before ``data.renamed``: it gets its inputs under the names it learned."""
+
+    def __init__(self, model: Any, old_names: dict[str, str]) -> None:
+        self._model, self._old_names = model, old_names
+        if hasattr(model, "classes_"):
+            self.classes_ = model.classes_
+
+    def predict(self, features: Any) -> Any:
+        return self._model.predict(features.rename(columns=self._old_names))
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "predict_proba":  # only for models that have it (``evaluate`` asks with hasattr)
+            inner = self._model.predict_proba
+            return lambda features: inner(features.rename(columns=self._old_names))
+        raise AttributeError(name)
+
+
+def _under_old_names(model: Any, spec: PipelineSpec) -> Any:
+    """``model`` itself, or wrapped to see renamed columns under the old names it was trained on."""
+    learned = set(getattr(model, "feature_names_in_", ()))
+    old_names = {new: old for old, new in spec.data.renamed.items() if old in learned and new not in learned}
+    return _RenamedInputs(model, old_names) if old_names else model
 
 
 def _metric_key(value: str) -> str:
@@ -355,6 +386,8 @@ def register_candidate(
         "reference_uri": split["train"]["uri"],
         "test_uri": split["test"]["uri"],
         "code_version": __version__,
+        "duplicates_dropped": str(dataset.get("duplicates_dropped", 0)),
+        "batches_skipped_schema": str(dataset.get("batches_skipped_schema", 0)),
         **{f"airflow.{k}": v for k, v in lineage.items()},
         **{f"test_{k}": f"{v:.6f}" for k, v in evaluation["candidate"].items()},
     }
