@@ -68,6 +68,7 @@ def test_fingerprint_ignores_column_order_chunking_format_and_number_formatting(
     split = assign_splits(_typed(frame, noid), noid)
     # The same rows as CSV text with other number spellings, columns reversed, read in two chunks.
     text = frame.iloc[:, ::-1].copy()
+
     def spelled(value: float, i: int) -> str:  # 27.99 as "27.990000" or "27.99"; missing as "" or "NA"
         if pd.isna(value):
             return "NA" if i % 2 else ""
