@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from airflow_mlops.core import data_stages, model_stages, registry, settings, storage, synthetic
+from airflow_mlops.core import data_stages, model_stages, operate_stages, registry, settings, storage, synthetic, tables
 from airflow_mlops.core.ingest import IngestError
 from airflow_mlops.core.spec import SpecError, parse_spec
 
@@ -128,6 +128,16 @@ def test_the_champion_is_judged_on_the_new_test_split_after_each_kind_of_change(
     assert evaluation["champion_error"] is None and evaluation["champion_version"] == "1"
     assert set(evaluation["champion"]) == set(evaluation["candidate"])
     assert not any("could not be evaluated" in reason for reason in gate["reasons"])
+    # Batch scoring and monitoring keep using that champion under the new spec until another is promoted.
+    scoring = Path(settings.lake_dir(renamed.name, "scoring"))
+    scoring.mkdir(parents=True)
+    _batch(5, rows=400).rename(columns={"plan": "plan_tier"}).to_parquet(scoring / "s.parquet", index=False)
+    summary = operate_stages.score_batches(renamed, tracking_uri, [str(scoring / "s.parquet")], "score-1")
+    log = tables.read_table(summary["prediction_log_uris"][0])
+    assert len(log) == 400 and "plan_tier" in log.columns and log["score"].between(0, 1).all()
+    drift = operate_stages.monitor_drift(renamed, tracking_uri, summary["prediction_log_uris"], "monitor-1")
+    features = {row["feature"] for row in storage.read_json(drift["report_uri"])["features"]}
+    assert "plan_tier" in features and not drift["drift_detected"]
 
     # Added (the rename kept): the champion ignores the new column and is compared as usual.
     added = _spec(categorical="plan_tier, region, payment_method", extra="  renamed: {plan: plan_tier}")

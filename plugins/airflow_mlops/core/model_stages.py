@@ -252,6 +252,7 @@ def evaluate_candidate(
     import tempfile
 
     from airflow_mlops.core.evaluation_report import permutation_importance, render_plots, slice_metrics
+    from airflow_mlops.core.schema_changes import under_learned_names
     from airflow_mlops.core.training import evaluate
 
     test = tables.read_table(test_uri)
@@ -285,7 +286,7 @@ def evaluate_candidate(
             champion_model = registry.load_model(
                 tracking_uri, f"models:/{spec.registered_model_name}/{current.version}"
             )
-            champion_metrics = evaluate(_under_old_names(champion_model, spec), test, spec)
+            champion_metrics = evaluate(under_learned_names(champion_model, spec), test, spec)
         except (ValueError, KeyError, TypeError, registry.UntrustedModelError) as exc:
             # E.g. the spec dropped a feature the champion needs: the gate fails and says so.
             champion_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -299,31 +300,6 @@ def evaluate_candidate(
         "slices": slices,
         "importance": dict(list(importance.items())[:10]),
     }
-
-
-class _RenamedInputs:
-    """A model trained before ``data.renamed``: it gets its inputs under the names it learned."""
-
-    def __init__(self, model: Any, old_names: dict[str, str]) -> None:
-        self._model, self._old_names = model, old_names
-        if hasattr(model, "classes_"):
-            self.classes_ = model.classes_
-
-    def predict(self, features: Any) -> Any:
-        return self._model.predict(features.rename(columns=self._old_names))
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "predict_proba":  # only for models that have it (``evaluate`` asks with hasattr)
-            inner = self._model.predict_proba
-            return lambda features: inner(features.rename(columns=self._old_names))
-        raise AttributeError(name)
-
-
-def _under_old_names(model: Any, spec: PipelineSpec) -> Any:
-    """``model`` itself, or wrapped to see renamed columns under the old names it was trained on."""
-    learned = set(getattr(model, "feature_names_in_", ()))
-    old_names = {new: old for old, new in spec.data.renamed.items() if old in learned and new not in learned}
-    return _RenamedInputs(model, old_names) if old_names else model
 
 
 def _metric_key(value: str) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 
 from airflow_mlops.core import registry, settings, storage, tables
 from airflow_mlops.core.errors import NothingToProcessError
+from airflow_mlops.core.schema_changes import apply_renames, under_learned_names
 from airflow_mlops.core.spec import PipelineSpec
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id
     if current is None:
         # A failure, not a skip: the claimed batch stays in the lake and the run can be cleared later.
         raise LookupError(f"model '{name}' has no champion yet; run the training DAG first")
-    model = registry.load_model(tracking_uri, f"models:/{name}/{current.version}")
+    model = under_learned_names(registry.load_model(tracking_uri, f"models:/{name}/{current.version}"), spec)
 
     logged_at = dt.datetime.now(dt.UTC)
     log_folder = settings.prediction_log_partition(spec.name, logged_at.date())
@@ -693,7 +694,7 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         )
         if not storage.list_files_recursive(settings.labels_dir(spec.name)):
             raise NothingToProcessError(no_data)
-    model = registry.load_model(tracking_uri, f"models:/{name}/{version}")
+    model = under_learned_names(registry.load_model(tracking_uri, f"models:/{name}/{version}"), spec)
     performance = assess_performance(spec, current, model)
     if current_log.empty:
         if performance is None:
@@ -713,7 +714,7 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         )
         output = None
     else:
-        reference = tables.read_table(reference_uri)
+        reference = apply_renames(tables.read_table(reference_uri), spec)  # a champion from before data.renamed
         report = detect_drift(
             reference,
             current_log,

@@ -4,10 +4,14 @@
 landed before a rename trains like a new one. A batch that lacks a feature (or the id) the
 spec added since cannot be trained on: ``core.ingest`` leaves it out of the window with a
 warning instead of quarantining it, as long as it comes before the first batch that has
-every column (see ``ingest.ingest``).
+every column (see ``ingest.ingest``). A model trained before a rename is handed its inputs
+under the names it learned (``under_learned_names``), so the gate can still compare it, and
+scoring and monitoring can still use it, until a new champion is promoted.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pandas as pd
 
@@ -44,3 +48,28 @@ class OlderSchemaError(Exception):
     def __init__(self, missing: list[str]) -> None:
         super().__init__(missing)
         self.missing = missing
+
+
+class RenamedInputs:
+    """A model trained before ``data.renamed``: it gets its inputs under the names it learned."""
+
+    def __init__(self, model: Any, old_names: dict[str, str]) -> None:
+        self._model, self._old_names = model, old_names
+        if hasattr(model, "classes_"):
+            self.classes_ = model.classes_
+
+    def predict(self, features: Any) -> Any:
+        return self._model.predict(features.rename(columns=self._old_names))
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "predict_proba":  # only for models that have it (``evaluate`` asks with hasattr)
+            inner = self._model.predict_proba
+            return lambda features: inner(features.rename(columns=self._old_names))
+        raise AttributeError(name)
+
+
+def under_learned_names(model: Any, spec: PipelineSpec) -> Any:
+    """``model`` itself, or wrapped to see renamed columns under the old names it was trained on."""
+    learned = set(getattr(model, "feature_names_in_", ()))
+    old_names = {new: old for old, new in spec.data.renamed.items() if old in learned and new not in learned}
+    return RenamedInputs(model, old_names) if old_names else model
