@@ -3,13 +3,14 @@ by default, counted, and logged on the MLflow run: re-landing a file changes not
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from airflow_mlops.core import data_stages, model_stages, registry, settings, synthetic, tables
-from airflow_mlops.core.spec import parse_spec
+from airflow_mlops.core.spec import SpecError, parse_spec
 
 pytestmark = pytest.mark.unit
 
@@ -80,6 +81,14 @@ def test_relanding_a_file_leaves_the_test_split_and_metrics_unchanged(dedupe, tr
 
     run = registry.client(tracking_uri).get_run(second["training"]["run_id"])
     assert run.data.params["duplicates_dropped"] == "1500" and run.data.params["batches_skipped_schema"] == "0"
+    lineage = {"dag_id": "dedupe_training", "run_id": "run-2"}
+    registered = model_stages.register_candidate(
+        dedupe, tracking_uri, second["training"], second["evaluation"], data, split, lineage
+    )
+    version = registry.client(tracking_uri).get_model_version(registered["name"], registered["version"])
+    assert version.tags["duplicates_dropped"] == "1500" and version.tags["batches_skipped_schema"] == "0"
+    sources = registry.client(tracking_uri).download_artifacts(run.info.run_id, "data/sources.json")
+    assert json.loads(Path(sources).read_text())["duplicates_by_source"] == data["duplicates_by_source"]
 
 
 def test_without_deduplication_the_copy_leaks_into_both_splits(dedupe, mlops_home):
@@ -113,3 +122,9 @@ def test_an_updated_record_of_an_id_is_kept_and_an_exact_copy_is_not(dedupe, mlo
     by_id = parse_spec(SPEC + "cleaning: {deduplicate: {subset: [customer_id]}}\n")
     dataset = data_stages.ingest_labeled(by_id, "r2")
     assert dataset["duplicates_dropped"] == 300 and dataset["rows"] == 1500
+
+
+def test_switching_deduplication_off_takes_enabled_false_not_null():
+    with pytest.raises(SpecError, match=r"cleaning.deduplicate: .*write \{enabled: false\}"):
+        parse_spec(SPEC + "cleaning: {deduplicate: null}\n")
+    assert not parse_spec(SPEC + "cleaning: {deduplicate: {enabled: false}}\n").cleaning.deduplicate.enabled
