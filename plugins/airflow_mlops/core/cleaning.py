@@ -59,11 +59,21 @@ class Deduplicator:
             raise ValueError(f"cleaning.deduplicate.subset names missing column(s) {missing}")
         hashes = row_fingerprints(chunk, self.subset)
         first_in_chunk = ~pd.Series(hashes).duplicated().to_numpy()
-        unseen = ~np.isin(hashes, self._seen, assume_unique=False)
-        keep = first_in_chunk & unseen
-        self._seen = np.union1d(self._seen, hashes[keep])
+        keep = first_in_chunk & ~self._was_seen(hashes)
+        # ``_seen`` stays sorted: appending the sorted new keys and a stable sort (timsort, which
+        # merges the two sorted runs) costs one pass, where np.union1d re-sorted everything per chunk.
+        merged = np.concatenate([self._seen, np.sort(hashes[keep])])
+        merged.sort(kind="stable")
+        self._seen = merged
         self.dropped += int((~keep).sum())
         return chunk[keep]
+
+    def _was_seen(self, hashes: np.ndarray) -> np.ndarray:
+        if not len(self._seen):
+            return np.zeros(len(hashes), dtype=bool)
+        position = np.searchsorted(self._seen, hashes)
+        position[position == len(self._seen)] = 0
+        return self._seen[position] == hashes
 
 
 def clip_bounds(spec: PipelineSpec, profile: dict[str, Any]) -> dict[str, tuple[float | None, float | None]]:
