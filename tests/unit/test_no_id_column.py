@@ -182,3 +182,14 @@ def test_serving_schema_takes_rows_without_id(noid):
     document = openapi_document(schema, "t", "1")
     properties = json.dumps(document)
     assert "customer_id" not in properties and "entity id" not in properties
+
+
+def test_fingerprint_reads_times_as_instants_and_booleans_as_numbers():
+    naive = pd.DataFrame({"t": pd.to_datetime(["2026-01-01 10:00", None]), "b": pd.array([True, None], "boolean")})
+    aware = pd.DataFrame({"t": pd.to_datetime(["2026-01-01T11:00+01:00", None], utc=True), "b": [1.0, np.nan]})
+    assert (row_fingerprints(naive, ["t", "b"]) == row_fingerprints(aware, ["t", "b"])).all()
+    later = aware.assign(t=aware["t"] + pd.Timedelta(seconds=1))
+    assert row_fingerprints(later, ["t", "b"])[0] != row_fingerprints(aware, ["t", "b"])[0]
+    # Missing is one value whatever the column's type, but a column's name counts.
+    assert row_fingerprints(naive, ["t", "b"])[1] == row_fingerprints(aware, ["t", "b"])[1]
+    assert (row_fingerprints(naive.rename(columns={"b": "c"}), ["t", "c"]) != row_fingerprints(naive, ["t", "b"])).all()
