@@ -64,12 +64,6 @@ CASES: dict[str, tuple[str, Callable[[], bytes], type[Exception], str]] = {
         IngestError,
         "is data.source.csv.delimiter right (';' found)",
     ),
-    "missing feature column": (
-        "a.parquet",
-        lambda: _parquet(_frame().drop(columns=["plan"])),
-        IngestError,
-        "missing required column(s) ['plan']",
-    ),
     "missing label column": (
         "a.csv",
         lambda: _csv(_frame().drop(columns=["churned"])),
@@ -145,9 +139,9 @@ CASES: dict[str, tuple[str, Callable[[], bytes], type[Exception], str]] = {
         IngestError,
         "missing required column(s)",
     ),
-    "duplicated rows": (
+    "duplicated ids": (  # the same ids with other values: exact duplicate rows are dropped, not refused
         "a.parquet",
-        lambda: _parquet(pd.concat([_frame(), _frame().head(5)])),
+        lambda: _parquet(pd.concat([_frame(), _frame().head(5).assign(tenure_months=1.0)])),
         DataValidationError,
         "expect_column_values_to_be_unique on column 'customer_id'",
     ),
@@ -196,7 +190,7 @@ def _run(spec: PipelineSpec) -> None:
 
 
 def test_the_corpus_has_at_least_25_distinct_cases():
-    assert len(CASES) + 4 >= 25  # + the location and strict-schema cases below
+    assert len(CASES) + 5 >= 25  # + the location, strict-schema and missing-feature cases below
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -265,10 +259,23 @@ def test_files_with_different_declared_columns_are_refused(spec, mlops_home):
     assert storage.list_files(str(lake)) == [f"{lake}/1.parquet"]
 
 
+def test_a_batch_missing_a_feature_after_a_complete_one_is_named_and_quarantined(spec, mlops_home):
+    # Before any complete batch it would be an older batch (see test_spec_changes.py); after one, it is bad data.
+    lake = Path(settings.lake_dir(spec.name, "labeled"))
+    lake.mkdir(parents=True)
+    (lake / "1.parquet").write_bytes(_parquet(_frame()))
+    (lake / "2.parquet").write_bytes(_parquet(synthetic.churn_batch(300, seed=2).drop(columns=["plan"])))
+    with pytest.raises(IngestError, match=r"2.parquet: missing required column\(s\) \['plan'\]"):
+        _run(spec)
+    quarantine = Path(settings.artifact_root()) / spec.name / "quarantine" / RUN
+    assert (quarantine / "2.parquet").exists() and (quarantine / "2.parquet.report.json").exists()
+    assert storage.list_files(str(lake)) == [f"{lake}/1.parquet"]
+
+
 def test_undeclared_extra_columns_are_dropped_and_column_order_does_not_matter(spec, mlops_home):
     lake = Path(settings.lake_dir(spec.name, "labeled"))
     lake.mkdir(parents=True)
     (lake / "1.parquet").write_bytes(_parquet(_frame()))
-    (lake / "2.parquet").write_bytes(_parquet(_frame().assign(note="x").iloc[:, ::-1]))
+    (lake / "2.parquet").write_bytes(_parquet(synthetic.churn_batch(300, seed=2).assign(note="x").iloc[:, ::-1]))
     dataset = data_stages.ingest_labeled(spec, RUN)
     assert dataset["rows"] == 600 and "note" not in pd.read_parquet(dataset["uri"]).columns

@@ -2,8 +2,10 @@
 
 - ``normalize``: strip/lowercase/map categorical text; applied at ingestion and again by
   ``training.feature_frame`` at prediction time, so both see the same categories.
-- ``deduplicate``: drop rows whose subset of columns was already seen (the first is kept),
-  across all chunks and files of a run, by 64-bit row hashes.
+- ``deduplicate`` (on by default): drop rows whose ``subset`` of columns (default: the id,
+  the features and the label) was already seen (the first is kept), across all chunks and
+  files of a run, by 64-bit row fingerprints (``core.row_fingerprint``: column order, file
+  format and number formatting do not matter). A re-landed file adds nothing.
 - ``clip``: winsorize numeric training rows to fixed bounds or profile quantiles; the test
   split keeps the real values, so evaluation sees the data as it comes.
 - ``impute``: per-column strategies fitted into the model's Pipeline (see ``training``).
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from airflow_mlops.core.row_fingerprint import row_fingerprints
 from airflow_mlops.core.spec import PipelineSpec
 
 
@@ -39,29 +42,38 @@ def normalize_categories(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFram
 
 
 class Deduplicator:
-    """Drops rows already seen in this run (by a hash of ``subset``), keeping the first."""
+    """Drops rows already seen in this run (by the fingerprint of ``subset``), keeping the first."""
 
     def __init__(self, spec: PipelineSpec) -> None:
         rule = spec.cleaning.deduplicate
-        self.active = rule is not None
-        self.subset = rule.subset if rule is not None else None
+        self.active = rule.enabled
+        self.subset = rule.subset or spec.row_columns
         self._seen = np.empty(0, dtype=np.uint64)
         self.dropped = 0
 
     def apply(self, chunk: pd.DataFrame) -> pd.DataFrame:
         if not self.active or chunk.empty:
             return chunk
-        columns = self.subset or list(chunk.columns)
-        missing = [c for c in columns if c not in chunk.columns]
+        missing = [c for c in self.subset if c not in chunk.columns]
         if missing:
             raise ValueError(f"cleaning.deduplicate.subset names missing column(s) {missing}")
-        hashes = pd.util.hash_pandas_object(chunk[columns], index=False).to_numpy()
+        hashes = row_fingerprints(chunk, self.subset)
         first_in_chunk = ~pd.Series(hashes).duplicated().to_numpy()
-        unseen = ~np.isin(hashes, self._seen, assume_unique=False)
-        keep = first_in_chunk & unseen
-        self._seen = np.union1d(self._seen, hashes[keep])
+        keep = first_in_chunk & ~self._was_seen(hashes)
+        # ``_seen`` stays sorted: appending the sorted new keys and a stable sort (timsort, which
+        # merges the two sorted runs) costs one pass, where np.union1d re-sorted everything per chunk.
+        merged = np.concatenate([self._seen, np.sort(hashes[keep])])
+        merged.sort(kind="stable")
+        self._seen = merged
         self.dropped += int((~keep).sum())
         return chunk[keep]
+
+    def _was_seen(self, hashes: np.ndarray) -> np.ndarray:
+        if not len(self._seen):
+            return np.zeros(len(hashes), dtype=bool)
+        position = np.searchsorted(self._seen, hashes)
+        position[position == len(self._seen)] = 0
+        return self._seen[position] == hashes
 
 
 def clip_bounds(spec: PipelineSpec, profile: dict[str, Any]) -> dict[str, tuple[float | None, float | None]]:

@@ -9,6 +9,7 @@ file, the column and what is wrong, in words a person can act on.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import tempfile
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 
 from airflow_mlops.core import storage
 from airflow_mlops.core.profiling import TableProfiler
+from airflow_mlops.core.schema_changes import OlderSchemaError, apply_renames, required_columns, schema_gap
 from airflow_mlops.core.spec import PipelineSpec, SourceSpec
 
 SUFFIXES = {
@@ -39,6 +41,8 @@ SUFFIXES = {
 GENERATOR_SCHEME = "generator://"
 CSV_BLOCK_BYTES = 8 << 20  # also the largest single CSV field accepted
 _GLOB = re.compile(r"[*?\[]")
+
+logger = logging.getLogger(__name__)
 
 
 class IngestError(ValueError):
@@ -351,12 +355,12 @@ class IngestResult:
     profile: dict[str, Any]
     sources: list[str] = field(default_factory=list)
     rows_by_source: dict[str, int] = field(default_factory=dict)
+    duplicates_by_source: dict[str, int] = field(default_factory=dict)
+    skipped_schema: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _check_columns(frame: pd.DataFrame, spec: PipelineSpec, uri: str) -> None:
-    required = [spec.data.id_column, *spec.data.features.all]
-    if spec.labeling is None:
-        required.insert(1, spec.data.label)
+    required = required_columns(spec)
     missing = [c for c in required if c not in frame.columns]
     if missing:
         hint = ""
@@ -387,6 +391,12 @@ def ingest(
     Rows without a label are counted and left out (they cannot be trained on). A file that
     fails is reported to ``on_bad_file`` (e.g. to quarantine it) before the error is raised;
     the target is written atomically, so a failure leaves no dataset behind.
+
+    Spec changes: columns are renamed per ``data.renamed`` as they are read. Files read before
+    the first one that has every column the spec needs, and that lack only features or the id
+    (the spec added them since), are left out with a warning and listed in ``skipped_schema``;
+    they are not bad data, so they are not reported to ``on_bad_file``. A file that lacks them
+    after a complete one is bad data. When no file has them the run fails, naming the columns.
     """
     from airflow_mlops.core.cleaning import Deduplicator, normalize_categories
     from airflow_mlops.core.labeling import Labeler, LabelingError
@@ -400,7 +410,7 @@ def ingest(
     enrichment = _load_enrichment(spec)
     types = spec.declared_types
     known_columns = {
-        spec.data.id_column,
+        *([spec.data.id_column] if spec.data.id_column else []),
         spec.data.label,
         *spec.data.features.all,
         *types,
@@ -414,6 +424,8 @@ def ingest(
     profiler = TableProfiler()
     unlabeled, expected_columns = 0, None
     rows_by_source: dict[str, int] = {}
+    duplicates_by_source: dict[str, int] = {}
+    skipped: dict[str, list[str]] = {}
     writer: pq.ParquetWriter | None = None
     # Parquet encoding runs in a second thread (pyarrow releases the GIL) while this one
     # profiles the same chunk; at most one chunk is being written at a time.
@@ -426,10 +438,15 @@ def ingest(
             for uri in uris:
                 file_rows, file_labeled, written = 0, 0, 0
                 present: dict[str, int] = dict.fromkeys(spec.data.features.all, 0)
+                dropped_before = deduplicator.dropped
                 try:
                     for raw in read_chunks(uri, spec.data.source):
+                        raw = apply_renames(raw, spec)
                         _check_field_sizes(raw, spec.data.source.max_field_chars, uri)
                         raw = _enrich(raw, enrichment, uri)
+                        gap = schema_gap(raw, spec) if not rows_by_source and file_rows == 0 else []
+                        if gap:
+                            raise OlderSchemaError(gap)
                         _check_columns(raw, spec, uri)
                         if spec.data.source.extra_columns == "ignore":
                             raw = raw[[c for c in raw.columns if c in known_columns]]  # untyped extras go
@@ -483,11 +500,29 @@ def ingest(
                     empty = [column for column, count in present.items() if count == 0]
                     if empty:
                         raise IngestError(f"feature column(s) {empty} are entirely empty", uri)
+                except OlderSchemaError as older:
+                    skipped[uri] = older.missing
+                    logger.warning(
+                        "%s: left out of the window: it lacks %s, which the spec now needs (a batch from before "
+                        "the spec added them; not quarantined)",
+                        uri,
+                        older.missing,
+                    )
+                    continue
                 except IngestError as exc:
                     if on_bad_file is not None:
                         on_bad_file(uri, exc)
                     raise
                 rows_by_source[uri] = written  # labeled rows, in dataset order
+                if deduplicator.dropped > dropped_before:
+                    duplicates_by_source[uri] = deduplicator.dropped - dropped_before
+            if not rows_by_source:
+                lacking = sorted({c for missing in skipped.values() for c in missing})
+                raise IngestError(
+                    f"no batch of the {len(uris)} read has column(s) {lacking}, which the spec needs: if a feature "
+                    "was added, land batches that carry it; if one was renamed, declare data.renamed: "
+                    "{old_name: new_name}; otherwise check the spelling in the spec"
+                )
         finally:
             try:
                 if pending is not None:
@@ -496,6 +531,8 @@ def ingest(
                 background.shutdown(wait=True)
                 if writer is not None:
                     writer.close()
+        if deduplicator.dropped:
+            logger.info("dropped %d duplicate row(s) %s", deduplicator.dropped, duplicates_by_source)
         rows = profiler.rows
         profile = profiler.result()
         fingerprint = _file_digest(local)
@@ -507,6 +544,8 @@ def ingest(
         duplicates_dropped=deduplicator.dropped,
         fingerprint=fingerprint,
         profile=profile,
-        sources=list(uris),
+        sources=[uri for uri in uris if uri not in skipped],
         rows_by_source=rows_by_source,
+        duplicates_by_source=duplicates_by_source,
+        skipped_schema=skipped,
     )

@@ -24,6 +24,8 @@ def _training_params(spec: PipelineSpec, dataset: dict[str, Any], split: dict[st
         **{f"{name}_rows": part["rows"] for name, part in _parts(split).items()},
         "source_batches": len(dataset.get("sources", [])),
         "unlabeled_rows_left_out": dataset.get("unlabeled_rows", 0),
+        "duplicates_dropped": dataset.get("duplicates_dropped", 0),
+        "batches_skipped_schema": dataset.get("batches_skipped_schema", 0),
     }
 
 
@@ -179,7 +181,11 @@ def select_and_refit(
             for r in results
         ]  # fmt: skip
         artifacts: dict[str, Any] = {
-            "data/sources.json": {"rows_by_source": dataset.get("rows_by_source", {})},
+            "data/sources.json": {
+                "rows_by_source": dataset.get("rows_by_source", {}),
+                "duplicates_by_source": dataset.get("duplicates_by_source", {}),
+                "skipped_schema": dataset.get("skipped_schema", {}),
+            },
             "tuning/trials.json": {"selection_metric": metric, "winner": winner["trial"], "trials": leaderboard},
         }
         if dataset.get("profile_uri"):
@@ -249,6 +255,7 @@ def evaluate_candidate(
     import tempfile
 
     from airflow_mlops.core.evaluation_report import permutation_importance, render_plots, slice_metrics
+    from airflow_mlops.core.schema_changes import under_learned_names
     from airflow_mlops.core.training import evaluate
 
     test = tables.read_table(test_uri)
@@ -283,7 +290,7 @@ def evaluate_candidate(
             champion_model = registry.load_model(
                 tracking_uri, f"models:/{spec.registered_model_name}/{current.version}"
             )
-            champion_metrics = evaluate(champion_model, test, spec)
+            champion_metrics = evaluate(under_learned_names(champion_model, spec), test, spec)
         except (ValueError, KeyError, TypeError, registry.UntrustedModelError) as exc:
             # E.g. the spec dropped a feature the champion needs: the gate fails and says so.
             champion_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -352,6 +359,8 @@ def register_candidate(
         "reference_uri": split["train"]["uri"],
         "test_uri": split["test"]["uri"],
         "code_version": __version__,
+        "duplicates_dropped": str(dataset.get("duplicates_dropped", 0)),
+        "batches_skipped_schema": str(dataset.get("batches_skipped_schema", 0)),
         **{f"airflow.{k}": v for k, v in lineage.items()},
         **{f"test_{k}": f"{v:.6f}" for k, v in evaluation["candidate"].items()},
     }

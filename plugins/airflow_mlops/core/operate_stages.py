@@ -18,6 +18,7 @@ import numpy as np
 
 from airflow_mlops.core import registry, settings, storage, tables
 from airflow_mlops.core.errors import NothingToProcessError
+from airflow_mlops.core.schema_changes import apply_renames, under_learned_names
 from airflow_mlops.core.spec import PipelineSpec
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id
     if current is None:
         # A failure, not a skip: the claimed batch stays in the lake and the run can be cleared later.
         raise LookupError(f"model '{name}' has no champion yet; run the training DAG first")
-    model = registry.load_model(tracking_uri, f"models:/{name}/{current.version}")
+    model = under_learned_names(registry.load_model(tracking_uri, f"models:/{name}/{current.version}"), spec)
 
     logged_at = dt.datetime.now(dt.UTC)
     log_folder = settings.prediction_log_partition(spec.name, logged_at.date())
@@ -238,7 +239,7 @@ def _score_file(path: str, out_path: str, model: Any, spec: PipelineSpec, contex
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = list(dict.fromkeys([spec.data.id_column, *spec.data.features.all]))
+    columns = list(dict.fromkeys([*([spec.data.id_column] if spec.data.id_column else []), *spec.data.features.all]))
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
     rows = 0
@@ -278,7 +279,8 @@ def prediction_log_frame(frame: Any, model: Any, spec: PipelineSpec, context: _L
     """The prediction log of one chunk of a batch: one row per input row, each its own request.
 
     Columns: request_id, row, logged_at, model_name, model_version, source_uri, the id
-    column, the model inputs (``feature_frame``), prediction and (classifiers) score.
+    column (absent when the spec has none), the model inputs (``feature_frame``), prediction
+    and (classifiers) score.
     """
     import pandas as pd
 
@@ -293,9 +295,10 @@ def prediction_log_frame(frame: Any, model: Any, spec: PipelineSpec, context: _L
             "model_name": context.model_name,
             "model_version": context.model_version,
             "source_uri": context.source_uri,
-            spec.data.id_column: frame[spec.data.id_column].to_numpy(),
         }
     )
+    if spec.data.id_column:
+        log.insert(len(log.columns), spec.data.id_column, frame[spec.data.id_column].to_numpy())
     log = pd.concat([log, features.reset_index(drop=True)], axis=1)
     log["prediction"] = model.predict(features)
     if hasattr(model, "predict_proba"):
@@ -352,6 +355,7 @@ def labeled_predictions(spec: PipelineSpec, version: str, since: dt.date | None 
     Label files (Parquet or CSV) under ``settings.labels_dir`` hold ``spec.data.label`` and
     either ``request_id`` (plus ``row``, default 0) or the id column. A request-keyed label
     joins its prediction exactly; an id-keyed label joins the latest prediction of that id.
+    Without ``data.id_column`` labels join by ``request_id`` (+ ``row``) only.
     A key labeled twice keeps its last label (files in name order). Only the prediction log's
     date partitions from ``since`` on are read (``None``: every partition). Returns the joined
     rows (prediction, score, the label) and the label files that could not be used.
@@ -359,11 +363,13 @@ def labeled_predictions(spec: PipelineSpec, version: str, since: dt.date | None 
     import pandas as pd
 
     label, id_column = spec.data.label, spec.data.id_column
+    keys = ["request_id", *([id_column] if id_column else [])]
     by_request, by_id, unusable = [], [], []
     for uri in storage.list_files_recursive(settings.labels_dir(spec.name)):
-        frame = _read_label_file(uri, [label, "request_id", "row", id_column])
-        if label not in frame.columns or not ({"request_id", id_column} & set(frame.columns)):
-            logger.warning("label file %s ignored: it needs '%s' and request_id or '%s'", uri, label, id_column)
+        frame = _read_label_file(uri, [label, "request_id", "row", *keys[1:]])
+        if label not in frame.columns or not (set(keys) & set(frame.columns)):
+            needs = f"request_id or '{id_column}'" if id_column else "request_id (the spec has no data.id_column)"
+            logger.warning("label file %s ignored: it needs '%s' and %s", uri, label, needs)
             unusable.append(uri)
             continue
         frame = frame[frame[label].notna()]
@@ -478,7 +484,8 @@ def _champion_predictions(
     columns are read); with ``request_ids``/``ids``, only the rows one of them labels."""
     import pandas as pd
 
-    wanted = ["request_id", "row", "logged_at", spec.data.id_column, "prediction", "score"]
+    id_column = spec.data.id_column
+    wanted = ["request_id", "row", "logged_at", *([id_column] if id_column else []), "prediction", "score"]
     frames = []
     for uri in prediction_log_files(spec.name, since):
         table = _read_log_file(uri, wanted, version)
@@ -490,7 +497,8 @@ def _champion_predictions(
                 "request_id": frame["request_id"].astype(str).to_numpy(),
                 # Logs written before the `row` column hold one-row requests.
                 "row": frame["row"].astype("int64").to_numpy() if "row" in frame.columns else 0,
-                "id": frame[spec.data.id_column].astype(str).to_numpy(),
+                # No id column (none in the spec, or in this log): no id-keyed label can match.
+                "id": frame[id_column].astype(str).to_numpy() if id_column in frame.columns else None,
             }
         )
         if request_ids is not None or ids is not None:
@@ -713,7 +721,7 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         )
         if not storage.list_files_recursive(settings.labels_dir(spec.name)):
             raise NothingToProcessError(no_data)
-    model = registry.load_model(tracking_uri, f"models:/{name}/{version}")
+    model = under_learned_names(registry.load_model(tracking_uri, f"models:/{name}/{version}"), spec)
     performance = assess_performance(spec, current, model)
     if current_log.empty:
         if performance is None:
@@ -733,7 +741,7 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         )
         output = None
     else:
-        reference = tables.read_table(reference_uri)
+        reference = apply_renames(tables.read_table(reference_uri), spec)  # a champion from before data.renamed
         report = detect_drift(
             reference,
             current_log,

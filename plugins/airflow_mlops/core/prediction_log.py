@@ -14,7 +14,8 @@ flush; if more than ``max_pending_rows`` wait, the oldest are dropped and counte
 (``dropped_rows``), so an outage of the store cannot exhaust the server's memory.
 
 The schema is the one batch scoring writes: request_id, row (index in the request),
-logged_at, model_name, model_version, source_uri, the id column, the model inputs
+logged_at, model_name, model_version, source_uri, the id column (only when the spec has
+``data.id_column``; its values are null for rows sent without one), the model inputs
 (numbers as float64, categories as text with "" for missing), prediction, score
 (classification: the probability of the second class of two, else of the predicted class)
 and, for models of more than two classes, ``probabilities`` (a map class label -> probability).
@@ -150,7 +151,8 @@ class PredictionLogger:
 
     :param folder: the pipeline's prediction log folder (local path, file:// or s3://).
     :param model_name: registered model name written on every record.
-    :param id_column: name of the entity id column (values come with the request, or null).
+    :param id_column: name of the entity id column (values come with the request, or null);
+        ``None`` when the spec has no id: the log then has no id column.
     :param numeric: numeric model inputs (float64 in the log), derived ones included.
     :param categorical: categorical model inputs (text in the log).
     :param source: what made the predictions (``serving``); part of the file name.
@@ -163,7 +165,7 @@ class PredictionLogger:
         self,
         folder: str,
         model_name: str,
-        id_column: str,
+        id_column: str | None,
         numeric: list[str],
         categorical: list[str],
         *,
@@ -412,7 +414,6 @@ class PredictionLogger:
             # large_string: the joined text of a big block may pass 2 GiB of UTF-8 bytes.
             return pc.split_pattern(pa.array([SEPARATOR.join(segments)], type=pa.large_string()), SEPARATOR).flatten()
 
-        ids = split(block.ids)
         columns: dict[str, Any] = {
             "request_id": repeated(block.request_ids),
             "row": pa.array(np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)),
@@ -420,8 +421,10 @@ class PredictionLogger:
             "model_name": _constant(self.model_name, n),
             "model_version": repeated(block.versions),
             "source_uri": _constant(self.source, n),
-            self.id_column: pc.if_else(pc.equal(ids, ""), pa.scalar(None, type=pa.string()), ids),
         }
+        if self.id_column is not None:
+            ids = split(block.ids)
+            columns[self.id_column] = pc.if_else(pc.equal(ids, ""), pa.scalar(None, type=pa.string()), ids)
         for name in self.numeric:
             columns[name] = pa.array(block.numbers[name][:n])
         for name in self.categorical:

@@ -289,9 +289,18 @@ class DataSpec(_Strict):
         default_factory=dict,
         description="Declared column types; features default to float (numeric) and string (categorical).",
     )
-    id_column: str
+    id_column: str | None = Field(
+        default=None,
+        description="Unique row (entity) key. Optional: without it the hash split and deduplication key on a "
+        "fingerprint of each row's feature and label values, and delayed labels join by request_id.",
+    )
     label: str
     features: FeaturesSpec
+    renamed: dict[str, str] = Field(
+        default_factory=dict,
+        description="{old_name: new_name}: a column renamed since older batches were landed. A batch that has "
+        "the old column and not the new one is read with the column renamed.",
+    )
     window_batches: int = Field(default=4, ge=1, description="Most recent labeled batches to train on.")
     generator: str | None = Field(default=None, description="Name of a synthetic generator for this data.")
 
@@ -365,17 +374,34 @@ class NormalizeSpec(_Strict):
 
 
 class DeduplicateSpec(_Strict):
-    subset: list[str] | None = Field(default=None, description="Columns that identify a duplicate; all if omitted.")
+    """Rows read twice in one training window (a re-landed file, overlapping exports) are dropped.
+
+    On by default. A duplicate is a row equal to one already read in the run on ``subset``:
+    by default the id (when there is one), the features and the label, i.e. an exact copy of a
+    row the model uses. The first (oldest) row is kept.
+    """
+
+    enabled: bool = Field(default=True, description="false keeps every row, duplicates included.")
+    subset: list[str] | None = Field(
+        default=None, description="Columns that identify a duplicate (default: the id, the features and the label)."
+    )
 
 
 class CleaningSpec(_Strict):
     """Declarative cleaning. Deduplication, normalisation and clipping shape the training data;
     imputation is fitted into the model's Pipeline so prediction imputes the same way."""
 
-    deduplicate: DeduplicateSpec | None = None
+    deduplicate: DeduplicateSpec = Field(default_factory=DeduplicateSpec)
     normalize: list[NormalizeSpec] = Field(default_factory=list)
     clip: dict[str, ClipSpec] = Field(default_factory=dict)
     impute: dict[str, ImputeSpec] = Field(default_factory=dict)
+
+    @field_validator("deduplicate", mode="before")
+    @classmethod
+    def _deduplicate_is_a_mapping(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("deduplication is on by default; write {enabled: false} to keep duplicate rows")
+        return value
 
 
 class LabelJoinSpec(_Strict):
@@ -422,9 +448,11 @@ def _default_ratios() -> dict[SplitName, float]:
 class SplitSpec(_Strict):
     """Train / validation / test split.
 
-    - ``hash`` (default): each row goes by a salted hash of ``key`` (default: the id column).
-      A key keeps its split across reruns and as data grows, so a champion is never tested
-      on rows it trained on; rows sharing a key (a customer, a group) stay together.
+    - ``hash`` (default): each row goes by a salted hash of ``key`` (default: the id column;
+      without an id, the row's fingerprint: its feature and label values, see
+      ``core.row_fingerprint``). A key keeps its split across reruns and as data grows, so a
+      champion is never tested on rows it trained on; rows sharing a key (a customer, a group,
+      or identical rows) stay together.
     - ``random``: seeded shuffle; ``stratified``: seeded, keeping label shares in each split.
     - ``time``: the oldest rows train, the newest test (by ``time_column``).
     """
@@ -432,7 +460,11 @@ class SplitSpec(_Strict):
     method: Literal["hash", "random", "stratified", "time"] = "hash"
     ratios: dict[SplitName, float] = Field(default_factory=lambda: _default_ratios())
     seed: int = Field(default=42, description="Salt of the hash, or seed of random/stratified splits.")
-    key: str | None = Field(default=None, description="hash: the column hashed (default data.id_column).")
+    key: str | None = Field(
+        default=None,
+        description="hash: the column hashed (default data.id_column; without an id, a fingerprint of each "
+        "row's feature and label values).",
+    )
     time_column: str | None = None
 
     @model_validator(mode="after")
@@ -701,29 +733,49 @@ class PipelineSpec(_Strict):
 
     @model_validator(mode="after")
     def _column_names_are_usable(self) -> PipelineSpec:
-        named = {
+        named: dict[str, list[str]] = {
             "data.label": [self.data.label],
-            "data.id_column": [self.data.id_column],
+            "data.id_column": [self.data.id_column] if self.data.id_column is not None else [],
             "data.dtypes": list(self.data.dtypes),
+            "data.renamed": [*self.data.renamed, *self.data.renamed.values()],
         }
         for where, names in named.items():
             for name in names:
-                problem = column_name_problem(name) if name is not None else None
+                problem = column_name_problem(name)
                 if problem:
                     raise ValueError(f"{where}: column {name!r} {problem}")
         return self
 
     @model_validator(mode="after")
     def _columns_do_not_collide(self) -> PipelineSpec:
-        reserved = {self.data.id_column, self.data.label}
+        id_columns = {self.data.id_column} if self.data.id_column else set()
+        reserved = {*id_columns, self.data.label}
         clash = reserved & {*self.data.features.all, *self.data.features.derived}
         if clash:
             raise ValueError(f"id/label column also listed as a feature (or derived feature): {sorted(clash)}")
         if self.data.id_column == self.data.label:
             raise ValueError("data.id_column and data.label must differ")
-        reserved = RESERVED_COLUMNS & {self.data.id_column, *self.data.features.all, *self.data.features.derived}
+        reserved = RESERVED_COLUMNS & {*id_columns, *self.data.features.all, *self.data.features.derived}
         if reserved:
             raise ValueError(f"column names reserved for the prediction log: {sorted(reserved)}; rename them")
+        return self
+
+    @model_validator(mode="after")
+    def _renames_are_consistent(self) -> PipelineSpec:
+        """``data.renamed`` maps names no longer used to names the spec uses."""
+        if not self.data.renamed:
+            return self
+        used = self.used_columns
+        problems = []
+        for old, new in self.data.renamed.items():
+            if old in used:
+                problems.append(f"'{old}' is still a column of the spec; an old name must be one it no longer uses")
+            if new not in used:
+                problems.append(f"'{old}' is renamed to '{new}', which the spec does not use (a typo?)")
+            if old == new:
+                problems.append(f"'{old}' is renamed to itself")
+        if problems:
+            raise ValueError("data.renamed: " + "; ".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -767,9 +819,29 @@ class PipelineSpec(_Strict):
         return self.model.selection_metric or self.promotion.metric
 
     @property
+    def used_columns(self) -> set[str]:
+        """Every column name the spec reads from the data (id, label, features, declared, split, join keys)."""
+        data = self.data
+        return {
+            *([data.id_column] if data.id_column else []),
+            data.label,
+            *data.features.all,
+            *data.dtypes,
+            *(c for rule in data.enrich for c in (rule.on, *rule.columns)),
+            *([self.split.time_column] if self.split.time_column else []),
+            *([self.split.key] if self.split.key else []),
+            *([self.labeling.join.on] if self.labeling and self.labeling.join else []),
+        }
+
+    @property
+    def row_columns(self) -> list[str]:
+        """The columns that make a row what the model learns from: the id (if any), the features, the label."""
+        return [*([self.data.id_column] if self.data.id_column else []), *self.data.features.all, self.data.label]
+
+    @property
     def declared_types(self) -> dict[str, str]:
         """Every column's declared type: feature defaults, the id as string, then ``data.dtypes``."""
-        types: dict[str, str] = {self.data.id_column: "string"}
+        types: dict[str, str] = {self.data.id_column: "string"} if self.data.id_column else {}
         types.update(dict.fromkeys(self.data.features.numeric, "float"))
         types.update(dict.fromkeys(self.data.features.categorical, "string"))
         types.update(self.data.dtypes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from airflow_mlops.core.row_fingerprint import fingerprint_fraction, row_fingerprints
 from airflow_mlops.core.spec import PipelineSpec, SplitName
 
 SPLITS: tuple[SplitName, ...] = ("train", "validation", "test")
@@ -33,6 +34,10 @@ def assign_splits(frame: pd.DataFrame, spec: PipelineSpec) -> np.ndarray:
     rule = spec.split
     if rule.method == "hash":
         key = rule.key or spec.data.id_column
+        if key is None:
+            # No id: identical rows share a fingerprint, so they can never straddle train and test.
+            columns = [*spec.data.features.all, spec.data.label]
+            return _assign_by_fraction(fingerprint_fraction(row_fingerprints(frame, columns), rule.seed), rule.ratios)
         if key not in frame.columns:
             raise ValueError(f"split.key column '{key}' is not in the data")
         return _assign_by_fraction(key_fraction(frame[key], rule.seed), rule.ratios)

@@ -61,7 +61,7 @@ def _class_name(expectation_type: str) -> str:
 
 def required_expectations(spec: PipelineSpec, require_label: bool = True) -> list[ExpectationSpec]:
     """Checks every batch of this pipeline must pass, whatever the spec author declared."""
-    columns = [spec.data.id_column, *spec.data.features.all]
+    columns = [*([spec.data.id_column] if spec.data.id_column else []), *spec.data.features.all]
     if require_label:
         columns.append(spec.data.label)
     checks = [ExpectationSpec(type="expect_column_to_exist", kwargs={"column": c}) for c in columns]

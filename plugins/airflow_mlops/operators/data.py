@@ -42,10 +42,13 @@ class IngestLabeledDataOperator(MlopsBaseOperator):
         if "sql" in result:
             self.log.info("SQL source read: %s", result["sql"])
         self.log.info(
-            "ingested %s labeled rows (%s unlabeled left out) from %d file(s) into %s; profile %s",
+            "ingested %s labeled rows (%s unlabeled left out, %s duplicate rows dropped) from %d file(s) "
+            "(%d left out: older spec) into %s; profile %s",
             result["rows"],
             result["unlabeled_rows"],
+            result["duplicates_dropped"],
             len(result["sources"]),
+            result["batches_skipped_schema"],
             result["uri"],
             result["profile_uri"],
         )

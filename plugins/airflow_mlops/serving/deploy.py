@@ -42,7 +42,7 @@ class DeployError(RuntimeError):
 def smoke_rows(spec: PipelineSpec, rows_uri: str, count: int) -> list[dict[str, Any]]:
     """Up to ``count`` real rows (features and id; no label) as JSON-ready records."""
     frame = tables.read_table(rows_uri)
-    columns = [c for c in [spec.data.id_column, *spec.data.features.all] if c in frame.columns]
+    columns = [c for c in [spec.data.id_column, *spec.data.features.all] if c and c in frame.columns]
     sample = frame[columns].head(count)
     if sample.empty:
         raise DeployError(f"no rows in {rows_uri} to smoke-test with")

@@ -10,10 +10,11 @@ from airflow_mlops.serving.payload import InputSchema
 def _row_schema(schema: InputSchema) -> dict[str, Any]:
     properties: dict[str, Any] = {c: {"type": ["number", "null"]} for c in schema.numeric}
     properties.update({c: {"type": ["string", "null"]} for c in schema.categorical})
-    properties[schema.id_column] = {
-        "type": ["string", "integer", "null"],
-        "description": "Optional entity id, logged with the prediction (joins delayed labels).",
-    }
+    if schema.id_column is not None:
+        properties[schema.id_column] = {
+            "type": ["string", "integer", "null"],
+            "description": "Optional entity id, logged with the prediction (joins delayed labels).",
+        }
     return {"type": "object", "required": list(schema.required), "properties": properties}
 
 

@@ -63,7 +63,7 @@ class InputSchema:
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
     derived: tuple[tuple[str, ast.Expression], ...]
-    id_column: str
+    id_column: str | None  # None: the spec has no id; rows carry none and none is logged
     max_rows: int = 10_000
     normalize: dict[str, tuple[NormalizeRule, ...]] = field(default_factory=dict)
     # Categories declared int or bool in data.dtypes arrive as JSON numbers or booleans and
@@ -112,8 +112,10 @@ class InputSchema:
             (f"f{len(self.numeric) + i}", Optional[str | int | bool] if c in self.coded_categories else Optional[str])  # noqa: UP045
             for i, c in enumerate(self.categorical)
         ]
-        row_fields.append(("row_id", Optional[str | int], None))  # noqa: UP045
-        rename = {f"f{i}": name for i, name in enumerate(names)} | {"row_id": self.id_column}
+        rename = {f"f{i}": name for i, name in enumerate(names)}
+        if self.id_column is not None:
+            row_fields.append(("row_id", Optional[str | int], None))  # noqa: UP045
+            rename["row_id"] = self.id_column
         # gc=False: rows hold only scalars, so the cyclic collector need not track them.
         row = msgspec.defstruct("Row", row_fields, rename=rename, kw_only=True, gc=False)
         rows = Optional[list[row]]  # type: ignore[valid-type]  # noqa: UP045
@@ -169,9 +171,9 @@ def parse_body(body: bytes, schema: InputSchema) -> ModelInputs:
     records = getattr(typed, given[0])
     _check_rows(len(records), [given[0]], schema)
     columns = {name: list(map(get, records)) for name, get in schema.getters}
-    ids = [r.row_id for r in records]
+    ids = [r.row_id for r in records] if schema.id_column is not None else []
     if any(v is not None for v in ids):
-        columns[schema.id_column] = ids
+        columns[str(schema.id_column)] = ids
     key = given[0]
     return build_inputs(columns, len(records), schema, checked=True, locate=lambda i, c: [key, i, c])
 
@@ -210,7 +212,7 @@ def _columns(document: Any, schema: InputSchema) -> tuple[dict[str, list[Any]], 
         found = f"found {keys}" if keys else f"found keys {sorted(document)[:10]}"
         raise PayloadError([_error([], f"expected exactly one of {list(BODY_KEYS)}; {found}", "shape_invalid")])
     key = keys[0]
-    wanted = [*schema.required, schema.id_column]
+    wanted = [*schema.required, *([schema.id_column] if schema.id_column is not None else [])]
     if key in ("instances", "dataframe_records"):
         records = document[key]
         if not isinstance(records, list):
@@ -229,7 +231,7 @@ def _columns(document: Any, schema: InputSchema) -> tuple[dict[str, list[Any]], 
         if errors:
             raise PayloadError(errors)
         columns = {c: [r[c] for r in records] for c in schema.required}
-        if any(schema.id_column in r for r in records):
+        if schema.id_column is not None and any(schema.id_column in r for r in records):
             columns[schema.id_column] = [r.get(schema.id_column) for r in records]
         return columns, len(records), lambda i, c: [key, i, c]
     if key == "dataframe_split":
@@ -331,4 +333,5 @@ def build_inputs(
         features[name] = derived_values(tree, features, rows)
     feeds = {c: features[c].astype(np.float32).reshape(-1, 1) for c in schema.model_numeric}
     feeds.update({c: features[c].reshape(-1, 1) for c in schema.categorical})
-    return ModelInputs(rows=rows, features=features, feeds=feeds, ids=columns.get(schema.id_column))
+    ids = columns.get(schema.id_column) if schema.id_column is not None else None
+    return ModelInputs(rows=rows, features=features, feeds=feeds, ids=ids)
