@@ -81,7 +81,7 @@ def probe(tmp_path_factory) -> dict:
 
 def test_dags_import_without_errors(probe):
     assert probe["errors"] == {}
-    pipelines = ("churn", "tickets")
+    pipelines = ("churn", "houses", "tickets")
     assert set(probe["dags"]) == {f"{p}_{kind}" for p in pipelines for kind in ("training", "scoring", "monitoring")}
 
 

@@ -1,6 +1,7 @@
 """The example pipelines next to churn, each under a real Airflow scheduler and MLflow server.
 
-tickets: four string classes and column names with spaces, '/', '.' and '-'. For each: a labeled
+tickets: four string classes and column names with spaces, '/', '.' and '-'; houses: regression
+with no id column (rows split by their fingerprint, labels joined by request id). For each: a labeled
 batch lands in the training inbox -> training DAG -> champion -> ``airflow-mlops serve`` answers
 real rows -> a batch lands in the scoring inbox -> scoring DAG -> its rows are in the prediction
 log. The served answers equal those of the registered model loaded the plain MLflow way.
@@ -19,7 +20,7 @@ from airflow_mlops.local.stack import Stack, StackConfig
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = ("tickets.yaml",)
+EXAMPLES = ("tickets.yaml", "houses.yaml")
 
 
 @pytest.fixture(scope="module")
