@@ -12,6 +12,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import jsonschema
 import mlflow
 import numpy as np
 import pandas as pd
@@ -175,12 +176,16 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
             body = json.dumps({"instances": rows.to_dict(orient="records")}).encode()
             status, _, answer = await call(app, "POST", "/v1/predict", body, {"Authorization": "Bearer t"})
             _, _, described = await call(app, "GET", "/v1/model", headers={"Authorization": "Bearer t"})
+            _, _, document = await call(app, "GET", "/openapi.json")
         finally:
             await app.shutdown()
-        return status, json.loads(answer), json.loads(described)
+        return status, json.loads(answer), json.loads(described), json.loads(document)
 
-    status, answer, described = asyncio.run(serve())
+    status, answer, described, document = asyncio.run(serve())
     assert status == 200, answer
+    response_schema = document["components"]["schemas"]["PredictResponse"]
+    jsonschema.validate(answer, response_schema)  # the app's own OpenAPI document describes its answer
+    assert "probabilities" in response_schema["properties"]
     classes = sorted(synthetic.TEAMS)
     assert described["classes"] == classes and "wait time/min" in described["inputs"]
     assert [sorted(p) for p in answer["probabilities"]] == [classes] * 12

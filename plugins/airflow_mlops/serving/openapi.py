@@ -60,7 +60,18 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
             "model_name": {"type": "string"},
             "model_version": {"type": "string"},
             "predictions": {"type": "array", "items": {}},
-            "scores": {"type": "array", "items": {"type": "number"}, "description": "Probability of the last class."},
+            "scores": {
+                "type": "array",
+                "items": {"type": "number"},
+                "description": "Classifiers: with two classes the probability of the second class (labels in "
+                "scikit-learn's sorted order), with more the probability of the predicted class.",
+            },
+            "probabilities": {
+                "type": "array",
+                "items": {"type": "object", "additionalProperties": {"type": "number"}},
+                "description": "Classifiers of more than two classes: every class's probability per row, keyed by "
+                "the class label (GET /v1/model lists the classes).",
+            },
         },
     }
     error = {
