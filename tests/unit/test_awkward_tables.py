@@ -166,6 +166,9 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
     checked = preflight(spec, tracking_uri, gate["version"], split["test"]["uri"])
     assert checked["rows"] == spec.deployment.smoke_rows and checked["max_abs_diff"] <= 1e-4
     model_stages.promote_candidate(tracking_uri, gate, by="test")
+    card = registry.client(tracking_uri).get_model_version(spec.registered_model_name, "1").description
+    assert "wait time/min" in card and "ticket length (words)" in card
+
 
     rows = _rows_with_gaps(12, seed=9)
     app = build_app(ServeConfig(spec_path=str(spec_path), tracking_uri=tracking_uri, tokens=("t",)))

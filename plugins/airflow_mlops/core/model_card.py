@@ -12,9 +12,14 @@ from typing import Any
 from airflow_mlops.core.spec import PipelineSpec
 
 
+def _cell(value: Any) -> str:
+    """A table cell: a column name or class label may hold ``|`` or a line break."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def _table(rows: list[tuple[Any, ...]], header: tuple[str, ...]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows]
     return lines
 
 
