@@ -218,7 +218,14 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
     probability_type = pq.read_schema(log_uri).field("probabilities").type
     assert pa.types.is_map(probability_type) and probability_type.item_type == pa.float64()
     assert sorted(k for k, _ in log["probabilities"].iloc[0]) == classes
+    # Delayed labels of the scored rows, keyed by request id: decay is judged on every class's probability.
+    landed = tables.read_table(claimed[0])
+    truth = dict(zip(landed["ticket id"], landed["team"], strict=True))
+    labels = pd.DataFrame({"request_id": log["request_id"], "row": log["row"], "team": log["ticket id"].map(truth)})
+    tables.write_parquet(labels, settings.join(settings.labels_dir(spec.name), "labels-1.parquet"))
     drift = operate_stages.monitor_drift(spec, tracking_uri, summary["prediction_log_uris"], "m1")
+    assert drift["performance"]["labeled_rows"] == 2000
+    assert 0.5 < drift["performance"]["metrics"]["roc_auc"] < 1.0  # one-vs-rest over the four teams
     assert drift["drift_detected"] and "wait time/min" in drift["drifted_features"]
     assert drift["prediction_drift"]["drifted"]
     metrics = registry.client(tracking_uri).get_run(drift["mlflow_run_id"]).data.metrics

@@ -486,6 +486,7 @@ def _champion_predictions(
 
     id_column = spec.data.id_column
     wanted = ["request_id", "row", "logged_at", *([id_column] if id_column else []), "prediction", "score"]
+    wanted.append("probabilities")  # models of more than two classes log every class's probability
     frames = []
     for uri in prediction_log_files(spec.name, since):
         table = _read_log_file(uri, wanted, version)
@@ -515,6 +516,7 @@ def _champion_predictions(
                 logged_at=pd.to_datetime(frame["logged_at"], utc=True).to_numpy(),
                 prediction=frame["prediction"].to_numpy(),
                 score=frame["score"].to_numpy(dtype="float64") if "score" in frame.columns else np.nan,
+                probabilities=frame["probabilities"].to_numpy() if "probabilities" in frame.columns else None,
             ).reset_index(drop=True)
         )
     if not frames:
@@ -542,6 +544,14 @@ class _LoggedScores(_LoggedPredictions):
         return np.column_stack([1.0 - score, score])
 
 
+class _LoggedProbabilities(_LoggedPredictions):
+    """... and every class's logged probability (models of more than two classes), in ``classes`` order."""
+
+    def predict_proba(self, features: Any) -> Any:
+        labels = [str(c) for c in self.classes_]
+        return np.asarray([[dict(row)[label] for label in labels] for row in self._joined["probabilities"]])
+
+
 def _labeled_metrics(joined: Any, spec: PipelineSpec, model: Any) -> tuple[dict[str, float], int]:
     """The task's metrics (``training.evaluate``) of the logged predictions against the labels,
     and how many labeled predictions they were computed on (labels that are no value of the
@@ -565,8 +575,11 @@ def _labeled_metrics(joined: Any, spec: PipelineSpec, model: Any) -> tuple[dict[
     if spec.model.task == "regression":
         return evaluate(_LoggedPredictions(joined, None), frame, spec), len(joined)
     classes = list(getattr(model, "classes_", sorted(set(frame[spec.data.label]) | set(joined["prediction"]))))
-    scored = len(classes) == 2 and joined["score"].notna().all()
-    stand_in = _LoggedScores(joined, classes) if scored else _LoggedPredictions(joined, classes)
+    stand_in = _LoggedPredictions(joined, classes)
+    if len(classes) == 2 and joined["score"].notna().all():
+        stand_in = _LoggedScores(joined, classes)
+    elif len(classes) > 2 and "probabilities" in joined.columns and joined["probabilities"].notna().all():
+        stand_in = _LoggedProbabilities(joined, classes)
     try:
         return evaluate(stand_in, frame, spec), len(joined)
     except ValueError as exc:  # e.g. roc_auc with one class among the labels
