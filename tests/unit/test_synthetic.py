@@ -56,3 +56,13 @@ def test_land_batch_writes_a_dated_file_without_label_when_asked(tmp_path):
 def test_unknown_generator_is_named(tmp_path):
     with pytest.raises(ValueError, match="unknown generator 'nope'"):
         synthetic.land_batch("nope", str(tmp_path), dt.date(2026, 1, 1), 5, seed=1)
+
+
+@pytest.mark.parametrize("drift", [0.0, 1.0])
+def test_example_generators_give_valid_tables_at_any_drift(drift):
+    houses = synthetic.houses_batch(20_000, seed=4, drift=drift)
+    assert (houses["price"] > 0).all() and "id" not in " ".join(houses.columns)
+    assert houses["building_age"].isna().mean() == pytest.approx(0.05, abs=0.01)
+    tickets = synthetic.tickets_batch(20_000, seed=4, drift=drift)
+    assert set(tickets["team"]) == set(synthetic.TEAMS) and tickets["ticket id"].is_unique
+    assert {"wait time/min", "customer.age", "sentiment-score"} <= set(tickets.columns)

@@ -138,9 +138,8 @@ def houses_batch(rows: int, seed: int, drift: float = 0.0, batch_date: dt.date |
     premium = (
         pd.Series(district).map({"old town": 1.4, "harbour": 1.25, "north hill": 1.0, "riverside": 1.1}).to_numpy()
     )
-    price = (area * 3200 * premium * (1 + 0.5 * drift) + 9000 * rooms - 900 * age + 25000 * garden) * rng.lognormal(
-        0, 0.08, rows
-    )
+    value = area * 3200 * premium * (1 + 0.5 * drift) + 9000 * rooms + 25000 * garden
+    price = value * np.clip(1 - 0.004 * age, 0.4, None) * rng.lognormal(0, 0.08, rows)  # always positive
     frame = pd.DataFrame(
         {
             "area_m2": area,
