@@ -673,3 +673,13 @@ def test_deploy_refuses_to_test_a_version_that_is_no_longer_champion(served):
         deploy_or_rollback(spec, tracking_uri, record, _test_rows_uri(served), "test")
     assert registry.client(tracking_uri).get_model_version(spec.registered_model_name, "2").tags == tags
     assert str(registry.champion(tracking_uri, spec.registered_model_name).version) == "1"
+
+
+def test_the_serving_app_imports_no_sklearn_pandas_or_scipy():
+    import subprocess
+    import sys
+
+    heavy = "('sklearn', 'pandas', 'scipy')"
+    probe = f"import sys, airflow_mlops.serving.app; print([m for m in {heavy} if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from airflow_mlops.core.model.features import graph_input_names, graph_metadata
+from airflow_mlops.core.model.features import graph_input_names, graph_metadata, onnx_session
 from airflow_mlops.core.spec import PipelineSpec
 from airflow_mlops.core.training import feature_frame
 
@@ -111,19 +111,6 @@ def _feeds(features: pd.DataFrame, spec: PipelineSpec, names: dict[str, str]) ->
     feeds = {names[c]: features[c].to_numpy(dtype=np.float32).reshape(-1, 1) for c in numeric}
     feeds.update({names[c]: features[c].to_numpy(dtype=object).reshape(-1, 1) for c in categorical})
     return feeds
-
-
-def onnx_session(onnx_bytes: bytes, threads: int | None = None) -> Any:
-    """An ONNX Runtime session on the CPU; ``threads`` caps its intra-op threads (serving: one
-    graph run at a time per worker), None leaves ONNX Runtime's default."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # warnings about unused initializers are noise in task logs
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return ort.InferenceSession(onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def scores(model: Any, features: pd.DataFrame, task: str) -> np.ndarray:

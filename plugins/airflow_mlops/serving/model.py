@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from airflow_mlops.core import registry
-from airflow_mlops.core.model.features import graph_classes, graph_input_names
-from airflow_mlops.core.packaging import onnx_session
+from airflow_mlops.core.model.features import graph_classes, graph_input_names, onnx_session
 from airflow_mlops.core.spec import PipelineSpec
 from airflow_mlops.serving.payload import InputSchema
 

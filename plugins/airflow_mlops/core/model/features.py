@@ -196,3 +196,16 @@ def graph_classes(metadata: Mapping[str, str]) -> tuple[Any, ...] | None:
     """A classifier graph's class labels in the order of its probability columns, if recorded."""
     raw = metadata.get(ONNX_CLASSES_KEY)
     return None if raw is None else tuple(json.loads(raw))
+
+
+def onnx_session(onnx_bytes: bytes, threads: int | None = None) -> Any:
+    """An ONNX Runtime session on the CPU; ``threads`` caps its intra-op threads (serving: one
+    graph run at a time per worker), None leaves ONNX Runtime's default."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # warnings about unused initializers are noise in task logs
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
