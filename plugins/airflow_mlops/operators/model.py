@@ -396,37 +396,52 @@ class MlflowPromoteModelOperator(MlopsBaseOperator):
 
 
 class MlflowRollbackChampionOperator(MlopsBaseOperator):
-    """Move ``champion`` back to the version it replaced (or to ``to_version``) and record why.
+    """Move ``champion`` back to the version the last move replaced (or to ``to_version``) and
+    record why; a second rollback undoes the first.
 
-    Its outlet Asset event (the champion changed) tells serving and scoring to reload.
+    Refuses (the task fails, naming the version and why) a target that failed its gate, was
+    never gated, or has no parity-checked ONNX graph, unless ``force=True``; a forced
+    rollback is recorded as such in the promotion history. Its outlet Asset event (the
+    champion changed) tells serving and scoring to reload.
 
     :param reason: recorded in the promotion history. (templated)
-    :param to_version: the version to restore; default: the one the current champion replaced. (templated)
+    :param to_version: the version to restore; default: the one the last move replaced. (templated)
+    :param force: restore a target that fails those checks anyway.
     """
 
     template_fields: Sequence[str] = (*_BASE, "reason", "to_version")
     ui_color = "#fde8e8"
 
-    def __init__(self, *, reason: str = "manual rollback", to_version: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, reason: str = "manual rollback", to_version: str | None = None, force: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.reason = reason
         self.to_version = to_version
+        self.force = force
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.registry import rollback
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_mlops.core.registry import RollbackError, rollback
 
         spec = self.load_spec()
-        record = rollback(
-            self.mlflow_hook.tracking_uri,
-            spec.registered_model_name,
-            by=f"{context['dag'].dag_id}/{context['run_id']}",
-            reason=self.reason,
-            to_version=str(self.to_version) if self.to_version else None,
-        )
+        try:
+            record = rollback(
+                self.mlflow_hook.tracking_uri,
+                spec.registered_model_name,
+                by=f"{context['dag'].dag_id}/{context['run_id']}",
+                reason=self.reason,
+                to_version=str(self.to_version) if self.to_version else None,
+                force=self.force,
+            )
+        except RollbackError as exc:  # a refusal is a decision, not a glitch: retrying cannot change it
+            raise AirflowFailException(f"rollback refused: {exc}") from exc
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {"model": spec.registered_model_name, **record}
-        self.log.info("champion of %s rolled back: v%s -> v%s", spec.registered_model_name,
-                      record["from_version"], record["to_version"])  # fmt: skip
+        self.log.info("champion of %s rolled back: v%s -> v%s%s", spec.registered_model_name,
+                      record["from_version"], record["to_version"],
+                      f" (forced past: {record['forced_past']})" if record.get("forced") else "")  # fmt: skip
         return record
 
 
