@@ -201,3 +201,17 @@ def test_a_trial_logs_its_thread_cap_on_its_child_run(spec, mlops_home):
     result = model_stages.run_trial(spec, tracking_uri, trials[0], split, {"run_id": "r1"}, threads=1)
     assert result["threads"] == 1
     assert registry.client(tracking_uri).get_run(result["run_id"]).data.params["threads"] == "1"
+
+
+def test_capped_threads_logs_the_cap_and_limits_the_block(spec, eight_cores, caplog):
+    import logging
+
+    from airflow_mlops.operators.threads import capped_threads
+
+    task = _task(log=logging.getLogger("test.capped"), upstream_task_ids=set())
+    task.dag.tasks = [task, _task(upstream_task_ids=set(), caps_model_threads=True)]
+    task.caps_model_threads = True
+    with caplog.at_level(logging.INFO, "test.capped"), capped_threads(task, spec) as cap:
+        assert cap.threads == 4  # 8 cores // 2 capped tasks with the same (no) upstream
+        assert _limits() == {"openmp": {4}, "blas": {4}}
+    assert "BLAS/OpenMP threads for this task: 4 (8 cores // 2 task(s) at once)" in caplog.text
