@@ -90,12 +90,15 @@ def _rollback(args: argparse.Namespace) -> int:
             by=f"cli/{getpass.getuser()}",
             reason=args.reason,
             to_version=args.to,
+            force=args.force,
         )
     except registry.RollbackError as exc:
         print(f"rollback refused: {exc}", file=sys.stderr)
         return 1
     print(f"champion of {spec.registered_model_name}: v{record['from_version']} -> v{record['to_version']} "
           f"({record['reason']}, {record['at']})")  # fmt: skip
+    for why in record.get("forced_past", []):
+        print(f"  forced past: {why}")
     return 0
 
 
@@ -226,10 +229,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_serve)
 
-    back = sub.add_parser("rollback", help="move the champion back to the version it replaced (or --to N)")
+    back = sub.add_parser(
+        "rollback", help="undo the last champion move (or --to N); refuses versions that failed the gate or lack ONNX"
+    )
     _add_registry_arguments(back)
-    back.add_argument("--to", help="version to restore (default: the one the current champion replaced)")
+    back.add_argument(
+        "--to", help="version to restore (default: the one the last move replaced; a second rollback undoes the first)"
+    )
     back.add_argument("--reason", default="manual rollback", help="recorded in the promotion history")
+    back.add_argument(
+        "--force",
+        action="store_true",
+        help="restore a version that failed its gate or has no parity-checked ONNX graph (recorded as forced)",
+    )
     back.set_defaults(func=_rollback)
 
     history = sub.add_parser("history", help="show the champion and its promotion history")

@@ -266,7 +266,8 @@ def test_onnx_parity_failure_blocks_promotion_and_rollback_restores_the_previous
     history = registry.promotion_history(tracking_uri, sliced.registered_model_name)
     assert [(h["from_version"], h["to_version"]) for h in history] == [(None, "1"), ("1", "2"), ("2", "1")]
     assert history[-1]["reason"] == "rollback: bad canary"
-    with pytest.raises(registry.RollbackError, match="no earlier champion recorded"):
+    # Undoing that rollback would bring back v2, whose gate failed: refused unless forced.
+    with pytest.raises(registry.RollbackError, match="v2 champion again: it failed its promotion gate"):
         registry.rollback(tracking_uri, sliced.registered_model_name, by="test", reason="again")
     with pytest.raises(registry.RollbackError, match="has no version 9"):
         registry.rollback(tracking_uri, sliced.registered_model_name, by="test", reason="x", to_version="9")

@@ -75,7 +75,9 @@ def plan_trials(
         run_name=lineage.get("run_id", "manual"),
         tags={**{f"airflow.{k}": v for k, v in lineage.items()}, "trials": str(len(trials))},
     )
-    return [{**trial, "parent_run_id": parent_run_id, "experiment_id": experiment_id} for trial in trials]
+    # trial_count: how many mapped trial tasks there are, for the thread cap (core.threads).
+    return [{**trial, "parent_run_id": parent_run_id, "experiment_id": experiment_id, "trial_count": len(trials)}
+            for trial in trials]  # fmt: skip
 
 
 def trial_cache_key(spec: PipelineSpec, trial: dict[str, Any], split: dict[str, Any]) -> str:
@@ -100,16 +102,25 @@ def trial_cache_key(spec: PipelineSpec, trial: dict[str, Any], split: dict[str, 
 
 
 def run_trial(
-    spec: PipelineSpec, tracking_uri: str, trial: dict[str, Any], split: dict[str, Any], lineage: dict[str, str]
+    spec: PipelineSpec,
+    tracking_uri: str,
+    trial: dict[str, Any],
+    split: dict[str, Any],
+    lineage: dict[str, str],
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Fit one trial on the train split, score it on the validation split, log it as a child run.
 
     With ``model.cache`` a trial that already ran with the same cache key (same split
     fingerprints, trial, relevant spec sections and code version) is not fitted again: its
     metrics are reused and the new child run points at the earlier one (``cached_from``).
+    ``threads`` caps the fit's BLAS/OpenMP threads (``core.threads``) and is logged as the
+    child run's ``threads`` param.
     """
+    import contextlib
     import time
 
+    from airflow_mlops.core.threads import limit_threads
     from airflow_mlops.core.training import evaluate, fit
 
     key = trial_cache_key(spec, trial, split)
@@ -120,16 +131,21 @@ def run_trial(
         metrics, fit_seconds = cached["metrics"], 0.0
         tags["cached_from"] = cached["run_id"]
     else:
-        started = time.perf_counter()
-        model = fit(tables.read_table(split["train"]["uri"]), spec, trial["estimator"], trial["params"])
-        fit_seconds = time.perf_counter() - started
-        metrics = evaluate(model, tables.read_table(split["validation"]["uri"]), spec) if "validation" in split else {}
+        with limit_threads(threads) if threads is not None else contextlib.nullcontext():
+            started = time.perf_counter()
+            model = fit(tables.read_table(split["train"]["uri"]), spec, trial["estimator"], trial["params"])
+            fit_seconds = time.perf_counter() - started
+            validation = split.get("validation")
+            metrics = evaluate(model, tables.read_table(validation["uri"]), spec) if validation else {}
+    params = {"estimator": trial["estimator"], **{f"param.{k}": v for k, v in trial["params"].items()}}
+    if threads is not None:
+        params["threads"] = threads
     run_id = registry.log_child_run(
         tracking_uri,
         trial["experiment_id"],
         trial["parent_run_id"],
         run_name=trial["label"],
-        params={"estimator": trial["estimator"], **{f"param.{k}": v for k, v in trial["params"].items()}},
+        params=params,
         metrics={**{f"val_{k}": v for k, v in metrics.items()}, "fit_seconds": fit_seconds},
         tags=tags,
     )
@@ -139,6 +155,7 @@ def run_trial(
         "metrics": metrics,
         "fit_seconds": round(fit_seconds, 3),
         "cached_from": cached["run_id"] if cached else None,
+        "threads": threads,
     }
 
 
@@ -231,12 +248,14 @@ def train_model(
     dataset: dict[str, Any],
     lineage: dict[str, str],
     skip_if_already_trained: bool = True,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """``plan_trials``, every ``run_trial`` and ``select_and_refit`` in this process (the DAG
-    maps the trials over tasks instead): for scripts, tests and the plain-script benchmark."""
+    maps the trials over tasks instead): for scripts, tests and the plain-script benchmark.
+    ``threads`` is passed to each trial (the caller caps the selection's refit)."""
     trials = plan_trials(spec, tracking_uri, dataset, split, lineage, skip_if_already_trained)
     try:
-        results = [run_trial(spec, tracking_uri, trial, split, lineage) for trial in trials]
+        results = [run_trial(spec, tracking_uri, trial, split, lineage, threads) for trial in trials]
     except Exception:
         registry.close_run_if_open(tracking_uri, trials[0]["parent_run_id"])
         raise

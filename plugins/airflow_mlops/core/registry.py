@@ -350,12 +350,15 @@ def _capped(history: list[dict[str, Any]]) -> str:
     return text
 
 
-def promote(tracking_uri: str, name: str, version: str, reason: str, by: str) -> dict[str, Any]:
+def promote(
+    tracking_uri: str, name: str, version: str, reason: str, by: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Move the ``champion`` alias to ``version`` and record the move (from, to, when, by, why).
 
-    The alias move is the one atomic, authoritative step. The record is written to the new
-    version's tags (complete) and to the model's bounded history tag; a failure of that
-    bookkeeping is logged, not raised, so a run never fails after the champion moved.
+    The alias move is the one atomic, authoritative step. The record (with ``extra``, e.g. a
+    rollback's marks) is written to the new version's tags (complete) and to the model's
+    bounded history tag; a failure of that bookkeeping is logged, not raised, so a run never
+    fails after the champion moved.
     """
     mlflow_client = client(tracking_uri)
     previous = champion(tracking_uri, name)
@@ -365,6 +368,7 @@ def promote(tracking_uri: str, name: str, version: str, reason: str, by: str) ->
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "by": by,
         "reason": reason[:1000],
+        **(extra or {}),
     }
     mlflow_client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
     try:
@@ -416,38 +420,69 @@ class RollbackError(RuntimeError):
     """The champion cannot be rolled back (no earlier champion, or the target is unusable)."""
 
 
-def rollback(tracking_uri: str, name: str, by: str, reason: str, to_version: str | None = None) -> dict[str, Any]:
-    """Move ``champion`` back: to ``to_version``, or to the version the current champion
-    replaced when it was promoted.
+def unservable_reasons(version: Any) -> list[str]:
+    """Why a model version must not become champion again; empty when it may.
 
-    The target must exist; a target whose gate had failed is restored with a warning in
-    the log (a person chose it). The move is recorded in the promotion history like any
-    promotion, its reason starting with ``rollback:``.
+    It must have passed its gate (tag ``gate=passed``; a version registered by hand or whose
+    gate never ran has no tag) and carry an ONNX graph that passed the parity check (tag
+    ``onnx_uri``, set by ``register_candidate`` only then): the serving app loads that graph.
+    """
+    tags = dict(version.tags or {})
+    reasons = []
+    gate = tags.get("gate")
+    if gate is None:
+        reasons.append("it has no gate verdict (tag 'gate' missing: its promotion gate never ran)")
+    elif gate != "passed":
+        why = tags.get("gate_reasons")
+        reasons.append(f"it failed its promotion gate ({why})" if why else f"its gate tag says '{gate}'")
+    if not tags.get("onnx_uri"):
+        detail = "its ONNX parity check failed" if tags.get("onnx_parity") == "failed" else "none was packaged"
+        reasons.append(f"it has no parity-checked ONNX graph for serving (tag 'onnx_uri' missing: {detail})")
+    return reasons
+
+
+def last_move_to(history: list[dict[str, Any]], version: str) -> dict[str, Any] | None:
+    """The newest recorded move that made ``version`` champion (a promotion or a rollback)."""
+    return next((r for r in reversed(history) if str(r.get("to_version")) == str(version)), None)
+
+
+def rollback(
+    tracking_uri: str, name: str, by: str, reason: str, to_version: str | None = None, force: bool = False
+) -> dict[str, Any]:
+    """Move ``champion`` back: to ``to_version``, or to the version the last move replaced.
+
+    Without ``to_version`` it undoes the newest recorded move to the current champion,
+    whether a promotion or a rollback: after A -> B, a rollback restores A and a second one
+    B again. The target must exist, must have passed its gate and must have a parity-checked
+    ONNX graph (``unservable_reasons``), else ``RollbackError`` names the version and why;
+    ``force=True`` restores it anyway, and the record says so (``forced: true``, the reasons
+    in ``forced_past``, the reason starting with ``rollback (forced):``). Every rollback is
+    recorded in the promotion history like a promotion, with ``rollback: true``.
     """
     current = champion(tracking_uri, name)
     if current is None:
         raise RollbackError(f"'{name}' has no champion to roll back")
     current_version = str(current.version)
     if to_version is None:
-        history = promotion_history(tracking_uri, name)
-        # The champion the current one replaced when it was promoted (not when a rollback restored it).
-        promoted = [
-            r
-            for r in reversed(history)
-            if r.get("to_version") == current_version and not str(r.get("reason", "")).startswith("rollback:")
-        ]
-        earlier = [r for r in promoted[:1] if r.get("from_version")]  # fmt: skip
-        if not earlier:
+        last = last_move_to(promotion_history(tracking_uri, name), current_version)
+        if last is None or not last.get("from_version"):
             raise RollbackError(f"no earlier champion recorded for '{name}' v{current_version}; name one with --to")
-        to_version = str(earlier[0]["from_version"])
+        to_version = str(last["from_version"])
     if str(to_version) == current_version:
         raise RollbackError(f"v{to_version} is already the champion of '{name}'")
     try:
         target = client(tracking_uri).get_model_version(name, str(to_version))
     except Exception as exc:
         raise RollbackError(f"'{name}' has no version {to_version}: {exc}") from exc
-    if target.tags.get("gate") == "failed":
-        log.warning("rolling back %s to v%s, whose gate had failed: %s", name, to_version,
-                    target.tags.get("gate_reasons"))  # fmt: skip
-    record = promote(tracking_uri, name, str(to_version), reason=f"rollback: {reason}", by=by)
-    return {**record, "rollback": True}
+    problems = unservable_reasons(target)
+    if problems and not force:
+        raise RollbackError(
+            f"refusing to make '{name}' v{to_version} champion again: {'; '.join(problems)}. "
+            "Force it with --force (operator: force=True) if you are sure"
+        )
+    extra: dict[str, Any] = {"rollback": True}
+    if problems:
+        log.warning("forced rollback of %s to v%s: %s", name, to_version, "; ".join(problems))
+        extra.update(forced=True, forced_past=[p[:300] for p in problems])
+    label = "rollback (forced)" if problems else "rollback"
+    return promote(tracking_uri, name, str(to_version), reason=f"{label}: {reason}", by=by, extra=extra)

@@ -565,6 +565,14 @@ class ModelSpec(_Strict):
     )
     registered_name: str | None = None
     seed: int = 42
+    threads_per_task: int | None = Field(
+        default=None,
+        ge=1,
+        # How fast, not what is learned: left out of the spec fingerprint (lineage, step cache).
+        exclude=True,
+        description="BLAS/OpenMP threads per task that fits or evaluates a model (trials, select, evaluate, "
+        "package, score). Default: max(1, cores // tasks that can run at once); see docs/concepts.md.",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_name_the_model(self) -> ModelSpec:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_mlops.operators.base import MlopsBaseOperator, rendered_dict, skip_when_nothing_to_process
+from airflow_mlops.operators.threads import capped_threads, thread_cap
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -28,6 +29,7 @@ class MlflowTrainModelOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*_BASE, "dataset", "split")
     ui_color = "#e8fde9"
+    caps_model_threads = True
 
     def __init__(self, *, dataset: dict[str, Any] | str, split: dict[str, Any] | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -38,14 +40,16 @@ class MlflowTrainModelOperator(MlopsBaseOperator):
         from airflow_mlops.core.model_stages import train_model
 
         conf = context["dag_run"].conf or {}
-        with skip_when_nothing_to_process():
+        spec = self.load_spec()
+        with skip_when_nothing_to_process(), capped_threads(self, spec) as cap:
             result = train_model(
-                self.load_spec(),
+                spec,
                 self.mlflow_hook.tracking_uri,
                 rendered_dict(self.split, "split"),
                 rendered_dict(self.dataset, "dataset"),
                 self.lineage(context),
                 skip_if_already_trained=not conf.get("force_retrain", False),
+                threads=cap.threads,
             )
         self.log.info("logged MLflow run %s, model %s", result["run_id"], result["model_uri"])
         return result
@@ -98,6 +102,7 @@ class MlflowTrialOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*_BASE, "trial", "split")
     ui_color = "#e8fde9"
+    caps_model_threads = True
 
     def __init__(self, *, trial: dict[str, Any] | str, split: dict[str, Any] | str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -107,14 +112,26 @@ class MlflowTrialOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.model_stages import run_trial
 
+        spec = self.load_spec()
+        trial = rendered_dict(self.trial, "trial")
+        if trial.get("trial_count"):
+            width = int(trial["trial_count"])
+        else:  # planned by a version before trial_count: the trials the spec expands into
+            from airflow_mlops.core.tuning import expand_trials
+
+            width = len(expand_trials(spec))
+        cap = thread_cap(self, spec, width=width)
+        self.log.info("BLAS/OpenMP threads for this trial: %s", cap.describe())
         result = run_trial(
-            self.load_spec(),
+            spec,
             self.mlflow_hook.tracking_uri,
-            rendered_dict(self.trial, "trial"),
+            trial,
             rendered_dict(self.split, "split"),
             self.lineage(context),
+            threads=cap.threads,
         )
-        self.log.info("trial %s: %s (child run %s)", result["label"], result["metrics"], result["run_id"])
+        self.log.info("trial %s: %s (child run %s, %d thread(s))", result["label"], result["metrics"],
+                      result["run_id"], cap.threads)  # fmt: skip
         return result
 
 
@@ -128,6 +145,7 @@ class MlflowSelectModelOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*_BASE, "results", "dataset", "split")
     ui_color = "#e8fde9"
+    caps_model_threads = True
 
     def __init__(
         self,
@@ -148,14 +166,16 @@ class MlflowSelectModelOperator(MlopsBaseOperator):
         results = self.results
         if isinstance(results, str):
             raise TypeError(f"results must render to a list of trial results, got {results!r}")
-        result = select_and_refit(
-            self.load_spec(),
-            self.mlflow_hook.tracking_uri,
-            [dict(r) for r in results],
-            rendered_dict(self.dataset, "dataset"),
-            rendered_dict(self.split, "split"),
-            self.lineage(context),
-        )
+        spec = self.load_spec()
+        with capped_threads(self, spec):
+            result = select_and_refit(
+                spec,
+                self.mlflow_hook.tracking_uri,
+                [dict(r) for r in results],
+                rendered_dict(self.dataset, "dataset"),
+                rendered_dict(self.split, "split"),
+                self.lineage(context),
+            )
         self.log.info("best of %d trial(s): %s %s; model %s", result["trials"], result["winner"]["label"],
                       result["winner"]["metrics"], result["model_uri"])  # fmt: skip
         return result
@@ -199,6 +219,7 @@ class _CandidateOnTestSplitOperator(MlopsBaseOperator):
     """
 
     template_fields: Sequence[str] = (*_BASE, "training", "test_uri")
+    caps_model_threads = True
 
     def __init__(self, *, training: dict[str, Any] | str, test_uri: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -216,9 +237,11 @@ class MlflowEvaluateModelOperator(_CandidateOnTestSplitOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.model_stages import evaluate_candidate
 
-        result = evaluate_candidate(
-            self.load_spec(), self.mlflow_hook.tracking_uri, rendered_dict(self.training, "training"), self.test_uri
-        )
+        spec = self.load_spec()
+        with capped_threads(self, spec):
+            result = evaluate_candidate(
+                spec, self.mlflow_hook.tracking_uri, rendered_dict(self.training, "training"), self.test_uri
+            )
         self.log.info(
             "candidate %s; champion v%s %s",
             result["candidate"],
@@ -241,9 +264,11 @@ class MlflowPackageModelOperator(_CandidateOnTestSplitOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.model_stages import package_candidate
 
-        result = package_candidate(
-            self.load_spec(), self.mlflow_hook.tracking_uri, rendered_dict(self.training, "training"), self.test_uri
-        )
+        spec = self.load_spec()
+        with capped_threads(self, spec):
+            result = package_candidate(
+                spec, self.mlflow_hook.tracking_uri, rendered_dict(self.training, "training"), self.test_uri
+            )
         if result["error"]:
             self.log.warning("no ONNX package: %s", result["error"])
         elif result["parity"]:
@@ -396,37 +421,52 @@ class MlflowPromoteModelOperator(MlopsBaseOperator):
 
 
 class MlflowRollbackChampionOperator(MlopsBaseOperator):
-    """Move ``champion`` back to the version it replaced (or to ``to_version``) and record why.
+    """Move ``champion`` back to the version the last move replaced (or to ``to_version``) and
+    record why; a second rollback undoes the first.
 
-    Its outlet Asset event (the champion changed) tells serving and scoring to reload.
+    Refuses (the task fails, naming the version and why) a target that failed its gate, was
+    never gated, or has no parity-checked ONNX graph, unless ``force=True``; a forced
+    rollback is recorded as such in the promotion history. Its outlet Asset event (the
+    champion changed) tells serving and scoring to reload.
 
     :param reason: recorded in the promotion history. (templated)
-    :param to_version: the version to restore; default: the one the current champion replaced. (templated)
+    :param to_version: the version to restore; default: the one the last move replaced. (templated)
+    :param force: restore a target that fails those checks anyway.
     """
 
     template_fields: Sequence[str] = (*_BASE, "reason", "to_version")
     ui_color = "#fde8e8"
 
-    def __init__(self, *, reason: str = "manual rollback", to_version: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, reason: str = "manual rollback", to_version: str | None = None, force: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.reason = reason
         self.to_version = to_version
+        self.force = force
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.registry import rollback
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_mlops.core.registry import RollbackError, rollback
 
         spec = self.load_spec()
-        record = rollback(
-            self.mlflow_hook.tracking_uri,
-            spec.registered_model_name,
-            by=f"{context['dag'].dag_id}/{context['run_id']}",
-            reason=self.reason,
-            to_version=str(self.to_version) if self.to_version else None,
-        )
+        try:
+            record = rollback(
+                self.mlflow_hook.tracking_uri,
+                spec.registered_model_name,
+                by=f"{context['dag'].dag_id}/{context['run_id']}",
+                reason=self.reason,
+                to_version=str(self.to_version) if self.to_version else None,
+                force=self.force,
+            )
+        except RollbackError as exc:  # a refusal is a decision, not a glitch: retrying cannot change it
+            raise AirflowFailException(f"rollback refused: {exc}") from exc
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {"model": spec.registered_model_name, **record}
-        self.log.info("champion of %s rolled back: v%s -> v%s", spec.registered_model_name,
-                      record["from_version"], record["to_version"])  # fmt: skip
+        self.log.info("champion of %s rolled back: v%s -> v%s%s", spec.registered_model_name,
+                      record["from_version"], record["to_version"],
+                      f" (forced past: {record['forced_past']})" if record.get("forced") else "")  # fmt: skip
         return record
 
 

@@ -13,6 +13,7 @@ from airflow_mlops.operators.base import (
     rendered_dict,
     skip_when_nothing_to_process,
 )
+from airflow_mlops.operators.threads import capped_threads
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -30,6 +31,7 @@ class BatchScoreOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "input_uris")
     ui_color = "#f0e8fd"
+    caps_model_threads = True
 
     def __init__(self, *, input_uris: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -44,7 +46,9 @@ class BatchScoreOperator(MlopsBaseOperator):
             uris = list(conf.get("input_uris", []))
         if not uris:
             raise AirflowSkipException("no batches to score: no claimed files and no conf['input_uris']")
-        summary = score_batches(self.load_spec(), self.mlflow_hook.tracking_uri, uris, self.run_id(context))
+        spec = self.load_spec()
+        with capped_threads(self, spec):
+            summary = score_batches(spec, self.mlflow_hook.tracking_uri, uris, self.run_id(context))
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {
                 "prediction_log_uris": summary["prediction_log_uris"],
