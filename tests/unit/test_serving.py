@@ -467,6 +467,29 @@ def test_a_champion_that_fails_its_smoke_test_is_rolled_back(served):
         registry.promote(tracking_uri, name, "1", "back", "test")
 
 
+def test_a_failed_deploy_restores_the_previous_champion_even_if_it_was_forced_back_earlier(served):
+    from airflow_mlops.serving.deploy import DeployError, deploy_or_rollback
+
+    spec, tracking_uri = served
+    name = spec.registered_model_name
+    client = registry.client(tracking_uri)
+    original = client.get_model_version(name, "2").tags["onnx_uri"]
+    client.set_model_version_tag(name, "1", "gate", "failed")  # v1 serves, yet a plain rollback would refuse it
+    client.set_model_version_tag(name, "2", "onnx_uri", original.replace("/onnx/model.onnx", "/onnx/missing.onnx"))
+    try:
+        with pytest.raises(registry.RollbackError, match="v1"):
+            registry.rollback(tracking_uri, name, by="test", reason="check", to_version="1")
+        record = registry.promote(tracking_uri, name, "2", "a broken package", "test")
+        with pytest.raises(DeployError, match="champion rolled back to v1"):
+            deploy_or_rollback(spec, tracking_uri, record, _test_rows_uri(served), "test")
+        assert str(registry.champion(tracking_uri, name).version) == "1"
+        assert registry.promotion_history(tracking_uri, name)[-1].get("forced") is True
+    finally:
+        client.set_model_version_tag(name, "1", "gate", "passed")
+        client.set_model_version_tag(name, "2", "onnx_uri", original)
+        registry.promote(tracking_uri, name, "1", "back", "test")
+
+
 def test_a_running_app_that_never_swaps_fails_the_deploy_and_rolls_back(served):
     from airflow_mlops.serving.deploy import DeployError, deploy_or_rollback
 

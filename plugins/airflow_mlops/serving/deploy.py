@@ -188,7 +188,9 @@ def deploy_or_rollback(
         if current is None or str(current.version) != version:
             raise DeployError(f"{reason}; the champion is now {current and current.version}, not touched") from exc
         if previous:
-            registry.rollback(tracking_uri, name, by=by, reason=reason[:900], to_version=str(previous))
+            # What served before this move is restored whatever its tags say (a version forced back
+            # earlier stays forced): a failed deploy must never leave the failing version as champion.
+            registry.rollback(tracking_uri, name, by=by, reason=reason[:900], to_version=str(previous), force=True)
             raise DeployError(f"{reason}; champion rolled back to v{previous}") from exc
         registry.client(tracking_uri).delete_registered_model_alias(name, registry.CHAMPION_ALIAS)
         raise DeployError(f"{reason}; it was the first champion: the champion alias was removed") from exc
