@@ -50,7 +50,11 @@ def test_example_lands_trains_serves_and_scores_under_the_scheduler(stack, spec_
     mlflow.set_tracking_uri(stack.config.mlflow_url)
     rows = pd.DataFrame.from_records(served["rows"])
     model_uri = f"models:/{spec.registered_model_name}/{served['model_version']}"
-    assert mlflow.pyfunc.load_model(model_uri).predict(rows).tolist() == served["predictions"]
+    answered = mlflow.pyfunc.load_model(model_uri).predict(rows).tolist()
+    if spec.model.task == "regression":  # the app runs the ONNX graph in float32: parity's own bound
+        assert answered == pytest.approx(served["predictions"], rel=1e-4)
+    else:
+        assert answered == served["predictions"]
     if spec.model.task == "classification":
         classes = [str(c) for c in mlflow.sklearn.load_model(model_uri).classes_]
         if len(classes) > 2:
