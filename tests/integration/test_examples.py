@@ -9,6 +9,8 @@ log. The served answers equal those of the registered model loaded the plain MLf
 
 from __future__ import annotations
 
+import os
+
 import mlflow
 import pandas as pd
 import pytest
@@ -26,11 +28,14 @@ EXAMPLES = ("tickets.yaml", "houses.yaml")
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("examples")
+    environment = dict(os.environ)  # DemoLoop points this process's airflow-mlops roots at the stack
     running = Stack(StackConfig(root=root, airflow_port=8797, mlflow_port=5797)).start()
     try:
         yield running
     finally:
         running.stop()
+        os.environ.clear()
+        os.environ.update(environment)
 
 
 @pytest.mark.parametrize("spec_file", EXAMPLES)

@@ -7,6 +7,8 @@ batch lands -> scoring -> monitoring -> drift event -> retraining -> new version
 
 from __future__ import annotations
 
+import os
+
 import httpx
 import pytest
 
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory):
     root = tmp_path_factory.mktemp("stack")
+    environment = dict(os.environ)  # the demo points this process's airflow-mlops roots at the stack
     stack = Stack(StackConfig(root=root, airflow_port=8795, mlflow_port=5795)).start()
     try:
         demo = DemoLoop(stack, rows=3000, say=print)
@@ -29,6 +32,8 @@ def loop(tmp_path_factory):
     finally:
         demo.stop_serving()
         stack.stop()
+        os.environ.clear()
+        os.environ.update(environment)
 
 
 def test_loop_finishes_without_failures(loop):
@@ -103,10 +108,11 @@ def test_dags_show_in_the_ui_api_with_schedule_and_tags(loop):
     stack, _ = loop
     client = AirflowClient(stack.config.airflow_url, "admin", stack.admin_password())
     dags = {d["dag_id"]: d for d in client.get("/dags", tags=["airflow-mlops"])["dags"]}
-    assert set(dags) == {"churn_training", "churn_scoring", "churn_monitoring"}
+    pipelines = ("churn", "houses", "tickets")  # the example pipelines of dags/
+    assert set(dags) == {f"{p}_{kind}" for p in pipelines for kind in ("training", "scoring", "monitoring")}
     for dag in dags.values():
         assert dag["timetable_summary"], dag["dag_id"]
-        assert {"airflow-mlops", "churn"} <= {t["name"] for t in dag["tags"]}
+        assert {"airflow-mlops", dag["dag_id"].split("_")[0]} <= {t["name"] for t in dag["tags"]}
         assert not dag["is_paused"]
     assert client.import_errors() == []
 
@@ -117,8 +123,9 @@ def test_plugin_page_is_served_by_the_api_server(loop):
     assert httpx.get(url, timeout=30).status_code == 401
     client = AirflowClient(stack.config.airflow_url, "admin", stack.admin_password())
     page = httpx.get(url, headers=client.http.headers, timeout=30).json()
-    (churn,) = page
-    assert churn["name"] == "churn" and churn["champion"] == result.champion
+    assert sorted(p["name"] for p in page) == ["churn", "houses", "tickets"]
+    (churn,) = [p for p in page if p["name"] == "churn"]
+    assert churn["champion"] == result.champion
     assert [p["to_version"] for p in churn["promotions"]] == [p["to_version"] for p in result.promotions]
 
 
