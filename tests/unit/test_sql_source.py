@@ -266,12 +266,14 @@ def test_a_task_killed_between_landing_and_recording_reads_no_row_twice(spec, en
     def killed(*args):
         raise KeyboardInterrupt("killed")
 
+    save_watermark = sql_source._save_watermark
     monkeypatch.setattr(sql_source, "_save_watermark", killed)
     with pytest.raises(KeyboardInterrupt):
         ingest_labeled(pipeline, "r1", sql_engine=engine)
     assert not storage.exists(state_uri(pipeline.name))
     assert last_watermark(pipeline) == {"type": "int", "value": ROWS}  # from the landed batch itself
-    monkeypatch.undo()
+    # Only this patch goes: monkeypatch.undo() would also point the roots back outside tmp_path.
+    monkeypatch.setattr(sql_source, "_save_watermark", save_watermark)
     retry = ingest_labeled(pipeline, "r1", sql_engine=engine)
     assert retry["sql"]["rows"] == 0 and len(retry["sources"]) == 1
     assert storage.read_json(state_uri(pipeline.name))["watermark"] == {"type": "int", "value": ROWS}
