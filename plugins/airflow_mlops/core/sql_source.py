@@ -368,7 +368,20 @@ def read_increment(spec: PipelineSpec, engine: Any) -> SqlRead:
     read = read_to_parquet(spec, engine, target, after)
     if read.uri is not None:
         _save_watermark(spec, read)  # after the batch landed: a retry before this finds the batch
+    elif after is not None:
+        _record_recovered(spec, after)
     return read
+
+
+def _record_recovered(spec: PipelineSpec, watermark: dict[str, Any]) -> None:
+    """Nothing new, but the state file may lag behind the newest batch (a task died between landing
+    it and recording it): record the watermark that batch carries, so the state is whole again."""
+    uri = state_uri(spec.name)
+    state = storage.read_json(uri) if storage.exists(uri) else None
+    batches = [u for u in storage.list_files(settings.lake_dir(spec.name, "labeled"), (".parquet",))
+               if u.endswith(BATCH_SUFFIX)]  # fmt: skip
+    if batches and (state is None or state.get("batch") != batches[-1]):
+        _save_watermark(spec, SqlRead(batches[-1], 0, 0, watermark, watermark))
 
 
 def read_sql_source(spec: PipelineSpec, engine: Any, snapshot_uri: str) -> tuple[list[str], dict[str, Any]]:
