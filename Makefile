@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-keep test lint unit integration clean
+.PHONY: install install-production demo demo-keep test lint unit integration clean
 
 install: $(STAMP)
 
@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade "pip==26.*"
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# The production shape's extra (Celery provider, celery/kombu/redis, psycopg2, asyncpg), same pins.
+install-production: install
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,production]'
 
 demo: install
 	$(BIN)/airflow-mlops demo

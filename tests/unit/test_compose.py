@@ -90,3 +90,64 @@ def test_the_serving_app_reads_the_same_registry_and_log_root_as_airflow(compose
     assert (args.command, args.host, args.port, args.workers) == ("serve", "0.0.0.0", 8000, 2)
     assert args.spec.startswith("/opt/airflow/include/pipelines/") and serving["entrypoint"] == ["airflow-mlops"]
     assert serving["ports"] == ["8000:8000"] and "8000/health/live" in " ".join(serving["healthcheck"]["test"])
+
+
+AIRFLOW_ROLES = (
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+)
+SHARED_SECRETS = ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET")
+
+
+def test_every_role_gets_the_same_required_fernet_and_api_keys_from_the_environment(compose):
+    for secret in SHARED_SECRETS:
+        values = {compose["services"][role]["environment"][secret] for role in (*AIRFLOW_ROLES, "airflow-init")}
+        assert len(values) == 1, f"{secret} differs between roles: {values}"
+        (value,) = values
+        # ${VAR:?message}: compose refuses to start without it; never a literal key in the file.
+        assert value.startswith(f"${{{secret}:?") and value.endswith("}"), value
+
+
+def _sqlalchemy_urls(compose: dict) -> list[str]:
+    env = compose["services"]["airflow-worker"]["environment"]
+    urls = [env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], env["AIRFLOW__CELERY__RESULT_BACKEND"].removeprefix("db+")]
+    command = compose["services"]["mlflow"]["command"].split()
+    urls.append(command[command.index("--backend-store-uri") + 1])
+    return urls
+
+
+def test_every_sqlalchemy_url_names_a_driver_the_production_extra_installs(compose):
+    import tomllib
+
+    from sqlalchemy.engine import make_url
+
+    production = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["production"]
+    installed = {requirement.split("<")[0].split(">")[0].split("=")[0].strip() for requirement in production}
+    drivers = {"psycopg2": "psycopg2-binary", "asyncpg": "asyncpg"}
+    for url in _sqlalchemy_urls(compose):
+        parsed = make_url(url)
+        # A bare postgresql:// is psycopg 3 under SQLAlchemy 2.1, which the image does not install.
+        assert parsed.drivername in {f"postgresql+{d}" for d in drivers}, url
+        assert drivers[parsed.get_driver_name()] in installed, url
+    assert "-e '/opt/airflow-mlops[production]'" in (REPO / "Dockerfile").read_text()
+    assert "'.[dev,production]'" in (REPO / "Makefile").read_text()
+
+
+def test_task_logs_go_to_s3_and_a_lost_workers_tasks_are_redelivered(compose):
+    env = compose["services"]["airflow-worker"]["environment"]
+    assert env["AIRFLOW__LOGGING__REMOTE_LOGGING"] == "True"
+    assert env["AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER"].startswith("s3://mlops/")
+    conn = json.loads(env[f"AIRFLOW_CONN_{env['AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID'].upper()}"])
+    assert conn["conn_type"] == "aws" and conn["extra"]["endpoint_url"] == env["AWS_ENDPOINT_URL_S3"]
+    assert "aws_secret_access_key" not in json.dumps(conn).lower()  # keys come from the environment's chain
+    timeout = int(env["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT"])
+    assert 3600 <= timeout <= 86400
+
+
+def test_the_pinned_celery_is_one_the_celery_provider_works_with():
+    pins = dict(line.split("==") for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line)
+    assert pins["celery"].startswith("5.6.") and pins["apache-airflow-providers-celery"] == "3.26.0"
+    assert {"kombu", "redis", "psycopg2-binary", "asyncpg"} <= set(pins)
