@@ -140,9 +140,22 @@ def start_parent_run(tracking_uri: str, experiment: str, run_name: str, tags: di
 
 
 def close_run_if_open(tracking_uri: str, run_id: str, status: str = "FAILED") -> bool:
-    """End ``run_id`` with ``status`` if it is still RUNNING; True when it was."""
+    """End ``run_id`` with ``status`` if it is still RUNNING; True when it was.
+
+    Its child runs still RUNNING (a trial whose process died between creating its run and
+    ending it) end as KILLED first, whatever the parent's state: no run of a finished
+    training stays RUNNING in MLflow.
+    """
     mlflow_client = client(tracking_uri)
-    if mlflow_client.get_run(run_id).info.status != "RUNNING":
+    parent = mlflow_client.get_run(run_id)
+    children = mlflow_client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{run_id}' and attributes.status = 'RUNNING'",
+    )
+    for child in children:
+        log.warning("trial run %s of %s was left RUNNING (its task died): marked KILLED", child.info.run_id, run_id)
+        mlflow_client.set_terminated(child.info.run_id, "KILLED")
+    if parent.info.status != "RUNNING":
         return False
     mlflow_client.set_terminated(run_id, status)
     return True
