@@ -25,3 +25,32 @@ def test_closing_the_training_run_ends_a_trial_run_its_dead_task_left_running(ml
     late = mlflow_client.create_run(experiment_id, tags={"mlflow.parentRunId": parent}).info.run_id
     assert registry.close_run_if_open(tracking_uri, parent, "FAILED") is False
     assert mlflow_client.get_run(late).info.status == "KILLED"
+
+
+def test_data_steps_and_trials_are_retried_after_faults_and_the_rest_is_not(spec):
+    import datetime as dt
+
+    from airflow_mlops.factories import build_training_dag
+    from tests.conftest import EXAMPLE_SPEC
+
+    dag = build_training_dag(EXAMPLE_SPEC)
+    retried = {t.task_id: (t.retries, t.retry_delay) for t in dag.tasks if t.retries}
+    assert retried == dict.fromkeys(
+        ["data.ingest", "data.validate", "data.split", "model.trial"], (1, dt.timedelta(seconds=60))
+    )
+    assert spec.model_copy(update={"retries": spec.retries.model_copy(update={"count": 3})}).fingerprint() == (
+        spec.fingerprint()
+    )  # how often a task is retried changes nothing that is trained
+
+
+def test_bad_input_fails_at_once_while_other_errors_keep_their_retries():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_mlops.core.ingest import IngestError
+    from airflow_mlops.operators.base import fail_without_retry_on_bad_input
+
+    with pytest.raises(AirflowFailException, match="column 'x' holds text"), fail_without_retry_on_bad_input():
+        raise IngestError("column 'x' holds text", "s3://bucket/batch.csv")
+    # A lost database or store: the task's retries apply.
+    with pytest.raises(ConnectionError), fail_without_retry_on_bad_input():
+        raise ConnectionError("connection reset")

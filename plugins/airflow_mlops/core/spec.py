@@ -711,6 +711,16 @@ class ScoringSpec(_Strict):
     )
 
 
+class RetriesSpec(_Strict):
+    """Retries of the data steps (ingest, validate, split) and of each trial after a fault of the
+    infrastructure (a lost worker, a database or store outage). Bad data and a bad spec fail at
+    once, never retried. Each of these tasks writes only run-scoped files (rewritten whole) or a
+    trial run of its own, so a retry redoes its work without duplicating it."""
+
+    count: int = Field(default=1, ge=0, le=10, description="Retries per task (0: none).")
+    delay_seconds: float = Field(default=60.0, ge=0.0, le=3600.0, description="Wait before a retry.")
+
+
 class PipelineSpec(_Strict):
     """One ML use case: data, validation, model, promotion gate, monitoring, schedule."""
 
@@ -731,6 +741,8 @@ class PipelineSpec(_Strict):
     promotion: PromotionSpec = Field(default_factory=PromotionSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
+    # How often a task is retried changes nothing that is trained: outside the spec's fingerprint.
+    retries: RetriesSpec = Field(default_factory=RetriesSpec, exclude=True)
 
     @field_validator("name")
     @classmethod

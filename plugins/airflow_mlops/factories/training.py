@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from typing import Any
 
 from airflow.sdk import DAG, TaskGroup
 
@@ -41,10 +43,15 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
         max_active_runs=1,  # one champion decision at a time
         **dag_kwargs(spec, "training", spec_path),
     ) as dag:
+        # Data steps and trials are retried after infrastructure faults (spec.retries); bad input fails at once.
+        retried: dict[str, Any] = {
+            "retries": spec.retries.count,
+            "retry_delay": dt.timedelta(seconds=spec.retries.delay_seconds),
+        }
         with TaskGroup("data", tooltip="ingest, validate (Great Expectations), split"):
-            ingest = IngestLabeledDataOperator(task_id="ingest", **common)
-            validate = ValidateDataOperator(task_id="validate", dataset=xcom("data.ingest"), **common)
-            split = SplitDataOperator(task_id="split", dataset=xcom("data.ingest"), **common)
+            ingest = IngestLabeledDataOperator(task_id="ingest", **common, **retried)
+            validate = ValidateDataOperator(task_id="validate", dataset=xcom("data.ingest"), **common, **retried)
+            split = SplitDataOperator(task_id="split", dataset=xcom("data.ingest"), **common, **retried)
             ingest >> validate >> split
         with TaskGroup("model", tooltip="plan trials, run them (mapped), select, evaluate, register, gate, promote"):
             plan = MlflowPlanTrialsOperator(
@@ -56,6 +63,7 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
                 split=xcom("data.split"),
                 map_index_template="{{ task.trial['label'] }}",
                 **common,
+                **retried,
             ).expand(trial=plan.output)
             select = MlflowSelectModelOperator(
                 task_id="select",
@@ -106,8 +114,6 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
             select >> close
             select >> [evaluate, package] >> register >> gate
             if spec.promotion.require_approval:
-                import datetime as dt
-
                 from airflow_mlops.operators.approval import PromotionApprovalOperator
 
                 timeout = spec.promotion.approval_timeout_hours

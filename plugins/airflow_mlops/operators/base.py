@@ -202,6 +202,18 @@ def _check_claim(claim_id: str, payload: dict[str, Any], lake: str) -> None:
 
 
 @contextmanager
+def fail_without_retry_on_bad_input() -> Iterator[None]:
+    """Bad data or a bad spec (the core raises ``ValueError``s for both: ``IngestError``,
+    ``DataValidationError``, a split that leaves test empty, invalid estimator params) does not
+    get better on a retry: the task fails at once (``AirflowFailException``). Anything else (a
+    lost connection, a store outage, a killed worker) keeps the task's ``retries``."""
+    try:
+        yield
+    except ValueError as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+@contextmanager
 def skip_when_nothing_to_process() -> Iterator[None]:
     """Turn the core's NothingToProcessError into a skip with the same message."""
     from airflow_mlops.core.errors import NothingToProcessError

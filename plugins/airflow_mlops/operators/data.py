@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops.operators.base import (
     MlopsBaseOperator,
     acknowledge_claims,
+    fail_without_retry_on_bad_input,
     rendered_dict,
     skip_when_nothing_to_process,
 )
@@ -37,7 +38,7 @@ class IngestLabeledDataOperator(MlopsBaseOperator):
             database: Any = sql_engine(sql.conn_id)
         else:
             database = nullcontext()
-        with skip_when_nothing_to_process(), database as engine:
+        with fail_without_retry_on_bad_input(), skip_when_nothing_to_process(), database as engine:
             result = ingest_labeled(spec, self.run_id(context), ds=context.get("ds"), sql_engine=engine)
         if "sql" in result:
             self.log.info("SQL source read: %s", result["sql"])
@@ -74,9 +75,10 @@ class ValidateDataOperator(MlopsBaseOperator):
         from airflow_mlops.core.data_stages import validate_dataset
 
         spec = self.load_spec()
-        result = validate_dataset(
-            spec, rendered_dict(self.dataset, "dataset"), self.run_id(context), self._reference_profile(spec)
-        )
+        with fail_without_retry_on_bad_input():  # failing expectations quarantine once, never retried
+            result = validate_dataset(
+                spec, rendered_dict(self.dataset, "dataset"), self.run_id(context), self._reference_profile(spec)
+            )
         self.log.info(
             "%s expectations passed (%s warnings); report %s",
             result["evaluated"],
@@ -111,4 +113,5 @@ class SplitDataOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.data_stages import split_dataset
 
-        return split_dataset(self.load_spec(), rendered_dict(self.dataset, "dataset"), self.run_id(context))
+        with fail_without_retry_on_bad_input():
+            return split_dataset(self.load_spec(), rendered_dict(self.dataset, "dataset"), self.run_id(context))

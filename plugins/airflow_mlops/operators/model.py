@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
-from airflow_mlops.operators.base import MlopsBaseOperator, rendered_dict, skip_when_nothing_to_process
+from airflow_mlops.operators.base import (
+    MlopsBaseOperator,
+    fail_without_retry_on_bad_input,
+    rendered_dict,
+    skip_when_nothing_to_process,
+)
 from airflow_mlops.operators.threads import capped_threads, thread_cap
 
 if TYPE_CHECKING:
@@ -122,14 +127,15 @@ class MlflowTrialOperator(MlopsBaseOperator):
             width = len(expand_trials(spec))
         cap = thread_cap(self, spec, width=width)
         self.log.info("BLAS/OpenMP threads for this trial: %s", cap.describe())
-        result = run_trial(
-            spec,
-            self.mlflow_hook.tracking_uri,
-            trial,
-            rendered_dict(self.split, "split"),
-            self.lineage(context),
-            threads=cap.threads,
-        )
+        with fail_without_retry_on_bad_input():  # e.g. params the estimator refuses: a retry cannot help
+            result = run_trial(
+                spec,
+                self.mlflow_hook.tracking_uri,
+                trial,
+                rendered_dict(self.split, "split"),
+                self.lineage(context),
+                threads=cap.threads,
+            )
         self.log.info("trial %s: %s (child run %s, %d thread(s))", result["label"], result["metrics"],
                       result["run_id"], cap.threads)  # fmt: skip
         return result
