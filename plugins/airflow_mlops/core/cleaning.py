@@ -13,7 +13,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,24 +22,36 @@ import pandas as pd
 from airflow_mlops.core.row_fingerprint import row_fingerprints
 from airflow_mlops.core.spec import PipelineSpec
 
+if TYPE_CHECKING:
+    from airflow_mlops.core.model.features import NormalizeRule
+
 
 def normalize_categories(frame: pd.DataFrame, spec: PipelineSpec) -> pd.DataFrame:
-    if not spec.cleaning.normalize:
-        return frame
-    out = frame.copy()
-    for rule in spec.cleaning.normalize:
-        for column in rule.columns:
-            if column not in out.columns:
-                continue
-            values = out[column].astype("string")
+    """``frame`` (a copy) with ``cleaning.normalize`` applied to the categorical columns it holds."""
+    from airflow_mlops.core.model.features import InputContract
+
+    rules = InputContract.from_spec(spec).normalize
+    return normalize_columns(frame.copy(), rules) if rules else frame
+
+
+def normalize_columns(frame: pd.DataFrame, rules: Sequence[tuple[str, Sequence[NormalizeRule]]]) -> pd.DataFrame:
+    """Strip / lowercase / map the text of each ruled column ``frame`` holds, in place: the one
+    implementation ingestion (``normalize_categories``) and the model's inputs
+    (``training.feature_frame``) share; the serving app applies the same rules per value
+    (``core.model.features.clean_category``)."""
+    for column, column_rules in rules:
+        if column not in frame.columns:
+            continue
+        values = frame[column].astype("string")
+        for rule in column_rules:
             if rule.strip:
                 values = values.str.strip()
             if rule.lowercase:
                 values = values.str.lower()
             if rule.mapping:
-                values = values.replace(rule.mapping)
-            out[column] = values
-    return out
+                values = values.replace(rule.lookup)
+        frame[column] = values
+    return frame
 
 
 class Deduplicator:

@@ -18,6 +18,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
 
+from airflow_mlops.core.cleaning import normalize_columns
 from airflow_mlops.core.model.features import MISSING_CATEGORY, InputContract, derived_values
 from airflow_mlops.core.spec import PipelineSpec
 
@@ -61,23 +62,13 @@ def resolve_estimator(name: str) -> type[BaseEstimator]:
 def feature_frame(frame: pd.DataFrame, spec: PipelineSpec | InputContract) -> pd.DataFrame:
     """The model's input columns, typed the way the Pipeline expects them, derived features added.
 
-    ``spec`` may be the contract itself (what a registered model carries, see ``RawInputModel``).
+    ``spec`` may be the contract itself (what a registered model carries: ``core.model.raw_inputs``).
     """
     contract = spec if isinstance(spec, InputContract) else InputContract.from_spec(spec)
     missing = [c for c in contract.inputs if c not in frame.columns]
     if missing:
         raise ValueError(f"input is missing feature columns {missing}")
-    features = frame[list(contract.inputs)].copy()
-    for column, rules in contract.normalize:
-        values = features[column].astype("string")
-        for rule in rules:
-            if rule.strip:
-                values = values.str.strip()
-            if rule.lowercase:
-                values = values.str.lower()
-            if rule.mapping:
-                values = values.replace(dict(rule.mapping))
-        features[column] = values
+    features = normalize_columns(frame[list(contract.inputs)].copy(), contract.normalize)
     for column in contract.numeric:
         try:
             features[column] = pd.to_numeric(features[column], errors="raise").astype("float64")
