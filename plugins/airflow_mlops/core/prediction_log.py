@@ -95,7 +95,7 @@ class _Block:
         scores: np.ndarray | None,
         ids: list[Any] | None,
         probabilities: np.ndarray | None = None,
-        classes: tuple[Any, ...] | None = None,
+        classes: tuple[str, ...] | None = None,
     ) -> None:
         start, rows = self.used, len(predictions)
         stop = start + rows
@@ -118,7 +118,7 @@ class _Block:
                 self.scores = np.full(self.capacity, np.nan)
             self.scores[start:stop] = scores
         if probabilities is not None:
-            labels = tuple(str(c) for c in classes) if classes else tuple(map(str, range(probabilities.shape[1])))
+            labels = classes or tuple(map(str, range(probabilities.shape[1])))
             self.probabilities.append((start, probabilities, labels))
         self.used = stop
 
@@ -220,12 +220,12 @@ class PredictionLogger:
         ids: list[Any] | None = None,
         logged_at: float | None = None,
         probabilities: np.ndarray | None = None,
-        classes: tuple[Any, ...] | None = None,
+        classes: tuple[str, ...] | None = None,
     ) -> None:
         """Queue the predictions of one request: a few slice copies into the open block.
 
-        ``probabilities`` (rows x classes, with the ``classes`` labels) are given for models of
-        more than two classes and logged as the ``probabilities`` map column.
+        ``probabilities`` (rows x classes, with the ``classes`` labels as text) are given for
+        models of more than two classes and logged as the ``probabilities`` map column.
         """
         rows = len(predictions)
         when = time.time() if logged_at is None else logged_at

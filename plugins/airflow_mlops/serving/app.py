@@ -316,7 +316,7 @@ class ServingApp:
         if self.prediction_logger is not None:
             self.prediction_logger.append(
                 request_id, model.version, inputs.features, predictions, scores, inputs.ids,
-                probabilities=probabilities, classes=model.classes,
+                probabilities=probabilities, classes=model.class_labels,
             )  # fmt: skip
         self.predictions += inputs.rows
         answer: dict[str, Any] = {
@@ -328,7 +328,7 @@ class ServingApp:
         if scores is not None:
             answer["scores"] = scores.tolist()
         if probabilities is not None:
-            keys = [str(c) for c in model.classes or range(probabilities.shape[1])]
+            keys = model.class_labels or tuple(map(str, range(probabilities.shape[1])))
             answer["probabilities"] = [dict(zip(keys, row, strict=True)) for row in probabilities.tolist()]
         return 200, _encode(answer), echo
 

@@ -9,6 +9,7 @@ match the spec's model inputs, so a wrong model is never swapped in.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import tempfile
 from dataclasses import dataclass
@@ -49,6 +50,11 @@ class ServedModel:
     @property
     def multiclass(self) -> bool:
         return self.classes is not None and len(self.classes) > 2
+
+    @functools.cached_property
+    def class_labels(self) -> tuple[str, ...] | None:
+        """The class labels as text (answer keys, log map keys): made once per loaded model, not per request."""
+        return None if self.classes is None else tuple(str(c) for c in self.classes)
 
     def predict(self, feeds: dict[str, np.ndarray]) -> Prediction:
         """Labels (or regression values), scores and, for more than two classes, every class's probability.
