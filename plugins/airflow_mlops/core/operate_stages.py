@@ -249,7 +249,7 @@ def _score_file(path: str, out_path: str, model: Any, spec: PipelineSpec, contex
             parquet = pq.ParquetFile(handle, pre_buffer=False)
             for batch in parquet.iter_batches(batch_size=spec.scoring.chunk_rows, columns=columns):
                 log = prediction_log_frame(batch.to_pandas(), model, spec, context)
-                table = _log_table(log)
+                table = _log_table(log, model)
                 if writer is None:
                     schema = table.schema
                     writer = pq.ParquetWriter(out_path, schema)
@@ -263,16 +263,19 @@ def _score_file(path: str, out_path: str, model: Any, spec: PipelineSpec, contex
     return rows
 
 
-def _log_table(log: Any) -> Any:
-    """A chunk's prediction log as Arrow; ``probabilities`` (label, probability) pairs as a map column."""
+def _log_table(log: Any, model: Any) -> Any:
+    """A chunk's prediction log as Arrow; each row's class probabilities (``prediction_log_frame``
+    keeps them as arrays) become the log's map column, named by the model's class labels."""
     import pyarrow as pa
+
+    from airflow_mlops.core.prediction_log import probability_map
 
     if "probabilities" not in log.columns:
         return pa.Table.from_pandas(log, preserve_index=False)
     table = pa.Table.from_pandas(log.drop(columns=["probabilities"]), preserve_index=False)
-    return table.append_column(
-        "probabilities", pa.array(log["probabilities"].tolist(), type=pa.map_(pa.string(), pa.float64()))
-    )
+    labels = tuple(str(c) for c in model.classes_)
+    matrix = np.vstack(log["probabilities"].to_numpy()) if len(log) else np.zeros((0, len(labels)))
+    return table.append_column("probabilities", probability_map([(0, matrix, labels)], len(log)))
 
 
 def prediction_log_frame(frame: Any, model: Any, spec: PipelineSpec, context: _LogContext) -> Any:
@@ -280,7 +283,8 @@ def prediction_log_frame(frame: Any, model: Any, spec: PipelineSpec, context: _L
 
     Columns: request_id, row, logged_at, model_name, model_version, source_uri, the id
     column (absent when the spec has none), the model inputs (``feature_frame``), prediction
-    and (classifiers) score.
+    and (classifiers) score; more than two classes add ``probabilities``, one array per row
+    (``_log_table`` writes them as the log's map column).
     """
     import pandas as pd
 
@@ -303,10 +307,9 @@ def prediction_log_frame(frame: Any, model: Any, spec: PipelineSpec, context: _L
     log["prediction"] = model.predict(features)
     if hasattr(model, "predict_proba"):
         probabilities = model.predict_proba(features)
-        if probabilities.shape[1] > 2:  # every class's probability, named by its label; score: the predicted one's
+        if probabilities.shape[1] > 2:  # every class's probability (one array per row); score: the predicted one's
             log["score"] = probabilities.max(axis=1)
-            labels = [str(c) for c in model.classes_]
-            log["probabilities"] = [list(zip(labels, row, strict=True)) for row in probabilities.tolist()]
+            log["probabilities"] = list(probabilities)
         else:
             log["score"] = probabilities[:, -1]
     return log

@@ -123,27 +123,32 @@ class _Block:
         self.used = stop
 
     def probability_map(self) -> pa.Array:
-        """Every class's probability per row (``map<string, double>``; null for rows without)."""
-        n = self.used
-        lengths = np.zeros(n, dtype=np.int32)
-        keys: list[np.ndarray] = []
-        values: list[np.ndarray] = []
-        for start, probabilities, labels in self.probabilities:
-            rows, width = probabilities.shape
-            lengths[start : start + rows] = width
-            keys.append(np.tile(np.asarray(labels, dtype=object), rows))
-            values.append(np.asarray(probabilities, dtype=np.float64).reshape(-1))
-        offsets = np.zeros(n + 1, dtype=np.int32)
-        np.cumsum(lengths, out=offsets[1:])
-        return pa.MapArray.from_arrays(
-            pa.array(offsets),
-            pa.array(np.concatenate(keys), type=pa.string()),
-            pa.array(np.concatenate(values)),
-            mask=pa.array(lengths == 0),
-        )
+        return probability_map(self.probabilities, self.used)
 
     def logged_at(self) -> np.ndarray:
         return np.repeat(np.asarray(self.times, dtype=np.float64), self.counts)
+
+
+def probability_map(parts: list[tuple[int, np.ndarray, tuple[str, ...]]], rows: int) -> pa.Array:
+    """The log's ``probabilities`` column (``map<string, double>``) of ``rows`` rows, from
+    (first row, probabilities (rows x classes), class labels as text) parts; rows no part
+    covers are null. The serving log and batch scoring both build it here."""
+    lengths = np.zeros(rows, dtype=np.int32)
+    keys: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    for start, probabilities, labels in parts:
+        count, width = probabilities.shape
+        lengths[start : start + count] = width
+        keys.append(np.tile(np.asarray(labels, dtype=object), count))
+        values.append(np.asarray(probabilities, dtype=np.float64).reshape(-1))
+    offsets = np.zeros(rows + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.MapArray.from_arrays(
+        pa.array(offsets),
+        pa.array(np.concatenate(keys), type=pa.string()),
+        pa.array(np.concatenate(values)),
+        mask=pa.array(lengths == 0),
+    )
 
 
 class PredictionLogger:
