@@ -194,25 +194,22 @@ def _count_rows(path: str, fmt: str, source: SourceSpec) -> int:
         return int(pq.ParquetFile(path).metadata.num_rows)
     if fmt == "csv":
         options = source.csv
-        with fsspec.open(path, "rb", compression="infer") as handle:
-            reader = csv.open_csv(
+
+        def open_csv(handle: Any, convert: Any = None) -> Any:
+            return csv.open_csv(
                 handle,
                 read_options=csv.ReadOptions(
                     block_size=8 << 20, encoding=options.encoding, skip_rows=options.skip_rows
                 ),
                 parse_options=csv.ParseOptions(delimiter=options.delimiter, quote_char=options.quote_char),
+                convert_options=convert,
             )
-            first = reader.schema.names[0]
+
         with fsspec.open(path, "rb", compression="infer") as handle:
-            reader = csv.open_csv(
-                handle,
-                read_options=csv.ReadOptions(
-                    block_size=8 << 20, encoding=options.encoding, skip_rows=options.skip_rows
-                ),
-                parse_options=csv.ParseOptions(delimiter=options.delimiter, quote_char=options.quote_char),
-                convert_options=csv.ConvertOptions(include_columns=[first], column_types={first: pa.string()}),
-            )
-            return sum(batch.num_rows for batch in reader)
+            first = open_csv(handle).schema.names[0]
+        with fsspec.open(path, "rb", compression="infer") as handle:  # one column, as text: counting only
+            only_first = csv.ConvertOptions(include_columns=[first], column_types={first: pa.string()})
+            return sum(batch.num_rows for batch in open_csv(handle, only_first))
     with fsspec.open(path, "rb", compression="infer") as handle:
         return sum(1 for line in handle if line.strip())
 
