@@ -63,8 +63,11 @@ def test_env_names_are_the_ones_the_code_reads(compose):
 def test_mlflow_does_not_share_airflows_database(compose):
     command = compose["services"]["mlflow"]["command"]
     assert "@postgres:5432/mlflow" in command
-    init = (REPO / "include" / "compose" / "init-mlflow-db.sql").read_text()
-    assert "CREATE DATABASE mlflow" in init
+    init = (REPO / "include" / "compose" / "init-mlflow-db.sh").read_text()
+    assert "CREATE DATABASE mlflow" in init and "$MLFLOW_DB_PASSWORD" in init  # no password in the file
+    postgres = compose["services"]["postgres"]
+    assert "./include/compose/init-mlflow-db.sh:/docker-entrypoint-initdb.d/init-mlflow-db.sh:ro" in postgres["volumes"]
+    assert postgres["environment"]["MLFLOW_DB_PASSWORD"].startswith("${MLFLOW_DB_PASSWORD:?")
 
 
 def test_every_airflow_role_reaches_the_same_s3_roots_on_minio(compose):
@@ -111,10 +114,15 @@ def test_every_role_gets_the_same_required_fernet_and_api_keys_from_the_environm
         assert value.startswith(f"${{{secret}:?") and value.endswith("}"), value
 
 
-def _sqlalchemy_urls(compose: dict) -> list[str]:
-    env = compose["services"]["airflow-worker"]["environment"]
+def _sqlalchemy_urls() -> list[str]:
+    """The database URLs as compose hands them over (interpolated with the secrets set)."""
+    from airflow_mlops.local import compose_env
+    from airflow_mlops.local.production_env import generated_secrets
+
+    services = compose_env.load(generated_secrets(compose_env.required_variables()))
+    env = services["airflow-worker"].environment
     urls = [env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], env["AIRFLOW__CELERY__RESULT_BACKEND"].removeprefix("db+")]
-    command = compose["services"]["mlflow"]["command"].split()
+    command = services["mlflow"].command
     urls.append(command[command.index("--backend-store-uri") + 1])
     return urls
 
@@ -127,7 +135,7 @@ def test_every_sqlalchemy_url_names_a_driver_the_production_extra_installs(compo
     production = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["production"]
     installed = {requirement.split("<")[0].split(">")[0].split("=")[0].strip() for requirement in production}
     drivers = {"psycopg2": "psycopg2-binary", "asyncpg": "asyncpg"}
-    for url in _sqlalchemy_urls(compose):
+    for url in _sqlalchemy_urls():
         parsed = make_url(url)
         # A bare postgresql:// is psycopg 3 under SQLAlchemy 2.1, which the image does not install.
         assert parsed.drivername in {f"postgresql+{d}" for d in drivers}, url

@@ -718,7 +718,7 @@ class RetriesSpec(_Strict):
     trial run of its own, so a retry redoes its work without duplicating it."""
 
     count: int = Field(default=1, ge=0, le=10, description="Retries per task (0: none).")
-    delay_seconds: float = Field(default=60.0, ge=0.0, le=3600.0, description="Wait before a retry.")
+    delay_seconds: float = Field(default=10.0, ge=0.0, le=3600.0, description="Wait before a retry.")
 
 
 class PipelineSpec(_Strict):

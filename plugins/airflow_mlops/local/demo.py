@@ -58,7 +58,10 @@ class DemoLoop:
         say: Callable[[str], None] = print,
         keep_serving: bool = False,
         spec_file: str = SPEC,
+        serving: tuple[str, str] | None = None,
     ) -> None:
+        """``serving``: (url, token) of a serving app the stack runs itself (the production
+        stack's ``serving`` role); by default the demo starts its own on a spare port."""
         self.stack = stack
         self.cfg = stack.config
         self.rows = rows
@@ -72,6 +75,7 @@ class DemoLoop:
         self.client = AirflowClient(self.cfg.airflow_url, "admin", stack.admin_password())
         self._seen: dict[str, set[str]] = {}
         self.serving: subprocess.Popen[bytes] | None = None
+        self.external_serving = serving
         self.keep_serving = keep_serving
 
     def run(self) -> DemoResult:
@@ -144,19 +148,11 @@ class DemoLoop:
         """Start the serving app on the champion and send it real rows, as a user would."""
         import httpx
 
-        with socket.socket() as probe:
-            probe.bind((self.cfg.host, 0))
-            port = port or int(probe.getsockname()[1])
-        token = secrets.token_hex(16)
-        log = open(self.cfg.root / "logs" / "serving.log", "ab")  # noqa: SIM115 (the process's lifetime)
-        self.serving = subprocess.Popen(
-            [str(Path(sys.executable).parent / "airflow-mlops"), "serve", str(self.spec_path), "--host",
-             self.cfg.host, "--port", str(port), "--tracking-uri", self.cfg.mlflow_url],
-            env={**self.cfg.environment(), "AIRFLOW_MLOPS_SERVE_TOKEN": token}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        url = f"http://{self.cfg.host}:{port}"
-        self.say(f"starting the serving app at {url} ...")
+        if self.external_serving is not None:
+            url, token = self.external_serving
+            self.say(f"asking the stack's serving app at {url} ...")
+        else:
+            url, token = self._start_serving(port)
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -165,7 +161,7 @@ class DemoLoop:
                     break
             except httpx.HTTPError:
                 pass
-            if time.monotonic() > deadline or self.serving.poll() is not None:
+            if time.monotonic() > deadline or (self.serving is not None and self.serving.poll() is not None):
                 raise RuntimeError(
                     f"the serving app did not become ready; see {self.cfg.root / 'logs' / 'serving.log'}"
                 )
@@ -187,6 +183,22 @@ class DemoLoop:
                                "example": rows[0], "rows": rows,
                                "probabilities": body.get("probabilities")}  # fmt: skip
         self.say(f"  served v{body['model_version']}: {len(rows)} rows answered in {latency:.1f} ms")
+
+    def _start_serving(self, port: int | None) -> tuple[str, str]:
+        with socket.socket() as probe:
+            probe.bind((self.cfg.host, 0))
+            port = port or int(probe.getsockname()[1])
+        token = secrets.token_hex(16)
+        log = open(self.cfg.root / "logs" / "serving.log", "ab")  # noqa: SIM115 (the process's lifetime)
+        self.serving = subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow-mlops"), "serve", str(self.spec_path), "--host",
+             self.cfg.host, "--port", str(port), "--tracking-uri", self.cfg.mlflow_url],
+            env={**self.cfg.environment(), "AIRFLOW_MLOPS_SERVE_TOKEN": token}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        url = f"http://{self.cfg.host}:{port}"
+        self.say(f"starting the serving app at {url} ...")
+        return url, token
 
     def stop_serving(self) -> None:
         """SIGTERM the serving app (it writes its prediction log) and wait for it."""

@@ -1,4 +1,5 @@
-"""``airflow-mlops stack up | status | down``: your own dags/ and pipeline specs on the embedded stack.
+"""``airflow-mlops stack up | status | down``: your own dags/ and pipeline specs on the embedded stack
+(or, with ``--production``, on docker-compose.yml's shape run natively: ``local.production_cli``).
 
 ``up`` starts ``airflow standalone`` and an MLflow server (``local.stack``, the code the
 demo uses) with the project's DAGs folder and pipeline specs, prints the URLs, the
@@ -18,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.local import production_cli
 
 if TYPE_CHECKING:
     from airflow_mlops.local.rest import AirflowClient
@@ -46,15 +49,18 @@ def add_parser(sub: Any) -> None:
     up.add_argument("--restart", action="store_true", help="stop the running stack of --root first")
     up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for both services to be healthy")
     up.add_argument("--wait-dags", type=float, default=120.0, help="seconds to wait for the DAG files to be parsed")
+    production_cli.add_arguments(up)
     up.set_defaults(func=up_command)
 
     status = commands.add_parser("status", help="what runs, its health, DAGs and inboxes (exit 1 when not up)")
     status.add_argument("--root", default=default_root(), help=root_help)
+    status.add_argument("--production", action="store_true", help="the native production stack of --root")
     status.set_defaults(func=status_command)
 
     down = commands.add_parser("down", help="stop everything `stack up` started (safe to run twice)")
     down.add_argument("--root", default=default_root(), help=root_help)
     down.add_argument("--timeout", type=float, default=30.0, help="seconds between SIGTERM and SIGKILL")
+    down.add_argument("--production", action="store_true", help="the native production stack of --root")
     down.set_defaults(func=down_command)
 
 
@@ -217,6 +223,8 @@ def _driven_by_demo(state: StackState) -> bool:
 def up_command(args: argparse.Namespace) -> int:
     from airflow_mlops.local.stack import AlreadyRunning, Stack, read_state, stop_recorded
 
+    if args.production:
+        return production_cli.up(args)
     cfg = _project_config(args)
     for folder, option in ((cfg.dags_folder, "--dags-folder"), (cfg.pipelines_folder, "--pipelines-folder")):
         if not folder.is_dir():
@@ -272,6 +280,8 @@ def _view(cfg: StackConfig) -> tuple[list[Any], list[Any]] | None:
 def status_command(args: argparse.Namespace) -> int:
     from airflow_mlops.local.stack import health, read_state
 
+    if args.production:
+        return production_cli.status(args)
     root = Path(args.root).resolve()
     state = read_state(root)
     if state is None:
@@ -298,6 +308,8 @@ def down_command(args: argparse.Namespace) -> int:
     from airflow_mlops.local.processes import port_open
     from airflow_mlops.local.stack import read_state, stop_recorded
 
+    if args.production:
+        return production_cli.down(args)
     root = Path(args.root).resolve()
     state = read_state(root)
     if state is None:
