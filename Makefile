@@ -9,15 +9,16 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 # Pinned install: constraints.txt fixes every transitive version (see docs/development.md).
+# The production extra (Celery provider, celery/kombu/redis, psycopg2, asyncpg) is in it: the
+# tests run the production shape natively (tests/integration/test_production.py).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip==26.*"
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,production]'
 	touch $(STAMP)
 
-# The production shape's extra (Celery provider, celery/kombu/redis, psycopg2, asyncpg), same pins.
+# Kept for the docs' commands: the default install already has the production extra.
 install-production: install
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,production]'
 
 demo: install
 	$(BIN)/airflow-mlops demo

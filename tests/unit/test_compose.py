@@ -159,3 +159,11 @@ def test_the_pinned_celery_is_one_the_celery_provider_works_with():
     pins = dict(line.split("==") for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line)
     assert pins["celery"].startswith("5.6.") and pins["apache-airflow-providers-celery"] == "3.26.0"
     assert {"kombu", "redis", "psycopg2-binary", "asyncpg"} <= set(pins)
+
+
+def test_long_running_services_restart_and_one_shot_ones_do_not(compose):
+    for name, service in compose["services"].items():
+        if name in ("airflow-init", "minio-buckets"):
+            assert "restart" not in service, name
+        else:
+            assert service.get("restart") == "unless-stopped", name

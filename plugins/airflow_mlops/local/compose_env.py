@@ -60,6 +60,11 @@ def required_variables(path: Path = COMPOSE_FILE) -> dict[str, str]:
     return found
 
 
+def referenced_variables(path: Path = COMPOSE_FILE) -> set[str]:
+    """Every variable the file interpolates (required or with a default)."""
+    return {m.group("name") for m in _VARIABLE.finditer(path.read_text()) if m.group("name")}
+
+
 def _interpolated(value: Any, env: Mapping[str, str]) -> Any:
     if isinstance(value, str):
         return interpolate(value, env)

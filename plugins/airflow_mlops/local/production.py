@@ -104,8 +104,9 @@ class ProductionStack:
             raise RuntimeError(f"{cfg.root / STATE_FILE} records a production stack; run `stack down` first")
         cfg.logs.mkdir(parents=True, exist_ok=True)
         required = compose_env.required_variables(cfg.compose_file)
-        cfg.variables = {**native.generated_secrets(required), **from_environment(required), **cfg.variables}
-        write_secrets(cfg.root / SECRETS_FILE, {k: cfg.variables[k] for k in required})
+        referenced = compose_env.referenced_variables(cfg.compose_file)
+        cfg.variables = {**native.generated_secrets(required), **from_environment(referenced), **cfg.variables}
+        write_secrets(cfg.root / SECRETS_FILE, {k: v for k, v in cfg.variables.items() if k in referenced})
         owner = f"amlops_{secrets.token_hex(4)}"
         ports = {name: cfg.ports.get(name) or free_port(cfg.host) for name in ("s3", "mlflow", "airflow", "serving")}
         cfg.endpoints = native.Endpoints(

@@ -131,8 +131,9 @@ def read_state(root: Path) -> ProductionState | None:
         return None
 
 
-def from_environment(required: dict[str, str]) -> dict[str, str]:
-    return {name: os.environ[name] for name in required if os.environ.get(name)}
+def from_environment(names: set[str] | dict[str, str]) -> dict[str, str]:
+    """The compose variables set in this process's environment (they win over generated ones)."""
+    return {name: os.environ[name] for name in names if os.environ.get(name)}
 
 
 def write_secrets(path: Path, values: dict[str, str]) -> None:
