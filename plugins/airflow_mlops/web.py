@@ -1,4 +1,4 @@
-"""FastAPI app behind the plugin page: pipelines, their DAGs, inboxes and champions."""
+"""FastAPI app behind the plugin page: pipelines, their DAGs, inboxes, open claims and champions."""
 
 from __future__ import annotations
 
@@ -35,10 +35,50 @@ def pipeline_summaries() -> list[dict[str, Any]]:
             "model": spec.registered_model_name,
             "dags": [f"{spec.name}_{kind}" for kind in ("training", "scoring", "monitoring")],
             "inboxes": {k: settings.landing_dir(spec.name, k) for k in ("training", "scoring")},
+            "claims": claims_summary(spec.name),
         }
         entry.update(champion_summary(spec.registered_model_name))
         out.append(entry)
     return out
+
+
+LAKE_OF_INBOX = {"training": "labeled", "scoring": "scoring"}  # as factories.assets wires the triggers
+
+
+def claims_summary(pipeline: str) -> dict[str, Any]:
+    """Per inbox: how many landing claims are open, and the stranded ones (files nobody processes yet).
+
+    ``stranded`` lists claims never delivered (``state: claiming``; ``claimer`` says whether
+    their claimer is alive or why it is gone) and claims delivered without an ack yet, each with
+    its ``claim_id``, ``age_seconds``, ``deliveries`` and ``files`` (see ``core.claim_recovery``).
+    """
+    from airflow_mlops.core import settings
+    from airflow_mlops.core.claim_recovery import stranded
+    from airflow_mlops.core.landing import open_claims
+
+    out: dict[str, Any] = {}
+    for kind, lake_kind in LAKE_OF_INBOX.items():
+        lake = settings.lake_dir(pipeline, lake_kind)
+        try:
+            out[kind] = {"open": len(open_claims(lake)), "stranded": stranded(lake)}
+        except Exception as exc:  # the page must render even when the store is down
+            out[kind] = {"error": str(exc)}
+    return out
+
+
+def _claims_cell(claims: dict[str, Any]) -> str:
+    lines = []
+    for kind, state in claims.items():
+        if "error" in state:
+            lines.append(f"{kind}: cannot read the claims: {html.escape(state['error'])}")
+            continue
+        line = f"{kind}: {state['open']} open, {len(state['stranded'])} stranded"
+        for entry in state["stranded"]:
+            line += html.escape(
+                f"; {entry['claim_id']} ({entry['state']}, {entry['age_seconds']:.0f} s): {', '.join(entry['files'])}"
+            )
+        lines.append(line)
+    return "<br>".join(lines)
 
 
 def champion_summary(model_name: str) -> dict[str, Any]:
@@ -64,7 +104,7 @@ def render(pipelines: list[dict[str, Any]]) -> str:
     for p in pipelines:
         if "error" in p:
             rows.append(
-                f"<tr><td>{html.escape(p['spec'])}</td><td colspan=4><pre>{html.escape(p['error'])}</pre></td></tr>"
+                f"<tr><td>{html.escape(p['spec'])}</td><td colspan=5><pre>{html.escape(p['error'])}</pre></td></tr>"
             )
             continue
         dags = " ".join(f'<a href="/dags/{d}" target="_top">{d}</a>' for d in p["dags"])
@@ -75,13 +115,14 @@ def render(pipelines: list[dict[str, Any]]) -> str:
         )
         rows.append(
             f"<tr><td>{html.escape(p['name'])}</td><td>{dags}</td><td>{inboxes}</td>"
+            f"<td>{_claims_cell(p.get('claims', {}))}</td>"
             f"<td>{html.escape(p['model'])} champion: {_version(p.get('champion'))}</td><td>{promotions}</td></tr>"
         )
     return (
         "<!doctype html><html><head><title>airflow-mlops</title><style>"
         "body{font-family:sans-serif;margin:1rem}td,th{border:1px solid #ccc;padding:.4rem;vertical-align:top}"
         "table{border-collapse:collapse}</style></head><body><h2>MLOps pipelines</h2>"
-        "<table><tr><th>pipeline</th><th>DAGs</th><th>landing inboxes</th><th>model</th>"
+        "<table><tr><th>pipeline</th><th>DAGs</th><th>landing inboxes</th><th>landing claims</th><th>model</th>"
         f"<th>recent promotions</th></tr>{''.join(rows)}</table></body></html>"
     )
 

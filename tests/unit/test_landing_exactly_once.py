@@ -38,10 +38,11 @@ def _claims(tmp_path):
     return tmp_path / "artifacts" / PIPELINE / "lake" / "_claims" / "scoring"
 
 
-def _land(folder, name, content=b"x", age=None):
+def _land(folder, name, content=None, age=None):
+    """A file of its own content (by default its name): equal content would be a duplicate."""
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
+    path.write_bytes(name.encode() if content is None else content)
     if age is not None:
         os.utime(path, (time.time() - age, time.time() - age))
     return path

@@ -44,7 +44,7 @@ def test_claim_moves_each_file_exactly_once(tmp_path):
     inbox, lake = tmp_path / "inbox", tmp_path / "lake"
     inbox.mkdir()
     for name in ("one.parquet", "two.parquet"):
-        (inbox / name).write_bytes(b"x")
+        (inbox / name).write_bytes(name.encode())  # content of its own: equal content is a duplicate
     first = landing.claim_new_files(str(inbox), str(lake), (".parquet",))
     second = landing.claim_new_files(str(inbox), str(lake), (".parquet",))
     assert [uri.rsplit("-", 1)[-1] for uri in first] == ["one.parquet", "two.parquet"]

@@ -54,7 +54,7 @@ def test_files_landing_together_fire_one_event_and_are_claimed_once(tmp_path):
     inbox, lake = tmp_path / "in", tmp_path / "lake"
     inbox.mkdir()
     for name in ("a.parquet", "b.csv", "c.jsonl", ".partial.parquet", "notes.txt"):
-        (inbox / name).write_bytes(b"x")
+        (inbox / name).write_bytes(name.encode())  # content of its own: equal content is a duplicate
     trigger = LandingZoneTrigger(inbox=str(inbox), destination=str(lake), poll_interval=0.05, min_age_seconds=0)
     event = _event(trigger)
     payload = event.payload

@@ -6,6 +6,7 @@ small JSON-able dict (URIs, row counts, fingerprints) for XCom.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from typing import Any
@@ -17,25 +18,61 @@ from airflow_mlops.core.spec import PipelineSpec
 from airflow_mlops.core.validation import DataValidationError, validate_batch
 from airflow_mlops.core.validation_plan import parquet_source
 
+logger = logging.getLogger(__name__)
 
-def source_uris(spec: PipelineSpec, ds: str | None = None) -> list[str]:
-    """The files a training run reads: the spec's source, or the newest batches in the lake."""
+
+def source_uris(spec: PipelineSpec, ds: str | None = None, claimed: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The files a training run reads: the spec's source, or the run's claimed lake files plus the
+    newest ``data.window_batches`` batches landed before them (``core.lake_window``)."""
     from airflow_mlops.core.ingest import SUFFIXES, resolve_uris
+    from airflow_mlops.core.lake_window import select
 
     if spec.data.source.uri:
         return resolve_uris(spec.data.source.uri.replace("{ds}", ds or ""))
     history = settings.lake_dir(spec.name, "labeled")
-    sources = storage.list_files(history, tuple(SUFFIXES))
+    sources = select(history, tuple(SUFFIXES), spec.data.window_batches, claimed).uris
     if not sources:
         raise NothingToProcessError(
             f"no labeled batches for pipeline '{spec.name}' in {history}; "
             f"land files in {settings.landing_dir(spec.name, 'training')}"
         )
-    return sources[-spec.data.window_batches :]
+    return sources
 
 
-def ingest_labeled(spec: PipelineSpec, run_id: str, ds: str | None = None, sql_engine: Any = None) -> dict[str, Any]:
+def _claimed_left_out(
+    spec: PipelineSpec, claimed: list[str] | tuple[str, ...], read: list[str], skipped: dict[str, list[str]]
+) -> dict[str, str]:
+    """The run's claimed files that it did not train on, each with the reason."""
+    out: dict[str, str] = {}
+    for uri in dict.fromkeys(claimed):
+        if uri in skipped:
+            out[uri] = f"it lacks {skipped[uri]}, which the spec now needs (a batch from before the spec added them)"
+        elif uri in read:
+            continue
+        elif spec.data.source.uri:
+            out[uri] = "the spec reads data.source.uri, not the lake"
+        elif spec.data.source.sql is not None and not spec.data.source.sql.watermark_column:
+            out[uri] = "the spec reads data.source.sql in full, not the lake"
+        elif not storage.exists(uri):
+            out[uri] = "it is no longer in the lake (quarantined or removed since it was claimed)"
+        else:
+            out[uri] = f"it is not a labeled batch of {settings.lake_dir(spec.name, 'labeled')}"
+    return out
+
+
+def ingest_labeled(
+    spec: PipelineSpec,
+    run_id: str,
+    ds: str | None = None,
+    sql_engine: Any = None,
+    claimed: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Read the sources (chunked) into one run-scoped dataset plus its profile.
+
+    ``claimed``: the lake files of the run's landing claims (``acknowledge_claims``). Every one
+    is read, with the newest ``data.window_batches`` batches landed before them as history;
+    a claimed file that is not read is listed with the reason in ``claimed_left_out`` (and
+    logged). Without claims (a calendar or drift run) the newest ``window_batches`` are read.
 
     A file that cannot be ingested is quarantined with the error, and the error raised:
     nothing downstream runs, and the next run no longer reads that file. Rows read twice
@@ -56,9 +93,11 @@ def ingest_labeled(spec: PipelineSpec, run_id: str, ds: str | None = None, sql_e
     if spec.data.source.sql is not None:
         from airflow_mlops.core.sql_source import read_sql_source
 
-        uris, sql_read = read_sql_source(spec, sql_engine, settings.join(folder, "sql_snapshot.parquet"))
+        uris, sql_read = read_sql_source(
+            spec, sql_engine, settings.join(folder, "sql_snapshot.parquet"), claimed=claimed
+        )
     else:
-        uris = source_uris(spec, ds)
+        uris = source_uris(spec, ds, claimed)
     try:
         result = ingest(spec, uris, settings.join(folder, "dataset.parquet"), on_bad_file=set_aside)
     except IngestError as exc:
@@ -66,7 +105,10 @@ def ingest_labeled(spec: PipelineSpec, run_id: str, ds: str | None = None, sql_e
             raise  # files, or lake batches of an incremental SQL source: named like landed files
         raise IngestError(str(exc).removeprefix(f"{exc.uri}: "), f"{sql_read['source']} read into {exc.uri}") from None
     profile_uri = storage.write_json(result.profile, settings.join(folder, "profile.json"))
-    extra = {"sql": sql_read} if sql_read is not None else {}
+    extra: dict[str, Any] = {"sql": sql_read} if sql_read is not None else {}
+    left_out = _claimed_left_out(spec, claimed, result.sources, result.skipped_schema)
+    for uri, why in left_out.items():
+        logger.warning("claimed file %s was not trained on: %s", uri, why)
     return {
         "uri": result.uri,
         "rows": result.rows,
@@ -79,6 +121,8 @@ def ingest_labeled(spec: PipelineSpec, run_id: str, ds: str | None = None, sql_e
         "duplicates_by_source": result.duplicates_by_source,
         "batches_skipped_schema": len(result.skipped_schema),
         "skipped_schema": result.skipped_schema,
+        "claimed_sources": [uri for uri in dict.fromkeys(claimed) if uri in result.sources],
+        "claimed_left_out": left_out,
         **extra,
     }
 

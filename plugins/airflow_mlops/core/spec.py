@@ -301,7 +301,13 @@ class DataSpec(_Strict):
         description="{old_name: new_name}: a column renamed since older batches were landed. A batch that has "
         "the old column and not the new one is read with the column renamed.",
     )
-    window_batches: int = Field(default=4, ge=1, description="Most recent labeled batches to train on.")
+    window_batches: int = Field(
+        default=4,
+        ge=1,
+        description="History window of the lake: a run reads every file of the landing claims it took, plus "
+        "this many newest older lake batches (landed before its newest claimed file); a run without claims "
+        "reads this many newest batches. Order: landing time, then the batch date in the name, then the name.",
+    )
     generator: str | None = Field(default=None, description="Name of a synthetic generator for this data.")
 
 

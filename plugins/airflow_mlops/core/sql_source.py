@@ -384,14 +384,18 @@ def _record_recovered(spec: PipelineSpec, watermark: dict[str, Any]) -> None:
         _save_watermark(spec, SqlRead(batches[-1], 0, 0, watermark, watermark))
 
 
-def read_sql_source(spec: PipelineSpec, engine: Any, snapshot_uri: str) -> tuple[list[str], dict[str, Any]]:
+def read_sql_source(
+    spec: PipelineSpec, engine: Any, snapshot_uri: str, claimed: list[str] | tuple[str, ...] = ()
+) -> tuple[list[str], dict[str, Any]]:
     """The files a run ingests from its SQL source, and what was read (for XCom and lineage).
 
     A full read lands at ``snapshot_uri`` (run-scoped: a retry reads again and replaces it);
     an incremental read lands a lake batch, and the run ingests the newest
-    ``data.window_batches`` batches of the lake, the new one included.
+    ``data.window_batches`` batches of the lake, the new one included, plus the files of the
+    run's landing claims (``claimed``), in landing order (``core.lake_window``).
     """
     from airflow_mlops.core.errors import NothingToProcessError
+    from airflow_mlops.core.lake_window import select
 
     sql = _sql(spec)
     if engine is None:
@@ -401,10 +405,12 @@ def read_sql_source(spec: PipelineSpec, engine: Any, snapshot_uri: str) -> tuple
         read = read_to_parquet(spec, engine, snapshot_uri, None)
         return [snapshot_uri], read.info(sql)
     read = read_increment(spec, engine)
-    batches = [u for u in storage.list_files(settings.lake_dir(spec.name, "labeled"), (".parquet",))]
+    lake = settings.lake_dir(spec.name, "labeled")
+    landed = [read.uri] if read.uri is not None else []  # the batch this run landed is read whatever its time
+    batches = select(lake, (".parquet",), spec.data.window_batches, [*claimed, *landed]).uris
     if not batches:
         raise NothingToProcessError(
             f"{source_label(sql)}: no rows with a {sql.watermark_column} above {read.after} and no batches "
-            f"in {settings.lake_dir(spec.name, 'labeled')} yet"
+            f"in {lake} yet"
         )
-    return batches[-spec.data.window_batches :], read.info(sql)
+    return batches, read.info(sql)

@@ -20,8 +20,15 @@ if TYPE_CHECKING:
 class IngestLabeledDataOperator(MlopsBaseOperator):
     """Gather the pipeline's recent labeled batches into one run-scoped dataset.
 
-    Returns ``{"uri", "rows", "fingerprint", "sources"}`` (and ``"sql"``: what a SQL source read).
-    A ``data.source.sql`` source is read through its Airflow connection (``hooks.sql``).
+    Returns ``{"uri", "rows", "fingerprint", "sources", "claimed_sources", "claimed_left_out", ...}``
+    (and ``"sql"``: what a SQL source read). A ``data.source.sql`` source is read through its
+    Airflow connection (``hooks.sql``).
+
+    A run started by landed files reads every file of the landing claims it takes
+    (``acknowledge_claims``: each claim exactly once) plus the newest ``data.window_batches``
+    batches landed before them; a claimed file it does not read is listed with the reason in
+    ``claimed_left_out`` and logged. Safe to retry: the retry takes the same claims (they are
+    this run's) and rewrites the run-scoped dataset.
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -29,7 +36,7 @@ class IngestLabeledDataOperator(MlopsBaseOperator):
 
         from airflow_mlops.core.data_stages import ingest_labeled
 
-        acknowledge_claims(context, skip_duplicates=True)  # take this run's landing claims (exactly once)
+        claimed = acknowledge_claims(context, skip_duplicates=True)  # this run's landing claims (exactly once)
         spec = self.load_spec()
         sql = spec.data.source.sql
         if sql is not None:
@@ -39,7 +46,9 @@ class IngestLabeledDataOperator(MlopsBaseOperator):
         else:
             database = nullcontext()
         with fail_without_retry_on_bad_input(), skip_when_nothing_to_process(), database as engine:
-            result = ingest_labeled(spec, self.run_id(context), ds=context.get("ds"), sql_engine=engine)
+            result = ingest_labeled(
+                spec, self.run_id(context), ds=context.get("ds"), sql_engine=engine, claimed=claimed
+            )
         if "sql" in result:
             self.log.info("SQL source read: %s", result["sql"])
         self.log.info(
@@ -53,6 +62,14 @@ class IngestLabeledDataOperator(MlopsBaseOperator):
             result["uri"],
             result["profile_uri"],
         )
+        if claimed:
+            self.log.info(
+                "read %d claimed file(s) of this run and %d history batch(es)",
+                len(result["claimed_sources"]),
+                len(result["sources"]) - len(result["claimed_sources"]),
+            )
+        if result["claimed_left_out"]:
+            self.log.warning("claimed file(s) not trained on: %s", result["claimed_left_out"])
         return result
 
 

@@ -5,7 +5,10 @@ without a sensor occupying a worker slot. Each poll claims every settled file in
 inbox (moves it into the pipeline's lake, see ``core.landing``) and fires one event per
 claim, so files that land together are processed together and a claimed file never
 fires twice. A claim that no consumer acknowledged is delivered again, with backoff, which
-closes the window where the triggerer dies between claiming and storing the event.
+closes the window where the triggerer dies between claiming and storing the event. A claim
+never delivered at all (the triggerer killed mid-claim, a disk full) is recovered and
+delivered by the next scan of the open claims: at the trigger's next start, after an
+error, and every ``scan_interval`` (``core.claim_recovery``).
 
 How Airflow runs it (3.3, ``jobs/triggerer_job_runner.py``): the triggerer starts
 ``run()``; when it returns after yielding, the trigger is finished and, since its row is
@@ -94,7 +97,9 @@ class LandingZoneTrigger(BaseEventTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_mlops.core import landing
 
-        next_scan = 0.0  # look for claims to redeliver at every start, then every scan_interval
+        # Look at the open claims at every start (a triggerer killed mid-claim left one undelivered),
+        # after every error (so did a claim that failed half-way), then every scan_interval.
+        next_scan = 0.0
         errors = 0
         while True:
             try:
@@ -115,6 +120,7 @@ class LandingZoneTrigger(BaseEventTrigger):
                     )
             except Exception as exc:  # storage down or misconfigured: keep watching, slower
                 errors += 1
+                next_scan = 0.0  # a claim this poll left undelivered is recovered by the next one
                 delay = min(self.poll_interval * 2**errors, MAX_ERROR_BACKOFF_SECONDS)
                 self.log.warning("landing zone %s: %s; next try in %.0f s", self.inbox, exc, delay)
                 await asyncio.sleep(delay)
