@@ -79,12 +79,12 @@ def _tracking_uri(args: argparse.Namespace) -> str:
 def _rollback(args: argparse.Namespace) -> int:
     import getpass
 
-    from airflow_mlops.core import registry
+    from airflow_mlops.core import promotion
     from airflow_mlops.core.spec import load_spec
 
     spec = load_spec(args.spec)
     try:
-        record = registry.rollback(
+        record = promotion.rollback(
             _tracking_uri(args),
             spec.registered_model_name,
             by=f"cli/{getpass.getuser()}",
@@ -92,7 +92,7 @@ def _rollback(args: argparse.Namespace) -> int:
             to_version=args.to,
             force=args.force,
         )
-    except registry.RollbackError as exc:
+    except promotion.RollbackError as exc:
         print(f"rollback refused: {exc}", file=sys.stderr)
         return 1
     print(f"champion of {spec.registered_model_name}: v{record['from_version']} -> v{record['to_version']} "
