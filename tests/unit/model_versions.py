@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,14 @@ def _artifacts() -> tuple[str, bytes]:
     return folder, export_onnx(model, spec)
 
 
+@functools.cache
+def _empty_store() -> str:
+    """An SQLite MLflow store with its tables made (a new one migrates for a second or more)."""
+    path = os.path.join(tempfile.mkdtemp(prefix="airflow-mlops-test-store-"), "mlflow.db")
+    registry.client(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @dataclass
 class Versions:
     """Makes versions of ``name`` on ``tracking_uri``, each with its own MLflow run and artifacts."""
@@ -50,6 +59,9 @@ class Versions:
     folder: Path
 
     def __post_init__(self) -> None:
+        path = self.tracking_uri.removeprefix("sqlite:///")
+        if self.tracking_uri.startswith("sqlite:///") and not os.path.exists(path):
+            shutil.copyfile(_empty_store(), path)
         mlflow_client = registry.client(self.tracking_uri)
         mlflow_client.create_registered_model(self.name)
         location = f"file://{self.folder}/artifacts"

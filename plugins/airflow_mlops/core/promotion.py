@@ -167,10 +167,13 @@ def promote_once(
         if later == [] and earlier.get("to_version") == version and current == version:
             log.info("run %s already promoted %s v%s: nothing to do", run, name, version)
             return earlier
-        since = "; ".join(_move_text(r) for r in later) if later else "moves no longer in the bounded history"
+        if later is None:
+            since = "moves no longer in the bounded history"
+        else:
+            since = "; ".join(_move_text(r) for r in later) or "no move"
         raise PromotionSuperseded(
-            f"run {run} already promoted '{name}' {_move_text(earlier)}; the champion is now v{current} after "
-            f"{since}. A run promotes once: not moving the alias to v{version} again (trigger a new run)"
+            f"run {run} already promoted '{name}' {_move_text(earlier)}; since then: {since}; the champion is "
+            f"v{current}. A run promotes once: not moving the alias to v{version} (trigger a new run to promote)"
         )
     if current != expected_champion:
         raise RuntimeError(
