@@ -65,11 +65,15 @@ def test_a_promotion_killed_right_after_the_alias_moved_is_finished_by_its_retry
     assert (back["from_version"], back["to_version"]) == ("2", "1") and _champion(store) == "1"
 
 
-def test_a_promotion_killed_before_the_alias_moved_is_made_by_its_retry(store):
+def test_a_promotion_killed_before_the_alias_moved_is_made_by_its_retry(store, capsys):
+    from airflow_mlops.cli import main
+
     uri = store.tracking_uri
     killed = At("set_registered_model_tag", arg=promotion.PENDING_TAG)  # the intent written, nothing else
     run_killed_at(killed, model_stages.promote_candidate, uri, _gate(store), by=RUN_2)
     assert _champion(store) == "1" and _pending(store) is not None
+    assert main(["history", str(EXAMPLE_SPEC), "--tracking-uri", uri]) == 0
+    assert f"unfinished: v1 -> v2 by {RUN_2}" in capsys.readouterr().out
     record = model_stages.promote_candidate(uri, _gate(store), by=RUN_2)
     assert (record["from_version"], record["to_version"]) == ("1", "2") and _champion(store) == "2"
     assert _moves(store) == [(None, "1", RUN_1), ("1", "2", RUN_2)] and _pending(store) is None

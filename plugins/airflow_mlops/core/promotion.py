@@ -67,7 +67,14 @@ def _write_record(tracking_uri: str, name: str, record: dict[str, Any]) -> None:
 
 def pending_move(tracking_uri: str, name: str) -> dict[str, Any] | None:
     """The move a task started and did not finish recording, or None."""
-    raw = registry.client(tracking_uri).get_registered_model(name).tags.get(PENDING_TAG)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        raw = registry.client(tracking_uri).get_registered_model(name).tags.get(PENDING_TAG)
+    except MlflowException as exc:
+        if registry.is_not_found(str(getattr(exc, "error_code", "")), str(exc)):
+            return None  # no such model yet: nothing was ever moved
+        raise
     return dict(json.loads(raw)) if raw else None
 
 
@@ -236,13 +243,13 @@ def rollback(
     instead of undoing it. Without ``run`` (the command line) each call is a new rollback.
     """
     settle_pending(tracking_uri, name)
-    history = registry.promotion_history(tracking_uri, name)
+    current = registry.champion(tracking_uri, name)
+    history = registry.promotion_history(tracking_uri, name) if current is not None else []
     if run is not None:
         done = next((r for r in reversed(history) if r.get("run") == run and r.get("rollback")), None)
         if done is not None:
             log.info("rollback %s of %s was already made: %s", run, name, _move_text(done))
             return done
-    current = registry.champion(tracking_uri, name)
     if current is None:
         raise RollbackError(f"'{name}' has no champion to roll back")
     current_version = str(current.version)
