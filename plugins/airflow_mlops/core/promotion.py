@@ -190,6 +190,9 @@ def promote_once(
     checked = integrity.require_intact(tracking_uri, target, "promote")
     if preflight is not None:
         preflight()
+        now = _version_of(registry.champion(tracking_uri, name))
+        if now != expected_champion:  # the preflight takes seconds: check again right before the move
+            raise RuntimeError(f"champion of '{name}' moved from {expected_champion} to {now} during the preflight")
     return promote(tracking_uri, name, version, reason, by, extra={"integrity": checked.summary()}, run=run)
 
 
