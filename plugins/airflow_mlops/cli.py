@@ -79,12 +79,12 @@ def _tracking_uri(args: argparse.Namespace) -> str:
 def _rollback(args: argparse.Namespace) -> int:
     import getpass
 
-    from airflow_mlops.core import registry
+    from airflow_mlops.core import promotion
     from airflow_mlops.core.spec import load_spec
 
     spec = load_spec(args.spec)
     try:
-        record = registry.rollback(
+        record = promotion.rollback(
             _tracking_uri(args),
             spec.registered_model_name,
             by=f"cli/{getpass.getuser()}",
@@ -92,7 +92,7 @@ def _rollback(args: argparse.Namespace) -> int:
             to_version=args.to,
             force=args.force,
         )
-    except registry.RollbackError as exc:
+    except promotion.RollbackError as exc:
         print(f"rollback refused: {exc}", file=sys.stderr)
         return 1
     print(f"champion of {spec.registered_model_name}: v{record['from_version']} -> v{record['to_version']} "
@@ -103,7 +103,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from airflow_mlops.core import registry
+    from airflow_mlops.core import promotion, registry
     from airflow_mlops.core.spec import load_spec
 
     spec = load_spec(args.spec)
@@ -113,6 +113,10 @@ def _history(args: argparse.Namespace) -> int:
     for record in registry.promotion_history(tracking_uri, spec.registered_model_name):
         print(f"  {record['at']}  v{record['from_version']} -> v{record['to_version']}  by {record['by']}: "
               f"{record['reason'][:120]}")  # fmt: skip
+    pending = promotion.pending_move(tracking_uri, spec.registered_model_name)
+    if pending:  # the next move (or the retry of its task) records or drops it
+        print(f"  unfinished: v{pending['from_version']} -> v{pending['to_version']} by {pending['by']} "
+              f"at {pending['at']} (its task died before recording it)")  # fmt: skip
     return 0
 
 

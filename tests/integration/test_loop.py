@@ -142,7 +142,7 @@ def test_the_served_champion_answers_swaps_under_load_and_logs_every_prediction(
     import time
     from pathlib import Path
 
-    from airflow_mlops.core import registry, storage
+    from airflow_mlops.core import promotion, storage
 
     stack, result = loop
     with socket.socket() as probe:
@@ -199,7 +199,7 @@ def test_the_served_champion_answers_swaps_under_load_and_logs_every_prediction(
         for thread in clients:
             thread.start()
         time.sleep(1.0)
-        registry.promote(tracking_uri, name, other, "integration: swap under load", "test")
+        promotion.promote(tracking_uri, name, other, "integration: swap under load", "test")
         deadline = time.monotonic() + 30
         while (not versions or versions[-1] != other) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -210,7 +210,7 @@ def test_the_served_champion_answers_swaps_under_load_and_logs_every_prediction(
         assert failures == []
         assert versions[0] == result.champion and versions[-1] == other
     finally:
-        registry.promote(tracking_uri, name, result.champion, "integration: restore", "test")
+        promotion.promote(tracking_uri, name, result.champion, "integration: restore", "test")
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
     log_root = stack.config.root / "artifacts" / "churn" / "prediction_log"

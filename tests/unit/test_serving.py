@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.core import registry, settings, tables
+from airflow_mlops.core import promotion, registry, settings, tables
 from airflow_mlops.core.packaging import onnx_feeds
 from airflow_mlops.core.spec import load_spec, parse_spec
 from airflow_mlops.serving.app import ServeConfig, ServingApp, build_app
@@ -164,12 +164,12 @@ def served(tmp_path_factory):
         tracking_uri = f"sqlite:///{home}/mlflow.db"
         _land_and_claim(spec, "training", seed=1)
         gate = _train(spec, tracking_uri, "run-1")
-        registry.promote(tracking_uri, spec.registered_model_name, gate["version"], "first", "test")
+        promotion.promote(tracking_uri, spec.registered_model_name, gate["version"], "first", "test")
         _land_and_claim(spec, "training", seed=2, day=2)
         second = _train(spec, tracking_uri, "run-2", force=True)
         assert (gate["version"], second["version"]) == ("1", "2")
         yield spec, tracking_uri
-        registry.promote(tracking_uri, spec.registered_model_name, "1", "reset", "test")
+        promotion.promote(tracking_uri, spec.registered_model_name, "1", "reset", "test")
 
 
 def _app(served, **overrides) -> ServingApp:
@@ -281,13 +281,13 @@ def test_hot_swap_under_concurrent_requests_fails_nothing(served):
         clients = [asyncio.create_task(client(stop, answers)) for _ in range(8)]
         try:
             await asyncio.sleep(0.2)
-            await asyncio.to_thread(registry.promote, tracking_uri, name, "2", "swap test", "test")
+            await asyncio.to_thread(promotion.promote, tracking_uri, name, "2", "swap test", "test")
             swapped = await app.refresh()  # what the watcher does every poll_seconds
             await asyncio.sleep(0.2)
         finally:
             stop.set()
             await asyncio.gather(*clients)
-            await asyncio.to_thread(registry.promote, tracking_uri, name, "1", "swap test back", "test")
+            await asyncio.to_thread(promotion.promote, tracking_uri, name, "1", "swap test back", "test")
             await app.shutdown()
         return swapped, answers
 
@@ -309,14 +309,14 @@ def test_a_version_that_cannot_load_is_not_swapped_in(served, monkeypatch):
     original = client.get_model_version(name, "2").tags["onnx_uri"]
     client.delete_model_version_tag(name, "2", "onnx_uri")
     try:
-        registry.promote(tracking_uri, name, "2", "no onnx", "test")
+        promotion.promote(tracking_uri, name, "2", "no onnx", "test")
         assert not _run(app.refresh())
         assert app.model.version == "1" and "has no ONNX graph" in app.load_error
         with pytest.raises(ModelLoadError, match="has no ONNX graph"):
             app._load("2")
     finally:
         client.set_model_version_tag(name, "2", "onnx_uri", original)
-        registry.promote(tracking_uri, name, "1", "back", "test")
+        promotion.promote(tracking_uri, name, "1", "back", "test")
 
 
 def test_every_prediction_is_logged_and_shutdown_flushes(served):
@@ -435,7 +435,7 @@ def test_deploy_queries_the_new_champion_in_process_and_in_the_running_app(serve
     spec, tracking_uri = served
     url, app = live_server
     name = spec.registered_model_name
-    record = registry.promote(tracking_uri, name, "2", "deploy test", "test")
+    record = promotion.promote(tracking_uri, name, "2", "deploy test", "test")
     try:
         report = deploy_or_rollback(spec, tracking_uri, record, _test_rows_uri(served), "test", url, TOKEN)
         assert report["version"] == "2" and report["in_process"]["rows"] == spec.deployment.smoke_rows
@@ -444,7 +444,7 @@ def test_deploy_queries_the_new_champion_in_process_and_in_the_running_app(serve
         assert registry.client(tracking_uri).get_model_version(name, "2").tags["deploy"] == "passed"
         assert app.prediction_logger is None
     finally:
-        registry.promote(tracking_uri, name, "1", "back", "test")
+        promotion.promote(tracking_uri, name, "1", "back", "test")
 
 
 def test_a_champion_that_fails_its_smoke_test_is_rolled_back(served):
@@ -456,7 +456,7 @@ def test_a_champion_that_fails_its_smoke_test_is_rolled_back(served):
     original = client.get_model_version(name, "2").tags["onnx_uri"]
     client.set_model_version_tag(name, "2", "onnx_uri", original.replace("/onnx/model.onnx", "/onnx/missing.onnx"))
     try:
-        record = registry.promote(tracking_uri, name, "2", "a broken package", "test")
+        record = promotion.promote(tracking_uri, name, "2", "a broken package", "test")
         with pytest.raises(DeployError, match=r"smoke test of v2 failed: .*champion rolled back to v1"):
             deploy_or_rollback(spec, tracking_uri, record, _test_rows_uri(served), "test")
         assert str(registry.champion(tracking_uri, name).version) == "1"
@@ -464,7 +464,7 @@ def test_a_champion_that_fails_its_smoke_test_is_rolled_back(served):
         assert last["reason"].startswith("rollback: deploy smoke test of v2 failed")
     finally:
         client.set_model_version_tag(name, "2", "onnx_uri", original)
-        registry.promote(tracking_uri, name, "1", "back", "test")
+        promotion.promote(tracking_uri, name, "1", "back", "test")
 
 
 def test_a_failed_deploy_restores_the_previous_champion_even_if_it_was_forced_back_earlier(served):
@@ -477,9 +477,9 @@ def test_a_failed_deploy_restores_the_previous_champion_even_if_it_was_forced_ba
     client.set_model_version_tag(name, "1", "gate", "failed")  # v1 serves, yet a plain rollback would refuse it
     client.set_model_version_tag(name, "2", "onnx_uri", original.replace("/onnx/model.onnx", "/onnx/missing.onnx"))
     try:
-        with pytest.raises(registry.RollbackError, match="v1"):
-            registry.rollback(tracking_uri, name, by="test", reason="check", to_version="1")
-        record = registry.promote(tracking_uri, name, "2", "a broken package", "test")
+        with pytest.raises(promotion.RollbackError, match="v1"):
+            promotion.rollback(tracking_uri, name, by="test", reason="check", to_version="1")
+        record = promotion.promote(tracking_uri, name, "2", "a broken package", "test")
         with pytest.raises(DeployError, match="champion rolled back to v1"):
             deploy_or_rollback(spec, tracking_uri, record, _test_rows_uri(served), "test")
         assert str(registry.champion(tracking_uri, name).version) == "1"
@@ -487,7 +487,7 @@ def test_a_failed_deploy_restores_the_previous_champion_even_if_it_was_forced_ba
     finally:
         client.set_model_version_tag(name, "1", "gate", "passed")
         client.set_model_version_tag(name, "2", "onnx_uri", original)
-        registry.promote(tracking_uri, name, "1", "back", "test")
+        promotion.promote(tracking_uri, name, "1", "back", "test")
 
 
 def test_a_running_app_that_never_swaps_fails_the_deploy_and_rolls_back(served):
@@ -496,7 +496,7 @@ def test_a_running_app_that_never_swaps_fails_the_deploy_and_rolls_back(served):
     spec, tracking_uri = served
     name = spec.registered_model_name
     quick = spec.model_copy(update={"deployment": spec.deployment.model_copy(update={"ready_timeout_seconds": 1})})
-    record = registry.promote(tracking_uri, name, "2", "nobody listens", "test")
+    record = promotion.promote(tracking_uri, name, "2", "nobody listens", "test")
     with pytest.raises(DeployError, match=r"did not load v2 within 1 s .*unreachable.*rolled back to v1"):
         deploy_or_rollback(quick, tracking_uri, record, _test_rows_uri(served), "test", "http://127.0.0.1:9", None)
     assert str(registry.champion(tracking_uri, name).version) == "1"

@@ -16,6 +16,7 @@ from airflow_mlops.core import (
     landing,
     model_stages,
     operate_stages,
+    promotion,
     registry,
     settings,
     storage,
@@ -120,9 +121,9 @@ def test_promotion_refuses_when_champion_moved_during_the_run(spec, tracking_uri
     _land_and_claim(spec, "training", seed=1)
     gate = _train(spec, tracking_uri, "run-1")
     model_stages.promote_candidate(tracking_uri, gate, by="a")
-    stale = {**gate, "version": "1", "champion_version": None}
+    # Another run's candidate, compared with "no champion", arrives after run-1 promoted v1.
     with pytest.raises(RuntimeError, match="moved from None to 1"):
-        model_stages.promote_candidate(tracking_uri, stale, by="b")
+        promotion.promote_once(tracking_uri, gate["name"], "1", None, "gate passed", "b", run="churn_training/run-2")
     history = registry.promotion_history(tracking_uri, spec.registered_model_name)
     assert [(h["from_version"], h["to_version"], h["by"]) for h in history] == [(None, "1", "a")]
 
@@ -259,18 +260,18 @@ def test_onnx_parity_failure_blocks_promotion_and_rollback_restores_the_previous
     assert version.tags["gate"] == "failed" and "**Gate: failed.**" in version.description
 
     # An operator promotes v2 by hand, then rolls back: v1 is champion again, and the history says so.
-    registry.promote(tracking_uri, sliced.registered_model_name, "2", reason="manual", by="someone")
-    record = registry.rollback(tracking_uri, sliced.registered_model_name, by="test", reason="bad canary")
+    promotion.promote(tracking_uri, sliced.registered_model_name, "2", reason="manual", by="someone")
+    record = promotion.rollback(tracking_uri, sliced.registered_model_name, by="test", reason="bad canary")
     assert (record["from_version"], record["to_version"]) == ("2", "1")
     assert str(registry.champion(tracking_uri, sliced.registered_model_name).version) == "1"
     history = registry.promotion_history(tracking_uri, sliced.registered_model_name)
     assert [(h["from_version"], h["to_version"]) for h in history] == [(None, "1"), ("1", "2"), ("2", "1")]
     assert history[-1]["reason"] == "rollback: bad canary"
     # Undoing that rollback would bring back v2, whose gate failed: refused unless forced.
-    with pytest.raises(registry.RollbackError, match="v2 champion again: it failed its promotion gate"):
-        registry.rollback(tracking_uri, sliced.registered_model_name, by="test", reason="again")
-    with pytest.raises(registry.RollbackError, match="has no version 9"):
-        registry.rollback(tracking_uri, sliced.registered_model_name, by="test", reason="x", to_version="9")
+    with pytest.raises(promotion.RollbackError, match="v2 champion again: it failed its promotion gate"):
+        promotion.rollback(tracking_uri, sliced.registered_model_name, by="test", reason="again")
+    with pytest.raises(promotion.RollbackError, match="has no version 9"):
+        promotion.rollback(tracking_uri, sliced.registered_model_name, by="test", reason="x", to_version="9")
 
 
 def test_rollback_and_history_from_the_command_line(spec, tracking_uri, capsys, tmp_path):
@@ -284,7 +285,7 @@ def test_rollback_and_history_from_the_command_line(spec, tracking_uri, capsys, 
     assert "no earlier champion recorded" in capsys.readouterr().err
 
     second = _train(spec, tracking_uri, "run-2", force=True)
-    registry.promote(tracking_uri, name, second["version"], reason="by hand", by="someone")
+    promotion.promote(tracking_uri, name, second["version"], reason="by hand", by="someone")
     assert main(["rollback", str(EXAMPLE_SPEC), "--tracking-uri", tracking_uri, "--reason", "alerts"]) == 0
     assert f"champion of {name}: v2 -> v1 (rollback: alerts" in capsys.readouterr().out
     assert main(["history", str(EXAMPLE_SPEC), "--tracking-uri", tracking_uri]) == 0

@@ -6,12 +6,15 @@ it) and returns a small dict for XCom: run ids, model URIs, versions, metrics.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from airflow_mlops import __version__
 from airflow_mlops.core import registry, storage, tables
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.gate import decide_promotion
+from airflow_mlops.core.integrity import artifact_digests
+from airflow_mlops.core.promotion import promote_once
 from airflow_mlops.core.spec import PipelineSpec
 
 
@@ -369,7 +372,12 @@ def register_candidate(
     lineage: dict[str, str],
     package: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Register the candidate as a new model version, tagged with its lineage, metrics and package."""
+    """Register the candidate as a new model version, tagged with its lineage, metrics, package
+    and the sha256 of its artifacts (``core.integrity``: checked again before it becomes champion).
+
+    Safe to retry: the version a killed attempt registered from the same training run is
+    reused and its tags set again (``registry.register``), never a second version.
+    """
     tags = {
         "spec_fingerprint": spec.fingerprint(),
         "data_fingerprint": dataset["fingerprint"],
@@ -391,8 +399,10 @@ def register_candidate(
         tags["onnx_parity"] = "passed" if parity["passed"] else "failed"
         if parity["passed"]:  # only a twin that matches may be served in the model's place
             tags["onnx_uri"] = package["onnx_uri"]
-    version = registry.register(tracking_uri, spec.registered_model_name, training["model_uri"], tags)
-    return {"name": spec.registered_model_name, "version": version}
+    tags.update(artifact_digests(tracking_uri, training["model_uri"], tags.get("onnx_uri")))
+    name = spec.registered_model_name
+    version = registry.register(tracking_uri, name, training["model_uri"], tags, run_id=training["run_id"])
+    return {"name": name, "version": version}
 
 
 def _packaging_reasons(spec: PipelineSpec, package: dict[str, Any] | None) -> list[str]:
@@ -449,15 +459,21 @@ def gate_candidate(
     return result
 
 
-def promote_candidate(tracking_uri: str, gate: dict[str, Any], by: str) -> dict[str, Any]:
-    """Move ``champion`` to the gated version, unless the champion moved since evaluation."""
+def promote_candidate(
+    tracking_uri: str, gate: dict[str, Any], by: str, preflight: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Move ``champion`` to the gated version, unless the champion moved since evaluation.
+
+    The version must load and match its recorded digests, and pass ``preflight`` (the
+    serving app's check, when given) before the alias moves. Safe to retry or clear: the
+    run that registered the version (its ``airflow.dag_id``/``airflow.run_id`` tags, else
+    ``by``) promotes at most once; see ``promotion.promote_once``.
+    """
     if not gate["promote"]:
         raise ValueError(f"version {gate['version']} did not pass the gate: {gate['reasons']}")
-    current = registry.champion(tracking_uri, gate["name"])
-    current_version = str(current.version) if current is not None else None
-    if current_version != gate["champion_version"]:
-        raise RuntimeError(
-            f"champion of '{gate['name']}' moved from {gate['champion_version']} to {current_version} "
-            "while this run was evaluating; not promoting. Re-run to compare against the new champion."
-        )
-    return registry.promote(tracking_uri, gate["name"], gate["version"], reason="; ".join(gate["reasons"]), by=by)
+    name, version = gate["name"], str(gate["version"])
+    tags = registry.client(tracking_uri).get_model_version(name, version).tags
+    run = f"{tags.get('airflow.dag_id', '')}/{tags['airflow.run_id']}" if "airflow.run_id" in tags else by
+    return promote_once(
+        tracking_uri, name, version, gate["champion_version"], "; ".join(gate["reasons"]), by, run, preflight
+    )

@@ -3,6 +3,8 @@
 Models are logged with skops, never pickle. Loading goes through ``load_model``,
 which trusts only the exact types listed in ``TRUSTED_TYPES`` (what the allow-listed
 estimators need beyond skops' defaults), never a list read from the artifact itself.
+Moves of the ``champion`` alias (promotion, rollback) and their history are written by
+``core.promotion``; the checks of a version's artifacts are ``core.integrity``.
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 CHAMPION_ALIAS = "champion"
+# Every move of the alias, newest last (bounded, see ``core.promotion``); written only there.
 HISTORY_TAG = "promotion_history"
-# MLflow stores registered-model tag values in a 5000-character column on SQL backends.
-HISTORY_MAX_CHARS = 4500
 # Types beyond skops' defaults that the allow-listed estimators need. ``Tree`` is not trusted by
 # skops by default; we trust it only for artifacts this package logged to the registry.
 TRUSTED_TYPES = frozenset(
@@ -253,7 +254,6 @@ def load_model(tracking_uri: str, model_uri: str, raw_inputs: bool = False) -> A
     the trained Pipeline inside it is returned, which takes ``training.feature_frame`` inputs.
     """
     import mlflow
-    import skops.io
 
     from airflow_mlops.core.model.raw_inputs import unwrap
 
@@ -264,11 +264,17 @@ def load_model(tracking_uri: str, model_uri: str, raw_inputs: bool = False) -> A
             flavor = yaml.safe_load(handle)["flavors"].get("sklearn")
         if not flavor or flavor.get("serialization_format") != "skops":
             raise UntrustedModelError(f"{model_uri} is not a skops-serialized scikit-learn model")
-        path = os.path.join(local, flavor["pickled_model"])
-        untrusted = skops.io.get_untrusted_types(file=path)
-        _refuse_untrusted(untrusted, model_uri)
-        model = skops.io.load(path, trusted=untrusted)
+        model = load_skops_file(os.path.join(local, flavor["pickled_model"]), model_uri)
     return model if raw_inputs else unwrap(model)
+
+
+def load_skops_file(path: str, what: str) -> Any:
+    """Load a skops file, trusting only ``TRUSTED_TYPES`` beyond skops' defaults."""
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(file=path)
+    _refuse_untrusted(untrusted, what)
+    return skops.io.load(path, trusted=untrusted)
 
 
 def _is_not_found(exc: Exception) -> bool:
@@ -313,13 +319,39 @@ def champion_profile(tracking_uri: str, name: str) -> dict[str, Any] | None:
         return None
 
 
-def register(tracking_uri: str, name: str, model_uri: str, tags: dict[str, str]) -> str:
-    """Register ``model_uri`` as a new version of ``name`` with lineage tags; return the version."""
+def register(tracking_uri: str, name: str, model_uri: str, tags: dict[str, str], run_id: str) -> str:
+    """Register ``model_uri`` (logged on MLflow run ``run_id``) as a version of ``name``; return it.
+
+    Safe to retry: a version registered from ``run_id`` before (a task killed after MLflow
+    created it, before its result was saved) is reused, with any tag that differs set again,
+    instead of registering a twin beside it.
+    """
     import mlflow
 
+    earlier = registered_from_run(tracking_uri, name, run_id)
+    if earlier is not None:
+        missing = {k: v for k, v in tags.items() if earlier.tags.get(k) != v}
+        tag_version(tracking_uri, name, str(earlier.version), missing)
+        log.info("%s v%s was already registered from run %s: reused", name, earlier.version, run_id)
+        return str(earlier.version)
     client(tracking_uri)
     version = mlflow.register_model(model_uri=model_uri, name=name, tags=tags, await_registration_for=60)
     return str(version.version)
+
+
+def registered_from_run(tracking_uri: str, name: str, run_id: str) -> Any | None:
+    """The oldest version of ``name`` registered from MLflow run ``run_id``, or None."""
+    from mlflow.exceptions import MlflowException
+
+    if not re.fullmatch(r"[0-9A-Za-z_-]+", run_id):
+        raise ValueError(f"not an MLflow run id: {run_id!r}")
+    try:
+        versions = client(tracking_uri).search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    except MlflowException as exc:
+        if _is_not_found(exc):
+            return None
+        raise
+    return min(versions, key=lambda v: int(v.version), default=None)
 
 
 def versions_trained_on(
@@ -349,48 +381,9 @@ def tag_version(tracking_uri: str, name: str, version: str, tags: dict[str, str]
 
 
 def promotion_history(tracking_uri: str, name: str) -> list[dict[str, Any]]:
+    """The recorded moves of ``champion`` (``core.promotion`` writes them), oldest first."""
     model = client(tracking_uri).get_registered_model(name)
     return list(json.loads(model.tags.get(HISTORY_TAG, "[]")))
-
-
-def _capped(history: list[dict[str, Any]]) -> str:
-    """The newest records that fit in a registered-model tag value."""
-    kept = list(history)
-    text = json.dumps(kept)
-    while len(kept) > 1 and len(text) > HISTORY_MAX_CHARS:
-        kept.pop(0)
-        text = json.dumps(kept)
-    return text
-
-
-def promote(
-    tracking_uri: str, name: str, version: str, reason: str, by: str, extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Move the ``champion`` alias to ``version`` and record the move (from, to, when, by, why).
-
-    The alias move is the one atomic, authoritative step. The record (with ``extra``, e.g. a
-    rollback's marks) is written to the new version's tags (complete) and to the model's
-    bounded history tag; a failure of that bookkeeping is logged, not raised, so a run never
-    fails after the champion moved.
-    """
-    mlflow_client = client(tracking_uri)
-    previous = champion(tracking_uri, name)
-    record = {
-        "from_version": str(previous.version) if previous else None,
-        "to_version": str(version),
-        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "by": by,
-        "reason": reason[:1000],
-        **(extra or {}),
-    }
-    mlflow_client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-    try:
-        mlflow_client.set_model_version_tag(name, version, "promotion", json.dumps(record))
-        history = [*promotion_history(tracking_uri, name), record]
-        mlflow_client.set_registered_model_tag(name, HISTORY_TAG, _capped(history))
-    except Exception:
-        log.exception("champion of %s moved to v%s, but recording the move failed", name, version)
-    return record
 
 
 def version_details(tracking_uri: str, name: str, version: str) -> dict[str, Any]:
@@ -427,75 +420,3 @@ def publish_model_card(tracking_uri: str, name: str, version: str, card: str) ->
             with open(path, "w", encoding="utf-8") as handle:
                 handle.write(card)
             mlflow_client.log_artifact(model_version.run_id, path)
-
-
-class RollbackError(RuntimeError):
-    """The champion cannot be rolled back (no earlier champion, or the target is unusable)."""
-
-
-def unservable_reasons(version: Any) -> list[str]:
-    """Why a model version must not become champion again; empty when it may.
-
-    It must have passed its gate (tag ``gate=passed``; a version registered by hand or whose
-    gate never ran has no tag) and carry an ONNX graph that passed the parity check (tag
-    ``onnx_uri``, set by ``register_candidate`` only then): the serving app loads that graph.
-    """
-    tags = dict(version.tags or {})
-    reasons = []
-    gate = tags.get("gate")
-    if gate is None:
-        reasons.append("it has no gate verdict (tag 'gate' missing: its promotion gate never ran)")
-    elif gate != "passed":
-        why = tags.get("gate_reasons")
-        reasons.append(f"it failed its promotion gate ({why})" if why else f"its gate tag says '{gate}'")
-    if not tags.get("onnx_uri"):
-        detail = "its ONNX parity check failed" if tags.get("onnx_parity") == "failed" else "none was packaged"
-        reasons.append(f"it has no parity-checked ONNX graph for serving (tag 'onnx_uri' missing: {detail})")
-    return reasons
-
-
-def last_move_to(history: list[dict[str, Any]], version: str) -> dict[str, Any] | None:
-    """The newest recorded move that made ``version`` champion (a promotion or a rollback)."""
-    return next((r for r in reversed(history) if str(r.get("to_version")) == str(version)), None)
-
-
-def rollback(
-    tracking_uri: str, name: str, by: str, reason: str, to_version: str | None = None, force: bool = False
-) -> dict[str, Any]:
-    """Move ``champion`` back: to ``to_version``, or to the version the last move replaced.
-
-    Without ``to_version`` it undoes the newest recorded move to the current champion,
-    whether a promotion or a rollback: after A -> B, a rollback restores A and a second one
-    B again. The target must exist, must have passed its gate and must have a parity-checked
-    ONNX graph (``unservable_reasons``), else ``RollbackError`` names the version and why;
-    ``force=True`` restores it anyway, and the record says so (``forced: true``, the reasons
-    in ``forced_past``, the reason starting with ``rollback (forced):``). Every rollback is
-    recorded in the promotion history like a promotion, with ``rollback: true``.
-    """
-    current = champion(tracking_uri, name)
-    if current is None:
-        raise RollbackError(f"'{name}' has no champion to roll back")
-    current_version = str(current.version)
-    if to_version is None:
-        last = last_move_to(promotion_history(tracking_uri, name), current_version)
-        if last is None or not last.get("from_version"):
-            raise RollbackError(f"no earlier champion recorded for '{name}' v{current_version}; name one with --to")
-        to_version = str(last["from_version"])
-    if str(to_version) == current_version:
-        raise RollbackError(f"v{to_version} is already the champion of '{name}'")
-    try:
-        target = client(tracking_uri).get_model_version(name, str(to_version))
-    except Exception as exc:
-        raise RollbackError(f"'{name}' has no version {to_version}: {exc}") from exc
-    problems = unservable_reasons(target)
-    if problems and not force:
-        raise RollbackError(
-            f"refusing to make '{name}' v{to_version} champion again: {'; '.join(problems)}. "
-            "Force it with --force (operator: force=True) if you are sure"
-        )
-    extra: dict[str, Any] = {"rollback": True}
-    if problems:
-        log.warning("forced rollback of %s to v%s: %s", name, to_version, "; ".join(problems))
-        extra.update(forced=True, forced_past=[p[:300] for p in problems])
-    label = "rollback (forced)" if problems else "rollback"
-    return promote(tracking_uri, name, str(to_version), reason=f"{label}: {reason}", by=by, extra=extra)

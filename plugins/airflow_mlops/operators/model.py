@@ -283,7 +283,11 @@ class MlflowPackageModelOperator(_CandidateOnTestSplitOperator):
 
 
 class MlflowRegisterModelOperator(MlopsBaseOperator):
-    """Register the candidate as a new model version tagged with lineage and metrics.
+    """Register the candidate as a new model version tagged with lineage, metrics and the
+    sha256 of its artifacts.
+
+    Safe to retry: a version already registered from the same training run (an attempt
+    killed after MLflow created it) is reused and its tags set again, never a twin.
 
     :param training: the train task's result. (templated)
     :param evaluation: the evaluate task's result. (templated)
@@ -377,7 +381,13 @@ class PromotionGateOperator(MlopsBaseOperator):
 class MlflowPromoteModelOperator(MlopsBaseOperator):
     """Move the ``champion`` alias to the gated version; skip (with reasons) if the gate failed.
 
-    Its outlet Asset event (the new champion) tells serving and scoring to reload.
+    The version must load and match the digests recorded at registration before the alias
+    moves. Its outlet Asset event (the new champion) tells serving and scoring to reload.
+
+    Safe to retry or clear (see ``core.promotion``): the move is recorded as pending before
+    the alias moves, so a retry finishes a move its killed attempt left unrecorded; the run
+    promotes at most once, so a retry after its own promotion returns that record, and a
+    clear after a later move (a rollback) skips, saying so, and moves nothing.
 
     :param gate: the gate task's result. (templated)
     :param split: the split task's result; when given, the candidate is served in this task and
@@ -400,11 +410,14 @@ class MlflowPromoteModelOperator(MlopsBaseOperator):
             raise AirflowSkipException(
                 f"not promoting {gate['name']} v{gate['version']}: " + "; ".join(gate["reasons"])
             )
-        if self.split:
-            self._preflight(gate, rendered_dict(self.split, "split"))
-        record = promote_candidate(
-            self.mlflow_hook.tracking_uri, gate, by=f"{context['dag'].dag_id}/{context['run_id']}"
-        )
+        split = rendered_dict(self.split, "split") if self.split else None
+        with skip_when_nothing_to_process():  # this run promoted before and the champion moved since
+            record = promote_candidate(
+                self.mlflow_hook.tracking_uri,
+                gate,
+                by=f"{context['dag'].dag_id}/{context['run_id']}",
+                preflight=(lambda: self._preflight(gate, split)) if split else None,
+            )
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {"model": gate["name"], **record}
         self.log.info("champion of %s: v%s -> v%s", gate["name"], record["from_version"], record["to_version"])
@@ -432,8 +445,13 @@ class MlflowRollbackChampionOperator(MlopsBaseOperator):
 
     Refuses (the task fails, naming the version and why) a target that failed its gate, was
     never gated, or has no parity-checked ONNX graph, unless ``force=True``; a forced
-    rollback is recorded as such in the promotion history. Its outlet Asset event (the
-    champion changed) tells serving and scoring to reload.
+    rollback is recorded as such in the promotion history. A target whose artifacts do not
+    load or differ from their recorded digests is refused even with ``force``. Its outlet
+    Asset event (the champion changed) tells serving and scoring to reload.
+
+    Safe to retry: the rollback is recorded under this task's run and id, so a retry returns
+    the rollback already made (finishing its record if the attempt died midway) instead of
+    undoing it.
 
     :param reason: recorded in the promotion history. (templated)
     :param to_version: the version to restore; default: the one the last move replaced. (templated)
@@ -454,17 +472,19 @@ class MlflowRollbackChampionOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_mlops.core.registry import RollbackError, rollback
+        from airflow_mlops.core.promotion import RollbackError, rollback
 
         spec = self.load_spec()
+        by = f"{context['dag'].dag_id}/{context['run_id']}"
         try:
             record = rollback(
                 self.mlflow_hook.tracking_uri,
                 spec.registered_model_name,
-                by=f"{context['dag'].dag_id}/{context['run_id']}",
+                by=by,
                 reason=self.reason,
                 to_version=str(self.to_version) if self.to_version else None,
                 force=self.force,
+                run=f"{by}/{self.task_id}",
             )
         except RollbackError as exc:  # a refusal is a decision, not a glitch: retrying cannot change it
             raise AirflowFailException(f"rollback refused: {exc}") from exc
@@ -484,6 +504,10 @@ class MlflowDeployChampionOperator(MlopsBaseOperator):
     host, port, password = bearer token) the running ``airflow-mlops serve`` must also swap
     to it and answer. A failure moves ``champion`` back to the version it replaced and
     fails this task with the reason (see ``airflow_mlops.serving.deploy``).
+
+    Safe to retry or clear: it writes only the version's ``deploy`` tags (set whole) and, on
+    failure, a rollback recorded like any move (a half-done one is finished first); a retry
+    after that rollback finds the version no longer champion and fails without moving it.
 
     :param promotion: the promote task's result (from/to versions). (templated)
     :param split: the split task's result; its test split gives the rows. (templated)

@@ -14,7 +14,13 @@ seconds a running app takes to notice. After the move, ``deploy_or_rollback``:
    the same rows to it, with the same checks;
 3. on any failure, moves the alias back to the version the promotion replaced (or, for
    a first champion, removes the alias, so nothing serves a model that failed) and
-   raises ``DeployError`` saying what failed and what was done.
+   raises ``DeployError`` saying what failed and what was done. Both are moves recorded
+   in the promotion history (``core.promotion``). The version moved back to must load
+   and match its recorded digests (``core.integrity``); when it does not, the alias
+   stays where it is and the error says both what failed and why the rollback was refused.
+
+Safe to retry: a move a killed attempt left half done is recorded first; a retry after
+the rollback finds the version no longer champion and fails without touching the alias.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from airflow_mlops.core import promotion as moves
 from airflow_mlops.core import registry, tables
 from airflow_mlops.core.spec import PipelineSpec
 
@@ -170,6 +177,7 @@ def deploy_or_rollback(
     name = spec.registered_model_name
     version, previous = str(promotion["to_version"]), promotion.get("from_version")
     report: dict[str, Any] = {"model": name, "version": version}
+    moves.settle_pending(tracking_uri, name)
     current = registry.champion(tracking_uri, name)
     if current is None or str(current.version) != version:
         # E.g. this task cleared after its rollback: testing v{version} now would prove nothing.
@@ -189,10 +197,16 @@ def deploy_or_rollback(
             raise DeployError(f"{reason}; the champion is now {current and current.version}, not touched") from exc
         if previous:
             # What served before this move is restored whatever its tags say (a version forced back
-            # earlier stays forced): a failed deploy must never leave the failing version as champion.
-            registry.rollback(tracking_uri, name, by=by, reason=reason[:900], to_version=str(previous), force=True)
+            # earlier stays forced), as long as its artifacts are intact: a corrupt graph serves nothing.
+            try:
+                moves.rollback(tracking_uri, name, by=by, reason=reason[:900], to_version=str(previous), force=True)
+            except moves.RollbackError as refused:
+                raise DeployError(
+                    f"{reason}; rolling back to v{previous} was refused ({refused}): v{version} stays champion, "
+                    "restore a sound version by hand (airflow-mlops rollback --to N)"
+                ) from exc
             raise DeployError(f"{reason}; champion rolled back to v{previous}") from exc
-        registry.client(tracking_uri).delete_registered_model_alias(name, registry.CHAMPION_ALIAS)
+        moves.promote(tracking_uri, name, None, reason=f"rollback: {reason[:900]}", by=by, extra={"rollback": True})
         raise DeployError(f"{reason}; it was the first champion: the champion alias was removed") from exc
     registry.tag_version(tracking_uri, name, version, {"deploy": "passed", "deploy_report": json.dumps(report)[:4000]})
     return report
