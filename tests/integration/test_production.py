@@ -195,6 +195,7 @@ def _drive(stack: ProductionStack, base: Path) -> dict[str, Any]:
     killer.done.set()
     facts["killed"], facts["claims"] = killer.killed, claims
     facts["first_training_runs"] = len(demo.result.runs)
+    facts["ingested"] = [demo.client.xcom(training, r["run_id"], "data.ingest") for r in demo.result.runs]
     demo._drift_and_retraining()
     demo._serve()
     facts["serving_stop"] = stack.stop_role("serving")  # SIGTERM: the app flushes its prediction log to S3
@@ -212,9 +213,15 @@ def _drive(stack: ProductionStack, base: Path) -> dict[str, Any]:
     endpoints = cfg._ready()
     facts["dumps"] = {name: _dump(db) for name, db in endpoints.databases.items()}
     facts["secrets"] = {**cfg.variables, "database password": endpoints.db_password}
-    facts["left"] = {
-        role: _left_in(cfg.role_dirs(role).root) for role in stack.records if role.startswith("airflow-worker")
-    }
+    workers = [role for role in stack.records if role.startswith("airflow-worker")]
+    deadline = time.monotonic() + 60  # a task's log is uploaded (then deleted) just after its state is set
+    while True:
+        facts["left"] = {role: _left_in(cfg.role_dirs(role).root) for role in workers}
+        alive_left = [f for role, files in facts["left"].items() if role != (killer.killed or {}).get("worker")
+                      for f in files]  # fmt: skip
+        if not alive_left or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     return facts
 
 
@@ -312,6 +319,13 @@ def test_five_files_uploaded_at_once_are_each_claimed_and_acknowledged_exactly_o
     owners = [c["acks"][0]["run_id"] for c in claims]
     training_runs = {r["run_id"] for r in production["demo"].result.runs if r["dag_id"] == "churn_training"}
     assert set(owners) <= training_runs
+
+
+def test_every_claimed_file_is_trained_on_by_the_run_that_acknowledged_it(production):
+    claimed = sorted(uri for c in production["claims"] for uri in c["claimed"])
+    read = sorted(uri for ingest in production["ingested"] for uri in ingest["claimed_sources"])
+    assert read == claimed and len(read) == UPLOADS
+    assert all(ingest["claimed_left_out"] in ({}, []) for ingest in production["ingested"])
 
 
 def test_nothing_the_dags_wrote_is_left_in_the_workers_directories(production):

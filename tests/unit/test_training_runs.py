@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from airflow_mlops.core import registry
@@ -27,17 +29,23 @@ def test_closing_the_training_run_ends_a_trial_run_its_dead_task_left_running(ml
     assert mlflow_client.get_run(late).info.status == "KILLED"
 
 
-def test_data_steps_and_trials_are_retried_after_faults_and_the_rest_is_not(spec):
+def test_every_training_task_is_retried_after_faults_but_the_approval(spec, tmp_path):
     import datetime as dt
 
     from airflow_mlops.factories import build_training_dag
     from tests.conftest import EXAMPLE_SPEC
 
     dag = build_training_dag(EXAMPLE_SPEC)
-    retried = {t.task_id: (t.retries, t.retry_delay) for t in dag.tasks if t.retries}
-    assert retried == dict.fromkeys(
-        ["data.ingest", "data.validate", "data.split", "model.trial"], (1, dt.timedelta(seconds=60))
-    )
+    retried = {t.task_id: (t.retries, t.retry_delay) for t in dag.tasks}
+    assert retried == dict.fromkeys([t.task_id for t in dag.tasks], (1, dt.timedelta(seconds=10)))
+    assert {"data.ingest", "model.trial", "model.register", "model.promote", "model.deploy"} <= set(retried)
+    import yaml
+
+    data = yaml.safe_load(Path(EXAMPLE_SPEC).read_text())
+    data.setdefault("promotion", {})["require_approval"] = True
+    (tmp_path / Path(EXAMPLE_SPEC).name).write_text(yaml.safe_dump(data))
+    approving = build_training_dag(tmp_path / Path(EXAMPLE_SPEC).name)
+    assert {t.task_id: t.retries for t in approving.tasks}["model.approve"] == 0
     assert spec.model_copy(update={"retries": spec.retries.model_copy(update={"count": 3})}).fingerprint() == (
         spec.fingerprint()
     )  # how often a task is retried changes nothing that is trained

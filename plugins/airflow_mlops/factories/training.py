@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
 
 from airflow.sdk import DAG, TaskGroup
 
@@ -38,20 +37,23 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
         triggers.append(assets.drift)
     common = {"spec_path": str(spec_path), "mlflow_conn_id": mlflow_conn_id}
 
+    kwargs = dag_kwargs(spec, "training", spec_path)
+    # Every task is retried after an infrastructure fault (spec.retries): each is idempotent under
+    # retry (its docstring says why); bad input fails at once, and the approval is not retried.
+    kwargs["default_args"] = {
+        **kwargs["default_args"],
+        "retries": spec.retries.count,
+        "retry_delay": dt.timedelta(seconds=spec.retries.delay_seconds),
+    }
     with DAG(
         schedule=schedule_for(spec.schedule.cron, spec.schedule.timezone, triggers),
         max_active_runs=1,  # one champion decision at a time
-        **dag_kwargs(spec, "training", spec_path),
+        **kwargs,
     ) as dag:
-        # Data steps and trials are retried after infrastructure faults (spec.retries); bad input fails at once.
-        retried: dict[str, Any] = {
-            "retries": spec.retries.count,
-            "retry_delay": dt.timedelta(seconds=spec.retries.delay_seconds),
-        }
         with TaskGroup("data", tooltip="ingest, validate (Great Expectations), split"):
-            ingest = IngestLabeledDataOperator(task_id="ingest", **common, **retried)
-            validate = ValidateDataOperator(task_id="validate", dataset=xcom("data.ingest"), **common, **retried)
-            split = SplitDataOperator(task_id="split", dataset=xcom("data.ingest"), **common, **retried)
+            ingest = IngestLabeledDataOperator(task_id="ingest", **common)
+            validate = ValidateDataOperator(task_id="validate", dataset=xcom("data.ingest"), **common)
+            split = SplitDataOperator(task_id="split", dataset=xcom("data.ingest"), **common)
             ingest >> validate >> split
         with TaskGroup("model", tooltip="plan trials, run them (mapped), select, evaluate, register, gate, promote"):
             plan = MlflowPlanTrialsOperator(
@@ -63,7 +65,6 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
                 split=xcom("data.split"),
                 map_index_template="{{ task.trial['label'] }}",
                 **common,
-                **retried,
             ).expand(trial=plan.output)
             select = MlflowSelectModelOperator(
                 task_id="select",
@@ -121,6 +122,7 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
                     task_id="approve",
                     defaults="Reject" if timeout else None,  # an unanswered request rejects, never promotes
                     response_timeout=dt.timedelta(hours=timeout) if timeout else None,
+                    retries=0,  # a human's answer: nothing to retry
                 )
                 gate >> approve >> promote
             else:

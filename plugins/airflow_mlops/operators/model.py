@@ -173,7 +173,7 @@ class MlflowSelectModelOperator(MlopsBaseOperator):
         if isinstance(results, str):
             raise TypeError(f"results must render to a list of trial results, got {results!r}")
         spec = self.load_spec()
-        with capped_threads(self, spec):
+        with fail_without_retry_on_bad_input(), capped_threads(self, spec):
             result = select_and_refit(
                 spec,
                 self.mlflow_hook.tracking_uri,
@@ -244,7 +244,7 @@ class MlflowEvaluateModelOperator(_CandidateOnTestSplitOperator):
         from airflow_mlops.core.model_stages import evaluate_candidate
 
         spec = self.load_spec()
-        with capped_threads(self, spec):
+        with fail_without_retry_on_bad_input(), capped_threads(self, spec):
             result = evaluate_candidate(
                 spec, self.mlflow_hook.tracking_uri, rendered_dict(self.training, "training"), self.test_uri
             )
@@ -271,7 +271,7 @@ class MlflowPackageModelOperator(_CandidateOnTestSplitOperator):
         from airflow_mlops.core.model_stages import package_candidate
 
         spec = self.load_spec()
-        with capped_threads(self, spec):
+        with fail_without_retry_on_bad_input(), capped_threads(self, spec):
             result = package_candidate(
                 spec, self.mlflow_hook.tracking_uri, rendered_dict(self.training, "training"), self.test_uri
             )
