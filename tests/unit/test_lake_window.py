@@ -210,3 +210,16 @@ def test_files_landed_at_the_same_time_are_ordered_by_the_batch_date_in_their_na
     assert [name for _, name in keyed] == ["notes.csv", "sales-20261101.csv", "sales-2026-11-02.csv",
                                            "sales_2026_11_03.csv"]  # fmt: skip
     assert lake_window.batch_date("run-99999999-2026-02-30-x-2026-03-01.csv") == "2026-03-01"  # invalid dates skipped
+
+
+def test_the_training_run_records_how_many_claimed_files_it_read_and_left_out():
+    from airflow_mlops.core.model_stages import _training_params
+    from airflow_mlops.core.spec import load_spec
+    from tests.conftest import EXAMPLE_SPEC
+
+    dataset = {"fingerprint": "f", "sources": ["a", "b", "old"], "claimed_sources": ["a", "b"],
+               "claimed_left_out": {"c": "quarantined: column 'x' holds text"}}  # fmt: skip
+    params = _training_params(load_spec(EXAMPLE_SPEC), dataset, {})
+    assert (params["claimed_files"], params["claimed_files_left_out"], params["source_batches"]) == (3, 1, 3)
+    calendar = _training_params(load_spec(EXAMPLE_SPEC), {"fingerprint": "f", "sources": ["old"]}, {})
+    assert (calendar["claimed_files"], calendar["claimed_files_left_out"]) == (0, 0)

@@ -29,6 +29,9 @@ def _training_params(spec: PipelineSpec, dataset: dict[str, Any], split: dict[st
         "unlabeled_rows_left_out": dataset.get("unlabeled_rows", 0),
         "duplicates_dropped": dataset.get("duplicates_dropped", 0),
         "batches_skipped_schema": dataset.get("batches_skipped_schema", 0),
+        # Files this run's landing claims delivered, and how many of them it did not read (why: sources.json).
+        "claimed_files": len(dataset.get("claimed_sources", [])) + len(dataset.get("claimed_left_out", {})),
+        "claimed_files_left_out": len(dataset.get("claimed_left_out", {})),
     }
 
 
@@ -205,6 +208,7 @@ def select_and_refit(
                 "rows_by_source": dataset.get("rows_by_source", {}),
                 "duplicates_by_source": dataset.get("duplicates_by_source", {}),
                 "skipped_schema": dataset.get("skipped_schema", {}),
+                "claimed_left_out": dataset.get("claimed_left_out", {}),
             },
             "tuning/trials.json": {"selection_metric": metric, "winner": winner["trial"], "trials": leaderboard},
         }
