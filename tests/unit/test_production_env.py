@@ -121,3 +121,36 @@ def test_the_hostname_callable_names_the_role(monkeypatch):
     assert native_hostname() == "airflow-worker-2"
     monkeypatch.delenv(native.HOSTNAME_ENV)
     assert native_hostname()  # the machine's FQDN
+
+
+def _cli(*argv: str) -> int:
+    from airflow_mlops.cli import build_parser
+
+    args = build_parser().parse_args(["stack", *argv])
+    return int(args.func(args))
+
+
+def test_stack_production_commands_refuse_bad_input_and_report_no_stack(tmp_path, capsys):
+    root = str(tmp_path / "prod")
+    assert _cli("up", "--production", "--root", root, "--env", "NOT_AIRFLOW=1") == 2
+    assert "--env 'NOT_AIRFLOW=1' is not KEY=VALUE with an AIRFLOW... key" in capsys.readouterr().err
+    assert _cli("up", "--production", "--root", root, "--workers", "0") == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err
+    assert _cli("status", "--production", "--root", root) == 1
+    assert "no production stack recorded" in capsys.readouterr().out
+    assert _cli("down", "--production", "--root", root) == 0
+    assert "nothing to stop" in capsys.readouterr().out
+    # A stack recorded in the folder (a running one, or what a killed `up` left): never a second one over it.
+    (tmp_path / "prod").mkdir()
+    (tmp_path / "prod" / "production.json").write_text(json.dumps({"root": root, "processes": [], "endpoints": {}}))
+    assert _cli("up", "--production", "--root", root) == 1
+    assert "stack down --production" in capsys.readouterr().err
+    assert _cli("down", "--production", "--root", root) == 0  # nothing ran: the record is simply removed
+    assert not (tmp_path / "prod" / "production.json").exists()
+    (tmp_path / "prod" / "production.json").write_text("{not json")
+    assert _cli("up", "--production", "--root", root) == 1
+    err = capsys.readouterr().err
+    assert "cannot read" in err and "production.json" in err
+    assert _cli("status", "--production", "--root", root) == 1
+    assert _cli("down", "--production", "--root", root) == 1
+    assert "cannot read" in capsys.readouterr().err

@@ -44,7 +44,12 @@ def up(args: argparse.Namespace) -> int:
     if args.workers < 1:
         _err("stack up: --workers must be at least 1")
         return 2
-    if read_state(root) is not None:
+    try:
+        recorded = read_state(root)
+    except RuntimeError as exc:
+        _err(f"stack up: {exc}")
+        return 1
+    if recorded is not None:
         _err(f"stack up: a production stack is recorded in {root}; `airflow-mlops stack down --production "
              f"--root {root}` first")  # fmt: skip
         return 1
@@ -97,7 +102,11 @@ def status(args: argparse.Namespace) -> int:
     from airflow_mlops.local.production import ProductionStack
 
     root = Path(args.root).resolve()
-    stack = ProductionStack.attach(root)
+    try:
+        stack = ProductionStack.attach(root)
+    except RuntimeError as exc:
+        _err(f"stack status: {exc}")
+        return 1
     if stack is None:
         print(f"no production stack recorded in {root}; start one with `airflow-mlops stack up --production`")
         return 1
@@ -114,7 +123,12 @@ def down(args: argparse.Namespace) -> int:
     from airflow_mlops.local.production import down as stop
 
     root = Path(args.root).resolve()
-    if not stop(root, timeout=args.timeout):
+    try:
+        stopped = stop(root, timeout=args.timeout)
+    except Exception as exc:  # an unreadable record, PostgreSQL or Redis not answering: named, exit 1
+        _err(f"stack down: {type(exc).__name__}: {exc}")
+        return 1
+    if not stopped:
         print(f"nothing to stop: no production stack recorded in {root}")
         return 0
     print(f"stopped the production stack of {root}: processes, its databases and role, its Redis database")

@@ -125,10 +125,16 @@ class ProductionState:
 
 
 def read_state(root: Path) -> ProductionState | None:
+    """The stack recorded in ``root``; None when nothing is; RuntimeError naming the file when unreadable."""
+    path = root / STATE_FILE
     try:
-        return ProductionState(**json.loads((root / STATE_FILE).read_text()))
+        return ProductionState(**json.loads(path.read_text()))
     except FileNotFoundError:
         return None
+    except (OSError, ValueError, TypeError) as exc:
+        raise RuntimeError(
+            f"cannot read {path}: {exc}; stop the processes it names by hand, drop its databases and delete it"
+        ) from exc
 
 
 def from_environment(names: set[str] | dict[str, str]) -> dict[str, str]:
