@@ -84,6 +84,13 @@ def test_without_a_login_every_route_docs_included_is_refused(auth, specs, monke
     assert client.get("/api/pipelines", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     auth.revoked.add(jwt.decode(token, options={"verify_signature": False})["jti"])
     assert client.get("/api/pipelines", headers={"Authorization": f"Bearer {token}"}).status_code == 403
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_LEEWAY", "0")
+    _clear_token_caches(type(auth))
+    expired = auth.generate_jwt(SimpleAuthManagerUser(username="old", role="admin"), expiration_time_in_seconds=-60)
+    answer = client.get("/api/pipelines", headers={"Authorization": f"Bearer {expired}"})
+    assert answer.status_code == 401 and answer.json()["detail"] == "Token Expired"
     other = _token(auth, "admin")
     _clear_token_caches(type(auth))
     monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(64))
