@@ -167,3 +167,143 @@ def test_long_running_services_restart_and_one_shot_ones_do_not(compose):
             assert "restart" not in service, name
         else:
             assert service.get("restart") == "unless-stopped", name
+
+
+# -- issue 12: no default secret, nothing unauthenticated published, the serving app's least privilege --
+NON_SECRET_DEFAULTS = {"MINIO_ROOT_USER", "MINIO_SERVING_USER", "AIRFLOW_WORKER_CONCURRENCY"}
+# Published on every interface only where the service itself requires a login or a token.
+AUTHENTICATED_PORTS = {"airflow-apiserver": {"8080"}, "serving": {"8000"}}
+
+
+def test_every_variable_with_a_default_is_a_non_secret_one_and_all_others_are_required():
+    from airflow_mlops.local import compose_env
+
+    referenced = compose_env.referenced_variables()
+    required = set(compose_env.required_variables())
+    assert referenced - required == NON_SECRET_DEFAULTS
+    text = (REPO / "docker-compose.yml").read_text()
+    for name in NON_SECRET_DEFAULTS:  # a default, never a required-or-default mix
+        assert name not in required and f"${{{name}:-" in text, name
+    assert {"MINIO_SERVING_PASSWORD", "AIRFLOW_MLOPS_SERVE_TOKEN", "MINIO_ROOT_PASSWORD"} <= required
+
+
+def _published(port: object) -> tuple[str, str]:
+    """(host address, published port) of a compose port entry, short or long syntax."""
+    if isinstance(port, dict):
+        return str(port.get("host_ip") or "0.0.0.0"), str(port.get("published", port.get("target")))
+    parts = str(port).rsplit(":", 2)
+    if len(parts) == 3:
+        return parts[0].strip("[]"), parts[1]
+    return "0.0.0.0", parts[0]
+
+
+def test_no_port_without_authentication_is_published_on_every_interface(compose):
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            host, published = _published(port)
+            if published in AUTHENTICATED_PORTS.get(name, set()):
+                continue
+            assert host in ("127.0.0.1", "::1"), f"{name} publishes {port!r} on {host}"
+    published = {name: [_published(p) for p in compose["services"][name]["ports"]] for name in ("mlflow", "minio")}
+    assert published == {
+        "mlflow": [("127.0.0.1", "5000")],
+        "minio": [("127.0.0.1", "9000"), ("127.0.0.1", "9001")],
+    }
+    assert _published("8080:8080") == ("0.0.0.0", "8080") and _published("[::1]:1:2") == ("::1", "1")
+
+
+def _loaded() -> tuple[dict, dict[str, str]]:
+    from airflow_mlops.local import compose_env
+    from airflow_mlops.local.production_env import generated_secrets
+
+    values = generated_secrets(compose_env.required_variables())
+    return compose_env.load(values), values
+
+
+def test_the_serving_app_gets_no_airflow_secret_database_url_or_broker(compose):
+    from airflow_mlops.serving.app import TOKEN_ENV
+
+    raw = compose["services"]["serving"]
+    assert "<<" not in raw and raw["image"] == compose["x-airflow-common"]["image"]
+    env = raw["environment"]
+    assert not [key for key in env if key.startswith(("AIRFLOW__", "AIRFLOW_CONN_"))], env
+    for value in env.values():
+        assert not any(word in str(value) for word in ("postgres", "redis://", "MINIO_ROOT", "FERNET", "JWT"))
+    services, values = _loaded()
+    serving = services["serving"].environment
+    theirs = {"MINIO_SERVING_PASSWORD", "AIRFLOW_MLOPS_SERVE_TOKEN"}
+    for name, secret in values.items():  # every other secret's value, wherever it would hide
+        if name not in theirs:
+            assert all(secret not in value for value in serving.values()), name
+    assert serving[TOKEN_ENV] == values["AIRFLOW_MLOPS_SERVE_TOKEN"]
+    # Its own MinIO user, not the root key pair every Airflow role has.
+    worker = services["airflow-worker"].environment
+    assert serving["AWS_SECRET_ACCESS_KEY"] == values["MINIO_SERVING_PASSWORD"] != worker["AWS_SECRET_ACCESS_KEY"]
+    assert serving["AWS_ACCESS_KEY_ID"] == "airflow-mlops-serving" != worker["AWS_ACCESS_KEY_ID"]
+    # ... and what it needs, the same as Airflow's: the roots, the S3 endpoint, the registry.
+    for key in (settings.LANDING_ENV, settings.ARTIFACT_ENV, settings.PIPELINES_ENV, "AWS_ENDPOINT_URL_S3",
+                "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY"):  # fmt: skip
+        assert serving[key] == worker[key], key
+    assert services["serving"].volumes == ["./include:/opt/airflow/include:ro"]  # the specs, read-only
+
+
+def test_the_serving_users_minio_policy_allows_the_prediction_log_and_nothing_else(compose):
+    from airflow_mlops.core import settings as s
+
+    buckets = compose["services"]["minio-buckets"]
+    policy_file = "./include/compose/serving-s3-policy.json"
+    assert f"{policy_file}:/etc/airflow-mlops/serving-s3-policy.json:ro" in buckets["volumes"]
+    script = buckets["entrypoint"]
+    assert script.startswith('/bin/sh -c "set -e;')  # a failed step fails the one-shot; serving waits for it
+    assert "mc admin user add local $$MINIO_SERVING_USER $$MINIO_SERVING_PASSWORD" in script
+    assert "mc admin policy create local airflow-mlops-serving /etc/airflow-mlops/serving-s3-policy.json" in script
+    assert script.strip().endswith('mc admin policy attach local airflow-mlops-serving --user $$MINIO_SERVING_USER"')
+    assert compose["services"]["serving"]["depends_on"]["minio-buckets"] == {
+        "condition": "service_completed_successfully"
+    }
+    policy = json.loads((REPO / policy_file).read_text())
+    (statement,) = policy["Statement"]
+    assert statement["Effect"] == "Allow" and all(a.startswith("s3:") and "*" not in a for a in statement["Action"])
+    assert not {"s3:DeleteObject", "s3:ListBucket", "s3:ListAllMyBuckets"} & set(statement["Action"])
+    (resource,) = statement["Resource"]
+    # The prefix the serving app writes: settings.prediction_log_dir under the artifact root s3://mlops.
+    artifact_bucket = compose["services"]["serving"]["environment"][s.ARTIFACT_ENV].removeprefix("s3://")
+    assert resource == f"arn:aws:s3:::{artifact_bucket}/*/prediction_log/*"
+    assert s.prediction_log_dir("churn").endswith("/churn/prediction_log")
+
+
+def test_the_bucket_makers_script_runs_each_step_in_order_and_fails_when_one_fails(tmp_path):
+    """The entrypoint as compose runs it (interpolated, $$ -> $), against a fake ``mc`` that logs its calls."""
+    import os
+    import subprocess
+
+    services, values = _loaded()
+    argv = services["minio-buckets"].entrypoint + services["minio-buckets"].command
+    calls = tmp_path / "calls"
+    fake = tmp_path / "bin" / "mc"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$*" >> {calls}\ncase "$*" in *"$FAIL_ON"*) exit 1;; esac\n')
+    fake.chmod(0o755)
+    env = {
+        "PATH": f"{fake.parent}{os.pathsep}/usr/bin:/bin",
+        **{k: services["minio-buckets"].environment[k] for k in services["minio-buckets"].environment},
+    }
+
+    def run(fail_on: str) -> int:
+        calls.write_text("")
+        return subprocess.run(argv, env={**env, "FAIL_ON": fail_on}, timeout=30, check=False).returncode
+
+    assert run("no such step") == 0
+    user, password = "airflow-mlops-serving", values["MINIO_SERVING_PASSWORD"]
+    assert calls.read_text().splitlines() == [
+        f"alias set local http://minio:9000 minio {values['MINIO_ROOT_PASSWORD']}",
+        "mb --ignore-existing local/mlflow local/landing local/mlops",
+        f"admin user add local {user} {password}",
+        "admin policy create local airflow-mlops-serving /etc/airflow-mlops/serving-s3-policy.json",
+        f"admin policy detach local airflow-mlops-serving --user {user}",
+        f"admin policy attach local airflow-mlops-serving --user {user}",
+    ]
+    assert run("policy detach") == 0  # not attached yet (the first start): fine
+    for step in ("mb --ignore-existing", "user add", "policy create", "policy attach"):
+        assert run(step) == 1, step
+    assert run("policy create") == 1 and "policy attach" not in calls.read_text()  # it stops at the failure

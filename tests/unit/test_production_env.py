@@ -105,6 +105,32 @@ def test_each_role_gets_its_own_directories_and_the_compose_environment(tmp_path
     assert one["X"] == "1" and one["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
 
 
+def test_the_native_serving_role_gets_a_complete_environment_without_airflows_secrets(tmp_path):
+    """The serving service no longer inherits Airflow's environment: natively it still has all it needs."""
+    from airflow_mlops.serving.app import TOKEN_ENV
+
+    values = native.generated_secrets(compose_env.required_variables())
+    services = compose_env.load(values)
+    folders = native.Folders(pipelines=tmp_path / "pipelines")
+    dirs = native.RoleDirs(tmp_path / "serving")
+    env = native.role_environment(services["serving"], _endpoints(), folders, dirs, "serving", {})
+    assert (
+        env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5100" and env["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:9100"
+    )
+    assert env[settings.ARTIFACT_ENV] == "s3://mlops" and env[settings.LANDING_ENV] == "s3://landing"
+    assert env[settings.PIPELINES_ENV] == str(tmp_path / "pipelines") and env[TOKEN_ENV] == values[TOKEN_ENV]
+    keys = (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+    assert keys == ("airflow-mlops-serving", values["MINIO_SERVING_PASSWORD"])
+    argv = native.role_argv(services["serving"], _endpoints(), folders, dirs)
+    assert argv[:2] == ["airflow-mlops", "serve"] and argv[2] == str(tmp_path / "pipelines" / "churn.yaml")
+    assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "8200"
+    for key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND",
+                "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET"):  # fmt: skip
+        assert key not in env, key
+    for name in ("POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "MINIO_ROOT_PASSWORD", "AIRFLOW__CORE__FERNET_KEY"):
+        assert all(values[name] not in value for value in env.values()), name
+
+
 def test_the_mlflow_command_binds_locally_and_keeps_its_bucket(tmp_path):
     services = compose_env.load(native.generated_secrets(compose_env.required_variables()))
     argv = native.role_argv(services["mlflow"], _endpoints(), native.Folders(), native.RoleDirs(tmp_path))
