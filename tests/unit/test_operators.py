@@ -65,6 +65,20 @@ def test_mlflow_hook_keeps_credentials_out_of_the_uri(monkeypatch):
     assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "s3cret"
 
 
+def test_mlflow_hook_moves_userinfo_of_the_host_out_of_the_uri(monkeypatch):
+    import os
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_TEST",
+        json.dumps({"conn_type": "mlflow", "host": "https://alice:p%40ss-w0rd@mlflow.internal/base"}),
+    )
+    for variable in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(variable, raising=False)
+    uri = MlflowHook(mlflow_conn_id="mlflow_test").tracking_uri
+    assert uri == "https://mlflow.internal/base"
+    assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("alice", "p@ss-w0rd")
+
+
 def test_provider_info_names_real_modules_and_the_mlflow_connection_type():
     import importlib
 

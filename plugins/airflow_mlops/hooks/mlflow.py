@@ -2,8 +2,10 @@
 
 Connection fields: ``host`` is the tracking server (``http://mlflow:5000``, or a
 full URI such as ``sqlite:////path/mlflow.db``), ``port`` optional; ``login`` /
-``password`` become MLflow's basic-auth variables, ``extra.token`` its bearer token.
-Credentials are set in the task's environment only, never logged or returned.
+``password`` (or a ``user:password@`` in an http(s) host) become MLflow's basic-auth
+variables, ``extra.token`` its bearer token. Credentials are set in the task's environment
+only and registered with Airflow's secrets masker; the tracking URI the hook hands out
+never holds them.
 """
 
 from __future__ import annotations
@@ -48,14 +50,17 @@ class MlflowHook(BaseHook):
             host = f"http://{host}"
         if conn.port and host.startswith(("http://", "https://")):
             host = f"{host}:{conn.port}"
-        # Credentials go to MLflow's own environment variables, so they never reach logs or XCom.
-        if conn.login:
-            os.environ["MLFLOW_TRACKING_USERNAME"] = conn.login
-        if conn.password:
-            os.environ["MLFLOW_TRACKING_PASSWORD"] = conn.password
+        host, login, password = split_userinfo(host)
+        login, password = conn.login or login, conn.password or password
+        # Credentials go to MLflow's own environment variables, so they never reach logs or XCom;
+        # Airflow's secrets masker hides them in task logs should a library print them anyway.
         token = (conn.extra_dejson or {}).get("token")
-        if token:
-            os.environ["MLFLOW_TRACKING_TOKEN"] = token
+        for variable, value in (("MLFLOW_TRACKING_USERNAME", login), ("MLFLOW_TRACKING_PASSWORD", password),
+                                ("MLFLOW_TRACKING_TOKEN", token)):  # fmt: skip
+            if value:
+                os.environ[variable] = value
+                if variable != "MLFLOW_TRACKING_USERNAME":
+                    _mask(value)
         return host
 
     def get_conn(self) -> Any:
@@ -65,8 +70,30 @@ class MlflowHook(BaseHook):
         return registry.client(self.tracking_uri)
 
     def test_connection(self) -> tuple[bool, str]:
+        from airflow_mlops.core.redaction import describe_error
+
         try:
             self.get_conn().search_experiments(max_results=1)
         except Exception as exc:
-            return False, f"cannot reach MLflow at {self.tracking_uri}: {exc}"
+            return False, f"cannot reach MLflow at {self.tracking_uri}: {describe_error(exc)}"
         return True, f"MLflow reachable at {self.tracking_uri}"
+
+
+def split_userinfo(uri: str) -> tuple[str, str | None, str | None]:
+    """``http://user:password@host/...`` -> (``http://host/...``, user, password); others unchanged."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return uri, None, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=hostport)), unquote(user) or None, unquote(password) or None
+
+
+def _mask(value: str) -> None:
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # outside a task runner
+        return
+    mask_secret(value)
