@@ -29,7 +29,7 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
     """The training DAG of one spec, scheduled by its cron, by data arrival and by drift."""
     spec_path = resolve(spec_path)  # the file itself, else by name in $AIRFLOW_MLOPS_PIPELINES_DIR
     spec = load(spec_path)
-    assets = pipeline_assets(spec.name)
+    assets = pipeline_assets(spec.name, landing_rules=spec.data.landing)
     triggers = []
     if spec.schedule.on_data_arrival:
         triggers.append(assets.landing_training)
