@@ -92,6 +92,7 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
                 dataset=xcom("data.ingest"),
                 split=xcom("data.split"),
                 package=xcom("model.package"),
+                validation=xcom("data.validate"),  # its warnings: tagged, on the card, in the gate
                 **common,
             )
             gate = PromotionGateOperator(
@@ -99,6 +100,7 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
                 registered=xcom("model.register"),
                 evaluation=xcom("model.evaluate"),
                 package=xcom("model.package"),
+                validation=xcom("data.validate"),
                 **common,
             )
             promote = MlflowPromoteModelOperator(
