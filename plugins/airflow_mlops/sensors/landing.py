@@ -31,7 +31,9 @@ class LandingZoneSensor(BaseSensorOperator):
     :param suffixes: file name endings that count as data.
     :param min_age_seconds: ignore files modified more recently than this (still being written).
     :param settle_seconds: count a file only once two looks this far apart saw it unchanged
-        (the first look of a file never counts it when this is set).
+        (the first look of a file never counts it when this is set). The looks are remembered
+        by the process that makes them: use it deferrable (the triggerer) or in ``poke`` mode,
+        not in ``reschedule`` mode, where every poke is a new process.
     :param require_marker: count ``<name>`` only once ``<name><marker>`` (e.g. ``.done``) exists.
     :param deferrable: wait in the triggerer instead of a worker slot.
     """
