@@ -88,11 +88,12 @@ def _s3_etag(uri: str) -> str | None:
         raise
 
 
-def _copy_version(source: str, target: str, etag: str) -> None:
+def _copy_version(source: str, target: str, etag: str, size: int | None = None) -> None:
     """Copy the version ``etag`` of the S3 object ``source`` to ``target``; raise if it changed.
 
     To S3 this is a managed copy (multipart for big objects: CopyObject stops at 5 GB),
-    conditional on the ETag for every part.
+    conditional on the ETag for every part. With ``size`` (the listed one) the copy must have
+    it, or it is removed and ``RuntimeError`` raised: the lake keeps what the claim fingerprinted.
     """
     from airflow_mlops.core import s3
 
@@ -114,6 +115,10 @@ def _copy_version(source: str, target: str, etag: str) -> None:
     else:
         body = client.get_object(Bucket=src_bucket, Key=src_key, IfMatch=etag)["Body"].read()
         storage.write_bytes(bytes(body), target)
+    if size is not None and storage.size(target) != size:
+        copied = storage.size(target)
+        _remove_quietly(target)
+        raise RuntimeError(f"the copy of {source} (ETag {etag}) has {copied} bytes, the listing {size}")
 
 
 def _delete_version(source: str, etag: str) -> None:
@@ -153,14 +158,14 @@ def _release(lock: str, target: str) -> None:
             logger.warning("could not remove %s after a failed claim: %s", uri, exc)
 
 
-def _take_version(source: str, target: str, etag: str, lock: str) -> bool:
+def _take_version(source: str, target: str, etag: str, lock: str, size: int | None = None) -> bool:
     """Copy then delete one S3 object version under a lock held by the caller.
 
     False when the version changed or vanished meanwhile; any failure of the copy removes
     the copy and the lock before it is raised, so the file is never stranded behind its lock.
     """
     try:
-        _copy_version(source, target, etag)
+        _copy_version(source, target, etag, size)
     except BaseException as exc:
         _release(lock, target)
         if _changed_or_gone(exc):
@@ -237,7 +242,7 @@ def take(record: Claim, planned: dict[str, Any], version: dict[str, Any], stale_
     except BaseException:
         _remove_quietly(lock)
         raise
-    if _take_version(source, where, planned["etag"], lock):
+    if _take_version(source, where, planned["etag"], lock, planned.get("size")):
         return where
     landed_content.release(record.destination, planned.get("fingerprint"), record.claim_id)
     return None
@@ -261,7 +266,7 @@ def recover(record: Claim, planned: dict[str, Any]) -> str | None:
         "claim %s: completing the claim of %s, interrupted after its lock was taken", record.claim_id, source
     )
     where = landed_content.place(record, planned)
-    if _take_version(source, where, etag, lock):
+    if _take_version(source, where, etag, lock, planned.get("size")):
         return where
     landed_content.release(record.destination, planned.get("fingerprint"), record.claim_id)
     return None

@@ -3,18 +3,22 @@
 Delivery is at least once and processing is idempotent, which together make every
 landed file processed exactly once:
 
-1. **Claim.** Settled files (unmodified for ``min_age_seconds``) are moved from the inbox
-   into the lake under new, unique names (``<landing time>-<random>-<original name>``, the
-   landing time being the file's mtime or the object's LastModified: the lake sorts by it,
-   see ``core.lake_window``). The claim record is written first, beside the lake folder:
-   ``<claims>/<claim id>/_manifest.json`` (the planned moves, state ``claiming``) and an index
-   entry ``<claims>/_open/<claim id>``, where ``<claims>`` is ``<lake parent>/_claims/<lake
-   folder name>``, so a crash half-way never strands a file outside a claim. A local file is
-   first renamed to a hidden name in the inbox (``.claiming-<claim id>-<name>``; a rename is
-   atomic, so one claimer wins), fingerprinted, then moved to the lake (a rename, or a copy
-   across filesystems). S3 objects are locked, copied and deleted (``core.claim_s3``).
-   A file whose content was delivered before is set aside, not delivered
-   (``core.landed_content``). A move that fails gives its file back to the inbox.
+1. **Claim.** Files complete by the producer protocol (``core.landing_protocol``: no name
+   of a write in progress, no link, the marker if one is required, size and mtime unchanged
+   over ``settle_seconds``, unmodified for ``min_age_seconds``) are taken into the lake under
+   new, unique names (``<landing time>-<random>-<original name>``, the landing time being the
+   file's mtime or the object's LastModified: the lake sorts by it, see ``core.lake_window``).
+   The claim record is written first, beside the lake folder: ``<claims>/<claim
+   id>/_manifest.json`` (the planned moves, state ``claiming``) and an index entry
+   ``<claims>/_open/<claim id>``, where ``<claims>`` is ``<lake parent>/_claims/<lake folder
+   name>``, so a crash half-way never strands a file outside a claim. A local file is first
+   renamed to a hidden name in the inbox (``.claiming-<claim id>-<name>``; a rename is atomic,
+   so one claimer wins), then copied to the lake while it is fingerprinted; the copy is kept
+   only if the file did not change meanwhile (a producer still writing gets it back), so a
+   writer holding the file open never reaches the lake. S3 objects are locked, copied (on
+   their listed ETag) and deleted (``core.claim_s3``). A file whose content was delivered
+   before is set aside, not delivered (``core.landed_content``). A move that fails gives its
+   file back to the inbox.
 2. **Deliver.** The claim becomes ``claimed`` with its first delivery recorded, and the
    trigger fires one event per claim with ``claim_id``, ``claim_uri`` and the ``claimed``
    URIs. A claim whose claimer died before this point is recovered by the next scan, without
@@ -45,7 +49,7 @@ import os
 import time
 from typing import Any
 
-from airflow_mlops.core import claim_recovery, claim_s3, landed_content, storage
+from airflow_mlops.core import claim_recovery, claim_s3, landed_content, landing_protocol, storage
 from airflow_mlops.core.claim_records import (  # noqa: F401  (the names this module always offered)
     ACK_PREFIX,
     CLAIMS,
@@ -97,20 +101,41 @@ def _listed(inbox: str, suffixes: tuple[str, ...]) -> list[tuple[str, dict[str, 
     return sorted(objects, key=lambda pair: pair[0])
 
 
-def _settled(inbox: str, suffixes: tuple[str, ...], min_age_seconds: float) -> list[tuple[str, dict[str, Any]]]:
-    """Files in ``inbox`` unmodified for ``min_age_seconds``, with what identifies their version."""
+def _settled(
+    inbox: str,
+    suffixes: tuple[str, ...],
+    min_age_seconds: float,
+    settle_seconds: float = 0.0,
+    require_marker: str | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Files in ``inbox`` that are complete by the producer protocol (``core.landing_protocol``).
+
+    Not in progress by name, not a link, marked (with ``require_marker``), unchanged over
+    ``settle_seconds`` of observations and unmodified for ``min_age_seconds``; each with what
+    identifies its version.
+    """
     now = time.time()
+    listed = landing_protocol.admissible(inbox, _listed(inbox, suffixes))
+    if settle_seconds:
+        listed = landing_protocol.OBSERVED.settled(inbox, listed, settle_seconds)
     return [
         (uri, version)
-        for uri, version in _listed(inbox, suffixes)
+        for uri, version in listed
         # Modified recently: still being written, maybe. The next poll looks again.
         if not (min_age_seconds and now - version["modified_at"] < min_age_seconds)
+        and (not require_marker or landing_protocol.marker_ready(uri, version, require_marker))
     ]
 
 
-def settled_files(inbox: str, suffixes: tuple[str, ...], min_age_seconds: float = 0.0) -> list[str]:
-    """URIs of the files in ``inbox`` that look complete (unmodified for ``min_age_seconds``)."""
-    return [uri for uri, _ in _settled(inbox, suffixes, min_age_seconds)]
+def settled_files(
+    inbox: str,
+    suffixes: tuple[str, ...],
+    min_age_seconds: float = 0.0,
+    settle_seconds: float = 0.0,
+    require_marker: str | None = None,
+) -> list[str]:
+    """URIs of the files in ``inbox`` that look complete (see ``_settled``)."""
+    return [uri for uri, _ in _settled(inbox, suffixes, min_age_seconds, settle_seconds, require_marker)]
 
 
 def _staged_name(source: str, claim_id: str) -> str:
@@ -118,9 +143,10 @@ def _staged_name(source: str, claim_id: str) -> str:
     return f"{folder}/.claiming-{claim_id}-{name}"
 
 
-def _planned(uri: str, version: dict[str, Any], record: Claim) -> dict[str, Any]:
+def _planned(uri: str, version: dict[str, Any], record: Claim, require_marker: str | None = None) -> dict[str, Any]:
     """A planned move: where the file goes (the lake, or the claim's duplicates), when it landed,
-    and for S3 the version (ETag), its fingerprint and its lock, which recovery needs."""
+    its marker if any, and the version: locally the size and mtime listed (the copy checks them),
+    on S3 the ETag, its fingerprint and its lock, which recovery needs."""
     name = uri.rsplit("/", 1)[-1]
     planned: dict[str, Any] = {
         "source": uri,
@@ -129,28 +155,26 @@ def _planned(uri: str, version: dict[str, Any], record: Claim) -> dict[str, Any]
         "kept_at": join(record.uri, DUPLICATES, name),
         "landed_at": version["modified_at"],
     }
+    if require_marker:
+        planned["marker"] = require_marker
     if storage.is_s3(uri):
         planned["etag"] = version["etag"]
+        planned["size"] = version.get("size", 0)
         planned["fingerprint"] = landed_content.s3_fingerprint(version["etag"], version.get("size", 0))
         planned["lock"] = claim_s3._lock_uri(uri, version, record.destination)
+    else:
+        planned["listed"] = _listed_identity(uri, version)
     return planned
 
 
-def _settle_local(record: Claim, planned: dict[str, Any]) -> str | None:
-    """Move one staged local file to the lake (or the claim's duplicates); where it is, or None.
-
-    Idempotent, so recovery runs it too: a file already moved stays where it is.
-    """
-    staged = planned["staged"]
-    for copy in (planned["target"], planned["kept_at"]):
-        if storage.exists(copy):
-            return str(copy)
-    if not os.path.exists(storage.local_path(staged)):
-        return None  # never taken: still in the inbox, or claimed by someone else
-    planned.setdefault("fingerprint", landed_content.local_fingerprint(staged))
-    where = landed_content.place(record, planned)
-    storage.move(staged, where)
-    return where
+def _listed_identity(uri: str, version: dict[str, Any]) -> list[int] | None:
+    """(size, mtime_ns) of a local file as it settled; None when it is gone (claimed by another)."""
+    if "mtime_ns" in version:
+        return [version["size"], version["mtime_ns"]]
+    try:
+        return list(landing_protocol.identity(uri, version))
+    except FileNotFoundError:
+        return None
 
 
 def _give_back(record: Claim, planned: dict[str, Any]) -> None:
@@ -160,6 +184,7 @@ def _give_back(record: Claim, planned: dict[str, Any]) -> None:
             claim_s3.release(record, planned)
             return
         staged = planned["staged"]
+        landing_protocol.discard_copy(planned["target"])
         if os.path.exists(storage.local_path(staged)):
             back = claim_recovery.return_to_inbox(staged, planned["source"])
             logger.warning("claim %s: %s returned to the inbox as %s", record.claim_id, staged, back)
@@ -175,12 +200,13 @@ def _take(record: Claim, planned: dict[str, Any], version: dict[str, Any], stale
         os.rename(storage.local_path(planned["source"]), storage.local_path(planned["staged"]))
     except FileNotFoundError:
         return None  # claimed by someone else between listing and moving
-    return _settle_local(record, planned)
+    return landing_protocol.take_local(record, planned)
 
 
 def _placed(record: Claim, planned: dict[str, Any], where: str | None) -> None:
     if where is None:
         return
+    landing_protocol.remove_marker(planned["source"], planned.get("marker"))
     if where == planned["target"]:
         record.claimed.append(where)
     else:
@@ -194,6 +220,8 @@ def claim(
     min_age_seconds: float = 0.0,
     now: float | None = None,
     stale_lock_seconds: float = 3600.0,
+    settle_seconds: float = 0.0,
+    require_marker: str | None = None,
 ) -> Claim | None:
     """Claim every settled file in ``inbox``: move them into ``destination`` under one claim.
 
@@ -203,8 +231,9 @@ def claim(
     and the next poll tries again; when no file could be claimed the first error is raised.
     ``stale_lock_seconds``: an S3 lock older than this that blocks a settled file is looked
     at (see ``claim_s3._blocked``); the trigger passes its ``redeliver_after_seconds``.
+    ``settle_seconds`` and ``require_marker``: the producer protocol (``core.landing_protocol``).
     """
-    candidates = _settled(inbox, suffixes, min_age_seconds)
+    candidates = _settled(inbox, suffixes, min_age_seconds, settle_seconds, require_marker)
     if not candidates:
         return None
     stamp = dt.datetime.fromtimestamp(now, dt.UTC) if now is not None else dt.datetime.now(dt.UTC)
@@ -217,7 +246,7 @@ def claim(
         created_at=stamp.timestamp(),
         claimer=claim_recovery.claimer_identity(),
     )
-    record.files = [_planned(uri, version, record) for uri, version in candidates]
+    record.files = [_planned(uri, version, record, require_marker) for uri, version in candidates]
     with claim_recovery.claiming(record):
         # The plan first: a crash from here on leaves a record that names where every file went.
         record.save()
@@ -274,7 +303,10 @@ def _recover(record: Claim, now: float, why: str) -> Claim | None:
     record.claimed, record.duplicates = [], []
     for planned in record.files:
         try:
-            where = claim_s3.recover(record, planned) if planned.get("lock") else _settle_local(record, planned)
+            if planned.get("lock"):
+                where = claim_s3.recover(record, planned)
+            else:
+                where = landing_protocol.take_local(record, planned)
         except Exception as exc:
             logger.warning("claim %s: could not finish moving %s: %s", record.claim_id, planned["source"], exc)
             _give_back(record, planned)

@@ -27,6 +27,22 @@ def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _validation_lines(gate: dict[str, Any], tags: dict[str, Any]) -> list[str]:
+    """The validation warnings of the training data (``core.validation_warnings``), if known."""
+    warnings = gate.get("validation_warnings")
+    if warnings is None:
+        return []
+    lines = ["## Validation warnings", ""]
+    if not warnings:
+        return [*lines, "None: every warning-level expectation passed on the training data.", ""]
+    count = int(tags.get("validation_warnings", len(warnings)))
+    lines.append(f"{count} warning-level expectation(s) failed on the training data (they did not stop training):")
+    lines += ["", *(f"- {_cell(w)}" for w in warnings)]
+    if tags.get("validation_report"):
+        lines += ["", f"Full report: `{tags['validation_report']}`"]
+    return [*lines, ""]
+
+
 def render_model_card(
     spec: PipelineSpec,
     details: dict[str, Any],
@@ -74,6 +90,7 @@ def render_model_card(
             ("what", "value"),
         ),
         "",
+        *_validation_lines(gate, tags),
         "## Hold-out test metrics",
         "",
     ]

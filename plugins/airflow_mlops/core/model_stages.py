@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from airflow_mlops import __version__
-from airflow_mlops.core import registry, storage, tables
+from airflow_mlops.core import registry, storage, tables, validation_warnings
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.gate import decide_promotion
 from airflow_mlops.core.integrity import artifact_digests
@@ -375,9 +375,12 @@ def register_candidate(
     split: dict[str, Any],
     lineage: dict[str, str],
     package: dict[str, Any] | None = None,
+    validation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Register the candidate as a new model version, tagged with its lineage, metrics, package
-    and the sha256 of its artifacts (``core.integrity``: checked again before it becomes champion).
+    """Register the candidate as a new model version, tagged with its lineage, metrics, package,
+    the validation warnings of its data (``validation``: the validate task's result, see
+    ``core.validation_warnings``) and the sha256 of its artifacts (``core.integrity``: checked
+    again before it becomes champion).
 
     Safe to retry: the version a killed attempt registered from the same training run is
     reused and its tags set again (``registry.register``), never a second version.
@@ -395,6 +398,7 @@ def register_candidate(
         **{f"airflow.{k}": v for k, v in lineage.items()},
         **{f"test_{k}": f"{v:.6f}" for k, v in evaluation["candidate"].items()},
     }
+    tags.update(validation_warnings.version_tags(validation, validation_warnings.load(validation)))
     if training.get("winner"):
         tags["winner_trial"] = str(training["winner"]["label"])[:250]
     if package and package.get("onnx_uri"):
@@ -433,8 +437,13 @@ def gate_candidate(
     registered: dict[str, Any],
     evaluation: dict[str, Any],
     package: dict[str, Any] | None = None,
+    validation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Apply the promotion gate, tag the version with the verdict and its reasons, write its model card."""
+    """Apply the promotion gate, tag the version with the verdict and its reasons, write its model card.
+
+    The validation warnings of the training data (``validation``: the validate task's result)
+    are among the reasons, and fail the gate with ``promotion.block_on_validation_warnings``.
+    """
     from airflow_mlops.core.model_card import render_model_card
 
     decision = decide_promotion(evaluation["candidate"], evaluation["champion"], spec.promotion)
@@ -449,7 +458,16 @@ def gate_candidate(
     if blocked:
         decision.promote = False
         decision.reasons = [*blocked, *[r for r in decision.reasons if r != "all gates passed"]]
+    warnings = validation_warnings.load(validation)
+    warned = validation_warnings.gate_reason(warnings, spec.promotion.block_on_validation_warnings)
+    if warned and spec.promotion.block_on_validation_warnings:
+        decision.promote = False
+        decision.reasons = [warned, *[r for r in decision.reasons if r != "all gates passed"]]
+    elif warned:
+        decision.reasons.append(warned)
     result = {**decision.as_dict(), "champion_version": evaluation["champion_version"], **registered}
+    if validation is not None:
+        result["validation_warnings"] = [validation_warnings.describe(w) for w in warnings[:20]]
     # The card first: a version is tagged gate=passed only once its card is published.
     card = render_model_card(spec, registry.version_details(tracking_uri, registered["name"], registered["version"]),
                              evaluation, package, result)  # fmt: skip

@@ -280,6 +280,40 @@ class EnrichSpec(_Strict):
     format: Literal["parquet", "csv", "jsonl"] | None = None
 
 
+_DATA_SUFFIXES = (".parquet", ".pq", ".csv", ".gz", ".tsv", ".jsonl", ".ndjson", ".json")  # triggers.landing's
+
+
+class LandingSpec(_Strict):
+    """The producer protocol of the landing inboxes: when a landed file counts as complete.
+
+    Whatever these say, names of writes in progress (``.``/``_``/``~``-prefixed, ``*.tmp``,
+    ``*.part``, ``*.crdownload``, ``~``-suffixed, ...) and symbolic links are never claimed
+    (``core.landing_protocol``).
+    """
+
+    settle_seconds: float = Field(
+        default=5.0,
+        ge=0.0,
+        le=86_400.0,
+        description="A file is claimed only once two looks at the inbox at least this many seconds apart saw "
+        "the same size and modification time (0: the first look claims it).",
+    )
+    require_marker: str | None = Field(
+        default=None,
+        description="A marker suffix such as '.done': a data file <name> is claimed only once <name>.done exists "
+        "beside it, written no earlier than the file; the marker is removed when the file is claimed.",
+    )
+
+    @field_validator("require_marker")
+    @classmethod
+    def _marker_suffix(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\.[A-Za-z0-9_-]{1,32}", value):
+            raise ValueError(f"{value!r} is not a marker suffix: give a dot and a word, e.g. '.done' or '.ready'")
+        if value is not None and value.lower() in _DATA_SUFFIXES:
+            raise ValueError(f"{value!r} is a data file suffix: a marker would be read as data; use e.g. '.done'")
+        return value
+
+
 class DataSpec(_Strict):
     """Where batches land and what their columns mean."""
 
@@ -309,6 +343,7 @@ class DataSpec(_Strict):
         "reads this many newest batches. Order: landing time, then the batch date in the name, then the name.",
     )
     generator: str | None = Field(default=None, description="Name of a synthetic generator for this data.")
+    landing: LandingSpec = Field(default_factory=LandingSpec)
 
 
 class ExpectationSpec(_Strict):
@@ -620,6 +655,11 @@ class PromotionSpec(_Strict):
     )
     approval_timeout_hours: float | None = Field(
         default=None, gt=0, description="Without an answer by then the promotion is rejected."
+    )
+    block_on_validation_warnings: bool = Field(
+        default=False,
+        description="A warning-severity expectation that failed on the training data fails the gate "
+        "(warnings are always tagged on the version, listed in its model card and in the gate's reasons).",
     )
 
     @property

@@ -11,10 +11,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, AssetWatcher
 
 from airflow_mlops.triggers.landing import LandingZoneTrigger
+
+if TYPE_CHECKING:
+    from airflow_mlops.core.spec import LandingSpec
 
 
 def _uri(location: str) -> str:
@@ -30,14 +34,24 @@ class PipelineAssets:
     drift: Asset
 
 
-def pipeline_assets(pipeline: str, poll_interval: float = 5.0) -> PipelineAssets:
-    """Assets of ``pipeline``; landing folders come from the environment (see core.settings)."""
+def pipeline_assets(
+    pipeline: str, poll_interval: float = 5.0, landing_rules: LandingSpec | None = None
+) -> PipelineAssets:
+    """Assets of ``pipeline``; landing folders come from the environment (see core.settings).
+
+    ``landing_rules``: the spec's ``data.landing`` (the producer protocol the watchers apply);
+    every DAG of a pipeline passes the same, so the watcher triggers hash the same.
+    """
     from airflow_mlops.core import settings
+
+    rules: dict[str, Any] = {}
+    if landing_rules is not None:
+        rules = {"settle_seconds": landing_rules.settle_seconds, "require_marker": landing_rules.require_marker}
 
     def landing(kind: str, lake_kind: str) -> Asset:
         inbox = settings.landing_dir(pipeline, kind)
         trigger = LandingZoneTrigger(
-            inbox=inbox, destination=settings.lake_dir(pipeline, lake_kind), poll_interval=poll_interval
+            inbox=inbox, destination=settings.lake_dir(pipeline, lake_kind), poll_interval=poll_interval, **rules
         )
         return Asset(
             name=f"mlops.{pipeline}.landing.{kind}",

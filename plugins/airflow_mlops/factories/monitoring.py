@@ -16,7 +16,7 @@ def build_monitoring_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_de
     """Runs when predictions are logged and on the monitoring cron; may schedule retraining."""
     spec_path = resolve(spec_path)  # the file itself, else by name in $AIRFLOW_MLOPS_PIPELINES_DIR
     spec = load(spec_path)
-    assets = pipeline_assets(spec.name)
+    assets = pipeline_assets(spec.name, landing_rules=spec.data.landing)
     common = {"spec_path": str(spec_path), "mlflow_conn_id": mlflow_conn_id}
     with DAG(
         schedule=schedule_for(spec.monitoring.cron, spec.schedule.timezone, [assets.predictions]),

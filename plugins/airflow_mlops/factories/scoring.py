@@ -15,7 +15,7 @@ def build_scoring_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defau
     """Scheduled by batches landing in the scoring inbox; emits the ``predictions`` Asset."""
     spec_path = resolve(spec_path)  # the file itself, else by name in $AIRFLOW_MLOPS_PIPELINES_DIR
     spec = load(spec_path)
-    assets = pipeline_assets(spec.name)
+    assets = pipeline_assets(spec.name, landing_rules=spec.data.landing)
     with DAG(schedule=assets.landing_scoring, **dag_kwargs(spec, "scoring", spec_path)) as dag:
         BatchScoreOperator(
             task_id="score",

@@ -29,7 +29,7 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
     """The training DAG of one spec, scheduled by its cron, by data arrival and by drift."""
     spec_path = resolve(spec_path)  # the file itself, else by name in $AIRFLOW_MLOPS_PIPELINES_DIR
     spec = load(spec_path)
-    assets = pipeline_assets(spec.name)
+    assets = pipeline_assets(spec.name, landing_rules=spec.data.landing)
     triggers = []
     if spec.schedule.on_data_arrival:
         triggers.append(assets.landing_training)
@@ -92,6 +92,7 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
                 dataset=xcom("data.ingest"),
                 split=xcom("data.split"),
                 package=xcom("model.package"),
+                validation=xcom("data.validate"),  # its warnings: tagged, on the card, in the gate
                 **common,
             )
             gate = PromotionGateOperator(
@@ -99,6 +100,7 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
                 registered=xcom("model.register"),
                 evaluation=xcom("model.evaluate"),
                 package=xcom("model.package"),
+                validation=xcom("data.validate"),
                 **common,
             )
             promote = MlflowPromoteModelOperator(

@@ -96,12 +96,17 @@ class ValidateDataOperator(MlopsBaseOperator):
             result = validate_dataset(
                 spec, rendered_dict(self.dataset, "dataset"), self.run_id(context), self._reference_profile(spec)
             )
+        from airflow_mlops.core import validation_warnings
+
         self.log.info(
-            "%s expectations passed (%s warnings); report %s",
+            "%s expectations evaluated: no error, %s warning(s); report %s",
             result["evaluated"],
             result["warnings"],
             result["report_uri"],
         )
+        for warning in validation_warnings.load(result) if result["warnings"] else []:
+            self.log.warning("validation warning (tagged on the model version, named by the gate): %s",
+                             validation_warnings.describe(warning))  # fmt: skip
         return result
 
     def _reference_profile(self, spec: Any) -> dict[str, Any] | None:

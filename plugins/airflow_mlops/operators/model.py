@@ -294,9 +294,10 @@ class MlflowRegisterModelOperator(MlopsBaseOperator):
     :param dataset: the ingest task's result. (templated)
     :param split: the split task's result. (templated)
     :param package: the package task's result (ONNX export and parity), if any. (templated)
+    :param validation: the validate task's result: its warnings are tagged on the version. (templated)
     """
 
-    template_fields: Sequence[str] = (*_BASE, "training", "evaluation", "dataset", "split", "package")
+    template_fields: Sequence[str] = (*_BASE, "training", "evaluation", "dataset", "split", "package", "validation")
 
     def __init__(
         self,
@@ -306,6 +307,7 @@ class MlflowRegisterModelOperator(MlopsBaseOperator):
         dataset: dict[str, Any] | str,
         split: dict[str, Any] | str,
         package: dict[str, Any] | str | None = None,
+        validation: dict[str, Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -314,6 +316,7 @@ class MlflowRegisterModelOperator(MlopsBaseOperator):
         self.dataset = dataset
         self.split = split
         self.package = package
+        self.validation = validation
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.model_stages import register_candidate
@@ -327,6 +330,7 @@ class MlflowRegisterModelOperator(MlopsBaseOperator):
             rendered_dict(self.split, "split"),
             self.lineage(context),
             rendered_dict(self.package, "package") if self.package is not None else None,
+            rendered_dict(self.validation, "validation") if self.validation is not None else None,
         )
 
 
@@ -339,9 +343,11 @@ class PromotionGateOperator(MlopsBaseOperator):
     :param evaluation: the evaluate task's result. (templated)
     :param package: the package task's result; with ``packaging.onnx: required`` a failed
         export or parity check fails the gate. (templated)
+    :param validation: the validate task's result: its warnings are among the gate's reasons,
+        and fail it with ``promotion.block_on_validation_warnings``. (templated)
     """
 
-    template_fields: Sequence[str] = (*_BASE, "registered", "evaluation", "package")
+    template_fields: Sequence[str] = (*_BASE, "registered", "evaluation", "package", "validation")
     ui_color = "#fdfbe8"
 
     def __init__(
@@ -350,12 +356,14 @@ class PromotionGateOperator(MlopsBaseOperator):
         registered: dict[str, Any] | str,
         evaluation: dict[str, Any] | str,
         package: dict[str, Any] | str | None = None,
+        validation: dict[str, Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.registered = registered
         self.evaluation = evaluation
         self.package = package
+        self.validation = validation
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.core.model_stages import gate_candidate
@@ -366,6 +374,7 @@ class PromotionGateOperator(MlopsBaseOperator):
             rendered_dict(self.registered, "registered"),
             rendered_dict(self.evaluation, "evaluation"),
             rendered_dict(self.package, "package") if self.package is not None else None,
+            rendered_dict(self.validation, "validation") if self.validation is not None else None,
         )
         verdict = "PASSED" if decision["promote"] else "FAILED"
         self.log.info(

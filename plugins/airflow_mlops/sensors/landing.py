@@ -30,6 +30,11 @@ class LandingZoneSensor(BaseSensorOperator):
     :param inbox: folder or prefix URI to watch. (templated)
     :param suffixes: file name endings that count as data.
     :param min_age_seconds: ignore files modified more recently than this (still being written).
+    :param settle_seconds: count a file only once two looks this far apart saw it unchanged
+        (the first look of a file never counts it when this is set). The looks are remembered
+        by the process that makes them: use it deferrable (the triggerer) or in ``poke`` mode,
+        not in ``reschedule`` mode, where every poke is a new process.
+    :param require_marker: count ``<name>`` only once ``<name><marker>`` (e.g. ``.done``) exists.
     :param deferrable: wait in the triggerer instead of a worker slot.
     """
 
@@ -41,6 +46,8 @@ class LandingZoneSensor(BaseSensorOperator):
         inbox: str,
         suffixes: Sequence[str] = DATA_SUFFIXES,
         min_age_seconds: float = 2.0,
+        settle_seconds: float = 0.0,
+        require_marker: str | None = None,
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -48,12 +55,14 @@ class LandingZoneSensor(BaseSensorOperator):
         self.inbox = inbox
         self.suffixes = tuple(suffixes)
         self.min_age_seconds = min_age_seconds
+        self.settle_seconds = settle_seconds
+        self.require_marker = require_marker
         self.deferrable = deferrable
 
     def _found(self) -> list[str]:
         from airflow_mlops.core.landing import settled_files
 
-        return settled_files(self.inbox, self.suffixes, self.min_age_seconds)
+        return settled_files(self.inbox, self.suffixes, self.min_age_seconds, self.settle_seconds, self.require_marker)
 
     def poke(self, context: Context) -> bool | Any:
         return bool(self._found())
@@ -71,6 +80,8 @@ class LandingZoneSensor(BaseSensorOperator):
                 suffixes=self.suffixes,
                 poll_interval=self.poke_interval,
                 min_age_seconds=self.min_age_seconds,
+                settle_seconds=self.settle_seconds,
+                require_marker=self.require_marker,
             ),
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=self.timeout) if self.timeout else None,

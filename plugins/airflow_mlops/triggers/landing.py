@@ -2,7 +2,8 @@
 
 ``LandingZoneTrigger`` is used through ``AssetWatcher`` so that landed files schedule DAGs
 without a sensor occupying a worker slot. Each poll claims every settled file in the
-inbox (moves it into the pipeline's lake, see ``core.landing``) and fires one event per
+inbox (copies it into the pipeline's lake, see ``core.landing``; what "settled" means, the
+producer protocol, is ``core.landing_protocol``) and fires one event per
 claim, so files that land together are processed together and a claimed file never
 fires twice. A claim that no consumer acknowledged is delivered again, with backoff, which
 closes the window where the triggerer dies between claiming and storing the event. A claim
@@ -47,6 +48,10 @@ class LandingZoneTrigger(BaseEventTrigger):
     :param suffixes: file name endings that count as data (others are ignored).
     :param poll_interval: seconds between scans.
     :param min_age_seconds: leave files modified more recently than this for a later scan.
+    :param settle_seconds: claim a file only once two scans at least this far apart saw the
+        same size and modification time (``data.landing.settle_seconds``; 0: no such check).
+    :param require_marker: a suffix such as ``.done``: claim ``<name>`` only once
+        ``<name>.done`` exists, written after it (``data.landing.require_marker``).
     :param redeliver_after_seconds: deliver a claim again when no consumer acknowledged it
         this long after its delivery; the wait doubles after each redelivery. Also the age
         after which an S3 lock that blocks a file is checked for being stale.
@@ -61,6 +66,8 @@ class LandingZoneTrigger(BaseEventTrigger):
         suffixes: tuple[str, ...] | list[str] = DATA_SUFFIXES,
         poll_interval: float = 5.0,
         min_age_seconds: float = 2.0,
+        settle_seconds: float = 0.0,
+        require_marker: str | None = None,
         redeliver_after_seconds: float = 3600.0,
         max_deliveries: int = 5,
     ) -> None:
@@ -72,6 +79,8 @@ class LandingZoneTrigger(BaseEventTrigger):
         self.suffixes = tuple(suffixes)
         self.poll_interval = poll_interval
         self.min_age_seconds = min_age_seconds
+        self.settle_seconds = settle_seconds
+        self.require_marker = require_marker
         self.redeliver_after_seconds = redeliver_after_seconds
         self.max_deliveries = max_deliveries
 
@@ -84,6 +93,8 @@ class LandingZoneTrigger(BaseEventTrigger):
                 "suffixes": list(self.suffixes),
                 "poll_interval": self.poll_interval,
                 "min_age_seconds": self.min_age_seconds,
+                "settle_seconds": self.settle_seconds,
+                "require_marker": self.require_marker,
                 "redeliver_after_seconds": self.redeliver_after_seconds,
                 "max_deliveries": self.max_deliveries,
             },
@@ -117,6 +128,8 @@ class LandingZoneTrigger(BaseEventTrigger):
                         self.suffixes,
                         self.min_age_seconds,
                         stale_lock_seconds=self.redeliver_after_seconds,
+                        settle_seconds=self.settle_seconds,
+                        require_marker=self.require_marker,
                     )
             except Exception as exc:  # storage down or misconfigured: keep watching, slower
                 errors += 1
@@ -149,6 +162,8 @@ class LandingFilesPresentTrigger(BaseTrigger):
     :param suffixes: file name endings that count as data.
     :param poll_interval: seconds between scans.
     :param min_age_seconds: ignore files modified more recently than this (still being written).
+    :param settle_seconds: count a file only once two scans this far apart saw it unchanged.
+    :param require_marker: count ``<name>`` only once ``<name><marker>`` exists, written after it.
     """
 
     def __init__(
@@ -158,12 +173,16 @@ class LandingFilesPresentTrigger(BaseTrigger):
         suffixes: tuple[str, ...] | list[str] = DATA_SUFFIXES,
         poll_interval: float = 5.0,
         min_age_seconds: float = 0.0,
+        settle_seconds: float = 0.0,
+        require_marker: str | None = None,
     ) -> None:
         super().__init__()
         self.inbox = inbox
         self.suffixes = tuple(suffixes)
         self.poll_interval = poll_interval
         self.min_age_seconds = min_age_seconds
+        self.settle_seconds = settle_seconds
+        self.require_marker = require_marker
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -173,6 +192,8 @@ class LandingFilesPresentTrigger(BaseTrigger):
                 "suffixes": list(self.suffixes),
                 "poll_interval": self.poll_interval,
                 "min_age_seconds": self.min_age_seconds,
+                "settle_seconds": self.settle_seconds,
+                "require_marker": self.require_marker,
             },
         )
 
@@ -181,7 +202,14 @@ class LandingFilesPresentTrigger(BaseTrigger):
 
         try:
             while True:
-                found = await asyncio.to_thread(settled_files, self.inbox, self.suffixes, self.min_age_seconds)
+                found = await asyncio.to_thread(
+                    settled_files,
+                    self.inbox,
+                    self.suffixes,
+                    self.min_age_seconds,
+                    self.settle_seconds,
+                    self.require_marker,
+                )
                 if found:
                     yield TriggerEvent({"status": "success", "files": found})
                     return
