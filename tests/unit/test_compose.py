@@ -167,3 +167,25 @@ def test_long_running_services_restart_and_one_shot_ones_do_not(compose):
             assert "restart" not in service, name
         else:
             assert service.get("restart") == "unless-stopped", name
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration (``90s``, ``1m30s``, ``2m``) in seconds."""
+    import re
+
+    parts = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert parts and any(parts.groups()), f"unreadable duration {duration!r}"
+    minutes, seconds = (int(g or 0) for g in parts.groups())
+    return minutes * 60.0 + seconds
+
+
+def test_serving_gets_time_to_drain_requests_and_write_its_prediction_log(compose):
+    """Docker's default 10 s would SIGKILL the app mid-shutdown, losing the log's rows unreported."""
+    from airflow_mlops.cli import build_parser
+    from airflow_mlops.core.prediction_log import CLOSE_DEADLINE_SECONDS
+
+    service = compose["services"]["serving"]
+    command = service["command"].split()
+    arguments = build_parser().parse_args(command)
+    needed = arguments.graceful_timeout + CLOSE_DEADLINE_SECONDS
+    assert _seconds(service["stop_grace_period"]) > needed
