@@ -138,8 +138,8 @@ class InputSchema:
         return msgspec.json.Decoder(body)
 
     @functools.cached_property
-    def census(self) -> msgspec.json.Decoder[Any]:
-        return limits.census_decoder(self.max_rows)
+    def census(self) -> limits.Census:
+        return limits.Census(self.max_rows)
 
     @functools.cached_property
     def getters(self) -> tuple[tuple[str, Any], ...]:
@@ -174,7 +174,7 @@ def parse_body(body: bytes, schema: InputSchema) -> ModelInputs:
 
     The body is decoded once, by a typed decoder (rows become structs, split cells and
     inputs values scalars); a body large enough to exceed the row limit is counted first
-    (``limits.count_rows``), so it is refused before a tree of its rows exists. Rows
+    (``limits.Census``), so it is refused before a tree of its rows exists. Rows
     (``instances``/``dataframe_records``) take the fast path; the other shapes are checked
     on the decoded tree. A small body the typed decoder refuses is read again by the general
     path, which lists every problem instead of the first; a large one gets the first problem
@@ -183,7 +183,7 @@ def parse_body(body: bytes, schema: InputSchema) -> ModelInputs:
     """
     large = limits.may_exceed(body, schema.max_rows)
     if large:
-        refused = limits.count_rows(schema.census, body, schema.max_rows)
+        refused = schema.census.refusal(body)
         if refused is not None:
             raise PayloadError([_typed_error(refused, schema)])
     try:
