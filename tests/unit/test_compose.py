@@ -307,3 +307,25 @@ def test_the_bucket_makers_script_runs_each_step_in_order_and_fails_when_one_fai
     for step in ("mb --ignore-existing", "user add", "policy create", "policy attach"):
         assert run(step) == 1, step
     assert run("policy create") == 1 and "policy attach" not in calls.read_text()  # it stops at the failure
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration (``90s``, ``1m30s``, ``2m``) in seconds."""
+    import re
+
+    parts = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", duration)
+    assert parts and any(parts.groups()), f"unreadable duration {duration!r}"
+    minutes, seconds = (int(g or 0) for g in parts.groups())
+    return minutes * 60.0 + seconds
+
+
+def test_serving_gets_time_to_drain_requests_and_write_its_prediction_log(compose):
+    """Docker's default 10 s would SIGKILL the app mid-shutdown, losing the log's rows unreported."""
+    from airflow_mlops.cli import build_parser
+    from airflow_mlops.core.prediction_log import CLOSE_DEADLINE_SECONDS
+
+    service = compose["services"]["serving"]
+    command = service["command"].split()
+    arguments = build_parser().parse_args(command)
+    needed = arguments.graceful_timeout + CLOSE_DEADLINE_SECONDS
+    assert _seconds(service["stop_grace_period"]) > needed

@@ -88,12 +88,13 @@ def test_rows_over_the_pending_cap_are_dropped_and_counted(tmp_path, monkeypatch
     monkeypatch.setattr(storage, "write_bytes", lambda data, uri: (_ for _ in ()).throw(OSError("down")))
     for name in "abc":
         _append(log, 3, name)
+    assert log.dropped_rows == 6 and log.pending_rows == 3  # the cap holds at append: b and c are not kept
     with pytest.raises(OSError):
         log.flush()
-    assert log.dropped_rows == 4 and log.pending_rows == 5  # the oldest rows went first, down to the cap
+    assert log.dropped_rows == 6 and log.pending_rows == 3  # the failed write keeps what it had
     monkeypatch.undo()
     (frame,) = _read(log.flush())
-    assert frame["request_id"].tolist() == ["b"] * 2 + ["c"] * 3
+    assert frame["request_id"].tolist() == ["a"] * 3
 
 
 def test_rows_are_partitioned_by_the_day_they_were_predicted(tmp_path):

@@ -145,7 +145,7 @@ def test_wrong_types_name_the_row_and_column(spec):
 
 def test_too_many_rows_are_refused(spec):
     schema = InputSchema.from_spec(spec, max_rows=10)
-    with pytest.raises(PayloadError, match="11 rows; at most 10 per request"):
+    with pytest.raises(PayloadError, match="more than 10 rows; at most 10 per request"):
         parse_body(json.dumps({"instances": _rows(11)}).encode(), schema)
 
 

@@ -10,8 +10,12 @@ the day the prediction was made (UTC), and each file is written atomically (a te
 name renamed into place locally, one PUT on S3), so a reader never sees half a file.
 
 A write that fails (object store down) keeps its records and is retried at the next
-flush; if more than ``max_pending_rows`` wait, the oldest are dropped and counted
-(``dropped_rows``), so an outage of the store cannot exhaust the server's memory.
+flush. ``max_pending_rows`` bounds the rows held (waiting, or in a write under way) at
+every append: a request whose rows would pass it is answered but not logged, so an outage
+of the store cannot exhaust the server's memory. Every row not logged, at append, after a
+failed write or at shutdown, is counted in ``dropped_rows`` and reported in the log: at
+once for the first, then in one line per ``DROP_REPORT_SECONDS`` with the count since the
+last line, and the rest when the log closes.
 
 The schema is the one batch scoring writes: request_id, row (index in the request),
 logged_at, model_name, model_version, source_uri, the id column (only when the spec has
@@ -42,6 +46,10 @@ from airflow_mlops.core import settings, storage
 logger = logging.getLogger(__name__)
 
 BLOCK_ROWS = 16_384  # rows per preallocated block; a flush writes all full blocks as one file
+# What close() gives the store at shutdown before it spills to local disk; the process's own
+# grace period (uvicorn's, the orchestrator's stop timeout) must be longer (test_compose.py).
+CLOSE_DEADLINE_SECONDS = 20.0
+DROP_REPORT_SECONDS = 10.0  # at most one "rows not logged" line this often (the count is exact)
 
 
 SEPARATOR = "\x1f"  # ASCII unit separator: joins one request's text values into one string
@@ -163,7 +171,7 @@ class PredictionLogger:
     :param source: what made the predictions (``serving``); part of the file name.
     :param flush_rows: write a file once this many rows wait.
     :param flush_seconds: write what waits at least this often.
-    :param max_pending_rows: cap on rows kept while writes fail.
+    :param max_pending_rows: cap on rows held (waiting or being written), enforced at append.
     """
 
     def __init__(
@@ -200,6 +208,9 @@ class PredictionLogger:
         # Day partitions built but not written (their write failed): retried first, never rebuilt,
         # so rows of a day already written are never written twice.
         self._unwritten: list[tuple[str, pa.Table]] = []
+        self._writing_rows = 0  # rows a flush has taken and not yet written or requeued
+        self._unreported: dict[str, int] = {}  # rows dropped since the last report line, by reason
+        self._reported_at = -float("inf")
         self._closing = False
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -236,8 +247,10 @@ class PredictionLogger:
         when = time.time() if logged_at is None else logged_at
         with self._lock:
             if self._closing:  # uvicorn drains requests before shutdown; anything later is counted
-                self.dropped_rows += rows
-                logger.error("prediction log closed: %d rows of request %s not logged", rows, request_id)
+                self._drop(rows, f"the log was closed (request {request_id})", report=True)  # no later line
+                return
+            if self.pending_rows + self._writing_rows + rows > self.max_pending_rows:
+                self._drop(rows, f"over {self.max_pending_rows} rows held while the store does not take them")
                 return
             block = self._block
             if block.used + rows > block.capacity:
@@ -255,6 +268,21 @@ class PredictionLogger:
     @property
     def pending_rows(self) -> int:
         return self._block.used + self._sealed_rows + sum(t.num_rows for _, t in self._unwritten)
+
+    def _drop(self, rows: int, reason: str, *, report: bool = False) -> None:
+        """Count ``rows`` not logged and report them (under ``_lock``): the first at once,
+        then one line per ``DROP_REPORT_SECONDS`` (or now, if ``report``)."""
+        self.dropped_rows += rows
+        self._unreported[reason] = self._unreported.get(reason, 0) + rows
+        if report or time.monotonic() - self._reported_at >= DROP_REPORT_SECONDS:
+            self._report_drops()
+
+    def _report_drops(self) -> None:
+        if self._unreported:
+            what = "; ".join(f"{n} rows: {reason}" for reason, n in self._unreported.items())
+            logger.error("prediction log: rows not logged since the last report: %s (%d in all)", what,
+                         self.dropped_rows)  # fmt: skip
+        self._unreported, self._reported_at = {}, time.monotonic()
 
     def _seal(self, block: _Block) -> None:
         """Queue ``block`` for writing (under ``_lock``)."""
@@ -290,7 +318,7 @@ class PredictionLogger:
                 logger.error("prediction log write failed (%d in a row; %d rows kept): %s", failures,
                              self.pending_rows, exc)  # fmt: skip
 
-    def close(self, deadline_seconds: float = 20.0, spill_dir: str | None = None) -> None:
+    def close(self, deadline_seconds: float = CLOSE_DEADLINE_SECONDS, spill_dir: str | None = None) -> None:
         """Stop the writer and write everything still buffered (graceful shutdown).
 
         The store gets until ``deadline_seconds`` (retries 1 s, 2 s, 4 s ... apart); what
@@ -298,10 +326,21 @@ class PredictionLogger:
         system's temp dir) and the error says where, so a store outage during a restart
         loses no prediction (``spilled_rows``); only if that fails too are the rows
         counted in ``dropped_rows``. Keep the deadline under the process's grace period.
+        Its first line says how many rows are at stake, so that even a process killed before
+        the end leaves a record of them; every row dropped is reported before it returns.
         """
         deadline = time.monotonic() + deadline_seconds
         with self._lock:
             self._closing = True
+            held = self.pending_rows + self._writing_rows
+        logger.info("prediction log: closing with %d rows to write (deadline %.0f s)", held, deadline_seconds)
+        try:
+            self._close(deadline, spill_dir)
+        finally:
+            with self._lock:
+                self._report_drops()
+
+    def _close(self, deadline: float, spill_dir: str | None) -> None:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -333,10 +372,9 @@ class PredictionLogger:
             try:
                 spilled.append(self._write(day, table, folder=spill))
                 self.spilled_rows += table.num_rows
-            except Exception:
-                self.dropped_rows += table.num_rows
-                logger.exception("prediction log: %d rows lost: neither %s nor %s took them", table.num_rows,
-                                 self.folder, spill)  # fmt: skip
+            except Exception as exc:
+                with self._lock:
+                    self._drop(table.num_rows, f"neither {self.folder} nor {spill} took them ({exc})", report=True)
         if spilled:
             logger.error("prediction log: the store at %s failed; %d rows written to %s instead: move them there: %s",
                          self.folder, self.spilled_rows, spill, spilled)  # fmt: skip
@@ -350,20 +388,33 @@ class PredictionLogger:
                     self._block = self._new_block()
                 blocks, self._sealed, self._sealed_rows = self._sealed, [], 0
                 parts, self._unwritten = self._unwritten, []
-            parts = parts + self._parts(blocks)
-            written: list[str] = []
-            for index, (day, table) in enumerate(parts):
+                self._writing_rows = sum(b.used for b in blocks) + sum(t.num_rows for _, t in parts)
+            try:
                 try:
-                    written.append(self._write(day, table))
-                except Exception:
-                    self._requeue(parts[index:])  # only what is not written yet
+                    parts = parts + self._parts(blocks)
+                except Exception as exc:  # rows that cannot become a table are lost: say so
+                    with self._lock:
+                        self._drop(sum(b.used for b in blocks), f"they could not be made a table ({exc})", report=True)
                     raise
-            return written
+                written: list[str] = []
+                for index, (day, table) in enumerate(parts):
+                    try:
+                        written.append(self._write(day, table))
+                    except Exception:
+                        self._requeue(parts[index:])  # only what is not written yet
+                        raise
+                    with self._lock:
+                        self._writing_rows -= table.num_rows
+                return written
+            finally:
+                with self._lock:
+                    self._writing_rows = 0
 
     def _requeue(self, parts: list[tuple[str, pa.Table]]) -> None:
         """Keep day partitions whose write failed, oldest first, within ``max_pending_rows``."""
         with self._lock:
             self._unwritten = parts + self._unwritten
+            self._writing_rows = 0
             excess = self.pending_rows - self.max_pending_rows
             while excess > 0 and self._unwritten:  # drop the oldest rows, exactly the excess
                 day, oldest = self._unwritten[0]
@@ -372,9 +423,8 @@ class PredictionLogger:
                     self._unwritten.pop(0)
                 else:
                     self._unwritten[0] = (day, oldest.slice(dropped))
-                self.dropped_rows += dropped
                 excess -= dropped
-                logger.error("prediction log over %d pending rows: dropped %d", self.max_pending_rows, dropped)
+                self._drop(dropped, f"the oldest, over {self.max_pending_rows} rows held after a failed write")
 
     def _parts(self, blocks: list[_Block]) -> list[tuple[str, pa.Table]]:
         """The blocks' rows as one table per UTC day (the date partition)."""

@@ -9,7 +9,10 @@ takes, so one client can talk to both):
 - columns: ``{"inputs": {"tenure_months": [3, 40], "plan": ["basic", null]}}``.
 
 Every input feature must be present in every row; ``null`` is a missing value (imputed
-by the model like in training). Numbers must be JSON numbers, categories JSON strings.
+by the model like in training). Numbers must be JSON numbers within float32's range (the
+model's input type), categories JSON strings; the cells of a split body and the values of
+an ``inputs`` column are JSON scalars. A body is decoded once, into one tree; one that may
+hold more rows than allowed is counted first (``serving.limits``).
 Other fields are ignored, except the spec's id column, which is logged with the
 prediction. What comes out equals ``packaging.onnx_feeds`` on the same rows (a unit test
 holds the two together): the same category clean-up, derived features and types.
@@ -23,7 +26,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import msgspec
 import numpy as np
@@ -36,12 +39,15 @@ from airflow_mlops.core.model.features import (
     derived_values,
 )
 from airflow_mlops.core.spec import PipelineSpec
+from airflow_mlops.serving import limits
 
 BODY_KEYS = ("instances", "dataframe_records", "dataframe_split", "inputs")
 MAX_REPORTED_ERRORS = 20
 _NUMBER_TYPES: frozenset[type] = frozenset({int, float, type(None)})
 _TEXT_TYPES: frozenset[type] = frozenset({str, type(None)})
+Scalar = Optional[str | int | float | bool]  # noqa: UP045
 _decoder = msgspec.json.Decoder()
+_UNREADABLE = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 
 
 class PayloadError(ValueError):
@@ -119,12 +125,21 @@ class InputSchema:
         # gc=False: rows hold only scalars, so the cyclic collector need not track them.
         row = msgspec.defstruct("Row", row_fields, rename=rename, kw_only=True, gc=False)
         rows = Optional[list[row]]  # type: ignore[valid-type]  # noqa: UP045
+        # Split cells and inputs values are scalars: a nested value, even in an ignored column,
+        # would make the decoded tree many times larger than the body.
+        line = Annotated[list[Scalar], msgspec.Meta(min_length=len(self.required))]
+        split = msgspec.defstruct("Split", [("columns", list[Scalar]), ("data", list[line])])  # type: ignore[valid-type]
+        column = Annotated[list[Scalar], msgspec.Meta(max_length=self.max_rows)]
         body = msgspec.defstruct(
             "Body",
-            [("instances", rows, None), ("dataframe_records", rows, None), ("dataframe_split", Any, None),
-             ("inputs", Any, None)],
+            [("instances", rows, None), ("dataframe_records", rows, None),
+             ("dataframe_split", Optional[split], None), ("inputs", Optional[dict[str, column]], None)],  # noqa: UP045
         )  # fmt: skip
         return msgspec.json.Decoder(body)
+
+    @functools.cached_property
+    def census(self) -> limits.Census:
+        return limits.Census(self.max_rows)
 
     @functools.cached_property
     def getters(self) -> tuple[tuple[str, Any], ...]:
@@ -157,38 +172,79 @@ class ModelInputs:
 def parse_body(body: bytes, schema: InputSchema) -> ModelInputs:
     """Decode and check a request body; raise ``PayloadError`` naming every problem found.
 
-    Rows (``instances``/``dataframe_records``) take the typed fast path; the other shapes,
-    and any body the typed decoder refuses, go through the general path, which lists
-    every problem instead of the first one.
+    The body is decoded once, by a typed decoder (rows become structs, split cells and
+    inputs values scalars); a body large enough to exceed the row limit is counted first
+    (``limits.Census``), so it is refused before a tree of its rows exists. Rows
+    (``instances``/``dataframe_records``) take the fast path; the other shapes are checked
+    on the decoded tree. A small body the typed decoder refuses is read again by the general
+    path, which lists every problem instead of the first; a large one gets the first problem
+    only (a second decode would cost as much as the first). Nothing in a body raises anything
+    but ``PayloadError``: malformed JSON, invalid UTF-8 and nesting too deep are named too.
     """
+    large = limits.may_exceed(body, schema.max_rows)
+    if large:
+        refused = schema.census.refusal(body)
+        if refused is not None:
+            raise PayloadError([_typed_error(refused, schema)])
     try:
         typed = schema.decoder.decode(body)
-    except msgspec.DecodeError as exc:  # ValidationError included
+    except msgspec.ValidationError as exc:
+        if large:
+            raise PayloadError([_typed_error(str(exc), schema)]) from None
         return _parse_generally(body, schema, str(exc))
+    except _UNREADABLE as exc:
+        raise PayloadError([_unreadable(exc)]) from None
     given = [k for k in BODY_KEYS if getattr(typed, k) is not None]
-    if len(given) != 1 or given[0] not in ("instances", "dataframe_records"):
-        return _parse_generally(body, schema, None)
-    records = getattr(typed, given[0])
-    _check_rows(len(records), [given[0]], schema)
+    if len(given) != 1:
+        if not large:
+            return _parse_generally(body, schema, None)  # small: the general path's exact wording
+        raise PayloadError([_error([], f"expected exactly one of {list(BODY_KEYS)}; found {given}", "shape_invalid")])
+    key = given[0]
+    if key in ("dataframe_split", "inputs"):
+        value = getattr(typed, key)
+        document = {key: {"columns": value.columns, "data": value.data} if key == "dataframe_split" else value}
+        columns, rows, locate = _columns(document, schema)
+        return build_inputs(columns, rows, schema, locate=locate)
+    records = getattr(typed, key)
+    _check_rows(len(records), [key], schema)
     columns = {name: list(map(get, records)) for name, get in schema.getters}
     ids = [r.row_id for r in records] if schema.id_column is not None else []
     if any(v is not None for v in ids):
         columns[str(schema.id_column)] = ids
-    key = given[0]
     return build_inputs(columns, len(records), schema, checked=True, locate=lambda i, c: [key, i, c])
 
 
 def _parse_generally(body: bytes, schema: InputSchema, typed_error: str | None) -> ModelInputs:
     try:
         document = _decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise PayloadError([_error([], f"body is not valid JSON: {exc}", "json_invalid")]) from None
+    except _UNREADABLE as exc:
+        raise PayloadError([_unreadable(exc)]) from None
     columns, rows, locate = _columns(document, schema)
     inputs = build_inputs(columns, rows, schema, locate=locate)
     if typed_error is not None:
         # The typed decoder refused rows the general checks accept (e.g. an id that is a list).
-        raise PayloadError([_error(_msgspec_location(typed_error), typed_error.split(" - at ")[0], "type_error")])
+        raise PayloadError([_typed_error(typed_error, schema)])
     return inputs
+
+
+def _typed_error(message: str, schema: InputSchema) -> dict[str, Any]:
+    """A msgspec refusal (``<what> - at `$.path```) as an error at its place in the body."""
+    what, location = message.split(" - at ")[0], _msgspec_location(message)
+    if what == limits.TOO_MANY_ROWS or what.startswith("Expected `array` of length <="):
+        if location and isinstance(location[-1], int):
+            location = location[:-1]  # the row that passed the limit: name the list
+        return _error(location, f"more than {schema.max_rows} rows; at most {schema.max_rows} per request", "too_long")
+    return _error(location, what, "type_error")
+
+
+def _unreadable(exc: Exception) -> dict[str, Any]:
+    """Why a body cannot be decoded at all, in one short line."""
+    if isinstance(exc, RecursionError):
+        return _error([], "body nests arrays or objects too deeply to be decoded", "json_invalid")
+    if isinstance(exc, UnicodeDecodeError):
+        byte = exc.object[exc.start : exc.start + 1].hex()
+        return _error([], f"body is not valid UTF-8 ({exc.reason}: byte 0x{byte} in a string)", "utf8_invalid")
+    return _error([], f"body is not valid JSON: {exc}", "json_invalid")
 
 
 def _msgspec_location(message: str) -> list[Any]:
@@ -196,7 +252,8 @@ def _msgspec_location(message: str) -> list[Any]:
     match = re.search(r"at `\$(.*)`$", message)
     if not match:
         return []
-    return [int(part) if part.isdigit() else part for part in re.findall(r"\.([^.\[]+)|\[(\d+)\]", match.group(1))
+    path = match.group(1).replace("[...]", ".*")  # a key of a mapping (an inputs column): msgspec does not name it
+    return [int(part) if part.isdigit() else part for part in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path)
             for part in part if part]  # fmt: skip
 
 
@@ -305,15 +362,20 @@ def build_inputs(
     """
     errors: list[dict[str, Any]] = []
     features: dict[str, np.ndarray] = {}
+    numeric = []
     for column in schema.numeric:
-        values = columns[column]
-        if not checked and not set(map(type, values)) <= schema.allowed_types(column)[0]:
-            errors += _type_errors(values, column, schema, locate)
-            continue
-        try:
-            features[column] = np.array(values, dtype=np.float64)
-        except OverflowError:
-            errors.append(_error([column], "a number is too large for float64", "type_error"))
+        if not checked and not set(map(type, columns[column])) <= schema.allowed_types(column)[0]:
+            errors += _type_errors(columns[column], column, schema, locate)
+        else:
+            numeric.append(column)
+    try:  # one array for all numeric inputs: one conversion and one range check, not one per column
+        matrix = np.array([columns[c] for c in numeric], dtype=np.float64).reshape(len(numeric), rows)
+    except OverflowError:
+        errors.append(_error([], "a number is too large for float64", "type_error"))
+    else:
+        features.update(zip(numeric, matrix, strict=True))
+        if (np.abs(matrix) > limits.FLOAT32_MAX).any():
+            errors += [_error(p, m, "out_of_range") for p, m in limits.out_of_range(features, tuple(numeric), locate)]
     for column in schema.categorical:
         values = columns[column]
         if not checked and not set(map(type, values)) <= schema.allowed_types(column)[0]:
@@ -331,6 +393,10 @@ def build_inputs(
         raise PayloadError(errors[:MAX_REPORTED_ERRORS])
     for name, tree in schema.derived:
         features[name] = derived_values(tree, features, rows)
+    derived = tuple(name for name, _ in schema.derived)
+    beyond = limits.out_of_range(features, derived, lambda i, c: ["derived", c, i]) if derived else []
+    if beyond:
+        raise PayloadError([_error(place, message, "out_of_range") for place, message in beyond])
     feeds = {c: features[c].astype(np.float32).reshape(-1, 1) for c in schema.model_numeric}
     feeds.update({c: features[c].reshape(-1, 1) for c in schema.categorical})
     ids = columns.get(schema.id_column) if schema.id_column is not None else None
