@@ -74,8 +74,9 @@ def ingest_labeled(
     a claimed file that is not read is listed with the reason in ``claimed_left_out`` (and
     logged). Without claims (a calendar or drift run) the newest ``window_batches`` are read.
 
-    A file that cannot be ingested is quarantined with the error, and the error raised:
-    nothing downstream runs, and the next run no longer reads that file. Rows read twice
+    Every file is read; each that cannot be ingested is quarantined with the error (logged with
+    where it went), and the run then fails naming all of them: nothing downstream runs, and
+    the next run no longer reads those files. Rows read twice
     (``cleaning.deduplicate``, on by default) are counted in ``duplicates_dropped``; batches
     from before the spec added a column are left out and counted in ``batches_skipped_schema``
     (see ``core.schema_changes``).
@@ -85,8 +86,10 @@ def ingest_labeled(
     """
     from airflow_mlops.core.ingest import IngestError, ingest
 
-    def set_aside(uri: str, error: IngestError) -> None:
-        quarantine_file(spec.name, uri, run_id, {"stage": "ingest", "error": str(error)})
+    def set_aside(uri: str, error: IngestError) -> str:
+        where = quarantine_file(spec.name, uri, run_id, {"stage": "ingest", "error": str(error)})
+        logger.warning("rejected %s, quarantined at %s: %s", uri, where, error.reason)
+        return where
 
     folder = settings.run_dir(spec.name, run_id, "ingest")
     sql_read: dict[str, Any] | None = None
@@ -103,7 +106,7 @@ def ingest_labeled(
     except IngestError as exc:
         if sql_read is None or sql_read["watermark_column"]:
             raise  # files, or lake batches of an incremental SQL source: named like landed files
-        raise IngestError(str(exc).removeprefix(f"{exc.uri}: "), f"{sql_read['source']} read into {exc.uri}") from None
+        raise IngestError(exc.reason, f"{sql_read['source']} read into {exc.uri}") from None
     profile_uri = storage.write_json(result.profile, settings.join(folder, "profile.json"))
     extra: dict[str, Any] = {"sql": sql_read} if sql_read is not None else {}
     left_out = _claimed_left_out(spec, claimed, result.sources, result.skipped_schema)
@@ -123,6 +126,9 @@ def ingest_labeled(
         "skipped_schema": result.skipped_schema,
         "claimed_sources": [uri for uri in dict.fromkeys(claimed) if uri in result.sources],
         "claimed_left_out": left_out,
+        # What the landed-batch checks of validation judge (core.batch_validation): claimed files only.
+        "labeled_by_source": {u: n for u, n in result.labeled_by_source.items() if u in claimed},
+        "classes_by_source": {u: c for u, c in result.classes_by_source.items() if u in claimed},
         **extra,
     }
 
