@@ -249,3 +249,28 @@ def test_a_gzip_of_text_is_read_whole(spec, mlops_home):
     lake = _lake(spec)
     (lake / "1.csv.gz").write_bytes(gzip.compress(_batch(1).to_csv(index=False).encode()))
     assert data_stages.ingest_labeled(spec, RUN)["rows"] == 300
+
+
+def test_s3_inbox_entries_that_are_never_claimed_are_logged_once_each(caplog):
+    from airflow_mlops.core import inbox_notes
+
+    page = {
+        "Contents": [{"Key": "in/a.csv"}, {"Key": "in/B.CSV"}, {"Key": "in/_tmp.xlsx"}],
+        "CommonPrefixes": [{"Prefix": "in/sub/"}],
+    }
+    with caplog.at_level(logging.WARNING, logger="airflow_mlops"):
+        for _ in range(2):
+            inbox_notes.note_ignored_s3("s3://door-bucket/in/", page, "in/", (".csv",))
+    lines = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert len(lines) == 2 and "s3://door-bucket/in/B.CSV" in lines[0] and "s3://door-bucket/in/sub/" in lines[1]
+
+
+def test_validation_messages_quote_unexpected_values_only_as_short_excerpts(spec):
+    from airflow_mlops.core.validation import validate_batch
+
+    frame = _batch(1).astype({"plan": "object"})
+    frame.loc[:2, "plan"] = "P" * 500 + "\x1b[2J"
+    with pytest.raises(DataValidationError) as err:
+        validate_batch(frame, spec)
+    assert "P" * 81 not in str(err.value) and "\x1b" not in str(err.value)
+    assert "P" * 81 not in json.dumps(err.value.report)
