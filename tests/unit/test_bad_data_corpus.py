@@ -274,3 +274,18 @@ def test_validation_messages_quote_unexpected_values_only_as_short_excerpts(spec
         validate_batch(frame, spec)
     assert "P" * 81 not in str(err.value) and "\x1b" not in str(err.value)
     assert "P" * 81 not in json.dumps(err.value.report)
+
+
+def test_a_failed_ingest_or_validation_stops_the_training_dag_before_register_and_promote():
+    from airflow_mlops.factories.training import build_training_dag
+    from tests.conftest import EXAMPLE_SPEC
+
+    dag = build_training_dag(EXAMPLE_SPEC)
+    for task_id in ("model.register", "model.gate", "model.promote", "model.deploy"):
+        task = dag.get_task(task_id)
+        ancestors = {t.task_id: t for t in task.get_flat_relatives(upstream=True)}
+        assert {"data.ingest", "data.validate"} <= set(ancestors), task_id
+        downstream_of_validate = {t.task_id for t in dag.get_task("data.validate").get_flat_relatives(upstream=False)}
+        on_the_path = [t for tid, t in ancestors.items() if tid in downstream_of_validate] + [task]
+        # all_success everywhere between validate and the task: a failed (or upstream-failed) task stops it.
+        assert all(t.trigger_rule == "all_success" for t in on_the_path), task_id
