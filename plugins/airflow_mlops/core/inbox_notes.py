@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
 from airflow_mlops.core import storage
@@ -19,15 +20,17 @@ from airflow_mlops.core import storage
 logger = logging.getLogger(__name__)
 
 MAX_REMEMBERED = 10_000  # distinct ignored files remembered per process; past it the oldest may be said again
-_said: dict[str, None] = {}
+_said: dict[str, None] = {}  # insertion-ordered: the oldest is forgotten first
+_lock = threading.Lock()  # triggers may list from several threads
 
 
 def _say(uri: str, why: str) -> None:
-    if uri in _said:
-        return
-    if len(_said) >= MAX_REMEMBERED:
-        _said.pop(next(iter(_said)))
-    _said[uri] = None
+    with _lock:
+        if uri in _said:
+            return
+        if len(_said) >= MAX_REMEMBERED:
+            _said.pop(next(iter(_said)))
+        _said[uri] = None
     logger.warning("inbox entry %s ignored: %s; it is never claimed", uri, why)
 
 
