@@ -169,7 +169,6 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
     card = registry.client(tracking_uri).get_model_version(spec.registered_model_name, "1").description
     assert "wait time/min" in card and "ticket length (words)" in card
 
-
     rows = _rows_with_gaps(12, seed=9)
     app = build_app(ServeConfig(spec_path=str(spec_path), tracking_uri=tracking_uri, tokens=("t",)))
 

@@ -3,6 +3,7 @@ dataset behind, and the offending file is quarantined with its report (never del
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 from collections.abc import Callable
@@ -137,7 +138,33 @@ CASES: dict[str, tuple[str, Callable[[], bytes], type[Exception], str]] = {
         "a.jsonl",
         lambda: b"[1, 2]\n[3, 4]\n",
         IngestError,
-        "missing required column(s)",
+        "line 1 is a JSON array, not an object",
+    ),
+    "one json array of records": (
+        "a.json",
+        lambda: _frame().to_json(orient="records").encode(),
+        IngestError,
+        "holds one JSON array (records-oriented JSON); the reader takes JSON Lines",
+    ),
+    "one pretty-printed json object": (
+        "a.json",
+        lambda: _frame().to_json(orient="columns", indent=2).encode(),
+        IngestError,
+        "holds one JSON object spread over several lines; the reader takes JSON Lines",
+    ),
+    "corrupt gzip": ("a.csv.gz", lambda: gzip.compress(_csv(_frame()))[:400], IngestError, "not a readable gzip file"),
+    "text named csv.gz": ("a.csv.gz", lambda: _csv(_frame()), IngestError, "not a readable gzip file"),
+    "duplicate column names": (
+        "a.csv",
+        lambda: _csv(_frame().rename(columns={"region": "plan"})),
+        IngestError,
+        "column name(s) ['plan'] appear more than once",
+    ),
+    "nul byte past the first 4 KiB": (
+        "a.csv",
+        lambda: _csv(_frame())[:8000] + _csv(_frame())[8000:].replace(b"basic", b"ba\x00ic", 1),
+        IngestError,
+        "NUL byte(s) at offset",
     ),
     "duplicated ids": (  # the same ids with other values: exact duplicate rows are dropped, not refused
         "a.parquet",
@@ -189,8 +216,8 @@ def _run(spec: PipelineSpec) -> None:
     data_stages.validate_dataset(spec, dataset, RUN)
 
 
-def test_the_corpus_has_at_least_25_distinct_cases():
-    assert len(CASES) + 5 >= 25  # + the location, strict-schema and missing-feature cases below
+def test_the_corpus_has_at_least_36_distinct_cases():
+    assert len(CASES) + 5 >= 36  # + the location, strict-schema and missing-feature cases below
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_mlops.core import ingest, model_stages, operate_stages, settings, synthetic, tables
+from airflow_mlops.core import file_readers, model_stages, operate_stages, settings, synthetic, tables
 from airflow_mlops.core.spec import ScoringSpec, load_spec
 from airflow_mlops.core.validation import DataValidationError
 from tests.conftest import EXAMPLE_SPEC
@@ -158,7 +158,7 @@ def test_a_batch_without_labels_is_scored_and_not_copied(spec, tracking_uri):
 
 
 def test_later_chunks_are_cast_to_the_declared_schema_not_to_the_first_chunks(spec, tracking_uri, monkeypatch):
-    monkeypatch.setattr(ingest, "CSV_BLOCK_BYTES", 16 << 10)  # CSV read in blocks of ~200 rows
+    monkeypatch.setattr(file_readers, "CSV_BLOCK_BYTES", 16 << 10)  # CSV read in blocks of ~200 rows
     batch = synthetic.churn_batch(ROWS, seed=5)
     batch["note"] = [None] * 2000 + ["vip"] * (ROWS - 2000)  # undeclared, empty in the first chunks
     batch["visits"] = [float(i) for i in range(2500)] + [0.5] * (ROWS - 2500)  # undeclared; ints, then fractions

@@ -161,10 +161,14 @@ def test_rows_stream_in_bounded_chunks_from_a_server_side_cursor(spec, engine, d
         seen.append(len(frame))
         if len(seen) == 2:  # while the read is open, ask the server what the reading session runs
             with engine.connect() as other:
-                statements = other.execute(
-                    sa.text("SELECT query FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"),
-                    {"db": database},
-                ).scalars().all()
+                statements = (
+                    other.execute(
+                        sa.text("SELECT query FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid()"),
+                        {"db": database},
+                    )
+                    .scalars()
+                    .all()
+                )
     assert seen == [CHUNK] * (ROWS // CHUNK) + [ROWS % CHUNK]
     assert any(s.lstrip().upper().startswith("FETCH FORWARD 1000") for s in statements), statements
 

@@ -74,8 +74,9 @@ def ingest_labeled(
     a claimed file that is not read is listed with the reason in ``claimed_left_out`` (and
     logged). Without claims (a calendar or drift run) the newest ``window_batches`` are read.
 
-    A file that cannot be ingested is quarantined with the error, and the error raised:
-    nothing downstream runs, and the next run no longer reads that file. Rows read twice
+    Every file is read; each that cannot be ingested is quarantined with the error (logged with
+    where it went), and the run then fails naming all of them: nothing downstream runs, and
+    the next run no longer reads those files. Rows read twice
     (``cleaning.deduplicate``, on by default) are counted in ``duplicates_dropped``; batches
     from before the spec added a column are left out and counted in ``batches_skipped_schema``
     (see ``core.schema_changes``).
@@ -85,8 +86,10 @@ def ingest_labeled(
     """
     from airflow_mlops.core.ingest import IngestError, ingest
 
-    def set_aside(uri: str, error: IngestError) -> None:
-        quarantine_file(spec.name, uri, run_id, {"stage": "ingest", "error": str(error)})
+    def set_aside(uri: str, error: IngestError) -> str:
+        where = quarantine_file(spec.name, uri, run_id, {"stage": "ingest", "error": str(error)})
+        logger.warning("rejected %s, quarantined at %s: %s", uri, where, error.reason)
+        return where
 
     folder = settings.run_dir(spec.name, run_id, "ingest")
     sql_read: dict[str, Any] | None = None
@@ -103,7 +106,7 @@ def ingest_labeled(
     except IngestError as exc:
         if sql_read is None or sql_read["watermark_column"]:
             raise  # files, or lake batches of an incremental SQL source: named like landed files
-        raise IngestError(str(exc).removeprefix(f"{exc.uri}: "), f"{sql_read['source']} read into {exc.uri}") from None
+        raise IngestError(exc.reason, f"{sql_read['source']} read into {exc.uri}") from None
     profile_uri = storage.write_json(result.profile, settings.join(folder, "profile.json"))
     extra: dict[str, Any] = {"sql": sql_read} if sql_read is not None else {}
     left_out = _claimed_left_out(spec, claimed, result.sources, result.skipped_schema)
@@ -123,6 +126,9 @@ def ingest_labeled(
         "skipped_schema": result.skipped_schema,
         "claimed_sources": [uri for uri in dict.fromkeys(claimed) if uri in result.sources],
         "claimed_left_out": left_out,
+        # What the landed-batch checks of validation judge (core.batch_validation): claimed files only.
+        "labeled_by_source": {u: n for u, n in result.labeled_by_source.items() if u in claimed},
+        "classes_by_source": {u: c for u, c in result.classes_by_source.items() if u in claimed},
         **extra,
     }
 
@@ -130,14 +136,18 @@ def ingest_labeled(
 def validate_dataset(
     spec: PipelineSpec, dataset: dict[str, Any], run_id: str, reference_profile: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Run the pipeline's Great Expectations suite; the report is written pass or fail.
+    """Run the pipeline's Great Expectations suite on the window, and judge each landed batch
+    alone (``core.batch_validation``); the report is written pass or fail.
 
     With ``validation.infer.enabled`` and a ``reference_profile`` the suite also holds the
     expectations inferred from it (see ``core.inference``).
 
-    On failure each source batch is validated on its own and the ones that fail are
-    quarantined with their report, so the next run trains without them.
+    Each batch the run claimed is also judged on its own (rows, label classes, the suite on
+    its rows); on a window failure every batch is. The batches that fail are quarantined with
+    their report, so the next run trains without them, and the run fails. Warnings of the
+    landed batches are in ``batch_warnings`` (and counted in ``warnings``).
     """
+    from airflow_mlops.core.batch_validation import judge_batches
     from airflow_mlops.core.inference import infer_expectations
 
     inferred = (
@@ -146,25 +156,48 @@ def validate_dataset(
     folder = settings.run_dir(spec.name, run_id, "validate")
     report_uri = settings.join(folder, "report.json")
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-docs-") as docs:
+        failed: DataValidationError | None = None
         try:
             with parquet_source(dataset["uri"]) as source:  # read column by column: memory stays at one column
                 outcome = validate_batch(source, spec, docs_dir=docs, extra=inferred)
         except DataValidationError as exc:
+            failed = exc
+        verdicts = judge_batches(spec, dataset, run_id, inferred, window_failed=failed is not None)
+        for uri, warnings in verdicts.warnings.items():
+            logger.warning("landed batch %s: %s", uri, "; ".join(warnings))
+        culprits = list(verdicts.quarantined.values())
+        for uri, where in verdicts.quarantined.items():
+            logger.warning("rejected %s, quarantined at %s: %s", uri, where, "; ".join(verdicts.reasons[uri]))
+        if failed is not None:
             docs_uri = _publish_folder(docs, settings.join(folder, "data_docs"))
-            culprits = _quarantine_failing_sources(spec, dataset, run_id, inferred)
-            report = {"input": dataset["uri"], "quarantined": culprits, "data_docs": docs_uri, **exc.report}
-            storage.write_json(report, report_uri)
-            where = f"\nquarantined: {culprits}" if culprits else "\nno single batch fails alone; nothing quarantined"
+            report = {"input": dataset["uri"], "quarantined": culprits, "data_docs": docs_uri, **failed.report}
+            storage.write_json({**report, "batch_warnings": verdicts.warnings}, report_uri)
+            where = (
+                f"\nquarantined: {culprits}\n{verdicts.describe()}"
+                if culprits
+                else "\nno single batch fails alone; nothing quarantined"
+            )
             raise DataValidationError(
-                f"{exc}\nfull report: {report_uri}\nGX Data Docs: {docs_uri}{where}", exc.report
+                f"{failed}\nfull report: {report_uri}\nGX Data Docs: {docs_uri}{where}", failed.report
             ) from None
-    storage.write_json({"input": dataset["uri"], "inferred": len(inferred), **outcome.as_report()}, report_uri)
+    report = {"input": dataset["uri"], "inferred": len(inferred), **outcome.as_report()}
+    report["batch_warnings"] = verdicts.warnings
+    if verdicts.quarantined:
+        report.update(success=False, quarantined=culprits, batch_failures=verdicts.reasons)
+        storage.write_json(report, report_uri)
+        raise DataValidationError(
+            f"data validation failed for pipeline '{spec.name}': {len(culprits)} landed batch(es) fail on their "
+            f"own (the window passes):\n{verdicts.describe()}\nfull report: {report_uri}",
+            report,
+        )
+    storage.write_json(report, report_uri)
     return {
         "uri": dataset["uri"],
         "report_uri": report_uri,
         "evaluated": outcome.evaluated,
         "inferred": len(inferred),
-        "warnings": len(outcome.warnings),
+        "warnings": len(outcome.warnings) + sum(len(w) for w in verdicts.warnings.values()),
+        "batch_warnings": verdicts.warnings,
     }
 
 
@@ -176,26 +209,6 @@ def _publish_folder(local: str, uri: str) -> str:
             with open(path, "rb") as handle:
                 storage.write_bytes(handle.read(), settings.join(uri, os.path.relpath(path, local)))
     return settings.join(uri, "index.html")
-
-
-def _quarantine_failing_sources(
-    spec: PipelineSpec, dataset: dict[str, Any], run_id: str, inferred: list[Any]
-) -> list[str]:
-    culprits, start = [], 0
-    sources = dataset.get("rows_by_source", {})
-    alone = len(sources) == 1  # the file is the dataset: table-level checks apply to it too
-    for uri, rows in sources.items():
-        if rows == 0:  # every row was a duplicate of an earlier batch's: nothing of it can fail
-            continue
-        try:
-            # One batch among several is judged on its rows, not on minimums meant for the whole dataset.
-            per_file = [i for i in inferred if alone or not i.type.startswith("expect_table_row_count")]
-            with parquet_source(dataset["uri"], start, start + rows) as part:
-                validate_batch(part, spec, extra=per_file, table_checks=alone)
-        except DataValidationError as exc:
-            culprits.append(quarantine_file(spec.name, uri, run_id, {"stage": "validate", **exc.report}))
-        start += rows
-    return culprits
 
 
 def split_dataset(spec: PipelineSpec, dataset: dict[str, Any], run_id: str) -> dict[str, Any]:

@@ -4,276 +4,47 @@ Every chunk is cast to the declared column types and checked, then streamed into
 Parquet dataset while it is fingerprinted and profiled, so memory stays bounded by the
 chunk size whatever the input size. Every problem raises ``IngestError`` naming the
 file, the column and what is wrong, in words a person can act on.
+
+Every file of the run is read, even after one was rejected: each bad file is reported to
+``on_bad_file`` (the data stage quarantines it) and the run then fails naming all of them, so
+a window with several bad files is cleared in one run instead of one file per failed run.
+Reading a file is ``core.file_readers``; any exception a file's content provokes while it is
+read or processed becomes that file's ``IngestError``.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
-import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow_mlops.core import storage
+from airflow_mlops.core.casting import cast_declared, check_field_sizes
+from airflow_mlops.core.excerpts import excerpt, short
+from airflow_mlops.core.file_readers import (  # noqa: F401  (the names this module always offered)
+    CSV_BLOCK_BYTES,
+    GENERATOR_SCHEME,
+    SUFFIXES,
+    IngestError,
+    format_of,
+    read_chunks,
+    resolve_uris,
+)
 from airflow_mlops.core.profiling import TableProfiler
 from airflow_mlops.core.schema_changes import OlderSchemaError, apply_renames, required_columns, schema_gap
 from airflow_mlops.core.spec import PipelineSpec, SourceSpec
 
-SUFFIXES = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".csv": "csv",
-    ".csv.gz": "csv",
-    ".tsv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-}
-GENERATOR_SCHEME = "generator://"
-CSV_BLOCK_BYTES = 8 << 20  # also the largest single CSV field accepted
-_GLOB = re.compile(r"[*?\[]")
+MAX_CLASSES_KEPT = 100  # label classes counted per file, for the landed-batch checks
 
 logger = logging.getLogger(__name__)
-
-
-class IngestError(ValueError):
-    """An input that cannot be ingested; ``uri`` names the offending file when there is one."""
-
-    def __init__(self, message: str, uri: str | None = None) -> None:
-        super().__init__(f"{uri}: {message}" if uri else message)
-        self.uri = uri
-
-
-def format_of(uri: str, declared: str | None) -> str:
-    if uri.startswith(GENERATOR_SCHEME):
-        return "generator"
-    if declared:
-        return declared
-    name = uri.lower()
-    for suffix in sorted(SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
-            return SUFFIXES[suffix]
-    raise IngestError(
-        f"cannot tell the file format from its name; supported suffixes: {sorted(SUFFIXES)} "
-        "(or set data.source.format)",
-        uri,
-    )
-
-
-def resolve_uris(location: str) -> list[str]:
-    """The data files a location names: one file, a glob, or every data file under a folder/prefix."""
-    if location.startswith(GENERATOR_SCHEME):
-        return [location]
-    if _GLOB.search(location.split("://", 1)[-1]):
-        found = storage.glob(location)
-        if not found:
-            raise IngestError(f"no input files match the pattern {location}")
-        return found
-    if location.endswith("/") or storage.is_folder(location):
-        found = storage.list_files(location, tuple(SUFFIXES))
-        if not found:
-            raise IngestError(f"no data files ({', '.join(sorted(SUFFIXES))}) in {location}")
-        return found
-    if not storage.exists(location):
-        raise IngestError(f"input file {location} does not exist")
-    return [location]
-
-
-def _csv_chunks(open_handle: Callable[[], Any], source: SourceSpec, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    from pyarrow import csv
-
-    options = source.csv
-    read_options = csv.ReadOptions(
-        block_size=CSV_BLOCK_BYTES,
-        encoding=options.encoding,
-        skip_rows=options.skip_rows,
-        autogenerate_column_names=not options.header,
-    )
-    parse_options = csv.ParseOptions(delimiter=options.delimiter, quote_char=options.quote_char)
-    # Every column is read as text and typed by ``cast_declared``: a type inferred from the
-    # first block would break on a later block, and declared types must win anyway.
-    with open_handle() as handle:
-        names = csv.open_csv(handle, read_options=read_options, parse_options=parse_options).schema.names
-    reader = csv.open_csv(
-        open_handle(),
-        read_options=read_options,
-        parse_options=parse_options,
-        convert_options=csv.ConvertOptions(
-            null_values=options.null_values,
-            strings_can_be_null=True,
-            column_types=dict.fromkeys(names, pa.string()),
-        ),
-    )
-    pending: list[pd.DataFrame] = []
-    size = 0
-    for batch in reader:
-        frame = batch.to_pandas()
-        pending.append(frame)
-        size += len(frame)
-        if size >= chunk_rows:
-            yield pd.concat(pending, ignore_index=True)
-            pending, size = [], 0
-    if pending:
-        yield pd.concat(pending, ignore_index=True)
-
-
-def _jsonl_chunks(handle: Any, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    text = io.TextIOWrapper(handle, encoding="utf-8")
-    for number, frame in enumerate(pd.read_json(text, lines=True, chunksize=chunk_rows, dtype=False)):
-        if not isinstance(frame, pd.DataFrame):
-            raise IngestError(f"JSON Lines chunk {number} is not a table of objects")
-        yield frame
-
-
-def read_chunks(uri: str, source: SourceSpec) -> Iterator[pd.DataFrame]:
-    """Yield the file's rows as DataFrames of at most about ``source.chunk_rows`` rows."""
-    fmt = format_of(uri, source.format)
-    if fmt == "generator":
-        yield from _generated_chunks(uri, source.chunk_rows)
-        return
-    if storage.size(uri) == 0:
-        raise IngestError("the file is empty (0 bytes)", uri)
-    with storage.local_copy(uri) as path:
-        yield from _read_local(path, uri, fmt, source)
-
-
-def _read_local(path: str, uri: str, fmt: str, source: SourceSpec) -> Iterator[pd.DataFrame]:
-    import fsspec
-
-    def open_handle() -> Any:
-        return fsspec.open(path, "rb", compression="infer").open()
-
-    wide_encoding = any(width in source.csv.encoding for width in ("16", "32"))  # UTF-16/32 text has NUL bytes
-    if fmt != "parquet" and not wide_encoding:
-        with open_handle() as handle:
-            head = handle.read(4096)
-        if b"\x00" in head:
-            raise IngestError(
-                f"looks like a binary file (NUL bytes), not {fmt} text; compressed files need a .gz suffix", uri
-            )
-    try:
-        if fmt == "csv":
-            yield from _csv_chunks(open_handle, source, source.chunk_rows)
-            return
-        with open_handle() as handle:
-            if fmt == "parquet":
-                # pre_buffer=False: with it, pyarrow keeps every row group it read until the file
-                # is closed (1.3 GiB held for a 10M-row file); without, memory stays at one batch.
-                for batch in pq.ParquetFile(handle, pre_buffer=False).iter_batches(batch_size=source.chunk_rows):
-                    yield batch.to_pandas()
-            else:
-                yield from _jsonl_chunks(handle, source.chunk_rows)
-    except IngestError as exc:
-        raise IngestError(str(exc), uri) from None
-    except (pa.ArrowInvalid, pa.ArrowException, ValueError, UnicodeDecodeError, OSError, EOFError) as exc:
-        raise IngestError(_explain(fmt, source, exc), uri) from None
-
-
-def _generated_chunks(uri: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """``generator://churn?rows=5000&seed=3&drift=0.2``: a synthetic batch, in chunks."""
-    from urllib.parse import parse_qs, urlparse
-
-    from airflow_mlops.core.synthetic import GENERATORS
-
-    parsed = urlparse(uri)
-    make = GENERATORS.get(parsed.netloc)
-    if make is None:
-        raise IngestError(f"unknown generator '{parsed.netloc}'; known: {sorted(GENERATORS)}", uri)
-    query = {key: values[-1] for key, values in parse_qs(parsed.query).items()}
-    try:
-        frame = make(rows=int(query.get("rows", 5000)), seed=int(query.get("seed", 0)),
-                     drift=float(query.get("drift", 0.0)))  # fmt: skip
-    except ValueError as exc:
-        raise IngestError(f"bad generator parameters: {exc}", uri) from None
-    for start in range(0, len(frame), chunk_rows):
-        yield frame.iloc[start : start + chunk_rows].reset_index(drop=True)
-
-
-def _explain(fmt: str, source: SourceSpec, exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-    lowered = text.lower()
-    if fmt == "parquet":
-        return f"not a readable Parquet file (truncated or corrupt?): {text}"
-    if "utf8" in lowered or "utf-8" in lowered or isinstance(exc, UnicodeDecodeError):
-        return f"text is not valid {source.csv.encoding}; set data.source.csv.encoding (e.g. latin-1): {text}"
-    if "straddling" in lowered or "block" in lowered:
-        return f"a single CSV field is larger than {CSV_BLOCK_BYTES >> 20} MiB, or a quote is never closed: {text}"
-    if "expected" in lowered and "columns" in lowered:
-        return (
-            f"rows have different numbers of fields (a ragged row, an unclosed quote, or the wrong delimiter?): {text}"
-        )
-    if fmt == "jsonl":
-        return f"not valid JSON Lines (one JSON object per line): {text}"
-    return f"cannot parse {fmt}: {text}"
-
-
-def _bad_examples(original: pd.Series, converted: pd.Series) -> list[Any]:
-    bad = original[original.notna() & converted.isna()]
-    return bad.astype(str).unique()[:5].tolist()
-
-
-def cast_declared(frame: pd.DataFrame, types: dict[str, str], uri: str | None = None) -> pd.DataFrame:
-    """Cast the declared columns; name the column and show values that do not fit the type."""
-    out = frame.copy()
-    for column, kind in types.items():
-        if column not in out.columns:
-            continue
-        original = out[column]
-        if kind == "int" and pd.api.types.is_integer_dtype(original):
-            out[column] = original.astype("Int64")  # already integers: no detour through float64
-        elif kind in ("float", "int"):
-            converted = pd.to_numeric(original, errors="coerce")
-            bad = _bad_examples(original, converted)
-            if bad:
-                raise IngestError(f"column '{column}' is declared {kind} but has non-numeric values {bad}", uri)
-            if kind == "int" and pd.api.types.is_integer_dtype(converted):
-                out[column] = converted.astype("Int64")  # text digits parsed exactly
-                continue
-            values = converted.astype("float64")
-            infinite = int(np.isinf(values).sum())
-            if infinite:
-                raise IngestError(f"column '{column}' has {infinite} infinite value(s) (inf/-inf)", uri)
-            if kind == "int":
-                fractional = values[values.notna() & (values != np.floor(values))]
-                if len(fractional):
-                    examples = fractional.unique()[:5].tolist()
-                    raise IngestError(f"column '{column}' is declared int but has fractional values {examples}", uri)
-                out[column] = values.astype("Int64")
-            else:
-                out[column] = values
-        elif kind == "string":
-            out[column] = original.astype("string")
-        elif kind == "bool":
-            mapping = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
-            if pd.api.types.is_numeric_dtype(original):  # 0/1 that JSON or NaN made floats
-                original = original.map(lambda v: v if pd.isna(v) else str(int(v)) if float(v).is_integer() else str(v))
-            lowered = original.astype("string").str.strip().str.lower()
-            converted = lowered.map(mapping)
-            bad = _bad_examples(original, converted)
-            if bad:
-                raise IngestError(f"column '{column}' is declared bool but has values {bad}", uri)
-            out[column] = converted.astype("boolean")
-        elif kind == "datetime":
-            if pd.api.types.is_numeric_dtype(original):
-                raise IngestError(
-                    f"column '{column}' is declared datetime but holds numbers (epoch values?); write ISO-8601 dates",
-                    uri,
-                )
-            converted = pd.to_datetime(original, errors="coerce", utc=True, format="ISO8601")
-            bad = _bad_examples(original, converted)
-            if bad:
-                raise IngestError(f"column '{column}' is declared datetime but has values {bad}", uri)
-            out[column] = converted
-    return out
 
 
 def read_keyed_table(
@@ -331,20 +102,6 @@ def _file_digest(path: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def _check_field_sizes(frame: pd.DataFrame, limit: int, uri: str) -> None:
-    for column in frame.columns:
-        values = frame[column]
-        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-            continue
-        longest = values.astype("string").str.len().max()
-        if pd.notna(longest) and longest > limit:
-            raise IngestError(
-                f"column '{column}' holds a value of {int(longest):,} characters (limit "
-                f"data.source.max_field_chars = {limit:,}): a broken export or an unclosed quote?",
-                uri,
-            )
-
-
 @dataclass
 class IngestResult:
     uri: str
@@ -357,6 +114,14 @@ class IngestResult:
     rows_by_source: dict[str, int] = field(default_factory=dict)
     duplicates_by_source: dict[str, int] = field(default_factory=dict)
     skipped_schema: dict[str, list[str]] = field(default_factory=dict)
+    labeled_by_source: dict[str, int] = field(default_factory=dict)  # labeled rows read, before deduplication
+    classes_by_source: dict[str, dict[str, int] | None] = field(default_factory=dict)  # classification only
+
+
+def _names(columns: Any) -> list[Any]:
+    """Column names as an error shows them: at most 20, each cut short (they come from the file)."""
+    names = [short(str(c)) for c in columns]
+    return [*names[:20], f"... {len(names) - 20} more"] if len(names) > 20 else names
 
 
 def _check_columns(frame: pd.DataFrame, spec: PipelineSpec, uri: str) -> None:
@@ -369,7 +134,7 @@ def _check_columns(frame: pd.DataFrame, spec: PipelineSpec, uri: str) -> None:
             found = [d for d in (";", "\t", "|", ",") if d in header]
             if found:
                 hint = (
-                    f"; the file has a single column '{header[:80]}': "
+                    f"; the file has a single column {excerpt(header)}: "
                     f"is data.source.csv.delimiter right ({found[0]!r} found)?"
                 )
         raise IngestError(f"missing required column(s) {missing}{hint}", uri)
@@ -377,20 +142,206 @@ def _check_columns(frame: pd.DataFrame, spec: PipelineSpec, uri: str) -> None:
         known = {*required, spec.data.label, *spec.data.dtypes, *(c for e in spec.data.enrich for c in e.columns)}
         extra = [c for c in frame.columns if c not in known]
         if extra:
-            raise IngestError(f"unexpected column(s) {extra} (data.source.extra_columns is 'error')", uri)
+            raise IngestError(f"unexpected column(s) {_names(extra)} (data.source.extra_columns is 'error')", uri)
+
+
+class _WriteFailed(Exception):
+    """Writing the run's dataset failed (disk, store): not the fault of the file being read."""
+
+
+@dataclass
+class _FileRead:
+    rows: int = 0
+    labeled: int = 0
+    written: int = 0
+    classes: dict[str, int] | None = field(default_factory=dict)
+
+
+class _Window:
+    """One ingestion: the files read so far, the dataset being written and what was learnt of it.
+
+    After a file is rejected nothing more is written (the run will fail), but every later file
+    is still read and checked, against what the files read *well* established (columns, types).
+    """
+
+    def __init__(self, spec: PipelineSpec, local: str) -> None:
+        from airflow_mlops.core.cleaning import Deduplicator
+        from airflow_mlops.core.labeling import Labeler, LabelingError
+
+        try:
+            self.labeler = Labeler(spec)
+        except (LabelingError, IngestError) as exc:
+            raise IngestError(f"labeling: {exc}") from None
+        self.spec, self.local = spec, local
+        self.enrichment = _load_enrichment(spec)
+        self.types = spec.declared_types
+        self.known_columns = {
+            *([spec.data.id_column] if spec.data.id_column else []),
+            spec.data.label,
+            *spec.data.features.all,
+            *self.types,
+            *(c for rule in spec.data.enrich for c in rule.columns),
+            *([spec.split.time_column] if spec.split.time_column else []),
+            *([spec.split.key] if spec.split.key else []),
+            *([spec.labeling.join.on] if spec.labeling and spec.labeling.join else []),
+        }
+        self.count_classes = spec.model.task == "classification"
+        self.deduplicator = Deduplicator(spec)
+        self.profiler = TableProfiler()
+        self.unlabeled = 0
+        self.expected_columns: list[str] | None = None
+        self.schema: pa.Schema | None = None
+        self.set_by: dict[str, str] = {}  # "columns"/"schema" -> the file that set them
+        self.rows_by_source: dict[str, int] = {}
+        self.rejected = False
+        self.writer: pq.ParquetWriter | None = None
+        # Parquet encoding runs in a second thread (pyarrow releases the GIL) while this one
+        # profiles the same chunk; at most one chunk is being written at a time.
+        self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+        self.pending: Future[None] | None = None
+
+    def read_file(self, uri: str) -> _FileRead:
+        """Read, check and (unless a file was rejected) write one file; raise its ``IngestError``."""
+        read = _FileRead(classes={} if self.count_classes else None)
+        present: dict[str, int] = dict.fromkeys(self.spec.data.features.all, 0)
+        for raw in read_chunks(uri, self.spec.data.source):
+            try:
+                self._chunk(uri, raw, read, present)
+            except (IngestError, OlderSchemaError, _WriteFailed):
+                raise
+            except Exception as exc:  # what the content provoked that no check foresaw: still this file's
+                raise IngestError(f"cannot be processed ({type(exc).__name__}): {excerpt(exc)}", uri) from exc
+        label = self.spec.data.label
+        if read.rows == 0:
+            raise IngestError("no data rows (only a header?)", uri)
+        if read.labeled == 0:
+            raise IngestError(f"no labeled rows: all {read.rows} row(s) lack the label '{label}'", uri)
+        empty = [column for column, count in present.items() if count == 0]
+        if empty:
+            raise IngestError(f"feature column(s) {empty} are entirely empty", uri)
+        return read
+
+    def forget(self, uri: str) -> None:
+        """A rejected file establishes nothing for the files after it; nothing more is written."""
+        self.rejected = True
+        if self.set_by.get("columns") == uri:
+            self.expected_columns = None
+        if self.set_by.get("schema") == uri:
+            self.schema = None
+
+    def _chunk(self, uri: str, raw: pd.DataFrame, read: _FileRead, present: dict[str, int]) -> None:
+        from airflow_mlops.core.cleaning import normalize_categories
+        from airflow_mlops.core.labeling import LabelingError
+
+        spec, label = self.spec, self.spec.data.label
+        raw = apply_renames(raw, spec)
+        check_field_sizes(raw, spec.data.source.max_field_chars, uri)
+        raw = _enrich(raw, self.enrichment, uri)
+        gap = schema_gap(raw, spec) if not self.rows_by_source and read.rows == 0 else []
+        if gap:
+            raise OlderSchemaError(gap)
+        _check_columns(raw, spec, uri)
+        if spec.data.source.extra_columns == "ignore":
+            raw = raw[[c for c in raw.columns if c in self.known_columns]]  # untyped extras go
+        if self.expected_columns is None:
+            self.expected_columns, self.set_by["columns"] = list(raw.columns), uri
+        if set(raw.columns) != set(self.expected_columns):
+            first = sorted(self.expected_columns)
+            raise IngestError(f"columns {_names(sorted(raw.columns))} differ from those read first {first}", uri)
+        raw = raw[self.expected_columns]  # same order in every chunk and file
+        # Rules and functions see typed, normalised columns.
+        chunk = normalize_categories(cast_declared(raw, self.types, uri), spec)
+        if self.labeler.active:
+            try:
+                chunk = self.labeler.apply(chunk)
+            except LabelingError as exc:
+                raise IngestError(str(exc), uri) from None
+            if label in self.types:
+                chunk = cast_declared(chunk, {label: self.types[label]}, uri)
+        read.rows += len(chunk)
+        for column in present:
+            present[column] += int(chunk[column].notna().sum())
+        labeled = chunk[chunk[label].notna()]
+        self.unlabeled += len(chunk) - len(labeled)
+        read.labeled += len(labeled)
+        if read.classes is not None:
+            for value, count in labeled[label].astype("string").value_counts().items():
+                read.classes[str(value)] = read.classes.get(str(value), 0) + int(count)
+            if len(read.classes) > MAX_CLASSES_KEPT:
+                read.classes = None
+        labeled = self.deduplicator.apply(labeled)
+        if labeled.empty:
+            return
+        try:
+            table = pa.Table.from_pandas(labeled.reset_index(drop=True), preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise IngestError(f"a column mixes incompatible types: {excerpt(exc)}", uri) from None
+        if self.schema is None:
+            self.schema, self.set_by["schema"] = table.schema, uri
+        try:
+            table = table.cast(self.schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise IngestError(f"column types differ from the first file's: {excerpt(exc)}", uri) from None
+        if not self.rejected:
+            self._write(table)
+            self.profiler.add(labeled)
+            read.written += len(labeled)
+
+    def _write(self, table: pa.Table) -> None:
+        try:
+            if self.writer is None:
+                # Dictionary-encode only low-cardinality text: on ids and floats it costs 3x.
+                dictionary = [c for c in self.spec.data.features.categorical if c in table.schema.names]
+                self.writer = pq.ParquetWriter(self.local, table.schema, use_dictionary=dictionary)
+            if self.pending is not None:
+                self.pending.result()
+        except Exception as exc:
+            raise _WriteFailed(f"writing the run's dataset failed: {exc}") from exc
+        self.pending = self.background.submit(self.writer.write_table, table)
+
+    def close(self) -> None:
+        try:
+            if self.pending is not None:
+                self.pending.result()
+        finally:
+            self.background.shutdown(wait=True)
+            if self.writer is not None:
+                self.writer.close()
+
+
+BadFileHandler = Callable[[str, IngestError], str | None]
+
+
+def _rejection(uri: str, error: IngestError, on_bad_file: BadFileHandler | None) -> IngestError:
+    """The file's error, once ``on_bad_file`` set it aside, saying where it went."""
+    where = on_bad_file(uri, error) if on_bad_file is not None else None
+    if not where:
+        return error
+    named = IngestError(f"{error.reason}; quarantined at {where}", error.uri or uri)
+    named.quarantined_at = where  # type: ignore[attr-defined]
+    return named
+
+
+def _rejected_error(rejected: list[IngestError], files: int) -> IngestError:
+    if len(rejected) == 1:
+        return rejected[0]
+    lines = "\n".join(f"  - {error}" for error in rejected)
+    return IngestError(f"{len(rejected)} of the {files} input files were rejected:\n{lines}")
 
 
 def ingest(
     spec: PipelineSpec,
     uris: list[str],
     target_uri: str,
-    on_bad_file: Callable[[str, IngestError], None] | None = None,
+    on_bad_file: BadFileHandler | None = None,
 ) -> IngestResult:
     """Read ``uris`` chunk by chunk into one Parquet dataset at ``target_uri``, profiling as it goes.
 
-    Rows without a label are counted and left out (they cannot be trained on). A file that
-    fails is reported to ``on_bad_file`` (e.g. to quarantine it) before the error is raised;
-    the target is written atomically, so a failure leaves no dataset behind.
+    Rows without a label are counted and left out (they cannot be trained on). Every file is
+    read; each that fails is reported to ``on_bad_file`` (e.g. to quarantine it; it returns
+    where the file went, which the error then names), and the error is raised after the last
+    file, naming every rejected file. The target is written atomically, so a failure leaves
+    no dataset behind.
 
     Spec changes: columns are renamed per ``data.renamed`` as they are read. Files read before
     the first one that has every column the spec needs, and that lack only features or the id
@@ -398,108 +349,21 @@ def ingest(
     they are not bad data, so they are not reported to ``on_bad_file``. A file that lacks them
     after a complete one is bad data. When no file has them the run fails, naming the columns.
     """
-    from airflow_mlops.core.cleaning import Deduplicator, normalize_categories
-    from airflow_mlops.core.labeling import Labeler, LabelingError
-
     if not uris:
         raise IngestError("no input files")
-    try:
-        labeler = Labeler(spec)
-    except (LabelingError, IngestError) as exc:
-        raise IngestError(f"labeling: {exc}") from None
-    enrichment = _load_enrichment(spec)
-    types = spec.declared_types
-    known_columns = {
-        *([spec.data.id_column] if spec.data.id_column else []),
-        spec.data.label,
-        *spec.data.features.all,
-        *types,
-        *(c for rule in spec.data.enrich for c in rule.columns),
-        *([spec.split.time_column] if spec.split.time_column else []),
-        *([spec.split.key] if spec.split.key else []),
-        *([spec.labeling.join.on] if spec.labeling and spec.labeling.join else []),
-    }
-    label = spec.data.label
-    deduplicator = Deduplicator(spec)
-    profiler = TableProfiler()
-    unlabeled, expected_columns = 0, None
-    rows_by_source: dict[str, int] = {}
-    duplicates_by_source: dict[str, int] = {}
     skipped: dict[str, list[str]] = {}
-    writer: pq.ParquetWriter | None = None
-    # Parquet encoding runs in a second thread (pyarrow releases the GIL) while this one
-    # profiles the same chunk; at most one chunk is being written at a time.
-    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
-    pending: Future[None] | None = None
-    schema: pa.Schema | None = None
+    rejected: list[IngestError] = []
+    duplicates_by_source: dict[str, int] = {}
+    labeled_by_source: dict[str, int] = {}
+    classes_by_source: dict[str, dict[str, int] | None] = {}
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-ingest-") as tmp:
         local = os.path.join(tmp, "dataset.parquet")
+        window = _Window(spec, local)
         try:
             for uri in uris:
-                file_rows, file_labeled, written = 0, 0, 0
-                present: dict[str, int] = dict.fromkeys(spec.data.features.all, 0)
-                dropped_before = deduplicator.dropped
+                dropped_before = window.deduplicator.dropped
                 try:
-                    for raw in read_chunks(uri, spec.data.source):
-                        raw = apply_renames(raw, spec)
-                        _check_field_sizes(raw, spec.data.source.max_field_chars, uri)
-                        raw = _enrich(raw, enrichment, uri)
-                        gap = schema_gap(raw, spec) if not rows_by_source and file_rows == 0 else []
-                        if gap:
-                            raise OlderSchemaError(gap)
-                        _check_columns(raw, spec, uri)
-                        if spec.data.source.extra_columns == "ignore":
-                            raw = raw[[c for c in raw.columns if c in known_columns]]  # untyped extras go
-                        expected_columns = expected_columns or list(raw.columns)
-                        if set(raw.columns) != set(expected_columns):
-                            first = sorted(expected_columns)
-                            raise IngestError(
-                                f"columns {sorted(raw.columns)} differ from those read first {first}", uri
-                            )
-                        raw = raw[expected_columns]  # same order in every chunk and file
-                        # Rules and functions see typed, normalised columns.
-                        chunk = normalize_categories(cast_declared(raw, types, uri), spec)
-                        if labeler.active:
-                            try:
-                                chunk = labeler.apply(chunk)
-                            except LabelingError as exc:
-                                raise IngestError(str(exc), uri) from None
-                            if label in types:
-                                chunk = cast_declared(chunk, {label: types[label]}, uri)
-                        file_rows += len(chunk)
-                        for column in present:
-                            present[column] += int(chunk[column].notna().sum())
-                        labeled = chunk[chunk[label].notna()]
-                        unlabeled += len(chunk) - len(labeled)
-                        file_labeled += len(labeled)
-                        labeled = deduplicator.apply(labeled)
-                        if labeled.empty:
-                            continue
-                        try:
-                            table = pa.Table.from_pandas(labeled.reset_index(drop=True), preserve_index=False)
-                        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                            raise IngestError(f"a column mixes incompatible types: {exc}", uri) from None
-                        if writer is None:
-                            schema = table.schema
-                            # Dictionary-encode only low-cardinality text: on ids and floats it costs 3x.
-                            dictionary = [c for c in spec.data.features.categorical if c in schema.names]
-                            writer = pq.ParquetWriter(local, schema, use_dictionary=dictionary)
-                        try:
-                            table = table.cast(schema)
-                        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-                            raise IngestError(f"column types differ from the first file's: {exc}", uri) from None
-                        if pending is not None:
-                            pending.result()
-                        pending = background.submit(writer.write_table, table)
-                        profiler.add(labeled)
-                        written += len(labeled)
-                    if file_rows == 0:
-                        raise IngestError("no data rows (only a header?)", uri)
-                    if file_labeled == 0:
-                        raise IngestError(f"no labeled rows: all {file_rows} row(s) lack the label '{label}'", uri)
-                    empty = [column for column, count in present.items() if count == 0]
-                    if empty:
-                        raise IngestError(f"feature column(s) {empty} are entirely empty", uri)
+                    read = window.read_file(uri)
                 except OlderSchemaError as older:
                     skipped[uri] = older.missing
                     logger.warning(
@@ -510,13 +374,18 @@ def ingest(
                     )
                     continue
                 except IngestError as exc:
-                    if on_bad_file is not None:
-                        on_bad_file(uri, exc)
-                    raise
-                rows_by_source[uri] = written  # labeled rows, in dataset order
-                if deduplicator.dropped > dropped_before:
-                    duplicates_by_source[uri] = deduplicator.dropped - dropped_before
-            if not rows_by_source:
+                    window.forget(uri)
+                    rejected.append(_rejection(uri, exc, on_bad_file))
+                    continue
+                window.rows_by_source[uri] = read.written  # labeled rows, in dataset order
+                labeled_by_source[uri] = read.labeled
+                if read.classes is not None or window.count_classes:
+                    classes_by_source[uri] = read.classes
+                if window.deduplicator.dropped > dropped_before:
+                    duplicates_by_source[uri] = window.deduplicator.dropped - dropped_before
+            if rejected:
+                raise _rejected_error(rejected, len(uris))
+            if not window.rows_by_source:
                 lacking = sorted({c for missing in skipped.values() for c in missing})
                 raise IngestError(
                     f"no batch of the {len(uris)} read has column(s) {lacking}, which the spec needs: if a feature "
@@ -524,28 +393,25 @@ def ingest(
                     "{old_name: new_name}; otherwise check the spelling in the spec"
                 )
         finally:
-            try:
-                if pending is not None:
-                    pending.result()
-            finally:
-                background.shutdown(wait=True)
-                if writer is not None:
-                    writer.close()
-        if deduplicator.dropped:
-            logger.info("dropped %d duplicate row(s) %s", deduplicator.dropped, duplicates_by_source)
-        rows = profiler.rows
-        profile = profiler.result()
+            window.close()
+        dropped = window.deduplicator.dropped
+        if dropped:
+            logger.info("dropped %d duplicate row(s) %s", dropped, duplicates_by_source)
+        rows = window.profiler.rows
+        profile = window.profiler.result()
         fingerprint = _file_digest(local)
         storage.move_file(local, target_uri)
     return IngestResult(
         uri=target_uri,
         rows=rows,
-        unlabeled_rows=unlabeled,
-        duplicates_dropped=deduplicator.dropped,
+        unlabeled_rows=window.unlabeled,
+        duplicates_dropped=dropped,
         fingerprint=fingerprint,
         profile=profile,
         sources=[uri for uri in uris if uri not in skipped],
-        rows_by_source=rows_by_source,
+        rows_by_source=window.rows_by_source,
         duplicates_by_source=duplicates_by_source,
         skipped_schema=skipped,
+        labeled_by_source=labeled_by_source,
+        classes_by_source=classes_by_source,
     )

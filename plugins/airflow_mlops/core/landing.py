@@ -49,7 +49,7 @@ import os
 import time
 from typing import Any
 
-from airflow_mlops.core import claim_recovery, claim_s3, landed_content, landing_protocol, storage
+from airflow_mlops.core import claim_recovery, claim_s3, inbox_notes, landed_content, landing_protocol, storage
 from airflow_mlops.core.claim_records import (  # noqa: F401  (the names this module always offered)
     ACK_PREFIX,
     CLAIMS,
@@ -82,6 +82,7 @@ def _listed(inbox: str, suffixes: tuple[str, ...]) -> list[tuple[str, dict[str, 
     On S3 the listing already carries each object's ETag and LastModified: no HEAD per file.
     """
     if not storage.is_s3(inbox):
+        inbox_notes.note_ignored(inbox, suffixes)  # a subfolder or an unknown suffix: said once per file
         found = []
         for uri in storage.list_files(inbox, suffixes):
             try:
@@ -94,6 +95,7 @@ def _listed(inbox: str, suffixes: tuple[str, ...]) -> list[tuple[str, dict[str, 
     bucket, prefix = s3.split(inbox.rstrip("/") + "/")
     objects = []
     for page in s3._client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        inbox_notes.note_ignored_s3(inbox, page, prefix, suffixes)
         for item in page.get("Contents", []):
             if storage._is_data_name(item["Key"][len(prefix) :], suffixes):
                 version = {"modified_at": item["LastModified"].timestamp(), "etag": item["ETag"], "size": item["Size"]}

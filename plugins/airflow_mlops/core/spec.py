@@ -473,10 +473,25 @@ class LabelingSpec(_Strict):
         return self
 
 
+class LandedBatchSpec(_Strict):
+    """Checks of each newly landed (claimed) batch on its own, beside the window's suite
+    (``core.batch_validation``; docs/data.md, "Each landed batch on its own")."""
+
+    min_rows: int | None = Field(
+        default=None, ge=0, description="Labeled rows a landed batch needs (default: validation.min_rows)."
+    )
+    classes: Literal["error", "warning", "off"] = Field(
+        default="error",
+        description="classification: a landed batch whose labels are all one class is this (an error rejects it); "
+        "one lacking only some of the declared classes is a warning.",
+    )
+
+
 class ValidationSpec(_Strict):
     expectations: list[ExpectationSpec] = Field(default_factory=list)
     min_rows: int = Field(default=1, ge=0)
     infer: InferenceSpec = Field(default_factory=InferenceSpec)
+    batch: LandedBatchSpec = Field(default_factory=LandedBatchSpec)
 
 
 SplitName = Literal["train", "validation", "test"]

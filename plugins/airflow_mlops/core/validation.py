@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from airflow_mlops.core.excerpts import bounded
 from airflow_mlops.core.spec import ExpectationSpec, PipelineSpec
 from airflow_mlops.core.validation_plan import TableSource, frame_source, plan_batches, referenced_columns
 
@@ -85,7 +86,8 @@ def build_expectation(item: ExpectationSpec, index: int = 0) -> Any:
 
 
 def _describe(item: ExpectationSpec, result: dict[str, Any]) -> dict[str, Any]:
-    observed = {key: result[key] for key in _RESULT_KEYS if key in result}
+    # Observed values come from the data: each string is cut to a short escaped excerpt.
+    observed = bounded({key: result[key] for key in _RESULT_KEYS if key in result})
     expected = {k: v for k, v in item.kwargs.items() if k != "column"}
     return {
         "expectation": item.type,

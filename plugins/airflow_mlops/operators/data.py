@@ -29,6 +29,9 @@ class IngestLabeledDataOperator(MlopsBaseOperator):
     batches landed before them; a claimed file it does not read is listed with the reason in
     ``claimed_left_out`` and logged. Safe to retry: the retry takes the same claims (they are
     this run's) and rewrites the run-scoped dataset.
+
+    Every file is read: each bad one is quarantined (the log and the error say where) and the
+    task then fails, naming all of them, without retries (bad data stays bad).
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -76,7 +79,9 @@ class IngestLabeledDataOperator(MlopsBaseOperator):
 class ValidateDataOperator(MlopsBaseOperator):
     """Validate a dataset with the pipeline's Great Expectations suite; fail on errors.
 
-    Batches that fail on their own are quarantined with their report.
+    Each batch the run claimed is also judged on its own (rows, label classes, the suite on its
+    rows): one that fails, like any batch that fails alone when the window fails, is quarantined
+    with its report and the task fails; warnings of the landed batches are logged (``core.data_stages``).
 
     :param dataset: the ingest task's result. (templated)
     """
