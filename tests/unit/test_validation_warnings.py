@@ -135,6 +135,22 @@ def test_a_counted_warning_whose_report_is_gone_is_still_a_warning(tmp_path):
     assert validation_warnings.load(None) == [] and validation_warnings.version_tags(None, []) == {}
 
 
+def test_a_landed_batchs_own_warnings_reach_the_version_like_the_windows(tmp_path):
+    """core.batch_validation counts its warnings in the result; they must be listed, not read as a lost report."""
+    import json
+
+    from airflow_mlops.core import validation_warnings
+
+    report = tmp_path / "report.json"
+    report.write_text(
+        json.dumps({"warnings": [], "batch_warnings": {"/lake/b-1.csv": ["lacks label class(es) ['2']"]}})
+    )
+    warnings = validation_warnings.load({"report_uri": str(report), "warnings": 1})
+    assert [validation_warnings.describe(w) for w in warnings] == ["landed batch: b-1.csv: lacks label class(es) ['2']"]
+    tags = validation_warnings.version_tags({"report_uri": str(report), "warnings": 1}, warnings)
+    assert tags["validation_warnings"] == "1" and "b-1.csv" in tags["validation_warning_list"]
+
+
 def test_the_training_dag_hands_the_validate_result_to_register_and_gate(tmp_path, mlops_home):
     from airflow_mlops.factories.training import build_training_dag
     from tests.conftest import EXAMPLE_SPEC

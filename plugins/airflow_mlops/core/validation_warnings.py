@@ -43,10 +43,16 @@ def load(validation: dict[str, Any] | None) -> list[dict[str, Any]]:
     count = int(validation.get("warnings") or 0)
     uri = validation.get("report_uri")
     try:
-        listed = list(storage.read_json(uri).get("warnings") or []) if uri else []
+        report = storage.read_json(uri) if uri else {}
     except (OSError, ValueError) as exc:
         logger.warning("cannot read the validation report %s: %s", uri, exc)
-        listed = []
+        report = {}
+    listed = list(report.get("warnings") or [])
+    # A landed batch judged on its own (core.batch_validation): {batch uri: [warning, ...]}.
+    for batch, notes in (report.get("batch_warnings") or {}).items():
+        name = str(batch).rstrip("/").rsplit("/", 1)[-1]
+        listed += [{"expectation": "landed batch", "column": None, "observed": {"error": f"{name}: {note}"}}
+                   for note in notes]  # fmt: skip
     if count and not listed:
         return [{"expectation": "validation report", "column": None, "observed": {"error": f"unreadable: {uri}"}}]
     return listed
