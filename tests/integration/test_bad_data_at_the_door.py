@@ -57,7 +57,7 @@ def _unreadable(inbox: Path, scratch: Path) -> list[str]:
 
 
 def _bad_batches(inbox: Path) -> list[str]:
-    one_row = synthetic.churn_batch(1, seed=6)
+    one_row = synthetic.churn_batch(50, seed=6).dropna().head(1)  # a complete row: readable, just too few
     one_class = synthetic.churn_batch(400, seed=7).assign(churned=0)
     one_row.to_parquet(inbox / "one-row.parquet")
     one_class.to_parquet(inbox / "one-class.parquet")
@@ -95,16 +95,20 @@ def door(tmp_path_factory):
             return len(versions), str(current.version) if current else None
 
         demo._land("training", dt.date(2026, 11, 2), seed=1, drift=0.0)
-        facts["first"] = demo._await_run("training", "asset_triggered")
+        demo._await_run("training", "asset_triggered")
+        facts["first"] = demo.result.runs[-1]  # with its task states
         facts["after_first"] = state()
         facts["unreadable"] = _unreadable(inbox, base)
-        facts["unreadable_run"] = demo._await_run("training", "asset_triggered")
+        demo._await_run("training", "asset_triggered")
+        facts["unreadable_run"] = demo.result.runs[-1]  # with its task states
         facts["after_unreadable"] = state()
         facts["bad_batches"] = _bad_batches(inbox)
-        facts["bad_batches_run"] = demo._await_run("training", "asset_triggered")
+        demo._await_run("training", "asset_triggered")
+        facts["bad_batches_run"] = demo.result.runs[-1]  # with its task states
         facts["after_bad_batches"] = state()
         demo._land("training", dt.date(2026, 11, 9), seed=2, drift=0.0)
-        facts["last"] = demo._await_run("training", "asset_triggered")
+        demo._await_run("training", "asset_triggered")
+        facts["last"] = demo.result.runs[-1]  # with its task states
         facts["after_last"] = state()
         facts["inbox"] = sorted(p.name for p in inbox.iterdir())
         facts["logs"] = b"".join(p.read_bytes() for p in cfg.root.rglob("*.log") if p.is_file())
