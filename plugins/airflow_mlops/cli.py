@@ -151,6 +151,10 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     import uvicorn
 
+    from airflow_mlops.core.redaction import install_record_factory
+    from airflow_mlops.serving.app import secret_values
+
+    install_record_factory(secret_values(config))  # this process's records too (uvicorn's, a factory error)
     os.environ[CONFIG_ENV] = config.to_env()  # the workers build their app from it (tokens stay in the env)
     uvicorn.run(
         "airflow_mlops.serving.app:app_from_environment",

@@ -12,6 +12,11 @@ request takes the model once, at its start, so in-flight requests finish on the 
 they started with and no request fails during a swap. A version that fails to load is
 not swapped in (the current one keeps serving) and is retried after a minute.
 
+No credential leaves in an answer or a log line: failures are described once, when they
+happen, with ``core.redaction`` (URL userinfo, tokens, the known secret values masked);
+unauthenticated endpoints name only a reason class (``NOT_READY_REASONS``), never an
+exception's text, and the process's log records are redacted as they are made.
+
 No framework on purpose: the hot path (decode, check, predict, encode, log) costs tens
 of microseconds more than the model itself; see docs/serving.md for figures.
 """
@@ -19,6 +24,7 @@ of microseconds more than the model itself; see docs/serving.md for figures.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hmac
 import json
@@ -36,6 +42,7 @@ import msgspec
 import numpy as np
 
 from airflow_mlops.core.prediction_log import PredictionLogger
+from airflow_mlops.core.redaction import describe_error, install_record_factory, redact_secrets
 from airflow_mlops.serving.model import ModelLoadError, Prediction, ServedModel
 from airflow_mlops.serving.openapi import openapi_document
 from airflow_mlops.serving.payload import InputSchema, ModelInputs, PayloadError, parse_body
@@ -45,6 +52,13 @@ logger = logging.getLogger("airflow_mlops.serving")
 CONFIG_ENV = "AIRFLOW_MLOPS_SERVE_CONFIG"
 TOKEN_ENV = "AIRFLOW_MLOPS_SERVE_TOKEN"
 RETRY_FAILED_VERSION_SECONDS = 60.0
+# Why no model serves, as unauthenticated endpoints say it (no exception text, no URL).
+STARTING, REGISTRY_UNREACHABLE, NO_CHAMPION, LOAD_FAILED = (
+    "starting", "registry unreachable", "no champion", "model failed to load"
+)  # fmt: skip
+NOT_READY_REASONS = (STARTING, REGISTRY_UNREACHABLE, NO_CHAMPION, LOAD_FAILED)
+# Variables whose values are secrets wherever they appear in a message.
+SECRET_ENV = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -96,6 +110,26 @@ def tokens_from_env() -> tuple[str, ...]:
     return tuple(t.strip() for t in os.environ.get(TOKEN_ENV, "").split(",") if t.strip())
 
 
+def secret_values(config: ServeConfig) -> tuple[str, ...]:
+    """Values masked wherever they appear in a message: the bearer tokens, MLflow's and AWS's secrets,
+    the password in the tracking URI (``redact`` masks URL userinfo too; this also catches it quoted)."""
+    from urllib.parse import urlsplit
+
+    values = [*config.tokens, *(os.environ.get(name) for name in SECRET_ENV)]
+    with contextlib.suppress(ValueError):  # not a URL: nothing in it to mask
+        values.append(urlsplit(config.tracking_uri).password)
+    return tuple(v for v in values if v)
+
+
+def configure_logging(config: ServeConfig) -> None:
+    """The serving process's logging: INFO for the app, WARNING for HTTP clients (httpx would log
+    every alias poll with its full URL), every record redacted as it is made."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    for name in ("httpx", "httpcore", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    install_record_factory(secret_values(config))
+
+
 class ServingApp:
     """ASGI app; ``load(version)`` gives a ``ServedModel``; ``probe()`` (run in a thread) or, when
     given, ``async_probe()`` (awaited on the loop) the version holding the alias now."""
@@ -114,7 +148,12 @@ class ServingApp:
         self.schema = schema
         self.config = config
         self.model: ServedModel | None = None
-        self.load_error: str | None = None
+        self.load_error: str | None = None  # redacted: for authenticated answers and the log only
+        self.poll_error: str | None = None  # likewise, the last failed registry poll
+        self.not_ready: str | None = STARTING  # one of NOT_READY_REASONS while no model serves
+        self.load_failures = 0
+        self.poll_failures = 0
+        self._secrets = secret_values(config)
         self.prediction_logger = prediction_logger
         self._load = load
         self._probe = probe
@@ -150,16 +189,25 @@ class ServingApp:
             else:
                 version = await asyncio.to_thread(self._probe)
         except Exception as exc:  # registry unreachable: keep serving what we have
-            logger.warning("cannot ask the registry for the champion: %s", exc)
+            self.poll_failures += 1
+            self.poll_error = describe_error(exc, secrets=self._secrets)
+            if self.model is None:
+                self.not_ready = REGISTRY_UNREACHABLE
+            logger.warning("cannot ask the registry for the champion: %s", self.poll_error)
             return False
+        self.poll_error = None
         current = self.model.version if self.model else None
         if version is None:
+            self.not_ready = NO_CHAMPION
             if self.model is not None:  # the alias was removed (e.g. a first champion failed its deploy)
                 logger.warning("the champion alias of %s was removed: no longer serving v%s", self.model.name, current)
                 self.model, self.load_error = None, "the champion alias was removed"
                 return True
             return False
         if version == current:
+            # The alias is back on the version being served (e.g. after a candidate failed to load):
+            # the earlier failure is history, not the state of this server.
+            self.load_error, self._failed = None, None
             return False
         if (
             self._failed
@@ -171,11 +219,16 @@ class ServingApp:
             model = await asyncio.to_thread(self._load, version)
         except Exception as exc:
             self._failed = (version, time.monotonic())
-            self.load_error = f"v{version}: {exc}"
-            level = logging.WARNING if isinstance(exc, ModelLoadError) else logging.ERROR
-            logger.log(level, "not serving v%s (still serving v%s): %s", version, current, exc)
+            self.load_failures += 1
+            expected = isinstance(exc, ModelLoadError)  # its message is ours: no type name needed
+            detail = redact_secrets(str(exc), self._secrets) if expected else describe_error(exc, secrets=self._secrets)
+            self.load_error = f"v{version}: {detail}"
+            if self.model is None:
+                self.not_ready = LOAD_FAILED
+            level = logging.WARNING if expected else logging.ERROR
+            logger.log(level, "not serving v%s (still serving v%s): %s", version, current, detail)
             return False
-        self.model, self.load_error, self._failed = model, None, None
+        self.model, self.load_error, self._failed, self.not_ready = model, None, None, None
         self.swaps += 1
         logger.info("now serving %s v%s (was v%s)", model.name, model.version, current)
         if self.swaps == 1 and self.config.freeze_gc:
@@ -256,7 +309,8 @@ class ServingApp:
                 try:
                     await self.startup()
                 except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    failed = describe_error(exc, secrets=self._secrets)
+                    await send({"type": "lifespan.startup.failed", "message": failed})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -303,11 +357,9 @@ class ServingApp:
         if body is None:
             return 413, _encode({"detail": f"body over {self.config.max_body_bytes} bytes"}), echo
         if model is None:
-            return (
-                503,
-                _encode({"detail": f"no model loaded yet ({self.load_error or 'waiting for a champion'})"}),
-                echo,
-            )
+            why = self.not_ready or STARTING
+            last = self.load_error or self.poll_error
+            return 503, _encode({"detail": f"no model loaded yet ({why}{': ' + last if last else ''})"}), echo
         try:
             inputs = parse_body(body, self.schema)
         except PayloadError as exc:
@@ -378,17 +430,18 @@ class ServingApp:
 
     async def _describe(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
         if self.model is None:
-            return 503, _encode({"detail": self.load_error or "no model loaded yet"}), []
+            why = {"detail": f"no model loaded yet ({self.not_ready or STARTING})"}
+            return 503, _encode({**why, "last_load_error": self.load_error, "last_poll_error": self.poll_error}), []
         described = {**self.model.describe(), "required_fields": list(self.schema.required)}
-        return 200, _encode({**described, "last_load_error": self.load_error}), []
+        return 200, _encode({**described, "last_load_error": self.load_error, "last_poll_error": self.poll_error}), []
 
     async def _live(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
         return 200, b'{"status":"alive"}', []
 
     async def _ready(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
         model = self.model
-        if model is None:
-            return 503, _encode({"status": "not ready", "detail": self.load_error or "no champion loaded yet"}), []
+        if model is None:  # unauthenticated: the reason class only, never an error's text
+            return 503, _encode({"status": "not ready", "reason": self.not_ready or STARTING}), []
         return 200, _encode({"status": "ready", "model_name": model.name, "model_version": model.version}), []
 
     async def _openapi_json(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
@@ -406,6 +459,10 @@ class ServingApp:
             f"airflow_mlops_serving_model_swaps_total {self.swaps}",
             "# TYPE airflow_mlops_serving_model_runs_total counter",
             f"airflow_mlops_serving_model_runs_total {self.batches}",
+            "# TYPE airflow_mlops_serving_model_load_failures_total counter",
+            f"airflow_mlops_serving_model_load_failures_total {self.load_failures}",
+            "# TYPE airflow_mlops_serving_registry_poll_failures_total counter",
+            f"airflow_mlops_serving_registry_poll_failures_total {self.poll_failures}",
         ]
         if self.model is not None:
             lines += [
@@ -479,5 +536,6 @@ def build_app(config: ServeConfig) -> ServingApp:
 
 def app_from_environment() -> ServingApp:
     """Factory uvicorn calls in each worker (``--factory``)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
-    return build_app(ServeConfig.from_env())
+    config = ServeConfig.from_env()
+    configure_logging(config)
+    return build_app(config)
