@@ -40,7 +40,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "include" / "pipelines" / "churn.yaml"
-TOKEN = "benchmark-token"
+TOKEN = "benchmark-token-0123456789"
 
 
 def pq_rows(uri: str) -> int:
@@ -57,7 +57,7 @@ def free_port() -> int:
 
 def train_two_versions(tracking_uri: str) -> None:
     """v1 (champion) and v2 (registered, not promoted) of the churn model, via the core stages."""
-    from airflow_mlops.core import data_stages, landing, model_stages, registry, settings, synthetic
+    from airflow_mlops.core import data_stages, landing, model_stages, promotion, settings, synthetic
     from airflow_mlops.core.spec import load_spec
 
     spec = load_spec(SPEC)
@@ -77,7 +77,7 @@ def train_two_versions(tracking_uri: str) -> None:
             spec, tracking_uri, training, evaluation, dataset, split, lineage, package
         )
         if index == 1:
-            registry.promote(tracking_uri, spec.registered_model_name, registered["version"], "benchmark", "bench")
+            promotion.promote(tracking_uri, spec.registered_model_name, registered["version"], "benchmark", "bench")
 
 
 def request_bodies(folder: Path) -> dict[int, Path]:
@@ -205,7 +205,7 @@ def main() -> int:
     bodies = request_bodies(root)
     print(f"set-up took {time.perf_counter() - started:.0f} s", flush=True)
 
-    from airflow_mlops.core import registry, settings, storage
+    from airflow_mlops.core import promotion, settings, storage
     from airflow_mlops.core.spec import load_spec
 
     spec = load_spec(SPEC)
@@ -247,7 +247,7 @@ def main() -> int:
         # Hot swap under load: the alias moves to v2 a third of the way into the run.
         def move_alias() -> None:
             time.sleep(args.warmup + args.seconds / 3)
-            registry.promote(tracking_uri, spec.registered_model_name, "2", "benchmark swap", "bench")
+            promotion.promote(tracking_uri, spec.registered_model_name, "2", "benchmark swap", "bench")
 
         mover = threading.Thread(target=move_alias)
         mover.start()
