@@ -171,7 +171,7 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
 
 
     rows = _rows_with_gaps(12, seed=9)
-    app = build_app(ServeConfig(spec_path=str(spec_path), tracking_uri=tracking_uri, tokens=("t",)))
+    app = build_app(ServeConfig(spec_path=str(spec_path), tracking_uri=tracking_uri, tokens=("t" * 16,)))
 
     async def serve() -> tuple[int, dict, dict]:
         await app.startup()

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import gc
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -43,6 +44,7 @@ import numpy as np
 
 from airflow_mlops.core.prediction_log import PredictionLogger
 from airflow_mlops.core.redaction import describe_error, install_record_factory, redact_secrets
+from airflow_mlops.serving.connections import closed as closed_connections
 from airflow_mlops.serving.model import ModelLoadError, Prediction, ServedModel
 from airflow_mlops.serving.openapi import openapi_document
 from airflow_mlops.serving.payload import InputSchema, ModelInputs, PayloadError, parse_body
@@ -51,6 +53,7 @@ logger = logging.getLogger("airflow_mlops.serving")
 
 CONFIG_ENV = "AIRFLOW_MLOPS_SERVE_CONFIG"
 TOKEN_ENV = "AIRFLOW_MLOPS_SERVE_TOKEN"
+MIN_TOKEN_CHARS = 16
 RETRY_FAILED_VERSION_SECONDS = 60.0
 # Why no model serves, as unauthenticated endpoints say it (no exception text, no URL).
 STARTING, REGISTRY_UNREACHABLE, NO_CHAMPION, LOAD_FAILED = (
@@ -103,6 +106,12 @@ class ServeConfig:
         if self.require_token and not self.tokens:
             raise RuntimeError(
                 f"no bearer token: set {TOKEN_ENV} (comma-separated for several) or start with --no-auth"
+            )
+        short = [i for i, token in enumerate(self.tokens, start=1) if len(token) < MIN_TOKEN_CHARS]
+        if self.require_token and short:  # named by position: the value itself is never shown
+            raise RuntimeError(
+                f"{TOKEN_ENV}: token {', '.join(map(str, short))} of {len(self.tokens)} is shorter than "
+                f"{MIN_TOKEN_CHARS} characters; use a random one (e.g. `openssl rand -hex 24`)"
             )
 
 
@@ -177,7 +186,13 @@ class ServingApp:
             ("GET", "/metrics"): self._metrics,
             ("GET", "/openapi.json"): self._openapi_json,
         }
+        for path in ("/health/live", "/health/ready"):
+            self._routes[("HEAD", path)] = _headless(self._routes[("GET", path)])
         self._open = {"/health/live", "/health/ready", "/openapi.json"}
+        allowed: dict[str, list[str]] = {}
+        for method, path in self._routes:
+            allowed.setdefault(path, []).append(method)
+        self._allow = {path: ", ".join(sorted(methods)).encode() for path, methods in allowed.items()}
 
     # -- model lifecycle --------------------------------------------------------------
 
@@ -284,8 +299,9 @@ class ServingApp:
         handler = self._routes.get((scope["method"], scope["path"]))
         extra: list[Any] = []
         if handler is None:
-            known = any(path == scope["path"] for _, path in self._routes)
-            status, body = (405, b'{"detail":"method not allowed"}') if known else (404, b'{"detail":"not found"}')
+            allow = self._allow.get(scope["path"])
+            status, body = (405, b'{"detail":"method not allowed"}') if allow else (404, b'{"detail":"not found"}')
+            extra = [(b"allow", allow)] if allow else []
         elif scope["path"] not in self._open and not self._authorized(scope):
             status, body = 401, b'{"detail":"missing or wrong bearer token"}'
             extra = [(b"www-authenticate", b"Bearer")]
@@ -345,7 +361,7 @@ class ServingApp:
     # -- handlers ---------------------------------------------------------------------
 
     async def _predict(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
-        request_id = _request_id(scope)
+        request_id, client_id, refused = _request_ids(scope)
         echo = [(b"x-request-id", request_id.encode())]
         try:
             body = await self._body(receive)
@@ -368,11 +384,15 @@ class ServingApp:
         if self.prediction_logger is not None:
             self.prediction_logger.append(
                 request_id, model.version, inputs.features, predictions, scores, inputs.ids,
-                probabilities=probabilities, classes=model.class_labels,
+                probabilities=probabilities, classes=model.class_labels, client_request_id=client_id,
             )  # fmt: skip
         self.predictions += inputs.rows
-        answer: dict[str, Any] = {
-            "request_id": request_id,
+        answer: dict[str, Any] = {"request_id": request_id}
+        if client_id is not None:
+            answer["client_request_id"] = client_id
+        elif refused:
+            answer["client_request_id_error"] = REFUSED_REQUEST_ID
+        answer |= {
             "model_name": model.name,
             "model_version": model.version,
             "predictions": predictions.tolist(),
@@ -463,7 +483,10 @@ class ServingApp:
             f"airflow_mlops_serving_model_load_failures_total {self.load_failures}",
             "# TYPE airflow_mlops_serving_registry_poll_failures_total counter",
             f"airflow_mlops_serving_registry_poll_failures_total {self.poll_failures}",
-        ]
+            "# TYPE airflow_mlops_serving_connections_closed_total counter",
+            *(f'airflow_mlops_serving_connections_closed_total{{limit="{k}"}} {n}'
+              for k, n in sorted(closed_connections.items())),
+        ]  # fmt: skip
         if self.model is not None:
             lines += [
                 "# TYPE airflow_mlops_serving_model_info gauge",
@@ -487,19 +510,51 @@ class _ClientGone(Exception):
     """The client disconnected before sending its whole body."""
 
 
+def _headless(handler: Callable[[Scope, Receive], Awaitable[tuple[int, bytes, list[Any]]]]) -> Any:
+    """``handler`` for HEAD: its status and headers, no body."""
+
+    async def head(scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
+        status, _, extra = await handler(scope, receive)
+        return status, b"", extra
+
+    return head
+
+
 def _settle(future: asyncio.Future[Any], result: Any) -> None:
     if not future.done():  # the client may have gone away and its task been cancelled
         future.set_result(result)
 
 
-def _request_id(scope: Scope) -> str:
+# Request ids the server makes: a random prefix per process (a forked child draws its own) and a
+# counter, unique without a system call per request. The log's request_id (what delayed labels
+# join by) is always one of them, so no client can make its rows share a key with another's.
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_ID_COUNTER = itertools.count(1)
+
+
+def _new_id_prefix() -> None:
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX, _ID_COUNTER = uuid.uuid4().hex[:16], itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)
+_ID_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
+MAX_REQUEST_ID_CHARS = 128
+REFUSED_REQUEST_ID = (
+    f"X-Request-ID ignored: it must be 1-{MAX_REQUEST_ID_CHARS} characters of A-Z a-z 0-9 . _ : -; "
+    "request_id is the server's id"
+)
+
+
+def _request_ids(scope: Scope) -> tuple[str, str | None, bool]:
+    """(the server's request id, the client's valid ``X-Request-ID`` or None, whether one was refused)."""
+    server_id = f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
     for key, value in scope["headers"]:
         if key == b"x-request-id":
-            text = value.decode("latin-1")
-            if 0 < len(text) <= 128 and text.isprintable():
-                return text
-            break
-    return uuid.uuid4().hex
+            if 0 < len(value) <= MAX_REQUEST_ID_CHARS and not value.translate(None, _ID_CHARS):
+                return server_id, value.decode("ascii"), False
+            return server_id, None, True
+    return server_id, None, False
 
 
 def build_app(config: ServeConfig) -> ServingApp:
@@ -520,6 +575,7 @@ def build_app(config: ServeConfig) -> ServingApp:
             list(schema.categorical),
             flush_rows=config.log_flush_rows,
             flush_seconds=config.log_flush_seconds,
+            client_request_ids=True,
         )
     name = spec.registered_model_name
     over_http = config.tracking_uri.startswith(("http://", "https://"))
