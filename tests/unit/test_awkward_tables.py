@@ -177,8 +177,8 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
         await app.startup()
         try:
             body = json.dumps({"instances": rows.to_dict(orient="records")}).encode()
-            status, _, answer = await call(app, "POST", "/v1/predict", body, {"Authorization": "Bearer t"})
-            _, _, described = await call(app, "GET", "/v1/model", headers={"Authorization": "Bearer t"})
+            status, _, answer = await call(app, "POST", "/v1/predict", body, {"Authorization": "Bearer " + "t" * 16})
+            _, _, described = await call(app, "GET", "/v1/model", headers={"Authorization": "Bearer " + "t" * 16})
             _, _, document = await call(app, "GET", "/openapi.json")
         finally:
             await app.shutdown()
