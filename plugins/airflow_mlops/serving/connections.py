@@ -13,8 +13,8 @@ is uvicorn's httptools protocol with three more limits:
 - the body must be complete within ``body_timeout`` seconds of the head: else the
   connection is closed (the app sees a disconnect and answers nothing).
 
-They cost one timer per request (set when the head is complete, cancelled with the
-body), nothing per byte once the head is in. The limits come from ``LIMITS_ENV`` (JSON,
+They cost nothing for a request that arrives in one read; otherwise one timer for what is
+still missing. The limits come from ``LIMITS_ENV`` (JSON,
 set by ``airflow-mlops serve``; uvicorn's workers are separate processes) and the counts
 of connections closed by each are per process (``/metrics``).
 """
@@ -77,7 +77,11 @@ _TOO_LARGE = _answer(b"431 Request Header Fields Too Large")
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a head deadline, a head size limit and a body deadline."""
+    """uvicorn's httptools protocol with a head deadline, a head size limit and a body deadline.
+
+    Timers are set only for what is still missing once a read has been parsed: a request that
+    arrives in one read (the usual case) sets none.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -86,22 +90,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_timeout = limits.body_timeout
         self._max_header_bytes = limits.max_header_bytes
         self._deadline: asyncio.TimerHandle | None = None
-        self._in_head = True  # no request head parsed since the last complete request
+        self._phase: str | None = None  # what the deadline waits for: "head" or "body"
+        self._in_head = False  # a request head has begun and is not complete
+        self._in_body = False  # a head is complete, its body is not
         self._head_bytes = 0
-        self._requests = 0  # complete requests parsed on this connection
+        self._messages = 0  # heads and complete requests parsed on this connection
 
-    def _arm(self, seconds: float, phase: str) -> None:
+    def _arm(self, phase: str, seconds: float) -> None:
+        if self._phase == phase:
+            return
         if self._deadline is not None:
             self._deadline.cancel()
-        self._deadline = self.loop.call_later(seconds, self._expired, phase)
+        self._deadline, self._phase = self.loop.call_later(seconds, self._expired, phase), phase
 
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
-            self._deadline = None
+        self._deadline, self._phase = None, None
 
     def _expired(self, phase: str) -> None:
-        self._deadline = None
+        self._deadline, self._phase = None, None
         if self.transport.is_closing():
             return
         closed[phase] += 1
@@ -111,34 +119,45 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm(self._header_timeout, "head")
+        self._arm("head", self._header_timeout)  # a client that connects and says nothing
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head and self._deadline is None:  # the first bytes of a next request on this connection
-            self._arm(self._header_timeout, "head")
-        in_head, requests = self._in_head, self._requests
+        messages = self._messages
         super().data_received(data)
-        # Counted only when these bytes were all head (a chunk that ended a request may start the
-        # next head: not counted, so at most one read of it goes unseen).
-        if in_head and self._in_head and requests == self._requests and not self.transport.is_closing():
-            self._head_bytes += len(data)
-            if self._head_bytes > self._max_header_bytes:
-                closed["head_size"] += 1
-                self._disarm()
-                self.transport.write(_TOO_LARGE)
-                self.transport.close()
+        if self.transport.is_closing():
+            return
+        if self._in_head:
+            # Counted only when these bytes were all head (a read that ended a request may begin
+            # the next head: not counted, so at most one read of it goes unseen).
+            if messages == self._messages:
+                self._head_bytes += len(data)
+                if self._head_bytes > self._max_header_bytes:
+                    closed["head_size"] += 1
+                    self._disarm()
+                    self.transport.write(_TOO_LARGE)
+                    self.transport.close()
+                    return
+            self._arm("head", self._header_timeout)
+        elif self._in_body:
+            self._arm("body", self._body_timeout)
+        elif self._phase is not None:
+            self._disarm()  # nothing pending (e.g. the connect deadline of a request now complete)
+
+    def on_message_begin(self) -> None:
+        self._in_head, self._head_bytes = True, 0
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
-        self._in_head, self._head_bytes = False, 0
-        self._arm(self._body_timeout, "body")
+        self._in_head, self._in_body = False, True
+        self._messages += 1
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self._in_body = False
+        self._messages += 1
         self._disarm()
-        self._in_head = True
-        self._requests += 1
         super().on_message_complete()
