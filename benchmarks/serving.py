@@ -40,7 +40,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "include" / "pipelines" / "churn.yaml"
-TOKEN = "benchmark-token"
+TOKEN = "benchmark-token-0123456789"
 
 
 def pq_rows(uri: str) -> int:

@@ -144,14 +144,26 @@ def _serve(args: argparse.Namespace) -> int:
         freeze_gc=True,
         tokens=tokens_from_env(),
     )
+    from airflow_mlops.serving.connections import LIMITS_ENV, PROTOCOL, ConnectionLimits
+
+    limits = ConnectionLimits(args.header_timeout, args.body_timeout, args.max_header_bytes)
     try:
         config.check()
-    except RuntimeError as exc:
+        limits.check()
+        if args.limit_concurrency < 1 or args.backlog < 1 or args.keep_alive_timeout < 1:
+            raise ValueError("--limit-concurrency, --backlog and --keep-alive-timeout must be >= 1")
+    except (RuntimeError, ValueError) as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
+    _raise_open_files_limit(args.limit_concurrency + 256)
     import uvicorn
 
+    from airflow_mlops.core.redaction import install_record_factory
+    from airflow_mlops.serving.app import secret_values
+
+    install_record_factory(secret_values(config))  # this process's records too (uvicorn's, a factory error)
     os.environ[CONFIG_ENV] = config.to_env()  # the workers build their app from it (tokens stay in the env)
+    os.environ[LIMITS_ENV] = limits.to_env()  # ... and their connections' limits
     uvicorn.run(
         "airflow_mlops.serving.app:app_from_environment",
         factory=True,
@@ -159,13 +171,30 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        http=PROTOCOL,  # httptools, with head/body deadlines and a head size limit
         lifespan="on",
         access_log=False,
+        limit_concurrency=args.limit_concurrency,
+        backlog=args.backlog,
+        timeout_keep_alive=args.keep_alive_timeout,
         timeout_graceful_shutdown=args.graceful_timeout,
         log_level="info",
     )
     return 0
+
+
+def _raise_open_files_limit(wanted: int) -> None:
+    """Let the process hold ``wanted`` sockets when the hard limit allows it (a soft limit of 1024 is
+    common: past it, accept() fails and new clients are refused while slow ones hold the sockets)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < wanted:
+        print(f"serve: the open files limit is {hard}, below --limit-concurrency + 256 ({wanted}): "
+              "raise it (ulimit -n) or lower --limit-concurrency", file=sys.stderr)  # fmt: skip
 
 
 def _add_registry_arguments(command: argparse.ArgumentParser) -> None:
@@ -216,10 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--output", help="folder to write to (default: the spec's landing inbox)")
     gen.set_defaults(func=_generate)
 
-    serve = sub.add_parser("serve", help="serve the champion over HTTP (ONNX Runtime, hot swap, prediction log)")
+    serve = sub.add_parser(
+        "serve",
+        help="serve the champion over HTTP (ONNX Runtime, hot swap, prediction log)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     _add_registry_arguments(serve)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     serve.add_argument("--poll-seconds", type=float, default=5.0, help="how often to check the champion alias")
     serve.add_argument("--max-rows", type=int, default=10_000, help="rows allowed per request")
@@ -228,6 +261,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-flush-seconds", type=float, default=5.0, help="... or at least this often")
     serve.add_argument("--no-prediction-log", action="store_true", help="do not log predictions")
     serve.add_argument("--graceful-timeout", type=int, default=30, help="seconds to finish requests on shutdown")
+    serve.add_argument(
+        "--limit-concurrency", type=int, default=4096,
+        help="connections (open or in flight) per worker; past it requests get 503",
+    )  # fmt: skip
+    serve.add_argument("--backlog", type=int, default=2048, help="connections waiting to be accepted")
+    serve.add_argument("--keep-alive-timeout", type=int, default=5, help="seconds an idle keep-alive connection stays")
+    serve.add_argument(
+        "--header-timeout", type=float, default=10.0,
+        help="seconds a request line and headers may take to arrive (else 408, closed)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--body-timeout", type=float, default=30.0,
+        help="seconds a request body may take to arrive after its headers (else closed)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-header-bytes", type=int, default=64 * 1024, help="size of a request line and headers (else 431)"
+    )
     serve.add_argument(
         "--no-auth", action="store_true", help="accept requests without a token (else $AIRFLOW_MLOPS_SERVE_TOKEN)"
     )

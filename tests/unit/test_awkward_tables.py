@@ -170,14 +170,14 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
     assert "wait time/min" in card and "ticket length (words)" in card
 
     rows = _rows_with_gaps(12, seed=9)
-    app = build_app(ServeConfig(spec_path=str(spec_path), tracking_uri=tracking_uri, tokens=("t",)))
+    app = build_app(ServeConfig(spec_path=str(spec_path), tracking_uri=tracking_uri, tokens=("t" * 16,)))
 
     async def serve() -> tuple[int, dict, dict]:
         await app.startup()
         try:
             body = json.dumps({"instances": rows.to_dict(orient="records")}).encode()
-            status, _, answer = await call(app, "POST", "/v1/predict", body, {"Authorization": "Bearer t"})
-            _, _, described = await call(app, "GET", "/v1/model", headers={"Authorization": "Bearer t"})
+            status, _, answer = await call(app, "POST", "/v1/predict", body, {"Authorization": "Bearer " + "t" * 16})
+            _, _, described = await call(app, "GET", "/v1/model", headers={"Authorization": "Bearer " + "t" * 16})
             _, _, document = await call(app, "GET", "/openapi.json")
         finally:
             await app.shutdown()

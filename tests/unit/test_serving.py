@@ -22,7 +22,7 @@ from tests.unit.test_stages import _land_and_claim, _train
 
 pytestmark = pytest.mark.unit
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -198,7 +198,8 @@ def test_predictions_match_the_registered_scikit_learn_model(served):
     status, headers, body = _run(scenario())
     assert status == 200, body
     answer = json.loads(body)
-    assert answer["request_id"] == headers["x-request-id"] == "req-42"
+    # The log's key is the server's id; the client's stays beside it (see test_serving_hardening).
+    assert answer["request_id"] == headers["x-request-id"] != "req-42" and answer["client_request_id"] == "req-42"
     assert (answer["model_name"], answer["model_version"]) == (spec.registered_model_name, "1")
     sklearn_model = registry.load_model(tracking_uri, f"models:/{spec.registered_model_name}/1")
     from airflow_mlops.core.training import feature_frame

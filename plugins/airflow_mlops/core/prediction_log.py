@@ -18,6 +18,7 @@ once for the first, then in one line per ``DROP_REPORT_SECONDS`` with the count 
 last line, and the rest when the log closes.
 
 The schema is the one batch scoring writes: request_id, row (index in the request),
+(the serving app's log only: client_request_id, the client's ``X-Request-ID``, null without one),
 logged_at, model_name, model_version, source_uri, the id column (only when the spec has
 ``data.id_column``; its values are null for rows sent without one), the model inputs
 (numbers as float64, categories as text with "" for missing), prediction, score
@@ -82,6 +83,7 @@ class _Block:
         self.capacity = capacity
         self.used = 0
         self.request_ids: list[str] = []
+        self.client_ids: list[str] = []  # "" for none
         self.versions: list[str] = []
         self.times: list[float] = []
         self.counts: list[int] = []
@@ -104,10 +106,12 @@ class _Block:
         ids: list[Any] | None,
         probabilities: np.ndarray | None = None,
         classes: tuple[str, ...] | None = None,
+        client_request_id: str | None = None,
     ) -> None:
         start, rows = self.used, len(predictions)
         stop = start + rows
         self.request_ids.append(request_id)
+        self.client_ids.append(client_request_id or "")
         self.versions.append(model_version)
         self.times.append(logged_at)
         self.counts.append(rows)
@@ -169,6 +173,8 @@ class PredictionLogger:
     :param numeric: numeric model inputs (float64 in the log), derived ones included.
     :param categorical: categorical model inputs (text in the log).
     :param source: what made the predictions (``serving``); part of the file name.
+    :param client_request_ids: write the ``client_request_id`` column (the serving app: the id a
+        client sent, kept apart from ``request_id``, which the server makes and which labels join by).
     :param flush_rows: write a file once this many rows wait.
     :param flush_seconds: write what waits at least this often.
     :param max_pending_rows: cap on rows held (waiting or being written), enforced at append.
@@ -183,6 +189,7 @@ class PredictionLogger:
         categorical: list[str],
         *,
         source: str = "serving",
+        client_request_ids: bool = False,
         flush_rows: int = 10_000,
         flush_seconds: float = 5.0,
         max_pending_rows: int = 2_000_000,
@@ -195,6 +202,7 @@ class PredictionLogger:
         self.numeric = list(numeric)
         self.categorical = list(categorical)
         self.source = source
+        self.client_request_ids = client_request_ids
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.max_pending_rows = max_pending_rows
@@ -237,6 +245,7 @@ class PredictionLogger:
         logged_at: float | None = None,
         probabilities: np.ndarray | None = None,
         classes: tuple[str, ...] | None = None,
+        client_request_id: str | None = None,
     ) -> None:
         """Queue the predictions of one request: a few slice copies into the open block.
 
@@ -257,7 +266,8 @@ class PredictionLogger:
                 if block.used:
                     self._seal(block)
                 block = self._block = self._new_block(rows)
-            block.append(request_id, when, model_version, features, predictions, scores, ids, probabilities, classes)
+            block.append(request_id, when, model_version, features, predictions, scores, ids, probabilities, classes,
+                         client_request_id)  # fmt: skip
             if block.used >= block.capacity:
                 self._seal(block)
                 self._block = self._new_block()
@@ -469,8 +479,11 @@ class PredictionLogger:
             # large_string: the joined text of a big block may pass 2 GiB of UTF-8 bytes.
             return pc.split_pattern(pa.array([SEPARATOR.join(segments)], type=pa.large_string()), SEPARATOR).flatten()
 
-        columns: dict[str, Any] = {
-            "request_id": repeated(block.request_ids),
+        columns: dict[str, Any] = {"request_id": repeated(block.request_ids)}
+        if self.client_request_ids:
+            given = repeated(block.client_ids)
+            columns["client_request_id"] = pc.if_else(pc.equal(given, ""), pa.scalar(None, type=pa.string()), given)
+        columns |= {
             "row": pa.array(np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)),
             "logged_at": pa.array((block.logged_at() * 1e6).astype(np.int64), type=pa.timestamp("us", tz="UTC")),
             "model_name": _constant(self.model_name, n),

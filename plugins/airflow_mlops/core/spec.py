@@ -31,8 +31,8 @@ TASK_METRICS = {
 LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
 # Columns of the prediction log; a feature or id with one of these names would be overwritten.
 RESERVED_COLUMNS = {
-    "request_id", "row", "logged_at", "model_name", "model_version", "source_uri", "prediction", "score",
-    "probabilities",
+    "request_id", "client_request_id", "row", "logged_at", "model_name", "model_version", "source_uri",
+    "prediction", "score", "probabilities",
 }  # fmt: skip
 MAX_COLUMN_NAME_CHARS = 250
 

@@ -12,6 +12,11 @@ request takes the model once, at its start, so in-flight requests finish on the 
 they started with and no request fails during a swap. A version that fails to load is
 not swapped in (the current one keeps serving) and is retried after a minute.
 
+No credential leaves in an answer or a log line: failures are described once, when they
+happen, with ``core.redaction`` (URL userinfo, tokens, the known secret values masked);
+unauthenticated endpoints name only a reason class (``NOT_READY_REASONS``), never an
+exception's text, and the process's log records are redacted as they are made.
+
 No framework on purpose: the hot path (decode, check, predict, encode, log) costs tens
 of microseconds more than the model itself; see docs/serving.md for figures.
 """
@@ -20,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import gc
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -38,6 +45,8 @@ import msgspec
 import numpy as np
 
 from airflow_mlops.core.prediction_log import PredictionLogger
+from airflow_mlops.core.redaction import describe_error, install_record_factory, redact_secrets
+from airflow_mlops.serving.connections import closed as closed_connections
 from airflow_mlops.serving.model import ModelLoadError, Prediction, ServedModel
 from airflow_mlops.serving.openapi import openapi_document
 from airflow_mlops.serving.payload import InputSchema, ModelInputs, PayloadError, parse_body
@@ -46,11 +55,19 @@ logger = logging.getLogger("airflow_mlops.serving")
 
 CONFIG_ENV = "AIRFLOW_MLOPS_SERVE_CONFIG"
 TOKEN_ENV = "AIRFLOW_MLOPS_SERVE_TOKEN"
+MIN_TOKEN_CHARS = 16
 RETRY_FAILED_VERSION_SECONDS = 60.0
 # Bodies over this are decoded off the event loop (about 330 rows of the churn spec, ~0.5 ms
 # to parse here); smaller ones on it. At most DECODE_THREADS large bodies decode at once.
 OFFLOAD_BODY_BYTES = 64 * 1024
 DECODE_THREADS = 2
+# Why no model serves, as unauthenticated endpoints say it (no exception text, no URL).
+STARTING, REGISTRY_UNREACHABLE, NO_CHAMPION, LOAD_FAILED = (
+    "starting", "registry unreachable", "no champion", "model failed to load"
+)  # fmt: skip
+NOT_READY_REASONS = (STARTING, REGISTRY_UNREACHABLE, NO_CHAMPION, LOAD_FAILED)
+# Variables whose values are secrets wherever they appear in a message.
+SECRET_ENV = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -96,10 +113,36 @@ class ServeConfig:
             raise RuntimeError(
                 f"no bearer token: set {TOKEN_ENV} (comma-separated for several) or start with --no-auth"
             )
+        short = [i for i, token in enumerate(self.tokens, start=1) if len(token) < MIN_TOKEN_CHARS]
+        if self.require_token and short:  # named by position: the value itself is never shown
+            raise RuntimeError(
+                f"{TOKEN_ENV}: token {', '.join(map(str, short))} of {len(self.tokens)} is shorter than "
+                f"{MIN_TOKEN_CHARS} characters; use a random one (e.g. `openssl rand -hex 24`)"
+            )
 
 
 def tokens_from_env() -> tuple[str, ...]:
     return tuple(t.strip() for t in os.environ.get(TOKEN_ENV, "").split(",") if t.strip())
+
+
+def secret_values(config: ServeConfig) -> tuple[str, ...]:
+    """Values masked wherever they appear in a message: the bearer tokens, MLflow's and AWS's secrets,
+    the password in the tracking URI (``redact`` masks URL userinfo too; this also catches it quoted)."""
+    from urllib.parse import urlsplit
+
+    values = [*config.tokens, *(os.environ.get(name) for name in SECRET_ENV)]
+    with contextlib.suppress(ValueError):  # not a URL: nothing in it to mask
+        values.append(urlsplit(config.tracking_uri).password)
+    return tuple(v for v in values if v)
+
+
+def configure_logging(config: ServeConfig) -> None:
+    """The serving process's logging: INFO for the app, WARNING for HTTP clients (httpx would log
+    every alias poll with its full URL), every record redacted as it is made."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+    for name in ("httpx", "httpcore", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    install_record_factory(secret_values(config))
 
 
 class ServingApp:
@@ -120,7 +163,12 @@ class ServingApp:
         self.schema = schema
         self.config = config
         self.model: ServedModel | None = None
-        self.load_error: str | None = None
+        self.load_error: str | None = None  # redacted: for authenticated answers and the log only
+        self.poll_error: str | None = None  # likewise, the last failed registry poll
+        self.not_ready: str | None = STARTING  # one of NOT_READY_REASONS while no model serves
+        self.load_failures = 0
+        self.poll_failures = 0
+        self._secrets = secret_values(config)
         self.prediction_logger = prediction_logger
         self._load = load
         self._probe = probe
@@ -144,7 +192,13 @@ class ServingApp:
             ("GET", "/metrics"): self._metrics,
             ("GET", "/openapi.json"): self._openapi_json,
         }
+        for path in ("/health/live", "/health/ready"):
+            self._routes[("HEAD", path)] = _headless(self._routes[("GET", path)])
         self._open = {"/health/live", "/health/ready", "/openapi.json"}
+        allowed: dict[str, list[str]] = {}
+        for method, path in self._routes:
+            allowed.setdefault(path, []).append(method)
+        self._allow = {path: ", ".join(sorted(methods)).encode() for path, methods in allowed.items()}
 
     # -- model lifecycle --------------------------------------------------------------
 
@@ -156,16 +210,25 @@ class ServingApp:
             else:
                 version = await asyncio.to_thread(self._probe)
         except Exception as exc:  # registry unreachable: keep serving what we have
-            logger.warning("cannot ask the registry for the champion: %s", exc)
+            self.poll_failures += 1
+            self.poll_error = describe_error(exc, secrets=self._secrets)
+            if self.model is None:
+                self.not_ready = REGISTRY_UNREACHABLE
+            logger.warning("cannot ask the registry for the champion: %s", self.poll_error)
             return False
+        self.poll_error = None
         current = self.model.version if self.model else None
         if version is None:
+            self.not_ready = NO_CHAMPION
             if self.model is not None:  # the alias was removed (e.g. a first champion failed its deploy)
                 logger.warning("the champion alias of %s was removed: no longer serving v%s", self.model.name, current)
                 self.model, self.load_error = None, "the champion alias was removed"
                 return True
             return False
         if version == current:
+            # The alias is back on the version being served (e.g. after a candidate failed to load):
+            # the earlier failure is history, not the state of this server.
+            self.load_error, self._failed = None, None
             return False
         if (
             self._failed
@@ -177,11 +240,16 @@ class ServingApp:
             model = await asyncio.to_thread(self._load, version)
         except Exception as exc:
             self._failed = (version, time.monotonic())
-            self.load_error = f"v{version}: {exc}"
-            level = logging.WARNING if isinstance(exc, ModelLoadError) else logging.ERROR
-            logger.log(level, "not serving v%s (still serving v%s): %s", version, current, exc)
+            self.load_failures += 1
+            expected = isinstance(exc, ModelLoadError)  # its message is ours: no type name needed
+            detail = redact_secrets(str(exc), self._secrets) if expected else describe_error(exc, secrets=self._secrets)
+            self.load_error = f"v{version}: {detail}"
+            if self.model is None:
+                self.not_ready = LOAD_FAILED
+            level = logging.WARNING if expected else logging.ERROR
+            logger.log(level, "not serving v%s (still serving v%s): %s", version, current, detail)
             return False
-        self.model, self.load_error, self._failed = model, None, None
+        self.model, self.load_error, self._failed, self.not_ready = model, None, None, None
         self.swaps += 1
         logger.info("now serving %s v%s (was v%s)", model.name, model.version, current)
         if self.swaps == 1 and self.config.freeze_gc:
@@ -237,8 +305,9 @@ class ServingApp:
         handler = self._routes.get((scope["method"], scope["path"]))
         extra: list[Any] = []
         if handler is None:
-            known = any(path == scope["path"] for _, path in self._routes)
-            status, body = (405, b'{"detail":"method not allowed"}') if known else (404, b'{"detail":"not found"}')
+            allow = self._allow.get(scope["path"])
+            status, body = (405, b'{"detail":"method not allowed"}') if allow else (404, b'{"detail":"not found"}')
+            extra = [(b"allow", allow)] if allow else []
         elif scope["path"] not in self._open and not self._authorized(scope):
             status, body = 401, b'{"detail":"missing or wrong bearer token"}'
             extra = [(b"www-authenticate", b"Bearer")]
@@ -262,7 +331,8 @@ class ServingApp:
                 try:
                     await self.startup()
                 except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    failed = describe_error(exc, secrets=self._secrets)
+                    await send({"type": "lifespan.startup.failed", "message": failed})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -317,7 +387,7 @@ class ServingApp:
     # -- handlers ---------------------------------------------------------------------
 
     async def _predict(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
-        request_id = _request_id(scope)
+        request_id, client_id, refused = _request_ids(scope)
         echo = [(b"x-request-id", request_id.encode())]
         try:
             body = await self._body(scope, receive)
@@ -330,11 +400,9 @@ class ServingApp:
             limit = self.config.max_body_bytes
             return 413, _encode({"detail": f"body over the limit of {limit} bytes ({limit / 2**20:g} MiB)"}), echo
         if model is None:
-            return (
-                503,
-                _encode({"detail": f"no model loaded yet ({self.load_error or 'waiting for a champion'})"}),
-                echo,
-            )
+            why = self.not_ready or STARTING
+            last = self.load_error or self.poll_error
+            return 503, _encode({"detail": f"no model loaded yet ({why}{': ' + last if last else ''})"}), echo
         try:
             inputs = await self._inputs(body)
         except PayloadError as exc:
@@ -343,11 +411,15 @@ class ServingApp:
         if self.prediction_logger is not None:
             self.prediction_logger.append(
                 request_id, model.version, inputs.features, predictions, scores, inputs.ids,
-                probabilities=probabilities, classes=model.class_labels,
+                probabilities=probabilities, classes=model.class_labels, client_request_id=client_id,
             )  # fmt: skip
         self.predictions += inputs.rows
-        answer: dict[str, Any] = {
-            "request_id": request_id,
+        answer: dict[str, Any] = {"request_id": request_id}
+        if client_id is not None:
+            answer["client_request_id"] = client_id
+        elif refused:
+            answer["client_request_id_error"] = REFUSED_REQUEST_ID
+        answer |= {
             "model_name": model.name,
             "model_version": model.version,
             "predictions": predictions.tolist(),
@@ -405,17 +477,18 @@ class ServingApp:
 
     async def _describe(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
         if self.model is None:
-            return 503, _encode({"detail": self.load_error or "no model loaded yet"}), []
+            why = {"detail": f"no model loaded yet ({self.not_ready or STARTING})"}
+            return 503, _encode({**why, "last_load_error": self.load_error, "last_poll_error": self.poll_error}), []
         described = {**self.model.describe(), "required_fields": list(self.schema.required)}
-        return 200, _encode({**described, "last_load_error": self.load_error}), []
+        return 200, _encode({**described, "last_load_error": self.load_error, "last_poll_error": self.poll_error}), []
 
     async def _live(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
         return 200, b'{"status":"alive"}', []
 
     async def _ready(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
         model = self.model
-        if model is None:
-            return 503, _encode({"status": "not ready", "detail": self.load_error or "no champion loaded yet"}), []
+        if model is None:  # unauthenticated: the reason class only, never an error's text
+            return 503, _encode({"status": "not ready", "reason": self.not_ready or STARTING}), []
         return 200, _encode({"status": "ready", "model_name": model.name, "model_version": model.version}), []
 
     async def _openapi_json(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
@@ -433,7 +506,14 @@ class ServingApp:
             f"airflow_mlops_serving_model_swaps_total {self.swaps}",
             "# TYPE airflow_mlops_serving_model_runs_total counter",
             f"airflow_mlops_serving_model_runs_total {self.batches}",
-        ]
+            "# TYPE airflow_mlops_serving_model_load_failures_total counter",
+            f"airflow_mlops_serving_model_load_failures_total {self.load_failures}",
+            "# TYPE airflow_mlops_serving_registry_poll_failures_total counter",
+            f"airflow_mlops_serving_registry_poll_failures_total {self.poll_failures}",
+            "# TYPE airflow_mlops_serving_connections_closed_total counter",
+            *(f'airflow_mlops_serving_connections_closed_total{{limit="{k}"}} {n}'
+              for k, n in sorted(closed_connections.items())),
+        ]  # fmt: skip
         if self.model is not None:
             lines += [
                 "# TYPE airflow_mlops_serving_model_info gauge",
@@ -463,19 +543,51 @@ def _decode_pool() -> concurrent.futures.ThreadPoolExecutor:
     return concurrent.futures.ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode-body")
 
 
+def _headless(handler: Callable[[Scope, Receive], Awaitable[tuple[int, bytes, list[Any]]]]) -> Any:
+    """``handler`` for HEAD: its status and headers, no body."""
+
+    async def head(scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
+        status, _, extra = await handler(scope, receive)
+        return status, b"", extra
+
+    return head
+
+
 def _settle(future: asyncio.Future[Any], result: Any) -> None:
     if not future.done():  # the client may have gone away and its task been cancelled
         future.set_result(result)
 
 
-def _request_id(scope: Scope) -> str:
+# Request ids the server makes: a random prefix per process (a forked child draws its own) and a
+# counter, unique without a system call per request. The log's request_id (what delayed labels
+# join by) is always one of them, so no client can make its rows share a key with another's.
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_ID_COUNTER = itertools.count(1)
+
+
+def _new_id_prefix() -> None:
+    global _ID_PREFIX, _ID_COUNTER
+    _ID_PREFIX, _ID_COUNTER = uuid.uuid4().hex[:16], itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)
+_ID_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
+MAX_REQUEST_ID_CHARS = 128
+REFUSED_REQUEST_ID = (
+    f"X-Request-ID ignored: it must be 1-{MAX_REQUEST_ID_CHARS} characters of A-Z a-z 0-9 . _ : -; "
+    "request_id is the server's id"
+)
+
+
+def _request_ids(scope: Scope) -> tuple[str, str | None, bool]:
+    """(the server's request id, the client's valid ``X-Request-ID`` or None, whether one was refused)."""
+    server_id = f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
     for key, value in scope["headers"]:
         if key == b"x-request-id":
-            text = value.decode("latin-1")
-            if 0 < len(text) <= 128 and text.isprintable():
-                return text
-            break
-    return uuid.uuid4().hex
+            if 0 < len(value) <= MAX_REQUEST_ID_CHARS and not value.translate(None, _ID_CHARS):
+                return server_id, value.decode("ascii"), False
+            return server_id, None, True
+    return server_id, None, False
 
 
 def build_app(config: ServeConfig) -> ServingApp:
@@ -496,6 +608,7 @@ def build_app(config: ServeConfig) -> ServingApp:
             list(schema.categorical),
             flush_rows=config.log_flush_rows,
             flush_seconds=config.log_flush_seconds,
+            client_request_ids=True,
         )
     name = spec.registered_model_name
     over_http = config.tracking_uri.startswith(("http://", "https://"))
@@ -512,5 +625,6 @@ def build_app(config: ServeConfig) -> ServingApp:
 
 def app_from_environment() -> ServingApp:
     """Factory uvicorn calls in each worker (``--factory``)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
-    return build_app(ServeConfig.from_env())
+    config = ServeConfig.from_env()
+    configure_logging(config)
+    return build_app(config)

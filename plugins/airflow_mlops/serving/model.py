@@ -3,7 +3,9 @@
 The registry's ``champion`` alias names the version; the version's ``onnx_uri`` tag (set
 at registration only when ONNX parity with scikit-learn passed) names the graph. A
 version without it cannot be served, and loading refuses a graph whose inputs do not
-match the spec's model inputs, so a wrong model is never swapped in.
+match the spec's model inputs, so a wrong model is never swapped in. The tag is fetched
+only from the registry's own artifact locations (``check_artifact_location``): whoever can
+set a tag cannot make the server read another file or host.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import datetime as dt
 import functools
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
-from airflow_mlops.core import registry
+from airflow_mlops.core import registry, settings
 from airflow_mlops.core.model.features import graph_classes, graph_input_names, onnx_session
 from airflow_mlops.core.spec import PipelineSpec
 from airflow_mlops.serving.payload import InputSchema
@@ -132,6 +136,44 @@ class HttpAliasProbe:
         await self._client.aclose()
 
 
+def _local(uri: str) -> str:
+    """``file:///a/b`` and ``/a/b`` as one form, so that a prefix test compares like with like."""
+    return uri[len("file://") :] if uri.startswith("file://") else uri
+
+
+def _under(uri: str, root: str | None) -> bool:
+    if not root:
+        return False
+    uri, root = _local(uri), _local(root).rstrip("/")
+    return uri.startswith(root + "/")
+
+
+def check_artifact_location(
+    onnx_uri: str, run_id: str, run_artifacts: Callable[[], str | None], artifact_root: str, tracking_uri: str
+) -> None:
+    """Refuse an ``onnx_uri`` outside the registry's own artifact locations.
+
+    Allowed: ``runs:/<the version's run>/...``; ``mlflow-artifacts:/...`` (the tracking server's
+    proxied store, on no other host); a URI under the run's artifact location
+    (``run_artifacts()``, asked only when needed) or under the configured artifact root. No
+    ``..`` segment anywhere. Raises ``ModelLoadError`` naming what was refused and why.
+    """
+    parts = urlsplit(onnx_uri)
+    if ".." in onnx_uri.replace("\\", "/").split("/") or "\x00" in onnx_uri:
+        allowed = False
+    elif parts.scheme == "runs":
+        allowed = bool(run_id) and onnx_uri.startswith(f"runs:/{run_id}/")
+    elif parts.scheme == "mlflow-artifacts":
+        allowed = not parts.netloc or parts.netloc == urlsplit(tracking_uri).netloc.rpartition("@")[2]
+    else:
+        allowed = _under(onnx_uri, artifact_root) or _under(onnx_uri, run_artifacts())
+    if not allowed:
+        raise ModelLoadError(
+            f"its onnx_uri {onnx_uri!r} is outside the registry's artifact locations (runs:/{run_id}/..., "
+            f"mlflow-artifacts:/..., the run's artifact location, the artifact root {artifact_root}): not fetched"
+        )
+
+
 def load_version(
     tracking_uri: str, spec: PipelineSpec, schema: InputSchema, version: str | None = None, threads: int = 1
 ) -> ServedModel:
@@ -152,6 +194,16 @@ def load_version(
             f"{name} v{current.version} has no ONNX graph that passed parity (tag onnx_uri); "
             "it cannot be served: set packaging.onnx to required and retrain"
         )
+    try:
+        check_artifact_location(
+            onnx_uri,
+            str(current.run_id or ""),
+            lambda: client.get_run(current.run_id).info.artifact_uri if current.run_id else None,
+            settings.artifact_root(),
+            tracking_uri,
+        )
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{name} v{current.version}: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-serve-") as tmp:
         path = mlflow.artifacts.download_artifacts(artifact_uri=onnx_uri, dst_path=tmp, tracking_uri=tracking_uri)
         with open(path if os.path.isfile(path) else os.path.join(path, "model.onnx"), "rb") as handle:

@@ -1,4 +1,8 @@
-"""The serving app's OpenAPI 3.1 document, built from the spec's inputs."""
+"""The serving app's OpenAPI 3.1 document, built from the spec's inputs.
+
+What it states, the app enforces (a unit test holds each limit against the app): one to
+``max_rows`` rows in every body shape, the ``X-Request-ID`` form, bearer auth where listed.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +38,12 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
                         "required": ["columns", "data"],
                         "properties": {
                             "columns": {"type": "array", "items": {"type": "string"}},
-                            "data": {"type": "array", "items": {"type": "array"}, "maxItems": schema.max_rows},
+                            "data": {
+                                "type": "array",
+                                "items": {"type": "array"},
+                                "minItems": 1,
+                                "maxItems": schema.max_rows,
+                            },
                         },
                     }
                 },
@@ -46,7 +55,10 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
                     "inputs": {
                         "type": "object",
                         "required": list(schema.required),
-                        "additionalProperties": {"type": "array"},
+                        "properties": {
+                            c: {"type": "array", "minItems": 1, "maxItems": schema.max_rows} for c in schema.required
+                        },
+                        "description": "Columns of equal length; other fields are ignored.",
                     }
                 },
             },
@@ -56,7 +68,13 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
         "type": "object",
         "required": ["request_id", "model_name", "model_version", "predictions"],
         "properties": {
-            "request_id": {"type": "string"},
+            "request_id": {
+                "type": "string",
+                "description": "The server's id of this request: the prediction log's request_id, which delayed "
+                "labels join by (with the row index).",
+            },
+            "client_request_id": {"type": "string", "description": "The X-Request-ID header, when it was valid."},
+            "client_request_id_error": {"type": "string", "description": "Why the X-Request-ID header was ignored."},
             "model_name": {"type": "string"},
             "model_version": {"type": "string"},
             "predictions": {"type": "array", "items": {}},
@@ -91,6 +109,13 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
         },
     }
     message = {"type": "object", "properties": {"detail": {"type": "string"}}}
+    not_ready = {
+        "type": "object",
+        "properties": {
+            "status": {"const": "not ready"},
+            "reason": {"enum": ["starting", "registry unreachable", "no champion", "model failed to load"]},
+        },
+    }
 
     def json(schema_: dict[str, Any], description: str) -> dict[str, Any]:
         return {"description": description, "content": {"application/json": {"schema": schema_}}}
@@ -106,8 +131,9 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
                 "name": "X-Request-ID",
                 "in": "header",
                 "required": False,
-                "schema": {"type": "string", "maxLength": 128},
-                "description": "Echoed back and logged; generated when absent.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:-]+$"},
+                "description": "The client's id of the request: answered and logged as client_request_id. One "
+                "outside this form is ignored and the answer says so (client_request_id_error).",
             }
         ],
         "requestBody": {"required": True, "content": {"application/json": {"schema": ref("PredictRequest")}}},
@@ -130,25 +156,42 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
                     "summary": "The model being served",
                     "operationId": "model",
                     "security": [{"bearerAuth": []}],
-                    "responses": {"200": json({"type": "object"}, "Name, version, inputs"), "401": json(message, "")},
+                    "responses": {
+                        "200": json({"type": "object"}, "Name, version, inputs"),
+                        "401": json(message, "Missing or wrong bearer token"),
+                        "503": json(message, "No model yet (the reason, last_load_error, last_poll_error)"),
+                    },
                 }
             },
             "/health/live": {
-                "get": {"summary": "Liveness", "operationId": "live", "responses": {"200": json(message, "Alive")}}
+                "get": {"summary": "Liveness", "operationId": "live", "responses": {"200": json(message, "Alive")}},
+                "head": {
+                    "summary": "Liveness, no body",
+                    "operationId": "live_head",
+                    "responses": {"200": {"description": "Alive"}},
+                },
             },
             "/health/ready": {
                 "get": {
                     "summary": "Readiness: a model is loaded",
                     "operationId": "ready",
-                    "responses": {"200": json({"type": "object"}, "Ready"), "503": json(message, "No model yet")},
-                }
+                    "responses": {"200": json({"type": "object"}, "Ready"), "503": json(not_ready, "No model yet")},
+                },
+                "head": {
+                    "summary": "Readiness, no body",
+                    "operationId": "ready_head",
+                    "responses": {"200": {"description": "Ready"}, "503": {"description": "No model yet"}},
+                },
             },
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",
                     "operationId": "metrics",
                     "security": [{"bearerAuth": []}],
-                    "responses": {"200": {"description": "Text exposition format"}},
+                    "responses": {
+                        "200": {"description": "Text exposition format"},
+                        "401": json(message, "Missing or wrong bearer token"),
+                    },
                 }
             },
         },
