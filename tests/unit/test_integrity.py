@@ -110,3 +110,19 @@ def test_a_failed_deploy_does_not_roll_back_onto_a_corrupt_previous_champion(sto
     message = str(failed.value)
     assert "HTTP 500" in message and "rolling back to v1 was refused" in message and "v2 stays champion" in message
     assert _champion(store) == "2"
+
+
+def test_an_onnx_uri_outside_the_registrys_locations_is_refused_unread(store, tmp_path, monkeypatch):
+    """A tag pointing at /etc/passwd (or any file of the host) is never fetched, the champion stays."""
+    secret = tmp_path / "outside" / "model.onnx"
+    secret.parent.mkdir()
+    secret.write_bytes(b"root:x:0:0:root:/root:/bin/bash")
+    registry.tag_version(store.tracking_uri, store.name, "1", {"onnx_uri": f"file://{secret}"})
+    fetched: list[str] = []
+    real = integrity._download
+    monkeypatch.setattr(
+        integrity, "_download", lambda uri, artifact, dst: fetched.append(artifact) or real(uri, artifact, dst)
+    )
+    with pytest.raises(promotion.RollbackError, match="outside the registry's artifact locations"):
+        promotion.rollback(store.tracking_uri, store.name, by="ops", reason="alerts", force=True)
+    assert f"file://{secret}" not in fetched and _champion(store) == "2"

@@ -108,6 +108,16 @@ def _check_onnx(tracking_uri: str, version: Any, tmp: str, result: Verification)
     onnx_uri = tags.get("onnx_uri")
     if not onnx_uri:
         return  # no graph to check: ``promotion.unservable_reasons`` says so (and can be forced past)
+    from airflow_mlops.core import artifact_locations, settings
+
+    run_id = str(getattr(version, "run_id", "") or "")
+    refused = artifact_locations.refusal(
+        onnx_uri, run_id, lambda: registry.client(tracking_uri).get_run(run_id).info.artifact_uri if run_id else None,
+        settings.artifact_root(), tracking_uri,
+    )  # fmt: skip
+    if refused is not None:
+        result.problems.append(refused)
+        return
     try:
         path = _onnx_file(_download(tracking_uri, onnx_uri, f"{tmp}/onnx"))
         with open(path, "rb") as handle:

@@ -17,11 +17,10 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from airflow_mlops.core import registry, settings
+from airflow_mlops.core import artifact_locations, registry, settings
 from airflow_mlops.core.model.features import graph_classes, graph_input_names, onnx_session
 from airflow_mlops.core.spec import PipelineSpec
 from airflow_mlops.serving.payload import InputSchema
@@ -136,42 +135,16 @@ class HttpAliasProbe:
         await self._client.aclose()
 
 
-def _local(uri: str) -> str:
-    """``file:///a/b`` and ``/a/b`` as one form, so that a prefix test compares like with like."""
-    return uri[len("file://") :] if uri.startswith("file://") else uri
-
-
-def _under(uri: str, root: str | None) -> bool:
-    if not root:
-        return False
-    uri, root = _local(uri), _local(root).rstrip("/")
-    return uri.startswith(root + "/")
-
-
 def check_artifact_location(
     onnx_uri: str, run_id: str, run_artifacts: Callable[[], str | None], artifact_root: str, tracking_uri: str
 ) -> None:
-    """Refuse an ``onnx_uri`` outside the registry's own artifact locations.
+    """Refuse an ``onnx_uri`` outside the registry's own artifact locations (``core.artifact_locations``).
 
-    Allowed: ``runs:/<the version's run>/...``; ``mlflow-artifacts:/...`` (the tracking server's
-    proxied store, on no other host); a URI under the run's artifact location
-    (``run_artifacts()``, asked only when needed) or under the configured artifact root. No
-    ``..`` segment anywhere. Raises ``ModelLoadError`` naming what was refused and why.
+    Raises ``ModelLoadError`` naming what was refused and why.
     """
-    parts = urlsplit(onnx_uri)
-    if ".." in onnx_uri.replace("\\", "/").split("/") or "\x00" in onnx_uri:
-        allowed = False
-    elif parts.scheme == "runs":
-        allowed = bool(run_id) and onnx_uri.startswith(f"runs:/{run_id}/")
-    elif parts.scheme == "mlflow-artifacts":
-        allowed = not parts.netloc or parts.netloc == urlsplit(tracking_uri).netloc.rpartition("@")[2]
-    else:
-        allowed = _under(onnx_uri, artifact_root) or _under(onnx_uri, run_artifacts())
-    if not allowed:
-        raise ModelLoadError(
-            f"its onnx_uri {onnx_uri!r} is outside the registry's artifact locations (runs:/{run_id}/..., "
-            f"mlflow-artifacts:/..., the run's artifact location, the artifact root {artifact_root}): not fetched"
-        )
+    why = artifact_locations.refusal(onnx_uri, run_id, run_artifacts, artifact_root, tracking_uri)
+    if why is not None:
+        raise ModelLoadError(why)
 
 
 def load_version(
