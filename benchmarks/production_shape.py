@@ -21,7 +21,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -35,19 +34,7 @@ from airflow_mlops.local.processes import free_port
 from airflow_mlops.local.production import ProductionStack
 from airflow_mlops.local.production_config import ProductionConfig
 from airflow_mlops.local.rest import AirflowClient
-from airflow_mlops.local.stack import Stack, StackConfig
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def project(folder: Path) -> tuple[Path, Path]:
-    dags, pipelines = folder / "dags", folder / "include" / "pipelines"
-    dags.mkdir(parents=True)
-    pipelines.mkdir(parents=True)
-    for path in (REPO / "dags").glob("churn_*.py"):
-        shutil.copy(path, dags / path.name)
-    shutil.copy(REPO / "include" / "pipelines" / "churn.yaml", pipelines / "churn.yaml")
-    return dags, pipelines
+from airflow_mlops.local.stack import Stack, StackConfig, single_pipeline_project
 
 
 def loop_summary(demo: DemoLoop, seconds: float) -> dict[str, Any]:
@@ -132,7 +119,7 @@ def main() -> None:
     environment = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="production-shape-") as tmp:
         base = Path(tmp)
-        dags, pipelines = project(base / "project")
+        dags, pipelines = single_pipeline_project(base / "project")
         out: dict[str, Any] = {"rows_per_batch": args.rows, "cpus": os.cpu_count()}
         out["embedded"] = embedded(base, dags, pipelines, args.rows)
         os.environ.clear()

@@ -24,22 +24,11 @@ import pytest
 from airflow_mlops.core import registry, settings, storage, synthetic
 from airflow_mlops.local.demo import DemoLoop
 from airflow_mlops.local.processes import free_port
-from airflow_mlops.local.stack import Stack, StackConfig
+from airflow_mlops.local.stack import Stack, StackConfig, single_pipeline_project
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 ROWS = 1500
-
-
-def _project(folder: Path) -> tuple[Path, Path]:
-    dags, pipelines = folder / "dags", folder / "include" / "pipelines"
-    dags.mkdir(parents=True)
-    pipelines.mkdir(parents=True)
-    for path in (REPO / "dags").glob("churn_*.py"):
-        shutil.copy(path, dags / path.name)
-    shutil.copy(REPO / "include" / "pipelines" / "churn.yaml", pipelines / "churn.yaml")
-    return dags, pipelines
 
 
 def _unreadable(inbox: Path, scratch: Path) -> list[str]:
@@ -77,7 +66,7 @@ def _quarantined(pipeline: str, run_id: str) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def door(tmp_path_factory):
     base = tmp_path_factory.mktemp("door")
-    dags, pipelines = _project(base / "project")
+    dags, pipelines = single_pipeline_project(base / "project")
     environment = dict(os.environ)
     cfg = StackConfig(root=base / "stack", dags_folder=dags, pipelines_folder=pipelines,
                       airflow_port=free_port(), mlflow_port=free_port())  # fmt: skip

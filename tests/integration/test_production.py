@@ -20,7 +20,6 @@ import concurrent.futures
 import datetime as dt
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import threading
@@ -35,25 +34,14 @@ from airflow_mlops.local.chaos import WorkerKiller
 from airflow_mlops.local.demo import DemoLoop
 from airflow_mlops.local.production import ProductionStack
 from airflow_mlops.local.rest import AirflowClient
+from airflow_mlops.local.stack import single_pipeline_project
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).parent / "airflow-mlops")
 HEARTBEAT_TIMEOUT = 30
 UPLOADS = 5
 ROWS = 2000
-
-
-def _project(folder: Path) -> tuple[Path, Path]:
-    """A project with the churn pipeline only (its DAG files find the spec beside them)."""
-    dags, pipelines = folder / "dags", folder / "include" / "pipelines"
-    dags.mkdir(parents=True)
-    pipelines.mkdir(parents=True)
-    for path in (REPO / "dags").glob("churn_*.py"):
-        shutil.copy(path, dags / path.name)
-    shutil.copy(REPO / "include" / "pipelines" / "churn.yaml", pipelines / "churn.yaml")
-    return dags, pipelines
 
 
 def _s3_client(stack: ProductionStack) -> Any:
@@ -138,7 +126,7 @@ def _task_instances(client: AirflowClient, runs: list[dict[str, Any]]) -> list[d
 @pytest.fixture(scope="module")
 def production(tmp_path_factory):
     base = tmp_path_factory.mktemp("production")
-    dags, pipelines = _project(base / "project")
+    dags, pipelines = single_pipeline_project(base / "project")
     root = base / "stack"
     environment = dict(os.environ)
     # Every secret of the shape is random, the S3 access key too, so a leak of any of them is found.

@@ -366,3 +366,12 @@ def test_a_bad_spec_and_an_import_error_are_reported_not_hidden(tmp_path):
     assert f"pipeline spec {tmp_path / 'broken.yml'}: NOT USABLE" in text and "data: Field required" in text
     assert "DAGs in Airflow: churn_training\n" in text  # `other` belongs to no spec of this folder
     assert "IMPORT ERROR in churn_scoring.py: SpecError: churn.yaml: bad field" in text
+
+
+def test_a_single_pipeline_project_holds_its_dags_and_the_spec_they_find(tmp_path):
+    from airflow_mlops.local.stack import single_pipeline_project
+
+    dags, pipelines = single_pipeline_project(tmp_path / "project")
+    assert sorted(p.name for p in dags.iterdir()) == ["churn_monitoring.py", "churn_scoring.py", "churn_training.py"]
+    assert [p.name for p in pipelines.iterdir()] == ["churn.yaml"]
+    assert pipelines == dags.parent / "include" / "pipelines"  # where the DAG files look for their spec

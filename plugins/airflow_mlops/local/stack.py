@@ -35,6 +35,21 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 STATE_FILE = "stack.json"
 
 
+def single_pipeline_project(folder: Path, pipeline: str = "churn") -> tuple[Path, Path]:
+    """A project holding one example pipeline of this checkout: (its dags folder, its pipelines folder).
+
+    The DAG files find their spec beside them (``<folder>/include/pipelines``), as in the checkout;
+    the tests and benchmarks that need one pipeline alone (fewer DAGs to parse and schedule) use it.
+    """
+    dags, pipelines = folder / "dags", folder / "include" / "pipelines"
+    dags.mkdir(parents=True)
+    pipelines.mkdir(parents=True)
+    for path in (REPO_ROOT / "dags").glob(f"{pipeline}_*.py"):
+        shutil.copy(path, dags / path.name)
+    shutil.copy(REPO_ROOT / "include" / "pipelines" / f"{pipeline}.yaml", pipelines / f"{pipeline}.yaml")
+    return dags, pipelines
+
+
 @dataclass
 class StackConfig:
     """Where the stack lives, what it runs (dags, pipeline specs) and on which ports."""
