@@ -35,7 +35,7 @@ test: lint
 	$(BIN)/pytest -p no:cacheprovider
 
 unit: install
-	$(BIN)/pytest -p no:cacheprovider tests/unit tests/dags
+	$(BIN)/pytest -p no:cacheprovider tests/unit tests/component tests/dags
 
 integration: install
 	$(BIN)/pytest -p no:cacheprovider tests/integration

@@ -51,8 +51,12 @@ def _reset_high_water() -> None:
 
 def train_champion(home: str) -> str:
     """The example spec's champion, trained on one 3,000-row synthetic batch and promoted."""
-    from airflow_mlops.core import data_stages, landing, model_stages, settings, synthetic
-    from airflow_mlops.core.spec import load_spec
+    from airflow_mlops import layout as settings
+    from airflow_mlops.core.data import stages as data_stages
+    from airflow_mlops.core.data import synthetic
+    from airflow_mlops.core.landing import inbox as landing
+    from airflow_mlops.core.model import stages as model_stages
+    from airflow_mlops.spec import load_spec
 
     spec = load_spec(SPEC)
     tracking_uri = f"sqlite:///{home}/mlflow.db"
@@ -79,7 +83,7 @@ def generate(path: str, rows: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from airflow_mlops.core.synthetic import churn_batch
+    from airflow_mlops.core.data.synthetic import churn_batch
 
     writer = None
     for number, start in enumerate(range(0, rows, GENERATE_CHUNK)):
@@ -95,8 +99,8 @@ def score(path: str, tracking_uri: str, chunk_rows: int) -> dict[str, float]:
     import pyarrow.parquet  # noqa: F401
     import sklearn  # noqa: F401
 
-    from airflow_mlops.core import operate_stages, validation  # noqa: F401
-    from airflow_mlops.core.spec import ScoringSpec, load_spec
+    from airflow_mlops.core.operations import stages as operate_stages
+    from airflow_mlops.spec import ScoringSpec, load_spec
 
     spec = load_spec(SPEC).model_copy(update={"scoring": ScoringSpec(chunk_rows=chunk_rows)})
     # Split the time and the peak between validation (whole columns) and the chunked scoring.

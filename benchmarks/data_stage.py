@@ -23,9 +23,9 @@ def _import_libraries() -> float:
     import pandas  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
-    import airflow_mlops.core.data_stages
-    import airflow_mlops.core.ingest
-    import airflow_mlops.core.validation  # noqa: F401
+    import airflow_mlops.core.data.ingest
+    import airflow_mlops.core.data.stages
+    import airflow_mlops.core.data.validation.suite  # noqa: F401
 
     return time.perf_counter() - start
 
@@ -56,7 +56,7 @@ def write_input(path: str, rows: int, seed: int = 0, row_group: int = 500_000) -
 
 
 def spec_for(folder: str):
-    from airflow_mlops.core.spec import parse_spec
+    from airflow_mlops.spec import parse_spec
 
     numeric = [f"num_{i:02d}" for i in range(15)]
     categorical = [f"cat_{i}" for i in range(5)]
@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
     import_seconds = _import_libraries()
-    from airflow_mlops.core import data_stages
+    from airflow_mlops.core.data import stages as data_stages
 
     with tempfile.TemporaryDirectory(prefix="bench-data-") as folder:
         write_input(f"{folder}/input.parquet", args.rows)

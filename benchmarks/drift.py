@@ -1,7 +1,7 @@
 """Drift on N rows x 20 columns (15 numeric, 5 categorical; 5 shifted) vs Evidently's DataDriftPreset.
 
 Writes a reference and a current Parquet file, then times, in one run on this machine:
-- ours: ``core.drift.detect_drift`` in this process (imports excluded), and checks it flags
+- ours: ``core.operations.drift.detect.detect_drift`` in this process (imports excluded), and checks it flags
   exactly the shifted columns;
 - Evidently: ``Report([DataDriftPreset()]).run(current, reference)`` in its own Python
   (``--evidently-python``; Evidently 0.7 does not import with pandas 3.1, so it lives in a
@@ -68,7 +68,7 @@ def write_inputs(folder: Path, rows: int) -> tuple[Path, Path]:
 def ours(reference_path: Path, current_path: Path) -> dict:
     import pandas as pd
 
-    from airflow_mlops.core.drift import detect_drift
+    from airflow_mlops.core.operations.drift.detect import detect_drift
 
     reference, current = pd.read_parquet(reference_path), pd.read_parquet(current_path)
     start = time.perf_counter()

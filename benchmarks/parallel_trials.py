@@ -5,7 +5,7 @@ imports scikit-learn (so its OpenMP and BLAS runtimes are loaded before any cap,
 task process that already imported them), then fits ``HistGradientBoostingClassifier`` on
 it. Three ways:
 
-- ``capped``: N processes at once, each inside ``core.threads.limit_threads`` with the cap the
+- ``capped``: N processes at once, each inside ``core.model.threads.limit_threads`` with the cap the
   operators compute (``threads_per_task(available_cores(), N)``: 1 on 2 cores for N = 4);
 - ``uncapped``: N processes at once, default threads (one per core each);
 - ``sequential``: the N fits one after another, each capped at one thread.
@@ -23,7 +23,7 @@ Prints one JSON document. ``--timeout`` bounds the uncapped way (its processes a
 killed and the result says so).
 
 ``--stack`` runs the same comparison as mapped trials of real training DAGs on the embedded
-stack (``local/stack.py``: ``airflow standalone`` with the LocalExecutor, ``core.parallelism``
+stack (``devstack/stack.py``: ``airflow standalone`` with the LocalExecutor, ``core.parallelism``
 4, and an MLflow server): two copies of the churn pipeline reading one ``--stack-rows``-row
 table, each with one HistGradientBoosting candidate searched over ``--trials`` learning
 rates (``model.cache: false``): ``bench_capped`` with the default cap, ``bench_uncapped``
@@ -55,7 +55,7 @@ def child(data: str, threads: int | None, iters: int) -> None:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from threadpoolctl import threadpool_info
 
-    from airflow_mlops.core.threads import limit_threads
+    from airflow_mlops.core.model.threads import limit_threads
 
     arrays = np.load(data)
     features, labels = arrays["x"], arrays["y"]
@@ -154,10 +154,12 @@ def stack_mode(args: argparse.Namespace) -> dict[str, Any]:
 
     sys.path.insert(0, str(REPO / "plugins"))
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")])
-    from airflow_mlops.core import registry, synthetic, tables
-    from airflow_mlops.core.threads import available_cores
-    from airflow_mlops.local.rest import AirflowClient
-    from airflow_mlops.local.stack import Stack, StackConfig
+    from airflow_mlops.core.data import synthetic
+    from airflow_mlops.core.io import tables
+    from airflow_mlops.core.model.threads import available_cores
+    from airflow_mlops.core.registry import tracking as registry
+    from airflow_mlops.devstack.rest import AirflowClient
+    from airflow_mlops.devstack.stack import Stack, StackConfig
 
     cores = available_cores()
     report: dict[str, Any] = {"mode": "stack", "trials": args.trials, "rows": args.stack_rows, "cores": cores,
@@ -233,7 +235,7 @@ def main() -> None:
     import numpy as np
     from sklearn.datasets import make_classification
 
-    from airflow_mlops.core.threads import available_cores, threads_per_task
+    from airflow_mlops.core.model.threads import available_cores, threads_per_task
 
     cores = available_cores()
     cap = threads_per_task(cores, args.trials)

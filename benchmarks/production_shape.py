@@ -26,15 +26,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops.core import settings, synthetic
-from airflow_mlops.core.spec import load_spec
-from airflow_mlops.local.chaos import WorkerKiller
-from airflow_mlops.local.demo import DemoLoop
-from airflow_mlops.local.processes import free_port
-from airflow_mlops.local.production import ProductionStack
-from airflow_mlops.local.production_config import ProductionConfig
-from airflow_mlops.local.rest import AirflowClient
-from airflow_mlops.local.stack import Stack, StackConfig, single_pipeline_project
+from airflow_mlops import layout as settings
+from airflow_mlops.core.data import synthetic
+from airflow_mlops.devstack.chaos import WorkerKiller
+from airflow_mlops.devstack.demo import DemoLoop
+from airflow_mlops.devstack.processes import free_port
+from airflow_mlops.devstack.production import ProductionStack
+from airflow_mlops.devstack.production_config import ProductionConfig
+from airflow_mlops.devstack.rest import AirflowClient
+from airflow_mlops.devstack.stack import Stack, StackConfig, single_pipeline_project
+from airflow_mlops.spec import load_spec
 
 
 def loop_summary(demo: DemoLoop, seconds: float) -> dict[str, Any]:

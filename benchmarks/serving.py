@@ -57,8 +57,13 @@ def free_port() -> int:
 
 def train_two_versions(tracking_uri: str) -> None:
     """v1 (champion) and v2 (registered, not promoted) of the churn model, via the core stages."""
-    from airflow_mlops.core import data_stages, landing, model_stages, promotion, settings, synthetic
-    from airflow_mlops.core.spec import load_spec
+    from airflow_mlops import layout as settings
+    from airflow_mlops.core.data import stages as data_stages
+    from airflow_mlops.core.data import synthetic
+    from airflow_mlops.core.landing import inbox as landing
+    from airflow_mlops.core.model import stages as model_stages
+    from airflow_mlops.core.registry import promotion
+    from airflow_mlops.spec import load_spec
 
     spec = load_spec(SPEC)
     for index, seed in enumerate((1, 2), start=1):
@@ -84,14 +89,14 @@ def request_bodies(folder: Path) -> dict[int, Path]:
     """Bodies of 1 and 100 real rows (a synthetic scoring batch, label left out)."""
     import pandas as pd
 
-    from airflow_mlops.core import synthetic
+    from airflow_mlops.core.data import synthetic
 
     landed = synthetic.land_batch("churn", str(folder / "rows"), dt.date(2026, 2, 1), 1000, 7, include_label=False)
     frame = pd.read_parquet(landed.uri)
     records = json.loads(frame.to_json(orient="records"))  # NaN -> null
     # Missing categories as "": the form the scikit-learn Pipeline takes (MLflow's pyfunc
     # feeds it the body as is and fails on null text; our app maps null to "" itself).
-    from airflow_mlops.core.spec import load_spec
+    from airflow_mlops.spec import load_spec
 
     categorical = load_spec(SPEC).data.features.categorical
     for record in records:
@@ -205,8 +210,10 @@ def main() -> int:
     bodies = request_bodies(root)
     print(f"set-up took {time.perf_counter() - started:.0f} s", flush=True)
 
-    from airflow_mlops.core import promotion, settings, storage
-    from airflow_mlops.core.spec import load_spec
+    from airflow_mlops import layout as settings
+    from airflow_mlops.core.io import storage
+    from airflow_mlops.core.registry import promotion
+    from airflow_mlops.spec import load_spec
 
     spec = load_spec(SPEC)
     ours_port, mlflow_port, registry_port = free_port(), free_port(), free_port()

@@ -2,8 +2,8 @@
 
 Creates a database ``amlops_sql_bench_<uuid8>`` on the local server (127.0.0.1:5432, user
 postgres, trust auth) with a table of N rows and 13 columns of mixed types with NULLs (the
-table of ``tests/unit/test_sql_source.py``), then reads it with
-``core.sql_source.read_to_parquet`` in a fresh Python process per chunk size, so each peak RSS
+table of ``tests/component/core/data/test_sql_source.py``), then reads it with
+``core.data.sql_source.read_to_parquet`` in a fresh Python process per chunk size, so each peak RSS
 (``ru_maxrss``) is its own. Reported per run: rows, chunks, seconds of the read (query,
 fetches, casting, Parquet), the RSS after the imports and the process's peak RSS. The
 database is dropped at the end.
@@ -26,8 +26,8 @@ SERVER = "127.0.0.1:5432"
 CHILD = """
 import json, resource, sys, tempfile, time
 import sqlalchemy as sa
-from airflow_mlops.core.spec import PipelineSpec, load_spec
-from airflow_mlops.core.sql_source import read_to_parquet
+from airflow_mlops.spec import PipelineSpec, load_spec
+from airflow_mlops.core.data.sql_source import read_to_parquet
 
 database, chunk_rows, server = sys.argv[1], int(sys.argv[2]), sys.argv[4]
 raw = load_spec(sys.argv[3]).model_dump(mode="json")
@@ -55,7 +55,7 @@ def main() -> None:
     import sqlalchemy as sa
 
     sys.path[:0] = [str(REPO), str(REPO / "plugins")]
-    from tests.unit.test_sql_source import INSERT, TABLE
+    from tests.component.core.data.test_sql_source import INSERT, TABLE
 
     name = f"amlops_sql_bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(f"postgresql+psycopg://postgres@{SERVER}/postgres", isolation_level="AUTOCOMMIT")

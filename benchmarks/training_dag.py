@@ -39,13 +39,13 @@ HEAVY_IMPORTS = (
     "skl2onnx",
     "onnxruntime",
     "matplotlib.pyplot",
-    "airflow_mlops.core.data_stages",
-    "airflow_mlops.core.model_stages",
-    "airflow_mlops.core.evaluation_report",
-    "airflow_mlops.core.model_card",
-    "airflow_mlops.core.packaging",
-    "airflow_mlops.core.tuning",
-    "airflow_mlops.core.validation",
+    "airflow_mlops.core.data.stages",
+    "airflow_mlops.core.model.stages",
+    "airflow_mlops.core.model.evaluation",
+    "airflow_mlops.core.model.model_card",
+    "airflow_mlops.core.model.packaging",
+    "airflow_mlops.core.model.tuning",
+    "airflow_mlops.core.data.validation.suite",
     "airflow_mlops.factories.training",
 )
 
@@ -68,8 +68,9 @@ def point_at(home: Path) -> str:
 
 
 def plain_script(spec_path: Path, home: Path) -> dict:
-    from airflow_mlops.core import data_stages, model_stages
-    from airflow_mlops.core.spec import load_spec
+    from airflow_mlops.core.data import stages as data_stages
+    from airflow_mlops.core.model import stages as model_stages
+    from airflow_mlops.spec import load_spec
 
     tracking_uri = point_at(home)
     started = time.perf_counter()
@@ -118,7 +119,8 @@ def main() -> None:
         (folder / "dags").mkdir()
         subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True,
                        capture_output=True, env=os.environ.copy())  # fmt: skip
-        from airflow_mlops.core import synthetic, tables
+        from airflow_mlops.core.data import synthetic
+        from airflow_mlops.core.io import tables
 
         input_uri = str(folder / "input.parquet")
         tables.write_parquet(synthetic.churn_batch(args.rows, seed=1), input_uri)

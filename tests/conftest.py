@@ -21,6 +21,6 @@ def mlops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def spec():
-    from airflow_mlops.core.spec import load_spec
+    from airflow_mlops.spec import load_spec
 
     return load_spec(EXAMPLE_SPEC)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from airflow_mlops.local.demo import run_demo
+    from airflow_mlops.devstack.demo import run_demo
 
     return run_demo(Path(args.root).resolve(), args.keep_running, args.airflow_port, args.mlflow_port, args.rows)
 
 
 def _validate_spec(args: argparse.Namespace) -> int:
-    from airflow_mlops.core.spec import SpecError, load_spec
+    from airflow_mlops.spec import SpecError, load_spec
 
     status = 0
     for path in args.specs:
@@ -31,7 +31,7 @@ def _validate_spec(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from airflow_mlops.core.spec_draft import DraftError, draft_from_file, write_draft
+    from airflow_mlops.core.drafting.draft import DraftError, draft_from_file, write_draft
 
     try:
         draft = draft_from_file(args.file, args.label, args.task, args.name, args.profile_rows, args.read_file)
@@ -44,8 +44,9 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from airflow_mlops.core import settings, synthetic
-    from airflow_mlops.core.spec import load_spec
+    from airflow_mlops import layout as settings
+    from airflow_mlops.core.data import synthetic
+    from airflow_mlops.spec import load_spec
 
     spec = load_spec(args.spec)
     directory = args.output or settings.landing_dir(spec.name, args.kind)
@@ -79,8 +80,8 @@ def _tracking_uri(args: argparse.Namespace) -> str:
 def _rollback(args: argparse.Namespace) -> int:
     import getpass
 
-    from airflow_mlops.core import promotion
-    from airflow_mlops.core.spec import load_spec
+    from airflow_mlops.core.registry import promotion
+    from airflow_mlops.spec import load_spec
 
     spec = load_spec(args.spec)
     try:
@@ -103,8 +104,9 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from airflow_mlops.core import promotion, registry
-    from airflow_mlops.core.spec import load_spec
+    from airflow_mlops.core.registry import promotion
+    from airflow_mlops.core.registry import tracking as registry
+    from airflow_mlops.spec import load_spec
 
     spec = load_spec(args.spec)
     tracking_uri = _tracking_uri(args)
@@ -123,8 +125,8 @@ def _history(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import os
 
-    from airflow_mlops.core.spec import SpecError, load_spec
     from airflow_mlops.serving.app import CONFIG_ENV, ServeConfig, tokens_from_env
+    from airflow_mlops.spec import SpecError, load_spec
 
     try:
         load_spec(args.spec)
@@ -302,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_registry_arguments(history)
     history.set_defaults(func=_history)
 
-    from airflow_mlops.local.stack_cli import add_parser as add_stack_parser
+    from airflow_mlops.devstack.stack_cli import add_parser as add_stack_parser
 
     add_stack_parser(sub)  # stack up | status | down
     return parser

@@ -21,7 +21,7 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": [modules.format("hooks.mlflow"), modules.format("hooks.object_storage")],
+                "python-modules": [modules.format("hooks.mlflow"), modules.format("hooks.aws")],
             }
         ],
         "operators": [
@@ -29,7 +29,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": INTEGRATION,
                 "python-modules": [
                     modules.format(m)
-                    for m in ("operators.data", "operators.model", "operators.operate", "operators.approval")
+                    for m in ("operators.data", "operators.model", "operators.operations", "operators.approval")
                 ],
             }
         ],

@@ -33,8 +33,8 @@ HEAVY = [
     "skl2onnx",
     "scipy",
     "matplotlib",
-    "airflow_mlops.core.training",
-    "airflow_mlops.core.registry",
+    "airflow_mlops.core.model.training",
+    "airflow_mlops.core.registry.tracking",
 ]
 
 PROBE = """

@@ -21,10 +21,13 @@ from typing import Any
 
 import pytest
 
-from airflow_mlops.core import registry, settings, storage, synthetic
-from airflow_mlops.local.demo import DemoLoop
-from airflow_mlops.local.processes import free_port
-from airflow_mlops.local.stack import Stack, StackConfig, single_pipeline_project
+from airflow_mlops import layout as settings
+from airflow_mlops.core.data import synthetic
+from airflow_mlops.core.io import storage
+from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.devstack.demo import DemoLoop
+from airflow_mlops.devstack.processes import free_port
+from airflow_mlops.devstack.stack import Stack, StackConfig, single_pipeline_project
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,11 @@ import mlflow
 import pandas as pd
 import pytest
 
-from airflow_mlops.core import settings, tables
-from airflow_mlops.core.spec import load_spec
-from airflow_mlops.local.demo import DemoLoop
-from airflow_mlops.local.stack import Stack, StackConfig
+from airflow_mlops import layout as settings
+from airflow_mlops.core.io import tables
+from airflow_mlops.devstack.demo import DemoLoop
+from airflow_mlops.devstack.stack import Stack, StackConfig
+from airflow_mlops.spec import load_spec
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,10 @@ import os
 import httpx
 import pytest
 
-from airflow_mlops.core import tables
-from airflow_mlops.local.demo import DemoLoop
-from airflow_mlops.local.rest import AirflowClient
-from airflow_mlops.local.stack import Stack, StackConfig
+from airflow_mlops.core.io import tables
+from airflow_mlops.devstack.demo import DemoLoop
+from airflow_mlops.devstack.rest import AirflowClient
+from airflow_mlops.devstack.stack import Stack, StackConfig
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +142,8 @@ def test_the_served_champion_answers_swaps_under_load_and_logs_every_prediction(
     import time
     from pathlib import Path
 
-    from airflow_mlops.core import promotion, storage
+    from airflow_mlops.core.io import storage
+    from airflow_mlops.core.registry import promotion
 
     stack, result = loop
     with socket.socket() as probe:

@@ -29,12 +29,15 @@ from typing import Any
 
 import pytest
 
-from airflow_mlops.core import landing, registry, settings, synthetic
-from airflow_mlops.local.chaos import WorkerKiller
-from airflow_mlops.local.demo import DemoLoop
-from airflow_mlops.local.production import ProductionStack
-from airflow_mlops.local.rest import AirflowClient
-from airflow_mlops.local.stack import single_pipeline_project
+from airflow_mlops import layout as settings
+from airflow_mlops.core.data import synthetic
+from airflow_mlops.core.landing import inbox as landing
+from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.devstack.chaos import WorkerKiller
+from airflow_mlops.devstack.demo import DemoLoop
+from airflow_mlops.devstack.production import ProductionStack
+from airflow_mlops.devstack.rest import AirflowClient
+from airflow_mlops.devstack.stack import single_pipeline_project
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +78,7 @@ def _upload_at_once(stack: ProductionStack, folder: Path) -> list[str]:
 
 def _claims(destination: str) -> list[dict[str, Any]]:
     """Every claim into the lake folder, with its files and acks."""
-    from airflow_mlops.core import storage
+    from airflow_mlops.core.io import storage
 
     root = landing.claims_root(destination)
     out = []
@@ -353,7 +356,7 @@ def test_stack_down_production_removes_processes_databases_role_and_redis_data(p
 
 def test_trials_on_a_celery_worker_cap_their_threads_to_the_workers_share_of_cores(production):
     """Two task slots per worker (compose's worker concurrency) on this host's cores: each trial gets its share."""
-    from airflow_mlops.core.threads import available_cores
+    from airflow_mlops.core.model.threads import available_cores
 
     slots = int(
         production["stack"].config.role_environment("airflow-worker", "check")["AIRFLOW__CELERY__WORKER_CONCURRENCY"]

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from airflow_mlops.local.processes import free_port, members, port_open
-from airflow_mlops.local.rest import AirflowClient
-from airflow_mlops.local.stack import admin_password, read_state, stop_recorded
+from airflow_mlops.devstack.processes import free_port, members, port_open
+from airflow_mlops.devstack.rest import AirflowClient
+from airflow_mlops.devstack.stack import admin_password, read_state, stop_recorded
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from airflow.sdk import Asset, AssetWatcher
 from airflow_mlops.triggers.landing import LandingZoneTrigger
 
 if TYPE_CHECKING:
-    from airflow_mlops.core.spec import LandingSpec
+    from airflow_mlops.spec import LandingSpec
 
 
 def _uri(location: str) -> str:
@@ -37,12 +37,12 @@ class PipelineAssets:
 def pipeline_assets(
     pipeline: str, poll_interval: float = 5.0, landing_rules: LandingSpec | None = None
 ) -> PipelineAssets:
-    """Assets of ``pipeline``; landing folders come from the environment (see core.settings).
+    """Assets of ``pipeline``; landing folders come from the environment (see layout).
 
     ``landing_rules``: the spec's ``data.landing`` (the producer protocol the watchers apply);
     every DAG of a pipeline passes the same, so the watcher triggers hash the same.
     """
-    from airflow_mlops.core import settings
+    from airflow_mlops import layout as settings
 
     rules: dict[str, Any] = {}
     if landing_rules is not None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow.sdk.definitions.asset import BaseAsset
 
-    from airflow_mlops.core.spec import PipelineSpec
+    from airflow_mlops.spec import PipelineSpec
 
 
 def resolve(spec_path: str | Path) -> Path:
@@ -23,7 +23,7 @@ def resolve(spec_path: str | Path) -> Path:
     """
     import os
 
-    from airflow_mlops.core.settings import PIPELINES_ENV
+    from airflow_mlops.layout import PIPELINES_ENV
 
     path = Path(spec_path)
     if path.is_file():
@@ -34,7 +34,7 @@ def resolve(spec_path: str | Path) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    from airflow_mlops.core.spec import SpecError
+    from airflow_mlops.spec import SpecError
 
     elsewhere = f" nor {' or '.join(map(str, candidates))}" if candidates else f" ({PIPELINES_ENV} unset)"
     raise SpecError(
@@ -45,7 +45,7 @@ def resolve(spec_path: str | Path) -> Path:
 
 def load(spec_path: str | Path) -> PipelineSpec:
     """Load the spec at parse time; a bad spec raises an error naming the file and field."""
-    from airflow_mlops.core.spec import load_spec
+    from airflow_mlops.spec import load_spec
 
     return load_spec(spec_path)
 

@@ -9,7 +9,7 @@ from airflow.sdk import DAG
 
 from airflow_mlops.factories.assets import pipeline_assets
 from airflow_mlops.factories.common import dag_kwargs, load, resolve, schedule_for, xcom
-from airflow_mlops.operators.operate import DriftCheckOperator, EmitDriftEventOperator
+from airflow_mlops.operators.operations import DriftCheckOperator, EmitDriftEventOperator
 
 
 def build_monitoring_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_default") -> DAG:

@@ -8,7 +8,7 @@ from airflow.sdk import DAG
 
 from airflow_mlops.factories.assets import pipeline_assets
 from airflow_mlops.factories.common import dag_kwargs, load, resolve
-from airflow_mlops.operators.operate import BatchScoreOperator
+from airflow_mlops.operators.operations import BatchScoreOperator
 
 
 def build_scoring_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_default") -> DAG:

@@ -65,7 +65,7 @@ class MlflowHook(BaseHook):
 
     def get_conn(self) -> Any:
         """An ``mlflow.MlflowClient`` bound to this connection."""
-        from airflow_mlops.core import registry
+        from airflow_mlops.core.registry import tracking as registry
 
         return registry.client(self.tracking_uri)
 

@@ -1,7 +1,7 @@
 """SQL sources: an Airflow connection of a SQL database becomes a SQLAlchemy engine.
 
 Any connection whose hook is a common.sql ``DbApiHook`` works (``postgres`` is installed with
-the package); the engine goes to ``core.sql_source``, which never sees Airflow. The
+the package); the engine goes to ``core.data.sql_source``, which never sees Airflow. The
 connection's password stays inside the engine: errors name the connection id only.
 """
 
@@ -27,7 +27,7 @@ def sql_engine(conn_id: str) -> Iterator[Any]:
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
-    from airflow_mlops.core.sql_source import SqlSourceError
+    from airflow_mlops.core.data.sql_source import SqlSourceError
 
     where = f"Airflow connection '{conn_id}' (data.source.sql.conn_id)"
     try:

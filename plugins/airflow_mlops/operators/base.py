@@ -15,8 +15,8 @@ from airflow_mlops import __version__
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_mlops.core.spec import PipelineSpec
     from airflow_mlops.hooks.mlflow import MlflowHook
+    from airflow_mlops.spec import PipelineSpec
 
 
 class MlopsBaseOperator(BaseOperator):
@@ -42,13 +42,13 @@ class MlopsBaseOperator(BaseOperator):
         """
         import os
 
-        from airflow_mlops.core.settings import AWS_CONN_ENV
-        from airflow_mlops.core.spec import load_spec
+        from airflow_mlops.layout import AWS_CONN_ENV
+        from airflow_mlops.spec import load_spec
 
         spec = load_spec(self.spec_path)
         conn_id = spec.data.source.conn_id or os.environ.get(AWS_CONN_ENV)
         if conn_id:
-            from airflow_mlops.hooks.object_storage import configure_s3_from_connection
+            from airflow_mlops.hooks.aws import configure_s3_from_connection
 
             configure_s3_from_connection(conn_id)
         return spec
@@ -79,7 +79,7 @@ def acknowledge_claims(context: Context, *, skip_duplicates: bool = False, pipel
 
     The run's triggering Asset events may hold several claims (events are merged into one
     run) and the same claim more than once (a redelivery). Each claim is acknowledged for
-    this DAG (``core.landing.acknowledge``): the first run of the DAG to take it owns it,
+    this DAG (``core.landing.inbox.acknowledge``): the first run of the DAG to take it owns it,
     and a retry or clear of that run processes it again; a claim another run of this DAG
     already took is left out, so no file is processed twice. Payloads without a claim
     (older events) are passed through unchanged.
@@ -126,7 +126,7 @@ def acknowledge_claims(context: Context, *, skip_duplicates: bool = False, pipel
             _check_claim(str(payload["claim_id"]), payload, lake)
     if not claims:
         return uris
-    from airflow_mlops.core.landing import acknowledge
+    from airflow_mlops.core.landing.inbox import acknowledge
 
     dag_id, run_id = context["dag"].dag_id, str(context["run_id"])
     task = context.get("task")
@@ -159,7 +159,7 @@ def _pipeline_lake(context: Context, pipeline: str | None) -> str | None:
         if load_spec is None:
             return None
         pipeline = str(load_spec().name)
-    from airflow_mlops.core.settings import lake_dir
+    from airflow_mlops.layout import lake_dir
 
     return lake_dir(pipeline, "")
 
@@ -188,7 +188,7 @@ def _check_in_lake(uri: str, lake: str) -> None:
 
 def _check_claim(claim_id: str, payload: dict[str, Any], lake: str) -> None:
     """A claim folder is ``<lake>/_claims/<lake folder>/<claim id>``; its files are in the lake."""
-    from airflow_mlops.core.landing import CLAIMS
+    from airflow_mlops.core.landing.inbox import CLAIMS
 
     uri = str(payload["claim_uri"])
     parts = _relative_parts(uri, f"{lake.rstrip('/')}/{CLAIMS}")

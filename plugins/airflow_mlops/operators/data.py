@@ -37,7 +37,7 @@ class IngestLabeledDataOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from contextlib import nullcontext
 
-        from airflow_mlops.core.data_stages import ingest_labeled
+        from airflow_mlops.core.data.stages import ingest_labeled
 
         claimed = acknowledge_claims(context, skip_duplicates=True)  # this run's landing claims (exactly once)
         spec = self.load_spec()
@@ -81,7 +81,7 @@ class ValidateDataOperator(MlopsBaseOperator):
 
     Each batch the run claimed is also judged on its own (rows, label classes, the suite on its
     rows): one that fails, like any batch that fails alone when the window fails, is quarantined
-    with its report and the task fails; warnings of the landed batches are logged (``core.data_stages``).
+    with its report and the task fails; warnings of the landed batches are logged (``core.data.stages``).
 
     :param dataset: the ingest task's result. (templated)
     """
@@ -94,14 +94,14 @@ class ValidateDataOperator(MlopsBaseOperator):
         self.dataset = dataset
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.data_stages import validate_dataset
+        from airflow_mlops.core.data.stages import validate_dataset
 
         spec = self.load_spec()
         with fail_without_retry_on_bad_input():  # failing expectations quarantine once, never retried
             result = validate_dataset(
                 spec, rendered_dict(self.dataset, "dataset"), self.run_id(context), self._reference_profile(spec)
             )
-        from airflow_mlops.core import validation_warnings
+        from airflow_mlops.core.data.validation import carried_warnings as validation_warnings
 
         self.log.info(
             "%s expectations evaluated: no error, %s warning(s); report %s",
@@ -116,7 +116,8 @@ class ValidateDataOperator(MlopsBaseOperator):
 
     def _reference_profile(self, spec: Any) -> dict[str, Any] | None:
         """The profile to infer expectations from: the spec's file, else the champion's training data."""
-        from airflow_mlops.core import registry, storage
+        from airflow_mlops.core.io import storage
+        from airflow_mlops.core.registry import tracking as registry
 
         if not spec.validation.infer.enabled:
             return None
@@ -138,7 +139,7 @@ class SplitDataOperator(MlopsBaseOperator):
         self.dataset = dataset
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.data_stages import split_dataset
+        from airflow_mlops.core.data.stages import split_dataset
 
         with fail_without_retry_on_bad_input():
             return split_dataset(self.load_spec(), rendered_dict(self.dataset, "dataset"), self.run_id(context))

@@ -42,7 +42,7 @@ class MlflowTrainModelOperator(MlopsBaseOperator):
         self.split = split
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.model_stages import train_model
+        from airflow_mlops.core.model.stages import train_model
 
         conf = context["dag_run"].conf or {}
         spec = self.load_spec()
@@ -79,7 +79,7 @@ class MlflowPlanTrialsOperator(MlopsBaseOperator):
         self.split = split
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        from airflow_mlops.core.model_stages import plan_trials
+        from airflow_mlops.core.model.stages import plan_trials
 
         conf = context["dag_run"].conf or {}
         with skip_when_nothing_to_process():
@@ -115,14 +115,14 @@ class MlflowTrialOperator(MlopsBaseOperator):
         self.split = split
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.model_stages import run_trial
+        from airflow_mlops.core.model.stages import run_trial
 
         spec = self.load_spec()
         trial = rendered_dict(self.trial, "trial")
         if trial.get("trial_count"):
             width = int(trial["trial_count"])
         else:  # planned by a version before trial_count: the trials the spec expands into
-            from airflow_mlops.core.tuning import expand_trials
+            from airflow_mlops.core.model.tuning import expand_trials
 
             width = len(expand_trials(spec))
         cap = thread_cap(self, spec, width=width)
@@ -167,7 +167,7 @@ class MlflowSelectModelOperator(MlopsBaseOperator):
         self.split = split
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.model_stages import select_and_refit
+        from airflow_mlops.core.model.stages import select_and_refit
 
         results = self.results
         if isinstance(results, str):
@@ -205,7 +205,7 @@ class MlflowCloseTrainingRunOperator(MlopsBaseOperator):
         self.trials = trials
 
     def execute(self, context: Context) -> bool:
-        from airflow_mlops.core.registry import close_run_if_open
+        from airflow_mlops.core.registry.tracking import close_run_if_open
 
         trials = self.trials
         if not isinstance(trials, list) or not trials:
@@ -241,7 +241,7 @@ class MlflowEvaluateModelOperator(_CandidateOnTestSplitOperator):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.model_stages import evaluate_candidate
+        from airflow_mlops.core.model.stages import evaluate_candidate
 
         spec = self.load_spec()
         with fail_without_retry_on_bad_input(), capped_threads(self, spec):
@@ -268,7 +268,7 @@ class MlflowPackageModelOperator(_CandidateOnTestSplitOperator):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.model_stages import package_candidate
+        from airflow_mlops.core.model.stages import package_candidate
 
         spec = self.load_spec()
         with fail_without_retry_on_bad_input(), capped_threads(self, spec):
@@ -319,7 +319,7 @@ class MlflowRegisterModelOperator(MlopsBaseOperator):
         self.validation = validation
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.model_stages import register_candidate
+        from airflow_mlops.core.model.stages import register_candidate
 
         return register_candidate(
             self.load_spec(),
@@ -366,7 +366,7 @@ class PromotionGateOperator(MlopsBaseOperator):
         self.validation = validation
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.model_stages import gate_candidate
+        from airflow_mlops.core.model.stages import gate_candidate
 
         decision = gate_candidate(
             self.load_spec(),
@@ -393,7 +393,7 @@ class MlflowPromoteModelOperator(MlopsBaseOperator):
     The version must load and match the digests recorded at registration before the alias
     moves. Its outlet Asset event (the new champion) tells serving and scoring to reload.
 
-    Safe to retry or clear (see ``core.promotion``): the move is recorded as pending before
+    Safe to retry or clear (see ``core.registry.promotion``): the move is recorded as pending before
     the alias moves, so a retry finishes a move its killed attempt left unrecorded; the run
     promotes at most once, so a retry after its own promotion returns that record, and a
     clear after a later move (a rollback) skips, saying so, and moves nothing.
@@ -412,7 +412,7 @@ class MlflowPromoteModelOperator(MlopsBaseOperator):
         self.split = split
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.core.model_stages import promote_candidate
+        from airflow_mlops.core.model.stages import promote_candidate
 
         gate = rendered_dict(self.gate, "gate")
         if not gate["promote"]:
@@ -436,7 +436,7 @@ class MlflowPromoteModelOperator(MlopsBaseOperator):
         """Serve the candidate in this task and query it before the alias moves (see serving.deploy)."""
         from airflow.sdk.exceptions import AirflowException
 
-        from airflow_mlops.core.registry import tag_version
+        from airflow_mlops.core.registry.tracking import tag_version
         from airflow_mlops.serving.deploy import DeployError, preflight
 
         tracking_uri = self.mlflow_hook.tracking_uri
@@ -481,7 +481,7 @@ class MlflowRollbackChampionOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from airflow_mlops.core.promotion import RollbackError, rollback
+        from airflow_mlops.core.registry.promotion import RollbackError, rollback
 
         spec = self.load_spec()
         by = f"{context['dag'].dag_id}/{context['run_id']}"

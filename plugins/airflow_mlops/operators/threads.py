@@ -1,6 +1,6 @@
 """The Airflow side of the thread cap: how many model tasks can run at once on this host.
 
-``core.threads`` turns that number into threads per task (``max(1, cores // tasks at once)``,
+``core.model.threads`` turns that number into threads per task (``max(1, cores // tasks at once)``,
 or ``model.threads_per_task``) and applies it. How many tasks can run at once is the
 smallest of:
 
@@ -23,8 +23,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from airflow_mlops.core.spec import PipelineSpec
-    from airflow_mlops.core.threads import ThreadCap
+    from airflow_mlops.core.model.threads import ThreadCap
+    from airflow_mlops.spec import PipelineSpec
 
 # Class attribute of the operators that fit or evaluate models; siblings with it share the cores.
 CAPS_THREADS = "caps_model_threads"
@@ -60,7 +60,7 @@ def thread_cap(task: Any, spec: PipelineSpec, width: int | None = None) -> Threa
 
     :param width: the number of mapped instances, for a mapped task (the trials).
     """
-    from airflow_mlops.core.threads import available_cores, parallel_tasks, threads_per_task
+    from airflow_mlops.core.model.threads import available_cores, parallel_tasks, threads_per_task
 
     dag = getattr(task, "dag", None)
     limits: list[int | None] = [getattr(dag, "max_active_tasks", None), executor_slots(task)]
@@ -73,7 +73,7 @@ def thread_cap(task: Any, spec: PipelineSpec, width: int | None = None) -> Threa
 @contextmanager
 def capped_threads(task: Any, spec: PipelineSpec, width: int | None = None) -> Iterator[ThreadCap]:
     """Run the block with this task's BLAS/OpenMP threads capped; log the cap in the task log."""
-    from airflow_mlops.core.threads import limit_threads
+    from airflow_mlops.core.model.threads import limit_threads
 
     cap = thread_cap(task, spec, width)
     task.log.info("BLAS/OpenMP threads for this task: %s", cap.describe())

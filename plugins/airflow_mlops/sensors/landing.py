@@ -3,7 +3,7 @@
 The sensor only checks presence: it claims nothing, and fires at most once per try (it
 returns at once when files are there, else defers once and completes on the trigger's
 event), so it cannot loop. The files stay in the inbox: the DAG must move or claim them
-(``core.landing.claim``), or a later run sees them again.
+(``core.landing.inbox.claim``), or a later run sees them again.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class LandingZoneSensor(BaseSensorOperator):
         self.deferrable = deferrable
 
     def _found(self) -> list[str]:
-        from airflow_mlops.core.landing import settled_files
+        from airflow_mlops.core.landing.inbox import settled_files
 
         return settled_files(self.inbox, self.suffixes, self.min_age_seconds, self.settle_seconds, self.require_marker)
 

@@ -44,7 +44,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from airflow_mlops.core.prediction_log import PredictionLogger
+from airflow_mlops.core.operations.prediction_log import PredictionLogger
 from airflow_mlops.core.redaction import describe_error, install_record_factory, redact_secrets
 from airflow_mlops.serving.connections import closed as closed_connections
 from airflow_mlops.serving.model import ModelLoadError, Prediction, ServedModel
@@ -592,9 +592,9 @@ def _request_ids(scope: Scope) -> tuple[str, str | None, bool]:
 
 def build_app(config: ServeConfig) -> ServingApp:
     """The app for ``config``: the champion from the registry, predictions logged per the config."""
-    from airflow_mlops.core import settings
-    from airflow_mlops.core.spec import load_spec
+    from airflow_mlops import layout as settings
     from airflow_mlops.serving.model import HttpAliasProbe, champion_version, load_version
+    from airflow_mlops.spec import load_spec
 
     spec = load_spec(config.spec_path)
     schema = InputSchema.from_spec(spec, max_rows=config.max_rows)

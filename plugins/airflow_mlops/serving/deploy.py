@@ -15,8 +15,8 @@ seconds a running app takes to notice. After the move, ``deploy_or_rollback``:
 3. on any failure, moves the alias back to the version the promotion replaced (or, for
    a first champion, removes the alias, so nothing serves a model that failed) and
    raises ``DeployError`` saying what failed and what was done. Both are moves recorded
-   in the promotion history (``core.promotion``). The version moved back to must load
-   and match its recorded digests (``core.integrity``); when it does not, the alias
+   in the promotion history (``core.registry.promotion``). The version moved back to must load
+   and match its recorded digests (``core.registry.integrity``); when it does not, the alias
    stays where it is and the error says both what failed and why the rollback was refused.
 
 Safe to retry: a move a killed attempt left half done is recorded first; a retry after
@@ -33,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from airflow_mlops.core import promotion as moves
-from airflow_mlops.core import registry, tables
-from airflow_mlops.core.spec import PipelineSpec
+from airflow_mlops.core.io import tables
+from airflow_mlops.core.registry import promotion as moves
+from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.spec import PipelineSpec
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +60,8 @@ def smoke_rows(spec: PipelineSpec, rows_uri: str, count: int) -> list[dict[str, 
 def _expected_scores(spec: PipelineSpec, tracking_uri: str, version: str, rows: list[dict[str, Any]]) -> np.ndarray:
     import pandas as pd
 
-    from airflow_mlops.core.packaging import scores
-    from airflow_mlops.core.training import feature_frame
+    from airflow_mlops.core.model.packaging import scores
+    from airflow_mlops.core.model.training import feature_frame
 
     model = registry.load_model(tracking_uri, f"models:/{spec.registered_model_name}/{version}")
     values = scores(model, feature_frame(pd.DataFrame.from_records(rows), spec), spec.model.task)

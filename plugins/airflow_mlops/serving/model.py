@@ -20,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from airflow_mlops.core import artifact_locations, registry, settings
+from airflow_mlops import layout as settings
 from airflow_mlops.core.model.features import graph_classes, graph_input_names, onnx_session
-from airflow_mlops.core.spec import PipelineSpec
+from airflow_mlops.core.registry import locations as artifact_locations
+from airflow_mlops.core.registry import tracking as registry
 from airflow_mlops.serving.payload import InputSchema
+from airflow_mlops.spec import PipelineSpec
 
 
 class ModelLoadError(RuntimeError):
@@ -138,7 +140,7 @@ class HttpAliasProbe:
 def check_artifact_location(
     onnx_uri: str, run_id: str, run_artifacts: Callable[[], str | None], artifact_root: str, tracking_uri: str
 ) -> None:
-    """Refuse an ``onnx_uri`` outside the registry's own artifact locations (``core.artifact_locations``).
+    """Refuse an ``onnx_uri`` outside the registry's own artifact locations (``core.registry.locations``).
 
     Raises ``ModelLoadError`` naming what was refused and why.
     """

@@ -38,8 +38,8 @@ from airflow_mlops.core.model.features import (
     clean_category,
     derived_values,
 )
-from airflow_mlops.core.spec import PipelineSpec
 from airflow_mlops.serving import limits
+from airflow_mlops.spec import PipelineSpec
 
 BODY_KEYS = ("instances", "dataframe_records", "dataframe_split", "inputs")
 MAX_REPORTED_ERRORS = 20

@@ -2,14 +2,14 @@
 
 ``LandingZoneTrigger`` is used through ``AssetWatcher`` so that landed files schedule DAGs
 without a sensor occupying a worker slot. Each poll claims every settled file in the
-inbox (copies it into the pipeline's lake, see ``core.landing``; what "settled" means, the
-producer protocol, is ``core.landing_protocol``) and fires one event per
+inbox (copies it into the pipeline's lake, see ``core.landing.inbox``; what "settled" means, the
+producer protocol, is ``core.landing.protocol``) and fires one event per
 claim, so files that land together are processed together and a claimed file never
 fires twice. A claim that no consumer acknowledged is delivered again, with backoff, which
 closes the window where the triggerer dies between claiming and storing the event. A claim
 never delivered at all (the triggerer killed mid-claim, a disk full) is recovered and
 delivered by the next scan of the open claims: at the trigger's next start, after an
-error, and every ``scan_interval`` (``core.claim_recovery``).
+error, and every ``scan_interval`` (``core.landing.recovery``).
 
 How Airflow runs it (3.3, ``jobs/triggerer_job_runner.py``): the triggerer starts
 ``run()``; when it returns after yielding, the trigger is finished and, since its row is
@@ -29,7 +29,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
-# What ingestion reads (``core.ingest.SUFFIXES``; a test keeps the two equal). Duplicated
+# What ingestion reads (``core.data.ingest.SUFFIXES``; a test keeps the two equal). Duplicated
 # because this module is imported at DAG parse and must not import pandas.
 DATA_SUFFIXES: tuple[str, ...] = (".parquet", ".pq", ".csv", ".csv.gz", ".tsv", ".jsonl", ".ndjson", ".json")
 
@@ -106,7 +106,7 @@ class LandingZoneTrigger(BaseEventTrigger):
         return max(self.poll_interval, min(60.0, self.redeliver_after_seconds / 4))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_mlops.core import landing
+        from airflow_mlops.core.landing import inbox as landing
 
         # Look at the open claims at every start (a triggerer killed mid-claim left one undelivered),
         # after every error (so did a claim that failed half-way), then every scan_interval.
@@ -198,7 +198,7 @@ class LandingFilesPresentTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_mlops.core.landing import settled_files
+        from airflow_mlops.core.landing.inbox import settled_files
 
         try:
             while True:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from airflow_mlops.core.spec import PipelineSpec, check_arithmetic
+from airflow_mlops.spec import PipelineSpec, check_arithmetic
 
 MISSING_CATEGORY = ""
 ONNX_INPUTS_KEY = "airflow_mlops.inputs"

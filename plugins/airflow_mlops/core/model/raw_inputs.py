@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 
 from airflow_mlops.core.model.features import InputContract
-from airflow_mlops.core.training import feature_frame
+from airflow_mlops.core.model.training import feature_frame
 
 INPUTS_STEP = "inputs"
 MODEL_STEP = "model"

@@ -1,0 +1,503 @@
+"""Model stages of the training pipeline: train, evaluate, register, gate, promote.
+
+Every stage takes the MLflow tracking URI explicitly (the operator's hook supplies
+it) and returns a small dict for XCom: run ids, model URIs, versions, metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from airflow_mlops import __version__
+from airflow_mlops.core.data.validation import carried_warnings as validation_warnings
+from airflow_mlops.core.errors import NothingToProcessError
+from airflow_mlops.core.io import storage, tables
+from airflow_mlops.core.model.gate import decide_promotion
+from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.integrity import artifact_digests
+from airflow_mlops.core.registry.promotion import promote_once
+from airflow_mlops.spec import PipelineSpec
+
+
+def _training_params(spec: PipelineSpec, dataset: dict[str, Any], split: dict[str, Any]) -> dict[str, Any]:
+    """Lineage parameters of a training run: what data and spec it saw."""
+    return {
+        "spec_fingerprint": spec.fingerprint(),
+        "data_fingerprint": dataset["fingerprint"],
+        **{f"{name}_fingerprint": part["fingerprint"] for name, part in _parts(split).items()},
+        **{f"{name}_rows": part["rows"] for name, part in _parts(split).items()},
+        "source_batches": len(dataset.get("sources", [])),
+        "unlabeled_rows_left_out": dataset.get("unlabeled_rows", 0),
+        "duplicates_dropped": dataset.get("duplicates_dropped", 0),
+        "batches_skipped_schema": dataset.get("batches_skipped_schema", 0),
+        # Files this run's landing claims delivered, and how many of them it did not read (why: sources.json).
+        "claimed_files": len(dataset.get("claimed_sources", [])) + len(dataset.get("claimed_left_out", {})),
+        "claimed_files_left_out": len(dataset.get("claimed_left_out", {})),
+    }
+
+
+def _parts(split: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: split[name] for name in ("train", "validation", "test") if name in split}
+
+
+def plan_trials(
+    spec: PipelineSpec,
+    tracking_uri: str,
+    dataset: dict[str, Any],
+    split: dict[str, Any],
+    lineage: dict[str, str],
+    skip_if_already_trained: bool = True,
+) -> list[dict[str, Any]]:
+    """Open the parent MLflow run and list the trials to map over (one dict per trial).
+
+    When a registered version was already trained on this exact data and spec, training
+    again would only produce its twin: that is nothing to do (the step cache), unless
+    ``skip_if_already_trained`` is False (a forced retrain).
+    """
+    from airflow_mlops.core.model.tuning import expand_trials
+
+    if skip_if_already_trained and spec.model.cache:
+        twins = registry.versions_trained_on(
+            tracking_uri, spec.registered_model_name, dataset["fingerprint"], spec.fingerprint(), __version__
+        )
+        if twins:
+            raise NothingToProcessError(
+                f"{spec.registered_model_name} v{twins[-1]} was already trained on this data "
+                f"(fingerprint {dataset['fingerprint']}) with this spec; trigger with conf "
+                '{"force_retrain": true} to train anyway'
+            )
+    trials = expand_trials(spec)
+    if len(trials) > 1 and "validation" not in split:
+        raise ValueError(
+            f"{len(trials)} trials need a validation split to choose from: add split.ratios.validation (e.g. 0.15)"
+        )
+    if "validation" in split and not split["validation"]["rows"]:
+        raise ValueError(
+            "the validation split is empty: too few rows or keys for split.ratios.validation; land more data "
+            "or raise the ratio"
+        )
+    parent_run_id, experiment_id = registry.start_parent_run(
+        tracking_uri,
+        spec.name,
+        run_name=lineage.get("run_id", "manual"),
+        tags={**{f"airflow.{k}": v for k, v in lineage.items()}, "trials": str(len(trials))},
+    )
+    # trial_count: how many mapped trial tasks there are, for the thread cap (core.model.threads).
+    return [{**trial, "parent_run_id": parent_run_id, "experiment_id": experiment_id, "trial_count": len(trials)}
+            for trial in trials]  # fmt: skip
+
+
+def trial_cache_key(spec: PipelineSpec, trial: dict[str, Any], split: dict[str, Any]) -> str:
+    """What a trial's result depends on: its data, its estimator and params, the parts of the
+    spec that shape features and metrics, and the code version."""
+    import hashlib
+    import json
+
+    relevant = {
+        "splits": {name: part["fingerprint"] for name, part in _parts(split).items() if name != "test"},
+        "estimator": trial["estimator"],
+        "params": trial["params"],
+        "task": spec.model.task,
+        "seed": spec.model.seed,
+        "preprocessing": spec.model.preprocessing.model_dump(mode="json"),
+        "cleaning": spec.cleaning.model_dump(mode="json"),
+        "features": spec.data.features.model_dump(mode="json"),
+        "label": spec.data.label,
+        "code_version": __version__,
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def run_trial(
+    spec: PipelineSpec,
+    tracking_uri: str,
+    trial: dict[str, Any],
+    split: dict[str, Any],
+    lineage: dict[str, str],
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Fit one trial on the train split, score it on the validation split, log it as a child run.
+
+    With ``model.cache`` a trial that already ran with the same cache key (same split
+    fingerprints, trial, relevant spec sections and code version) is not fitted again: its
+    metrics are reused and the new child run points at the earlier one (``cached_from``).
+    ``threads`` caps the fit's BLAS/OpenMP threads (``core.model.threads``) and is logged as the
+    child run's ``threads`` param.
+    """
+    import contextlib
+    import time
+
+    from airflow_mlops.core.model.threads import limit_threads
+    from airflow_mlops.core.model.training import evaluate, fit
+
+    key = trial_cache_key(spec, trial, split)
+    cached = registry.find_cached_trial(tracking_uri, trial["experiment_id"], key) if spec.model.cache else None
+    tags = {"trial": str(trial["trial"]), "candidate": trial["candidate"], "cache_key": key,
+            **{f"airflow.{k}": v for k, v in lineage.items()}}  # fmt: skip
+    if cached is not None:
+        metrics, fit_seconds = cached["metrics"], 0.0
+        tags["cached_from"] = cached["run_id"]
+    else:
+        with limit_threads(threads) if threads is not None else contextlib.nullcontext():
+            started = time.perf_counter()
+            model = fit(tables.read_table(split["train"]["uri"]), spec, trial["estimator"], trial["params"])
+            fit_seconds = time.perf_counter() - started
+            validation = split.get("validation")
+            metrics = evaluate(model, tables.read_table(validation["uri"]), spec) if validation else {}
+    params = {"estimator": trial["estimator"], **{f"param.{k}": v for k, v in trial["params"].items()}}
+    if threads is not None:
+        params["threads"] = threads
+    run_id = registry.log_child_run(
+        tracking_uri,
+        trial["experiment_id"],
+        trial["parent_run_id"],
+        run_name=trial["label"],
+        params=params,
+        metrics={**{f"val_{k}": v for k, v in metrics.items()}, "fit_seconds": fit_seconds},
+        tags=tags,
+    )
+    kept = ("trial", "label", "candidate", "estimator", "params", "parent_run_id", "experiment_id")
+    return {key: trial[key] for key in kept} | {
+        "run_id": run_id,
+        "metrics": metrics,
+        "fit_seconds": round(fit_seconds, 3),
+        "cached_from": cached["run_id"] if cached else None,
+        "threads": threads,
+    }
+
+
+def select_and_refit(
+    spec: PipelineSpec,
+    tracking_uri: str,
+    results: list[dict[str, Any]],
+    dataset: dict[str, Any],
+    split: dict[str, Any],
+    lineage: dict[str, str],
+) -> dict[str, Any]:
+    """Pick the best trial on the validation split, refit it, and log the model on the parent run.
+
+    The winner is refit on train + validation (``model.refit_on_validation``) so the model
+    that meets the hold-out test learned from every row it may see.
+    """
+    import pandas as pd
+
+    from airflow_mlops.core.model.features import InputContract
+    from airflow_mlops.core.model.raw_inputs import wrap
+    from airflow_mlops.core.model.training import fit
+    from airflow_mlops.core.model.tuning import select_best
+
+    if not results:
+        raise ValueError("no trial results to choose from")
+    results = sorted(results, key=lambda r: r["trial"])
+    parent_run_id = results[0]["parent_run_id"]
+    try:
+        metric = spec.selection_metric
+        winner = select_best(results, metric) if len(results) > 1 else results[0]
+        train = tables.read_table(split["train"]["uri"])
+        parts = [train]
+        if spec.model.refit_on_validation and "validation" in split:
+            parts.append(tables.read_table(split["validation"]["uri"]))
+        frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else train
+        model = fit(frame, spec, winner["estimator"], winner["params"])
+        leaderboard = [
+            {"trial": r["trial"], "label": r["label"], "run_id": r["run_id"], "metrics": r["metrics"],
+             "fit_seconds": r["fit_seconds"]}
+            for r in results
+        ]  # fmt: skip
+        artifacts: dict[str, Any] = {
+            "data/sources.json": {
+                "rows_by_source": dataset.get("rows_by_source", {}),
+                "duplicates_by_source": dataset.get("duplicates_by_source", {}),
+                "skipped_schema": dataset.get("skipped_schema", {}),
+                "claimed_left_out": dataset.get("claimed_left_out", {}),
+            },
+            "tuning/trials.json": {"selection_metric": metric, "winner": winner["trial"], "trials": leaderboard},
+        }
+        if dataset.get("profile_uri"):
+            artifacts["data/profile.json"] = storage.read_json(dataset["profile_uri"])
+        params = {
+            "estimator": winner["estimator"],
+            **{f"param.{k}": v for k, v in winner["params"].items()},
+            "winner_trial": winner["label"],
+            "trials": len(results),
+            "refit_rows": len(frame),
+            **_training_params(spec, dataset, split),
+        }
+        metrics = {f"val_{k}": v for k, v in winner["metrics"].items()}
+        logged = registry.log_training_run(
+            tracking_uri,
+            experiment=spec.name,
+            run_name=lineage.get("run_id", "manual"),
+            # What is registered takes the user's raw rows (the input contract inside it).
+            model=wrap(model, InputContract.from_spec(spec)),
+            input_example=train[spec.data.features.all].head(50),
+            params=params,
+            tags={"best_trial_run_id": winner["run_id"]},
+            metrics=metrics,
+            json_artifacts=artifacts,
+            run_id=parent_run_id,
+        )
+    except Exception:
+        registry.finish_run(tracking_uri, parent_run_id, "FAILED")
+        raise
+    return {
+        "run_id": logged.run_id,
+        "model_uri": logged.model_uri,
+        "experiment_id": logged.experiment_id,
+        "winner": {key: winner[key] for key in ("trial", "label", "estimator", "params", "metrics", "run_id")},
+        "trials": len(results),
+    }
+
+
+def train_model(
+    spec: PipelineSpec,
+    tracking_uri: str,
+    split: dict[str, Any],
+    dataset: dict[str, Any],
+    lineage: dict[str, str],
+    skip_if_already_trained: bool = True,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """``plan_trials``, every ``run_trial`` and ``select_and_refit`` in this process (the DAG
+    maps the trials over tasks instead): for scripts, tests and the plain-script benchmark.
+    ``threads`` is passed to each trial (the caller caps the selection's refit)."""
+    trials = plan_trials(spec, tracking_uri, dataset, split, lineage, skip_if_already_trained)
+    try:
+        results = [run_trial(spec, tracking_uri, trial, split, lineage, threads) for trial in trials]
+    except Exception:
+        registry.close_run_if_open(tracking_uri, trials[0]["parent_run_id"])
+        raise
+    return select_and_refit(spec, tracking_uri, results, dataset, split, lineage)
+
+
+def evaluate_candidate(
+    spec: PipelineSpec, tracking_uri: str, training: dict[str, Any], test_uri: str
+) -> dict[str, Any]:
+    """Metrics of the logged candidate and of the current champion on the same test split.
+
+    Also logged on the candidate's run: metrics per ``evaluation.slices`` value
+    (``evaluation/slices.json`` and ``slice.<column>.<value>.<metric>`` metrics), permutation
+    feature importance and, with ``evaluation.plots``, the plots under ``evaluation/``.
+    """
+    import tempfile
+
+    from airflow_mlops.core.data.schema_changes import under_learned_names
+    from airflow_mlops.core.model.evaluation import permutation_importance, render_plots, slice_metrics
+    from airflow_mlops.core.model.training import evaluate
+
+    test = tables.read_table(test_uri)
+    candidate_model = registry.load_model(tracking_uri, training["model_uri"])
+    candidate = evaluate(candidate_model, test, spec)
+    mlflow_client = registry.client(tracking_uri)
+    run_id = training["run_id"]
+    for key, value in candidate.items():
+        mlflow_client.log_metric(run_id, f"test_{key}", value)
+
+    slices = slice_metrics(candidate_model, test, spec)
+    for column, per_value in slices.items():
+        for slice_value, row in per_value.items():
+            for key, number in row.items():
+                if key != "rows":
+                    name = registry.metric_name(f"slice.{column}.{slice_value}.{key}")
+                    mlflow_client.log_metric(run_id, name, number)
+    importance = permutation_importance(candidate_model, test, spec)
+    with tempfile.TemporaryDirectory(prefix="airflow-mlops-eval-") as folder:
+        for name, content in (("slices.json", slices), ("feature_importance.json", importance)):
+            path = f"{folder}/{name}"
+            storage.write_json(content, path)
+            mlflow_client.log_artifact(run_id, path, "evaluation")
+        if spec.evaluation.plots:
+            for path in render_plots(candidate_model, test, spec, importance, folder):
+                mlflow_client.log_artifact(run_id, path, "evaluation")
+
+    current = registry.champion(tracking_uri, spec.registered_model_name)
+    champion_metrics, champion_error = None, None
+    if current is not None:
+        try:
+            champion_model = registry.load_model(
+                tracking_uri, f"models:/{spec.registered_model_name}/{current.version}"
+            )
+            champion_metrics = evaluate(under_learned_names(champion_model, spec), test, spec)
+        except (ValueError, KeyError, TypeError, registry.UntrustedModelError) as exc:
+            # E.g. the spec dropped a feature the champion needs: the gate fails and says so.
+            champion_error = f"{type(exc).__name__}: {exc}"[:500]
+        for key, value in (champion_metrics or {}).items():
+            mlflow_client.log_metric(run_id, f"champion_test_{key}", value)
+    return {
+        "candidate": candidate,
+        "champion": champion_metrics,
+        "champion_error": champion_error,
+        "champion_version": str(current.version) if current is not None else None,
+        "slices": slices,
+        "importance": dict(list(importance.items())[:10]),
+    }
+
+
+def package_candidate(spec: PipelineSpec, tracking_uri: str, training: dict[str, Any], test_uri: str) -> dict[str, Any]:
+    """Export the candidate to ONNX, check parity with scikit-learn on the test split, log both.
+
+    Never raises for a model without an ONNX form: the result says why, and the gate
+    decides (``packaging.onnx: required`` fails it, ``optional`` does not).
+    """
+    import tempfile
+
+    from airflow_mlops.core.model.packaging import OnnxExportError, export_onnx, onnx_parity
+
+    if spec.packaging.onnx == "off":
+        return {"onnx_uri": None, "parity": None, "error": None, "policy": "off"}
+    model = registry.load_model(tracking_uri, training["model_uri"])
+    mlflow_client = registry.client(tracking_uri)
+    try:
+        onnx_bytes = export_onnx(model, spec)
+        parity = onnx_parity(model, onnx_bytes, tables.read_table(test_uri), spec).as_dict()
+    except OnnxExportError as exc:
+        mlflow_client.set_tag(training["run_id"], "onnx_error", str(exc)[:500])
+        return {"onnx_uri": None, "parity": None, "error": str(exc)[:2000], "policy": spec.packaging.onnx}
+    with tempfile.TemporaryDirectory(prefix="airflow-mlops-onnx-") as folder:
+        storage.write_bytes(onnx_bytes, f"{folder}/model.onnx")
+        storage.write_json(parity, f"{folder}/parity.json")
+        mlflow_client.log_artifact(training["run_id"], f"{folder}/model.onnx", "onnx")
+        mlflow_client.log_artifact(training["run_id"], f"{folder}/parity.json", "onnx")
+    mlflow_client.log_metric(training["run_id"], "onnx_max_abs_diff", parity["max_abs_diff"])
+    return {
+        "onnx_uri": f"runs:/{training['run_id']}/onnx/model.onnx",
+        "parity": parity,
+        "error": None,
+        "policy": spec.packaging.onnx,
+    }
+
+
+def register_candidate(
+    spec: PipelineSpec,
+    tracking_uri: str,
+    training: dict[str, Any],
+    evaluation: dict[str, Any],
+    dataset: dict[str, Any],
+    split: dict[str, Any],
+    lineage: dict[str, str],
+    package: dict[str, Any] | None = None,
+    validation: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Register the candidate as a new model version, tagged with its lineage, metrics, package,
+    the validation warnings of its data (``validation``: the validate task's result, see
+    ``core.data.validation.carried_warnings``) and the sha256 of its artifacts (``core.registry.integrity``: checked
+    again before it becomes champion).
+
+    Safe to retry: the version a killed attempt registered from the same training run is
+    reused and its tags set again (``registry.register``), never a second version.
+    """
+    tags = {
+        "spec_fingerprint": spec.fingerprint(),
+        "data_fingerprint": dataset["fingerprint"],
+        "train_fingerprint": split["train"]["fingerprint"],
+        "test_fingerprint": split["test"]["fingerprint"],
+        "reference_uri": split["train"]["uri"],
+        "test_uri": split["test"]["uri"],
+        "code_version": __version__,
+        "duplicates_dropped": str(dataset.get("duplicates_dropped", 0)),
+        "batches_skipped_schema": str(dataset.get("batches_skipped_schema", 0)),
+        **{f"airflow.{k}": v for k, v in lineage.items()},
+        **{f"test_{k}": f"{v:.6f}" for k, v in evaluation["candidate"].items()},
+    }
+    tags.update(validation_warnings.version_tags(validation, validation_warnings.load(validation)))
+    if training.get("winner"):
+        tags["winner_trial"] = str(training["winner"]["label"])[:250]
+    if package and package.get("onnx_uri"):
+        parity = package["parity"]
+        tags["onnx_max_abs_diff"] = f"{parity['max_abs_diff']:.3g}"
+        tags["onnx_parity"] = "passed" if parity["passed"] else "failed"
+        if parity["passed"]:  # only a twin that matches may be served in the model's place
+            tags["onnx_uri"] = package["onnx_uri"]
+    tags.update(artifact_digests(tracking_uri, training["model_uri"], tags.get("onnx_uri")))
+    name = spec.registered_model_name
+    version = registry.register(tracking_uri, name, training["model_uri"], tags, run_id=training["run_id"])
+    return {"name": name, "version": version}
+
+
+def _packaging_reasons(spec: PipelineSpec, package: dict[str, Any] | None) -> list[str]:
+    """Why packaging blocks promotion (``packaging.onnx: required``), or nothing."""
+    if spec.packaging.onnx != "required":
+        return []
+    if package is None:
+        return ["no ONNX package was built (packaging.onnx is required)"]
+    if package.get("error"):
+        return [f"ONNX export failed: {package['error'][:300]}"]
+    parity = package.get("parity") or {}
+    if not parity.get("passed"):
+        return [
+            f"ONNX parity failed: max |onnx - sklearn| = {parity.get('max_abs_diff')} over {parity.get('rows')} "
+            f"test rows ({parity.get('rows_over_tolerance')} above {parity.get('tolerance')}"
+            f"{' x max(1, |prediction|)' if parity.get('relative_to_magnitude') else ''})"
+        ]
+    return []
+
+
+def gate_candidate(
+    spec: PipelineSpec,
+    tracking_uri: str,
+    registered: dict[str, Any],
+    evaluation: dict[str, Any],
+    package: dict[str, Any] | None = None,
+    validation: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Apply the promotion gate, tag the version with the verdict and its reasons, write its model card.
+
+    The validation warnings of the training data (``validation``: the validate task's result)
+    are among the reasons, and fail the gate with ``promotion.block_on_validation_warnings``.
+    """
+    from airflow_mlops.core.model.model_card import render_model_card
+
+    decision = decide_promotion(evaluation["candidate"], evaluation["champion"], spec.promotion)
+    if evaluation.get("champion_error"):
+        decision.promote = False
+        decision.reasons = [
+            f"current champion v{evaluation['champion_version']} could not be evaluated on this test split "
+            f"({evaluation['champion_error']}); promote by hand if the candidate should replace it",
+            *[r for r in decision.reasons if r != "all gates passed"],
+        ]
+    blocked = _packaging_reasons(spec, package)
+    if blocked:
+        decision.promote = False
+        decision.reasons = [*blocked, *[r for r in decision.reasons if r != "all gates passed"]]
+    warnings = validation_warnings.load(validation)
+    warned = validation_warnings.gate_reason(warnings, spec.promotion.block_on_validation_warnings)
+    if warned and spec.promotion.block_on_validation_warnings:
+        decision.promote = False
+        decision.reasons = [warned, *[r for r in decision.reasons if r != "all gates passed"]]
+    elif warned:
+        decision.reasons.append(warned)
+    result = {**decision.as_dict(), "champion_version": evaluation["champion_version"], **registered}
+    if validation is not None:
+        result["validation_warnings"] = [validation_warnings.describe(w) for w in warnings[:20]]
+    # The card first: a version is tagged gate=passed only once its card is published.
+    card = render_model_card(spec, registry.version_details(tracking_uri, registered["name"], registered["version"]),
+                             evaluation, package, result)  # fmt: skip
+    registry.publish_model_card(tracking_uri, registered["name"], registered["version"], card)
+    registry.tag_version(
+        tracking_uri,
+        registered["name"],
+        registered["version"],
+        {"gate": "passed" if decision.promote else "failed", "gate_reasons": "; ".join(decision.reasons)},
+    )
+    return result
+
+
+def promote_candidate(
+    tracking_uri: str, gate: dict[str, Any], by: str, preflight: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Move ``champion`` to the gated version, unless the champion moved since evaluation.
+
+    The version must load and match its recorded digests, and pass ``preflight`` (the
+    serving app's check, when given) before the alias moves. Safe to retry or clear: the
+    run that registered the version (its ``airflow.dag_id``/``airflow.run_id`` tags, else
+    ``by``) promotes at most once; see ``promotion.promote_once``.
+    """
+    if not gate["promote"]:
+        raise ValueError(f"version {gate['version']} did not pass the gate: {gate['reasons']}")
+    name, version = gate["name"], str(gate["version"])
+    tags = registry.client(tracking_uri).get_model_version(name, version).tags
+    run = f"{tags.get('airflow.dag_id', '')}/{tags['airflow.run_id']}" if "airflow.run_id" in tags else by
+    return promote_once(
+        tracking_uri, name, version, gate["champion_version"], "; ".join(gate["reasons"]), by, run, preflight
+    )

@@ -1,0 +1,164 @@
+"""The drift report as one self-contained HTML page: the verdict, a table of every feature's
+test, p-value, effect sizes and reason, the champion's performance on delayed labels, and a
+plot per feature (reference vs current).
+
+Plots are PNG images embedded as base64, so the page opens from an artifact store or the
+MLflow UI without other files. Numeric features are drawn as density histograms on the
+reference's range; categorical ones as side-by-side shares (top 15 categories).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from airflow_mlops.core.operations.drift.detect import DriftReport, _categories
+
+MAX_CATEGORIES = 15
+PLOT_SAMPLE = 200_000
+
+
+def _png(figure: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=80)
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _sample(values: np.ndarray) -> np.ndarray:
+    if len(values) <= PLOT_SAMPLE:
+        return values
+    return values[np.random.default_rng(0).integers(0, len(values), PLOT_SAMPLE)]
+
+
+def _numeric_plot(name: str, reference: pd.Series, current: pd.Series) -> str:
+    import matplotlib.pyplot as plt
+
+    ref = pd.to_numeric(reference, errors="coerce").dropna().to_numpy(dtype="float64")
+    cur = pd.to_numeric(current, errors="coerce").dropna().to_numpy(dtype="float64")
+    figure, axis = plt.subplots(figsize=(4.2, 2.6))
+    both = np.concatenate([ref, cur]) if len(ref) + len(cur) else np.zeros(1)
+    low, high = np.quantile(both, [0.005, 0.995]) if len(both) > 1 else (0.0, 1.0)
+    bins = np.linspace(low, high if high > low else low + 1, 40).tolist()
+    axis.hist(_sample(ref), bins=bins, density=True, alpha=0.55, label="reference")
+    axis.hist(_sample(cur), bins=bins, density=True, alpha=0.55, label="current")
+    axis.set_title(name, fontsize=9)
+    axis.legend(fontsize=7)
+    return _png(figure)
+
+
+def _categorical_plot(name: str, reference: pd.Series, current: pd.Series) -> str:
+    import matplotlib.pyplot as plt
+
+    ref = _categories(reference).value_counts(normalize=True)
+    cur = _categories(current).value_counts(normalize=True)
+    shares = pd.concat([ref, cur], axis=1, keys=["reference", "current"]).fillna(0.0)
+    shares = shares.sort_values("reference", ascending=False).head(MAX_CATEGORIES)
+    figure, axis = plt.subplots(figsize=(4.2, 2.6))
+    positions = np.arange(len(shares))
+    axis.bar(positions - 0.2, shares["reference"], width=0.4, label="reference")
+    axis.bar(positions + 0.2, shares["current"], width=0.4, label="current")
+    axis.set_xticks(positions, [str(i)[:12] for i in shares.index], rotation=30, fontsize=7)
+    axis.set_title(name, fontsize=9)
+    axis.legend(fontsize=7)
+    return _png(figure)
+
+
+def _performance_section(performance: dict[str, Any] | None) -> str:
+    """The champion's metrics on the predictions whose delayed labels arrived, vs its test metrics."""
+    if performance is None:
+        return "<h2>Performance</h2>\n<p>No delayed labels have arrived for this champion's predictions.</p>\n"
+    verdict = "PERFORMANCE DECAY" if performance["decayed"] else "no decay"
+    test_value = performance["test_value"]
+    rows = []
+    for name, value in sorted(performance["metrics"].items()):
+        primary = name == performance["metric"]
+        test = f"{test_value:.4f}" if primary and test_value is not None else "-"
+        rows.append(
+            f"<tr class='{'primary' if primary else ''}'><td>{html.escape(name)}</td><td>{value:.4f}</td>"
+            f"<td>{test}</td></tr>"
+        )
+    direction = "higher" if performance["higher_is_better"] else "lower"
+    return f"""<h2>Performance</h2>
+<p><b>{verdict}</b>: {html.escape(performance["decision"])}.</p>
+<p>Rule: with at least {performance["min_labeled_rows"]:,} labeled predictions, {html.escape(performance["metric"])}
+({direction} is better) worse than the champion's test value by more than {performance["max_metric_drop"]:g}
+requests retraining. Labeled predictions: {performance["labeled_rows"]:,}.</p>
+<table><tr><th>metric</th><th>on labeled predictions</th><th>champion's test value</th></tr>
+{"".join(rows)}
+</table>
+"""
+
+
+def render_drift_html(
+    report: DriftReport,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    title: str,
+    plots: bool = True,
+    performance: dict[str, Any] | None = None,
+) -> str:
+    """One HTML page for ``report``; ``reference``/``current`` hold the features it compared.
+
+    ``performance`` (from ``operate_stages.assess_performance``) adds the Performance section:
+    the champion's metrics on its labeled predictions against its test metrics.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    verdict = "DRIFT DETECTED" if report.drift_detected else "no drift"
+    rows = []
+    for feature in report.features:
+        mark = "drifted" if feature.drifted else "stable"
+        rows.append(
+            "<tr class='{cls}'><td>{name}</td><td>{kind}</td><td>{test}</td><td>{p}</td><td>{effect}</td>"
+            "<td>{psi:.4f}</td><td>{mark}</td><td>{reason}</td></tr>".format(
+                cls=mark,
+                name=html.escape(feature.feature),
+                kind=feature.kind,
+                test=feature.test,
+                p="-" if feature.p_value is None else f"{feature.p_value:.3g}",
+                effect="-" if feature.effect is None else f"{feature.effect:.4f}",
+                psi=feature.psi,
+                mark=mark,
+                reason=html.escape(feature.reason),
+            )
+        )
+    images = []
+    if plots:
+        for feature in report.features:
+            draw = _numeric_plot if feature.kind == "numeric" else _categorical_plot
+            image = draw(feature.feature, reference[feature.feature], current[feature.feature])
+            images.append(
+                f"<figure><img alt='{html.escape(feature.feature)}' src='data:image/png;base64,{image}'/></figure>"
+            )
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; }} table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 8px; font-size: 13px; }} tr.drifted {{ background: #fde2e2; }}
+figure {{ display: inline-block; margin: 4px; }} tr.primary {{ font-weight: bold; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p><b>{verdict}</b>: {len(report.drifted_features)} of {len(report.features)} features drifted
+(needed {report.min_drifted_features}); reference {report.reference_rows:,} rows,
+current {report.current_rows:,} rows.</p>
+<p>Rule: a feature drifts when its test is significant
+(p &lt; {report.alpha:g} / {len(report.features)} features) and the shift is large
+(PSI &gt; {report.psi_threshold:g}, or KS D / Cram&eacute;r's V &gt; {report.effect_threshold:g}).</p>
+<table><tr><th>feature</th><th>kind</th><th>test</th><th>p-value</th><th>effect (D / V)</th><th>PSI</th>
+<th>verdict</th><th>why</th></tr>
+{"".join(rows)}
+</table>
+{_performance_section(performance)}<h2>Reference vs current</h2>
+{"".join(images)}
+</body></html>
+"""

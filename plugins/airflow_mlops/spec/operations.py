@@ -1,0 +1,78 @@
+"""The operations sections: ``deployment``, ``monitoring``, ``scoring``."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from airflow_mlops.spec.base import Strict
+
+
+class DeploymentSpec(Strict):
+    """The deploy step after a promotion: the new champion answers real rows, or the alias goes back."""
+
+    smoke_rows: int = Field(default=50, ge=1, le=10_000, description="Test-split rows the smoke test sends.")
+    conn_id: str | None = Field(
+        default=None,
+        description="Airflow HTTP connection of the running serving app (host, port; password = bearer token). "
+        "When set, the deploy step also waits for that app to load the new champion and queries it.",
+    )
+    ready_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="How long the running app may take to swap to the new champion."
+    )
+
+
+class MonitoringSpec(Strict):
+    """Drift monitoring: a feature drifts when its test is significant (p < alpha / features)
+    and the shift is large (PSI > psi_threshold, or KS D / Cramér's V > effect_threshold)."""
+
+    cron: str | None = "@daily"
+    psi_threshold: float = Field(default=0.2, gt=0.0)
+    alpha: float = Field(default=0.01, gt=0.0, lt=1.0, description="Significance level, before Bonferroni.")
+    effect_threshold: float = Field(default=0.1, gt=0.0, le=1.0, description="KS D or Cramér's V that matters.")
+    alert_conn_id: str | None = Field(
+        default=None, description="Airflow connection of a webhook that receives a JSON alert when drift is found."
+    )
+    min_drifted_features: int = Field(default=1, ge=1)
+    bins: int = Field(default=10, ge=2, le=100)
+    lookback_hours: float = Field(
+        default=24.0,
+        gt=0.0,
+        description="A calendar run compares the predictions the champion logged in the last this many hours "
+        "(date partitions, then the logged_at column) with its training data.",
+    )
+    lookback_batches: int | None = Field(
+        default=None,
+        ge=1,
+        description="Instead of a time window, read the newest this many prediction-log files (one per scored "
+        "input file; a serving worker writes one every few seconds). Not together with lookback_hours.",
+    )
+    max_rows: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="At most this many logged predictions are compared, the newest: bounds monitoring memory.",
+    )
+    min_labeled_rows: int = Field(
+        default=200, ge=1, description="Delayed labels joined to predictions needed to judge performance decay."
+    )
+    max_metric_drop: float = Field(
+        default=0.05,
+        ge=0.0,
+        description="Performance decays when promotion.metric on the labeled predictions is worse than the "
+        "champion's test value by more than this (absolute; the metric's direction is respected).",
+    )
+
+    @model_validator(mode="after")
+    def _one_lookback(self) -> MonitoringSpec:
+        if self.lookback_batches is not None and "lookback_hours" in self.model_fields_set:
+            raise ValueError("give lookback_hours (a time window) or lookback_batches (newest files), not both")
+        return self
+
+
+class ScoringSpec(Strict):
+    """Batch scoring with the champion."""
+
+    chunk_rows: int = Field(
+        default=100_000,
+        ge=1,
+        description="Rows read, scored and logged at a time: bounds scoring memory whatever the file's size.",
+    )
