@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from airflow_mlops.core.operations import scoring
+
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "include" / "pipelines" / "churn.yaml"
 GENERATE_CHUNK = 250_000
@@ -105,7 +107,7 @@ def score(path: str, tracking_uri: str, chunk_rows: int) -> dict[str, float]:
     spec = load_spec(SPEC).model_copy(update={"scoring": ScoringSpec(chunk_rows=chunk_rows)})
     # Split the time and the peak between validation (whole columns) and the chunked scoring.
     phases: dict[str, float] = {}
-    validate = operate_stages._validate_file
+    validate = scoring.validate_file
 
     def timed_validation(*args: object, **kwargs: object) -> bool:
         started = time.perf_counter()
@@ -117,7 +119,7 @@ def score(path: str, tracking_uri: str, chunk_rows: int) -> dict[str, float]:
             phases["rss_after_validate_mib"] = round(_rss_mib(), 0)
             _reset_high_water()  # what follows is the chunked scoring and logging (resets ru_maxrss too)
 
-    operate_stages._validate_file = timed_validation  # type: ignore[assignment]
+    scoring.validate_file = timed_validation  # type: ignore[assignment]
     before, peak_before = _rss_mib(), _peak_mib()
     start = time.perf_counter()
     summary = operate_stages.score_batches(spec, tracking_uri, [path], f"bench-{os.getpid()}")

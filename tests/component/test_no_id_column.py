@@ -25,6 +25,7 @@ from airflow_mlops.core.io.row_fingerprint import row_fingerprints
 from airflow_mlops.core.model import stages as model_stages
 from airflow_mlops.core.operations import stages as operate_stages
 from airflow_mlops.core.operations.prediction_log import PredictionLogger
+from airflow_mlops.core.operations.prediction_log import labels as log_labels
 from airflow_mlops.core.registry import tracking as registry
 from airflow_mlops.serving.openapi import openapi_document
 from airflow_mlops.serving.payload import InputSchema, parse_body
@@ -157,7 +158,7 @@ def test_train_score_log_and_join_delayed_labels_by_request_without_id(noid, tra
         labels / "by-request.parquet", index=False
     )
     pd.DataFrame({"customer_id": ["x"], "churned": [1]}).to_parquet(labels / "by-id.parquet", index=False)
-    joined, unusable = operate_stages.labeled_predictions(noid, "1", dt.date.today() - dt.timedelta(days=1))
+    joined, unusable = log_labels.labeled_predictions(noid, "1", dt.date.today() - dt.timedelta(days=1))
     assert len(joined) == 300 and unusable == [str(labels / "by-id.parquet")]
     assert (joined.set_index("request_id")["label"] == log.set_index("request_id").index.map(
         dict(zip(log["request_id"], scored["churned"], strict=True)))).all()  # fmt: skip

@@ -20,6 +20,7 @@ from airflow_mlops.core.io import storage, tables
 from airflow_mlops.core.landing import inbox as landing
 from airflow_mlops.core.model import stages as model_stages
 from airflow_mlops.core.operations import stages as operate_stages
+from airflow_mlops.core.operations.prediction_log import readers as log_readers
 from airflow_mlops.core.registry import promotion
 from airflow_mlops.core.registry import tracking as registry
 
@@ -105,7 +106,7 @@ def test_full_loop_trains_promotes_scores_and_detects_drift(spec, tracking_uri):
 
     drift = operate_stages.monitor_drift(spec, tracking_uri, summary["prediction_log_uris"], "monitor-1")
     assert drift["drift_detected"]
-    assert operate_stages.recent_prediction_logs(spec) == summary["prediction_log_uris"]
+    assert log_readers.recent_prediction_logs(spec) == summary["prediction_log_uris"]
     assert "region" not in drift["drifted_features"]
     report = storage.read_json(drift["report_uri"])
     assert report["reference"] == version.tags["reference_uri"]
@@ -398,14 +399,14 @@ def test_calendar_monitoring_lists_the_partitions_of_its_time_window(spec, mlops
         uri = settings.join(settings.prediction_log_partition(spec.name, day), f"part-{stamp}-serving-a.parquet")
         written.append(storage.write_bytes(b"x", uri))
     window = spec.model_copy(update={"monitoring": MonitoringSpec()})  # lookback_hours: 24
-    assert operate_stages.lookback_start(window, now) == now - dt.timedelta(hours=24)
-    assert operate_stages.recent_prediction_logs(window, now) == written[1:]
+    assert log_readers.lookback_start(window, now) == now - dt.timedelta(hours=24)
+    assert log_readers.recent_prediction_logs(window, now) == written[1:]
     wide = spec.model_copy(update={"monitoring": MonitoringSpec(lookback_hours=24 * 4)})
-    assert operate_stages.recent_prediction_logs(wide, now) == written
+    assert log_readers.recent_prediction_logs(wide, now) == written
     # The newest files instead, when asked for.
     newest = spec.model_copy(update={"monitoring": MonitoringSpec(lookback_batches=1)})
-    assert operate_stages.lookback_start(newest, now) is None
-    assert operate_stages.recent_prediction_logs(newest, now) == written[-1:]
+    assert log_readers.lookback_start(newest, now) is None
+    assert log_readers.recent_prediction_logs(newest, now) == written[-1:]
     assert spec.monitoring.lookback_hours == 24 and spec.monitoring.lookback_batches is None  # the example spec
     with pytest.raises(ValueError, match="not both"):
         MonitoringSpec(lookback_hours=6, lookback_batches=2)

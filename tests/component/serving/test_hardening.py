@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_mlops.core.operations.prediction_log import labels as log_labels
 from tests.component.serving import test_app as test_serving
 from tests.component.serving.test_app import _app, _rows
 from tests.conftest import EXAMPLE_SPEC
@@ -423,7 +424,6 @@ def test_request_ids_are_the_servers_and_the_clients_id_is_kept_apart(served):
 
     from airflow_mlops import layout as settings
     from airflow_mlops.core.io import tables
-    from airflow_mlops.core.operations import stages as operate_stages
     from airflow_mlops.serving.inprocess import call
 
     spec, _ = served
@@ -460,7 +460,7 @@ def test_request_ids_are_the_servers_and_the_clients_id_is_kept_apart(served):
     try:
         import datetime as dt
 
-        joined, _ = operate_stages.labeled_predictions(spec, "1", dt.date.today() - dt.timedelta(days=1))
+        joined, _ = log_labels.labeled_predictions(spec, "1", dt.date.today() - dt.timedelta(days=1))
     finally:
         label_file.unlink()
     mine = joined[joined["request_id"].isin(ids)]

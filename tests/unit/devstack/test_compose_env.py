@@ -322,7 +322,7 @@ def _seconds(duration: str) -> float:
 def test_serving_gets_time_to_drain_requests_and_write_its_prediction_log(compose):
     """Docker's default 10 s would SIGKILL the app mid-shutdown, losing the log's rows unreported."""
     from airflow_mlops.cli import build_parser
-    from airflow_mlops.core.operations.prediction_log import CLOSE_DEADLINE_SECONDS
+    from airflow_mlops.core.operations.prediction_log.writer import CLOSE_DEADLINE_SECONDS
 
     service = compose["services"]["serving"]
     command = service["command"].split()

@@ -15,7 +15,10 @@ from airflow_mlops import layout as settings
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.io import storage, tables
+from airflow_mlops.core.operations import performance as perf
 from airflow_mlops.core.operations import stages as operate_stages
+from airflow_mlops.core.operations.prediction_log import labels as log_labels
+from airflow_mlops.core.operations.prediction_log import readers as log_readers
 from airflow_mlops.core.registry import tracking as registry
 from airflow_mlops.spec import MonitoringSpec
 from tests.component.core.operations.test_scoring import trained_champion, use_champion
@@ -121,7 +124,7 @@ def test_labels_by_id_join_the_latest_prediction_of_each_id(spec, tracking_uri):
     labels_dir = settings.labels_dir(spec.name)
     os.makedirs(labels_dir, exist_ok=True)
     truth.to_csv(os.path.join(labels_dir, "by-id.csv"), index=False)  # CSV, keyed by the id column
-    joined, unusable = operate_stages.labeled_predictions(spec, "1")
+    joined, unusable = log_labels.labeled_predictions(spec, "1")
     assert unusable == [] and len(joined) == ROWS and joined["id"].is_unique
     latest = set(tables.read_table(second["prediction_log_uris"][0])["request_id"])
     assert set(joined["request_id"]) == latest
@@ -135,12 +138,12 @@ def test_request_labels_win_over_id_labels_and_a_bad_label_file_is_skipped(spec,
     truth.to_csv(os.path.join(settings.labels_dir(spec.name), "by-id.csv"), index=False)
     bad = pd.DataFrame({"something": [1, 2]})
     tables.write_parquet(bad, settings.join(settings.labels_dir(spec.name), "bad.parquet"))
-    joined, unusable = operate_stages.labeled_predictions(spec, "1")
+    joined, unusable = log_labels.labeled_predictions(spec, "1")
     assert len(joined) == ROWS and unusable == [settings.join(settings.labels_dir(spec.name), "bad.parquet")]
     flipped = joined.merge(truth.rename(columns={spec.data.id_column: "id"}), on="id")
     assert (flipped["label"] != flipped[spec.data.label]).all()  # the request-keyed (flipped) labels
     # Labels for another version's predictions join nothing.
-    assert len(operate_stages.labeled_predictions(spec, "2")[0]) == 0
+    assert len(log_labels.labeled_predictions(spec, "2")[0]) == 0
 
 
 def _window(spec, **monitoring) -> object:
@@ -163,7 +166,7 @@ def test_labels_that_are_not_values_are_not_counted_as_labeled_rows(spec, tracki
     text.iloc[150:] = "unknown"  # 100 labels that are no class: dropped before the metrics
     labels = labels[["request_id", "row"]].assign(**{spec.data.label: text})
     tables.write_parquet(labels, settings.join(settings.labels_dir(spec.name), "labels-1.parquet"))
-    performance = operate_stages.assess_performance(
+    performance = perf.assess_performance(
         spec, registry.champion(tracking_uri, spec.registered_model_name), _champion_model(tracking_uri, spec)
     )
     assert performance["labeled_rows"] == 150 < spec.monitoring.min_labeled_rows
@@ -178,25 +181,25 @@ def test_performance_reads_only_partitions_since_the_champion_was_promoted(spec,
     truth, summary = _score(spec, tracking_uri)
     _labels_by_request(spec, summary, truth)
     champion = registry.champion(tracking_uri, spec.registered_model_name)
-    promoted = operate_stages.promotion_day(champion)
+    promoted = perf.promotion_day(champion)
     assert promoted == dt.datetime.fromisoformat(json.loads(champion.tags["promotion"])["at"]).date()
     # An older partition, before the promotion: never listed nor read (this one is not even Parquet).
     old = settings.prediction_log_partition(spec.name, promoted - dt.timedelta(days=30))
     os.makedirs(old)
     with open(os.path.join(old, "part-00000000T000000-x.parquet"), "wb") as handle:
         handle.write(b"not parquet")
-    joined, _ = operate_stages.labeled_predictions(spec, "1", promoted)
+    joined, _ = log_labels.labeled_predictions(spec, "1", promoted)
     assert len(joined) == ROWS
-    assert operate_stages.prediction_log_files(spec.name, promoted) == summary["prediction_log_uris"]
+    assert log_readers.prediction_log_files(spec.name, promoted) == summary["prediction_log_uris"]
     result = _monitor(spec, tracking_uri, summary)
     assert result["performance"]["labeled_rows"] == ROWS
     # Without a promotion tag, the version's registration day bounds the partitions read.
     registered = types.SimpleNamespace(version="1", tags={}, creation_timestamp=champion.creation_timestamp)
     assert (
-        operate_stages.promotion_day(registered)
+        perf.promotion_day(registered)
         == dt.datetime.fromtimestamp(champion.creation_timestamp / 1000, dt.UTC).date()
     )
-    assert operate_stages.promotion_day(types.SimpleNamespace(tags={}, creation_timestamp=None)) is None
+    assert perf.promotion_day(types.SimpleNamespace(tags={}, creation_timestamp=None)) is None
 
 
 def test_only_the_champions_rows_and_columns_are_read_from_the_logs(spec, tracking_uri, monkeypatch):
@@ -210,11 +213,11 @@ def test_only_the_champions_rows_and_columns_are_read_from_the_logs(spec, tracki
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(pq, "read_table", spy)
-    predictions = operate_stages._champion_predictions(spec, "1", dt.datetime.now(dt.UTC).date())
+    predictions = log_readers.champion_predictions(spec, "1", dt.datetime.now(dt.UTC).date())
     assert len(predictions) == ROWS and len(calls) == 2
     assert all(call["filters"] is not None and "plan" not in call["columns"] for call in calls)
-    assert operate_stages._champion_predictions(spec, "99", None).shape[0] == 50
-    assert other in operate_stages.prediction_log_files(spec.name, None)
+    assert log_readers.champion_predictions(spec, "99", None).shape[0] == 50
+    assert other in log_readers.prediction_log_files(spec.name, None)
 
 
 def test_a_calendar_run_reads_the_time_window_not_only_the_newest_file(spec, tracking_uri):

@@ -16,7 +16,9 @@ from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.data.validation.suite import DataValidationError
 from airflow_mlops.core.io import tables
 from airflow_mlops.core.model import stages as model_stages
+from airflow_mlops.core.operations import scoring
 from airflow_mlops.core.operations import stages as operate_stages
+from airflow_mlops.core.operations.prediction_log import batch as log_batch
 from airflow_mlops.spec import ScoringSpec, load_spec
 from tests.component.core.test_stages import _land_and_claim, _train
 from tests.conftest import EXAMPLE_SPEC
@@ -138,7 +140,7 @@ def test_a_file_failing_validation_publishes_no_log_and_no_feedback(spec, tracki
 
 def test_an_exception_mid_file_publishes_no_log(spec, tracking_uri, monkeypatch):
     _, uri = _write_batch(spec, "b.parquet", label=False)
-    real = operate_stages.prediction_log_frame
+    real = log_batch.prediction_log_frame
     calls = []
 
     def failing(*args, **kwargs):
@@ -147,7 +149,7 @@ def test_an_exception_mid_file_publishes_no_log(spec, tracking_uri, monkeypatch)
             raise RuntimeError("worker lost halfway")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(operate_stages, "prediction_log_frame", failing)
+    monkeypatch.setattr(scoring, "prediction_log_frame", failing)  # where score_file looks it up
     with pytest.raises(RuntimeError, match="halfway"):
         operate_stages.score_batches(_chunked(spec, 1000), tracking_uri, [uri], "boom")
     assert len(calls) == 3
@@ -200,6 +202,6 @@ def test_labeled_copies_are_named_per_input_and_never_overwritten_or_added_twice
     tables.write_parquet(pd.DataFrame({"marker": [1]}), kept)
     again = operate_stages.score_batches(spec, tracking_uri, [january], "manual-rerun")
     assert again["labeled_feedback_uris"] == [kept] and list(tables.read_table(kept).columns) == ["marker"]
-    assert operate_stages._feedback_name("s3://b/x/a.csv.gz").startswith("a.")
-    assert operate_stages._feedback_name("s3://b/x/a.csv.gz") != operate_stages._feedback_name("s3://b/y/a.csv.gz")
+    assert scoring.feedback_name("s3://b/x/a.csv.gz").startswith("a.")
+    assert scoring.feedback_name("s3://b/x/a.csv.gz") != scoring.feedback_name("s3://b/y/a.csv.gz")
     assert len(_everything_under(settings.lake_dir(spec.name, "labeled"))) == 2

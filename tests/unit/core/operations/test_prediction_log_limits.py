@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from airflow_mlops.core.io import storage
-from airflow_mlops.core.operations import prediction_log
+from airflow_mlops.core.operations.prediction_log import writer as prediction_log
 from airflow_mlops.core.operations.prediction_log import PredictionLogger
 
 pytestmark = pytest.mark.unit

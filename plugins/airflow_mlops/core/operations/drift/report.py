@@ -108,7 +108,7 @@ def render_drift_html(
 ) -> str:
     """One HTML page for ``report``; ``reference``/``current`` hold the features it compared.
 
-    ``performance`` (from ``operate_stages.assess_performance``) adds the Performance section:
+    ``performance`` (from ``performance.assess_performance``) adds the Performance section:
     the champion's metrics on its labeled predictions against its test metrics.
     """
     import matplotlib

@@ -23,8 +23,7 @@ logged_at, model_name, model_version, source_uri, the id column (only when the s
 ``data.id_column``; its values are null for rows sent without one), the model inputs
 (numbers as float64, categories as text with "" for missing), prediction, score
 (classification: the probability of the second class of two, else of the predicted class)
-and, for models of more than two classes, ``probabilities`` (a map class label -> probability).
-"""
+and, for models of more than two classes, ``probabilities`` (a map class label -> probability)."""
 
 from __future__ import annotations
 
@@ -44,124 +43,20 @@ import pyarrow.parquet as pq
 
 from airflow_mlops import layout as settings
 from airflow_mlops.core.io import storage
+from airflow_mlops.core.operations.prediction_log.blocks import SEPARATOR, Block, constant_column, repeated_column
 
 logger = logging.getLogger(__name__)
 
+
 BLOCK_ROWS = 16_384  # rows per preallocated block; a flush writes all full blocks as one file
+
+
 # What close() gives the store at shutdown before it spills to local disk; the process's own
 # grace period (uvicorn's, the orchestrator's stop timeout) must be longer (test_compose.py).
 CLOSE_DEADLINE_SECONDS = 20.0
+
+
 DROP_REPORT_SECONDS = 10.0  # at most one "rows not logged" line this often (the count is exact)
-
-
-SEPARATOR = "\x1f"  # ASCII unit separator: joins one request's text values into one string
-
-
-def _joined(values: Any, rows: int) -> str:
-    """One request's text values as one string (a C-level join, no per-value Python work)."""
-    if values is None:
-        return SEPARATOR * (rows - 1)  # empty values: null ids
-    try:
-        text = SEPARATOR.join(values)
-    except TypeError:  # ids sent as numbers, or missing
-        text = SEPARATOR.join("" if v is None else str(v) for v in values)
-    if text.count(SEPARATOR) != rows - 1:  # a value holds the separator itself: replace it
-        text = SEPARATOR.join(("" if v is None else str(v)).replace(SEPARATOR, "\ufffd") for v in values)
-    return text
-
-
-class _Block:
-    """What requests append, kept so that both appending and writing stay cheap.
-
-    Numbers go into preallocated arrays (slice copies). Text (categories, ids) is kept as
-    one joined string per request and column; request id, version and time once per
-    request. Writing turns these into Arrow columns in Arrow's own code (split, repeat),
-    so the writer thread holds the GIL, which the event loop needs, per request and not
-    per row.
-    """
-
-    def __init__(self, capacity: int, numeric: list[str], categorical: list[str]) -> None:
-        self.capacity = capacity
-        self.used = 0
-        self.request_ids: list[str] = []
-        self.client_ids: list[str] = []  # "" for none
-        self.versions: list[str] = []
-        self.times: list[float] = []
-        self.counts: list[int] = []
-        self.ids: list[str] = []
-        self.numbers = {c: np.empty(capacity, dtype=np.float64) for c in numeric}
-        self.text: dict[str, list[str]] = {c: [] for c in categorical}
-        self.predictions: np.ndarray | None = None
-        self.scores: np.ndarray | None = None
-        # Per request of a multiclass model: (first row, probabilities (rows x classes), class labels).
-        self.probabilities: list[tuple[int, np.ndarray, tuple[str, ...]]] = []
-
-    def append(
-        self,
-        request_id: str,
-        logged_at: float,
-        model_version: str,
-        features: dict[str, np.ndarray],
-        predictions: np.ndarray,
-        scores: np.ndarray | None,
-        ids: list[Any] | None,
-        probabilities: np.ndarray | None = None,
-        classes: tuple[str, ...] | None = None,
-        client_request_id: str | None = None,
-    ) -> None:
-        start, rows = self.used, len(predictions)
-        stop = start + rows
-        self.request_ids.append(request_id)
-        self.client_ids.append(client_request_id or "")
-        self.versions.append(model_version)
-        self.times.append(logged_at)
-        self.counts.append(rows)
-        self.ids.append(_joined(ids, rows))
-        for name, column in self.numbers.items():
-            column[start:stop] = features[name]
-        for name, segments in self.text.items():
-            segments.append(_joined(features[name].tolist(), rows))
-        if self.predictions is None:
-            self.predictions = np.empty(self.capacity, dtype=predictions.dtype)
-        elif not np.can_cast(predictions.dtype, self.predictions.dtype, casting="same_kind"):
-            self.predictions = self.predictions.astype(object)  # a new champion with another label type
-        self.predictions[start:stop] = predictions
-        if scores is not None:
-            if self.scores is None:
-                self.scores = np.full(self.capacity, np.nan)
-            self.scores[start:stop] = scores
-        if probabilities is not None:
-            labels = classes or tuple(map(str, range(probabilities.shape[1])))
-            self.probabilities.append((start, probabilities, labels))
-        self.used = stop
-
-    def probability_map(self) -> pa.Array:
-        return probability_map(self.probabilities, self.used)
-
-    def logged_at(self) -> np.ndarray:
-        return np.repeat(np.asarray(self.times, dtype=np.float64), self.counts)
-
-
-def probability_map(parts: list[tuple[int, np.ndarray, tuple[str, ...]]], rows: int) -> pa.Array:
-    """The log's ``probabilities`` column (``map<string, double>``) of ``rows`` rows, from
-    (first row, probabilities (rows x classes), class labels as text) parts; rows no part
-    covers are null. The serving log and batch scoring both build it here."""
-    lengths = np.zeros(rows, dtype=np.int32)
-    keys: list[np.ndarray] = []
-    values: list[np.ndarray] = []
-    for start, probabilities, labels in parts:
-        count, width = probabilities.shape
-        lengths[start : start + count] = width
-        keys.append(np.tile(np.asarray(labels, dtype=object), count))
-        values.append(np.asarray(probabilities, dtype=np.float64).reshape(-1))
-    offsets = np.zeros(rows + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    return pa.MapArray.from_arrays(
-        pa.array(offsets),
-        pa.array(np.concatenate(keys), type=pa.string()),
-        pa.array(np.concatenate(values)),
-        mask=pa.array(lengths == 0),
-    )
 
 
 class PredictionLogger:
@@ -212,7 +107,7 @@ class PredictionLogger:
         self.spilled_rows = 0
         self.files: list[str] = []
         self._block = self._new_block()
-        self._sealed: list[_Block] = []
+        self._sealed: list[Block] = []
         self._sealed_rows = 0
         # Day partitions built but not written (their write failed): retried first, never rebuilt,
         # so rows of a day already written are never written twice.
@@ -230,8 +125,8 @@ class PredictionLogger:
         self._name_suffix = f"{settings.safe_segment(source)}-{host}-{os.getpid()}"
         self._thread: threading.Thread | None = None
 
-    def _new_block(self, rows: int = 0) -> _Block:
-        return _Block(max(rows, min(self.flush_rows, BLOCK_ROWS)), self.numeric, self.categorical)
+    def _new_block(self, rows: int = 0) -> Block:
+        return Block(max(rows, min(self.flush_rows, BLOCK_ROWS)), self.numeric, self.categorical)
 
     # -- the request path -------------------------------------------------------------
 
@@ -295,7 +190,7 @@ class PredictionLogger:
                          self.dropped_rows)  # fmt: skip
         self._unreported, self._reported_at = {}, time.monotonic()
 
-    def _seal(self, block: _Block) -> None:
+    def _seal(self, block: Block) -> None:
         """Queue ``block`` for writing (under ``_lock``)."""
         self._sealed.append(block)
         self._sealed_rows += block.used
@@ -437,7 +332,7 @@ class PredictionLogger:
                 excess -= dropped
                 self._drop(dropped, f"the oldest, over {self.max_pending_rows} rows held after a failed write")
 
-    def _parts(self, blocks: list[_Block]) -> list[tuple[str, pa.Table]]:
+    def _parts(self, blocks: list[Block]) -> list[tuple[str, pa.Table]]:
         """The blocks' rows as one table per UTC day (the date partition)."""
         if not blocks:
             return []
@@ -466,7 +361,7 @@ class PredictionLogger:
             self.files.append(uri)
         return uri
 
-    def table(self, block: _Block) -> pa.Table:
+    def table(self, block: Block) -> pa.Table:
         """The filled part of ``block`` as one Arrow table in the log schema."""
         import pyarrow.compute as pc
 
@@ -474,7 +369,7 @@ class PredictionLogger:
         counts = np.asarray(block.counts, dtype=np.int64)
 
         def repeated(values: list[str]) -> pa.Array:
-            return _repeated(values, counts)
+            return repeated_column(values, counts)
 
         def split(segments: list[str]) -> pa.Array:
             # large_string: the joined text of a big block may pass 2 GiB of UTF-8 bytes.
@@ -487,9 +382,9 @@ class PredictionLogger:
         columns |= {
             "row": pa.array(np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)),
             "logged_at": pa.array((block.logged_at() * 1e6).astype(np.int64), type=pa.timestamp("us", tz="UTC")),
-            "model_name": _constant(self.model_name, n),
+            "model_name": constant_column(self.model_name, n),
             "model_version": repeated(block.versions),
-            "source_uri": _constant(self.source, n),
+            "source_uri": constant_column(self.source, n),
         }
         if self.id_column is not None:
             ids = split(block.ids)
@@ -505,19 +400,3 @@ class PredictionLogger:
         if block.probabilities:
             columns["probabilities"] = block.probability_map()
         return pa.table(columns)
-
-
-def _constant(value: str, rows: int) -> pa.Array:
-    """``rows`` copies of one string, built from two buffers (``pa.repeat`` takes ~17 us per row)."""
-    return _repeated([value], np.array([rows], dtype=np.int64))
-
-
-def _repeated(values: list[str], counts: np.ndarray) -> pa.Array:
-    """``values[i]`` repeated ``counts[i]`` times, as an Arrow string array built from its buffers."""
-    encoded = [v.encode("utf-8") for v in values]
-    lengths = np.repeat(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), counts)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    data = b"".join(v * int(c) for v, c in zip(encoded, counts, strict=True))
-    array = pa.Array.from_buffers(pa.large_string(), len(lengths), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
-    return array.cast(pa.string()) if len(data) < 2**31 else array
