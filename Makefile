@@ -26,10 +26,13 @@ demo: install
 demo-keep: install
 	$(BIN)/airflow-mlops demo --keep-running
 
+# lint-imports: the layers and the Airflow-free / light serving contracts ([tool.importlinter] in
+# pyproject.toml). It finds airflow_mlops on sys.path: PYTHONPATH makes it this checkout's plugins/.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check plugins dags
 	$(BIN)/mypy
+	PYTHONPATH=$(CURDIR)/plugins $(BIN)/lint-imports --no-cache --no-logo
 
 test: lint
 	$(BIN)/pytest -p no:cacheprovider
