@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from airflow_mlops.core.model import release
 from airflow_mlops.core.operations import scoring
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,11 +73,9 @@ def train_champion(home: str) -> str:
     training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage, skip_if_already_trained=False)
     evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
     package = model_stages.package_candidate(spec, tracking_uri, training, split["test"]["uri"])
-    registered = model_stages.register_candidate(
-        spec, tracking_uri, training, evaluation, dataset, split, lineage, package
-    )
-    gate = model_stages.gate_candidate(spec, tracking_uri, registered, evaluation, package)
-    model_stages.promote_candidate(tracking_uri, gate, by="benchmark")
+    registered = release.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage, package)
+    gate = release.gate_candidate(spec, tracking_uri, registered, evaluation, package)
+    release.promote_candidate(tracking_uri, gate, by="benchmark")
     return tracking_uri
 
 

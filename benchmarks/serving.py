@@ -38,6 +38,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from airflow_mlops.core.model import release
+
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "include" / "pipelines" / "churn.yaml"
 TOKEN = "benchmark-token-0123456789"
@@ -78,7 +80,7 @@ def train_two_versions(tracking_uri: str) -> None:
         training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage, skip_if_already_trained=False)
         evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
         package = model_stages.package_candidate(spec, tracking_uri, training, split["test"]["uri"])
-        registered = model_stages.register_candidate(
+        registered = release.register_candidate(
             spec, tracking_uri, training, evaluation, dataset, split, lineage, package
         )
         if index == 1:

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from airflow_mlops.core.model import release
+
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "include" / "pipelines" / "churn.yaml"
 HEAVY_IMPORTS = (
@@ -84,11 +86,9 @@ def plain_script(spec_path: Path, home: Path) -> dict:
     training = model_stages.select_and_refit(spec, tracking_uri, results, dataset, split, lineage)
     evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
     package = model_stages.package_candidate(spec, tracking_uri, training, split["test"]["uri"])
-    registered = model_stages.register_candidate(
-        spec, tracking_uri, training, evaluation, dataset, split, lineage, package
-    )
-    gate = model_stages.gate_candidate(spec, tracking_uri, registered, evaluation, package)
-    model_stages.promote_candidate(tracking_uri, gate, by="script")
+    registered = release.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage, package)
+    gate = release.gate_candidate(spec, tracking_uri, registered, evaluation, package)
+    release.promote_candidate(tracking_uri, gate, by="script")
     return {"seconds": time.perf_counter() - started, "winner": training["winner"]["label"], "gate": gate["promote"]}
 
 

@@ -29,7 +29,13 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": INTEGRATION,
                 "python-modules": [
                     modules.format(m)
-                    for m in ("operators.data", "operators.model", "operators.operations", "operators.approval")
+                    for m in (
+                        "operators.data",
+                        "operators.model",
+                        "operators.release",
+                        "operators.operations",
+                        "operators.approval",
+                    )
                 ],
             }
         ],

@@ -25,6 +25,7 @@ from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.io import tables
 from airflow_mlops.core.landing import inbox as landing
+from airflow_mlops.core.model import release
 from airflow_mlops.core.model import stages as model_stages
 from airflow_mlops.core.model.packaging import export_onnx, onnx_feeds, onnx_parity, onnx_session, session_input_names
 from airflow_mlops.core.model.training import feature_frame, fit
@@ -164,15 +165,13 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
     evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
     package = model_stages.package_candidate(spec, tracking_uri, training, split["test"]["uri"])
     assert package["parity"]["passed"] is True, package
-    registered = model_stages.register_candidate(
-        spec, tracking_uri, training, evaluation, dataset, split, lineage, package
-    )
-    gate = model_stages.gate_candidate(spec, tracking_uri, registered, evaluation, package)
+    registered = release.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage, package)
+    gate = release.gate_candidate(spec, tracking_uri, registered, evaluation, package)
     assert gate["promote"], gate["reasons"]
     # The promote task's preflight serves the candidate in-process and checks every class's probability.
     checked = preflight(spec, tracking_uri, gate["version"], split["test"]["uri"])
     assert checked["rows"] == spec.deployment.smoke_rows and checked["max_abs_diff"] <= 1e-4
-    model_stages.promote_candidate(tracking_uri, gate, by="test")
+    release.promote_candidate(tracking_uri, gate, by="test")
     card = registry.client(tracking_uri).get_model_version(spec.registered_model_name, "1").description
     assert "wait time/min" in card and "ticket length (words)" in card
 

@@ -22,6 +22,7 @@ from airflow_mlops.core.data.ingest import cast_declared
 from airflow_mlops.core.data.splitting import assign_splits
 from airflow_mlops.core.io import tables
 from airflow_mlops.core.io.row_fingerprint import row_fingerprints
+from airflow_mlops.core.model import release
 from airflow_mlops.core.model import stages as model_stages
 from airflow_mlops.core.operations import stages as operate_stages
 from airflow_mlops.core.operations.prediction_log import PredictionLogger
@@ -138,9 +139,9 @@ def test_train_score_log_and_join_delayed_labels_by_request_without_id(noid, tra
     split = data_stages.split_dataset(noid, dataset, "r1")
     training = model_stages.train_model(noid, tracking_uri, split, dataset, lineage)
     evaluation = model_stages.evaluate_candidate(noid, tracking_uri, training, split["test"]["uri"])
-    registered = model_stages.register_candidate(noid, tracking_uri, training, evaluation, dataset, split, lineage)
-    gate = model_stages.gate_candidate(noid, tracking_uri, registered, evaluation)
-    model_stages.promote_candidate(tracking_uri, gate, by="test")
+    registered = release.register_candidate(noid, tracking_uri, training, evaluation, dataset, split, lineage)
+    gate = release.gate_candidate(noid, tracking_uri, registered, evaluation)
+    release.promote_candidate(tracking_uri, gate, by="test")
 
     batch = Path(settings.lake_dir(noid.name, "scoring")) / "s.parquet"
     batch.parent.mkdir(parents=True)

@@ -12,16 +12,18 @@ from airflow_mlops.factories.assets import pipeline_assets
 from airflow_mlops.factories.common import dag_kwargs, load, resolve, schedule_for, xcom
 from airflow_mlops.operators.data import IngestLabeledDataOperator, SplitDataOperator, ValidateDataOperator
 from airflow_mlops.operators.model import (
-    MlflowCloseTrainingRunOperator,
-    MlflowDeployChampionOperator,
-    MlflowEvaluateModelOperator,
-    MlflowPackageModelOperator,
-    MlflowPlanTrialsOperator,
-    MlflowPromoteModelOperator,
-    MlflowRegisterModelOperator,
-    MlflowSelectModelOperator,
-    MlflowTrialOperator,
+    CloseTrainingRunOperator,
+    EvaluateModelOperator,
+    PackageModelOperator,
+    PlanTrialsOperator,
+    RunTrialOperator,
+    SelectModelOperator,
+)
+from airflow_mlops.operators.release import (
+    DeployChampionOperator,
+    PromoteModelOperator,
     PromotionGateOperator,
+    RegisterModelOperator,
 )
 
 
@@ -56,36 +58,34 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
             split = SplitDataOperator(task_id="split", dataset=xcom("data.ingest"), **common)
             ingest >> validate >> split
         with TaskGroup("model", tooltip="plan trials, run them (mapped), select, evaluate, register, gate, promote"):
-            plan = MlflowPlanTrialsOperator(
-                task_id="plan", dataset=xcom("data.ingest"), split=xcom("data.split"), **common
-            )
+            plan = PlanTrialsOperator(task_id="plan", dataset=xcom("data.ingest"), split=xcom("data.split"), **common)
             # One mapped task per trial (candidate x search point), each an MLflow child run.
-            trials = MlflowTrialOperator.partial(
+            trials = RunTrialOperator.partial(
                 task_id="trial",
                 split=xcom("data.split"),
                 map_index_template="{{ task.trial['label'] }}",
                 **common,
             ).expand(trial=plan.output)
-            select = MlflowSelectModelOperator(
+            select = SelectModelOperator(
                 task_id="select",
                 results=trials.output,  # type: ignore[arg-type]
                 dataset=xcom("data.ingest"),
                 split=xcom("data.split"),
                 **common,
             )
-            evaluate = MlflowEvaluateModelOperator(
+            evaluate = EvaluateModelOperator(
                 task_id="evaluate",
                 training=xcom("model.select"),
                 test_uri="{{ ti.xcom_pull(task_ids='data.split')['test']['uri'] }}",
                 **common,
             )
-            package = MlflowPackageModelOperator(
+            package = PackageModelOperator(
                 task_id="package",
                 training=xcom("model.select"),
                 test_uri="{{ ti.xcom_pull(task_ids='data.split')['test']['uri'] }}",
                 **common,
             )
-            register = MlflowRegisterModelOperator(
+            register = RegisterModelOperator(
                 task_id="register",
                 training=xcom("model.select"),
                 evaluation=xcom("model.evaluate"),
@@ -103,17 +103,17 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
                 validation=xcom("data.validate"),
                 **common,
             )
-            promote = MlflowPromoteModelOperator(
+            promote = PromoteModelOperator(
                 task_id="promote", gate=xcom("model.gate"), split=xcom("data.split"), outlets=[assets.champion],
                 **common,
             )  # fmt: skip
             # The new champion answers real rows through the serving app, or the alias goes back.
-            deploy = MlflowDeployChampionOperator(
+            deploy = DeployChampionOperator(
                 task_id="deploy", promotion=xcom("model.promote"), split=xcom("data.split"), **common
             )
             promote >> deploy
             # Whatever happens to the trials or the selection, the parent MLflow run is not left RUNNING.
-            close = MlflowCloseTrainingRunOperator(task_id="close_run", trials=xcom("model.plan"), **common)
+            close = CloseTrainingRunOperator(task_id="close_run", trials=xcom("model.plan"), **common)
             select >> close
             select >> [evaluate, package] >> register >> gate
             if spec.promotion.require_approval:

@@ -18,6 +18,7 @@ from airflow_mlops.core.data.validation.suite import DataValidationError
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.io import storage, tables
 from airflow_mlops.core.landing import inbox as landing
+from airflow_mlops.core.model import release
 from airflow_mlops.core.model import stages as model_stages
 from airflow_mlops.core.operations import stages as operate_stages
 from airflow_mlops.core.operations.prediction_log import readers as log_readers
@@ -48,10 +49,8 @@ def _train(spec, tracking_uri, run_id: str, force: bool = False) -> dict:
     training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage, skip_if_already_trained=not force)
     evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
     package = model_stages.package_candidate(spec, tracking_uri, training, split["test"]["uri"])
-    registered = model_stages.register_candidate(
-        spec, tracking_uri, training, evaluation, dataset, split, lineage, package
-    )
-    return model_stages.gate_candidate(spec, tracking_uri, registered, evaluation, package)
+    registered = release.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage, package)
+    return release.gate_candidate(spec, tracking_uri, registered, evaluation, package)
 
 
 def test_nothing_landed_is_nothing_to_process_not_an_error(spec, mlops_home):
@@ -63,7 +62,7 @@ def test_full_loop_trains_promotes_scores_and_detects_drift(spec, tracking_uri):
     _land_and_claim(spec, "training", seed=1)
     gate1 = _train(spec, tracking_uri, "run-1")
     assert gate1["promote"] and gate1["version"] == "1"
-    record = model_stages.promote_candidate(tracking_uri, gate1, by="test/run-1")
+    record = release.promote_candidate(tracking_uri, gate1, by="test/run-1")
     assert record["from_version"] is None and record["to_version"] == "1"
 
     version = registry.client(tracking_uri).get_model_version(spec.registered_model_name, "1")
@@ -93,7 +92,7 @@ def test_full_loop_trains_promotes_scores_and_detects_drift(spec, tracking_uri):
     assert not gate_same["promote"] and gate_same["champion_version"] == "1"
     assert "required > 0.0" in "; ".join(gate_same["reasons"])
     with pytest.raises(ValueError, match="did not pass the gate"):
-        model_stages.promote_candidate(tracking_uri, gate_same, by="test/run-2")
+        release.promote_candidate(tracking_uri, gate_same, by="test/run-2")
     assert str(registry.champion(tracking_uri, spec.registered_model_name).version) == "1"
 
     claimed = _land_and_claim(spec, "scoring", seed=5, drift=0.6, day=8)
@@ -118,7 +117,7 @@ def test_full_loop_trains_promotes_scores_and_detects_drift(spec, tracking_uri):
 def test_promotion_refuses_when_champion_moved_during_the_run(spec, tracking_uri):
     _land_and_claim(spec, "training", seed=1)
     gate = _train(spec, tracking_uri, "run-1")
-    model_stages.promote_candidate(tracking_uri, gate, by="a")
+    release.promote_candidate(tracking_uri, gate, by="a")
     # Another run's candidate, compared with "no champion", arrives after run-1 promoted v1.
     with pytest.raises(RuntimeError, match="moved from None to 1"):
         promotion.promote_once(tracking_uri, gate["name"], "1", None, "gate passed", "b", run="churn_training/run-2")
@@ -168,20 +167,20 @@ def test_models_with_types_outside_the_trust_policy_are_refused():
 
 def test_monitoring_ignores_predictions_of_a_former_champion(spec, tracking_uri):
     _land_and_claim(spec, "training", seed=1)
-    model_stages.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="t")
+    release.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="t")
     claimed = _land_and_claim(spec, "scoring", seed=5, drift=0.6, day=8)
     summary = operate_stages.score_batches(spec, tracking_uri, claimed, "score-1")
     _land_and_claim(spec, "training", seed=7, drift=0.6, day=9)
     gate = _train(spec, tracking_uri, "run-2")
     assert gate["promote"], gate["reasons"]
-    model_stages.promote_candidate(tracking_uri, gate, by="t")
+    release.promote_candidate(tracking_uri, gate, by="t")
     with pytest.raises(NothingToProcessError, match="no predictions by the current champion"):
         operate_stages.monitor_drift(spec, tracking_uri, summary["prediction_log_uris"], "monitor-2")
 
 
 def test_scored_batch_with_invalid_labels_does_not_join_the_history(spec, tracking_uri):
     _land_and_claim(spec, "training", seed=1)
-    model_stages.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="t")
+    release.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="t")
     batch = synthetic.churn_batch(3000, seed=5)
     batch.loc[:5, "churned"] = 2
     uri = tables.write_parquet(batch, settings.join(settings.lake_dir(spec.name, "scoring"), "odd.parquet"))
@@ -237,7 +236,7 @@ def test_onnx_parity_failure_blocks_promotion_and_rollback_restores_the_previous
     sliced = spec.model_copy(update={"evaluation": EvaluationSpec(slices=["region"], plots=False)})
     _land_and_claim(sliced, "training", seed=1)
     first = _train(sliced, tracking_uri, "run-1")
-    model_stages.promote_candidate(tracking_uri, first, by="test/run-1")
+    release.promote_candidate(tracking_uri, first, by="test/run-1")
     card = registry.client(tracking_uri).get_model_version(sliced.registered_model_name, "1").description
     assert "### By region" in card and "| north |" in card
 
@@ -251,8 +250,8 @@ def test_onnx_parity_failure_blocks_promotion_and_rollback_restores_the_previous
     broken = {"onnx_uri": "runs:/x/onnx/model.onnx", "error": None, "policy": "required",
               "parity": {"rows": 10, "max_abs_diff": 0.3, "rows_over_tolerance": 2, "tolerance": 1e-4,
                          "labels_agree": 0.8, "passed": False}}  # fmt: skip
-    registered = model_stages.register_candidate(sliced, tracking_uri, training, evaluation, dataset, split, lineage)
-    gate = model_stages.gate_candidate(sliced, tracking_uri, registered, evaluation, broken)
+    registered = release.register_candidate(sliced, tracking_uri, training, evaluation, dataset, split, lineage)
+    gate = release.gate_candidate(sliced, tracking_uri, registered, evaluation, broken)
     assert not gate["promote"] and gate["reasons"][0].startswith("ONNX parity failed: max |onnx - sklearn| = 0.3")
     version = registry.client(tracking_uri).get_model_version(sliced.registered_model_name, registered["version"])
     assert version.tags["gate"] == "failed" and "**Gate: failed.**" in version.description
@@ -278,7 +277,7 @@ def test_rollback_and_history_from_the_command_line(spec, tracking_uri, capsys, 
 
     name = spec.registered_model_name
     _land_and_claim(spec, "training", seed=1)
-    model_stages.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="test/run-1")
+    release.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="test/run-1")
     assert main(["rollback", str(EXAMPLE_SPEC), "--tracking-uri", tracking_uri]) == 1
     assert "no earlier champion recorded" in capsys.readouterr().err
 
@@ -374,7 +373,7 @@ def test_a_champion_that_cannot_be_evaluated_fails_the_gate_with_the_reason(spec
     from airflow_mlops.spec import FeaturesSpec
 
     _land_and_claim(spec, "training", seed=1)
-    model_stages.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="test")
+    release.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="test")
     fewer = FeaturesSpec(numeric=["tenure_months", "monthly_charges"], categorical=["plan"])
     kept = [e for e in spec.validation.expectations if e.kwargs["column"] in {"customer_id", "churned", *fewer.all}]
     narrow = spec.model_copy(

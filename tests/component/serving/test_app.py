@@ -563,10 +563,10 @@ def test_the_http_probe_reads_the_alias_from_a_tracking_server(monkeypatch):
     ],
 )
 def test_the_deploy_step_reads_the_serving_apps_url_and_token_from_a_connection(monkeypatch, conn, url):
-    from airflow_mlops.operators.model import MlflowDeployChampionOperator
+    from airflow_mlops.operators.release import DeployChampionOperator
 
     monkeypatch.setenv("AIRFLOW_CONN_CHURN_SERVING", json.dumps({**conn, "password": "tok"}))
-    operator = MlflowDeployChampionOperator(task_id="deploy", spec_path=str(EXAMPLE_SPEC), promotion={}, split={})
+    operator = DeployChampionOperator(task_id="deploy", spec_path=str(EXAMPLE_SPEC), promotion={}, split={})
     assert operator._live_target("churn_serving") == (url, "tok")
 
 

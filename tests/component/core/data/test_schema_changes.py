@@ -15,6 +15,7 @@ from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.data.ingest import IngestError
 from airflow_mlops.core.io import storage, tables
+from airflow_mlops.core.model import release
 from airflow_mlops.core.model import stages as model_stages
 from airflow_mlops.core.operations import stages as operate_stages
 from airflow_mlops.core.registry import tracking as registry
@@ -116,8 +117,8 @@ def _train_and_gate(spec, tracking_uri: str, run_id: str) -> tuple[dict, dict]:
     split = data_stages.split_dataset(spec, dataset, run_id)
     training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage)
     evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
-    registered = model_stages.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage)
-    return evaluation, model_stages.gate_candidate(spec, tracking_uri, registered, evaluation)
+    registered = release.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage)
+    return evaluation, release.gate_candidate(spec, tracking_uri, registered, evaluation)
 
 
 def test_the_champion_is_judged_on_the_new_test_split_after_each_kind_of_change(tracking_uri):
@@ -125,7 +126,7 @@ def test_the_champion_is_judged_on_the_new_test_split_after_each_kind_of_change(
     lake = _lake(first)
     _batch(1).to_parquet(lake / "1.parquet", index=False)
     _, gate = _train_and_gate(first, tracking_uri, "r1")
-    model_stages.promote_candidate(tracking_uri, gate, by="test")
+    release.promote_candidate(tracking_uri, gate, by="test")
 
     # Renamed: the champion (trained on "plan") is fed the renamed column under its old name.
     renamed = _spec(categorical="plan_tier, region", extra="  renamed: {plan: plan_tier}")

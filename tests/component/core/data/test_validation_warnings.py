@@ -12,6 +12,7 @@ from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.io import tables
 from airflow_mlops.core.landing import inbox as landing
+from airflow_mlops.core.model import release
 from airflow_mlops.core.model import stages as model_stages
 from airflow_mlops.core.registry import tracking as registry
 from airflow_mlops.spec import parse_spec
@@ -62,10 +63,10 @@ def _train(spec, tracking_uri: str) -> tuple[dict, dict]:
     split = data_stages.split_dataset(spec, dataset, run_id)
     training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage)
     evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
-    registered = model_stages.register_candidate(
+    registered = release.register_candidate(
         spec, tracking_uri, training, evaluation, dataset, split, lineage, None, validation
     )
-    gate = model_stages.gate_candidate(spec, tracking_uri, registered, evaluation, None, validation)
+    gate = release.gate_candidate(spec, tracking_uri, registered, evaluation, None, validation)
     return validation, gate
 
 
@@ -96,7 +97,7 @@ def test_with_block_on_validation_warnings_a_warning_fails_the_gate(tracking_uri
     version = registry.client(tracking_uri).get_model_version(spec.registered_model_name, gate["version"])
     assert version.tags["gate"] == "failed" and "**Gate: failed.**" in version.description
     with pytest.raises(ValueError, match="did not pass the gate"):
-        model_stages.promote_candidate(tracking_uri, gate, by="test")
+        release.promote_candidate(tracking_uri, gate, by="test")
 
 
 def test_clean_data_says_so_on_the_card_and_adds_no_reason(tracking_uri):

@@ -13,6 +13,7 @@ from airflow_mlops import layout as settings
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.io import tables
+from airflow_mlops.core.model import release
 from airflow_mlops.core.model import stages as model_stages
 from airflow_mlops.core.registry import tracking as registry
 from airflow_mlops.spec import SpecError, parse_spec
@@ -87,7 +88,7 @@ def test_relanding_a_file_leaves_the_test_split_and_metrics_unchanged(dedupe, tr
     run = registry.client(tracking_uri).get_run(second["training"]["run_id"])
     assert run.data.params["duplicates_dropped"] == "1500" and run.data.params["batches_skipped_schema"] == "0"
     lineage = {"dag_id": "dedupe_training", "run_id": "run-2"}
-    registered = model_stages.register_candidate(
+    registered = release.register_candidate(
         dedupe, tracking_uri, second["training"], second["evaluation"], data, split, lineage
     )
     version = registry.client(tracking_uri).get_model_version(registered["name"], registered["version"])

@@ -13,6 +13,7 @@ import yaml
 from airflow_mlops.cli import main
 from airflow_mlops.core.drafting.draft import draft_from_file, draft_spec, pipeline_name, write_draft
 from airflow_mlops.core.drafting.file_profile import DraftError, infer_kind, scan
+from airflow_mlops.core.model import release
 from airflow_mlops.spec import DataSpec, load_spec, parse_spec
 from tests.component.core.io.test_s3 import bucket, s3_server  # noqa: F401  (moto S3 fixtures)
 
@@ -265,10 +266,8 @@ def test_the_drafted_spec_trains_and_evaluates_without_edits(tmp_path, mlops_hom
     assert evaluation["candidate"][metric] >= bar
     # Packaged (ONNX parity) and gated like any pipeline: the first model passes the drafted gate.
     package = model_stages.package_candidate(spec, tracking_uri, training, split["test"]["uri"])
-    registered = model_stages.register_candidate(
-        spec, tracking_uri, training, evaluation, dataset, split, lineage, package
-    )
-    gate = model_stages.gate_candidate(spec, tracking_uri, registered, evaluation, package)
+    registered = release.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage, package)
+    gate = release.gate_candidate(spec, tracking_uri, registered, evaluation, package)
     assert gate["promote"], gate["reasons"]
 
 

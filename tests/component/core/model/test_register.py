@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_mlops.core.model import stages as model_stages
+from airflow_mlops.core.model import release
 from airflow_mlops.core.registry import integrity
 from airflow_mlops.core.registry import tracking as registry
 from tests.support.faults import At, run_killed_at
@@ -44,9 +44,9 @@ def _versions(tracking_uri: str, name: str) -> list[str]:
 def test_a_register_task_killed_after_the_version_was_created_reuses_it_on_retry(candidate):
     spec, tracking_uri = candidate[0], candidate[1]
     name = spec.registered_model_name
-    run_killed_at(At("_create_model_version"), model_stages.register_candidate, *candidate)
+    run_killed_at(At("_create_model_version"), release.register_candidate, *candidate)
     assert _versions(tracking_uri, name) == ["1"]  # created, then killed before the result was saved
-    assert model_stages.register_candidate(*candidate) == {"name": name, "version": "1"}
+    assert release.register_candidate(*candidate) == {"name": name, "version": "1"}
     assert _versions(tracking_uri, name) == ["1"]
     assert registry.versions_trained_on(tracking_uri, name, "d" * 16, spec.fingerprint()) == ["1"]
     tags = registry.client(tracking_uri).get_model_version(name, "1").tags
@@ -62,11 +62,11 @@ def test_a_register_task_killed_after_the_version_was_created_reuses_it_on_retry
 def test_a_retried_register_sets_the_tags_it_would_set_on_the_version_it_reuses(candidate):
     spec, tracking_uri, *_ = candidate
     name = spec.registered_model_name
-    model_stages.register_candidate(*candidate)
+    release.register_candidate(*candidate)
     mlflow_client = registry.client(tracking_uri)
     mlflow_client.delete_model_version_tag(name, "1", "onnx_uri")  # e.g. a version created without them
     mlflow_client.set_model_version_tag(name, "1", "test_roc_auc", "0.5")
-    assert model_stages.register_candidate(*candidate)["version"] == "1"
+    assert release.register_candidate(*candidate)["version"] == "1"
     tags = mlflow_client.get_model_version(name, "1").tags
     assert tags["onnx_uri"] == candidate[7]["onnx_uri"] and tags["test_roc_auc"] == "0.810000"
     assert _versions(tracking_uri, name) == ["1"]

@@ -196,8 +196,7 @@ def test_performance_reads_only_partitions_since_the_champion_was_promoted(spec,
     # Without a promotion tag, the version's registration day bounds the partitions read.
     registered = types.SimpleNamespace(version="1", tags={}, creation_timestamp=champion.creation_timestamp)
     assert (
-        perf.promotion_day(registered)
-        == dt.datetime.fromtimestamp(champion.creation_timestamp / 1000, dt.UTC).date()
+        perf.promotion_day(registered) == dt.datetime.fromtimestamp(champion.creation_timestamp / 1000, dt.UTC).date()
     )
     assert perf.promotion_day(types.SimpleNamespace(tags={}, creation_timestamp=None)) is None
 

@@ -15,7 +15,7 @@ from airflow_mlops.core.data import sources as file_readers
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.data.validation.suite import DataValidationError
 from airflow_mlops.core.io import tables
-from airflow_mlops.core.model import stages as model_stages
+from airflow_mlops.core.model import release
 from airflow_mlops.core.operations import scoring
 from airflow_mlops.core.operations import stages as operate_stages
 from airflow_mlops.core.operations.prediction_log import batch as log_batch
@@ -39,7 +39,7 @@ def trained_champion(tmp_path_factory) -> tuple[str, str]:
         spec = load_spec(EXAMPLE_SPEC)
         tracking_uri = f"sqlite:///{home}/mlflow.db"
         _land_and_claim(spec, "training", seed=1)
-        model_stages.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="test")
+        release.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="test")
     return str(home), tracking_uri
 
 

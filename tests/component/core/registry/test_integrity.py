@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_mlops.core.model import stages as model_stages
+from airflow_mlops.core.model import release
 from airflow_mlops.core.registry import integrity, promotion
 from airflow_mlops.core.registry import tracking as registry
 from tests.support.model_versions import SERVABLE, Versions
@@ -91,7 +91,7 @@ def test_promotion_refuses_a_candidate_whose_graph_was_damaged_after_registratio
     store.artifact_path(candidate, "onnx/model.onnx").write_bytes(b"truncated")
     gate = {"promote": True, "name": store.name, "version": candidate, "champion_version": "2", "reasons": ["ok"]}
     with pytest.raises(integrity.IntegrityError, match=f"refusing to promote '{store.name}' v{candidate}: its ONNX"):
-        model_stages.promote_candidate(store.tracking_uri, gate, by="churn_training/run-3")
+        release.promote_candidate(store.tracking_uri, gate, by="churn_training/run-3")
     assert _champion(store) == "2"
 
 

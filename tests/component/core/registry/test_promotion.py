@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from airflow_mlops.core.model import stages as model_stages
+from airflow_mlops.core.model import release
 from airflow_mlops.core.registry import promotion
 from airflow_mlops.core.registry import tracking as registry
 from tests.conftest import EXAMPLE_SPEC
@@ -55,9 +55,9 @@ def _pending(store: Versions) -> str | None:
 
 def test_a_promotion_killed_right_after_the_alias_moved_is_finished_by_its_retry(store):
     uri = store.tracking_uri
-    run_killed_at(At("set_registered_model_alias"), model_stages.promote_candidate, uri, _gate(store), by=RUN_2)
+    run_killed_at(At("set_registered_model_alias"), release.promote_candidate, uri, _gate(store), by=RUN_2)
     assert _champion(store) == "2"  # moved, then killed before anything was recorded
-    record = model_stages.promote_candidate(uri, _gate(store), by=RUN_2)  # the retry: its own move is no conflict
+    record = release.promote_candidate(uri, _gate(store), by=RUN_2)  # the retry: its own move is no conflict
     assert (record["from_version"], record["to_version"], record["run"]) == ("1", "2", RUN_2)
     assert _moves(store) == [(None, "1", RUN_1), ("1", "2", RUN_2)]
     assert json.loads(registry.client(uri).get_model_version(store.name, "2").tags["promotion"]) == record
@@ -72,18 +72,18 @@ def test_a_promotion_killed_before_the_alias_moved_is_made_by_its_retry(store, c
 
     uri = store.tracking_uri
     killed = At("set_registered_model_tag", arg=promotion.PENDING_TAG)  # the intent written, nothing else
-    run_killed_at(killed, model_stages.promote_candidate, uri, _gate(store), by=RUN_2)
+    run_killed_at(killed, release.promote_candidate, uri, _gate(store), by=RUN_2)
     assert _champion(store) == "1" and _pending(store) is not None
     assert main(["history", str(EXAMPLE_SPEC), "--tracking-uri", uri]) == 0
     assert f"unfinished: v1 -> v2 by {RUN_2}" in capsys.readouterr().out
-    record = model_stages.promote_candidate(uri, _gate(store), by=RUN_2)
+    record = release.promote_candidate(uri, _gate(store), by=RUN_2)
     assert (record["from_version"], record["to_version"]) == ("1", "2") and _champion(store) == "2"
     assert _moves(store) == [(None, "1", RUN_1), ("1", "2", RUN_2)] and _pending(store) is None
 
 
 def test_a_move_left_half_done_is_recorded_by_the_next_rollback_not_refused(store):
     uri = store.tracking_uri
-    run_killed_at(At("set_registered_model_alias"), model_stages.promote_candidate, uri, _gate(store), by=RUN_2)
+    run_killed_at(At("set_registered_model_alias"), release.promote_candidate, uri, _gate(store), by=RUN_2)
     # No retry: an operator sees bad answers from v2 and rolls back at once.
     back = promotion.rollback(uri, store.name, by="cli/ops", reason="bad canary")
     assert (back["from_version"], back["to_version"]) == ("2", "1")
@@ -102,34 +102,34 @@ def test_a_move_left_half_done_is_recorded_by_the_next_rollback_not_refused(stor
 def test_an_outage_after_the_alias_moved_fails_the_task_and_its_retry_completes_the_record(store, monkeypatch, outage):
     uri = store.tracking_uri
     with failing_at(outage, monkeypatch), pytest.raises(Outage):
-        model_stages.promote_candidate(uri, _gate(store), by=RUN_2)  # never green with the history short
+        release.promote_candidate(uri, _gate(store), by=RUN_2)  # never green with the history short
     assert _champion(store) == "2"
-    record = model_stages.promote_candidate(uri, _gate(store), by=RUN_2)
+    record = release.promote_candidate(uri, _gate(store), by=RUN_2)
     assert (record["from_version"], record["to_version"]) == ("1", "2")
     assert _moves(store) == [(None, "1", RUN_1), ("1", "2", RUN_2)] and _pending(store) is None
 
 
 def test_a_cleared_run_after_its_own_promotion_returns_the_same_record_and_moves_nothing(store):
     uri = store.tracking_uri
-    first = model_stages.promote_candidate(uri, _gate(store), by=RUN_2)
-    assert model_stages.promote_candidate(uri, _gate(store), by=RUN_2) == first
+    first = release.promote_candidate(uri, _gate(store), by=RUN_2)
+    assert release.promote_candidate(uri, _gate(store), by=RUN_2) == first
     assert _moves(store) == [(None, "1", RUN_1), ("1", "2", RUN_2)]
     # A full clear that retrained: the same run's newer version is not promoted over its own first one.
     store.add(SERVABLE, run=RUN_2)
     with pytest.raises(promotion.PromotionSuperseded, match=r"run churn_training/run-2 already promoted .*v1 -> v2"):
-        model_stages.promote_candidate(uri, _gate(store, version="3", champion="2"), by=RUN_2)
+        release.promote_candidate(uri, _gate(store, version="3", champion="2"), by=RUN_2)
     assert _champion(store) == "2"
 
 
 def test_clearing_a_promote_task_after_a_rollback_skips_and_never_promotes_the_rolled_back_version(store, monkeypatch):
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from airflow_mlops.operators.model import MlflowPromoteModelOperator
+    from airflow_mlops.operators.release import PromoteModelOperator
 
     uri = store.tracking_uri
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_TEST", f'{{"conn_type": "mlflow", "host": "{uri}"}}')
     context = {"dag": SimpleNamespace(dag_id="churn_training"), "run_id": "run-2", "outlet_events": {}}
-    operator = MlflowPromoteModelOperator(
+    operator = PromoteModelOperator(
         task_id="promote", spec_path=str(EXAMPLE_SPEC), mlflow_conn_id="mlflow_test", gate=_gate(store)
     )
     assert operator.execute(context)["to_version"] == "2"  # type: ignore[arg-type]
@@ -145,13 +145,13 @@ def test_clearing_a_promote_task_after_a_rollback_skips_and_never_promotes_the_r
 def test_another_runs_candidate_is_still_refused_when_the_champion_moved_while_it_was_evaluating(store):
     stale = _gate(store, champion=None)  # compared with "no champion", but run-1 promoted v1 since
     with pytest.raises(RuntimeError, match="moved from None to 1 while this run was evaluating"):
-        model_stages.promote_candidate(store.tracking_uri, stale, by=RUN_2)
+        release.promote_candidate(store.tracking_uri, stale, by=RUN_2)
     assert _champion(store) == "1"
 
 
 def test_a_rollback_task_killed_after_the_alias_moved_is_not_undone_by_its_retry(store):
     uri = store.tracking_uri
-    model_stages.promote_candidate(uri, _gate(store), by=RUN_2)
+    release.promote_candidate(uri, _gate(store), by=RUN_2)
     request = "ops/manual-1/rollback"
     run_killed_at(At("set_registered_model_alias"), promotion.rollback, uri, store.name, by="ops/manual-1",
                   reason="alerts", run=request)  # fmt: skip

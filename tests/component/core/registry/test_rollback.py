@@ -146,7 +146,7 @@ def test_the_operator_fails_without_retry_on_a_refusal_and_forces_when_told(mode
 
     from airflow.sdk.exceptions import AirflowFailException
 
-    from airflow_mlops.operators.model import MlflowRollbackChampionOperator
+    from airflow_mlops.operators.release import RollbackChampionOperator
 
     tracking_uri, name, add = model
     failed = add({"gate": "failed", "gate_reasons": "too slow"})
@@ -155,8 +155,8 @@ def test_the_operator_fails_without_retry_on_a_refusal_and_forces_when_told(mode
     context = {"dag": SimpleNamespace(dag_id="ops"), "run_id": "manual-1", "outlet_events": {}}
     kwargs = {"spec_path": str(EXAMPLE_SPEC), "mlflow_conn_id": "mlflow_test", "to_version": failed}
     with pytest.raises(AirflowFailException, match=f"rollback refused: .*v{failed}.*too slow"):
-        MlflowRollbackChampionOperator(task_id="rollback", **kwargs).execute(context)  # type: ignore[arg-type]
+        RollbackChampionOperator(task_id="rollback", **kwargs).execute(context)  # type: ignore[arg-type]
     assert _champion(tracking_uri, name) == "2"
-    record = MlflowRollbackChampionOperator(task_id="rollback", force=True, **kwargs).execute(context)  # type: ignore[arg-type]
+    record = RollbackChampionOperator(task_id="rollback", force=True, **kwargs).execute(context)  # type: ignore[arg-type]
     assert record["forced"] is True and record["by"] == "ops/manual-1"
     assert _champion(tracking_uri, name) == failed

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from airflow_mlops.core.io import storage
-from airflow_mlops.core.operations.prediction_log import writer as prediction_log
 from airflow_mlops.core.operations.prediction_log import PredictionLogger
+from airflow_mlops.core.operations.prediction_log import writer as prediction_log
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,305 @@
+"""Release operators: register, gate, promote, roll back and deploy the champion through MLflow."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.exceptions import AirflowSkipException
+
+from airflow_mlops.operators.base import (
+    MlopsBaseOperator,
+    rendered_dict,
+    skip_when_nothing_to_process,
+)
+
+_BASE = MlopsBaseOperator.template_fields
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class RegisterModelOperator(MlopsBaseOperator):
+    """Register the candidate as a new model version tagged with lineage, metrics and the
+    sha256 of its artifacts.
+
+    Safe to retry: a version already registered from the same training run (an attempt
+    killed after MLflow created it) is reused and its tags set again, never a twin.
+
+    :param training: the train task's result. (templated)
+    :param evaluation: the evaluate task's result. (templated)
+    :param dataset: the ingest task's result. (templated)
+    :param split: the split task's result. (templated)
+    :param package: the package task's result (ONNX export and parity), if any. (templated)
+    :param validation: the validate task's result: its warnings are tagged on the version. (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "training", "evaluation", "dataset", "split", "package", "validation")
+
+    def __init__(
+        self,
+        *,
+        training: dict[str, Any] | str,
+        evaluation: dict[str, Any] | str,
+        dataset: dict[str, Any] | str,
+        split: dict[str, Any] | str,
+        package: dict[str, Any] | str | None = None,
+        validation: dict[str, Any] | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.training = training
+        self.evaluation = evaluation
+        self.dataset = dataset
+        self.split = split
+        self.package = package
+        self.validation = validation
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.model.release import register_candidate
+
+        return register_candidate(
+            self.load_spec(),
+            self.mlflow_hook.tracking_uri,
+            rendered_dict(self.training, "training"),
+            rendered_dict(self.evaluation, "evaluation"),
+            rendered_dict(self.dataset, "dataset"),
+            rendered_dict(self.split, "split"),
+            self.lineage(context),
+            rendered_dict(self.package, "package") if self.package is not None else None,
+            rendered_dict(self.validation, "validation") if self.validation is not None else None,
+        )
+
+
+class PromotionGateOperator(MlopsBaseOperator):
+    """Decide whether the registered candidate may become champion, and say why.
+
+    Also writes the version's model card (its description in the MLflow registry).
+
+    :param registered: the register task's result. (templated)
+    :param evaluation: the evaluate task's result. (templated)
+    :param package: the package task's result; with ``packaging.onnx: required`` a failed
+        export or parity check fails the gate. (templated)
+    :param validation: the validate task's result: its warnings are among the gate's reasons,
+        and fail it with ``promotion.block_on_validation_warnings``. (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "registered", "evaluation", "package", "validation")
+    ui_color = "#fdfbe8"
+
+    def __init__(
+        self,
+        *,
+        registered: dict[str, Any] | str,
+        evaluation: dict[str, Any] | str,
+        package: dict[str, Any] | str | None = None,
+        validation: dict[str, Any] | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.registered = registered
+        self.evaluation = evaluation
+        self.package = package
+        self.validation = validation
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.model.release import gate_candidate
+
+        decision = gate_candidate(
+            self.load_spec(),
+            self.mlflow_hook.tracking_uri,
+            rendered_dict(self.registered, "registered"),
+            rendered_dict(self.evaluation, "evaluation"),
+            rendered_dict(self.package, "package") if self.package is not None else None,
+            rendered_dict(self.validation, "validation") if self.validation is not None else None,
+        )
+        verdict = "PASSED" if decision["promote"] else "FAILED"
+        self.log.info(
+            "gate %s for %s v%s: %s",
+            verdict,
+            decision["name"],
+            decision["version"],
+            "; ".join(decision["reasons"]),
+        )
+        return decision
+
+
+class PromoteModelOperator(MlopsBaseOperator):
+    """Move the ``champion`` alias to the gated version; skip (with reasons) if the gate failed.
+
+    The version must load and match the digests recorded at registration before the alias
+    moves. Its outlet Asset event (the new champion) tells serving and scoring to reload.
+
+    Safe to retry or clear (see ``core.registry.promotion``): the move is recorded as pending before
+    the alias moves, so a retry finishes a move its killed attempt left unrecorded; the run
+    promotes at most once, so a retry after its own promotion returns that record, and a
+    clear after a later move (a rollback) skips, saying so, and moves nothing.
+
+    :param gate: the gate task's result. (templated)
+    :param split: the split task's result; when given, the candidate is served in this task and
+        queried with test-split rows before the alias moves (a failure keeps the champion). (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "gate", "split")
+    ui_color = "#d7f5d9"
+
+    def __init__(self, *, gate: dict[str, Any] | str, split: dict[str, Any] | str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+        self.split = split
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.core.model.release import promote_candidate
+
+        gate = rendered_dict(self.gate, "gate")
+        if not gate["promote"]:
+            raise AirflowSkipException(
+                f"not promoting {gate['name']} v{gate['version']}: " + "; ".join(gate["reasons"])
+            )
+        split = rendered_dict(self.split, "split") if self.split else None
+        with skip_when_nothing_to_process():  # this run promoted before and the champion moved since
+            record = promote_candidate(
+                self.mlflow_hook.tracking_uri,
+                gate,
+                by=f"{context['dag'].dag_id}/{context['run_id']}",
+                preflight=(lambda: self._preflight(gate, split)) if split else None,
+            )
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = {"model": gate["name"], **record}
+        self.log.info("champion of %s: v%s -> v%s", gate["name"], record["from_version"], record["to_version"])
+        return record
+
+    def _preflight(self, gate: dict[str, Any], split: dict[str, Any]) -> None:
+        """Serve the candidate in this task and query it before the alias moves (see serving.deploy)."""
+        from airflow.sdk.exceptions import AirflowException
+
+        from airflow_mlops.core.registry.tracking import tag_version
+        from airflow_mlops.serving.deploy import DeployError, preflight
+
+        tracking_uri = self.mlflow_hook.tracking_uri
+        try:
+            report = preflight(self.load_spec(), tracking_uri, str(gate["version"]), split["test"]["uri"])
+        except DeployError as exc:
+            tag_version(tracking_uri, gate["name"], str(gate["version"]), {"deploy": f"preflight failed: {exc}"[:4000]})
+            raise AirflowException(f"not promoting {gate['name']} v{gate['version']}: {exc}") from exc
+        self.log.info("v%s answers through the serving app before promotion: %s", gate["version"], report)
+
+
+class RollbackChampionOperator(MlopsBaseOperator):
+    """Move ``champion`` back to the version the last move replaced (or to ``to_version``) and
+    record why; a second rollback undoes the first.
+
+    Refuses (the task fails, naming the version and why) a target that failed its gate, was
+    never gated, or has no parity-checked ONNX graph, unless ``force=True``; a forced
+    rollback is recorded as such in the promotion history. A target whose artifacts do not
+    load or differ from their recorded digests is refused even with ``force``. Its outlet
+    Asset event (the champion changed) tells serving and scoring to reload.
+
+    Safe to retry: the rollback is recorded under this task's run and id, so a retry returns
+    the rollback already made (finishing its record if the attempt died midway) instead of
+    undoing it.
+
+    :param reason: recorded in the promotion history. (templated)
+    :param to_version: the version to restore; default: the one the last move replaced. (templated)
+    :param force: restore a target that fails those checks anyway.
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "reason", "to_version")
+    ui_color = "#fde8e8"
+
+    def __init__(
+        self, *, reason: str = "manual rollback", to_version: str | None = None, force: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.reason = reason
+        self.to_version = to_version
+        self.force = force
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from airflow_mlops.core.registry.promotion import RollbackError, rollback
+
+        spec = self.load_spec()
+        by = f"{context['dag'].dag_id}/{context['run_id']}"
+        try:
+            record = rollback(
+                self.mlflow_hook.tracking_uri,
+                spec.registered_model_name,
+                by=by,
+                reason=self.reason,
+                to_version=str(self.to_version) if self.to_version else None,
+                force=self.force,
+                run=f"{by}/{self.task_id}",
+            )
+        except RollbackError as exc:  # a refusal is a decision, not a glitch: retrying cannot change it
+            raise AirflowFailException(f"rollback refused: {exc}") from exc
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = {"model": spec.registered_model_name, **record}
+        self.log.info("champion of %s rolled back: v%s -> v%s%s", spec.registered_model_name,
+                      record["from_version"], record["to_version"],
+                      f" (forced past: {record['forced_past']})" if record.get("forced") else "")  # fmt: skip
+        return record
+
+
+class DeployChampionOperator(MlopsBaseOperator):
+    """Smoke-test the champion the promote task just set; roll the alias back if it fails.
+
+    The promoted version is served by the serving app's own code in this task and queried
+    with real test-split rows; with ``deployment.conn_id`` in the spec (an HTTP connection:
+    host, port, password = bearer token) the running ``airflow-mlops serve`` must also swap
+    to it and answer. A failure moves ``champion`` back to the version it replaced and
+    fails this task with the reason (see ``airflow_mlops.serving.deploy``).
+
+    Safe to retry or clear: it writes only the version's ``deploy`` tags (set whole) and, on
+    failure, a rollback recorded like any move (a half-done one is finished first); a retry
+    after that rollback finds the version no longer champion and fails without moving it.
+
+    :param promotion: the promote task's result (from/to versions). (templated)
+    :param split: the split task's result; its test split gives the rows. (templated)
+    """
+
+    template_fields: Sequence[str] = (*_BASE, "promotion", "split")
+    ui_color = "#d7e9f5"
+
+    def __init__(self, *, promotion: dict[str, Any] | str, split: dict[str, Any] | str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.promotion = promotion
+        self.split = split
+
+    def _live_target(self, conn_id: str) -> tuple[str, str | None]:
+        from urllib.parse import urlsplit, urlunsplit
+
+        from airflow.sdk import BaseHook
+
+        conn = BaseHook.get_connection(conn_id)
+        scheme = conn.schema if conn.schema in ("http", "https") else "http"
+        host = (conn.host or "127.0.0.1").rstrip("/")
+        parts = urlsplit(host if "://" in host else f"{scheme}://{host}")
+        netloc = f"{parts.netloc}:{conn.port}" if conn.port and not parts.port else parts.netloc
+        url = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        return url, conn.password or None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowException
+
+        from airflow_mlops.serving.deploy import DeployError, deploy_or_rollback
+
+        spec = self.load_spec()
+        promotion = rendered_dict(self.promotion, "promotion")
+        split = rendered_dict(self.split, "split")
+        url, token = self._live_target(spec.deployment.conn_id) if spec.deployment.conn_id else (None, None)
+        try:
+            report = deploy_or_rollback(
+                spec,
+                self.mlflow_hook.tracking_uri,
+                promotion,
+                split["test"]["uri"],
+                by=f"{context['dag'].dag_id}/{context['run_id']}",
+                live_url=url,
+                token=token,
+            )
+        except DeployError as exc:
+            raise AirflowException(str(exc)) from exc
+        self.log.info("v%s answers through the serving app: %s", report["version"], report)
+        return report
