@@ -16,7 +16,7 @@ import pytest
 from airflow_mlops import layout as settings
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
-from airflow_mlops.core.data.ingest import IngestError
+from airflow_mlops.core.data.sources import IngestError
 from airflow_mlops.core.data.validation.suite import DataValidationError
 from airflow_mlops.core.io import storage
 from airflow_mlops.spec import PipelineSpec, load_spec
@@ -230,7 +230,7 @@ def test_landed_batch_checks_follow_the_spec(spec, mlops_home):
 
 
 def test_inbox_files_that_are_never_claimed_are_logged_once_each(mlops_home, caplog):
-    from airflow_mlops.core.data.ingest import SUFFIXES
+    from airflow_mlops.core.data.sources import SUFFIXES
     from airflow_mlops.core.landing import inbox as landing
 
     inbox = Path(settings.landing_dir("churn", "training"))

@@ -126,7 +126,7 @@ def acknowledge_claims(context: Context, *, skip_duplicates: bool = False, pipel
             _check_claim(str(payload["claim_id"]), payload, lake)
     if not claims:
         return uris
-    from airflow_mlops.core.landing.inbox import acknowledge
+    from airflow_mlops.core.landing.delivery import acknowledge
 
     dag_id, run_id = context["dag"].dag_id, str(context["run_id"])
     task = context.get("task")

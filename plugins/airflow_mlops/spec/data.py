@@ -11,6 +11,17 @@ from airflow_mlops.spec.base import NAME_PATTERN, Strict, column_name_problem
 from airflow_mlops.spec.expressions import check_arithmetic
 from airflow_mlops.spec.sql_query import check_select_query
 
+# The file formats a source or an inbox can hold, and the suffixes that name each: defined once
+# here (the spec validates against them at parse time; core.data.sources has one reader per format,
+# the landing triggers watch these suffixes).
+FileFormat = Literal["parquet", "csv", "jsonl"]
+FORMAT_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "parquet": (".parquet", ".pq"),
+    "csv": (".csv", ".csv.gz", ".tsv"),
+    "jsonl": (".jsonl", ".ndjson", ".json"),
+}
+DATA_SUFFIXES: tuple[str, ...] = tuple(suffix for suffixes in FORMAT_SUFFIXES.values() for suffix in suffixes)
+
 
 class FeaturesSpec(Strict):
     numeric: list[str] = Field(default_factory=list)
@@ -121,9 +132,7 @@ class SourceSpec(Strict):
     """
 
     uri: str | None = None
-    format: Literal["parquet", "csv", "jsonl"] | None = Field(
-        default=None, description="Inferred from each file's suffix when not given."
-    )
+    format: FileFormat | None = Field(default=None, description="Inferred from each file's suffix when not given.")
     csv: CsvOptions = Field(default_factory=CsvOptions)
     chunk_rows: int = Field(default=250_000, ge=1_000, description="Rows per chunk: bounds memory while reading.")
     extra_columns: Literal["ignore", "error"] = "ignore"
@@ -151,10 +160,7 @@ class EnrichSpec(Strict):
     on: str
     columns: list[str] = Field(min_length=1, description="Columns taken from the enrichment source.")
     how: Literal["left", "inner"] = "left"
-    format: Literal["parquet", "csv", "jsonl"] | None = None
-
-
-_DATA_SUFFIXES = (".parquet", ".pq", ".csv", ".gz", ".tsv", ".jsonl", ".ndjson", ".json")  # triggers.landing's
+    format: FileFormat | None = None
 
 
 class LandingSpec(Strict):
@@ -183,7 +189,7 @@ class LandingSpec(Strict):
     def _marker_suffix(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"\.[A-Za-z0-9_-]{1,32}", value):
             raise ValueError(f"{value!r} is not a marker suffix: give a dot and a word, e.g. '.done' or '.ready'")
-        if value is not None and value.lower() in _DATA_SUFFIXES:
+        if value is not None and value.lower() in (*DATA_SUFFIXES, ".gz"):
             raise ValueError(f"{value!r} is a data file suffix: a marker would be read as data; use e.g. '.done'")
         return value
 

@@ -29,9 +29,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
+from airflow_mlops.spec.data import DATA_SUFFIXES
+
 # What ingestion reads (``core.data.ingest.SUFFIXES``; a test keeps the two equal). Duplicated
 # because this module is imported at DAG parse and must not import pandas.
-DATA_SUFFIXES: tuple[str, ...] = (".parquet", ".pq", ".csv", ".csv.gz", ".tsv", ".jsonl", ".ndjson", ".json")
 
 MAX_ERROR_BACKOFF_SECONDS = 300.0
 
@@ -106,6 +107,7 @@ class LandingZoneTrigger(BaseEventTrigger):
         return max(self.poll_interval, min(60.0, self.redeliver_after_seconds / 4))
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_mlops.core.landing import delivery
         from airflow_mlops.core.landing import inbox as landing
 
         # Look at the open claims at every start (a triggerer killed mid-claim left one undelivered),
@@ -117,7 +119,7 @@ class LandingZoneTrigger(BaseEventTrigger):
                 found = None
                 if time.monotonic() >= next_scan:
                     found = await asyncio.to_thread(
-                        landing.redeliver_due, self.destination, self.redeliver_after_seconds, self.max_deliveries
+                        delivery.redeliver_due, self.destination, self.redeliver_after_seconds, self.max_deliveries
                     )
                     next_scan = time.monotonic() + self.scan_interval
                 if found is None:

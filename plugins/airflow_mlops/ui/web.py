@@ -76,7 +76,7 @@ def claims_summary(pipeline: str) -> dict[str, Any]:
     its ``claim_id``, ``age_seconds``, ``deliveries`` and ``files`` (see ``core.landing.recovery``).
     """
     from airflow_mlops import layout as settings
-    from airflow_mlops.core.landing.inbox import open_claims
+    from airflow_mlops.core.landing.delivery import open_claims
     from airflow_mlops.core.landing.recovery import stranded
     from airflow_mlops.core.redaction import describe_error
 

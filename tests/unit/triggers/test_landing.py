@@ -35,7 +35,7 @@ def test_watcher_hash_is_stable_across_parses_and_tells_inboxes_apart(tmp_path):
 
 
 def test_default_suffixes_are_what_ingestion_reads():
-    from airflow_mlops.core.data.ingest import SUFFIXES
+    from airflow_mlops.core.data.sources import SUFFIXES
 
     assert set(DATA_SUFFIXES) == set(SUFFIXES)
 

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -29,66 +29,19 @@ import pyarrow.parquet as pq
 from airflow_mlops.core.data.casting import cast_declared, check_field_sizes
 from airflow_mlops.core.data.profiling import TableProfiler
 from airflow_mlops.core.data.schema_changes import OlderSchemaError, apply_renames, required_columns, schema_gap
-from airflow_mlops.core.data.sources import (  # noqa: F401  (the names this module always offered)
-    CSV_BLOCK_BYTES,
-    GENERATOR_SCHEME,
-    SUFFIXES,
+from airflow_mlops.core.data.sources import (
     IngestError,
-    format_of,
+    enrich,
+    load_enrichment,
     read_chunks,
-    resolve_uris,
 )
 from airflow_mlops.core.excerpts import excerpt, short
 from airflow_mlops.core.io import storage
-from airflow_mlops.spec import PipelineSpec, SourceSpec
+from airflow_mlops.spec import PipelineSpec
 
 MAX_CLASSES_KEPT = 100  # label classes counted per file, for the landed-batch checks
 
 logger = logging.getLogger(__name__)
-
-
-def read_keyed_table(
-    location: str,
-    fmt: Literal["parquet", "csv", "jsonl"] | None,
-    key: str,
-    columns: list[str],
-    what: str,
-    rows_noun: str = "rows",
-) -> pd.DataFrame:
-    """A side table read whole (enrichment, late labels): ``key`` plus ``columns``, one row per key."""
-    frames = []
-    for uri in resolve_uris(location):
-        for chunk in read_chunks(uri, SourceSpec(format=fmt)):
-            missing = [c for c in (key, *columns) if c not in chunk.columns]
-            if missing:
-                raise IngestError(f"{what} lacks column(s) {missing}", uri)
-            frames.append(chunk[[key, *columns]])
-    table = pd.concat(frames, ignore_index=True)
-    table[key] = table[key].astype("string")
-    repeated = table[key][table[key].duplicated()].unique()[:5].tolist()
-    if repeated:
-        raise IngestError(f"{what} {location} has several {rows_noun} for key(s) {repeated}")
-    return table
-
-
-def _load_enrichment(spec: PipelineSpec) -> list[tuple[Any, pd.DataFrame]]:
-    """Each enrichment table, read whole (a dimension table) and checked: key present and unique."""
-    return [
-        (rule, read_keyed_table(rule.uri, rule.format, rule.on, rule.columns, "enrichment source"))
-        for rule in spec.data.enrich
-    ]
-
-
-def _enrich(chunk: pd.DataFrame, enrichment: list[tuple[Any, pd.DataFrame]], uri: str) -> pd.DataFrame:
-    for rule, table in enrichment:
-        if rule.on not in chunk.columns:
-            raise IngestError(f"enrichment key '{rule.on}' is not in the data", uri)
-        clash = [c for c in rule.columns if c in chunk.columns]
-        if clash:
-            raise IngestError(f"enrichment columns {clash} already exist in the data", uri)
-        keyed = chunk.assign(**{rule.on: chunk[rule.on].astype("string")})
-        chunk = keyed.merge(table, on=rule.on, how=rule.how, validate="many_to_one")
-    return chunk
 
 
 def _file_digest(path: str) -> str:
@@ -173,7 +126,7 @@ class _Window:
         except (LabelingError, IngestError) as exc:
             raise IngestError(f"labeling: {exc}") from None
         self.spec, self.local = spec, local
-        self.enrichment = _load_enrichment(spec)
+        self.enrichment = load_enrichment(spec)
         self.types = spec.declared_types
         self.known_columns = {
             *([spec.data.id_column] if spec.data.id_column else []),
@@ -236,7 +189,7 @@ class _Window:
         spec, label = self.spec, self.spec.data.label
         raw = apply_renames(raw, spec)
         check_field_sizes(raw, spec.data.source.max_field_chars, uri)
-        raw = _enrich(raw, self.enrichment, uri)
+        raw = enrich(raw, self.enrichment, uri)
         gap = schema_gap(raw, spec) if not self.rows_by_source and read.rows == 0 else []
         if gap:
             raise OlderSchemaError(gap)

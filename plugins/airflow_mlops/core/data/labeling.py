@@ -35,7 +35,7 @@ def _load_function(path: str) -> Callable[[pd.DataFrame], Any]:
 
 
 def _load_label_table(spec: PipelineSpec) -> pd.Series:
-    from airflow_mlops.core.data.ingest import read_keyed_table
+    from airflow_mlops.core.data.sources import read_keyed_table
 
     join = spec.labeling.join if spec.labeling else None
     assert join is not None

@@ -15,7 +15,8 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -23,18 +24,10 @@ import pyarrow.parquet as pq
 
 from airflow_mlops.core.excerpts import excerpt, short
 from airflow_mlops.core.io import storage
-from airflow_mlops.spec import SourceSpec
+from airflow_mlops.spec import PipelineSpec, SourceSpec
+from airflow_mlops.spec.data import FORMAT_SUFFIXES
 
-SUFFIXES = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".csv": "csv",
-    ".csv.gz": "csv",
-    ".tsv": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-}
+SUFFIXES = {suffix: kind for kind, suffixes in FORMAT_SUFFIXES.items() for suffix in suffixes}
 GENERATOR_SCHEME = "generator://"
 CSV_BLOCK_BYTES = 8 << 20  # also the largest single CSV field accepted
 SCAN_BLOCK_BYTES = 8 << 20
@@ -53,8 +46,10 @@ class IngestError(ValueError):
 
 
 def format_of(uri: str, declared: str | None) -> str:
-    if uri.startswith(GENERATOR_SCHEME):
-        return "generator"
+    """The reader kind of ``uri``: its URI scheme's, the declared format, or its suffix's."""
+    scheme = _scheme_reader(uri)
+    if scheme is not None:
+        return scheme.kind
     if declared:
         return declared
     name = uri.lower()
@@ -70,8 +65,8 @@ def format_of(uri: str, declared: str | None) -> str:
 
 def resolve_uris(location: str) -> list[str]:
     """The data files a location names: one file, a glob, or every data file under a folder/prefix."""
-    if location.startswith(GENERATOR_SCHEME):
-        return [location]
+    if _scheme_reader(location) is not None:
+        return [location]  # a source named by its URI, not a file
     if _GLOB.search(location.split("://", 1)[-1]):
         found = storage.glob(location)
         if not found:
@@ -202,10 +197,11 @@ def _scan_for_nul(open_handle: Callable[[], Any], fmt: str) -> None:
 
 def read_chunks(uri: str, source: SourceSpec) -> Iterator[pd.DataFrame]:
     """Yield the file's rows as DataFrames of at most about ``source.chunk_rows`` rows."""
-    fmt = format_of(uri, source.format)
-    if fmt == "generator":
-        yield from _generated_chunks(uri, source.chunk_rows)
+    scheme = _scheme_reader(uri)
+    if scheme is not None:
+        yield from scheme.chunks(uri, source.chunk_rows)
         return
+    fmt = format_of(uri, source.format)
     if storage.size(uri) == 0:
         raise IngestError("the file is empty (0 bytes)", uri)
     with storage.local_copy(uri) as path:
@@ -219,16 +215,11 @@ def _read_local(path: str, uri: str, fmt: str, source: SourceSpec) -> Iterator[p
         return fsspec.open(path, "rb", compression="infer").open()
 
     wide_encoding = any(width in source.csv.encoding for width in ("16", "32"))  # UTF-16/32 text has NUL bytes
+    reader = FILE_READERS[fmt]
     try:
-        if fmt != "parquet" and not wide_encoding:
+        if reader.text and not wide_encoding:
             _scan_for_nul(open_handle, fmt)
-        if fmt == "csv":
-            chunks: Iterator[pd.DataFrame] = _csv_chunks(open_handle, source, source.chunk_rows)
-        elif fmt == "parquet":
-            chunks = _parquet_chunks(open_handle, source.chunk_rows)
-        else:
-            chunks = _jsonl_chunks(open_handle, source.chunk_rows)
-        for frame in chunks:
+        for frame in reader.chunks(open_handle, source):
             _unique_columns(list(frame.columns))
             yield frame
     except IngestError as exc:
@@ -291,3 +282,86 @@ def _explain(fmt: str, source: SourceSpec, exc: Exception, path: str = "") -> st
     if isinstance(exc, ValueError | OSError | EOFError | pa.ArrowException):
         return f"cannot parse {fmt}: {text}"
     return f"cannot be read as {fmt} ({type(exc).__name__}): {text}"
+
+
+@dataclass(frozen=True)
+class FileReader:
+    """One file format: how its (local, possibly compressed) bytes become chunks of rows.
+
+    ``text`` formats are scanned for NUL bytes first (a binary file renamed ``.csv``). The
+    suffixes that name a format live beside its name in ``spec.data.FORMAT_SUFFIXES``.
+    """
+
+    kind: str
+    chunks: Callable[[Callable[[], Any], SourceSpec], Iterator[pd.DataFrame]]
+    text: bool = True
+
+
+@dataclass(frozen=True)
+class SchemeReader:
+    """A source named by a URI scheme instead of a file (nothing to fetch): ``scheme`` + chunks."""
+
+    kind: str
+    scheme: str
+    chunks: Callable[[str, int], Iterator[pd.DataFrame]]
+
+
+# One row per source kind: adding a file format is a row here plus its suffixes in spec/data.py.
+FILE_READERS: dict[str, FileReader] = {
+    "parquet": FileReader("parquet", lambda handle, source: _parquet_chunks(handle, source.chunk_rows), text=False),
+    "csv": FileReader("csv", lambda handle, source: _csv_chunks(handle, source, source.chunk_rows)),
+    "jsonl": FileReader("jsonl", lambda handle, source: _jsonl_chunks(handle, source.chunk_rows)),
+}
+SCHEME_READERS: tuple[SchemeReader, ...] = (SchemeReader("generator", GENERATOR_SCHEME, _generated_chunks),)
+
+
+def _scheme_reader(uri: str) -> SchemeReader | None:
+    return next((reader for reader in SCHEME_READERS if uri.startswith(reader.scheme)), None)
+
+
+# Keyed side tables: read whole, one row per key (enrichment dimensions, late labels).
+
+
+def read_keyed_table(
+    location: str,
+    fmt: Literal["parquet", "csv", "jsonl"] | None,
+    key: str,
+    columns: list[str],
+    what: str,
+    rows_noun: str = "rows",
+) -> pd.DataFrame:
+    """A side table read whole (enrichment, late labels): ``key`` plus ``columns``, one row per key."""
+    frames = []
+    for uri in resolve_uris(location):
+        for chunk in read_chunks(uri, SourceSpec(format=fmt)):
+            missing = [c for c in (key, *columns) if c not in chunk.columns]
+            if missing:
+                raise IngestError(f"{what} lacks column(s) {missing}", uri)
+            frames.append(chunk[[key, *columns]])
+    table = pd.concat(frames, ignore_index=True)
+    table[key] = table[key].astype("string")
+    repeated = table[key][table[key].duplicated()].unique()[:5].tolist()
+    if repeated:
+        raise IngestError(f"{what} {location} has several {rows_noun} for key(s) {repeated}")
+    return table
+
+
+def load_enrichment(spec: PipelineSpec) -> list[tuple[Any, pd.DataFrame]]:
+    """Each enrichment table, read whole (a dimension table) and checked: key present and unique."""
+    return [
+        (rule, read_keyed_table(rule.uri, rule.format, rule.on, rule.columns, "enrichment source"))
+        for rule in spec.data.enrich
+    ]
+
+
+def enrich(chunk: pd.DataFrame, enrichment: list[tuple[Any, pd.DataFrame]], uri: str) -> pd.DataFrame:
+    """``chunk`` joined with each enrichment table on its key (many rows to one)."""
+    for rule, table in enrichment:
+        if rule.on not in chunk.columns:
+            raise IngestError(f"enrichment key '{rule.on}' is not in the data", uri)
+        clash = [c for c in rule.columns if c in chunk.columns]
+        if clash:
+            raise IngestError(f"enrichment columns {clash} already exist in the data", uri)
+        keyed = chunk.assign(**{rule.on: chunk[rule.on].astype("string")})
+        chunk = keyed.merge(table, on=rule.on, how=rule.how, validate="many_to_one")
+    return chunk

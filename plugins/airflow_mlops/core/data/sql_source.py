@@ -15,12 +15,10 @@ declared types (errors name the SQL source and the column) and written to one Pa
 The largest watermark is kept in ``<lake>/_sql/watermark.json``, written right after the
 batch holding those rows landed (atomically), and in the batch's own Parquet metadata: a task
 killed between the two writes is repaired by the retry from the newest batch, so no row is
-read twice or skipped. A batch later quarantined keeps its rows out, as a bad file would.
-"""
+read twice or skipped. A batch later quarantined keeps its rows out, as a bad file would."""
 
 from __future__ import annotations
 
-import datetime as dt
 import decimal
 import hashlib
 import json
@@ -38,15 +36,31 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow_mlops import layout as settings
-from airflow_mlops.core.data.ingest import IngestError, _check_columns, cast_declared
+from airflow_mlops.core.data.ingest import _check_columns, cast_declared
+from airflow_mlops.core.data.sources import IngestError
+from airflow_mlops.core.data.sql_watermark import (
+    decode_watermark,
+    encode_watermark,
+    last_watermark,
+    save_watermark,
+    state_uri,
+)
 from airflow_mlops.core.io import storage
 from airflow_mlops.spec import PipelineSpec, SqlSourceSpec
 
 logger = logging.getLogger(__name__)
+
+
 WATERMARK_KEY = b"airflow_mlops.sql_watermark"
+
+
 BATCH_SUFFIX = "-sql.parquet"
+
+
 # SQLAlchemy's own pattern of ``:name`` bind parameters in text(): the user's colons are escaped.
 _BIND = re.compile(r"(?<![:\w\x5c]):(\w+)(?![:\w])", re.UNICODE)
+
+
 _PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
@@ -78,81 +92,6 @@ class SqlRead:
         return {"source": source_label(sql), "conn_id": sql.conn_id, "query_sha": query_digest(sql),
                 "landed": self.uri, "rows": self.rows, "chunks": self.chunks,
                 "watermark_column": sql.watermark_column, "after": self.after, "watermark": self.watermark}  # fmt: skip
-
-
-# -- watermark values ---------------------------------------------------------------------------
-
-
-def encode_watermark(value: Any, column: str) -> dict[str, Any]:
-    """A watermark value as JSON, with its kind so it binds back as the same type."""
-    if isinstance(value, bool):
-        pass
-    elif isinstance(value, int):
-        return {"type": "int", "value": value}
-    elif isinstance(value, float):
-        return {"type": "float", "value": value}
-    elif isinstance(value, decimal.Decimal):
-        return {"type": "decimal", "value": str(value)}
-    elif isinstance(value, dt.datetime):
-        return {"type": "datetime", "value": value.isoformat()}
-    elif isinstance(value, dt.date):
-        return {"type": "date", "value": value.isoformat()}
-    elif isinstance(value, str):
-        return {"type": "string", "value": value}
-    raise SqlSourceError(
-        f"watermark column '{column}' holds {type(value).__name__} values; use a number, date, timestamp or "
-        "text column that grows with every new row"
-    )
-
-
-def decode_watermark(encoded: dict[str, Any]) -> Any:
-    kind, value = encoded["type"], encoded["value"]
-    decoders: dict[str, Any] = {"int": int, "float": float, "decimal": decimal.Decimal, "string": str,
-                "datetime": dt.datetime.fromisoformat, "date": dt.date.fromisoformat}  # fmt: skip
-    return decoders[kind](value)
-
-
-def state_uri(pipeline: str) -> str:
-    return settings.join(settings.lake_dir(pipeline, "_sql"), "watermark.json")
-
-
-def _batch_watermark(uri: str) -> dict[str, Any] | None:
-    with storage.local_copy(uri) as path:
-        metadata = pq.read_metadata(path).metadata or {}
-    raw = metadata.get(WATERMARK_KEY)
-    return json.loads(raw) if raw else None
-
-
-def last_watermark(spec: PipelineSpec) -> dict[str, Any] | None:
-    """The largest watermark read so far: the state file, or a newer batch the state missed."""
-    sql = _sql(spec)
-    uri = state_uri(spec.name)
-    state = storage.read_json(uri) if storage.exists(uri) else None
-    if state and state.get("watermark_column") != sql.watermark_column:
-        raise SqlSourceError(
-            f"{uri} was written for watermark column '{state.get('watermark_column')}', not "
-            f"'{sql.watermark_column}'; delete it to read the source from the start",
-            source_label(sql),
-        )
-    best = state["watermark"] if state else None
-    batches = [u for u in storage.list_files(settings.lake_dir(spec.name, "labeled"), (".parquet",))
-               if u.endswith(BATCH_SUFFIX)]  # fmt: skip
-    if batches and (not state or batches[-1] != state.get("batch")):
-        landed = _batch_watermark(batches[-1])  # landed, then the task died before the state was written
-        if landed and (best is None or decode_watermark(landed) > decode_watermark(best)):
-            best = landed
-    return best
-
-
-def _save_watermark(spec: PipelineSpec, read: SqlRead) -> None:
-    sql = _sql(spec)
-    state = {"conn_id": sql.conn_id, "query_sha": query_digest(sql), "watermark_column": sql.watermark_column,
-             "watermark": read.watermark, "batch": read.uri, "rows": read.rows,
-             "updated_at": dt.datetime.now(dt.UTC).isoformat()}  # fmt: skip
-    storage.write_json(state, state_uri(spec.name))
-
-
-# -- reading ------------------------------------------------------------------------------------
 
 
 def _sql(spec: PipelineSpec) -> SqlSourceSpec:
@@ -368,7 +307,7 @@ def read_increment(spec: PipelineSpec, engine: Any) -> SqlRead:
     target = settings.join(settings.lake_dir(spec.name, "labeled"), claimed_name(BATCH_SUFFIX.lstrip("-")))
     read = read_to_parquet(spec, engine, target, after)
     if read.uri is not None:
-        _save_watermark(spec, read)  # after the batch landed: a retry before this finds the batch
+        save_watermark(spec, read)  # after the batch landed: a retry before this finds the batch
     elif after is not None:
         _record_recovered(spec, after)
     return read
@@ -382,7 +321,7 @@ def _record_recovered(spec: PipelineSpec, watermark: dict[str, Any]) -> None:
     batches = [u for u in storage.list_files(settings.lake_dir(spec.name, "labeled"), (".parquet",))
                if u.endswith(BATCH_SUFFIX)]  # fmt: skip
     if batches and (state is None or state.get("batch") != batches[-1]):
-        _save_watermark(spec, SqlRead(batches[-1], 0, 0, watermark, watermark))
+        save_watermark(spec, SqlRead(batches[-1], 0, 0, watermark, watermark))
 
 
 def read_sql_source(

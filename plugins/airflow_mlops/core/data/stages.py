@@ -25,8 +25,8 @@ logger = logging.getLogger(__name__)
 def source_uris(spec: PipelineSpec, ds: str | None = None, claimed: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The files a training run reads: the spec's source, or the run's claimed lake files plus the
     newest ``data.window_batches`` batches landed before them (``core.data.lake_window``)."""
-    from airflow_mlops.core.data.ingest import SUFFIXES, resolve_uris
     from airflow_mlops.core.data.lake_window import select
+    from airflow_mlops.core.data.sources import SUFFIXES, resolve_uris
 
     if spec.data.source.uri:
         return resolve_uris(spec.data.source.uri.replace("{ds}", ds or ""))
@@ -85,7 +85,8 @@ def ingest_labeled(
     A ``data.source.sql`` source is read through ``sql_engine`` (a SQLAlchemy engine the
     operator opens from the Airflow connection) into Parquet first (``core.data.sql_source``).
     """
-    from airflow_mlops.core.data.ingest import IngestError, ingest
+    from airflow_mlops.core.data.ingest import ingest
+    from airflow_mlops.core.data.sources import IngestError
 
     def set_aside(uri: str, error: IngestError) -> str:
         where = quarantine_file(spec.name, uri, run_id, {"stage": "ingest", "error": str(error)})

@@ -4,12 +4,10 @@
 roles, the task, expectations, the split, candidates and the promotion gate, and writes
 the spec and the DAG files atomically (nothing is written unless the spec validates and
 no file would be overwritten without ``force``). Every decision is a guess from one file,
-so the draft says what to review.
-"""
+so the draft says what to review."""
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -18,28 +16,57 @@ from typing import Any
 
 import yaml
 
+from airflow_mlops.core.drafting.choices import (
+    candidate_models,
+    choose_id_column,
+    classification_gate,
+    feature_role,
+    infer_task,
+    label_type,
+    null_expectation,
+    numeric_bounds,
+    plain_value,
+)
 from airflow_mlops.core.drafting.file_profile import (
     PROFILE_ROWS,
     DraftError,
     TableScan,
-    looks_like_id,
     pipeline_name,
     scan,
 )
 from airflow_mlops.core.io import storage
-from airflow_mlops.spec import NAME_PATTERN, RESERVED_COLUMNS, DataSpec, SpecError, parse_spec
+from airflow_mlops.spec import NAME_PATTERN, DataSpec, SpecError, parse_spec
 
 __all__ = ["Draft", "DraftError", "draft_from_file", "draft_spec", "pipeline_name", "write_draft"]
 
+
 MIN_ROWS = 50
+
+
 MAX_CLASSES = 100
+
+
 CLASSIFICATION_MAX_VALUES = 20  # a numeric label with at most this many distinct integers is a class
+
+
 IN_SET_MAX = 20  # categorical value sets only for columns with at most this many values
+
+
 TEXT_MAX_DISTINCT = 1000
+
+
 TEXT_MAX_SHARE = 0.5
+
+
 RARE_CLASS = 50  # a class with fewer rows gets a stratified split, so every split holds it
+
+
 MARGIN = 0.25  # numeric bounds widen by this share of the observed range on each side
+
+
 DAG_KINDS = {"training": "build_training_dag", "scoring": "build_scoring_dag", "monitoring": "build_monitoring_dag"}
+
+
 _INDEX_NAME = re.compile(r"^(unnamed: ?\d+|index|level_0|)$", re.IGNORECASE)
 
 
@@ -86,146 +113,6 @@ class Draft:
         return lines
 
 
-def _nice(value: float, outward: int) -> float | int:
-    """``value`` rounded to 3 significant digits, away from the data (``outward`` -1 down, +1 up)."""
-    if value == 0 or not math.isfinite(value):
-        return 0
-    step = 10 ** (math.floor(math.log10(abs(value))) - 2)
-    rounded = (math.floor if outward < 0 else math.ceil)(value / step) * step
-    rounded = float(f"{rounded:.12g}")
-    return int(rounded) if rounded.is_integer() and abs(rounded) < 2**53 else rounded
-
-
-def _bounds(profile: dict[str, Any], integral: bool) -> tuple[float | int, float | int]:
-    low, high = float(profile["min"]), float(profile["max"])
-    margin = MARGIN * (high - low) or MARGIN * max(abs(low), 1.0)
-    lower = low - margin
-    if low >= 0 > lower:
-        lower = 0.0  # non-negative data (counts, amounts): a negative value is an error
-    if integral:  # whole numbers get whole bounds
-        return math.floor(_nice(lower, -1)), math.ceil(_nice(high + margin, +1))
-    return _nice(lower, -1), _nice(high + margin, +1)
-
-
-def _not_null(column: str, profile: dict[str, Any], whole: bool) -> dict[str, Any] | None:
-    """Never missing in the file: an error past 1% missing. Else a warning at twice the share seen (+5% at least)."""
-    share = float(profile.get("null_fraction", 0.0))
-    if share == 0 and whole:
-        return {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": column, "mostly": 0.99}}
-    mostly = math.floor((1 - min(1.0, max(2 * share, share + 0.05))) * 100) / 100
-    if mostly <= 0:
-        return None
-    kwargs = {"column": column, "mostly": mostly}
-    return {"type": "expect_column_values_to_not_be_null", "kwargs": kwargs, "severity": "warning"}
-
-
-def _choose_id(table: TableScan, label: str) -> str | None:
-    candidates = [c for c in table.columns.values() if c.name != label and c.unique and looks_like_id(c.name)
-                  and c.name not in RESERVED_COLUMNS]  # fmt: skip
-    candidates.sort(key=lambda c: (c.name.strip().lower() != "id", list(table.columns).index(c.name)))
-    return candidates[0].name if candidates else None
-
-
-def _feature_role(table: TableScan, name: str) -> tuple[str | None, str]:
-    """(numeric / categorical / None, why it is left out)."""
-    column = table.columns[name]
-    profile, kind = column.profile, column.kind
-    distinct = int(profile.get("distinct", 0))
-    if kind == "empty" or column.present == 0:
-        return None, "entirely empty"
-    if kind == "infinite":
-        return None, "holds infinite values (inf); ingestion refuses them"
-    if distinct <= 1:
-        return None, "constant (one value)"
-    if name in RESERVED_COLUMNS:
-        return None, "its name is reserved for the prediction log; rename the column to use it"
-    if kind == "datetime":
-        return None, "a date/time; not a feature (it could drive split.method: time)"
-    share = distinct / max(column.present, 1)
-    if kind == "int" and _INDEX_NAME.match(name.strip()) and share > 0.99:
-        return None, "looks like a saved row index"
-    if looks_like_id(name) and kind in ("int", "string"):
-        if share > TEXT_MAX_SHARE:
-            return None, f"looks like an identifier ({distinct:,} distinct values)"
-        if kind == "int":
-            return "categorical", ""  # a code (store_id): its numbers have no order
-    if kind in ("int", "float"):
-        return "numeric", ""
-    if kind == "string" and (distinct > TEXT_MAX_DISTINCT or (share > TEXT_MAX_SHARE and column.present >= MIN_ROWS)):
-        return None, f"free text or high cardinality ({distinct:,} distinct values in {column.present:,})"
-    return "categorical", ""
-
-
-def _task(table: TableScan, label: str, asked: str | None) -> tuple[str, list[Any]]:
-    """The task and, for classification, the classes (sorted)."""
-    column = table.columns[label]
-    counts = table.label_counts
-    numeric = column.kind in ("int", "float")
-    if column.kind in ("datetime", "infinite"):
-        what = "dates" if column.kind == "datetime" else "infinite values"
-        raise DraftError(f"{table.uri}: label '{label}' holds {what}; pick a class or number column to predict")
-    if asked == "regression" and not numeric:
-        raise DraftError(f"{table.uri}: label '{label}' is {column.kind}, not numeric; regression needs numbers "
-                         "(use --task classification)")  # fmt: skip
-    if asked is None:
-        few = counts is not None and len(counts) <= CLASSIFICATION_MAX_VALUES and not table.label_fractional
-        asked = "classification" if not numeric or few else "regression"
-    if asked == "regression":
-        if column.profile.get("distinct", 0) <= 1:
-            raise DraftError(f"{table.uri}: label '{label}' has a single value; nothing to learn")
-        return asked, []
-    if counts is None or len(counts) > MAX_CLASSES:
-        raise DraftError(f"{table.uri}: label '{label}' has more than {MAX_CLASSES} distinct values: too many "
-                         "classes (use --task regression for a numeric target)")  # fmt: skip
-    if len(counts) < 2:
-        value = next(iter(counts), None)
-        raise DraftError(f"{table.uri}: label '{label}' has a single class ({value!r}); a classifier needs at least "
-                         "two: add rows of the other classes")  # fmt: skip
-    return asked, sorted(counts, key=lambda v: (str(type(v)), v))
-
-
-def _label_type(table: TableScan, label: str, task: str) -> str:
-    if task == "regression":
-        return "float"
-    return {"int": "int", "float": "int", "bool": "bool"}.get(table.columns[label].kind, "string")  # whole numbers
-
-
-def _plain(value: Any) -> Any:
-    """A numpy / pandas scalar as a plain YAML-safe Python value."""
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _classification_gate(classes: list[Any], counts: dict[Any, int]) -> tuple[str, float, str]:
-    total = sum(counts.values())
-    smallest = min(counts.values())
-    if len(classes) == 2 or (len(classes) <= 10 and smallest >= 100):
-        return "roc_auc", 0.55, "roc_auc >= 0.55 is a low bar (0.5 is a coin flip); raise it once you know the data"
-    majority = max(counts.values()) / total
-    bar = round(majority + 0.05 * (1 - majority), 3)
-    why = (f"{len(classes)} classes, the smallest with {smallest} rows: roc_auc would be undefined on splits that "
-           f"miss a class, so accuracy must beat always predicting the largest class ({majority:.3f})")  # fmt: skip
-    return "accuracy", bar, why
-
-
-def _candidates(task: str, rows: int) -> list[dict[str, Any]]:
-    """Boosted trees (two learning rates), a linear model, and a forest when the data is small: 3-4 trials."""
-    suffix = "" if task == "classification" else "_regressor"
-    linear = {"estimator": "logistic_regression", "params": {"max_iter": 1000}} if not suffix else {
-        "estimator": "ridge", "params": {"alpha": 1.0}}  # fmt: skip
-    out: list[dict[str, Any]] = [
-        {"estimator": f"hist_gradient_boosting{suffix}", "params": {"max_iter": 200},
-         "search": {"method": "grid", "space": {"learning_rate": [0.05, 0.1]}}},
-        linear,
-    ]  # fmt: skip
-    if rows <= 100_000:
-        out.append({"estimator": f"random_forest{suffix}", "params": {"n_estimators": 200, "min_samples_leaf": 2}})
-    return out
-
-
 def draft_spec(
     table: TableScan,
     label: str,
@@ -251,9 +138,9 @@ def draft_spec(
     if not NAME_PATTERN.match(name):
         raise DraftError(f"pipeline name '{name}' must be lowercase letters, digits and underscores, starting with a "
                          "letter (2-63 characters): pass --name")  # fmt: skip
-    task, classes = _task(table, label, task)
+    task, classes = infer_task(table, label, task)
     whole = table.profiled_rows == table.rows
-    id_column = _choose_id(table, label)
+    id_column = choose_id_column(table, label)
     draft = Draft(name=name, spec={}, scan=table, task=task)
     roles = draft.roles
     roles[label] = "label"
@@ -262,7 +149,7 @@ def draft_spec(
     for column in table.columns:
         if column in roles:
             continue
-        role, why = _feature_role(table, column)
+        role, why = feature_role(table, column)
         if role:
             roles[column] = role
         else:
@@ -273,32 +160,32 @@ def draft_spec(
         reasons = "; ".join(f"{c!r}: {why}" for c, why in draft.dropped.items()) or "no other columns"
         raise DraftError(f"{table.uri}: no usable feature column besides the label ({reasons})")
 
-    dtypes: dict[str, str] = {label: _label_type(table, label, task)}
+    dtypes: dict[str, str] = {label: label_type(table, label, task)}
     dtypes.update({c: table.columns[c].kind for c in categorical if table.columns[c].kind in ("bool", "int")})
     expectations: list[dict[str, Any]] = []
     if id_column:
         expectations.append({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": id_column}})
         expectations.append({"type": "expect_column_values_to_be_unique", "kwargs": {"column": id_column}})
-    counts = {_plain(k): int(v) for k, v in (table.label_counts or {}).items()}
+    counts = {plain_value(k): int(v) for k, v in (table.label_counts or {}).items()}
     if task == "classification":
-        value_set = [_plain(v) for v in classes]
+        value_set = [plain_value(v) for v in classes]
         expectations.append({"type": "expect_column_values_to_be_in_set",
                              "kwargs": {"column": label, "value_set": value_set}})  # fmt: skip
     else:
-        low, high = _bounds(label_column.profile, label_column.kind == "int")
+        low, high = numeric_bounds(label_column.profile, label_column.kind == "int")
         between = {"column": label, "min_value": low, "max_value": high}
         expectations.append({"type": "expect_column_values_to_be_between", "kwargs": between, "severity": "warning"})
     for column in [*numeric, *categorical]:
         profile = table.columns[column].profile
-        check = _not_null(column, profile, whole)
+        check = null_expectation(column, profile, whole)
         if check:
             expectations.append(check)
         if column in numeric:
-            low, high = _bounds(profile, table.columns[column].kind == "int")
+            low, high = numeric_bounds(profile, table.columns[column].kind == "int")
             between = {"column": column, "min_value": low, "max_value": high, "mostly": 0.99}
             expectations.append({"type": "expect_column_values_to_be_between", "kwargs": between, "severity": "error"})
         elif profile.get("categories") and len(profile["categories"]) <= IN_SET_MAX:
-            in_set = {"column": column, "value_set": [_plain(v) for v in profile["categories"]]}
+            in_set = {"column": column, "value_set": [plain_value(v) for v in profile["categories"]]}
             expectations.append({"type": "expect_column_values_to_be_in_set", "kwargs": in_set, "severity": "warning"})
 
     rare = task == "classification" and min(counts.values()) < RARE_CLASS
@@ -308,7 +195,7 @@ def draft_spec(
         split = {"method": "stratified" if task == "classification" else "random"}
     split.update({"ratios": {"train": 0.7, "validation": 0.1, "test": 0.2}, "seed": 42})
     if task == "classification":
-        metric, bar, gate_note = _classification_gate(classes, counts)
+        metric, bar, gate_note = classification_gate(classes, counts)
     else:
         metric, bar = "r2", 0.0
         gate_note = "r2 >= 0.0: the model must beat predicting the mean; raise it once you know the data"
@@ -329,7 +216,7 @@ def draft_spec(
         "data": data,
         "validation": {"min_rows": min(1000, max(MIN_ROWS, labeled // 10)), "expectations": expectations},
         "split": split,
-        "model": {"task": task, "candidates": _candidates(task, labeled), "registered_name": f"{name}_model"},
+        "model": {"task": task, "candidates": candidate_models(task, labeled), "registered_name": f"{name}_model"},
         "promotion": {"metric": metric, "min_improvement": 0.0, "thresholds": {metric: bar}},
     }
     draft.review.extend(_review(draft, table, id_column, gate_note, counts))

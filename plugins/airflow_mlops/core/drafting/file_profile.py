@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from airflow_mlops.core.data.ingest import IngestError, cast_declared, format_of, read_chunks
+from airflow_mlops.core.data.ingest import cast_declared
 from airflow_mlops.core.data.profiling import TableProfiler
+from airflow_mlops.core.data.sources import IngestError, format_of, read_chunks
 from airflow_mlops.core.io import storage
 from airflow_mlops.spec import CsvOptions, SourceSpec
 

@@ -26,7 +26,7 @@ def feedback_name(uri: str) -> str:
     """
     import hashlib
 
-    from airflow_mlops.core.data.ingest import SUFFIXES
+    from airflow_mlops.core.data.sources import SUFFIXES
 
     base = uri.rsplit("/", 1)[-1]
     lowered = base.lower()
@@ -47,9 +47,9 @@ def as_parquet(uri: str, spec: PipelineSpec, tmp: str) -> Iterator[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from airflow_mlops.core.data import ingest
+    from airflow_mlops.core.data import ingest, sources
 
-    if ingest.format_of(uri, None) == "parquet":
+    if sources.format_of(uri, None) == "parquet":
         with storage.local_copy(uri) as path:
             yield path
         return
@@ -59,7 +59,7 @@ def as_parquet(uri: str, spec: PipelineSpec, tmp: str) -> Iterator[str]:
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
     try:
-        for raw in ingest.read_chunks(uri, source):
+        for raw in sources.read_chunks(uri, source):
             table = pa.Table.from_pandas(ingest.cast_declared(raw, types, uri), preserve_index=False)
             if writer is None:
                 schema = _conversion_schema(table.schema, types)
@@ -107,7 +107,7 @@ def _conform(table: Any, schema: Any, uri: str) -> Any:
     """``table`` cast to ``schema``: a column it lacks is null, a column the first chunk lacked is dropped."""
     import pyarrow as pa
 
-    from airflow_mlops.core.data.ingest import IngestError
+    from airflow_mlops.core.data.sources import IngestError
 
     dropped = [name for name in table.column_names if name not in schema.names]
     if dropped:

@@ -14,6 +14,7 @@ from airflow_mlops import layout as settings
 from airflow_mlops.core.data import lake_window, synthetic
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.io import storage
+from airflow_mlops.core.landing import delivery
 from airflow_mlops.core.landing import inbox as landing
 from airflow_mlops.spec import parse_spec
 from tests.component.core.io.test_s3 import bucket, s3_server  # noqa: F401  (fixtures: moto S3 on 127.0.0.1)
@@ -146,7 +147,7 @@ def test_a_relanded_copy_is_set_aside_at_claim_time_and_never_blocks_training(zo
     # Only copies: nothing is delivered, and the claim is closed (not redelivered).
     (inbox / "again.parquet").write_bytes(content)
     assert landing.claim(str(inbox), str(lake), (".parquet",)) is None and os.listdir(inbox) == []
-    assert set(landing.open_claims(str(lake))) == {first.claim_id, second.claim_id}
+    assert set(delivery.open_claims(str(lake))) == {first.claim_id, second.claim_id}
     # Training is not blocked by the uniqueness expectation on the id: the copy was never landed.
     spec = parse_spec(SPEC)
     dataset = data_stages.ingest_labeled(spec, "run-1", claimed=second.claimed)

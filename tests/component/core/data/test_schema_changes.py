@@ -13,7 +13,7 @@ import pytest
 from airflow_mlops import layout as settings
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
-from airflow_mlops.core.data.ingest import IngestError
+from airflow_mlops.core.data.sources import IngestError
 from airflow_mlops.core.io import storage, tables
 from airflow_mlops.core.model import release
 from airflow_mlops.core.model import stages as model_stages

@@ -10,7 +10,7 @@ import pytest
 from airflow_mlops import layout as settings
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
-from airflow_mlops.core.data.ingest import IngestError
+from airflow_mlops.core.data.sources import IngestError
 from airflow_mlops.core.io import s3, storage, tables
 from airflow_mlops.core.landing import inbox as landing
 

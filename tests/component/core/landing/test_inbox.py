@@ -14,6 +14,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_mlops.core.io import storage
+from airflow_mlops.core.landing import delivery
 from airflow_mlops.core.landing import inbox as landing
 from airflow_mlops.operators.base import acknowledge_claims, claimed_uris_from_events
 from airflow_mlops.triggers.landing import LandingZoneTrigger
@@ -148,7 +149,7 @@ def test_redelivery_backs_off_and_gives_up(tmp_path):
     _land(inbox, "a.parquet")
     record = landing.claim(str(inbox), str(lake), PARQUET, now=1000.0)
     assert record is not None
-    due = lambda now: landing.redeliver_due(str(lake), 100.0, 3, now=now)  # noqa: E731
+    due = lambda now: delivery.redeliver_due(str(lake), 100.0, 3, now=now)  # noqa: E731
     assert due(1099.0) is None
     assert due(1100.0).deliveries == [1000.0, 1100.0]
     assert due(1100.0) is None and due(1299.0) is None  # every poll after a redelivery: nothing
@@ -156,7 +157,7 @@ def test_redelivery_backs_off_and_gives_up(tmp_path):
     assert due(1699.0) is None
     assert due(1700.0) is None  # third delivery was the last: abandoned
     assert landing.load_claim(record.uri).state == "abandoned"
-    assert landing.open_claims(str(lake)) == []
+    assert delivery.open_claims(str(lake)) == []
     assert due(10**9) is None
 
 
@@ -165,8 +166,8 @@ def test_an_acknowledged_claim_is_never_redelivered(tmp_path):
     _land(inbox, "a.parquet")
     record = landing.claim(str(inbox), str(lake), PARQUET, now=1000.0)
     assert claimed_uris_from_events(_context([record.payload()])) == record.claimed
-    assert landing.redeliver_due(str(lake), 1.0, 5, now=10**9) is None
-    assert landing.open_claims(str(lake)) == []  # closed by the scan
+    assert delivery.redeliver_due(str(lake), 1.0, 5, now=10**9) is None
+    assert delivery.open_claims(str(lake)) == []  # closed by the scan
 
 
 def test_a_claimer_dying_half_way_strands_no_file(tmp_path, monkeypatch):
@@ -186,7 +187,7 @@ def test_a_claimer_dying_half_way_strands_no_file(tmp_path, monkeypatch):
         landing.claim(str(inbox), str(lake), PARQUET, now=1000.0)
     monkeypatch.setattr(storage, "move", real)
     assert sorted(os.listdir(inbox)) == [next(n for n in os.listdir(inbox) if n.startswith(".claiming-")), "c.parquet"]
-    recovered = landing.redeliver_due(str(lake), 10.0, 5, now=2000.0)
+    recovered = delivery.redeliver_due(str(lake), 10.0, 5, now=2000.0)
     assert recovered is not None and recovered.state == "claimed"
     assert [u.rsplit("-", 1)[-1] for u in recovered.claimed] == ["a.parquet", "b.parquet"]
     assert all(os.path.exists(u) for u in recovered.claimed)
@@ -308,7 +309,7 @@ def test_s3_claims_are_exclusive_acknowledged_and_redelivered(bucket, monkeypatc
     )
     assert storage.list_files(lake) == sorted(claimed)  # nothing else in the lake folder
 
-    open_ids = landing.open_claims(lake)
+    open_ids = delivery.open_claims(lake)
     assert len(open_ids) == len([mine for mine in results if mine])
     owner = landing.load_claim(landing.claim_uri(lake, open_ids[0]))
     assert claimed_uris_from_events(_context([owner.payload()])) == owner.claimed
@@ -316,12 +317,12 @@ def test_s3_claims_are_exclusive_acknowledged_and_redelivered(bucket, monkeypatc
     future = time.time() + 10**6
     redelivered = []
     for _ in range(len(open_ids) + 3):  # bounded: a claim firing on every scan would fail here, not hang
-        due = landing.redeliver_due(lake, 1.0, 5, now=future)
+        due = delivery.redeliver_due(lake, 1.0, 5, now=future)
         if due is None:
             break
         redelivered.append(due.claim_id)
     assert sorted(redelivered) == sorted(open_ids[1:])  # every claim but the acknowledged one
-    assert landing.redeliver_due(lake, 1.0, 5, now=future) is None
+    assert delivery.redeliver_due(lake, 1.0, 5, now=future) is None
 
 
 def test_s3_trigger_claims_files_landing_together(bucket):  # noqa: F811
@@ -386,7 +387,7 @@ def test_s3_a_claim_whose_only_copy_fails_raises_and_leaves_nothing_behind(bucke
         patch.setattr(client, "copy", lambda *args, **kwargs: (_ for _ in ()).throw(_slow_down()))
         with pytest.raises(Exception, match="SlowDown"):  # the trigger backs off and polls again
             landing.claim(inbox, lake, PARQUET)
-    assert _locks(lake) == [] and storage.list_files(lake) == [] and landing.open_claims(lake) == []
+    assert _locks(lake) == [] and storage.list_files(lake) == [] and delivery.open_claims(lake) == []
     record = landing.claim(inbox, lake, PARQUET)
     assert record is not None and [storage.read_bytes(u) for u in record.claimed] == [b"a"]
 
@@ -413,7 +414,7 @@ def test_s3_a_claimer_killed_after_the_lock_is_completed_by_recovery(bucket, mon
             landing.claim(inbox, lake, PARQUET)
     assert len(_locks(lake)) == 1 and storage.list_files(lake) == []
     assert landing.claim(inbox, lake, PARQUET) is None  # locked, and the lock is young: left to recovery
-    recovered = landing.redeliver_due(lake, 1.0, 5, now=time.time() + 10)
+    recovered = delivery.redeliver_due(lake, 1.0, 5, now=time.time() + 10)
     assert recovered is not None and recovered.state == "claimed"
     assert [u.rsplit("-", 1)[-1] for u in recovered.claimed] == ["a.parquet"]
     assert storage.list_files(lake) == recovered.claimed and storage.read_bytes(recovered.claimed[0]) == b"a"
@@ -431,7 +432,7 @@ def test_s3_recovery_releases_the_lock_of_a_file_overwritten_since(bucket, monke
         with pytest.raises(SystemExit):
             landing.claim(inbox, lake, PARQUET)
     storage.write_bytes(b"new", f"{inbox}/a.parquet")  # a new version: a new lock identity
-    assert landing.redeliver_due(lake, 1.0, 5, now=time.time() + 10) is None  # nothing of its own: discarded
+    assert delivery.redeliver_due(lake, 1.0, 5, now=time.time() + 10) is None  # nothing of its own: discarded
     assert _locks(lake) == []
     record = landing.claim(inbox, lake, PARQUET)
     assert record is not None and [storage.read_bytes(u) for u in record.claimed] == [b"new"]
@@ -446,7 +447,7 @@ def test_s3_a_stale_lock_whose_claim_is_gone_is_released_with_a_warning(bucket, 
         _die_after_the_lock(s3._client(), patch)
         with pytest.raises(SystemExit):
             landing.claim(inbox, lake, PARQUET)
-    (dead_id,) = landing.open_claims(lake)
+    (dead_id,) = delivery.open_claims(lake)
     s3.delete(f"{landing.claim_uri(lake, dead_id)}/_manifest.json")  # e.g. left by an older version
     assert landing.claim(inbox, lake, PARQUET) is None  # young: another claimer may be copying it
     with caplog.at_level("WARNING", logger="airflow_mlops.core.landing.inbox"):

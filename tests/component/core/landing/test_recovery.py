@@ -18,6 +18,7 @@ import pytest
 from airflow_mlops import layout as settings
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.io import storage
+from airflow_mlops.core.landing import delivery
 from airflow_mlops.core.landing import inbox as landing
 from airflow_mlops.operators.base import claimed_uris_from_events
 from airflow_mlops.spec import parse_spec
@@ -103,7 +104,7 @@ def test_a_claimer_killed_after_the_rename_is_recovered_by_the_next_poll_and_del
         (inbox / name).write_bytes(name.encode())
     _kill_claimer_at(tmp_path, str(inbox), str(lake), "local-move")
     (staged,) = [n for n in os.listdir(inbox) if n.startswith(".claiming-")]  # invisible to every poll
-    assert sorted(os.listdir(inbox)) == [staged, "b.parquet"] and landing.open_claims(str(lake))
+    assert sorted(os.listdir(inbox)) == [staged, "b.parquet"] and delivery.open_claims(str(lake))
 
     trigger = LandingZoneTrigger(inbox=str(inbox), destination=str(lake), poll_interval=0.05, min_age_seconds=0)
     first = _event(trigger)  # the restarted trigger's first poll: no redelivery wait for a claim never delivered
@@ -161,7 +162,7 @@ def test_a_window_never_reads_a_file_of_an_undelivered_claim(zone, tmp_path):
     assert len([n for n in os.listdir(lake) if not n.startswith(".")]) == 2  # b's copy is hidden (.copying-)
     spec = parse_spec(SPEC)
     assert data_stages.source_uris(spec) == [history]  # a calendar run meanwhile: not the claim's a
-    recovered = landing.redeliver_due(str(lake), 3600.0, 5)
+    recovered = delivery.redeliver_due(str(lake), 3600.0, 5)
     assert recovered is not None and _names(recovered.claimed) == ["a.parquet", "b.parquet"]
     assert data_stages.source_uris(spec) == [history, *recovered.claimed]  # delivered: part of the lake
 
@@ -179,7 +180,7 @@ def test_a_claim_failing_on_a_full_disk_gives_its_files_back_to_the_inbox(zone, 
         with pytest.raises(OSError, match="No space left"):
             landing.claim(str(inbox), str(lake), PARQUET)
     assert sorted(os.listdir(inbox)) == ["a.parquet", "b.parquet"]  # back under their names, no .claiming-
-    assert landing.open_claims(str(lake)) == [] and storage.list_files(str(lake)) == []
+    assert delivery.open_claims(str(lake)) == [] and storage.list_files(str(lake)) == []
     record = landing.claim(str(inbox), str(lake), PARQUET)  # the next poll, with space again
     assert record is not None and _names(record.claimed) == ["a.parquet", "b.parquet"]
 
@@ -200,7 +201,7 @@ def test_a_claim_left_undelivered_in_this_process_is_recovered_at_once(zone, mon
         patch.setattr(landing.Claim, "save", save_fails_second_time)
         with pytest.raises(OSError, match="No space left"):
             landing.claim(str(inbox), str(lake), PARQUET)
-    recovered = landing.redeliver_due(str(lake), 3600.0, 5)  # no hour-long wait
+    recovered = delivery.redeliver_due(str(lake), 3600.0, 5)  # no hour-long wait
     assert recovered is not None and _names(recovered.claimed) == ["a.parquet"] and recovered.deliveries
 
 
@@ -230,7 +231,7 @@ def test_stranded_claims_are_logged_with_their_files_and_age_and_shown_on_the_pl
     assert "1 stranded" in client.get("/").text and "a.parquet" in client.get("/").text
 
     with caplog.at_level("WARNING", logger="airflow_mlops.core.landing.inbox"):
-        recovered = landing.redeliver_due(str(lake), 3600.0, 5)
+        recovered = delivery.redeliver_due(str(lake), 3600.0, 5)
     assert recovered is not None
     assert f"claim {recovered.claim_id} was never delivered" in caplog.text and "['a.parquet']" in caplog.text
     assert claim_recovery.stranded(str(lake))[0]["state"] == "claimed"  # delivered, not acknowledged yet

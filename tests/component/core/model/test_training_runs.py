@@ -54,7 +54,7 @@ def test_every_training_task_is_retried_after_faults_but_the_approval(spec, tmp_
 def test_bad_input_fails_at_once_while_other_errors_keep_their_retries():
     from airflow.sdk.exceptions import AirflowFailException
 
-    from airflow_mlops.core.data.ingest import IngestError
+    from airflow_mlops.core.data.sources import IngestError
     from airflow_mlops.operators.base import fail_without_retry_on_bad_input
 
     with pytest.raises(AirflowFailException, match="column 'x' holds text"), fail_without_retry_on_bad_input():

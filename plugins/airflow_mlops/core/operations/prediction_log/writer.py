@@ -17,13 +17,12 @@ failed write or at shutdown, is counted in ``dropped_rows`` and reported in the 
 once for the first, then in one line per ``DROP_REPORT_SECONDS`` with the count since the
 last line, and the rest when the log closes.
 
-The schema is the one batch scoring writes: request_id, row (index in the request),
-(the serving app's log only: client_request_id, the client's ``X-Request-ID``, null without one),
-logged_at, model_name, model_version, source_uri, the id column (only when the spec has
-``data.id_column``; its values are null for rows sent without one), the model inputs
-(numbers as float64, categories as text with "" for missing), prediction, score
-(classification: the probability of the second class of two, else of the predicted class)
-and, for models of more than two classes, ``probabilities`` (a map class label -> probability)."""
+The columns, their order and types are defined once, in ``spec.prediction_log`` (this
+writer and batch scoring's ``prediction_log.batch`` are both tested against it): the request
+and model columns, the id column when the spec has one, the model inputs (numbers as float64,
+categories as text with "" for missing), then prediction, score and, for more than two
+classes, ``probabilities``.
+"""
 
 from __future__ import annotations
 
