@@ -16,7 +16,6 @@ HOME_ENV = "AIRFLOW_MLOPS_HOME"
 LANDING_ENV = "AIRFLOW_MLOPS_LANDING_ROOT"
 ARTIFACT_ENV = "AIRFLOW_MLOPS_ARTIFACT_ROOT"
 PIPELINES_ENV = "AIRFLOW_MLOPS_PIPELINES_DIR"
-MLFLOW_CONN_ENV = "AIRFLOW_MLOPS_MLFLOW_CONN_ID"
 AWS_CONN_ENV = "AIRFLOW_MLOPS_AWS_CONN_ID"
 DEFAULT_MLFLOW_CONN_ID = "mlflow_default"
 
@@ -33,10 +32,6 @@ def landing_root() -> str:
 
 def artifact_root() -> str:
     return os.environ.get(ARTIFACT_ENV) or f"{home()}/artifacts"
-
-
-def mlflow_conn_id() -> str:
-    return os.environ.get(MLFLOW_CONN_ENV) or DEFAULT_MLFLOW_CONN_ID
 
 
 def join(root: str, *parts: str) -> str:

@@ -105,9 +105,9 @@ class PipelineSpec(Strict):
             raise ValueError(f"id/label column also listed as a feature (or derived feature): {sorted(clash)}")
         if self.data.id_column == self.data.label:
             raise ValueError("data.id_column and data.label must differ")
-        reserved = RESERVED_COLUMNS & {*id_columns, *self.data.features.all, *self.data.features.derived}
-        if reserved:
-            raise ValueError(f"column names reserved for the prediction log: {sorted(reserved)}; rename them")
+        taken = RESERVED_COLUMNS & {*id_columns, *self.data.features.all, *self.data.features.derived}
+        if taken:
+            raise ValueError(f"column names reserved for the prediction log: {sorted(taken)}; rename them")
         return self
 
     @model_validator(mode="after")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterable
 
 import pandas as pd
 
@@ -24,13 +23,6 @@ def read_table(uri: str) -> pd.DataFrame:
         if path.endswith(".csv"):
             return pd.read_csv(path)
         return pd.read_parquet(path)
-
-
-def read_tables(uris: Iterable[str]) -> pd.DataFrame:
-    frames = [read_table(uri) for uri in uris]
-    if not frames:
-        raise ValueError("no input files to read")
-    return pd.concat(frames, ignore_index=True)
 
 
 def fingerprint_frame(frame: pd.DataFrame) -> str:
