@@ -79,7 +79,7 @@ def acknowledge_claims(context: Context, *, skip_duplicates: bool = False, pipel
 
     The run's triggering Asset events may hold several claims (events are merged into one
     run) and the same claim more than once (a redelivery). Each claim is acknowledged for
-    this DAG (``core.landing.inbox.acknowledge``): the first run of the DAG to take it owns it,
+    this DAG (``core.landing.delivery.acknowledge``): the first run of the DAG to take it owns it,
     and a retry or clear of that run processes it again; a claim another run of this DAG
     already took is left out, so no file is processed twice. Payloads without a claim
     (older events) are passed through unchanged.
@@ -94,39 +94,32 @@ def acknowledge_claims(context: Context, *, skip_duplicates: bool = False, pipel
     :param pipeline: the pipeline whose lake the claims must be in; by default the
         pipeline of the running operator's spec (``context["task"].load_spec()``).
     """
-    claims: dict[str, dict[str, Any]] = {}
-    every_claim: list[dict[str, Any]] = []  # duplicates included: each one is checked
-    uris: list[str] = []
-    other_events = 0
-    for asset_events in (context.get("triggering_asset_events") or {}).values():
-        for event in asset_events:
-            payload = (event.extra or {}).get("payload") or {}
-            if not isinstance(payload, dict):
-                other_events += 1
-            elif payload.get("claim_id") and payload.get("claim_uri"):
-                claims.setdefault(str(payload["claim_id"]), payload)
-                every_claim.append(payload)
-            elif payload.get("claimed"):
-                uris.extend(_claimed_list(payload))
-            else:
-                other_events += 1
-    if not claims and not uris:
-        return uris
-    lake = _pipeline_lake(context, pipeline)
-    if lake is None:
-        if claims:
+    from airflow_mlops.core.landing.events import EventPayloadError, check_in_lake, sort_payloads
+
+    payloads = [
+        (event.extra or {}).get("payload") or {}
+        for asset_events in (context.get("triggering_asset_events") or {}).values()
+        for event in asset_events
+    ]
+    try:
+        found = sort_payloads(payloads)
+        if not found.claims and not found.uris:
+            return found.uris
+        lake = _pipeline_lake(context, pipeline)
+        if lake is None and found.claims:
             raise AirflowFailException(
                 "cannot check this run's landing claims: no pipeline (call acknowledge_claims from an "
                 "airflow-mlops operator, or pass pipeline=)"
             )
-    else:
-        for uri in uris:
-            _check_in_lake(uri, lake)
-        for payload in every_claim:
-            _check_claim(str(payload["claim_id"]), payload, lake)
+        if lake is not None:
+            check_in_lake(found, lake)
+    except EventPayloadError as exc:
+        raise AirflowFailException(str(exc)) from None
+    claims, uris, other_events = found.claims, found.uris, found.other_events
     if not claims:
         return uris
     from airflow_mlops.core.landing.delivery import acknowledge
+    from airflow_mlops.core.landing.events import claimed_list
 
     dag_id, run_id = context["dag"].dag_id, str(context["run_id"])
     task = context.get("task")
@@ -135,7 +128,7 @@ def acknowledge_claims(context: Context, *, skip_duplicates: bool = False, pipel
     for claim_id, payload in sorted(claims.items()):
         holder = acknowledge(payload["claim_uri"], owner)
         if (holder.get("dag_id"), holder.get("run_id")) == (dag_id, run_id):
-            uris.extend(_claimed_list(payload))
+            uris.extend(claimed_list(payload))
         else:
             duplicates.append(f"{claim_id} (taken by run {holder.get('run_id')})")
     if duplicates:
@@ -162,43 +155,6 @@ def _pipeline_lake(context: Context, pipeline: str | None) -> str | None:
     from airflow_mlops.layout import lake_dir
 
     return lake_dir(pipeline, "")
-
-
-def _relative_parts(uri: str, root: str) -> list[str] | None:
-    """The segments of ``uri`` below ``root``; None when it is not below it or has '.', '..' or ''."""
-    prefix = root.rstrip("/") + "/"
-    if not uri.startswith(prefix):
-        return None
-    parts = uri[len(prefix) :].split("/")
-    return None if any(part in ("", ".", "..") for part in parts) else parts
-
-
-def _claimed_list(payload: dict[str, Any]) -> list[str]:
-    claimed = payload.get("claimed") or []
-    if not isinstance(claimed, list) or not all(isinstance(uri, str) for uri in claimed):
-        raise AirflowFailException(f"landing event payload with a 'claimed' that is not a list of URIs: {claimed!r}")
-    return claimed
-
-
-def _check_in_lake(uri: str, lake: str) -> None:
-    parts = _relative_parts(uri, lake)
-    if not parts or parts[0].startswith(("_", ".")):
-        raise AirflowFailException(f"refusing claimed URI {uri!r}: not a file of the pipeline's lake {lake}")
-
-
-def _check_claim(claim_id: str, payload: dict[str, Any], lake: str) -> None:
-    """A claim folder is ``<lake>/_claims/<lake folder>/<claim id>``; its files are in the lake."""
-    from airflow_mlops.core.landing.inbox import CLAIMS
-
-    uri = str(payload["claim_uri"])
-    parts = _relative_parts(uri, f"{lake.rstrip('/')}/{CLAIMS}")
-    if not parts or len(parts) != 2 or parts[1] != claim_id or any(p.startswith(("_", ".")) for p in parts):
-        raise AirflowFailException(
-            f"refusing landing claim {claim_id!r}: claim_uri {uri!r} is not a claim folder of the pipeline's "
-            f"lake ({lake}/{CLAIMS}/<lake folder>/<claim id>)"
-        )
-    for claimed in _claimed_list(payload):
-        _check_in_lake(claimed, lake)
 
 
 @contextmanager
