@@ -29,10 +29,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 
-from airflow_mlops.spec.data import DATA_SUFFIXES
-
-# What ingestion reads (``core.data.ingest.SUFFIXES``; a test keeps the two equal). Duplicated
-# because this module is imported at DAG parse and must not import pandas.
+from airflow_mlops.spec.data import DATA_SUFFIXES  # what ingestion reads: one definition, parse-time light
 
 MAX_ERROR_BACKOFF_SECONDS = 300.0
 

@@ -10,6 +10,7 @@ import time
 import pytest
 from airflow.triggers.base import BaseEventTrigger
 
+from airflow_mlops.core.landing import delivery
 from airflow_mlops.core.landing import inbox as landing
 from airflow_mlops.triggers.landing import DATA_SUFFIXES, LandingFilesPresentTrigger, LandingZoneTrigger
 
@@ -119,7 +120,7 @@ def test_the_trigger_checks_locks_older_than_its_redelivery_delay(tmp_path, monk
         return None
 
     monkeypatch.setattr(landing, "claim", claim)
-    monkeypatch.setattr(landing, "redeliver_due", lambda *args, **kwargs: None)
+    monkeypatch.setattr(delivery, "redeliver_due", lambda *args, **kwargs: None)
     trigger = LandingZoneTrigger(inbox=str(tmp_path / "in"), destination=str(tmp_path / "lake"), poll_interval=0.05,
                                  redeliver_after_seconds=120.0)  # fmt: skip
     with pytest.raises(TimeoutError):

@@ -8,23 +8,59 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow.parquet as pq
 
 from airflow_mlops import layout as settings
-from airflow_mlops.core.data.sql_source import (
-    BATCH_SUFFIX,
-    WATERMARK_KEY,
-    SqlRead,
-    SqlSourceError,
-    _sql,
-    query_digest,
-    source_label,
-)
+from airflow_mlops.core.data.sources import IngestError
 from airflow_mlops.core.io import storage
-from airflow_mlops.spec import PipelineSpec
+from airflow_mlops.spec import PipelineSpec, SqlSourceSpec
+
+WATERMARK_KEY = b"airflow_mlops.sql_watermark"
+
+
+BATCH_SUFFIX = "-sql.parquet"
+
+
+class SqlSourceError(IngestError):
+    """The SQL source cannot be read: a bad query, a missing connection, a type mismatch."""
+
+
+def source_label(sql: SqlSourceSpec) -> str:
+    """How errors and logs name the source (never the connection's URI: it may hold a password)."""
+    return f"SQL source (connection '{sql.conn_id}')"
+
+
+def query_digest(sql: SqlSourceSpec) -> str:
+    return hashlib.sha256(sql.query.encode()).hexdigest()[:16]
+
+
+@dataclass
+class SqlRead:
+    """One read of the source: what landed where, and the watermark range it covers."""
+
+    uri: str | None  # the Parquet file written; None when an incremental read found no new rows
+    rows: int
+    chunks: int
+    after: dict[str, Any] | None  # the watermark read from (exclusive); None: from the start
+    watermark: dict[str, Any] | None  # the largest watermark read (or kept, when nothing new)
+
+    def info(self, sql: SqlSourceSpec) -> dict[str, Any]:
+        """For XCom and lineage: no query text, no credentials."""
+        return {"source": source_label(sql), "conn_id": sql.conn_id, "query_sha": query_digest(sql),
+                "landed": self.uri, "rows": self.rows, "chunks": self.chunks,
+                "watermark_column": sql.watermark_column, "after": self.after, "watermark": self.watermark}  # fmt: skip
+
+
+def _sql(spec: PipelineSpec) -> SqlSourceSpec:
+    sql = spec.data.source.sql
+    if sql is None:
+        raise ValueError(f"pipeline '{spec.name}' has no data.source.sql")
+    return sql
 
 
 def encode_watermark(value: Any, column: str) -> dict[str, Any]:

@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
-from airflow_mlops.core.drafting.draft import (
-    _INDEX_NAME,
-    CLASSIFICATION_MAX_VALUES,
-    MARGIN,
-    MAX_CLASSES,
-    MIN_ROWS,
-    TEXT_MAX_DISTINCT,
-    TEXT_MAX_SHARE,
-)
 from airflow_mlops.core.drafting.file_profile import (
     DraftError,
     TableScan,
     looks_like_id,
 )
 from airflow_mlops.spec import RESERVED_COLUMNS
+
+MIN_ROWS = 50
+
+
+MAX_CLASSES = 100
+
+
+CLASSIFICATION_MAX_VALUES = 20  # a numeric label with at most this many distinct integers is a class
+
+
+TEXT_MAX_DISTINCT = 1000
+
+
+TEXT_MAX_SHARE = 0.5
+
+
+MARGIN = 0.25  # numeric bounds widen by this share of the observed range on each side
+
+
+_INDEX_NAME = re.compile(r"^(unnamed: ?\d+|index|level_0|)$", re.IGNORECASE)
 
 
 def nice_number(value: float, outward: int) -> float | int:

@@ -9,7 +9,6 @@ so the draft says what to review."""
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ from typing import Any
 import yaml
 
 from airflow_mlops.core.drafting.choices import (
+    MARGIN,
+    MIN_ROWS,
     candidate_models,
     choose_id_column,
     classification_gate,
@@ -40,34 +41,13 @@ from airflow_mlops.spec import NAME_PATTERN, DataSpec, SpecError, parse_spec
 __all__ = ["Draft", "DraftError", "draft_from_file", "draft_spec", "pipeline_name", "write_draft"]
 
 
-MIN_ROWS = 50
-
-
-MAX_CLASSES = 100
-
-
-CLASSIFICATION_MAX_VALUES = 20  # a numeric label with at most this many distinct integers is a class
-
-
 IN_SET_MAX = 20  # categorical value sets only for columns with at most this many values
-
-
-TEXT_MAX_DISTINCT = 1000
-
-
-TEXT_MAX_SHARE = 0.5
 
 
 RARE_CLASS = 50  # a class with fewer rows gets a stratified split, so every split holds it
 
 
-MARGIN = 0.25  # numeric bounds widen by this share of the observed range on each side
-
-
 DAG_KINDS = {"training": "build_training_dag", "scoring": "build_scoring_dag", "monitoring": "build_monitoring_dag"}
-
-
-_INDEX_NAME = re.compile(r"^(unnamed: ?\d+|index|level_0|)$", re.IGNORECASE)
 
 
 @dataclass

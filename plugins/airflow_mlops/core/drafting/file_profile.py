@@ -1,6 +1,6 @@
 """Read one data file for ``airflow-mlops init``: infer column types, profile, count rows.
 
-The file is read with the project's own readers (``core.data.ingest.read_chunks``, the same
+The file is read with the project's own readers (``core.data.sources.read_chunks``, the same
 format inference and ``s3://`` download as ingestion), so what ``init`` sees is what the
 training DAG will see. Types are inferred from the first chunk (``sample_rows``) and every
 later chunk is cast with ``core.data.ingest.cast_declared``, the cast ingestion applies; a later

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from airflow_mlops.core.data import sources
 from airflow_mlops.core.io import storage
 from airflow_mlops.core.operations.prediction_log.batch import LogContext, log_table, prediction_log_frame
 from airflow_mlops.spec import PipelineSpec
@@ -47,7 +48,7 @@ def as_parquet(uri: str, spec: PipelineSpec, tmp: str) -> Iterator[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from airflow_mlops.core.data import ingest, sources
+    from airflow_mlops.core.data import ingest
 
     if sources.format_of(uri, None) == "parquet":
         with storage.local_copy(uri) as path:
@@ -69,7 +70,7 @@ def as_parquet(uri: str, spec: PipelineSpec, tmp: str) -> Iterator[str]:
         if writer is not None:
             writer.close()
     if writer is None:
-        raise ingest.IngestError("no data rows (only a header?)", uri)
+        raise sources.IngestError("no data rows (only a header?)", uri)
     try:
         yield path
     finally:

@@ -17,13 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_mlops import layout as settings
-from airflow_mlops.core.data.sql_source import (
-    SqlSourceError,
-    last_watermark,
-    read_to_parquet,
-    state_uri,
-    stream_rows,
-)
+from airflow_mlops.core.data.sql_source import read_to_parquet, stream_rows
+from airflow_mlops.core.data.sql_watermark import SqlSourceError, last_watermark, state_uri
 from airflow_mlops.core.data.stages import ingest_labeled
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.io import storage, tables
@@ -271,14 +266,14 @@ def test_a_task_killed_between_landing_and_recording_reads_no_row_twice(spec, en
     def killed(*args):
         raise KeyboardInterrupt("killed")
 
-    save_watermark = sql_source._save_watermark
-    monkeypatch.setattr(sql_source, "_save_watermark", killed)
+    save_watermark = sql_source.save_watermark
+    monkeypatch.setattr(sql_source, "save_watermark", killed)
     with pytest.raises(KeyboardInterrupt):
         ingest_labeled(pipeline, "r1", sql_engine=engine)
     assert not storage.exists(state_uri(pipeline.name))
     assert last_watermark(pipeline) == {"type": "int", "value": ROWS}  # from the landed batch itself
     # Only this patch goes: monkeypatch.undo() would also point the roots back outside tmp_path.
-    monkeypatch.setattr(sql_source, "_save_watermark", save_watermark)
+    monkeypatch.setattr(sql_source, "save_watermark", save_watermark)
     retry = ingest_labeled(pipeline, "r1", sql_engine=engine)
     assert retry["sql"]["rows"] == 0 and len(retry["sources"]) == 1
     assert storage.read_json(state_uri(pipeline.name))["watermark"] == {"type": "int", "value": ROWS}

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from airflow_mlops.core.data import ingest, synthetic
+from airflow_mlops.core.data import ingest, sources, synthetic
 from airflow_mlops.core.io import tables
 from airflow_mlops.spec import LabelingSpec, SpecError, parse_spec
 from tests.conftest import EXAMPLE_SPEC
@@ -83,7 +83,7 @@ def test_labeling_errors_are_named(spec, tmp_path, labeling, message):
     if "join" in labeling:
         labeling = {"join": {**labeling["join"], "uri": labeling["join"]["uri"].format(tmp=tmp_path)}}
     uri = _unlabeled_data(tmp_path)
-    with pytest.raises(ingest.IngestError) as err:
+    with pytest.raises(sources.IngestError) as err:
         ingest.ingest(_labeling(spec, **labeling), [uri], str(tmp_path / "out.parquet"))
     assert message in str(err.value)
 

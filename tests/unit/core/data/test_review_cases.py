@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from airflow_mlops import layout as settings
-from airflow_mlops.core.data import ingest, synthetic
+from airflow_mlops.core.data import ingest, sources, synthetic
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data.cleaning import apply_clip
 from airflow_mlops.core.data.profiling import profile_frame
@@ -38,7 +38,7 @@ def test_time_split_refuses_text_dates(spec):
 def test_declared_datetimes_parse_as_iso_and_refuse_epoch_numbers():
     parsed = ingest.cast_declared(pd.DataFrame({"t": ["2026-02-01", "2026-02-13T10:00:00"]}), {"t": "datetime"})
     assert parsed["t"].dt.month.tolist() == [2, 2]
-    with pytest.raises(ingest.IngestError, match="holds numbers"):
+    with pytest.raises(sources.IngestError, match="holds numbers"):
         ingest.cast_declared(pd.DataFrame({"t": [1700000000]}), {"t": "datetime"})
 
 

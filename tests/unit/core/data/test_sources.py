@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from airflow_mlops.core.data import ingest, synthetic
+from airflow_mlops.core.data import ingest, sources, synthetic
 from airflow_mlops.core.io import tables
 from airflow_mlops.spec import EnrichSpec, FeaturesSpec, SourceSpec
 
@@ -64,7 +64,7 @@ def test_enrichment_problems_are_named(spec, tmp_path, rule, message):
     uri = _regions(tmp_path, rows)
     if rule.pop("extra", False):
         pd.DataFrame({"region": ["north"], "plan": ["x"]}).to_csv(uri, index=False)
-    with pytest.raises(ingest.IngestError) as err:
+    with pytest.raises(sources.IngestError) as err:
         ingest.ingest(_with_enrichment(spec, {"uri": uri, **rule}), [_data(tmp_path)], str(tmp_path / "o.parquet"))
     assert message in str(err.value)
 
@@ -72,10 +72,10 @@ def test_enrichment_problems_are_named(spec, tmp_path, rule, message):
 def test_generator_is_a_source(spec, tmp_path):
     source = SourceSpec(uri="generator://churn?rows=1500&seed=4&drift=0.3", chunk_rows=1000)
     generated = spec.model_copy(update={"data": spec.data.model_copy(update={"source": source})})
-    uris = ingest.resolve_uris(source.uri)
+    uris = sources.resolve_uris(source.uri)
     result = ingest.ingest(generated, uris, str(tmp_path / "gen.parquet"))
     expected = synthetic.churn_batch(1500, seed=4, drift=0.3)
     assert result.rows == 1500
     assert tables.read_table(result.uri)["customer_id"].tolist() == expected["customer_id"].tolist()
-    with pytest.raises(ingest.IngestError, match="unknown generator 'nope'"):
+    with pytest.raises(sources.IngestError, match="unknown generator 'nope'"):
         ingest.ingest(generated, ["generator://nope"], str(tmp_path / "x.parquet"))
