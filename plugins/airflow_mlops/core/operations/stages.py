@@ -321,6 +321,7 @@ def _prediction_drift(spec: PipelineSpec, model: Any, reference: Any, current_lo
     """The champion's scores on its training reference vs the scores it logged."""
     from airflow_mlops.core.model.training import feature_frame
     from airflow_mlops.core.operations.drift.detect import predicted_label_drift, prediction_drift
+    from airflow_mlops.core.operations.drift.statistics import thresholds
 
     try:
         features = feature_frame(reference, spec)
@@ -330,8 +331,7 @@ def _prediction_drift(spec: PipelineSpec, model: Any, reference: Any, current_lo
                 model.predict(features),
                 current_log["prediction"].to_numpy(),
                 alpha=spec.monitoring.alpha,
-                psi_threshold=spec.monitoring.psi_threshold,
-                effect_threshold=spec.monitoring.effect_threshold,
+                **thresholds(spec.monitoring),
             )
         if "score" in current_log.columns and hasattr(model, "predict_proba"):
             column, expected = "score", model.predict_proba(features)[:, -1]
@@ -349,8 +349,7 @@ def _prediction_drift(spec: PipelineSpec, model: Any, reference: Any, current_lo
         current_log[column].to_numpy(dtype="float64"),
         bins=spec.monitoring.bins,
         alpha=spec.monitoring.alpha,
-        psi_threshold=spec.monitoring.psi_threshold,
-        effect_threshold=spec.monitoring.effect_threshold,
+        **thresholds(spec.monitoring),
     )
 
 
@@ -714,6 +713,7 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
 
     from airflow_mlops.core.operations.drift.detect import DriftReport, detect_drift
     from airflow_mlops.core.operations.drift.report import render_drift_html
+    from airflow_mlops.core.operations.drift.statistics import thresholds
 
     name = spec.registered_model_name
     current = registry.champion(tracking_uri, name)
@@ -750,12 +750,11 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         report = DriftReport(
             drift_detected=False,
             drifted_features=[],
-            psi_threshold=spec.monitoring.psi_threshold,
             min_drifted_features=spec.monitoring.min_drifted_features,
             reference_rows=0,
             current_rows=0,
             alpha=spec.monitoring.alpha,
-            effect_threshold=spec.monitoring.effect_threshold,
+            thresholds=thresholds(spec.monitoring),
         )
         output = None
     else:
@@ -765,11 +764,10 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
             current_log,
             spec.data.features.numeric,
             spec.data.features.categorical,
-            psi_threshold=spec.monitoring.psi_threshold,
             min_drifted_features=spec.monitoring.min_drifted_features,
             bins=spec.monitoring.bins,
             alpha=spec.monitoring.alpha,
-            effect_threshold=spec.monitoring.effect_threshold,
+            **thresholds(spec.monitoring),
         )
         output = _prediction_drift(spec, model, reference, current_log)
     reasons = [
