@@ -103,14 +103,6 @@ FAMILIES: tuple[Family, ...] = (
     Family("ridge", regression=Member("ridge", "sklearn.linear_model.Ridge")),
     Family("lasso", regression=Member("lasso", "sklearn.linear_model.Lasso")),
     Family("elastic_net", regression=Member("elastic_net", "sklearn.linear_model.ElasticNet")),
-    Family(
-        "k_neighbors",
-        classification=Member("k_neighbors", "sklearn.neighbors.KNeighborsClassifier"),
-        regression=Member("k_neighbors_regressor", "sklearn.neighbors.KNeighborsRegressor"),
-        trusted_types=frozenset(
-            {"sklearn.neighbors._kd_tree.KDTree", "sklearn.metrics._dist_metrics.EuclideanDistance64"}
-        ),
-    ),
 )
 
 
