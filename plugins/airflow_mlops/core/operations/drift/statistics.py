@@ -175,18 +175,10 @@ def chi2_test(counts: Counts) -> Measure:
     return Measure(cramers_v, p_value)
 
 
-def js_distance(counts: Counts) -> Measure:
-    """Jensen-Shannon distance (base 2, in [0, 1]) between the category shares."""
-    from scipy.spatial.distance import jensenshannon
-
-    return Measure(float(jensenshannon(_shares(counts.table[0]), _shares(counts.table[1]), base=2)))
-
-
 # -- the registry --------------------------------------------------------------------------
 
 STATISTICS: tuple[Statistic, ...] = (
     Statistic("psi", "PSI", {NUMERIC: numeric_psi, CATEGORICAL: categorical_psi}, threshold="psi_threshold"),
-    Statistic("js", "JS distance", {CATEGORICAL: js_distance}, threshold="effect_threshold"),
     Statistic("ks", "KS D", {NUMERIC: ks}, threshold="effect_threshold", test=True, symbol="D"),
     Statistic("chi2", "Cramér's V", {CATEGORICAL: chi2_test}, threshold="effect_threshold", test=True, symbol="V"),
 )
