@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from airflow_mlops.core.operations.drift import statistics as rows
+from airflow_mlops.core.operations.drift import statistics as drift_stats
 from airflow_mlops.core.operations.drift.statistics import CATEGORICAL, NUMERIC, Counts, Measure, Numbers
 
 
@@ -46,7 +46,7 @@ class DriftReport:
     current_rows: int
     features: list[FeatureDrift] = field(default_factory=list)
     alpha: float = 0.01
-    thresholds: dict[str, float] = field(default_factory=rows.thresholds)  # MonitoringSpec field -> value
+    thresholds: dict[str, float] = field(default_factory=drift_stats.thresholds)  # MonitoringSpec field -> value
 
     @property
     def psi_threshold(self) -> float:
@@ -64,12 +64,12 @@ class DriftReport:
 
 def numeric_psi(reference: pd.Series, current: pd.Series, bins: int) -> float:
     """PSI of a numeric column over ``bins`` reference quantile bins (and a bin for missing values)."""
-    return rows.numeric_psi(Numbers(rows.floats(reference), rows.floats(current), bins)).value
+    return drift_stats.numeric_psi(Numbers(drift_stats.floats(reference), drift_stats.floats(current), bins)).value
 
 
 def categorical_psi(reference: pd.Series, current: pd.Series) -> float:
     """PSI of a categorical column over category shares (missing is a category)."""
-    return rows.categorical_psi(rows.category_counts(reference, current)).value
+    return drift_stats.categorical_psi(drift_stats.category_counts(reference, current)).value
 
 
 def detect_drift(
@@ -83,7 +83,7 @@ def detect_drift(
     **thresholds: float,
 ) -> DriftReport:
     """Compare every feature of ``current`` with ``reference`` and apply the decision rule."""
-    limits = rows.thresholds(**thresholds)
+    limits = drift_stats.thresholds(**thresholds)
     missing = [c for c in [*numeric, *categorical] if c not in current.columns]
     if missing:
         raise ValueError(f"current data lacks feature columns {missing}")
@@ -94,11 +94,13 @@ def detect_drift(
     corrected = alpha / max(len(numeric) + len(categorical), 1)
     features = []
     for column in numeric:
-        sides = Numbers(rows.floats(reference[column]), rows.floats(current[column]), bins)
-        features.append(_judge(column, NUMERIC, NUMERIC, rows.measure(NUMERIC, sides), corrected, limits))
+        sides = Numbers(drift_stats.floats(reference[column]), drift_stats.floats(current[column]), bins)
+        features.append(_judge(column, NUMERIC, NUMERIC, drift_stats.measure(NUMERIC, sides), corrected, limits))
     for column in categorical:
-        counts = rows.category_counts(reference[column], current[column])
-        features.append(_judge(column, CATEGORICAL, CATEGORICAL, rows.measure(CATEGORICAL, counts), corrected, limits))
+        counts = drift_stats.category_counts(reference[column], current[column])
+        features.append(
+            _judge(column, CATEGORICAL, CATEGORICAL, drift_stats.measure(CATEGORICAL, counts), corrected, limits)
+        )
     drifted = [f.feature for f in features if f.drifted]
     return DriftReport(
         drift_detected=len(drifted) >= min_drifted_features,
@@ -116,20 +118,20 @@ def _judge(
     column: str, shown: str, kind: str, measures: dict[str, Measure], corrected_alpha: float, limits: dict[str, float]
 ) -> FeatureDrift:
     """One column's verdict; ``shown`` is the kind the report names (``prediction`` for the output)."""
-    drifted, reason = rows.judge(kind, measures, corrected_alpha, limits)
-    test = rows.kind_test(kind)
+    drifted, reason = drift_stats.judge(kind, measures, corrected_alpha, limits)
+    test = drift_stats.kind_test(kind)
     effect, p_value = measures[test.name]
     return FeatureDrift(
         feature=column,
         kind=shown,
-        psi=measures[rows.SCORE].value,
+        psi=measures[drift_stats.SCORE].value,
         drifted=drifted,
         ks_statistic=effect if test.name == "ks" else None,  # a field of the report from before the registry
         test=test.name,
         p_value=p_value,
         effect=effect,
         reason=reason,
-        shifts={row.name: measures[row.name].value for row in rows.applying(kind) if not row.test},
+        shifts={row.name: measures[row.name].value for row in drift_stats.applying(kind) if not row.test},
     )
 
 
@@ -148,8 +150,8 @@ def prediction_drift(
     the features say which.
     """
     sides = Numbers(np.asarray(reference_scores, dtype="float64"), np.asarray(current_scores, dtype="float64"), bins)
-    limits = rows.thresholds(**thresholds)
-    return _judge("prediction", "prediction", NUMERIC, rows.measure(NUMERIC, sides), alpha, limits)
+    limits = drift_stats.thresholds(**thresholds)
+    return _judge("prediction", "prediction", NUMERIC, drift_stats.measure(NUMERIC, sides), alpha, limits)
 
 
 def predicted_label_drift(
@@ -162,6 +164,6 @@ def predicted_label_drift(
     on the reference data vs the labels it logged (chi-square, PSI, Cramér's V over every
     class), judged like a categorical feature at ``alpha``."""
     reference, current = pd.Series(reference_labels).astype(str), pd.Series(current_labels).astype(str)
-    counts: Counts = rows.category_counts(reference, current)
-    limits = rows.thresholds(**thresholds)
-    return _judge("prediction", "prediction", CATEGORICAL, rows.measure(CATEGORICAL, counts), alpha, limits)
+    counts: Counts = drift_stats.category_counts(reference, current)
+    limits = drift_stats.thresholds(**thresholds)
+    return _judge("prediction", "prediction", CATEGORICAL, drift_stats.measure(CATEGORICAL, counts), alpha, limits)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from airflow_mlops.core.operations.drift import statistics as rows
+from airflow_mlops.core.operations.drift import statistics as drift_stats
 from airflow_mlops.core.operations.drift.detect import DriftReport, FeatureDrift
 
 MAX_CATEGORIES = 15
@@ -61,8 +61,8 @@ def _numeric_plot(name: str, reference: pd.Series, current: pd.Series) -> str:
 def _categorical_plot(name: str, reference: pd.Series, current: pd.Series) -> str:
     import matplotlib.pyplot as plt
 
-    ref = rows.categories(reference).value_counts(normalize=True)
-    cur = rows.categories(current).value_counts(normalize=True)
+    ref = drift_stats.categories(reference).value_counts(normalize=True)
+    cur = drift_stats.categories(current).value_counts(normalize=True)
     shares = pd.concat([ref, cur], axis=1, keys=["reference", "current"]).fillna(0.0)
     shares = shares.sort_values("reference", ascending=False).head(MAX_CATEGORIES)
     figure, axis = plt.subplots(figsize=(4.2, 2.6))
@@ -107,13 +107,13 @@ def _entities(text: str) -> str:
     return "".join(f"&{codepoint2name[ord(c)]};" if ord(c) > 127 and ord(c) in codepoint2name else c for c in escaped)
 
 
-def _shift_rows() -> list[rows.Statistic]:
+def _shift_rows() -> list[drift_stats.Statistic]:
     """The statistics that are not tests, each a column of the table (PSI)."""
-    return [row for row in rows.statistics() if not row.test]
+    return [row for row in drift_stats.statistics() if not row.test]
 
 
 def _table_header() -> str:
-    symbols = " / ".join(row.symbol for row in rows.statistics() if row.test)
+    symbols = " / ".join(row.symbol for row in drift_stats.statistics() if row.test)
     shifts = "".join(f"<th>{_entities(row.label)}</th>" for row in _shift_rows())
     return (
         f"<table><tr><th>feature</th><th>kind</th><th>test</th><th>p-value</th><th>effect ({symbols})</th>{shifts}\n"
@@ -125,7 +125,7 @@ def _feature_row(feature: FeatureDrift) -> str:
     """One feature's line: its test, p-value, the test's effect size, each shift statistic, verdict, reason."""
     mark = "drifted" if feature.drifted else "stable"
     p_value = "-" if feature.p_value is None else f"{feature.p_value:.3g}"
-    digits = next((row.digits for row in rows.statistics() if row.test and row.name == feature.test), 4)
+    digits = next((row.digits for row in drift_stats.statistics() if row.test and row.name == feature.test), 4)
     effect = "-" if feature.effect is None else f"{feature.effect:.{digits}f}"
     shifts = "".join(
         "<td>{}</td>".format("-" if (value := feature.shifts.get(row.name)) is None else f"{value:.{row.digits}f}")
@@ -139,7 +139,7 @@ def _feature_row(feature: FeatureDrift) -> str:
 
 def _large_rule(report: DriftReport) -> str:
     """The "large" half of the rule: each threshold and the statistics compared with it, shifts first."""
-    ordered = [*_shift_rows(), *(row for row in rows.statistics() if row.test)]
+    ordered = [*_shift_rows(), *(row for row in drift_stats.statistics() if row.test)]
     groups: dict[str, list[str]] = {}
     for row in ordered:
         groups.setdefault(row.threshold, []).append(_entities(row.label))
