@@ -11,6 +11,7 @@ from airflow_mlops.core.drafting.file_profile import (
     TableScan,
     looks_like_id,
 )
+from airflow_mlops.core.model.estimators import spec_name
 from airflow_mlops.spec import RESERVED_COLUMNS
 
 MIN_ROWS = 50
@@ -160,15 +161,18 @@ def classification_gate(classes: list[Any], counts: dict[Any, int]) -> tuple[str
 
 
 def candidate_models(task: str, rows: int) -> list[dict[str, Any]]:
-    """Boosted trees (two learning rates), a linear model, and a forest when the data is small: 3-4 trials."""
-    suffix = "" if task == "classification" else "_regressor"
-    linear = {"estimator": "logistic_regression", "params": {"max_iter": 1000}} if not suffix else {
+    """Boosted trees (two learning rates), a linear model, and a forest when the data is small: 3-4 trials.
+
+    Families by name, their spec names per task from the registry (``core.model.estimators``)."""
+    linear = {"estimator": "logistic_regression", "params": {"max_iter": 1000}} if task == "classification" else {
         "estimator": "ridge", "params": {"alpha": 1.0}}  # fmt: skip
     out: list[dict[str, Any]] = [
-        {"estimator": f"hist_gradient_boosting{suffix}", "params": {"max_iter": 200},
+        {"estimator": spec_name("hist_gradient_boosting", task), "params": {"max_iter": 200},
          "search": {"method": "grid", "space": {"learning_rate": [0.05, 0.1]}}},
         linear,
     ]  # fmt: skip
     if rows <= 100_000:
-        out.append({"estimator": f"random_forest{suffix}", "params": {"n_estimators": 200, "min_samples_leaf": 2}})
+        out.append(
+            {"estimator": spec_name("random_forest", task), "params": {"n_estimators": 200, "min_samples_leaf": 2}}
+        )
     return out

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from airflow_mlops.core.model.estimators import register_onnx_converter
 from airflow_mlops.core.model.features import graph_input_names, graph_metadata, onnx_session
 from airflow_mlops.core.model.training import feature_frame
 from airflow_mlops.spec import PipelineSpec
@@ -75,6 +76,7 @@ def export_onnx(model: Any, spec: PipelineSpec) -> bytes:
 
     options = {id(model): {"zipmap": False}} if spec.model.task == "classification" else None
     try:
+        register_onnx_converter(type(model[-1]))  # a family from outside scikit-learn brings its converter
         with _integer_attribute_lists():
             graph = convert_sklearn(model, initial_types=onnx_inputs(spec), target_opset=ONNX_OPSETS, options=options)
     except Exception as exc:  # skl2onnx raises many types; all mean "this Pipeline has no ONNX form"

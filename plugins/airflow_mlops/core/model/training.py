@@ -6,7 +6,6 @@ with the estimator, so what runs at prediction time is exactly what ran in train
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
@@ -19,44 +18,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from airflow_mlops.core.data.cleaning import normalize_columns
+from airflow_mlops.core.model.estimators import is_tree_based, resolve_estimator
 from airflow_mlops.core.model.features import MISSING_CATEGORY, InputContract, derived_values
 from airflow_mlops.spec import PipelineSpec
-
-# Names a spec may use for ``model.estimator``; anything else must be a dotted path.
-ESTIMATORS: dict[str, str] = {
-    # classification
-    "logistic_regression": "sklearn.linear_model.LogisticRegression",
-    "random_forest": "sklearn.ensemble.RandomForestClassifier",
-    "extra_trees": "sklearn.ensemble.ExtraTreesClassifier",
-    "hist_gradient_boosting": "sklearn.ensemble.HistGradientBoostingClassifier",
-    "gradient_boosting": "sklearn.ensemble.GradientBoostingClassifier",
-    "decision_tree": "sklearn.tree.DecisionTreeClassifier",
-    # regression
-    "linear_regression": "sklearn.linear_model.LinearRegression",
-    "ridge": "sklearn.linear_model.Ridge",
-    "lasso": "sklearn.linear_model.Lasso",
-    "elastic_net": "sklearn.linear_model.ElasticNet",
-    "random_forest_regressor": "sklearn.ensemble.RandomForestRegressor",
-    "extra_trees_regressor": "sklearn.ensemble.ExtraTreesRegressor",
-    "hist_gradient_boosting_regressor": "sklearn.ensemble.HistGradientBoostingRegressor",
-    "gradient_boosting_regressor": "sklearn.ensemble.GradientBoostingRegressor",
-    "decision_tree_regressor": "sklearn.tree.DecisionTreeRegressor",
-}
-
-
-def resolve_estimator(name: str) -> type[BaseEstimator]:
-    """Look ``name`` up in the allow-list, or import the dotted path the spec author wrote."""
-    dotted = ESTIMATORS.get(name, name)
-    if "." not in dotted:
-        raise ValueError(f"unknown estimator '{name}'; use one of {sorted(ESTIMATORS)} or a dotted path")
-    module_name, _, class_name = dotted.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import estimator '{dotted}': {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):
-        raise ValueError(f"'{dotted}' is not a scikit-learn estimator class")
-    return cls
 
 
 def feature_frame(frame: pd.DataFrame, spec: PipelineSpec | InputContract) -> pd.DataFrame:
@@ -109,14 +73,10 @@ def _grouped(spec: PipelineSpec, columns: list[str], categorical: bool) -> dict[
     return groups
 
 
-def is_tree_based(estimator: BaseEstimator) -> bool:
-    return type(estimator).__module__.startswith(("sklearn.tree", "sklearn.ensemble"))
-
-
 def _scaler(spec: PipelineSpec, estimator: BaseEstimator) -> list[tuple[str, Any]]:
     kind = spec.model.preprocessing.scale
     if kind == "auto":
-        kind = "none" if is_tree_based(estimator) else "standard"
+        kind = "none" if is_tree_based(type(estimator)) else "standard"
     if kind == "none":
         return []
     return [("scale", StandardScaler() if kind == "standard" else MinMaxScaler())]

@@ -177,18 +177,18 @@ def _measure_drift(spec: PipelineSpec, model: Any, reference_uri: str, current_l
     """The feature drift report, the reference it was measured against, and the prediction drift
     (None when it cannot be measured). With no logged predictions: an empty report, no reference read."""
     from airflow_mlops.core.operations.drift.detect import DriftReport, detect_drift
+    from airflow_mlops.core.operations.drift.statistics import thresholds
 
     monitoring = spec.monitoring
     if current_log.empty:
         report = DriftReport(
             drift_detected=False,
             drifted_features=[],
-            psi_threshold=monitoring.psi_threshold,
             min_drifted_features=monitoring.min_drifted_features,
             reference_rows=0,
             current_rows=0,
             alpha=monitoring.alpha,
-            effect_threshold=monitoring.effect_threshold,
+            thresholds=thresholds(monitoring),
         )
         return report, current_log.iloc[:0], None
     reference = apply_renames(tables.read_table(reference_uri), spec)  # a champion from before data.renamed
@@ -197,11 +197,10 @@ def _measure_drift(spec: PipelineSpec, model: Any, reference_uri: str, current_l
         current_log,
         spec.data.features.numeric,
         spec.data.features.categorical,
-        psi_threshold=monitoring.psi_threshold,
         min_drifted_features=monitoring.min_drifted_features,
         bins=monitoring.bins,
         alpha=monitoring.alpha,
-        effect_threshold=monitoring.effect_threshold,
+        **thresholds(monitoring),
     )
     return report, reference, champion_prediction_drift(spec, model, reference, current_log)
 

@@ -2,7 +2,8 @@
 
 Models are logged with skops, never pickle. Loading goes through ``load_model``,
 which trusts only the exact types listed in ``TRUSTED_TYPES`` (what the allow-listed
-estimators need beyond skops' defaults), never a list read from the artifact itself.
+estimator families need beyond skops' defaults, ``core.model.estimators``), never a list
+read from the artifact itself.
 Moves of the ``champion`` alias (promotion, rollback) and their history are written by
 ``core.registry.promotion``; the checks of a version's artifacts are ``core.registry.integrity``.
 """
@@ -21,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from airflow_mlops.core.model.estimators import trusted_types as estimator_trusted_types
+
 log = logging.getLogger(__name__)
 # tqdm bars of artifact downloads fill task logs with carriage returns; nobody watches them.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -28,13 +31,12 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 CHAMPION_ALIAS = "champion"
 # Every move of the alias, newest last (bounded, see ``core.registry.promotion``); written only there.
 HISTORY_TAG = "promotion_history"
-# Types beyond skops' defaults that the allow-listed estimators need. ``Tree`` is not trusted by
-# skops by default; we trust it only for artifacts this package logged to the registry.
+# Types beyond skops' defaults that our Pipelines and the allow-listed estimator families need. ``Tree``
+# is not trusted by skops by default; we trust it only for artifacts this package logged to the registry.
 TRUSTED_TYPES = frozenset(
     {
         "numpy.dtype",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-        "sklearn.tree._tree.Tree",
+        *estimator_trusted_types(),  # each family's row lists what its models hold
         # Our own step that turns raw rows into model inputs (``core.model.raw_inputs``): plain lists only.
         "airflow_mlops.core.model.raw_inputs.ModelInputTransformer",
     }

@@ -14,6 +14,7 @@ def champion_prediction_drift(spec: PipelineSpec, model: Any, reference: Any, cu
     """The champion's scores on its training reference vs the scores it logged."""
     from airflow_mlops.core.model.training import feature_frame
     from airflow_mlops.core.operations.drift.detect import predicted_label_drift, prediction_drift
+    from airflow_mlops.core.operations.drift.statistics import thresholds
 
     try:
         features = feature_frame(reference, spec)
@@ -23,8 +24,7 @@ def champion_prediction_drift(spec: PipelineSpec, model: Any, reference: Any, cu
                 model.predict(features),
                 current_log["prediction"].to_numpy(),
                 alpha=spec.monitoring.alpha,
-                psi_threshold=spec.monitoring.psi_threshold,
-                effect_threshold=spec.monitoring.effect_threshold,
+                **thresholds(spec.monitoring),
             )
         if "score" in current_log.columns and hasattr(model, "predict_proba"):
             column, expected = "score", model.predict_proba(features)[:, -1]
@@ -42,6 +42,5 @@ def champion_prediction_drift(spec: PipelineSpec, model: Any, reference: Any, cu
         current_log[column].to_numpy(dtype="float64"),
         bins=spec.monitoring.bins,
         alpha=spec.monitoring.alpha,
-        psi_threshold=spec.monitoring.psi_threshold,
-        effect_threshold=spec.monitoring.effect_threshold,
+        **thresholds(spec.monitoring),
     )

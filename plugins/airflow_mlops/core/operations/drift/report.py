@@ -1,6 +1,7 @@
 """The drift report as one self-contained HTML page: the verdict, a table of every feature's
 test, p-value, effect sizes and reason, the champion's performance on delayed labels, and a
-plot per feature (reference vs current).
+plot per feature (reference vs current). The table's statistic columns and the rule sentence
+come from the rows of ``statistics``: a new statistic shows up without a change here.
 
 Plots are PNG images embedded as base64, so the page opens from an artifact store or the
 MLflow UI without other files. Numeric features are drawn as density histograms on the
@@ -12,12 +13,14 @@ from __future__ import annotations
 import base64
 import html
 import io
+from html.entities import codepoint2name
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from airflow_mlops.core.operations.drift.detect import DriftReport, _categories
+from airflow_mlops.core.operations.drift import statistics as drift_stats
+from airflow_mlops.core.operations.drift.detect import DriftReport, FeatureDrift
 
 MAX_CATEGORIES = 15
 PLOT_SAMPLE = 200_000
@@ -58,8 +61,8 @@ def _numeric_plot(name: str, reference: pd.Series, current: pd.Series) -> str:
 def _categorical_plot(name: str, reference: pd.Series, current: pd.Series) -> str:
     import matplotlib.pyplot as plt
 
-    ref = _categories(reference).value_counts(normalize=True)
-    cur = _categories(current).value_counts(normalize=True)
+    ref = drift_stats.categories(reference).value_counts(normalize=True)
+    cur = drift_stats.categories(current).value_counts(normalize=True)
     shares = pd.concat([ref, cur], axis=1, keys=["reference", "current"]).fillna(0.0)
     shares = shares.sort_values("reference", ascending=False).head(MAX_CATEGORIES)
     figure, axis = plt.subplots(figsize=(4.2, 2.6))
@@ -98,6 +101,51 @@ requests retraining. Labeled predictions: {performance["labeled_rows"]:,}.</p>
 """
 
 
+def _entities(text: str) -> str:
+    """``text`` for HTML, accented letters as named entities (the page's markup stays ASCII)."""
+    escaped = html.escape(text, quote=False)
+    return "".join(f"&{codepoint2name[ord(c)]};" if ord(c) > 127 and ord(c) in codepoint2name else c for c in escaped)
+
+
+def _shift_rows() -> list[drift_stats.Statistic]:
+    """The statistics that are not tests, each a column of the table (PSI)."""
+    return [row for row in drift_stats.statistics() if not row.test]
+
+
+def _table_header() -> str:
+    symbols = " / ".join(row.symbol for row in drift_stats.statistics() if row.test)
+    shifts = "".join(f"<th>{_entities(row.label)}</th>" for row in _shift_rows())
+    return (
+        f"<table><tr><th>feature</th><th>kind</th><th>test</th><th>p-value</th><th>effect ({symbols})</th>{shifts}\n"
+        "<th>verdict</th><th>why</th></tr>"
+    )
+
+
+def _feature_row(feature: FeatureDrift) -> str:
+    """One feature's line: its test, p-value, the test's effect size, each shift statistic, verdict, reason."""
+    mark = "drifted" if feature.drifted else "stable"
+    p_value = "-" if feature.p_value is None else f"{feature.p_value:.3g}"
+    digits = next((row.digits for row in drift_stats.statistics() if row.test and row.name == feature.test), 4)
+    effect = "-" if feature.effect is None else f"{feature.effect:.{digits}f}"
+    shifts = "".join(
+        "<td>{}</td>".format("-" if (value := feature.shifts.get(row.name)) is None else f"{value:.{row.digits}f}")
+        for row in _shift_rows()
+    )
+    return (
+        f"<tr class='{mark}'><td>{html.escape(feature.feature)}</td><td>{feature.kind}</td><td>{feature.test}</td>"
+        f"<td>{p_value}</td><td>{effect}</td>{shifts}<td>{mark}</td><td>{html.escape(feature.reason)}</td></tr>"
+    )
+
+
+def _large_rule(report: DriftReport) -> str:
+    """The "large" half of the rule: each threshold and the statistics compared with it, shifts first."""
+    ordered = [*_shift_rows(), *(row for row in drift_stats.statistics() if row.test)]
+    groups: dict[str, list[str]] = {}
+    for row in ordered:
+        groups.setdefault(row.threshold, []).append(_entities(row.label))
+    return ", or ".join(f"{' / '.join(labels)} &gt; {report.thresholds[name]:g}" for name, labels in groups.items())
+
+
 def render_drift_html(
     report: DriftReport,
     reference: pd.DataFrame,
@@ -115,23 +163,7 @@ def render_drift_html(
 
     matplotlib.use("Agg")
     verdict = "DRIFT DETECTED" if report.drift_detected else "no drift"
-    rows = []
-    for feature in report.features:
-        mark = "drifted" if feature.drifted else "stable"
-        rows.append(
-            "<tr class='{cls}'><td>{name}</td><td>{kind}</td><td>{test}</td><td>{p}</td><td>{effect}</td>"
-            "<td>{psi:.4f}</td><td>{mark}</td><td>{reason}</td></tr>".format(
-                cls=mark,
-                name=html.escape(feature.feature),
-                kind=feature.kind,
-                test=feature.test,
-                p="-" if feature.p_value is None else f"{feature.p_value:.3g}",
-                effect="-" if feature.effect is None else f"{feature.effect:.4f}",
-                psi=feature.psi,
-                mark=mark,
-                reason=html.escape(feature.reason),
-            )
-        )
+    table = [_feature_row(feature) for feature in report.features]
     images = []
     if plots:
         for feature in report.features:
@@ -153,10 +185,9 @@ figure {{ display: inline-block; margin: 4px; }} tr.primary {{ font-weight: bold
 current {report.current_rows:,} rows.</p>
 <p>Rule: a feature drifts when its test is significant
 (p &lt; {report.alpha:g} / {len(report.features)} features) and the shift is large
-(PSI &gt; {report.psi_threshold:g}, or KS D / Cram&eacute;r's V &gt; {report.effect_threshold:g}).</p>
-<table><tr><th>feature</th><th>kind</th><th>test</th><th>p-value</th><th>effect (D / V)</th><th>PSI</th>
-<th>verdict</th><th>why</th></tr>
-{"".join(rows)}
+({_large_rule(report)}).</p>
+{_table_header()}
+{"".join(table)}
 </table>
 {_performance_section(performance)}<h2>Reference vs current</h2>
 {"".join(images)}
