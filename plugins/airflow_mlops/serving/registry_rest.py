@@ -54,13 +54,16 @@ def serves_over_rest(tracking_uri: str) -> bool:
     return tracking_uri.startswith(("http://", "https://")) and not any(os.environ.get(v) for v in MLFLOW_ONLY_ENV)
 
 
-def _error_of(answer: Any) -> tuple[str, str]:
-    """(error_code, message) of an MLflow error answer; empty strings when it is not JSON."""
-    if not answer.headers.get("content-type", "").startswith("application/json"):
+def _error_of(answer: Any, any_content_type: bool = False) -> tuple[str, str]:
+    """(error_code, message) of an MLflow error answer; empty strings when it is not a JSON object
+    (declared ``application/json``, unless ``any_content_type``: MLflow's client parses any body)."""
+    if not any_content_type and not answer.headers.get("content-type", "").startswith("application/json"):
         return "", ""
     try:
         error = answer.json()
     except ValueError:
+        return "", ""
+    if not isinstance(error, dict):
         return "", ""
     return str(error.get("error_code", "")), str(error.get("message", ""))
 
@@ -116,6 +119,7 @@ class RestRegistry:
         import httpx
 
         self.tracking_uri = tracking_uri
+        self._base = tracking_uri.rstrip("/")
         timeout = float(os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") or 120)
         self._client = httpx.Client(timeout=timeout, transport=transport, **client_settings(tracking_uri))
         self._retries = min(int(os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") or 7), 10)
@@ -136,9 +140,9 @@ class RestRegistry:
                 time.sleep(min(backoff, MAX_BACKOFF_SECONDS))
             try:
                 answer = self._client.get(path, params=params)
-            except httpx.TransportError:
-                if attempt == self._retries:
-                    raise
+            except httpx.TransportError as exc:
+                if attempt == self._retries:  # MLflow's client's words (its URL too, redacted when shown)
+                    raise RegistryError(f"API request to {self._base}{path} failed with exception {exc!r}") from exc
                 continue
             if answer.status_code not in TRANSIENT_STATUS or attempt == self._retries:
                 return answer
@@ -150,13 +154,12 @@ class RestRegistry:
         answer = self._get(path, params)
         if answer.status_code == 200:
             return dict(answer.json())
-        code, message = _error_of(answer)
+        code, message = _error_of(answer, any_content_type=True)
         if missing_ok and registry.is_not_found(code, message):
             return None
         if code:
             raise RegistryError(f"{code}: {message}")
-        answer.raise_for_status()
-        raise RegistryError(f"HTTP {answer.status_code} from {path}")
+        raise RegistryError(_refused(path, answer))
 
     def champion(self, name: str) -> VersionRecord | None:
         """The version holding the ``champion`` alias, or None when there is none (like ``registry.champion``)."""
@@ -191,11 +194,19 @@ class RestRegistry:
         if parts.scheme == "mlflow-artifacts":
             answer = self._get(ARTIFACTS_API + urllib.parse.quote(parts.path.lstrip("/")))
             if answer.status_code != 200:
-                code, message = _error_of(answer)
-                raise RegistryError(f"{code or f'HTTP {answer.status_code}'}: {message or uri} (reading {uri})")
+                code, message = _error_of(answer, any_content_type=True)
+                raise RegistryError(f"{code}: {message}" if code else _refused(ARTIFACTS_API, answer))
             return bytes(answer.content)
         if parts.scheme in ("", "file"):
             path = urllib.request.url2pathname(parts.path) if parts.scheme == "file" else uri
             with open(path, "rb") as handle:
                 return handle.read()
         return None
+
+
+def _refused(endpoint: str, answer: Any) -> str:
+    """An error answer that is not MLflow's JSON, in MLflow's client's words."""
+    return (
+        f"API request to endpoint {endpoint} failed with error code {answer.status_code} != 200. "
+        f"Response body: '{answer.text[:1000]}'"
+    )

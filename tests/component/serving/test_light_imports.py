@@ -172,8 +172,17 @@ def test_rest_reads_retry_transient_answers_and_keep_mlflows_error_text(monkeypa
     with pytest.raises(RegistryError, match="PERMISSION_DENIED: no read permission"):
         _registry([(403, denied)], []).champion("m")  # not "no champion": the app keeps what it serves
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    with pytest.raises(httpx.HTTPStatusError):
+    with pytest.raises(RegistryError, match=r"endpoint /api/2.0/mlflow/registered-models/alias failed with error "
+                       r"code 503 != 200. Response body: 'still down'"):  # fmt: skip
         _registry([(503, b"down"), (503, b"still down")], []).champion("m")
+
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    reader = RestRegistry("http://user:pw@mlflow.test:5000", transport=httpx.MockTransport(unreachable))
+    with pytest.raises(RegistryError, match=r"^API request to http://user:pw@mlflow.test:5000/api/2.0/mlflow/"
+                       r"model-versions/get failed with exception ConnectError"):  # fmt: skip
+        reader.version("m", "1")  # the client's wording, URL included: the app redacts it (test_hardening)
 
 
 def test_graphs_are_read_through_the_proxy_or_locally_and_other_stores_are_left_to_mlflow(tmp_path):
