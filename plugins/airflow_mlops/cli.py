@@ -125,7 +125,7 @@ def _history(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import os
 
-    from airflow_mlops.serving.app import CONFIG_ENV, ServeConfig, tokens_from_env
+    from airflow_mlops.serving.config import CONFIG_ENV, ServeConfig, tokens_from_env
     from airflow_mlops.spec import SpecError, load_spec
 
     try:
@@ -161,7 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from airflow_mlops.core.redaction import install_record_factory
-    from airflow_mlops.serving.app import secret_values
+    from airflow_mlops.serving.config import secret_values
 
     install_record_factory(secret_values(config))  # this process's records too (uvicorn's, a factory error)
     os.environ[CONFIG_ENV] = config.to_env()  # the workers build their app from it (tokens stay in the env)

@@ -31,7 +31,8 @@ from airflow_mlops.core.model.packaging import export_onnx, onnx_feeds, onnx_par
 from airflow_mlops.core.model.training import feature_frame, fit
 from airflow_mlops.core.operations import stages as operate_stages
 from airflow_mlops.core.registry import tracking as registry
-from airflow_mlops.serving.app import ServeConfig, build_app
+from airflow_mlops.serving.app import build_app
+from airflow_mlops.serving.config import ServeConfig
 from airflow_mlops.serving.deploy import preflight
 from airflow_mlops.serving.inprocess import call
 from airflow_mlops.spec import SpecError, load_spec, parse_spec

@@ -17,6 +17,10 @@ happen, with ``core.redaction`` (URL userinfo, tokens, the known secret values m
 unauthenticated endpoints name only a reason class (``NOT_READY_REASONS``), never an
 exception's text, and the process's log records are redacted as they are made.
 
+Around it: ``serving.config`` (settings, tokens, logging), ``serving.bodies`` (reading and
+decoding bodies), ``serving.batching`` (one model run for requests that arrive together),
+``serving.request_ids``, ``serving.metrics``; the model and its loading in ``serving.model``.
+
 No framework on purpose: the hot path (decode, check, predict, encode, log) costs tens
 of microseconds more than the model itself; see docs/serving.md for figures.
 """
@@ -24,125 +28,41 @@ of microseconds more than the model itself; see docs/serving.md for figures.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
-import functools
 import gc
 import hmac
-import itertools
-import json
 import logging
-import os
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import msgspec
-import numpy as np
 
 from airflow_mlops.core.operations.prediction_log import PredictionLogger
-from airflow_mlops.core.redaction import describe_error, install_record_factory, redact_secrets
-from airflow_mlops.serving.connections import closed as closed_connections
-from airflow_mlops.serving.model import ModelLoadError, Prediction, ServedModel
+from airflow_mlops.core.redaction import describe_error, redact_secrets
+from airflow_mlops.serving import bodies, metrics
+from airflow_mlops.serving.batching import ModelRunBatcher
+from airflow_mlops.serving.config import ServeConfig, configure_logging, keep_pandas_out_of_pyarrow, secret_values
+from airflow_mlops.serving.model import ModelLoadError, ServedModel
 from airflow_mlops.serving.openapi import openapi_document
-from airflow_mlops.serving.payload import InputSchema, ModelInputs, PayloadError, parse_body
+from airflow_mlops.serving.payload import InputSchema, PayloadError
+from airflow_mlops.serving.registry_rest import serves_over_rest
+from airflow_mlops.serving.request_ids import REFUSED_REQUEST_ID, request_ids
 
 logger = logging.getLogger("airflow_mlops.serving")
 
-CONFIG_ENV = "AIRFLOW_MLOPS_SERVE_CONFIG"
-TOKEN_ENV = "AIRFLOW_MLOPS_SERVE_TOKEN"
-MIN_TOKEN_CHARS = 16
 RETRY_FAILED_VERSION_SECONDS = 60.0
-# Bodies over this are decoded off the event loop (about 330 rows of the churn spec, ~0.5 ms
-# to parse here); smaller ones on it. At most DECODE_THREADS large bodies decode at once.
-OFFLOAD_BODY_BYTES = 64 * 1024
-DECODE_THREADS = 2
 # Why no model serves, as unauthenticated endpoints say it (no exception text, no URL).
 STARTING, REGISTRY_UNREACHABLE, NO_CHAMPION, LOAD_FAILED = (
     "starting", "registry unreachable", "no champion", "model failed to load"
 )  # fmt: skip
 NOT_READY_REASONS = (STARTING, REGISTRY_UNREACHABLE, NO_CHAMPION, LOAD_FAILED)
-# Variables whose values are secrets wherever they appear in a message.
-SECRET_ENV = ("MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _encode = msgspec.json.Encoder().encode
 _JSON = [(b"content-type", b"application/json")]
-
-
-@dataclass
-class ServeConfig:
-    """How one serving process runs; passed to uvicorn workers through ``CONFIG_ENV`` (tokens excluded)."""
-
-    spec_path: str
-    tracking_uri: str
-    poll_seconds: float = 5.0
-    max_rows: int = 10_000
-    max_body_bytes: int = 16 * 1024 * 1024
-    log_predictions: bool = True
-    log_flush_rows: int = 100_000
-    log_flush_seconds: float = 5.0
-    onnx_threads: int = 1
-    require_token: bool = True
-    freeze_gc: bool = False  # the serve command turns it on; an app inside a task or a test leaves the GC alone
-    tokens: tuple[str, ...] = field(default=(), repr=False)
-
-    def to_env(self) -> str:
-        data = asdict(self)
-        data.pop("tokens")
-        return json.dumps(data)
-
-    @classmethod
-    def from_env(cls) -> ServeConfig:
-        raw = os.environ.get(CONFIG_ENV)
-        if not raw:
-            raise RuntimeError(f"{CONFIG_ENV} is not set: start the app with `airflow-mlops serve <spec>`")
-        config = cls(**json.loads(raw))
-        config.tokens = tokens_from_env()
-        config.check()
-        return config
-
-    def check(self) -> None:
-        if self.require_token and not self.tokens:
-            raise RuntimeError(
-                f"no bearer token: set {TOKEN_ENV} (comma-separated for several) or start with --no-auth"
-            )
-        short = [i for i, token in enumerate(self.tokens, start=1) if len(token) < MIN_TOKEN_CHARS]
-        if self.require_token and short:  # named by position: the value itself is never shown
-            raise RuntimeError(
-                f"{TOKEN_ENV}: token {', '.join(map(str, short))} of {len(self.tokens)} is shorter than "
-                f"{MIN_TOKEN_CHARS} characters; use a random one (e.g. `openssl rand -hex 24`)"
-            )
-
-
-def tokens_from_env() -> tuple[str, ...]:
-    return tuple(t.strip() for t in os.environ.get(TOKEN_ENV, "").split(",") if t.strip())
-
-
-def secret_values(config: ServeConfig) -> tuple[str, ...]:
-    """Values masked wherever they appear in a message: the bearer tokens, MLflow's and AWS's secrets,
-    the password in the tracking URI (``redact`` masks URL userinfo too; this also catches it quoted)."""
-    from urllib.parse import urlsplit
-
-    values = [*config.tokens, *(os.environ.get(name) for name in SECRET_ENV)]
-    with contextlib.suppress(ValueError):  # not a URL: nothing in it to mask
-        values.append(urlsplit(config.tracking_uri).password)
-    return tuple(v for v in values if v)
-
-
-def configure_logging(config: ServeConfig) -> None:
-    """The serving process's logging: INFO for the app, WARNING for HTTP clients (httpx would log
-    every alias poll with its full URL), every record redacted as it is made."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
-    for name in ("httpx", "httpcore", "urllib3"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    install_record_factory(secret_values(config))
 
 
 class ServingApp:
@@ -180,9 +100,7 @@ class ServingApp:
         self.responses: Counter[int] = Counter()
         self.predictions = 0
         self.swaps = 0
-        self.batches = 0
-        self._batch: list[tuple[ServedModel, ModelInputs, asyncio.Future[Any]]] = []
-        self._batch_scheduled = False
+        self._batcher = ModelRunBatcher()
         self._routes: dict[tuple[str, str], Callable[[Scope, Receive], Awaitable[tuple[int, bytes, list[Any]]]]] = {
             ("POST", "/v1/predict"): self._predict,
             ("POST", "/invocations"): self._predict,
@@ -199,6 +117,11 @@ class ServingApp:
         for method, path in self._routes:
             allowed.setdefault(path, []).append(method)
         self._allow = {path: ", ".join(sorted(methods)).encode() for path, methods in allowed.items()}
+
+    @property
+    def batches(self) -> int:
+        """ONNX Runtime calls so far (requests that arrive together share one, ``serving.batching``)."""
+        return self._batcher.runs
 
     # -- model lifecycle --------------------------------------------------------------
 
@@ -349,49 +272,14 @@ class ServingApp:
                 return scheme.lower() == b"bearer" and any(hmac.compare_digest(token.strip(), t) for t in self._tokens)
         return False
 
-    async def _body(self, scope: Scope, receive: Receive) -> bytes | None:
-        """The request body; None when it exceeds ``max_body_bytes``; raises on a disconnect.
-
-        A declared ``Content-Length`` over the limit is refused before a byte is read; the
-        bytes read are counted as they arrive, so no more than the limit is ever held.
-        """
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                if value.isdigit() and int(value) > self.config.max_body_bytes:
-                    return None
-                break
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.config.max_body_bytes:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    async def _inputs(self, body: bytes) -> ModelInputs:
-        """``parse_body``, in a decoding thread for bodies over ``OFFLOAD_BODY_BYTES``.
-
-        A small body is decoded on the loop (a thread hop would cost more than the decode);
-        a large one in one of ``DECODE_THREADS`` threads, so the loop keeps answering (health
-        checks included) and at most that many large trees are alive at once.
-        """
-        if len(body) <= OFFLOAD_BODY_BYTES:
-            return parse_body(body, self.schema)
-        return await asyncio.get_running_loop().run_in_executor(_decode_pool(), parse_body, body, self.schema)
-
     # -- handlers ---------------------------------------------------------------------
 
     async def _predict(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
-        request_id, client_id, refused = _request_ids(scope)
+        request_id, client_id, refused = request_ids(scope)
         echo = [(b"x-request-id", request_id.encode())]
         try:
-            body = await self._body(scope, receive)
-        except _ClientGone:
+            body = await bodies.read_body(scope, receive, self.config.max_body_bytes)
+        except bodies.ClientGone:
             return 0, b"", []
         # One read, once the body is in: the whole request uses this version, whatever swaps
         # meanwhile, and a slow upload started before a swap is answered by the new version.
@@ -404,10 +292,10 @@ class ServingApp:
             last = self.load_error or self.poll_error
             return 503, _encode({"detail": f"no model loaded yet ({why}{': ' + last if last else ''})"}), echo
         try:
-            inputs = await self._inputs(body)
+            inputs = await bodies.decode(body, self.schema)
         except PayloadError as exc:
             return 422, _encode({"detail": exc.errors, "request_id": request_id}), echo
-        predictions, scores, probabilities = await self._infer(model, inputs)
+        predictions, scores, probabilities = await self._batcher.predict(model, inputs)
         if self.prediction_logger is not None:
             self.prediction_logger.append(
                 request_id, model.version, inputs.features, predictions, scores, inputs.ids,
@@ -431,50 +319,6 @@ class ServingApp:
             answer["probabilities"] = [dict(zip(keys, row, strict=True)) for row in probabilities.tolist()]
         return 200, _encode(answer), echo
 
-    async def _infer(self, model: ServedModel, inputs: ModelInputs) -> Prediction:
-        """Predict, batched with the requests that reached this point in the same loop iteration.
-
-        Requests that arrive together (the event loop read them in one pass) share one ONNX
-        Runtime call, whose fixed cost (~100 us here) dominates small requests. Nothing waits
-        for a batch to fill: the batch runs as soon as the requests already ready have
-        joined it, so a lone request pays one extra loop turn.
-        """
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._batch.append((model, inputs, future))
-        if not self._batch_scheduled:
-            self._batch_scheduled = True
-            asyncio.get_running_loop().call_soon(self._run_batch)
-        result: Prediction = await future
-        return result
-
-    def _run_batch(self) -> None:
-        batch, self._batch, self._batch_scheduled = self._batch, [], False
-        groups: dict[int, list[tuple[ServedModel, ModelInputs, asyncio.Future[Any]]]] = {}
-        for item in batch:
-            groups.setdefault(id(item[0]), []).append(item)  # a swap may split a batch between versions
-        for items in groups.values():
-            self.batches += 1
-            model = items[0][0]
-            if len(items) > 1:
-                feeds = {name: np.concatenate([i[1].feeds[name] for i in items]) for name in items[0][1].feeds}
-                try:
-                    outputs = model.predict(feeds)
-                except Exception:  # one bad request must not fail the others: run each alone
-                    logger.warning("batched prediction failed; predicting each request alone", exc_info=True)
-                else:
-                    start = 0
-                    for _, inputs, future in items:
-                        stop = start + inputs.rows
-                        _settle(future, tuple(None if o is None else o[start:stop] for o in outputs))
-                        start = stop
-                    continue
-            for _, inputs, future in items:
-                try:
-                    _settle(future, model.predict(inputs.feeds))
-                except Exception as exc:
-                    if not future.done():
-                        future.set_exception(exc)
-
     async def _describe(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
         if self.model is None:
             why = {"detail": f"no model loaded yet ({self.not_ready or STARTING})"}
@@ -495,52 +339,7 @@ class ServingApp:
         return 200, self._openapi, []
 
     async def _metrics(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
-        lines = ["# TYPE airflow_mlops_serving_responses_total counter"]
-        lines += [
-            f'airflow_mlops_serving_responses_total{{status="{s}"}} {n}' for s, n in sorted(self.responses.items())
-        ]
-        lines += [
-            "# TYPE airflow_mlops_serving_predictions_total counter",
-            f"airflow_mlops_serving_predictions_total {self.predictions}",
-            "# TYPE airflow_mlops_serving_model_swaps_total counter",
-            f"airflow_mlops_serving_model_swaps_total {self.swaps}",
-            "# TYPE airflow_mlops_serving_model_runs_total counter",
-            f"airflow_mlops_serving_model_runs_total {self.batches}",
-            "# TYPE airflow_mlops_serving_model_load_failures_total counter",
-            f"airflow_mlops_serving_model_load_failures_total {self.load_failures}",
-            "# TYPE airflow_mlops_serving_registry_poll_failures_total counter",
-            f"airflow_mlops_serving_registry_poll_failures_total {self.poll_failures}",
-            "# TYPE airflow_mlops_serving_connections_closed_total counter",
-            *(f'airflow_mlops_serving_connections_closed_total{{limit="{k}"}} {n}'
-              for k, n in sorted(closed_connections.items())),
-        ]  # fmt: skip
-        if self.model is not None:
-            lines += [
-                "# TYPE airflow_mlops_serving_model_info gauge",
-                f'airflow_mlops_serving_model_info{{model_name="{self.model.name}",'
-                f'model_version="{self.model.version}"}} 1',
-            ]
-        log = self.prediction_logger
-        if log is not None:
-            lines += [
-                "# TYPE airflow_mlops_prediction_log_rows_written_total counter",
-                f"airflow_mlops_prediction_log_rows_written_total {log.written_rows}",
-                "# TYPE airflow_mlops_prediction_log_rows_pending gauge",
-                f"airflow_mlops_prediction_log_rows_pending {log.pending_rows}",
-                "# TYPE airflow_mlops_prediction_log_rows_dropped_total counter",
-                f"airflow_mlops_prediction_log_rows_dropped_total {log.dropped_rows}",
-            ]
-        return 200, ("\n".join(lines) + "\n").encode(), [(b"content-type", b"text/plain; version=0.0.4")]
-
-
-class _ClientGone(Exception):
-    """The client disconnected before sending its whole body."""
-
-
-@functools.cache
-def _decode_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """The threads that decode large bodies (made at the first one; idle threads cost nothing)."""
-    return concurrent.futures.ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode-body")
+        return 200, metrics.metrics_text(self), [(b"content-type", metrics.CONTENT_TYPE)]
 
 
 def _headless(handler: Callable[[Scope, Receive], Awaitable[tuple[int, bytes, list[Any]]]]) -> Any:
@@ -553,47 +352,11 @@ def _headless(handler: Callable[[Scope, Receive], Awaitable[tuple[int, bytes, li
     return head
 
 
-def _settle(future: asyncio.Future[Any], result: Any) -> None:
-    if not future.done():  # the client may have gone away and its task been cancelled
-        future.set_result(result)
-
-
-# Request ids the server makes: a random prefix per process (a forked child draws its own) and a
-# counter, unique without a system call per request. The log's request_id (what delayed labels
-# join by) is always one of them, so no client can make its rows share a key with another's.
-_ID_PREFIX = uuid.uuid4().hex[:16]
-_ID_COUNTER = itertools.count(1)
-
-
-def _new_id_prefix() -> None:
-    global _ID_PREFIX, _ID_COUNTER
-    _ID_PREFIX, _ID_COUNTER = uuid.uuid4().hex[:16], itertools.count(1)
-
-
-os.register_at_fork(after_in_child=_new_id_prefix)
-_ID_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-"
-MAX_REQUEST_ID_CHARS = 128
-REFUSED_REQUEST_ID = (
-    f"X-Request-ID ignored: it must be 1-{MAX_REQUEST_ID_CHARS} characters of A-Z a-z 0-9 . _ : -; "
-    "request_id is the server's id"
-)
-
-
-def _request_ids(scope: Scope) -> tuple[str, str | None, bool]:
-    """(the server's request id, the client's valid ``X-Request-ID`` or None, whether one was refused)."""
-    server_id = f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
-    for key, value in scope["headers"]:
-        if key == b"x-request-id":
-            if 0 < len(value) <= MAX_REQUEST_ID_CHARS and not value.translate(None, _ID_CHARS):
-                return server_id, value.decode("ascii"), False
-            return server_id, None, True
-    return server_id, None, False
-
-
 def build_app(config: ServeConfig) -> ServingApp:
     """The app for ``config``: the champion from the registry, predictions logged per the config."""
     from airflow_mlops import layout as settings
-    from airflow_mlops.serving.model import HttpAliasProbe, champion_version, load_version
+    from airflow_mlops.serving.model import champion_version, load_version
+    from airflow_mlops.serving.registry_rest import HttpAliasProbe
     from airflow_mlops.spec import load_spec
 
     spec = load_spec(config.spec_path)
@@ -627,4 +390,6 @@ def app_from_environment() -> ServingApp:
     """Factory uvicorn calls in each worker (``--factory``)."""
     config = ServeConfig.from_env()
     configure_logging(config)
+    if serves_over_rest(config.tracking_uri):  # else MLflow's client brings pandas anyway
+        keep_pandas_out_of_pyarrow()
     return build_app(config)

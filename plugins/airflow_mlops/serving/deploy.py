@@ -96,7 +96,8 @@ def smoke_test_in_process(
     """Serve ``version`` in an app inside this process and query it."""
     import asyncio
 
-    from airflow_mlops.serving.app import ServeConfig, ServingApp
+    from airflow_mlops.serving.app import ServingApp
+    from airflow_mlops.serving.config import ServeConfig
     from airflow_mlops.serving.inprocess import call
     from airflow_mlops.serving.model import load_version
     from airflow_mlops.serving.payload import InputSchema

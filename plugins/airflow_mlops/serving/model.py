@@ -6,6 +6,11 @@ version without it cannot be served, and loading refuses a graph whose inputs do
 match the spec's model inputs, so a wrong model is never swapped in. The tag is fetched
 only from the registry's own artifact locations (``check_artifact_location``): whoever can
 set a tag cannot make the server read another file or host.
+
+From a tracking server (``http(s)://``) the version and its graph are read over MLflow's
+REST API (``serving.registry_rest``), so a serving process never imports ``mlflow`` (nor
+the pandas and SciPy it brings); a database tracking URI, or a store or auth setting only
+MLflow's client handles, goes through the client (``MlflowRegistry``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from airflow_mlops.core.model.features import graph_classes, graph_input_names, 
 from airflow_mlops.core.registry import locations as artifact_locations
 from airflow_mlops.core.registry import tracking as registry
 from airflow_mlops.serving.payload import InputSchema
+from airflow_mlops.serving.registry_rest import RestRegistry, VersionRecord, serves_over_rest
 from airflow_mlops.spec import PipelineSpec
 
 
@@ -101,42 +107,6 @@ def champion_version(tracking_uri: str, name: str) -> str | None:
     return None if current is None else str(current.version)
 
 
-class HttpAliasProbe:
-    """Asks an MLflow tracking server over REST which version holds ``champion``.
-
-    The registry client would cost ~10 ms of interpreter time per poll (in a thread, but
-    holding the GIL the event loop needs); one small async GET costs well under 1 ms and
-    never blocks the loop. Auth follows MLflow's variables: ``MLFLOW_TRACKING_TOKEN``
-    (bearer) or ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` (basic).
-    """
-
-    def __init__(self, tracking_uri: str, name: str) -> None:
-        import httpx
-
-        token = os.environ.get("MLFLOW_TRACKING_TOKEN")
-        user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-        self._client = httpx.AsyncClient(
-            base_url=tracking_uri.rstrip("/"),
-            timeout=10.0,
-            headers={"Authorization": f"Bearer {token}"} if token else None,
-            auth=(user, password) if user and password and not token else None,
-            verify=os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() != "true",
-        )
-        self._params = {"name": name, "alias": registry.CHAMPION_ALIAS}
-
-    async def __call__(self) -> str | None:
-        answer = await self._client.get("/api/2.0/mlflow/registered-models/alias", params=self._params)
-        if answer.status_code in (400, 404):
-            error = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
-            if registry.is_not_found(error.get("error_code", ""), str(error.get("message", ""))):
-                return None  # the registry client's own test: no such model, or no champion yet
-        answer.raise_for_status()
-        return str(answer.json()["model_version"]["version"])
-
-    async def close(self) -> None:
-        await self._client.aclose()
-
-
 def check_artifact_location(
     onnx_uri: str, run_id: str, run_artifacts: Callable[[], str | None], artifact_root: str, tracking_uri: str
 ) -> None:
@@ -149,40 +119,81 @@ def check_artifact_location(
         raise ModelLoadError(why)
 
 
+class MlflowRegistry:
+    """The reads of one model load through the MLflow client: a database tracking URI, a graph in a
+    store ``RestRegistry`` does not read, a server that needs the client's auth plugins. Same
+    methods as ``RestRegistry``."""
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.tracking_uri = tracking_uri
+        self._client = registry.client(tracking_uri)
+
+    def champion(self, name: str) -> VersionRecord | None:
+        current = registry.champion(self.tracking_uri, name)
+        return None if current is None else _record(current)
+
+    def version(self, name: str, version: str) -> VersionRecord:
+        return _record(self._client.get_model_version(name, version))
+
+    def run_artifact_uri(self, run_id: str) -> str | None:
+        return self._client.get_run(run_id).info.artifact_uri
+
+    def read(self, uri: str, run_id: str) -> bytes:
+        import mlflow
+
+        with tempfile.TemporaryDirectory(prefix="airflow-mlops-serve-") as tmp:
+            path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=self.tracking_uri)
+            with open(path if os.path.isfile(path) else os.path.join(path, "model.onnx"), "rb") as handle:
+                return handle.read()
+
+    def close(self) -> None:
+        pass
+
+
+def _record(version: Any) -> VersionRecord:
+    return VersionRecord(str(version.version), str(version.run_id or ""), dict(version.tags))
+
+
+def _fetch_graph(tracking_uri: str, name: str, version: str | None) -> tuple[VersionRecord, str, bytes]:
+    """(the version, its ``onnx_uri``, the graph's bytes): read over REST when the tracking URI
+    allows it (``registry_rest``: no MLflow import in the serving process), else by the MLflow client."""
+    source: RestRegistry | MlflowRegistry = (
+        RestRegistry(tracking_uri) if serves_over_rest(tracking_uri) else MlflowRegistry(tracking_uri)
+    )
+    try:
+        current = source.champion(name) if version is None else source.version(name, version)
+        if current is None:
+            raise ModelLoadError(f"model '{name}' has no champion yet; run the training DAG first")
+        onnx_uri = current.tags.get("onnx_uri")
+        if not onnx_uri:
+            raise ModelLoadError(
+                f"{name} v{current.version} has no ONNX graph that passed parity (tag onnx_uri); "
+                "it cannot be served: set packaging.onnx to required and retrain"
+            )
+        try:
+            check_artifact_location(
+                onnx_uri,
+                current.run_id,
+                lambda: source.run_artifact_uri(current.run_id) if current.run_id else None,
+                settings.artifact_root(),
+                tracking_uri,
+            )
+        except ModelLoadError as exc:
+            raise ModelLoadError(f"{name} v{current.version}: {exc}") from None
+        onnx_bytes = source.read(onnx_uri, current.run_id)
+        if onnx_bytes is None:  # a store only the MLflow client reads
+            onnx_bytes = MlflowRegistry(tracking_uri).read(onnx_uri, current.run_id)
+    finally:
+        source.close()
+    return current, onnx_uri, onnx_bytes
+
+
 def load_version(
     tracking_uri: str, spec: PipelineSpec, schema: InputSchema, version: str | None = None, threads: int = 1
 ) -> ServedModel:
     """Load ``version`` of the spec's model (default: the champion) for serving."""
-    import mlflow
-
     name = spec.registered_model_name
-    client = registry.client(tracking_uri)
-    if version is None:
-        current = registry.champion(tracking_uri, name)
-        if current is None:
-            raise ModelLoadError(f"model '{name}' has no champion yet; run the training DAG first")
-    else:
-        current = client.get_model_version(name, version)
-    onnx_uri = current.tags.get("onnx_uri")
-    if not onnx_uri:
-        raise ModelLoadError(
-            f"{name} v{current.version} has no ONNX graph that passed parity (tag onnx_uri); "
-            "it cannot be served: set packaging.onnx to required and retrain"
-        )
-    try:
-        check_artifact_location(
-            onnx_uri,
-            str(current.run_id or ""),
-            lambda: client.get_run(current.run_id).info.artifact_uri if current.run_id else None,
-            settings.artifact_root(),
-            tracking_uri,
-        )
-    except ModelLoadError as exc:
-        raise ModelLoadError(f"{name} v{current.version}: {exc}") from None
-    with tempfile.TemporaryDirectory(prefix="airflow-mlops-serve-") as tmp:
-        path = mlflow.artifacts.download_artifacts(artifact_uri=onnx_uri, dst_path=tmp, tracking_uri=tracking_uri)
-        with open(path if os.path.isfile(path) else os.path.join(path, "model.onnx"), "rb") as handle:
-            onnx_bytes = handle.read()
+    current, onnx_uri, onnx_bytes = _fetch_graph(tracking_uri, name, version)
     try:
         session = onnx_session(onnx_bytes, threads)
     except Exception as exc:  # onnxruntime raises its own exception types
@@ -216,7 +227,7 @@ def load_version(
     return ServedModel(
         name=name,
         version=str(current.version),
-        run_id=str(current.run_id or ""),
+        run_id=current.run_id,
         task=spec.model.task,
         onnx_uri=onnx_uri,
         session=session,

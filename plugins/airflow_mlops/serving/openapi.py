@@ -22,10 +22,22 @@ def _row_schema(schema: InputSchema) -> dict[str, Any]:
     return {"type": "object", "required": list(schema.required), "properties": properties}
 
 
-def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str, Any]:
-    row = _row_schema(schema)
+def _json(schema_: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema_}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _message_schema() -> dict[str, Any]:
+    return {"type": "object", "properties": {"detail": {"type": "string"}}}
+
+
+def _request_schema(schema: InputSchema, row: dict[str, Any]) -> dict[str, Any]:
+    """The four body shapes, each of one to ``max_rows`` rows."""
     rows = {"type": "array", "items": row, "minItems": 1, "maxItems": schema.max_rows}
-    request = {
+    return {
         "oneOf": [
             {"type": "object", "required": ["instances"], "properties": {"instances": rows}},
             {"type": "object", "required": ["dataframe_records"], "properties": {"dataframe_records": rows}},
@@ -64,7 +76,10 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
             },
         ]
     }
-    prediction = {
+
+
+def _prediction_schema() -> dict[str, Any]:
+    return {
         "type": "object",
         "required": ["request_id", "model_name", "model_version", "predictions"],
         "properties": {
@@ -92,7 +107,10 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
             },
         },
     }
-    error = {
+
+
+def _error_schema() -> dict[str, Any]:
+    return {
         "type": "object",
         "properties": {
             "detail": {
@@ -108,8 +126,10 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
             }
         },
     }
-    message = {"type": "object", "properties": {"detail": {"type": "string"}}}
-    not_ready = {
+
+
+def _not_ready_schema() -> dict[str, Any]:
+    return {
         "type": "object",
         "properties": {
             "status": {"const": "not ready"},
@@ -117,13 +137,10 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
         },
     }
 
-    def json(schema_: dict[str, Any], description: str) -> dict[str, Any]:
-        return {"description": description, "content": {"application/json": {"schema": schema_}}}
 
-    def ref(name: str) -> dict[str, str]:
-        return {"$ref": f"#/components/schemas/{name}"}
-
-    predict = {
+def _predict_operation(message: dict[str, Any]) -> dict[str, Any]:
+    """POST /v1/predict (and /invocations)."""
+    return {
         "summary": "Predict with the champion",
         "security": [{"bearerAuth": []}],
         "parameters": [
@@ -136,15 +153,26 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
                 "outside this form is ignored and the answer says so (client_request_id_error).",
             }
         ],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": ref("PredictRequest")}}},
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("PredictRequest")}}},
         "responses": {
-            "200": json(ref("PredictResponse"), "Predictions, model version, request id"),
-            "401": json(message, "Missing or wrong bearer token"),
-            "413": json(message, "Body too large"),
-            "422": json(ref("ValidationError"), "The body does not fit the model inputs"),
-            "503": json(message, "No model loaded yet"),
+            "200": _json(_ref("PredictResponse"), "Predictions, model version, request id"),
+            "401": _json(message, "Missing or wrong bearer token"),
+            "413": _json(message, "Body too large"),
+            "422": _json(_ref("ValidationError"), "The body does not fit the model inputs"),
+            "503": _json(message, "No model loaded yet"),
         },
     }  # fmt: skip
+
+
+def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str, Any]:
+    """The document for ``schema``: paths, then the request, answer and error schemas.
+
+    Longer than most functions on purpose: the paths are one literal, so the document reads in
+    the order it is served; the schemas it refers to are built by the functions above.
+    """
+    row = _row_schema(schema)
+    message = _message_schema()
+    predict = _predict_operation(message)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
@@ -157,14 +185,14 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
                     "operationId": "model",
                     "security": [{"bearerAuth": []}],
                     "responses": {
-                        "200": json({"type": "object"}, "Name, version, inputs"),
-                        "401": json(message, "Missing or wrong bearer token"),
-                        "503": json(message, "No model yet (the reason, last_load_error, last_poll_error)"),
+                        "200": _json({"type": "object"}, "Name, version, inputs"),
+                        "401": _json(message, "Missing or wrong bearer token"),
+                        "503": _json(message, "No model yet (the reason, last_load_error, last_poll_error)"),
                     },
                 }
             },
             "/health/live": {
-                "get": {"summary": "Liveness", "operationId": "live", "responses": {"200": json(message, "Alive")}},
+                "get": {"summary": "Liveness", "operationId": "live", "responses": {"200": _json(message, "Alive")}},
                 "head": {
                     "summary": "Liveness, no body",
                     "operationId": "live_head",
@@ -175,7 +203,10 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
                 "get": {
                     "summary": "Readiness: a model is loaded",
                     "operationId": "ready",
-                    "responses": {"200": json({"type": "object"}, "Ready"), "503": json(not_ready, "No model yet")},
+                    "responses": {
+                        "200": _json({"type": "object"}, "Ready"),
+                        "503": _json(_not_ready_schema(), "No model yet"),
+                    },
                 },
                 "head": {
                     "summary": "Readiness, no body",
@@ -190,7 +221,7 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
                     "security": [{"bearerAuth": []}],
                     "responses": {
                         "200": {"description": "Text exposition format"},
-                        "401": json(message, "Missing or wrong bearer token"),
+                        "401": _json(message, "Missing or wrong bearer token"),
                     },
                 }
             },
@@ -198,9 +229,9 @@ def openapi_document(schema: InputSchema, title: str, version: str) -> dict[str,
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "PredictRequest": request,
-                "PredictResponse": prediction,
-                "ValidationError": error,
+                "PredictRequest": _request_schema(schema, row),
+                "PredictResponse": _prediction_schema(),
+                "ValidationError": _error_schema(),
                 "Row": row,
             },
         },

@@ -16,6 +16,8 @@ hold more rows than allowed is counted first (``serving.limits``).
 Other fields are ignored, except the spec's id column, which is logged with the
 prediction. What comes out equals ``packaging.onnx_feeds`` on the same rows (a unit test
 holds the two together): the same category clean-up, derived features and types.
+The shapes checked on a decoded tree (the general path) and ``PayloadError`` are in
+``serving.body_shapes``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import ast
 import functools
 import operator
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Optional
 
@@ -39,27 +40,22 @@ from airflow_mlops.core.model.features import (
     derived_values,
 )
 from airflow_mlops.serving import limits
+from airflow_mlops.serving.body_shapes import (
+    BODY_KEYS,
+    MAX_REPORTED_ERRORS,
+    Locate,
+    PayloadError,
+    check_rows,
+    error,
+    needed_columns,
+)
 from airflow_mlops.spec import PipelineSpec
 
-BODY_KEYS = ("instances", "dataframe_records", "dataframe_split", "inputs")
-MAX_REPORTED_ERRORS = 20
 _NUMBER_TYPES: frozenset[type] = frozenset({int, float, type(None)})
 _TEXT_TYPES: frozenset[type] = frozenset({str, type(None)})
 Scalar = Optional[str | int | float | bool]  # noqa: UP045
 _decoder = msgspec.json.Decoder()
 _UNREADABLE = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
-
-
-class PayloadError(ValueError):
-    """The body does not fit the model's inputs; ``errors`` says where and why (for a 422)."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
-
-
-def _error(loc: list[Any], msg: str, kind: str) -> dict[str, Any]:
-    return {"loc": ["body", *loc], "msg": msg, "type": kind}
 
 
 @dataclass(frozen=True)
@@ -198,15 +194,15 @@ def parse_body(body: bytes, schema: InputSchema) -> ModelInputs:
     if len(given) != 1:
         if not large:
             return _parse_generally(body, schema, None)  # small: the general path's exact wording
-        raise PayloadError([_error([], f"expected exactly one of {list(BODY_KEYS)}; found {given}", "shape_invalid")])
+        raise PayloadError([error([], f"expected exactly one of {list(BODY_KEYS)}; found {given}", "shape_invalid")])
     key = given[0]
     if key in ("dataframe_split", "inputs"):
         value = getattr(typed, key)
         document = {key: {"columns": value.columns, "data": value.data} if key == "dataframe_split" else value}
-        columns, rows, locate = _columns(document, schema)
+        columns, rows, locate = needed_columns(document, schema)
         return build_inputs(columns, rows, schema, locate=locate)
     records = getattr(typed, key)
-    _check_rows(len(records), [key], schema)
+    check_rows(len(records), [key], schema)
     columns = {name: list(map(get, records)) for name, get in schema.getters}
     ids = [r.row_id for r in records] if schema.id_column is not None else []
     if any(v is not None for v in ids):
@@ -219,7 +215,7 @@ def _parse_generally(body: bytes, schema: InputSchema, typed_error: str | None) 
         document = _decoder.decode(body)
     except _UNREADABLE as exc:
         raise PayloadError([_unreadable(exc)]) from None
-    columns, rows, locate = _columns(document, schema)
+    columns, rows, locate = needed_columns(document, schema)
     inputs = build_inputs(columns, rows, schema, locate=locate)
     if typed_error is not None:
         # The typed decoder refused rows the general checks accept (e.g. an id that is a list).
@@ -233,18 +229,18 @@ def _typed_error(message: str, schema: InputSchema) -> dict[str, Any]:
     if what == limits.TOO_MANY_ROWS or what.startswith("Expected `array` of length <="):
         if location and isinstance(location[-1], int):
             location = location[:-1]  # the row that passed the limit: name the list
-        return _error(location, f"more than {schema.max_rows} rows; at most {schema.max_rows} per request", "too_long")
-    return _error(location, what, "type_error")
+        return error(location, f"more than {schema.max_rows} rows; at most {schema.max_rows} per request", "too_long")
+    return error(location, what, "type_error")
 
 
 def _unreadable(exc: Exception) -> dict[str, Any]:
     """Why a body cannot be decoded at all, in one short line."""
     if isinstance(exc, RecursionError):
-        return _error([], "body nests arrays or objects too deeply to be decoded", "json_invalid")
+        return error([], "body nests arrays or objects too deeply to be decoded", "json_invalid")
     if isinstance(exc, UnicodeDecodeError):
         byte = exc.object[exc.start : exc.start + 1].hex()
-        return _error([], f"body is not valid UTF-8 ({exc.reason}: byte 0x{byte} in a string)", "utf8_invalid")
-    return _error([], f"body is not valid JSON: {exc}", "json_invalid")
+        return error([], f"body is not valid UTF-8 ({exc.reason}: byte 0x{byte} in a string)", "utf8_invalid")
+    return error([], f"body is not valid JSON: {exc}", "json_invalid")
 
 
 def _msgspec_location(message: str) -> list[Any]:
@@ -257,93 +253,11 @@ def _msgspec_location(message: str) -> list[Any]:
             for part in part if part]  # fmt: skip
 
 
-Locate = Callable[[int, str], list[Any]]
-
-
-def _columns(document: Any, schema: InputSchema) -> tuple[dict[str, list[Any]], int, Locate]:
-    """The needed columns of the body, whatever its shape, with presence checked."""
-    if not isinstance(document, dict):
-        raise PayloadError([_error([], f"expected a JSON object with one of {list(BODY_KEYS)}", "object_expected")])
-    keys = [k for k in BODY_KEYS if k in document]
-    if len(keys) != 1:
-        found = f"found {keys}" if keys else f"found keys {sorted(document)[:10]}"
-        raise PayloadError([_error([], f"expected exactly one of {list(BODY_KEYS)}; {found}", "shape_invalid")])
-    key = keys[0]
-    wanted = [*schema.required, *([schema.id_column] if schema.id_column is not None else [])]
-    if key in ("instances", "dataframe_records"):
-        records = document[key]
-        if not isinstance(records, list):
-            raise PayloadError([_error([key], "expected a list of objects, one per row", "list_expected")])
-        _check_rows(len(records), [key], schema)
-        errors = []
-        required = frozenset(schema.required)
-        for index, record in enumerate(records):
-            if not isinstance(record, dict):
-                errors.append(_error([key, index], "expected an object (one row)", "object_expected"))
-            elif not required.issubset(record):
-                missing = [c for c in schema.required if c not in record]
-                errors.append(_error([key, index], f"missing field(s) {missing}", "missing"))
-            if len(errors) >= MAX_REPORTED_ERRORS:
-                break
-        if errors:
-            raise PayloadError(errors)
-        columns = {c: [r[c] for r in records] for c in schema.required}
-        if schema.id_column is not None and any(schema.id_column in r for r in records):
-            columns[schema.id_column] = [r.get(schema.id_column) for r in records]
-        return columns, len(records), lambda i, c: [key, i, c]
-    if key == "dataframe_split":
-        split = document[key]
-        if (
-            not isinstance(split, dict)
-            or not isinstance(split.get("columns"), list)
-            or not isinstance(split.get("data"), list)
-        ):
-            raise PayloadError([_error([key], "expected {'columns': [...], 'data': [[...], ...]}", "shape_invalid")])
-        names, data = split["columns"], split["data"]
-        missing = [c for c in schema.required if c not in names]
-        if missing:
-            raise PayloadError([_error([key, "columns"], f"missing column(s) {missing}", "missing")])
-        _check_rows(len(data), [key, "data"], schema)
-        bad = [i for i, row in enumerate(data) if not isinstance(row, list) or len(row) != len(names)]
-        if bad:
-            raise PayloadError(
-                [_error([key, "data", i], f"expected a list of {len(names)} values", "shape_invalid")
-                 for i in bad[:MAX_REPORTED_ERRORS]]
-            )  # fmt: skip
-        position = {name: i for i, name in enumerate(names)}
-        columns = {c: [row[position[c]] for row in data] for c in wanted if c in position}
-        return columns, len(data), lambda i, c: [key, "data", i, position[c]]
-    inputs = document[key]
-    if not isinstance(inputs, dict):
-        raise PayloadError([_error([key], "expected an object of column name -> list of values", "object_expected")])
-    missing = [c for c in schema.required if c not in inputs]
-    if missing:
-        raise PayloadError([_error([key], f"missing column(s) {missing}", "missing")])
-    columns = {c: inputs[c] for c in wanted if c in inputs}
-    not_lists = [c for c, v in columns.items() if not isinstance(v, list)]
-    if not_lists:
-        raise PayloadError([_error([key, c], "expected a list of values", "list_expected") for c in not_lists])
-    lengths = {len(v) for v in columns.values()}
-    if len(lengths) != 1:
-        raise PayloadError([_error([key], f"columns differ in length: { {c: len(v) for c, v in columns.items()} }",
-                                   "shape_invalid")])  # fmt: skip
-    rows = lengths.pop()
-    _check_rows(rows, [key], schema)
-    return columns, rows, lambda i, c: [key, c, i]
-
-
-def _check_rows(rows: int, loc: list[Any], schema: InputSchema) -> None:
-    if rows == 0:
-        raise PayloadError([_error(loc, "no rows to predict", "empty")])
-    if rows > schema.max_rows:
-        raise PayloadError([_error(loc, f"{rows} rows; at most {schema.max_rows} per request", "too_long")])
-
-
 def _type_errors(values: list[Any], column: str, schema: InputSchema, locate: Locate) -> list[dict[str, Any]]:
     allowed, expected = schema.allowed_types(column)
     bad = [i for i, v in enumerate(values) if type(v) not in allowed]
     return [
-        _error(locate(i, column), f"expected {expected} or null, got {msgspec.json.encode(values[i]).decode()[:60]}",
+        error(locate(i, column), f"expected {expected} or null, got {msgspec.json.encode(values[i]).decode()[:60]}",
                "type_error")
         for i in bad[:MAX_REPORTED_ERRORS]
     ]  # fmt: skip
@@ -371,11 +285,11 @@ def build_inputs(
     try:  # one array for all numeric inputs: one conversion and one range check, not one per column
         matrix = np.array([columns[c] for c in numeric], dtype=np.float64).reshape(len(numeric), rows)
     except OverflowError:
-        errors.append(_error([], "a number is too large for float64", "type_error"))
+        errors.append(error([], "a number is too large for float64", "type_error"))
     else:
         features.update(zip(numeric, matrix, strict=True))
         if (np.abs(matrix) > limits.FLOAT32_MAX).any():
-            errors += [_error(p, m, "out_of_range") for p, m in limits.out_of_range(features, tuple(numeric), locate)]
+            errors += [error(p, m, "out_of_range") for p, m in limits.out_of_range(features, tuple(numeric), locate)]
     for column in schema.categorical:
         values = columns[column]
         if not checked and not set(map(type, values)) <= schema.allowed_types(column)[0]:
@@ -396,7 +310,7 @@ def build_inputs(
     derived = tuple(name for name, _ in schema.derived)
     beyond = limits.out_of_range(features, derived, lambda i, c: ["derived", c, i]) if derived else []
     if beyond:
-        raise PayloadError([_error(place, message, "out_of_range") for place, message in beyond])
+        raise PayloadError([error(place, message, "out_of_range") for place, message in beyond])
     feeds = {c: features[c].astype(np.float32).reshape(-1, 1) for c in schema.model_numeric}
     feeds.update({c: features[c].reshape(-1, 1) for c in schema.categorical})
     ids = columns.get(schema.id_column) if schema.id_column is not None else None

@@ -15,7 +15,8 @@ from airflow_mlops.core.io import tables
 from airflow_mlops.core.model.packaging import onnx_feeds
 from airflow_mlops.core.registry import promotion
 from airflow_mlops.core.registry import tracking as registry
-from airflow_mlops.serving.app import ServeConfig, ServingApp, build_app
+from airflow_mlops.serving.app import ServingApp, build_app
+from airflow_mlops.serving.config import ServeConfig
 from airflow_mlops.serving.inprocess import call
 from airflow_mlops.serving.model import ModelLoadError
 from airflow_mlops.serving.payload import InputSchema, PayloadError, parse_body
@@ -510,7 +511,7 @@ def test_the_http_probe_reads_the_alias_from_a_tracking_server(monkeypatch):
     """The REST answers of MLflow 3.17's server (recorded from one): version, no alias, no model."""
     import httpx
 
-    from airflow_mlops.serving.model import HttpAliasProbe
+    from airflow_mlops.serving.registry_rest import HttpAliasProbe
 
     answers = {
         "churn_classifier": (200, {"model_version": {"name": "churn_classifier", "version": "3"}}),
@@ -700,13 +701,3 @@ def test_deploy_refuses_to_test_a_version_that_is_no_longer_champion(served):
         deploy_or_rollback(spec, tracking_uri, record, _test_rows_uri(served), "test")
     assert registry.client(tracking_uri).get_model_version(spec.registered_model_name, "2").tags == tags
     assert str(registry.champion(tracking_uri, spec.registered_model_name).version) == "1"
-
-
-def test_the_serving_app_imports_no_sklearn_pandas_or_scipy():
-    import subprocess
-    import sys
-
-    heavy = "('sklearn', 'pandas', 'scipy')"
-    probe = f"import sys, airflow_mlops.serving.app; print([m for m in {heavy} if m in sys.modules])"
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
-    assert loaded == "[]"

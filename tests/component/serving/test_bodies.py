@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from airflow_mlops.core.operations.prediction_log import PredictionLogger
-from airflow_mlops.serving.app import ServeConfig, ServingApp
+from airflow_mlops.serving.app import ServingApp
+from airflow_mlops.serving.config import ServeConfig
 from airflow_mlops.serving.inprocess import call
 from airflow_mlops.serving.model import ServedModel
 from airflow_mlops.serving.payload import InputSchema, PayloadError, parse_body

@@ -263,7 +263,8 @@ def _fake_app(**overrides: Any) -> Any:
     """A ServingApp whose registry and loader are plain functions (no model needed)."""
     from types import SimpleNamespace
 
-    from airflow_mlops.serving.app import ServeConfig, ServingApp
+    from airflow_mlops.serving.app import ServingApp
+    from airflow_mlops.serving.config import ServeConfig
     from airflow_mlops.serving.payload import InputSchema
     from airflow_mlops.spec import load_spec
 
@@ -332,7 +333,7 @@ def test_readiness_names_only_the_reason_class(given, reason):
 
 
 def test_a_short_token_is_refused_naming_the_variable_never_the_value():
-    from airflow_mlops.serving.app import ServeConfig
+    from airflow_mlops.serving.config import ServeConfig
 
     config = ServeConfig(spec_path="x", tracking_uri="x", tokens=("a-long-enough-token-123", "short-tok"))
     with pytest.raises(RuntimeError, match=r"AIRFLOW_MLOPS_SERVE_TOKEN: token 2 of 2 is shorter than 16") as info:

@@ -83,7 +83,7 @@ def test_every_airflow_role_reaches_the_same_s3_roots_on_minio(compose):
 
 def test_the_serving_app_reads_the_same_registry_and_log_root_as_airflow(compose):
     from airflow_mlops.cli import build_parser
-    from airflow_mlops.serving.app import TOKEN_ENV
+    from airflow_mlops.serving.config import TOKEN_ENV
 
     serving = compose["services"]["serving"]
     env = serving["environment"]
@@ -221,7 +221,7 @@ def _loaded() -> tuple[dict, dict[str, str]]:
 
 
 def test_the_serving_app_gets_no_airflow_secret_database_url_or_broker(compose):
-    from airflow_mlops.serving.app import TOKEN_ENV
+    from airflow_mlops.serving.config import TOKEN_ENV
 
     raw = compose["services"]["serving"]
     assert "<<" not in raw and raw["image"] == compose["x-airflow-common"]["image"]

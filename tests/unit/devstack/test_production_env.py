@@ -107,7 +107,7 @@ def test_each_role_gets_its_own_directories_and_the_compose_environment(tmp_path
 
 def test_the_native_serving_role_gets_a_complete_environment_without_airflows_secrets(tmp_path):
     """The serving service no longer inherits Airflow's environment: natively it still has all it needs."""
-    from airflow_mlops.serving.app import TOKEN_ENV
+    from airflow_mlops.serving.config import TOKEN_ENV
 
     values = native.generated_secrets(compose_env.required_variables())
     services = compose_env.load(values)
