@@ -10,12 +10,13 @@ one ``PayloadError`` (a 422).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from types import GenericAlias
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow_mlops.serving.payload import InputSchema
 
-BODY_KEYS = ("instances", "dataframe_records", "dataframe_split", "inputs")
 MAX_REPORTED_ERRORS = 20
 Locate = Callable[[int, str], list[Any]]
 Columns = tuple[dict[str, list[Any]], int, Locate]
@@ -50,14 +51,10 @@ def needed_columns(document: Any, schema: InputSchema) -> Columns:
         raise PayloadError([error([], f"expected exactly one of {list(BODY_KEYS)}; {found}", "shape_invalid")])
     key = keys[0]
     wanted = [*schema.required, *([schema.id_column] if schema.id_column is not None else [])]
-    if key in ("instances", "dataframe_records"):
-        return _record_columns(key, document[key], schema)
-    if key == "dataframe_split":
-        return _split_columns(key, document[key], wanted, schema)
-    return _inputs_columns(key, document[key], wanted, schema)
+    return SHAPES[key].columns(key, document[key], wanted, schema)
 
 
-def _record_columns(key: str, records: Any, schema: InputSchema) -> Columns:
+def _record_columns(key: str, records: Any, wanted: list[str], schema: InputSchema) -> Columns:
     """``{"instances": [{column: value, ...}, ...]}`` (or ``dataframe_records``)."""
     if not isinstance(records, list):
         raise PayloadError([error([key], "expected a list of objects, one per row", "list_expected")])
@@ -122,3 +119,66 @@ def _inputs_columns(key: str, inputs: Any, wanted: list[str], schema: InputSchem
     rows = lengths.pop()
     check_rows(rows, [key], schema)
     return columns, rows, lambda i, c: [key, c, i]
+
+
+def _rows_openapi(schema: InputSchema, row: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": row, "minItems": 1, "maxItems": schema.max_rows}
+
+
+def _split_openapi(schema: InputSchema, row: dict[str, Any]) -> dict[str, Any]:
+    data = {"type": "array", "items": {"type": "array"}, "minItems": 1, "maxItems": schema.max_rows}
+    return {
+        "type": "object",
+        "required": ["columns", "data"],
+        "properties": {"columns": {"type": "array", "items": {"type": "string"}}, "data": data},
+    }
+
+
+def _inputs_openapi(schema: InputSchema, row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": list(schema.required),
+        "properties": {c: {"type": "array", "minItems": 1, "maxItems": schema.max_rows} for c in schema.required},
+        "description": "Columns of equal length; other fields are ignored.",
+    }
+
+
+@dataclass(frozen=True)
+class BodyShape:
+    """One request body shape, every fact about it in one row.
+
+    :param key: the body's one top-level key.
+    :param columns: the general check of the decoded value: the needed columns, their row count
+        and how to name a cell's place in the body.
+    :param openapi: the JSON schema of the value (``serving.openapi`` lists every row's).
+    :param typed: the value's type for the typed decoder (``InputSchema.decoder``), picked from
+        the types it builds per model: ``rows`` (a list of row structs, the records fast path),
+        ``split``, ``column``.
+    :param records: decoded as rows of structs (the fast path); otherwise the typed value goes
+        through ``as_document`` and the general check.
+    """
+
+    key: str
+    columns: Callable[[str, Any, list[str], InputSchema], Columns]
+    openapi: Callable[[InputSchema, dict[str, Any]], dict[str, Any]]
+    typed: Callable[[dict[str, Any]], Any]
+    records: bool = False
+    as_document: Callable[[Any], Any] = lambda value: value
+
+
+SHAPES: dict[str, BodyShape] = {
+    shape.key: shape
+    for shape in (
+        BodyShape("instances", _record_columns, _rows_openapi, lambda t: t["rows"], records=True),
+        BodyShape("dataframe_records", _record_columns, _rows_openapi, lambda t: t["rows"], records=True),
+        BodyShape(
+            "dataframe_split",
+            _split_columns,
+            _split_openapi,
+            lambda t: t["split"],
+            as_document=lambda value: {"columns": value.columns, "data": value.data},
+        ),
+        BodyShape("inputs", _inputs_columns, _inputs_openapi, lambda t: GenericAlias(dict, (str, t["column"]))),
+    )
+}
+BODY_KEYS = tuple(SHAPES)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_mlops.serving.body_shapes import SHAPES
 from airflow_mlops.serving.payload import InputSchema
 
 
@@ -35,45 +36,11 @@ def _message_schema() -> dict[str, Any]:
 
 
 def _request_schema(schema: InputSchema, row: dict[str, Any]) -> dict[str, Any]:
-    """The four body shapes, each of one to ``max_rows`` rows."""
-    rows = {"type": "array", "items": row, "minItems": 1, "maxItems": schema.max_rows}
+    """Every body shape (``serving.body_shapes.SHAPES``), each of one to ``max_rows`` rows."""
     return {
         "oneOf": [
-            {"type": "object", "required": ["instances"], "properties": {"instances": rows}},
-            {"type": "object", "required": ["dataframe_records"], "properties": {"dataframe_records": rows}},
-            {
-                "type": "object",
-                "required": ["dataframe_split"],
-                "properties": {
-                    "dataframe_split": {
-                        "type": "object",
-                        "required": ["columns", "data"],
-                        "properties": {
-                            "columns": {"type": "array", "items": {"type": "string"}},
-                            "data": {
-                                "type": "array",
-                                "items": {"type": "array"},
-                                "minItems": 1,
-                                "maxItems": schema.max_rows,
-                            },
-                        },
-                    }
-                },
-            },
-            {
-                "type": "object",
-                "required": ["inputs"],
-                "properties": {
-                    "inputs": {
-                        "type": "object",
-                        "required": list(schema.required),
-                        "properties": {
-                            c: {"type": "array", "minItems": 1, "maxItems": schema.max_rows} for c in schema.required
-                        },
-                        "description": "Columns of equal length; other fields are ignored.",
-                    }
-                },
-            },
+            {"type": "object", "required": [shape.key], "properties": {shape.key: shape.openapi(schema, row)}}
+            for shape in SHAPES.values()
         ]
     }
 

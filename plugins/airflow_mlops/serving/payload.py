@@ -43,6 +43,7 @@ from airflow_mlops.serving import limits
 from airflow_mlops.serving.body_shapes import (
     BODY_KEYS,
     MAX_REPORTED_ERRORS,
+    SHAPES,
     Locate,
     PayloadError,
     check_rows,
@@ -120,17 +121,15 @@ class InputSchema:
             rename["row_id"] = self.id_column
         # gc=False: rows hold only scalars, so the cyclic collector need not track them.
         row = msgspec.defstruct("Row", row_fields, rename=rename, kw_only=True, gc=False)
-        rows = Optional[list[row]]  # type: ignore[valid-type]  # noqa: UP045
+        rows = list[row]  # type: ignore[valid-type]
         # Split cells and inputs values are scalars: a nested value, even in an ignored column,
         # would make the decoded tree many times larger than the body.
         line = Annotated[list[Scalar], msgspec.Meta(min_length=len(self.required))]
         split = msgspec.defstruct("Split", [("columns", list[Scalar]), ("data", list[line])])  # type: ignore[valid-type]
         column = Annotated[list[Scalar], msgspec.Meta(max_length=self.max_rows)]
-        body = msgspec.defstruct(
-            "Body",
-            [("instances", rows, None), ("dataframe_records", rows, None),
-             ("dataframe_split", Optional[split], None), ("inputs", Optional[dict[str, column]], None)],  # noqa: UP045
-        )  # fmt: skip
+        types = {"rows": rows, "split": split, "column": column}
+        fields = [(shape.key, Optional[shape.typed(types)], None) for shape in SHAPES.values()]  # noqa: UP045
+        body = msgspec.defstruct("Body", fields)
         return msgspec.json.Decoder(body)
 
     @functools.cached_property
@@ -196,9 +195,8 @@ def parse_body(body: bytes, schema: InputSchema) -> ModelInputs:
             return _parse_generally(body, schema, None)  # small: the general path's exact wording
         raise PayloadError([error([], f"expected exactly one of {list(BODY_KEYS)}; found {given}", "shape_invalid")])
     key = given[0]
-    if key in ("dataframe_split", "inputs"):
-        value = getattr(typed, key)
-        document = {key: {"columns": value.columns, "data": value.data} if key == "dataframe_split" else value}
+    if not SHAPES[key].records:
+        document = {key: SHAPES[key].as_document(getattr(typed, key))}
         columns, rows, locate = needed_columns(document, schema)
         return build_inputs(columns, rows, schema, locate=locate)
     records = getattr(typed, key)
