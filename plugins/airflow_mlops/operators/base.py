@@ -15,6 +15,7 @@ from airflow_mlops import __version__
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_mlops.core.registry.client import Registry
     from airflow_mlops.hooks.mlflow import MlflowHook
     from airflow_mlops.spec import PipelineSpec
 
@@ -58,6 +59,10 @@ class MlopsBaseOperator(BaseOperator):
         from airflow_mlops.hooks.mlflow import MlflowHook
 
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    def registry(self) -> Registry:
+        """The MLflow ``Registry`` of ``mlflow_conn_id`` (``MlflowHook.get_conn``), handed to the core stages."""
+        return self.mlflow_hook.get_conn()
 
     @staticmethod
     def run_id(context: Context) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 from airflow_mlops import layout as settings
 from airflow_mlops.core.model.features import graph_classes, graph_input_names, onnx_session
 from airflow_mlops.core.registry import locations as artifact_locations
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import CHAMPION_ALIAS, Registry, is_not_found
 from airflow_mlops.serving.payload import InputSchema
 from airflow_mlops.spec import PipelineSpec
 
@@ -95,9 +95,9 @@ class ServedModel:
 Prediction = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
-def champion_version(tracking_uri: str, name: str) -> str | None:
+def champion_version(registry: Registry, name: str) -> str | None:
     """The version the ``champion`` alias points at now (one registry call), or None."""
-    current = registry.champion(tracking_uri, name)
+    current = registry.champion(name)
     return None if current is None else str(current.version)
 
 
@@ -122,13 +122,13 @@ class HttpAliasProbe:
             auth=(user, password) if user and password and not token else None,
             verify=os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() != "true",
         )
-        self._params = {"name": name, "alias": registry.CHAMPION_ALIAS}
+        self._params = {"name": name, "alias": CHAMPION_ALIAS}
 
     async def __call__(self) -> str | None:
         answer = await self._client.get("/api/2.0/mlflow/registered-models/alias", params=self._params)
         if answer.status_code in (400, 404):
             error = answer.json() if answer.headers.get("content-type", "").startswith("application/json") else {}
-            if registry.is_not_found(error.get("error_code", ""), str(error.get("message", ""))):
+            if is_not_found(error.get("error_code", ""), str(error.get("message", ""))):
                 return None  # the registry client's own test: no such model, or no champion yet
         answer.raise_for_status()
         return str(answer.json()["model_version"]["version"])
@@ -150,15 +150,13 @@ def check_artifact_location(
 
 
 def load_version(
-    tracking_uri: str, spec: PipelineSpec, schema: InputSchema, version: str | None = None, threads: int = 1
+    registry: Registry, spec: PipelineSpec, schema: InputSchema, version: str | None = None, threads: int = 1
 ) -> ServedModel:
     """Load ``version`` of the spec's model (default: the champion) for serving."""
-    import mlflow
-
     name = spec.registered_model_name
-    client = registry.client(tracking_uri)
+    client = registry.client
     if version is None:
-        current = registry.champion(tracking_uri, name)
+        current = registry.champion(name)
         if current is None:
             raise ModelLoadError(f"model '{name}' has no champion yet; run the training DAG first")
     else:
@@ -175,12 +173,12 @@ def load_version(
             str(current.run_id or ""),
             lambda: client.get_run(current.run_id).info.artifact_uri if current.run_id else None,
             settings.artifact_root(),
-            tracking_uri,
+            registry.tracking_uri,
         )
     except ModelLoadError as exc:
         raise ModelLoadError(f"{name} v{current.version}: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-serve-") as tmp:
-        path = mlflow.artifacts.download_artifacts(artifact_uri=onnx_uri, dst_path=tmp, tracking_uri=tracking_uri)
+        path = registry.download(onnx_uri, tmp)
         with open(path if os.path.isfile(path) else os.path.join(path, "model.onnx"), "rb") as handle:
             onnx_bytes = handle.read()
     try:
