@@ -29,6 +29,7 @@ from pathlib import Path
 
 from airflow_mlops.core.model import release
 from airflow_mlops.core.operations import scoring
+from airflow_mlops.core.registry.client import Registry
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "include" / "pipelines" / "churn.yaml"
@@ -63,6 +64,7 @@ def train_champion(home: str) -> str:
 
     spec = load_spec(SPEC)
     tracking_uri = f"sqlite:///{home}/mlflow.db"
+    registry = Registry(tracking_uri)
     synthetic.land_batch("churn", settings.landing_dir(spec.name, "training"), dt.date(2026, 1, 1), 3000, 1)
     landing.claim_new_files(
         settings.landing_dir(spec.name, "training"), settings.lake_dir(spec.name, "labeled"), (".parquet",)
@@ -70,12 +72,12 @@ def train_champion(home: str) -> str:
     lineage = {"dag_id": "churn_training", "run_id": "bench"}
     dataset = data_stages.ingest_labeled(spec, "bench")
     split = data_stages.split_dataset(spec, dataset, "bench")
-    training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage, skip_if_already_trained=False)
-    evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
-    package = model_stages.package_candidate(spec, tracking_uri, training, split["test"]["uri"])
-    registered = release.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage, package)
-    gate = release.gate_candidate(spec, tracking_uri, registered, evaluation, package)
-    release.promote_candidate(tracking_uri, gate, by="benchmark")
+    training = model_stages.train_model(spec, registry, split, dataset, lineage, skip_if_already_trained=False)
+    evaluation = model_stages.evaluate_candidate(spec, registry, training, split["test"]["uri"])
+    package = model_stages.package_candidate(spec, registry, training, split["test"]["uri"])
+    registered = release.register_candidate(spec, registry, training, evaluation, dataset, split, lineage, package)
+    gate = release.gate_candidate(spec, registry, registered, evaluation, package)
+    release.promote_candidate(registry, gate, by="benchmark")
     return tracking_uri
 
 
@@ -121,7 +123,7 @@ def score(path: str, tracking_uri: str, chunk_rows: int) -> dict[str, float]:
     scoring.validate_file = timed_validation  # type: ignore[assignment]
     before, peak_before = _rss_mib(), _peak_mib()
     start = time.perf_counter()
-    summary = operate_stages.score_batches(spec, tracking_uri, [path], f"bench-{os.getpid()}")
+    summary = operate_stages.score_batches(spec, Registry(tracking_uri), [path], f"bench-{os.getpid()}")
     seconds = time.perf_counter() - start
     scoring_peak = _peak_mib()  # ru_maxrss since the reset after validation
     return {

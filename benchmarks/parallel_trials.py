@@ -157,7 +157,7 @@ def stack_mode(args: argparse.Namespace) -> dict[str, Any]:
     from airflow_mlops.core.data import synthetic
     from airflow_mlops.core.io import tables
     from airflow_mlops.core.model.threads import available_cores
-    from airflow_mlops.core.registry import tracking as registry
+    from airflow_mlops.core.registry.client import Registry
     from airflow_mlops.devstack.rest import AirflowClient
     from airflow_mlops.devstack.stack import Stack, StackConfig
 
@@ -193,7 +193,7 @@ def stack_mode(args: argparse.Namespace) -> dict[str, Any]:
                 tis = [t for t in client.task_instances(dag_id, run["dag_run_id"]) if t["task_id"] == "model.trial"]
                 starts = sorted(t["start_date"] for t in tis if t.get("start_date"))
                 ends = sorted(t["end_date"] for t in tis if t.get("end_date"))
-                mlflow_client = registry.client(config.mlflow_url)
+                mlflow_client = Registry(config.mlflow_url).client
                 experiment = mlflow_client.get_experiment_by_name(name)
                 trial_runs = "tags.cache_key != ''"  # the child runs (the parent has no cache key)
                 children = mlflow_client.search_runs([experiment.experiment_id], trial_runs) if experiment else []

@@ -65,9 +65,10 @@ def train_two_versions(tracking_uri: str) -> None:
     from airflow_mlops.core.landing import inbox as landing
     from airflow_mlops.core.model import stages as model_stages
     from airflow_mlops.core.registry import promotion
+    from airflow_mlops.core.registry.client import Registry
     from airflow_mlops.spec import load_spec
 
-    spec = load_spec(SPEC)
+    spec, registry = load_spec(SPEC), Registry(tracking_uri)
     for index, seed in enumerate((1, 2), start=1):
         inbox = settings.landing_dir(spec.name, "training")
         synthetic.land_batch("churn", inbox, dt.date(2026, 1, index), 5000, seed)
@@ -77,14 +78,12 @@ def train_two_versions(tracking_uri: str) -> None:
         dataset = data_stages.ingest_labeled(spec, run_id)
         data_stages.validate_dataset(spec, dataset, run_id)
         split = data_stages.split_dataset(spec, dataset, run_id)
-        training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage, skip_if_already_trained=False)
-        evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
-        package = model_stages.package_candidate(spec, tracking_uri, training, split["test"]["uri"])
-        registered = release.register_candidate(
-            spec, tracking_uri, training, evaluation, dataset, split, lineage, package
-        )
+        training = model_stages.train_model(spec, registry, split, dataset, lineage, skip_if_already_trained=False)
+        evaluation = model_stages.evaluate_candidate(spec, registry, training, split["test"]["uri"])
+        package = model_stages.package_candidate(spec, registry, training, split["test"]["uri"])
+        registered = release.register_candidate(spec, registry, training, evaluation, dataset, split, lineage, package)
         if index == 1:
-            promotion.promote(tracking_uri, spec.registered_model_name, registered["version"], "benchmark", "bench")
+            promotion.promote(registry, spec.registered_model_name, registered["version"], "benchmark", "bench")
 
 
 def request_bodies(folder: Path) -> dict[int, Path]:
@@ -215,6 +214,7 @@ def main() -> int:
     from airflow_mlops import layout as settings
     from airflow_mlops.core.io import storage
     from airflow_mlops.core.registry import promotion
+    from airflow_mlops.core.registry.client import Registry
     from airflow_mlops.spec import load_spec
 
     spec = load_spec(SPEC)
@@ -256,7 +256,7 @@ def main() -> int:
         # Hot swap under load: the alias moves to v2 a third of the way into the run.
         def move_alias() -> None:
             time.sleep(args.warmup + args.seconds / 3)
-            promotion.promote(tracking_uri, spec.registered_model_name, "2", "benchmark swap", "bench")
+            promotion.promote(Registry(tracking_uri), spec.registered_model_name, "2", "benchmark swap", "bench")
 
         mover = threading.Thread(target=move_alias)
         mover.start()

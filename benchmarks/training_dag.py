@@ -72,23 +72,24 @@ def point_at(home: Path) -> str:
 def plain_script(spec_path: Path, home: Path) -> dict:
     from airflow_mlops.core.data import stages as data_stages
     from airflow_mlops.core.model import stages as model_stages
+    from airflow_mlops.core.registry.client import Registry
     from airflow_mlops.spec import load_spec
 
-    tracking_uri = point_at(home)
+    registry = Registry(point_at(home))
     started = time.perf_counter()
     spec = load_spec(spec_path)
     run_id, lineage = "script", {"dag_id": "script", "run_id": "script"}
     dataset = data_stages.ingest_labeled(spec, run_id)
     data_stages.validate_dataset(spec, dataset, run_id)
     split = data_stages.split_dataset(spec, dataset, run_id)
-    trials = model_stages.plan_trials(spec, tracking_uri, dataset, split, lineage)
-    results = [model_stages.run_trial(spec, tracking_uri, trial, split, lineage) for trial in trials]
-    training = model_stages.select_and_refit(spec, tracking_uri, results, dataset, split, lineage)
-    evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
-    package = model_stages.package_candidate(spec, tracking_uri, training, split["test"]["uri"])
-    registered = release.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage, package)
-    gate = release.gate_candidate(spec, tracking_uri, registered, evaluation, package)
-    release.promote_candidate(tracking_uri, gate, by="script")
+    trials = model_stages.plan_trials(spec, registry, dataset, split, lineage)
+    results = [model_stages.run_trial(spec, registry, trial, split, lineage) for trial in trials]
+    training = model_stages.select_and_refit(spec, registry, results, dataset, split, lineage)
+    evaluation = model_stages.evaluate_candidate(spec, registry, training, split["test"]["uri"])
+    package = model_stages.package_candidate(spec, registry, training, split["test"]["uri"])
+    registered = release.register_candidate(spec, registry, training, evaluation, dataset, split, lineage, package)
+    gate = release.gate_candidate(spec, registry, registered, evaluation, package)
+    release.promote_candidate(registry, gate, by="script")
     return {"seconds": time.perf_counter() - started, "winner": training["winner"]["label"], "gate": gate["promote"]}
 
 

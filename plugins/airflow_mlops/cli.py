@@ -7,6 +7,10 @@ import argparse
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_mlops.core.registry.client import Registry
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -64,6 +68,13 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry(args: argparse.Namespace) -> Registry:
+    """The ``Registry`` of ``_tracking_uri``."""
+    from airflow_mlops.core.registry.client import Registry
+
+    return Registry(_tracking_uri(args))
+
+
 def _tracking_uri(args: argparse.Namespace) -> str:
     """--tracking-uri, else MLFLOW_TRACKING_URI, else the Airflow connection (like the DAGs)."""
     import os
@@ -86,7 +97,7 @@ def _rollback(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     try:
         record = promotion.rollback(
-            _tracking_uri(args),
+            _registry(args),
             spec.registered_model_name,
             by=f"cli/{getpass.getuser()}",
             reason=args.reason,
@@ -105,17 +116,16 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _history(args: argparse.Namespace) -> int:
     from airflow_mlops.core.registry import promotion
-    from airflow_mlops.core.registry import tracking as registry
     from airflow_mlops.spec import load_spec
 
     spec = load_spec(args.spec)
-    tracking_uri = _tracking_uri(args)
-    current = registry.champion(tracking_uri, spec.registered_model_name)
+    registry = _registry(args)
+    current = registry.champion(spec.registered_model_name)
     print(f"champion of {spec.registered_model_name}: {'v' + str(current.version) if current else 'none'}")
-    for record in registry.promotion_history(tracking_uri, spec.registered_model_name):
+    for record in registry.promotion_history(spec.registered_model_name):
         print(f"  {record['at']}  v{record['from_version']} -> v{record['to_version']}  by {record['by']}: "
               f"{record['reason'][:120]}")  # fmt: skip
-    pending = promotion.pending_move(tracking_uri, spec.registered_model_name)
+    pending = promotion.pending_move(registry, spec.registered_model_name)
     if pending:  # the next move (or the retry of its task) records or drops it
         print(f"  unfinished: v{pending['from_version']} -> v{pending['to_version']} by {pending['by']} "
               f"at {pending['at']} (its task died before recording it)")  # fmt: skip

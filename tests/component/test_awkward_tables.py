@@ -30,7 +30,7 @@ from airflow_mlops.core.model import stages as model_stages
 from airflow_mlops.core.model.packaging import export_onnx, onnx_feeds, onnx_parity, onnx_session, session_input_names
 from airflow_mlops.core.model.training import feature_frame, fit
 from airflow_mlops.core.operations import stages as operate_stages
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import Registry, metric_name
 from airflow_mlops.serving.app import build_app
 from airflow_mlops.serving.config import ServeConfig
 from airflow_mlops.serving.deploy import preflight
@@ -117,14 +117,14 @@ def test_derived_features_name_awkward_columns_in_backticks():
 
 
 def test_metric_names_from_columns_are_accepted_by_mlflow_and_stay_apart():
-    assert registry.metric_name("psi_wait time/min") == "psi_wait time/min"
-    one, other = registry.metric_name("psi_len (a)"), registry.metric_name("psi_len )a(")
+    assert metric_name("psi_wait time/min") == "psi_wait time/min"
+    one, other = metric_name("psi_len (a)"), metric_name("psi_len )a(")
     assert one != other and one.startswith("psi_len _a_")
 
 
 @pytest.fixture
-def tracking_uri(mlops_home):
-    return f"sqlite:///{mlops_home}/mlflow.db"
+def registry(mlops_home):
+    return Registry(f"sqlite:///{mlops_home}/mlflow.db")
 
 
 def _quick_tickets_spec(tmp_path: Path) -> Path:
@@ -149,9 +149,7 @@ def _rows_with_gaps(rows: int, seed: int) -> pd.DataFrame:
     return frame
 
 
-def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_registered_model(
-    tmp_path, tracking_uri
-):
+def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_registered_model(tmp_path, registry):
     spec_path = _quick_tickets_spec(tmp_path)
     spec = load_spec(spec_path)
     synthetic.land_batch("tickets", settings.landing_dir(spec.name, "training"), dt.date(2026, 1, 1), 2500, 1)
@@ -162,22 +160,22 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
     dataset = data_stages.ingest_labeled(spec, "r1")
     data_stages.validate_dataset(spec, dataset, "r1")
     split = data_stages.split_dataset(spec, dataset, "r1")
-    training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage)
-    evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
-    package = model_stages.package_candidate(spec, tracking_uri, training, split["test"]["uri"])
+    training = model_stages.train_model(spec, registry, split, dataset, lineage)
+    evaluation = model_stages.evaluate_candidate(spec, registry, training, split["test"]["uri"])
+    package = model_stages.package_candidate(spec, registry, training, split["test"]["uri"])
     assert package["parity"]["passed"] is True, package
-    registered = release.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage, package)
-    gate = release.gate_candidate(spec, tracking_uri, registered, evaluation, package)
+    registered = release.register_candidate(spec, registry, training, evaluation, dataset, split, lineage, package)
+    gate = release.gate_candidate(spec, registry, registered, evaluation, package)
     assert gate["promote"], gate["reasons"]
     # The promote task's preflight serves the candidate in-process and checks every class's probability.
-    checked = preflight(spec, tracking_uri, gate["version"], split["test"]["uri"])
+    checked = preflight(spec, registry, gate["version"], split["test"]["uri"])
     assert checked["rows"] == spec.deployment.smoke_rows and checked["max_abs_diff"] <= 1e-4
-    release.promote_candidate(tracking_uri, gate, by="test")
-    card = registry.client(tracking_uri).get_model_version(spec.registered_model_name, "1").description
+    release.promote_candidate(registry, gate, by="test")
+    card = registry.client.get_model_version(spec.registered_model_name, "1").description
     assert "wait time/min" in card and "ticket length (words)" in card
 
     rows = _rows_with_gaps(12, seed=9)
-    app = build_app(ServeConfig(spec_path=str(spec_path), tracking_uri=tracking_uri, tokens=("t" * 16,)))
+    app = build_app(ServeConfig(spec_path=str(spec_path), tracking_uri=registry.tracking_uri, tokens=("t" * 16,)))
 
     async def serve() -> tuple[int, dict, dict]:
         await app.startup()
@@ -207,8 +205,9 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
     model_uri = f"models:/{spec.registered_model_name}/1"
     raw = rows.copy()
     raw.loc[3, ["product tier", "wait time/min"]] = np.nan  # NaN where the served row had None
-    assert mlflow.pyfunc.load_model(model_uri).predict(raw).tolist() == answer["predictions"]
-    probabilities = mlflow.sklearn.load_model(model_uri).predict_proba(raw)
+    with registry.process_uris():  # a user of plain MLflow sets the tracking URI first
+        assert mlflow.pyfunc.load_model(model_uri).predict(raw).tolist() == answer["predictions"]
+        probabilities = mlflow.sklearn.load_model(model_uri).predict_proba(raw)
     np.testing.assert_allclose(probabilities, served, atol=1e-4)
 
     # Batch scoring and the prediction log keep the user's names and every class's probability;
@@ -217,7 +216,7 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
     claimed = landing.claim_new_files(
         settings.landing_dir(spec.name, "scoring"), settings.lake_dir(spec.name, "scoring"), (".parquet",)
     )
-    summary = operate_stages.score_batches(spec, tracking_uri, claimed, "s1")
+    summary = operate_stages.score_batches(spec, registry, claimed, "s1")
     log_uri = summary["prediction_log_uris"][0]
     log = tables.read_table(log_uri)
     assert {"ticket id", "wait time/min", "customer.age", "words_per_prior_ticket"} <= set(log.columns)
@@ -229,10 +228,10 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
     truth = dict(zip(landed["ticket id"], landed["team"], strict=True))
     labels = pd.DataFrame({"request_id": log["request_id"], "row": log["row"], "team": log["ticket id"].map(truth)})
     tables.write_parquet(labels, settings.join(settings.labels_dir(spec.name), "labels-1.parquet"))
-    drift = operate_stages.monitor_drift(spec, tracking_uri, summary["prediction_log_uris"], "m1")
+    drift = operate_stages.monitor_drift(spec, registry, summary["prediction_log_uris"], "m1")
     assert drift["performance"]["labeled_rows"] == 2000
     assert 0.5 < drift["performance"]["metrics"]["roc_auc"] < 1.0  # one-vs-rest over the four teams
     assert drift["drift_detected"] and "wait time/min" in drift["drifted_features"]
     assert drift["prediction_drift"]["drifted"]
-    metrics = registry.client(tracking_uri).get_run(drift["mlflow_run_id"]).data.metrics
+    metrics = registry.client.get_run(drift["mlflow_run_id"]).data.metrics
     assert any(name.startswith("psi_ticket length _words_") for name in metrics)

@@ -27,7 +27,7 @@ from airflow_mlops.core.model import stages as model_stages
 from airflow_mlops.core.operations import stages as operate_stages
 from airflow_mlops.core.operations.prediction_log import PredictionLogger
 from airflow_mlops.core.operations.prediction_log import labels as log_labels
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.serving.openapi import openapi_document
 from airflow_mlops.serving.payload import InputSchema, parse_body
 from airflow_mlops.spec import parse_spec
@@ -128,26 +128,26 @@ def test_ingest_validate_and_split_need_no_id(noid, mlops_home):
 
 
 @pytest.fixture
-def tracking_uri(mlops_home):
-    return f"sqlite:///{mlops_home}/mlflow.db"
+def registry(mlops_home):
+    return Registry(f"sqlite:///{mlops_home}/mlflow.db")
 
 
-def test_train_score_log_and_join_delayed_labels_by_request_without_id(noid, tracking_uri):
+def test_train_score_log_and_join_delayed_labels_by_request_without_id(noid, registry):
     _land(noid, "a.parquet", _rows(2000, seed=1))
     lineage = {"dag_id": "noid_training", "run_id": "r1"}
     dataset = data_stages.ingest_labeled(noid, "r1")
     split = data_stages.split_dataset(noid, dataset, "r1")
-    training = model_stages.train_model(noid, tracking_uri, split, dataset, lineage)
-    evaluation = model_stages.evaluate_candidate(noid, tracking_uri, training, split["test"]["uri"])
-    registered = release.register_candidate(noid, tracking_uri, training, evaluation, dataset, split, lineage)
-    gate = release.gate_candidate(noid, tracking_uri, registered, evaluation)
-    release.promote_candidate(tracking_uri, gate, by="test")
+    training = model_stages.train_model(noid, registry, split, dataset, lineage)
+    evaluation = model_stages.evaluate_candidate(noid, registry, training, split["test"]["uri"])
+    registered = release.register_candidate(noid, registry, training, evaluation, dataset, split, lineage)
+    gate = release.gate_candidate(noid, registry, registered, evaluation)
+    release.promote_candidate(registry, gate, by="test")
 
     batch = Path(settings.lake_dir(noid.name, "scoring")) / "s.parquet"
     batch.parent.mkdir(parents=True)
     scored = _rows(300, seed=9)
     scored.to_parquet(batch, index=False)
-    summary = operate_stages.score_batches(noid, tracking_uri, [str(batch)], "score-1")
+    summary = operate_stages.score_batches(noid, registry, [str(batch)], "score-1")
     log = tables.read_table(summary["prediction_log_uris"][0])
     assert len(log) == 300 and "customer_id" not in log.columns
     assert list(log.columns[:6]) == ["request_id", "row", "logged_at", "model_name", "model_version", "source_uri"]
@@ -163,7 +163,7 @@ def test_train_score_log_and_join_delayed_labels_by_request_without_id(noid, tra
     assert len(joined) == 300 and unusable == [str(labels / "by-id.parquet")]
     assert (joined.set_index("request_id")["label"] == log.set_index("request_id").index.map(
         dict(zip(log["request_id"], scored["churned"], strict=True)))).all()  # fmt: skip
-    assert str(registry.champion(tracking_uri, noid.registered_model_name).version) == "1"
+    assert str(registry.champion(noid.registered_model_name).version) == "1"
 
 
 def test_prediction_log_without_id_has_no_id_column(noid, tmp_path):

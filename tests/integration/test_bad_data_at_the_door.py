@@ -24,7 +24,7 @@ import pytest
 from airflow_mlops import layout as settings
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.io import storage
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.devstack.demo import DemoLoop
 from airflow_mlops.devstack.processes import free_port
 from airflow_mlops.devstack.stack import Stack, StackConfig, single_pipeline_project
@@ -82,8 +82,9 @@ def door(tmp_path_factory):
         name = demo.spec.registered_model_name
 
         def state() -> tuple[int, str | None]:
-            versions = registry.client(cfg.mlflow_url).search_model_versions(f"name='{name}'")
-            current = registry.champion(cfg.mlflow_url, name)
+            registry = Registry(cfg.mlflow_url)
+            versions = registry.client.search_model_versions(f"name='{name}'")
+            current = registry.champion(name)
             return len(versions), str(current.version) if current else None
 
         demo._land("training", dt.date(2026, 11, 2), seed=1, drift=0.0)

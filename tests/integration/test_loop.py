@@ -144,6 +144,7 @@ def test_the_served_champion_answers_swaps_under_load_and_logs_every_prediction(
 
     from airflow_mlops.core.io import storage
     from airflow_mlops.core.registry import promotion
+    from airflow_mlops.core.registry.client import Registry
 
     stack, result = loop
     with socket.socket() as probe:
@@ -159,7 +160,7 @@ def test_the_served_champion_answers_swaps_under_load_and_logs_every_prediction(
     url, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer integration-token"}
     row = {"customer_id": "c-1", "tenure_months": 3, "monthly_charges": 80.5, "support_calls": 4, "usage_gb": None,
            "plan": "basic", "region": "north", "payment_method": "card"}  # fmt: skip
-    name, tracking_uri = "churn_classifier", stack.config.mlflow_url
+    name, registry = "churn_classifier", Registry(stack.config.mlflow_url)
     other = "1" if result.champion == "2" else "2"
     answered, failures, versions = [0], [], []
     try:
@@ -200,7 +201,7 @@ def test_the_served_champion_answers_swaps_under_load_and_logs_every_prediction(
         for thread in clients:
             thread.start()
         time.sleep(1.0)
-        promotion.promote(tracking_uri, name, other, "integration: swap under load", "test")
+        promotion.promote(registry, name, other, "integration: swap under load", "test")
         deadline = time.monotonic() + 30
         while (not versions or versions[-1] != other) and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -211,7 +212,7 @@ def test_the_served_champion_answers_swaps_under_load_and_logs_every_prediction(
         assert failures == []
         assert versions[0] == result.champion and versions[-1] == other
     finally:
-        promotion.promote(tracking_uri, name, result.champion, "integration: restore", "test")
+        promotion.promote(registry, name, result.champion, "integration: restore", "test")
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
     log_root = stack.config.root / "artifacts" / "churn" / "prediction_log"

@@ -32,7 +32,7 @@ import pytest
 from airflow_mlops import layout as settings
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.landing import inbox as landing
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.devstack.chaos import WorkerKiller
 from airflow_mlops.devstack.demo import DemoLoop
 from airflow_mlops.devstack.production import ProductionStack
@@ -194,7 +194,7 @@ def _drive(stack: ProductionStack, base: Path) -> dict[str, Any]:
     demo._collect_registry()
     client = demo.client
     facts["task_instances"] = _task_instances(client, demo.result.runs)
-    mlflow_client = registry.client(cfg.mlflow_url)
+    mlflow_client = Registry(cfg.mlflow_url).client
     experiments = mlflow_client.search_experiments()
     facts["mlflow_runs"] = [
         {"status": r.info.status, "name": r.info.run_name}

@@ -14,8 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from airflow_mlops.core.registry import integrity
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry import integrity, tracking
+from airflow_mlops.core.registry.client import Registry
 
 # The tags ``register_candidate`` and ``gate_candidate`` set on a version that may be served.
 SERVABLE = {"gate": "passed", "gate_reasons": "all gates passed", "onnx_uri": "(logged)"}
@@ -39,7 +39,7 @@ def _artifacts() -> tuple[str, bytes]:
     wrapped = wrap(model, InputContract.from_spec(spec))
     folder = os.path.join(tempfile.mkdtemp(prefix="airflow-mlops-test-model-"), "model")
     mlflow.sklearn.save_model(wrapped, folder, serialization_format="skops",
-                              skops_trusted_types=registry.trusted_types_for(wrapped))  # fmt: skip
+                              skops_trusted_types=tracking.trusted_types_for(wrapped))  # fmt: skip
     return folder, export_onnx(model, spec)
 
 
@@ -47,13 +47,13 @@ def _artifacts() -> tuple[str, bytes]:
 def _empty_store() -> str:
     """An SQLite MLflow store with its tables made (a new one migrates for a second or more)."""
     path = os.path.join(tempfile.mkdtemp(prefix="airflow-mlops-test-store-"), "mlflow.db")
-    registry.client(f"sqlite:///{path}").search_experiments()
+    Registry(f"sqlite:///{path}").client.search_experiments()
     return path
 
 
 @dataclass
 class Versions:
-    """Makes versions of ``name`` on ``tracking_uri``, each with its own MLflow run and artifacts."""
+    """Makes versions of ``name`` on ``tracking_uri`` (its ``registry``), each with its own MLflow run and artifacts."""
 
     tracking_uri: str
     name: str
@@ -63,7 +63,8 @@ class Versions:
         path = self.tracking_uri.removeprefix("sqlite:///")
         if self.tracking_uri.startswith("sqlite:///") and not os.path.exists(path):
             shutil.copyfile(_empty_store(), path)
-        mlflow_client = registry.client(self.tracking_uri)
+        self.registry = Registry(self.tracking_uri)
+        mlflow_client = self.registry.client
         mlflow_client.create_registered_model(self.name)
         location = f"file://{self.folder}/artifacts"
         self.experiment_id = mlflow_client.create_experiment("versions", artifact_location=location)
@@ -71,7 +72,7 @@ class Versions:
     def logged_run(self, onnx: bool = True) -> tuple[str, str, str | None]:
         """A finished run holding the model (and its ONNX graph): (run id, model URI, ONNX URI)."""
         model_folder, onnx_bytes = _artifacts()
-        mlflow_client = registry.client(self.tracking_uri)
+        mlflow_client = self.registry.client
         run_id = mlflow_client.create_run(self.experiment_id).info.run_id
         mlflow_client.log_artifacts(run_id, model_folder, "model")
         onnx_uri = None
@@ -92,17 +93,17 @@ class Versions:
         run_id, model_uri, onnx_uri = self.logged_run(onnx="onnx_uri" in tags)
         tags = {**tags, **({"onnx_uri": onnx_uri} if onnx_uri else {})}
         if digests:
-            tags.update(integrity.artifact_digests(self.tracking_uri, model_uri, onnx_uri))
+            tags.update(integrity.artifact_digests(self.registry, model_uri, onnx_uri))
         if run:
             dag_id, run_name = run.split("/", 1)
             tags.update({"airflow.dag_id": dag_id, "airflow.run_id": run_name})
-        mlflow_client = registry.client(self.tracking_uri)
+        mlflow_client = self.registry.client
         source = f"{mlflow_client.get_run(run_id).info.artifact_uri}/model"
         return str(mlflow_client.create_model_version(self.name, source=source, run_id=run_id, tags=tags).version)
 
     def artifact_path(self, version: str, relative: str) -> Path:
         """The local file of one of ``version``'s run artifacts (e.g. ``onnx/model.onnx``), to damage it."""
-        mlflow_client = registry.client(self.tracking_uri)
+        mlflow_client = self.registry.client
         artifact_uri = mlflow_client.get_run(
             mlflow_client.get_model_version(self.name, version).run_id
         ).info.artifact_uri

@@ -24,7 +24,7 @@ from typing import Any
 
 from airflow_mlops import layout as settings
 from airflow_mlops.core.data import synthetic
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.devstack.rest import AirflowClient
 from airflow_mlops.devstack.stack import Stack, StackConfig
 from airflow_mlops.spec import load_spec
@@ -247,10 +247,10 @@ class DemoLoop:
         raise TimeoutError("runs created at start-up did not finish")
 
     def _collect_registry(self) -> None:
-        uri = self.cfg.mlflow_url
+        registry = Registry(self.cfg.mlflow_url)
         name = self.spec.registered_model_name
         try:
-            mlflow_client = registry.client(uri)
+            mlflow_client = registry.client
             versions = mlflow_client.search_model_versions(f"name='{name}'")
         except Exception as exc:
             self.result.failures.append(f"cannot read the MLflow registry: {exc}")
@@ -262,10 +262,10 @@ class DemoLoop:
                  "run": version.tags.get("airflow.run_id"), "winner": version.tags.get("winner_trial"),
                  "onnx_max_abs_diff": version.tags.get("onnx_max_abs_diff")}
             )  # fmt: skip
-        current = registry.champion(uri, name)
+        current = registry.champion(name)
         self.result.champion = str(current.version) if current else None
         if current:
-            self.result.promotions = registry.promotion_history(uri, name)
+            self.result.promotions = registry.promotion_history(name)
 
 
 def _duration(run: dict[str, Any]) -> float:

@@ -1,21 +1,24 @@
-"""S3 credentials from an Airflow AWS connection, handed to the core's boto3 client.
+"""S3 credentials from an Airflow AWS connection, as an ``S3Store`` the core serves URIs with.
 
 Connection: type ``aws``; ``login``/``password`` are the access key pair (or leave them empty
 for the default chain: instance roles, profiles); ``extra.endpoint_url`` points at an
 S3-compatible store such as MinIO; ``extra.region_name`` the region. The secret goes to the
-boto3 session only: never to logs, XCom or MLflow.
+store's boto3 session only: never to logs, XCom, MLflow or a module global.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_mlops.core.io.s3 import S3Store
 
 
-def configure_s3_from_connection(aws_conn_id: str) -> None:
-    """Make ``core.io.s3`` use the credentials and endpoint of ``aws_conn_id``."""
+def s3_store_from_connection(aws_conn_id: str) -> S3Store:
+    """The credentials and endpoint of ``aws_conn_id`` as a ``core.io.s3.S3Store``."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-    from airflow_mlops.core.io import s3
+    from airflow_mlops.core.io.s3 import S3Store
 
     hook = AwsBaseHook(aws_conn_id=aws_conn_id, client_type="s3")
     credentials = hook.get_session().get_credentials()
@@ -28,4 +31,4 @@ def configure_s3_from_connection(aws_conn_id: str) -> None:
             aws_session_token=frozen.token,
         )
     endpoint = hook.conn_config.endpoint_url
-    s3.configure(session_kwargs, {"endpoint_url": endpoint} if endpoint else {})
+    return S3Store(f"connection {aws_conn_id}", session_kwargs, {"endpoint_url": endpoint} if endpoint else {})

@@ -1,24 +1,27 @@
-"""The MLflow hook: an Airflow Connection of type ``mlflow`` becomes a tracking URI.
+"""The MLflow hook: an Airflow Connection of type ``mlflow`` becomes a ``Registry``.
 
 Connection fields: ``host`` is the tracking server (``http://mlflow:5000``, or a
 full URI such as ``sqlite:////path/mlflow.db``), ``port`` optional; ``login`` /
 ``password`` (or a ``user:password@`` in an http(s) host) become MLflow's basic-auth
 variables, ``extra.token`` its bearer token. Credentials are set in the task's environment
 only and registered with Airflow's secrets masker; the tracking URI the hook hands out
-never holds them.
+(``get_uri``) and the ``Registry`` built from it (``get_conn``) never hold them.
 """
 
 from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
+if TYPE_CHECKING:
+    from airflow_mlops.core.registry.client import Registry
+
 
 class MlflowHook(BaseHook):
-    """Resolve an ``mlflow`` connection to a tracking/registry URI and an MlflowClient.
+    """Resolve an ``mlflow`` connection to a tracking/registry URI and a ``Registry`` on it.
 
     :param mlflow_conn_id: the Airflow connection id (default ``mlflow_default``).
     """
@@ -63,17 +66,25 @@ class MlflowHook(BaseHook):
                     _mask(value)
         return host
 
-    def get_conn(self) -> Any:
-        """An ``mlflow.MlflowClient`` bound to this connection."""
-        from airflow_mlops.core.registry import tracking as registry
+    def get_uri(self) -> str:
+        """The tracking URI (without credentials), for what needs the text: the serving config, links."""
+        return self.tracking_uri
 
-        return registry.client(self.tracking_uri)
+    @cached_property
+    def registry(self) -> Registry:
+        from airflow_mlops.core.registry.client import Registry
+
+        return Registry(self.tracking_uri)
+
+    def get_conn(self) -> Registry:
+        """The ``Registry`` of this connection (one per hook), with its own ``MlflowClient``."""
+        return self.registry
 
     def test_connection(self) -> tuple[bool, str]:
         from airflow_mlops.core.redaction import describe_error
 
         try:
-            self.get_conn().search_experiments(max_results=1)
+            self.get_conn().client.search_experiments(max_results=1)
         except Exception as exc:
             return False, f"cannot reach MLflow at {self.tracking_uri}: {describe_error(exc)}"
         return True, f"MLflow reachable at {self.tracking_uri}"

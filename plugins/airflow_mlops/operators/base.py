@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -15,12 +16,18 @@ from airflow_mlops import __version__
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_mlops.core.io.s3 import Stores
+    from airflow_mlops.core.registry.client import Registry
     from airflow_mlops.hooks.mlflow import MlflowHook
     from airflow_mlops.spec import PipelineSpec
 
 
 class MlopsBaseOperator(BaseOperator):
     """Base of the pipeline operators.
+
+    Every subclass's ``execute`` runs with the task's S3 stores current (``s3_stores``, made
+    current by ``core.io.s3.using`` and built on the first ``s3://`` access, so a task that
+    touches no S3 looks no connection up); the core stages get the MLflow ``registry()``.
 
     :param spec_path: path of the pipeline's YAML spec, loaded at task time. (templated)
     :param mlflow_conn_id: Airflow connection of type ``mlflow``.
@@ -34,30 +41,57 @@ class MlopsBaseOperator(BaseOperator):
         self.spec_path = spec_path
         self.mlflow_conn_id = mlflow_conn_id
 
-    def load_spec(self) -> PipelineSpec:
-        """Load the spec and point S3 access at the right connection.
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        execute = cls.__dict__.get("execute")
+        if execute is not None:
+            cls.execute = _with_task_stores(execute)  # type: ignore[method-assign]
 
-        ``AIRFLOW_MLOPS_AWS_CONN_ID`` names the connection for s3:// roots (landing, artifacts);
-        a spec's ``data.source.conn_id`` takes precedence for its own source.
+    def load_spec(self) -> PipelineSpec:
+        """The pipeline's spec (``spec_path``), loaded at task time."""
+        from airflow_mlops.spec import load_spec
+
+        return load_spec(self.spec_path)
+
+    def s3_stores(self) -> Stores:
+        """Which Airflow connection serves which ``s3://`` URI in this task.
+
+        ``AIRFLOW_MLOPS_AWS_CONN_ID`` serves the artifact and landing roots and every URI not
+        named below (without it: boto3's own chain). The spec's ``data.source.conn_id`` serves
+        only the spec's source files (``data.source.uri`` and the ``data.enrich`` tables): it is
+        never the credential of the artifact root.
         """
         import os
 
-        from airflow_mlops.layout import AWS_CONN_ENV
-        from airflow_mlops.spec import load_spec
+        from airflow_mlops import layout
+        from airflow_mlops.core.io.s3 import S3Store, Stores, route_prefix
+        from airflow_mlops.hooks.aws import s3_store_from_connection
 
-        spec = load_spec(self.spec_path)
-        conn_id = spec.data.source.conn_id or os.environ.get(AWS_CONN_ENV)
-        if conn_id:
-            from airflow_mlops.hooks.aws import configure_s3_from_connection
-
-            configure_s3_from_connection(conn_id)
-        return spec
+        roots_conn = os.environ.get(layout.AWS_CONN_ENV)
+        roots = s3_store_from_connection(roots_conn) if roots_conn else None
+        routes: dict[str, S3Store | None] = {}
+        spec = self.load_spec()
+        source = spec.data.source
+        sources = [
+            uri for uri in (source.uri, *(table.uri for table in spec.data.enrich)) if uri and uri.startswith("s3://")
+        ]
+        if source.conn_id and sources:
+            store = roots if source.conn_id == roots_conn else s3_store_from_connection(source.conn_id)
+            routes.update((route_prefix(uri), store) for uri in sources)
+        for root in (layout.artifact_root(), layout.landing_root()):
+            if routes and root.startswith("s3://"):  # a root inside a source's prefix stays the roots'
+                routes[root.rstrip("/") + "/"] = roots
+        return Stores(roots, routes)
 
     @cached_property
     def mlflow_hook(self) -> MlflowHook:
         from airflow_mlops.hooks.mlflow import MlflowHook
 
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    def registry(self) -> Registry:
+        """The MLflow ``Registry`` of ``mlflow_conn_id`` (``MlflowHook.get_conn``), handed to the core stages."""
+        return self.mlflow_hook.get_conn()
 
     @staticmethod
     def run_id(context: Context) -> str:
@@ -72,6 +106,19 @@ class MlopsBaseOperator(BaseOperator):
             "task_id": context["task"].task_id,
             "code_version": __version__,
         }
+
+
+def _with_task_stores(execute: Callable[..., Any]) -> Callable[..., Any]:
+    """``execute`` inside ``core.io.s3.using(operator.s3_stores)``: the stores end with the call."""
+
+    @functools.wraps(execute)
+    def run(self: MlopsBaseOperator, *args: Any, **kwargs: Any) -> Any:
+        from airflow_mlops.core.io import s3
+
+        with s3.using(self.s3_stores):
+            return execute(self, *args, **kwargs)
+
+    return run
 
 
 def acknowledge_claims(context: Context, *, skip_duplicates: bool = False, pipeline: str | None = None) -> list[str]:

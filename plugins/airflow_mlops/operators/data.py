@@ -117,13 +117,12 @@ class ValidateDataOperator(MlopsBaseOperator):
     def _reference_profile(self, spec: Any) -> dict[str, Any] | None:
         """The profile to infer expectations from: the spec's file, else the champion's training data."""
         from airflow_mlops.core.io import storage
-        from airflow_mlops.core.registry import tracking as registry
 
         if not spec.validation.infer.enabled:
             return None
         if spec.validation.infer.reference_profile:
             return dict(storage.read_json(spec.validation.infer.reference_profile))
-        return registry.champion_profile(self.mlflow_hook.tracking_uri, spec.registered_model_name)
+        return self.registry().champion_profile(spec.registered_model_name)
 
 
 class SplitDataOperator(MlopsBaseOperator):

@@ -48,7 +48,7 @@ class TrainModelOperator(MlopsBaseOperator):
         with skip_when_nothing_to_process(), capped_threads(self, spec) as cap:
             result = train_model(
                 spec,
-                self.mlflow_hook.tracking_uri,
+                self.registry(),
                 rendered_dict(self.split, "split"),
                 rendered_dict(self.dataset, "dataset"),
                 self.lineage(context),
@@ -84,7 +84,7 @@ class PlanTrialsOperator(MlopsBaseOperator):
         with skip_when_nothing_to_process():
             trials = plan_trials(
                 self.load_spec(),
-                self.mlflow_hook.tracking_uri,
+                self.registry(),
                 rendered_dict(self.dataset, "dataset"),
                 rendered_dict(self.split, "split"),
                 self.lineage(context),
@@ -129,7 +129,7 @@ class RunTrialOperator(MlopsBaseOperator):
         with fail_without_retry_on_bad_input():  # e.g. params the estimator refuses: a retry cannot help
             result = run_trial(
                 spec,
-                self.mlflow_hook.tracking_uri,
+                self.registry(),
                 trial,
                 rendered_dict(self.split, "split"),
                 self.lineage(context),
@@ -175,7 +175,7 @@ class SelectModelOperator(MlopsBaseOperator):
         with fail_without_retry_on_bad_input(), capped_threads(self, spec):
             result = select_and_refit(
                 spec,
-                self.mlflow_hook.tracking_uri,
+                self.registry(),
                 [dict(r) for r in results],
                 rendered_dict(self.dataset, "dataset"),
                 rendered_dict(self.split, "split"),
@@ -204,14 +204,12 @@ class CloseTrainingRunOperator(MlopsBaseOperator):
         self.trials = trials
 
     def execute(self, context: Context) -> bool:
-        from airflow_mlops.core.registry.tracking import close_run_if_open
-
         trials = self.trials
         if not isinstance(trials, list) or not trials:
             self.log.info("no training run was opened (training skipped or planning failed)")
             return False
         parent = str(trials[0]["parent_run_id"])
-        closed = close_run_if_open(self.mlflow_hook.tracking_uri, parent, "FAILED")
+        closed = self.registry().close_run_if_open(parent, "FAILED")
         self.log.info("training run %s %s", parent, "marked FAILED" if closed else "already ended")
         return closed
 
@@ -244,9 +242,7 @@ class EvaluateModelOperator(_CandidateOnTestSplitOperator):
 
         spec = self.load_spec()
         with fail_without_retry_on_bad_input(), capped_threads(self, spec):
-            result = evaluate_candidate(
-                spec, self.mlflow_hook.tracking_uri, rendered_dict(self.training, "training"), self.test_uri
-            )
+            result = evaluate_candidate(spec, self.registry(), rendered_dict(self.training, "training"), self.test_uri)
         self.log.info(
             "candidate %s; champion v%s %s",
             result["candidate"],
@@ -271,9 +267,7 @@ class PackageModelOperator(_CandidateOnTestSplitOperator):
 
         spec = self.load_spec()
         with fail_without_retry_on_bad_input(), capped_threads(self, spec):
-            result = package_candidate(
-                spec, self.mlflow_hook.tracking_uri, rendered_dict(self.training, "training"), self.test_uri
-            )
+            result = package_candidate(spec, self.registry(), rendered_dict(self.training, "training"), self.test_uri)
         if result["error"]:
             self.log.warning("no ONNX package: %s", result["error"])
         elif result["parity"]:

@@ -48,7 +48,7 @@ class BatchScoreOperator(MlopsBaseOperator):
             raise AirflowSkipException("no batches to score: no claimed files and no conf['input_uris']")
         spec = self.load_spec()
         with capped_threads(self, spec):
-            summary = score_batches(spec, self.mlflow_hook.tracking_uri, uris, self.run_id(context))
+            summary = score_batches(spec, self.registry(), uris, self.run_id(context))
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = {
                 "prediction_log_uris": summary["prediction_log_uris"],
@@ -77,7 +77,7 @@ class DriftCheckOperator(MlopsBaseOperator):
             for event in asset_events:
                 uris.extend((event.extra or {}).get("prediction_log_uris", []))
         with skip_when_nothing_to_process():
-            result = monitor_drift(self.load_spec(), self.mlflow_hook.tracking_uri, uris, self.run_id(context))
+            result = monitor_drift(self.load_spec(), self.registry(), uris, self.run_id(context))
         self.log.info(
             "drift detected=%s, drifted features %s, PSI %s; performance %s; retrain %s",
             result["drift_detected"],

@@ -60,7 +60,7 @@ class RegisterModelOperator(MlopsBaseOperator):
 
         return register_candidate(
             self.load_spec(),
-            self.mlflow_hook.tracking_uri,
+            self.registry(),
             rendered_dict(self.training, "training"),
             rendered_dict(self.evaluation, "evaluation"),
             rendered_dict(self.dataset, "dataset"),
@@ -107,7 +107,7 @@ class PromotionGateOperator(MlopsBaseOperator):
 
         decision = gate_candidate(
             self.load_spec(),
-            self.mlflow_hook.tracking_uri,
+            self.registry(),
             rendered_dict(self.registered, "registered"),
             rendered_dict(self.evaluation, "evaluation"),
             rendered_dict(self.package, "package") if self.package is not None else None,
@@ -159,7 +159,7 @@ class PromoteModelOperator(MlopsBaseOperator):
         split = rendered_dict(self.split, "split") if self.split else None
         with skip_when_nothing_to_process():  # this run promoted before and the champion moved since
             record = promote_candidate(
-                self.mlflow_hook.tracking_uri,
+                self.registry(),
                 gate,
                 by=f"{context['dag'].dag_id}/{context['run_id']}",
                 preflight=(lambda: self._preflight(gate, split)) if split else None,
@@ -173,14 +173,13 @@ class PromoteModelOperator(MlopsBaseOperator):
         """Serve the candidate in this task and query it before the alias moves (see serving.deploy)."""
         from airflow.sdk.exceptions import AirflowException
 
-        from airflow_mlops.core.registry.tracking import tag_version
         from airflow_mlops.serving.deploy import DeployError, preflight
 
-        tracking_uri = self.mlflow_hook.tracking_uri
+        registry = self.registry()
         try:
-            report = preflight(self.load_spec(), tracking_uri, str(gate["version"]), split["test"]["uri"])
+            report = preflight(self.load_spec(), registry, str(gate["version"]), split["test"]["uri"])
         except DeployError as exc:
-            tag_version(tracking_uri, gate["name"], str(gate["version"]), {"deploy": f"preflight failed: {exc}"[:4000]})
+            registry.tag_version(gate["name"], str(gate["version"]), {"deploy": f"preflight failed: {exc}"[:4000]})
             raise AirflowException(f"not promoting {gate['name']} v{gate['version']}: {exc}") from exc
         self.log.info("v%s answers through the serving app before promotion: %s", gate["version"], report)
 
@@ -224,7 +223,7 @@ class RollbackChampionOperator(MlopsBaseOperator):
         by = f"{context['dag'].dag_id}/{context['run_id']}"
         try:
             record = rollback(
-                self.mlflow_hook.tracking_uri,
+                self.registry(),
                 spec.registered_model_name,
                 by=by,
                 reason=self.reason,
@@ -292,7 +291,7 @@ class DeployChampionOperator(MlopsBaseOperator):
         try:
             report = deploy_or_rollback(
                 spec,
-                self.mlflow_hook.tracking_uri,
+                self.registry(),
                 promotion,
                 split["test"]["uri"],
                 by=f"{context['dag'].dag_id}/{context['run_id']}",

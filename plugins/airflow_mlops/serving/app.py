@@ -355,6 +355,7 @@ def _headless(handler: Callable[[Scope, Receive], Awaitable[tuple[int, bytes, li
 def build_app(config: ServeConfig) -> ServingApp:
     """The app for ``config``: the champion from the registry, predictions logged per the config."""
     from airflow_mlops import layout as settings
+    from airflow_mlops.core.registry.client import Registry
     from airflow_mlops.serving.model import champion_version, load_version
     from airflow_mlops.serving.registry_rest import HttpAliasProbe
     from airflow_mlops.spec import load_spec
@@ -375,11 +376,12 @@ def build_app(config: ServeConfig) -> ServingApp:
         )
     name = spec.registered_model_name
     over_http = config.tracking_uri.startswith(("http://", "https://"))
+    registry = Registry(config.tracking_uri)
     return ServingApp(
         schema,
         config,
-        load=lambda version: load_version(config.tracking_uri, spec, schema, version, config.onnx_threads),
-        probe=lambda: champion_version(config.tracking_uri, name),
+        load=lambda version: load_version(registry, spec, schema, version, config.onnx_threads),
+        probe=lambda: champion_version(registry, name),
         async_probe=HttpAliasProbe(config.tracking_uri, name) if over_http else None,
         prediction_logger=prediction_logger,
         title=f"airflow-mlops serving: {spec.name} ({spec.registered_model_name})",

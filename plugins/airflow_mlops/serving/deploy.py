@@ -35,7 +35,8 @@ import numpy as np
 
 from airflow_mlops.core.io import tables
 from airflow_mlops.core.registry import promotion as moves
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry import tracking
+from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.spec import PipelineSpec
 
 logger = logging.getLogger(__name__)
@@ -57,13 +58,13 @@ def smoke_rows(spec: PipelineSpec, rows_uri: str, count: int) -> list[dict[str, 
     return list(json.loads(sample.to_json(orient="records", date_format="iso")))
 
 
-def _expected_scores(spec: PipelineSpec, tracking_uri: str, version: str, rows: list[dict[str, Any]]) -> np.ndarray:
+def _expected_scores(spec: PipelineSpec, registry: Registry, version: str, rows: list[dict[str, Any]]) -> np.ndarray:
     import pandas as pd
 
     from airflow_mlops.core.model.packaging import scores
     from airflow_mlops.core.model.training import feature_frame
 
-    model = registry.load_model(tracking_uri, f"models:/{spec.registered_model_name}/{version}")
+    model = tracking.load_model(registry, f"models:/{spec.registered_model_name}/{version}")
     values = scores(model, feature_frame(pd.DataFrame.from_records(rows), spec), spec.model.task)
     if spec.model.task != "classification":
         return values[:, 0]
@@ -91,7 +92,7 @@ def _check_answer(status: int, body: bytes, version: str, expected: np.ndarray, 
 
 
 def smoke_test_in_process(
-    spec: PipelineSpec, tracking_uri: str, version: str, rows: list[dict[str, Any]], expected: np.ndarray
+    spec: PipelineSpec, registry: Registry, version: str, rows: list[dict[str, Any]], expected: np.ndarray
 ) -> dict[str, Any]:
     """Serve ``version`` in an app inside this process and query it."""
     import asyncio
@@ -103,9 +104,9 @@ def smoke_test_in_process(
     from airflow_mlops.serving.payload import InputSchema
 
     schema = InputSchema.from_spec(spec)
-    config = ServeConfig(spec_path="", tracking_uri=tracking_uri, require_token=False, log_predictions=False)
+    config = ServeConfig(spec_path="", tracking_uri=registry.tracking_uri, require_token=False, log_predictions=False)
     app = ServingApp(
-        schema, config, load=lambda v: load_version(tracking_uri, spec, schema, v), probe=lambda: version
+        schema, config, load=lambda v: load_version(registry, spec, schema, v), probe=lambda: version
     )  # smoke queries are not predictions: nothing is logged, so monitoring never sees them
 
     async def scenario() -> tuple[Any, Any]:
@@ -159,16 +160,16 @@ def smoke_test_live(
     return {"url": url, "rows": len(rows), "max_abs_diff": gap, "latency_ms": round(latency * 1000, 2)}
 
 
-def preflight(spec: PipelineSpec, tracking_uri: str, version: str, rows_uri: str) -> dict[str, Any]:
+def preflight(spec: PipelineSpec, registry: Registry, version: str, rows_uri: str) -> dict[str, Any]:
     """The in-process smoke test of ``version`` before any alias moves (run by the promote task)."""
     rows = smoke_rows(spec, rows_uri, spec.deployment.smoke_rows)
-    expected = _expected_scores(spec, tracking_uri, version, rows)
-    return smoke_test_in_process(spec, tracking_uri, version, rows, expected)
+    expected = _expected_scores(spec, registry, version, rows)
+    return smoke_test_in_process(spec, registry, version, rows, expected)
 
 
 def deploy_or_rollback(
     spec: PipelineSpec,
-    tracking_uri: str,
+    registry: Registry,
     promotion: dict[str, Any],
     rows_uri: str,
     by: str,
@@ -179,36 +180,36 @@ def deploy_or_rollback(
     name = spec.registered_model_name
     version, previous = str(promotion["to_version"]), promotion.get("from_version")
     report: dict[str, Any] = {"model": name, "version": version}
-    moves.settle_pending(tracking_uri, name)
-    current = registry.champion(tracking_uri, name)
+    moves.settle_pending(registry, name)
+    current = registry.champion(name)
     if current is None or str(current.version) != version:
         # E.g. this task cleared after its rollback: testing v{version} now would prove nothing.
         raise DeployError(f"v{version} is no longer the champion of {name} (now {current and current.version})")
     try:
         rows = smoke_rows(spec, rows_uri, spec.deployment.smoke_rows)
-        expected = _expected_scores(spec, tracking_uri, version, rows)
-        report["in_process"] = smoke_test_in_process(spec, tracking_uri, version, rows, expected)
+        expected = _expected_scores(spec, registry, version, rows)
+        report["in_process"] = smoke_test_in_process(spec, registry, version, rows, expected)
         if live_url:
             report["live"] = smoke_test_live(
                 live_url, token, version, rows, expected, spec.deployment.ready_timeout_seconds
             )
     except Exception as exc:
         reason = f"deploy smoke test of v{version} failed: {exc}"
-        current = registry.champion(tracking_uri, name)
+        current = registry.champion(name)
         if current is None or str(current.version) != version:
             raise DeployError(f"{reason}; the champion is now {current and current.version}, not touched") from exc
         if previous:
             # What served before this move is restored whatever its tags say (a version forced back
             # earlier stays forced), as long as its artifacts are intact: a corrupt graph serves nothing.
             try:
-                moves.rollback(tracking_uri, name, by=by, reason=reason[:900], to_version=str(previous), force=True)
+                moves.rollback(registry, name, by=by, reason=reason[:900], to_version=str(previous), force=True)
             except moves.RollbackError as refused:
                 raise DeployError(
                     f"{reason}; rolling back to v{previous} was refused ({refused}): v{version} stays champion, "
                     "restore a sound version by hand (airflow-mlops rollback --to N)"
                 ) from exc
             raise DeployError(f"{reason}; champion rolled back to v{previous}") from exc
-        moves.promote(tracking_uri, name, None, reason=f"rollback: {reason[:900]}", by=by, extra={"rollback": True})
+        moves.promote(registry, name, None, reason=f"rollback: {reason[:900]}", by=by, extra={"rollback": True})
         raise DeployError(f"{reason}; it was the first champion: the champion alias was removed") from exc
-    registry.tag_version(tracking_uri, name, version, {"deploy": "passed", "deploy_report": json.dumps(report)[:4000]})
+    registry.tag_version(name, version, {"deploy": "passed", "deploy_report": json.dumps(report)[:4000]})
     return report

@@ -28,7 +28,7 @@ import numpy as np
 from airflow_mlops import layout as settings
 from airflow_mlops.core.model.features import graph_classes, graph_input_names, onnx_session
 from airflow_mlops.core.registry import locations as artifact_locations
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.serving.payload import InputSchema
 from airflow_mlops.serving.registry_rest import RestRegistry, VersionRecord, serves_over_rest
 from airflow_mlops.spec import PipelineSpec
@@ -101,9 +101,9 @@ class ServedModel:
 Prediction = tuple[np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
-def champion_version(tracking_uri: str, name: str) -> str | None:
+def champion_version(registry: Registry, name: str) -> str | None:
     """The version the ``champion`` alias points at now (one registry call), or None."""
-    current = registry.champion(tracking_uri, name)
+    current = registry.champion(name)
     return None if current is None else str(current.version)
 
 
@@ -124,12 +124,12 @@ class MlflowRegistry:
     store ``RestRegistry`` does not read, a server that needs the client's auth plugins. Same
     methods as ``RestRegistry``."""
 
-    def __init__(self, tracking_uri: str) -> None:
-        self.tracking_uri = tracking_uri
-        self._client = registry.client(tracking_uri)
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._client = registry.client
 
     def champion(self, name: str) -> VersionRecord | None:
-        current = registry.champion(self.tracking_uri, name)
+        current = self.registry.champion(name)
         return None if current is None else _record(current)
 
     def version(self, name: str, version: str) -> VersionRecord:
@@ -139,10 +139,8 @@ class MlflowRegistry:
         return self._client.get_run(run_id).info.artifact_uri
 
     def read(self, uri: str, run_id: str) -> bytes:
-        import mlflow
-
         with tempfile.TemporaryDirectory(prefix="airflow-mlops-serve-") as tmp:
-            path = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp, tracking_uri=self.tracking_uri)
+            path = self.registry.download(uri, tmp)
             with open(path if os.path.isfile(path) else os.path.join(path, "model.onnx"), "rb") as handle:
                 return handle.read()
 
@@ -154,11 +152,12 @@ def _record(version: Any) -> VersionRecord:
     return VersionRecord(str(version.version), str(version.run_id or ""), dict(version.tags))
 
 
-def _fetch_graph(tracking_uri: str, name: str, version: str | None) -> tuple[VersionRecord, str, bytes]:
+def _fetch_graph(registry: Registry, name: str, version: str | None) -> tuple[VersionRecord, str, bytes]:
     """(the version, its ``onnx_uri``, the graph's bytes): read over REST when the tracking URI
     allows it (``registry_rest``: no MLflow import in the serving process), else by the MLflow client."""
+    tracking_uri = registry.tracking_uri
     source: RestRegistry | MlflowRegistry = (
-        RestRegistry(tracking_uri) if serves_over_rest(tracking_uri) else MlflowRegistry(tracking_uri)
+        RestRegistry(tracking_uri) if serves_over_rest(tracking_uri) else MlflowRegistry(registry)
     )
     try:
         current = source.champion(name) if version is None else source.version(name, version)
@@ -182,18 +181,18 @@ def _fetch_graph(tracking_uri: str, name: str, version: str | None) -> tuple[Ver
             raise ModelLoadError(f"{name} v{current.version}: {exc}") from None
         onnx_bytes = source.read(onnx_uri, current.run_id)
         if onnx_bytes is None:  # a store only the MLflow client reads
-            onnx_bytes = MlflowRegistry(tracking_uri).read(onnx_uri, current.run_id)
+            onnx_bytes = MlflowRegistry(registry).read(onnx_uri, current.run_id)
     finally:
         source.close()
     return current, onnx_uri, onnx_bytes
 
 
 def load_version(
-    tracking_uri: str, spec: PipelineSpec, schema: InputSchema, version: str | None = None, threads: int = 1
+    registry: Registry, spec: PipelineSpec, schema: InputSchema, version: str | None = None, threads: int = 1
 ) -> ServedModel:
     """Load ``version`` of the spec's model (default: the champion) for serving."""
     name = spec.registered_model_name
-    current, onnx_uri, onnx_bytes = _fetch_graph(tracking_uri, name, version)
+    current, onnx_uri, onnx_bytes = _fetch_graph(registry, name, version)
     try:
         session = onnx_session(onnx_bytes, threads)
     except Exception as exc:  # onnxruntime raises its own exception types

@@ -28,7 +28,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry import client as registry
 
 # Variables only the MLflow client understands: with any of them set, loads go through it.
 MLFLOW_ONLY_ENV = ("MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_SERVER_CERT_PATH", "MLFLOW_TRACKING_CLIENT_CERT_PATH")

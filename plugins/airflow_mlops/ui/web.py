@@ -114,11 +114,12 @@ def champion_summary(model_name: str) -> dict[str, Any]:
     if not tracking_uri:
         return {}
     from airflow_mlops.core.redaction import describe_error
-    from airflow_mlops.core.registry import tracking as registry
+    from airflow_mlops.core.registry.client import Registry
 
     try:
-        current = registry.champion(tracking_uri, model_name)
-        history = registry.promotion_history(tracking_uri, model_name) if current else []
+        registry = Registry(tracking_uri)
+        current = registry.champion(model_name)
+        history = registry.promotion_history(model_name) if current else []
     except Exception as exc:  # the page must render even when MLflow is down
         return {"champion_error": describe_error(exc)}
     return {"champion": str(current.version) if current else None, "promotions": history[-5:]}

@@ -13,8 +13,8 @@ import pytest
 from airflow_mlops import layout as settings
 from airflow_mlops.core.io import tables
 from airflow_mlops.core.model.packaging import onnx_feeds
-from airflow_mlops.core.registry import promotion
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry import promotion, tracking
+from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.serving.app import ServingApp, build_app
 from airflow_mlops.serving.config import ServeConfig
 from airflow_mlops.serving.inprocess import call
@@ -165,20 +165,20 @@ def served(tmp_path_factory):
             patch.delenv(var, raising=False)
         patch.setenv("AIRFLOW_MLOPS_HOME", str(home / "home"))
         spec = load_spec(EXAMPLE_SPEC)
-        tracking_uri = f"sqlite:///{home}/mlflow.db"
+        registry = Registry(f"sqlite:///{home}/mlflow.db")
         _land_and_claim(spec, "training", seed=1)
-        gate = _train(spec, tracking_uri, "run-1")
-        promotion.promote(tracking_uri, spec.registered_model_name, gate["version"], "first", "test")
+        gate = _train(spec, registry, "run-1")
+        promotion.promote(registry, spec.registered_model_name, gate["version"], "first", "test")
         _land_and_claim(spec, "training", seed=2, day=2)
-        second = _train(spec, tracking_uri, "run-2", force=True)
+        second = _train(spec, registry, "run-2", force=True)
         assert (gate["version"], second["version"]) == ("1", "2")
-        yield spec, tracking_uri
-        promotion.promote(tracking_uri, spec.registered_model_name, "1", "reset", "test")
+        yield spec, registry
+        promotion.promote(registry, spec.registered_model_name, "1", "reset", "test")
 
 
 def _app(served, **overrides) -> ServingApp:
-    _, tracking_uri = served
-    config = ServeConfig(spec_path=str(EXAMPLE_SPEC), tracking_uri=tracking_uri, tokens=(TOKEN,), **overrides)
+    _, registry = served
+    config = ServeConfig(spec_path=str(EXAMPLE_SPEC), tracking_uri=registry.tracking_uri, tokens=(TOKEN,), **overrides)
     return build_app(config)
 
 
@@ -187,7 +187,7 @@ def _run(coroutine):
 
 
 def test_predictions_match_the_registered_scikit_learn_model(served):
-    spec, tracking_uri = served
+    spec, registry = served
     app = _app(served, log_predictions=False)
     rows = _rows(100, seed=9)
 
@@ -205,7 +205,7 @@ def test_predictions_match_the_registered_scikit_learn_model(served):
     # The log's key is the server's id; the client's stays beside it (see test_serving_hardening).
     assert answer["request_id"] == headers["x-request-id"] != "req-42" and answer["client_request_id"] == "req-42"
     assert (answer["model_name"], answer["model_version"]) == (spec.registered_model_name, "1")
-    sklearn_model = registry.load_model(tracking_uri, f"models:/{spec.registered_model_name}/1")
+    sklearn_model = tracking.load_model(registry, f"models:/{spec.registered_model_name}/1")
     from airflow_mlops.core.model.training import feature_frame
 
     features = feature_frame(pd.DataFrame.from_records(rows), spec)
@@ -261,15 +261,15 @@ def test_auth_health_openapi_and_errors(served):
 
 
 def test_the_app_refuses_to_start_without_a_token_unless_told(served):
-    _, tracking_uri = served
+    _, registry = served
     with pytest.raises(RuntimeError, match="AIRFLOW_MLOPS_SERVE_TOKEN"):
-        build_app(ServeConfig(spec_path=str(EXAMPLE_SPEC), tracking_uri=tracking_uri))
-    app = build_app(ServeConfig(spec_path=str(EXAMPLE_SPEC), tracking_uri=tracking_uri, require_token=False))
+        build_app(ServeConfig(spec_path=str(EXAMPLE_SPEC), tracking_uri=registry.tracking_uri))
+    app = build_app(ServeConfig(spec_path=str(EXAMPLE_SPEC), tracking_uri=registry.tracking_uri, require_token=False))
     assert app._authorized({"headers": []})
 
 
 def test_hot_swap_under_concurrent_requests_fails_nothing(served):
-    spec, tracking_uri = served
+    spec, registry = served
     name = spec.registered_model_name
     app = _app(served, log_predictions=False)
     body = json.dumps({"instances": _rows(10)}).encode()
@@ -286,13 +286,13 @@ def test_hot_swap_under_concurrent_requests_fails_nothing(served):
         clients = [asyncio.create_task(client(stop, answers)) for _ in range(8)]
         try:
             await asyncio.sleep(0.2)
-            await asyncio.to_thread(promotion.promote, tracking_uri, name, "2", "swap test", "test")
+            await asyncio.to_thread(promotion.promote, registry, name, "2", "swap test", "test")
             swapped = await app.refresh()  # what the watcher does every poll_seconds
             await asyncio.sleep(0.2)
         finally:
             stop.set()
             await asyncio.gather(*clients)
-            await asyncio.to_thread(promotion.promote, tracking_uri, name, "1", "swap test back", "test")
+            await asyncio.to_thread(promotion.promote, registry, name, "1", "swap test back", "test")
             await app.shutdown()
         return swapped, answers
 
@@ -305,23 +305,23 @@ def test_hot_swap_under_concurrent_requests_fails_nothing(served):
 
 
 def test_a_version_that_cannot_load_is_not_swapped_in(served, monkeypatch):
-    spec, tracking_uri = served
+    spec, registry = served
     app = _app(served, log_predictions=False)
     _run(app.refresh())
     assert app.model.version == "1"
-    client = registry.client(tracking_uri)
+    client = registry.client
     name = spec.registered_model_name
     original = client.get_model_version(name, "2").tags["onnx_uri"]
     client.delete_model_version_tag(name, "2", "onnx_uri")
     try:
-        promotion.promote(tracking_uri, name, "2", "no onnx", "test")
+        promotion.promote(registry, name, "2", "no onnx", "test")
         assert not _run(app.refresh())
         assert app.model.version == "1" and "has no ONNX graph" in app.load_error
         with pytest.raises(ModelLoadError, match="has no ONNX graph"):
             app._load("2")
     finally:
         client.set_model_version_tag(name, "2", "onnx_uri", original)
-        promotion.promote(tracking_uri, name, "1", "back", "test")
+        promotion.promote(registry, name, "1", "back", "test")
 
 
 def test_every_prediction_is_logged_and_shutdown_flushes(served):
@@ -373,7 +373,7 @@ def test_the_typed_fast_path_and_the_general_path_agree(spec):
 
 
 def test_concurrent_requests_share_one_model_run_and_get_their_own_rows_back(served):
-    spec, tracking_uri = served
+    spec, registry = served
     app = _app(served, log_predictions=False)
     bodies = [_rows(n, seed=n) for n in (1, 5, 40, 2)]
 
@@ -390,7 +390,7 @@ def test_concurrent_requests_share_one_model_run_and_get_their_own_rows_back(ser
 
     answers, runs = _run(scenario())
     assert runs == 1  # four requests ready together: one ONNX Runtime call
-    sklearn_model = registry.load_model(tracking_uri, f"models:/{spec.registered_model_name}/1")
+    sklearn_model = tracking.load_model(registry, f"models:/{spec.registered_model_name}/1")
     from airflow_mlops.core.model.training import feature_frame
 
     for rows, (status, _, body) in zip(bodies, answers, strict=True):
@@ -437,74 +437,74 @@ def live_server(served):
 def test_deploy_queries_the_new_champion_in_process_and_in_the_running_app(served, live_server):
     from airflow_mlops.serving.deploy import deploy_or_rollback
 
-    spec, tracking_uri = served
+    spec, registry = served
     url, app = live_server
     name = spec.registered_model_name
-    record = promotion.promote(tracking_uri, name, "2", "deploy test", "test")
+    record = promotion.promote(registry, name, "2", "deploy test", "test")
     try:
-        report = deploy_or_rollback(spec, tracking_uri, record, _test_rows_uri(served), "test", url, TOKEN)
+        report = deploy_or_rollback(spec, registry, record, _test_rows_uri(served), "test", url, TOKEN)
         assert report["version"] == "2" and report["in_process"]["rows"] == spec.deployment.smoke_rows
         assert report["in_process"]["max_abs_diff"] <= 1e-4 and report["live"]["max_abs_diff"] <= 1e-4
         assert app.model.version == "2"  # the running app swapped by itself before it was queried
-        assert registry.client(tracking_uri).get_model_version(name, "2").tags["deploy"] == "passed"
+        assert registry.client.get_model_version(name, "2").tags["deploy"] == "passed"
         assert app.prediction_logger is None
     finally:
-        promotion.promote(tracking_uri, name, "1", "back", "test")
+        promotion.promote(registry, name, "1", "back", "test")
 
 
 def test_a_champion_that_fails_its_smoke_test_is_rolled_back(served):
     from airflow_mlops.serving.deploy import DeployError, deploy_or_rollback
 
-    spec, tracking_uri = served
+    spec, registry = served
     name = spec.registered_model_name
-    client = registry.client(tracking_uri)
+    client = registry.client
     original = client.get_model_version(name, "2").tags["onnx_uri"]
     client.set_model_version_tag(name, "2", "onnx_uri", original.replace("/onnx/model.onnx", "/onnx/missing.onnx"))
     try:
-        record = promotion.promote(tracking_uri, name, "2", "a broken package", "test")
+        record = promotion.promote(registry, name, "2", "a broken package", "test")
         with pytest.raises(DeployError, match=r"smoke test of v2 failed: .*champion rolled back to v1"):
-            deploy_or_rollback(spec, tracking_uri, record, _test_rows_uri(served), "test")
-        assert str(registry.champion(tracking_uri, name).version) == "1"
-        last = registry.promotion_history(tracking_uri, name)[-1]
+            deploy_or_rollback(spec, registry, record, _test_rows_uri(served), "test")
+        assert str(registry.champion(name).version) == "1"
+        last = registry.promotion_history(name)[-1]
         assert last["reason"].startswith("rollback: deploy smoke test of v2 failed")
     finally:
         client.set_model_version_tag(name, "2", "onnx_uri", original)
-        promotion.promote(tracking_uri, name, "1", "back", "test")
+        promotion.promote(registry, name, "1", "back", "test")
 
 
 def test_a_failed_deploy_restores_the_previous_champion_even_if_it_was_forced_back_earlier(served):
     from airflow_mlops.serving.deploy import DeployError, deploy_or_rollback
 
-    spec, tracking_uri = served
+    spec, registry = served
     name = spec.registered_model_name
-    client = registry.client(tracking_uri)
+    client = registry.client
     original = client.get_model_version(name, "2").tags["onnx_uri"]
     client.set_model_version_tag(name, "1", "gate", "failed")  # v1 serves, yet a plain rollback would refuse it
     client.set_model_version_tag(name, "2", "onnx_uri", original.replace("/onnx/model.onnx", "/onnx/missing.onnx"))
     try:
         with pytest.raises(promotion.RollbackError, match="v1"):
-            promotion.rollback(tracking_uri, name, by="test", reason="check", to_version="1")
-        record = promotion.promote(tracking_uri, name, "2", "a broken package", "test")
+            promotion.rollback(registry, name, by="test", reason="check", to_version="1")
+        record = promotion.promote(registry, name, "2", "a broken package", "test")
         with pytest.raises(DeployError, match="champion rolled back to v1"):
-            deploy_or_rollback(spec, tracking_uri, record, _test_rows_uri(served), "test")
-        assert str(registry.champion(tracking_uri, name).version) == "1"
-        assert registry.promotion_history(tracking_uri, name)[-1].get("forced") is True
+            deploy_or_rollback(spec, registry, record, _test_rows_uri(served), "test")
+        assert str(registry.champion(name).version) == "1"
+        assert registry.promotion_history(name)[-1].get("forced") is True
     finally:
         client.set_model_version_tag(name, "1", "gate", "passed")
         client.set_model_version_tag(name, "2", "onnx_uri", original)
-        promotion.promote(tracking_uri, name, "1", "back", "test")
+        promotion.promote(registry, name, "1", "back", "test")
 
 
 def test_a_running_app_that_never_swaps_fails_the_deploy_and_rolls_back(served):
     from airflow_mlops.serving.deploy import DeployError, deploy_or_rollback
 
-    spec, tracking_uri = served
+    spec, registry = served
     name = spec.registered_model_name
     quick = spec.model_copy(update={"deployment": spec.deployment.model_copy(update={"ready_timeout_seconds": 1})})
-    record = promotion.promote(tracking_uri, name, "2", "nobody listens", "test")
+    record = promotion.promote(registry, name, "2", "nobody listens", "test")
     with pytest.raises(DeployError, match=r"did not load v2 within 1 s .*unreachable.*rolled back to v1"):
-        deploy_or_rollback(quick, tracking_uri, record, _test_rows_uri(served), "test", "http://127.0.0.1:9", None)
-    assert str(registry.champion(tracking_uri, name).version) == "1"
+        deploy_or_rollback(quick, registry, record, _test_rows_uri(served), "test", "http://127.0.0.1:9", None)
+    assert str(registry.champion(name).version) == "1"
 
 
 def test_the_http_probe_reads_the_alias_from_a_tracking_server(monkeypatch):
@@ -677,16 +677,16 @@ def test_inputs_and_split_bodies_locate_errors_by_their_own_shape(spec):
 def test_preflight_refuses_a_candidate_the_app_cannot_serve(served):
     from airflow_mlops.serving.deploy import DeployError, preflight
 
-    spec, tracking_uri = served
-    client = registry.client(tracking_uri)
+    spec, registry = served
+    client = registry.client
     name = spec.registered_model_name
-    assert preflight(spec, tracking_uri, "2", _test_rows_uri(served))["max_abs_diff"] <= 1e-4
+    assert preflight(spec, registry, "2", _test_rows_uri(served))["max_abs_diff"] <= 1e-4
     original = client.get_model_version(name, "2").tags["onnx_uri"]
     client.delete_model_version_tag(name, "2", "onnx_uri")
     try:
         with pytest.raises(DeployError, match="cannot load v2"):
-            preflight(spec, tracking_uri, "2", _test_rows_uri(served))
-        assert str(registry.champion(tracking_uri, name).version) == "1"  # nothing moved
+            preflight(spec, registry, "2", _test_rows_uri(served))
+        assert str(registry.champion(name).version) == "1"  # nothing moved
     finally:
         client.set_model_version_tag(name, "2", "onnx_uri", original)
 
@@ -694,10 +694,10 @@ def test_preflight_refuses_a_candidate_the_app_cannot_serve(served):
 def test_deploy_refuses_to_test_a_version_that_is_no_longer_champion(served):
     from airflow_mlops.serving.deploy import DeployError, deploy_or_rollback
 
-    spec, tracking_uri = served
+    spec, registry = served
     record = {"from_version": "1", "to_version": "2"}  # e.g. the task cleared after its rollback
-    tags = registry.client(tracking_uri).get_model_version(spec.registered_model_name, "2").tags
+    tags = registry.client.get_model_version(spec.registered_model_name, "2").tags
     with pytest.raises(DeployError, match="v2 is no longer the champion"):
-        deploy_or_rollback(spec, tracking_uri, record, _test_rows_uri(served), "test")
-    assert registry.client(tracking_uri).get_model_version(spec.registered_model_name, "2").tags == tags
-    assert str(registry.champion(tracking_uri, spec.registered_model_name).version) == "1"
+        deploy_or_rollback(spec, registry, record, _test_rows_uri(served), "test")
+    assert registry.client.get_model_version(spec.registered_model_name, "2").tags == tags
+    assert str(registry.champion(spec.registered_model_name).version) == "1"

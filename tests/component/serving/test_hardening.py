@@ -396,11 +396,10 @@ def test_onnx_uris_outside_the_registrys_artifact_locations_are_refused(uri, all
 def test_a_version_whose_onnx_uri_points_elsewhere_is_never_fetched(served, tmp_path):
     import shutil
 
-    from airflow_mlops.core.registry import tracking as registry
     from airflow_mlops.serving.model import ModelLoadError
 
-    spec, tracking_uri = served
-    client = registry.client(tracking_uri)
+    spec, registry = served
+    client = registry.client
     name = spec.registered_model_name
     original = client.get_model_version(name, "2").tags["onnx_uri"]
     graph = Path(client.download_artifacts(client.get_model_version(name, "2").run_id, "onnx", str(tmp_path)))

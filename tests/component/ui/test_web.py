@@ -155,18 +155,18 @@ def test_a_pipeline_is_listed_only_when_each_of_its_dags_is_readable(auth, specs
 
 def test_champion_and_claims_errors_reach_the_page_without_credentials(specs, monkeypatch):
     from airflow_mlops.core.landing import recovery as claim_recovery
-    from airflow_mlops.core.registry import tracking as registry
+    from airflow_mlops.core.registry.client import Registry
 
     secret_uri = "http://alice:s3cr3t-pw@mlflow.internal:5000"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", secret_uri)
 
-    def champion(tracking_uri: str, name: str) -> Any:
-        raise ConnectionError(f"cannot reach {tracking_uri}/api/2.0 (token=abc123def456) for {name}")
+    def champion(self: Registry, name: str) -> Any:
+        raise ConnectionError(f"cannot reach {self.tracking_uri}/api/2.0 (token=abc123def456) for {name}")
 
     def stranded(lake: str) -> Any:
         raise PermissionError("AccessDenied for AKIAABCDEFGHIJKLMNOP: aws_secret_access_key=wJalrXUtnFEMIK7MDENG")
 
-    monkeypatch.setattr(registry, "champion", champion)
+    monkeypatch.setattr(Registry, "champion", champion)
     monkeypatch.setattr(claim_recovery, "stranded", stranded)
     client = _client(require_user=False)
     (pipeline,) = [p for p in client.get("/api/pipelines").json() if "error" not in p]

@@ -52,6 +52,16 @@ def test_mlflow_hook_builds_the_tracking_uri(monkeypatch, conn, expected):
     assert MlflowHook(mlflow_conn_id="mlflow_test").tracking_uri == expected
 
 
+def test_mlflow_hook_hands_out_one_registry_on_its_uri(monkeypatch):
+    from airflow_mlops.core.registry.client import Registry
+
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_TEST", json.dumps({"conn_type": "mlflow", "host": "sqlite:////tmp/m.db"}))
+    hook = MlflowHook(mlflow_conn_id="mlflow_test")
+    registry = hook.get_conn()
+    assert isinstance(registry, Registry) and registry.tracking_uri == hook.get_uri() == "sqlite:////tmp/m.db"
+    assert hook.get_conn() is registry  # one client per hook
+
+
 def test_mlflow_hook_keeps_credentials_out_of_the_uri(monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_MLFLOW_TEST",

@@ -193,19 +193,19 @@ def test_a_trial_logs_its_thread_cap_on_its_child_run(spec, mlops_home):
     from airflow_mlops.core.data import synthetic
     from airflow_mlops.core.landing import inbox as landing
     from airflow_mlops.core.model import stages as model_stages
-    from airflow_mlops.core.registry import tracking as registry
+    from airflow_mlops.core.registry.client import Registry
 
-    tracking_uri = f"sqlite:///{mlops_home}/mlflow.db"
+    registry = Registry(f"sqlite:///{mlops_home}/mlflow.db")
     synthetic.land_batch("churn", settings.landing_dir(spec.name, "training"), dt.date(2026, 1, 1), 2000, 1, 0.0)
     landing.claim_new_files(settings.landing_dir(spec.name, "training"),
                             settings.lake_dir(spec.name, "labeled"), (".parquet",))  # fmt: skip
     dataset = data_stages.ingest_labeled(spec, "r1")
     split = data_stages.split_dataset(spec, dataset, "r1")
-    trials = model_stages.plan_trials(spec, tracking_uri, dataset, split, {"run_id": "r1"})
+    trials = model_stages.plan_trials(spec, registry, dataset, split, {"run_id": "r1"})
     assert {t["trial_count"] for t in trials} == {len(trials)}
-    result = model_stages.run_trial(spec, tracking_uri, trials[0], split, {"run_id": "r1"}, threads=1)
+    result = model_stages.run_trial(spec, registry, trials[0], split, {"run_id": "r1"}, threads=1)
     assert result["threads"] == 1
-    assert registry.client(tracking_uri).get_run(result["run_id"]).data.params["threads"] == "1"
+    assert registry.client.get_run(result["run_id"]).data.params["threads"] == "1"
 
 
 def test_capped_threads_logs_the_cap_and_limits_the_block(spec, eight_cores, caplog):

@@ -75,7 +75,8 @@ def listed(folder: str, suffixes: tuple[str, ...]) -> list[tuple[str, float]]:
 
     bucket, prefix = s3.split(folder.rstrip("/") + "/")
     out = []
-    for page in s3._client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+    paginator = s3.client_for(folder).get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
         for item in page.get("Contents", []):
             if storage._is_data_name(item["Key"][len(prefix) :], suffixes):
                 out.append((f"s3://{bucket}/{item['Key']}", item["LastModified"].timestamp()))

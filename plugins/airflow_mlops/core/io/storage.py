@@ -1,7 +1,8 @@
 """Reading and writing artifacts by URI: local paths (plain or ``file://``) and ``s3://``.
 
 Light on purpose (no pandas): the triggerer claims landed files with it. S3 goes through
-boto3 (``core.io.s3``); local files through the OS.
+boto3 (``core.io.s3``), each URI served by the store ``core.io.s3.store_for`` chooses (the
+task's ``Stores``, else boto3's own chain); local files through the OS.
 
 Writes are atomic: a local file is written beside its target and renamed into place; an
 object store gets one PUT. A killed task never leaves a half file that a later task

@@ -97,7 +97,8 @@ def _listed(inbox: str, suffixes: tuple[str, ...]) -> list[tuple[str, dict[str, 
 
     bucket, prefix = s3.split(inbox.rstrip("/") + "/")
     objects = []
-    for page in s3._client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+    paginator = s3.client_for(inbox).get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
         inbox_notes.note_ignored_s3(inbox, page, prefix, suffixes)
         for item in page.get("Contents", []):
             if storage._is_data_name(item["Key"][len(prefix) :], suffixes):

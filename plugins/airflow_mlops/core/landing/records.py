@@ -183,7 +183,7 @@ def _children(folder: str) -> list[str]:
 
         bucket, prefix = s3.split(folder.rstrip("/") + "/")
         names: set[str] = set()
-        paginator = s3._client().get_paginator("list_objects_v2")
+        paginator = s3.client_for(folder).get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
             names.update(item["Key"][len(prefix) :] for item in page.get("Contents", []))
             names.update(item["Prefix"][len(prefix) :].rstrip("/") for item in page.get("CommonPrefixes", []))
@@ -217,7 +217,7 @@ def _create_exclusively(uri: str, data: bytes) -> bool:
 
         bucket, key = s3.split(uri)
         try:
-            s3._client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            s3.client_for(uri).put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
         except Exception as exc:
             code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
             if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):

@@ -30,6 +30,7 @@ their files and age, for the logs and the plugin's page.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import socket
@@ -85,7 +86,9 @@ def claiming(record: Claim) -> Iterator[None]:
             with contextlib.suppress(Exception):  # a missed beat only makes the lease shorter
                 storage.write_json({"at": time.time(), **record.claimer}, join(record.uri, HEARTBEAT))
 
-    thread = threading.Thread(target=beat, name=f"claim-heartbeat-{record.claim_id}", daemon=True)
+    # In this call's context: the heartbeat goes to the claim's store (``core.io.s3.using``).
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(beat,), name=f"claim-heartbeat-{record.claim_id}", daemon=True)
     thread.start()
     try:
         yield

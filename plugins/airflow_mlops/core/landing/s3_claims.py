@@ -67,7 +67,7 @@ def _read_lock(lock: str) -> tuple[str, float] | None:
 
     bucket, key = s3.split(lock)
     try:
-        response = s3._client().get_object(Bucket=bucket, Key=key)
+        response = s3.client_for(lock).get_object(Bucket=bucket, Key=key)
     except Exception as exc:
         if s3._is_missing(exc):
             return None
@@ -82,7 +82,7 @@ def _s3_etag(uri: str) -> str | None:
 
     bucket, key = s3.split(uri)
     try:
-        return str(s3._client().head_object(Bucket=bucket, Key=key)["ETag"])
+        return str(s3.client_for(uri).head_object(Bucket=bucket, Key=key)["ETag"])
     except Exception as exc:
         if s3._is_missing(exc):
             return None
@@ -92,15 +92,17 @@ def _s3_etag(uri: str) -> str | None:
 def _copy_version(source: str, target: str, etag: str, size: int | None = None) -> None:
     """Copy the version ``etag`` of the S3 object ``source`` to ``target``; raise if it changed.
 
-    To S3 this is a managed copy (multipart for big objects: CopyObject stops at 5 GB),
-    conditional on the ETag for every part. With ``size`` (the listed one) the copy must have
-    it, or it is removed and ``RuntimeError`` raised: the lake keeps what the claim fingerprinted.
+    To S3 served by the same store (``core.io.s3.same_store``) this is a managed copy (multipart
+    for big objects: CopyObject stops at 5 GB), conditional on the ETag for every part;
+    elsewhere (a local lake, another account) the version is read (``If-Match``) and written.
+    With ``size`` (the listed one) the copy must have it, or it is removed and ``RuntimeError``
+    raised: the lake keeps what the claim fingerprinted.
     """
     from airflow_mlops.core.io import s3
 
     src_bucket, src_key = s3.split(source)
-    client = s3._client()
-    if storage.is_s3(target):
+    client = s3.client_for(source)
+    if storage.is_s3(target) and s3.same_store(source, target):
         from boto3.s3.transfer import TransferConfig
 
         dst_bucket, dst_key = s3.split(target)
@@ -113,7 +115,7 @@ def _copy_version(source: str, target: str, etag: str, size: int | None = None) 
                 multipart_threshold=MULTIPART_COPY_THRESHOLD, multipart_chunksize=MULTIPART_COPY_CHUNKSIZE
             ),
         )
-    else:
+    else:  # a local lake, or a lake another store serves: through this machine
         body = client.get_object(Bucket=src_bucket, Key=src_key, IfMatch=etag)["Body"].read()
         storage.write_bytes(bytes(body), target)
     if size is not None and storage.size(target) != size:
@@ -130,7 +132,7 @@ def _delete_version(source: str, etag: str) -> None:
     from airflow_mlops.core.io import s3
 
     bucket, key = s3.split(source)
-    client = s3._client()
+    client = s3.client_for(source)
     try:
         try:
             client.delete_object(Bucket=bucket, Key=key, IfMatch=etag)

@@ -1,7 +1,7 @@
 """Release stages of the training pipeline: register, gate and promote a packaged candidate.
 
 The seam operators/release.py calls (core/model/stages.py holds the training side). Every stage
-takes the MLflow tracking URI explicitly and returns a small dict for XCom.
+takes the MLflow ``Registry`` explicitly and returns a small dict for XCom.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 from airflow_mlops import __version__
 from airflow_mlops.core.data.validation import carried_warnings as validation_warnings
 from airflow_mlops.core.model.gate import decide_promotion
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.core.registry.integrity import artifact_digests
 from airflow_mlops.core.registry.promotion import promote_once
 from airflow_mlops.spec import PipelineSpec
@@ -20,7 +20,7 @@ from airflow_mlops.spec import PipelineSpec
 
 def register_candidate(
     spec: PipelineSpec,
-    tracking_uri: str,
+    registry: Registry,
     training: dict[str, Any],
     evaluation: dict[str, Any],
     dataset: dict[str, Any],
@@ -35,7 +35,7 @@ def register_candidate(
     again before it becomes champion).
 
     Safe to retry: the version a killed attempt registered from the same training run is
-    reused and its tags set again (``registry.register``), never a second version.
+    reused and its tags set again (``Registry.register``), never a second version.
     """
     tags = {
         "spec_fingerprint": spec.fingerprint(),
@@ -59,9 +59,9 @@ def register_candidate(
         tags["onnx_parity"] = "passed" if parity["passed"] else "failed"
         if parity["passed"]:  # only a twin that matches may be served in the model's place
             tags["onnx_uri"] = package["onnx_uri"]
-    tags.update(artifact_digests(tracking_uri, training["model_uri"], tags.get("onnx_uri")))
+    tags.update(artifact_digests(registry, training["model_uri"], tags.get("onnx_uri")))
     name = spec.registered_model_name
-    version = registry.register(tracking_uri, name, training["model_uri"], tags, run_id=training["run_id"])
+    version = registry.register(name, training["model_uri"], tags, run_id=training["run_id"])
     return {"name": name, "version": version}
 
 
@@ -85,7 +85,7 @@ def _packaging_reasons(spec: PipelineSpec, package: dict[str, Any] | None) -> li
 
 def gate_candidate(
     spec: PipelineSpec,
-    tracking_uri: str,
+    registry: Registry,
     registered: dict[str, Any],
     evaluation: dict[str, Any],
     package: dict[str, Any] | None = None,
@@ -121,11 +121,10 @@ def gate_candidate(
     if validation is not None:
         result["validation_warnings"] = [validation_warnings.describe(w) for w in warnings[:20]]
     # The card first: a version is tagged gate=passed only once its card is published.
-    card = render_model_card(spec, registry.version_details(tracking_uri, registered["name"], registered["version"]),
+    card = render_model_card(spec, registry.version_details(registered["name"], registered["version"]),
                              evaluation, package, result)  # fmt: skip
-    registry.publish_model_card(tracking_uri, registered["name"], registered["version"], card)
+    registry.publish_model_card(registered["name"], registered["version"], card)
     registry.tag_version(
-        tracking_uri,
         registered["name"],
         registered["version"],
         {"gate": "passed" if decision.promote else "failed", "gate_reasons": "; ".join(decision.reasons)},
@@ -134,7 +133,7 @@ def gate_candidate(
 
 
 def promote_candidate(
-    tracking_uri: str, gate: dict[str, Any], by: str, preflight: Callable[[], None] | None = None
+    registry: Registry, gate: dict[str, Any], by: str, preflight: Callable[[], None] | None = None
 ) -> dict[str, Any]:
     """Move ``champion`` to the gated version, unless the champion moved since evaluation.
 
@@ -146,8 +145,8 @@ def promote_candidate(
     if not gate["promote"]:
         raise ValueError(f"version {gate['version']} did not pass the gate: {gate['reasons']}")
     name, version = gate["name"], str(gate["version"])
-    tags = registry.client(tracking_uri).get_model_version(name, version).tags
+    tags = registry.client.get_model_version(name, version).tags
     run = f"{tags.get('airflow.dag_id', '')}/{tags['airflow.run_id']}" if "airflow.run_id" in tags else by
     return promote_once(
-        tracking_uri, name, version, gate["champion_version"], "; ".join(gate["reasons"]), by, run, preflight
+        registry, name, version, gate["champion_version"], "; ".join(gate["reasons"]), by, run, preflight
     )

@@ -3,7 +3,7 @@ evaluate, package.
 
 Registration, the gate and promotion are in ``core.model.release``.
 
-Every stage takes the MLflow tracking URI explicitly (the operator's hook supplies
+Every stage takes the MLflow ``Registry`` explicitly (the operator's hook supplies
 it) and returns a small dict for XCom: run ids, model URIs, versions, metrics."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 from airflow_mlops import __version__
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.io import storage, tables
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry import tracking
+from airflow_mlops.core.registry.client import Registry, metric_name
 from airflow_mlops.spec import PipelineSpec
 
 
@@ -40,7 +41,7 @@ def _parts(split: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def plan_trials(
     spec: PipelineSpec,
-    tracking_uri: str,
+    registry: Registry,
     dataset: dict[str, Any],
     split: dict[str, Any],
     lineage: dict[str, str],
@@ -56,7 +57,7 @@ def plan_trials(
 
     if skip_if_already_trained and spec.model.cache:
         twins = registry.versions_trained_on(
-            tracking_uri, spec.registered_model_name, dataset["fingerprint"], spec.fingerprint(), __version__
+            spec.registered_model_name, dataset["fingerprint"], spec.fingerprint(), __version__
         )
         if twins:
             raise NothingToProcessError(
@@ -75,7 +76,6 @@ def plan_trials(
             "or raise the ratio"
         )
     parent_run_id, experiment_id = registry.start_parent_run(
-        tracking_uri,
         spec.name,
         run_name=lineage.get("run_id", "manual"),
         tags={**{f"airflow.{k}": v for k, v in lineage.items()}, "trials": str(len(trials))},
@@ -108,7 +108,7 @@ def trial_cache_key(spec: PipelineSpec, trial: dict[str, Any], split: dict[str, 
 
 def run_trial(
     spec: PipelineSpec,
-    tracking_uri: str,
+    registry: Registry,
     trial: dict[str, Any],
     split: dict[str, Any],
     lineage: dict[str, str],
@@ -129,7 +129,7 @@ def run_trial(
     from airflow_mlops.core.model.training import evaluate, fit
 
     key = trial_cache_key(spec, trial, split)
-    cached = registry.find_cached_trial(tracking_uri, trial["experiment_id"], key) if spec.model.cache else None
+    cached = registry.find_cached_trial(trial["experiment_id"], key) if spec.model.cache else None
     tags = {"trial": str(trial["trial"]), "candidate": trial["candidate"], "cache_key": key,
             **{f"airflow.{k}": v for k, v in lineage.items()}}  # fmt: skip
     if cached is not None:
@@ -146,7 +146,6 @@ def run_trial(
     if threads is not None:
         params["threads"] = threads
     run_id = registry.log_child_run(
-        tracking_uri,
         trial["experiment_id"],
         trial["parent_run_id"],
         run_name=trial["label"],
@@ -166,7 +165,7 @@ def run_trial(
 
 def select_and_refit(
     spec: PipelineSpec,
-    tracking_uri: str,
+    registry: Registry,
     results: list[dict[str, Any]],
     dataset: dict[str, Any],
     split: dict[str, Any],
@@ -222,8 +221,8 @@ def select_and_refit(
             **_training_params(spec, dataset, split),
         }
         metrics = {f"val_{k}": v for k, v in winner["metrics"].items()}
-        logged = registry.log_training_run(
-            tracking_uri,
+        logged = tracking.log_training_run(
+            registry,
             experiment=spec.name,
             run_name=lineage.get("run_id", "manual"),
             # What is registered takes the user's raw rows (the input contract inside it).
@@ -236,7 +235,7 @@ def select_and_refit(
             run_id=parent_run_id,
         )
     except Exception:
-        registry.finish_run(tracking_uri, parent_run_id, "FAILED")
+        registry.finish_run(parent_run_id, "FAILED")
         raise
     return {
         "run_id": logged.run_id,
@@ -249,7 +248,7 @@ def select_and_refit(
 
 def train_model(
     spec: PipelineSpec,
-    tracking_uri: str,
+    registry: Registry,
     split: dict[str, Any],
     dataset: dict[str, Any],
     lineage: dict[str, str],
@@ -259,17 +258,17 @@ def train_model(
     """``plan_trials``, every ``run_trial`` and ``select_and_refit`` in this process (the DAG
     maps the trials over tasks instead): for scripts, tests and the plain-script benchmark.
     ``threads`` is passed to each trial (the caller caps the selection's refit)."""
-    trials = plan_trials(spec, tracking_uri, dataset, split, lineage, skip_if_already_trained)
+    trials = plan_trials(spec, registry, dataset, split, lineage, skip_if_already_trained)
     try:
-        results = [run_trial(spec, tracking_uri, trial, split, lineage, threads) for trial in trials]
+        results = [run_trial(spec, registry, trial, split, lineage, threads) for trial in trials]
     except Exception:
-        registry.close_run_if_open(tracking_uri, trials[0]["parent_run_id"])
+        registry.close_run_if_open(trials[0]["parent_run_id"])
         raise
-    return select_and_refit(spec, tracking_uri, results, dataset, split, lineage)
+    return select_and_refit(spec, registry, results, dataset, split, lineage)
 
 
 def evaluate_candidate(
-    spec: PipelineSpec, tracking_uri: str, training: dict[str, Any], test_uri: str
+    spec: PipelineSpec, registry: Registry, training: dict[str, Any], test_uri: str
 ) -> dict[str, Any]:
     """Metrics of the logged candidate and of the current champion on the same test split.
 
@@ -284,9 +283,9 @@ def evaluate_candidate(
     from airflow_mlops.core.model.training import evaluate
 
     test = tables.read_table(test_uri)
-    candidate_model = registry.load_model(tracking_uri, training["model_uri"])
+    candidate_model = tracking.load_model(registry, training["model_uri"])
     candidate = evaluate(candidate_model, test, spec)
-    mlflow_client = registry.client(tracking_uri)
+    mlflow_client = registry.client
     run_id = training["run_id"]
     for key, value in candidate.items():
         mlflow_client.log_metric(run_id, f"test_{key}", value)
@@ -296,7 +295,7 @@ def evaluate_candidate(
         for slice_value, row in per_value.items():
             for key, number in row.items():
                 if key != "rows":
-                    name = registry.metric_name(f"slice.{column}.{slice_value}.{key}")
+                    name = metric_name(f"slice.{column}.{slice_value}.{key}")
                     mlflow_client.log_metric(run_id, name, number)
     importance = permutation_importance(candidate_model, test, spec)
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-eval-") as folder:
@@ -308,15 +307,13 @@ def evaluate_candidate(
             for path in render_plots(candidate_model, test, spec, importance, folder):
                 mlflow_client.log_artifact(run_id, path, "evaluation")
 
-    current = registry.champion(tracking_uri, spec.registered_model_name)
+    current = registry.champion(spec.registered_model_name)
     champion_metrics, champion_error = None, None
     if current is not None:
         try:
-            champion_model = registry.load_model(
-                tracking_uri, f"models:/{spec.registered_model_name}/{current.version}"
-            )
+            champion_model = tracking.load_model(registry, f"models:/{spec.registered_model_name}/{current.version}")
             champion_metrics = evaluate(under_learned_names(champion_model, spec), test, spec)
-        except (ValueError, KeyError, TypeError, registry.UntrustedModelError) as exc:
+        except (ValueError, KeyError, TypeError, tracking.UntrustedModelError) as exc:
             # E.g. the spec dropped a feature the champion needs: the gate fails and says so.
             champion_error = f"{type(exc).__name__}: {exc}"[:500]
         for key, value in (champion_metrics or {}).items():
@@ -331,7 +328,9 @@ def evaluate_candidate(
     }
 
 
-def package_candidate(spec: PipelineSpec, tracking_uri: str, training: dict[str, Any], test_uri: str) -> dict[str, Any]:
+def package_candidate(
+    spec: PipelineSpec, registry: Registry, training: dict[str, Any], test_uri: str
+) -> dict[str, Any]:
     """Export the candidate to ONNX, check parity with scikit-learn on the test split, log both.
 
     Never raises for a model without an ONNX form: the result says why, and the gate
@@ -343,8 +342,8 @@ def package_candidate(spec: PipelineSpec, tracking_uri: str, training: dict[str,
 
     if spec.packaging.onnx == "off":
         return {"onnx_uri": None, "parity": None, "error": None, "policy": "off"}
-    model = registry.load_model(tracking_uri, training["model_uri"])
-    mlflow_client = registry.client(tracking_uri)
+    model = tracking.load_model(registry, training["model_uri"])
+    mlflow_client = registry.client
     try:
         onnx_bytes = export_onnx(model, spec)
         parity = onnx_parity(model, onnx_bytes, tables.read_table(test_uri), spec).as_dict()

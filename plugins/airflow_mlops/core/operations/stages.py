@@ -19,13 +19,14 @@ from airflow_mlops.core.operations.performance import assess_performance, perfor
 from airflow_mlops.core.operations.prediction_log.batch import LogContext
 from airflow_mlops.core.operations.prediction_log.readers import champion_log, lookback_start, recent_prediction_logs
 from airflow_mlops.core.operations.scoring import as_parquet, feedback_name, score_file, validate_file
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry import tracking
+from airflow_mlops.core.registry.client import Registry, metric_name
 from airflow_mlops.spec import PipelineSpec
 
 logger = logging.getLogger(__name__)
 
 
-def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id: str) -> dict[str, Any]:
+def score_batches(spec: PipelineSpec, registry: Registry, uris: list[str], run_id: str) -> dict[str, Any]:
     """Score ``uris`` with the champion; write predictions and one log record per prediction.
 
     Each file is read, scored and logged ``spec.scoring.chunk_rows`` rows at a time (Parquet
@@ -44,11 +45,11 @@ def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id
     if not uris:
         raise ValueError(f"nothing to score for pipeline '{spec.name}': no input URIs")
     name = spec.registered_model_name
-    current = registry.champion(tracking_uri, name)
+    current = registry.champion(name)
     if current is None:
         # A failure, not a skip: the claimed batch stays in the lake and the run can be cleared later.
         raise LookupError(f"model '{name}' has no champion yet; run the training DAG first")
-    model = under_learned_names(registry.load_model(tracking_uri, f"models:/{name}/{current.version}"), spec)
+    model = under_learned_names(tracking.load_model(registry, f"models:/{name}/{current.version}"), spec)
 
     logged_at = dt.datetime.now(dt.UTC)
     log_folder = settings.prediction_log_partition(spec.name, logged_at.date())
@@ -90,7 +91,7 @@ def score_batches(spec: PipelineSpec, tracking_uri: str, uris: list[str], run_id
     return summary
 
 
-def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], run_id: str) -> dict[str, Any]:
+def monitor_drift(spec: PipelineSpec, registry: Registry, log_uris: list[str], run_id: str) -> dict[str, Any]:
     """Compare logged features with the champion's training reference, and its logged predictions
     with the delayed labels that arrived (performance decay); log both to MLflow.
 
@@ -98,7 +99,7 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
     champion's performance on labeled predictions decayed.
     """
     name = spec.registered_model_name
-    current = registry.champion(tracking_uri, name)
+    current = registry.champion(name)
     if current is None:
         raise NothingToProcessError(f"model '{name}' has no champion yet; nothing to monitor")
     reference_uri = current.tags.get("reference_uri")
@@ -121,7 +122,7 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
         )
         if not storage.list_files_recursive(settings.labels_dir(spec.name)):
             raise NothingToProcessError(no_data)
-    model = under_learned_names(registry.load_model(tracking_uri, f"models:/{name}/{version}"), spec)
+    model = under_learned_names(tracking.load_model(registry, f"models:/{name}/{version}"), spec)
     performance = assess_performance(spec, current, model)
     if current_log.empty and performance is None:
         raise NothingToProcessError(f"{no_data}, and no delayed labels of its predictions")
@@ -151,7 +152,7 @@ def monitor_drift(spec: PipelineSpec, tracking_uri: str, log_uris: list[str], ru
     )
     page = _drift_page(spec, f"{name} v{version}", report, reference, current_log, no_data, performance)
     html_uri = storage.write_bytes(page.encode("utf-8"), settings.join(folder, "drift_report.html"))
-    mlflow_run_id = _log_monitoring_run(spec, tracking_uri, run_id, current, report, output, performance, reasons, page)
+    mlflow_run_id = _log_monitoring_run(spec, registry, run_id, current, report, output, performance, reasons, page)
     return {
         "drift_detected": report.drift_detected,
         "drift_measured": no_data is None,
@@ -224,7 +225,7 @@ def _drift_page(
 
 def _log_monitoring_run(
     spec: PipelineSpec,
-    tracking_uri: str,
+    registry: Registry,
     run_id: str,
     current: Any,
     report: Any,
@@ -237,25 +238,24 @@ def _log_monitoring_run(
 
     A retry logs a second run: runs are records of what was measured, nothing reads "the" run.
     """
-    import mlflow
-
     name = spec.registered_model_name
-    registry.use_experiment(tracking_uri, f"{spec.name}_monitoring")
-    with mlflow.start_run(run_name=run_id) as run:
-        mlflow.set_tags({"model_name": name, "model_version": str(current.version), "airflow.run_id": run_id})
+    experiment_id = registry.use_experiment(f"{spec.name}_monitoring")
+    tags = {"model_name": name, "model_version": str(current.version), "airflow.run_id": run_id}
+    mlflow_run_id = registry.create_run(experiment_id, run_id, tags)
+    with registry.ending(mlflow_run_id):
         # Column names may hold characters MLflow refuses in metric names (parentheses, ...).
-        key = registry.metric_name
-        mlflow.log_metrics({key(f"psi_{k}"): v for k, v in report.scores().items()})
-        mlflow.log_metrics({key(f"effect_{f.feature}"): f.effect for f in report.features if f.effect is not None})
-        mlflow.log_metrics({key(f"p_value_{f.feature}"): f.p_value for f in report.features if f.p_value is not None})
-        mlflow.log_metrics({"drifted_features": len(report.drifted_features), "current_rows": report.current_rows})
+        key = metric_name
+        metrics = {key(f"psi_{k}"): v for k, v in report.scores().items()}
+        metrics.update({key(f"effect_{f.feature}"): f.effect for f in report.features if f.effect is not None})
+        metrics.update({key(f"p_value_{f.feature}"): f.p_value for f in report.features if f.p_value is not None})
+        metrics.update({"drifted_features": len(report.drifted_features), "current_rows": report.current_rows})
         if output is not None:
             p_value = output.p_value if output.p_value is not None else 1.0
-            mlflow.log_metrics(
+            metrics.update(
                 {"prediction_psi": output.psi, "prediction_ks": output.effect or 0.0, "prediction_p_value": p_value}
             )
         if performance is not None:
-            mlflow.log_metrics(
+            metrics.update(
                 {
                     "labeled_rows": performance["labeled_rows"],
                     "performance_decay": float(performance["decayed"]),
@@ -263,8 +263,9 @@ def _log_monitoring_run(
                     **({"labeled_metric_drop": performance["drop"]} if performance["drop"] is not None else {}),
                 }
             )
-            mlflow.log_dict(performance, "performance.json")
-        mlflow.set_tag("retrain", ",".join(reasons) or "no")
-        mlflow.log_dict(report.as_dict(), "drift_report.json")
-        mlflow.log_text(page, "drift_report.html")
-    return str(run.info.run_id)
+        registry.log_batch(mlflow_run_id, metrics=metrics, tags={"retrain": ",".join(reasons) or "no"})
+        if performance is not None:
+            registry.client.log_dict(mlflow_run_id, performance, "performance.json")
+        registry.client.log_dict(mlflow_run_id, report.as_dict(), "drift_report.json")
+        registry.client.log_text(mlflow_run_id, page, "drift_report.html")
+    return mlflow_run_id

@@ -5,7 +5,7 @@ At registration ``register_candidate`` records the sha256 of the skops model fil
 tags. Before the ``champion`` alias moves onto a version (a promotion, a rollback, a deploy's
 automatic rollback), ``verify_version`` downloads both again, compares the digests, loads
 the ONNX graph in ONNX Runtime the way the serving app does (``core.model.features``) and
-the skops file under the trust policy the way scoring does (``registry.load_skops_file``).
+the skops file under the trust policy the way scoring does (``tracking.load_skops_file``).
 A version registered before digests were recorded is checked by loading alone, and the
 result says so. The check cannot be forced: a graph that does not load serves nothing.
 """
@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import Registry
+from airflow_mlops.core.registry.tracking import UntrustedModelError, load_skops_file
 
 MODEL_DIGEST_TAG = "model_sha256"
 ONNX_DIGEST_TAG = "onnx_sha256"
@@ -49,19 +50,12 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
-def _download(tracking_uri: str, uri: str, into: str) -> str:
-    import mlflow
-
-    registry.client(tracking_uri)
-    return str(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=into, tracking_uri=tracking_uri))
-
-
 def skops_file(model_dir: str) -> str:
     """The skops file of a downloaded MLflow sklearn model (its ``MLmodel`` names it)."""
     with open(os.path.join(model_dir, "MLmodel"), encoding="utf-8") as handle:
         flavor = (yaml.safe_load(handle) or {}).get("flavors", {}).get("sklearn") or {}
     if flavor.get("serialization_format") != "skops" or not flavor.get("pickled_model"):
-        raise registry.UntrustedModelError("not a skops-serialized scikit-learn model")
+        raise UntrustedModelError("not a skops-serialized scikit-learn model")
     return os.path.join(model_dir, str(flavor["pickled_model"]))
 
 
@@ -69,20 +63,20 @@ def _onnx_file(path: str) -> str:
     return path if os.path.isfile(path) else os.path.join(path, "model.onnx")
 
 
-def artifact_digests(tracking_uri: str, model_uri: str, onnx_uri: str | None) -> dict[str, str]:
+def artifact_digests(registry: Registry, model_uri: str, onnx_uri: str | None) -> dict[str, str]:
     """The version tags that pin a candidate's artifacts: sha256 of its skops file and ONNX graph."""
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-digest-") as tmp:
-        tags = {MODEL_DIGEST_TAG: sha256_file(skops_file(_download(tracking_uri, model_uri, f"{tmp}/model")))}
+        tags = {MODEL_DIGEST_TAG: sha256_file(skops_file(registry.download(model_uri, f"{tmp}/model")))}
         if onnx_uri:
-            tags[ONNX_DIGEST_TAG] = sha256_file(_onnx_file(_download(tracking_uri, onnx_uri, f"{tmp}/onnx")))
+            tags[ONNX_DIGEST_TAG] = sha256_file(_onnx_file(registry.download(onnx_uri, f"{tmp}/onnx")))
     return tags
 
 
-def _check_model(tracking_uri: str, version: Any, tmp: str, result: Verification) -> None:
+def _check_model(registry: Registry, version: Any, tmp: str, result: Verification) -> None:
     tags = dict(version.tags or {})
     uri = f"models:/{version.name}/{version.version}"
     try:
-        path = skops_file(_download(tracking_uri, uri, f"{tmp}/model"))
+        path = skops_file(registry.download(uri, f"{tmp}/model"))
     except Exception as exc:  # a missing or unreadable artifact: say what, whatever raised it
         result.problems.append(f"its model artifact cannot be read ({type(exc).__name__}: {str(exc)[:300]})")
         return
@@ -94,14 +88,14 @@ def _check_model(tracking_uri: str, version: Any, tmp: str, result: Verification
         )
         return
     try:
-        registry.load_skops_file(path, uri)
+        load_skops_file(path, uri)
     except Exception as exc:  # skops and the trust policy raise several types
         result.problems.append(f"its model file does not load ({type(exc).__name__}: {str(exc)[:300]})")
         return
     result.checked.append("model file " + ("matches its sha256" if expected else "loads (no sha256 recorded)"))
 
 
-def _check_onnx(tracking_uri: str, version: Any, tmp: str, result: Verification) -> None:
+def _check_onnx(registry: Registry, version: Any, tmp: str, result: Verification) -> None:
     from airflow_mlops.core.model.features import graph_input_names, onnx_session
 
     tags = dict(version.tags or {})
@@ -113,14 +107,14 @@ def _check_onnx(tracking_uri: str, version: Any, tmp: str, result: Verification)
 
     run_id = str(getattr(version, "run_id", "") or "")
     refused = artifact_locations.refusal(
-        onnx_uri, run_id, lambda: registry.client(tracking_uri).get_run(run_id).info.artifact_uri if run_id else None,
-        settings.artifact_root(), tracking_uri,
+        onnx_uri, run_id, lambda: registry.client.get_run(run_id).info.artifact_uri if run_id else None,
+        settings.artifact_root(), registry.tracking_uri,
     )  # fmt: skip
     if refused is not None:
         result.problems.append(refused)
         return
     try:
-        path = _onnx_file(_download(tracking_uri, onnx_uri, f"{tmp}/onnx"))
+        path = _onnx_file(registry.download(onnx_uri, f"{tmp}/onnx"))
         with open(path, "rb") as handle:
             onnx_bytes = handle.read()
     except Exception as exc:
@@ -146,21 +140,21 @@ def _check_onnx(tracking_uri: str, version: Any, tmp: str, result: Verification)
     )
 
 
-def verify_version(tracking_uri: str, version: Any) -> Verification:
+def verify_version(registry: Registry, version: Any) -> Verification:
     """Check ``version`` (an MLflow ModelVersion) before it becomes champion; see the module docstring."""
     result = Verification()
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-verify-") as tmp:
-        _check_model(tracking_uri, version, tmp, result)
-        _check_onnx(tracking_uri, version, tmp, result)
+        _check_model(registry, version, tmp, result)
+        _check_onnx(registry, version, tmp, result)
     tags = dict(version.tags or {})
     if not result.problems and MODEL_DIGEST_TAG not in tags:
         result.checked.append("digests were not recorded at its registration: checked by loading only")
     return result
 
 
-def require_intact(tracking_uri: str, version: Any, action: str) -> Verification:
+def require_intact(registry: Registry, version: Any, action: str) -> Verification:
     """``verify_version``, raising ``IntegrityError`` naming the version and what is wrong."""
-    result = verify_version(tracking_uri, version)
+    result = verify_version(registry, version)
     if result.problems:
         raise IntegrityError(
             f"refusing to {action} '{version.name}' v{version.version}: {'; '.join(result.problems)}. "

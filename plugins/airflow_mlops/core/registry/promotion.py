@@ -25,7 +25,7 @@ from typing import Any
 
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.registry import integrity
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import CHAMPION_ALIAS, HISTORY_TAG, Registry, is_not_found
 
 log = logging.getLogger(__name__)
 
@@ -56,54 +56,54 @@ def _version_of(model_version: Any | None) -> str | None:
     return None if model_version is None else str(model_version.version)
 
 
-def _write_record(tracking_uri: str, name: str, record: dict[str, Any]) -> None:
+def _write_record(registry: Registry, name: str, record: dict[str, Any]) -> None:
     """The record on its version and in the history; a record already there (same id) is not added twice."""
-    mlflow_client = registry.client(tracking_uri)
+    mlflow_client = registry.client
     if record.get("to_version"):
         mlflow_client.set_model_version_tag(name, record["to_version"], "promotion", json.dumps(record))
-    history = registry.promotion_history(tracking_uri, name)
+    history = registry.promotion_history(name)
     if not any(r.get("id") == record["id"] for r in history):
-        mlflow_client.set_registered_model_tag(name, registry.HISTORY_TAG, _capped([*history, record]))
+        mlflow_client.set_registered_model_tag(name, HISTORY_TAG, _capped([*history, record]))
 
 
-def pending_move(tracking_uri: str, name: str) -> dict[str, Any] | None:
+def pending_move(registry: Registry, name: str) -> dict[str, Any] | None:
     """The move a task started and did not finish recording, or None."""
     from mlflow.exceptions import MlflowException
 
     try:
-        raw = registry.client(tracking_uri).get_registered_model(name).tags.get(PENDING_TAG)
+        raw = registry.client.get_registered_model(name).tags.get(PENDING_TAG)
     except MlflowException as exc:
-        if registry.is_not_found(str(getattr(exc, "error_code", "")), str(exc)):
+        if is_not_found(str(getattr(exc, "error_code", "")), str(exc)):
             return None  # no such model yet: nothing was ever moved
         raise
     return dict(json.loads(raw)) if raw else None
 
 
-def settle_pending(tracking_uri: str, name: str) -> dict[str, Any] | None:
+def settle_pending(registry: Registry, name: str) -> dict[str, Any] | None:
     """Finish recording a move whose task died after writing its intent; return it if it happened.
 
     The alias on the pending ``to_version`` (None: no champion) means the alias moved: the
     record is written to the version and the history. Otherwise the move never happened
     (the task died before the alias moved) and the pending record is dropped.
     """
-    pending = pending_move(tracking_uri, name)
+    pending = pending_move(registry, name)
     if pending is None:
         return None
-    current = _version_of(registry.champion(tracking_uri, name))
+    current = _version_of(registry.champion(name))
     happened = current == pending.get("to_version")
     if happened:
         log.warning("recording the move of %s v%s -> v%s that a task left half done (%s)", name,
                     pending.get("from_version"), pending.get("to_version"), pending.get("by"))  # fmt: skip
-        _write_record(tracking_uri, name, pending)
+        _write_record(registry, name, pending)
     else:
         log.warning("dropping the unfinished move of %s to v%s by %s: the champion is v%s, the alias never moved",
                     name, pending.get("to_version"), pending.get("by"), current)  # fmt: skip
-    registry.client(tracking_uri).delete_registered_model_tag(name, PENDING_TAG)
+    registry.client.delete_registered_model_tag(name, PENDING_TAG)
     return pending if happened else None
 
 
 def promote(
-    tracking_uri: str,
+    registry: Registry,
     name: str,
     version: str | None,
     reason: str,
@@ -117,11 +117,11 @@ def promote(
     the target first. ``run`` names the Airflow run that asked, so its retry finds the record.
     Written in the order of the module docstring, so a crash anywhere is settled later.
     """
-    settle_pending(tracking_uri, name)
-    mlflow_client = registry.client(tracking_uri)
+    settle_pending(registry, name)
+    mlflow_client = registry.client
     record: dict[str, Any] = {
         "id": uuid.uuid4().hex[:16],
-        "from_version": _version_of(registry.champion(tracking_uri, name)),
+        "from_version": _version_of(registry.champion(name)),
         "to_version": None if version is None else str(version),
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "by": by,
@@ -131,10 +131,10 @@ def promote(
     }
     mlflow_client.set_registered_model_tag(name, PENDING_TAG, json.dumps(record))
     if version is None:
-        mlflow_client.delete_registered_model_alias(name, registry.CHAMPION_ALIAS)
+        mlflow_client.delete_registered_model_alias(name, CHAMPION_ALIAS)
     else:
-        mlflow_client.set_registered_model_alias(name, registry.CHAMPION_ALIAS, str(version))
-    _write_record(tracking_uri, name, record)
+        mlflow_client.set_registered_model_alias(name, CHAMPION_ALIAS, str(version))
+    _write_record(registry, name, record)
     mlflow_client.delete_registered_model_tag(name, PENDING_TAG)
     return record
 
@@ -145,7 +145,7 @@ def _move_text(record: dict[str, Any]) -> str:
 
 
 def promote_once(
-    tracking_uri: str,
+    registry: Registry,
     name: str,
     version: str,
     expected_champion: str | None,
@@ -163,12 +163,12 @@ def promote_once(
     the champion must still be ``expected_champion`` (the one the candidate was compared
     with), the target must pass ``integrity.require_intact`` and ``preflight`` (if given).
     """
-    settle_pending(tracking_uri, name)
-    history = registry.promotion_history(tracking_uri, name)
+    settle_pending(registry, name)
+    history = registry.promotion_history(name)
     mine = [i for i, r in enumerate(history) if r.get("run") == run and not r.get("rollback")]
-    target = registry.client(tracking_uri).get_model_version(name, version)
+    target = registry.client.get_model_version(name, version)
     tagged = json.loads(target.tags.get("promotion") or "{}")
-    current = _version_of(registry.champion(tracking_uri, name))
+    current = _version_of(registry.champion(name))
     if mine or (tagged.get("run") == run and not tagged.get("rollback")):
         earlier = history[mine[-1]] if mine else tagged
         later = history[mine[-1] + 1 :] if mine else None
@@ -188,13 +188,13 @@ def promote_once(
             f"champion of '{name}' moved from {expected_champion} to {current} while this run was evaluating; "
             "not promoting. Re-run to compare against the new champion."
         )
-    checked = integrity.require_intact(tracking_uri, target, "promote")
+    checked = integrity.require_intact(registry, target, "promote")
     if preflight is not None:
         preflight()
-        now = _version_of(registry.champion(tracking_uri, name))
+        now = _version_of(registry.champion(name))
         if now != expected_champion:  # the preflight takes seconds: check again right before the move
             raise RuntimeError(f"champion of '{name}' moved from {expected_champion} to {now} during the preflight")
-    return promote(tracking_uri, name, version, reason, by, extra={"integrity": checked.summary()}, run=run)
+    return promote(registry, name, version, reason, by, extra={"integrity": checked.summary()}, run=run)
 
 
 def unservable_reasons(version: Any) -> list[str]:
@@ -224,7 +224,7 @@ def last_move_to(history: list[dict[str, Any]], version: str) -> dict[str, Any] 
 
 
 def rollback(
-    tracking_uri: str,
+    registry: Registry,
     name: str,
     by: str,
     reason: str,
@@ -246,9 +246,9 @@ def rollback(
     ``run`` names the request (a task): a retry of it returns the rollback it already made
     instead of undoing it. Without ``run`` (the command line) each call is a new rollback.
     """
-    settle_pending(tracking_uri, name)
-    current = registry.champion(tracking_uri, name)
-    history = registry.promotion_history(tracking_uri, name) if current is not None else []
+    settle_pending(registry, name)
+    current = registry.champion(name)
+    history = registry.promotion_history(name) if current is not None else []
     if run is not None:
         done = next((r for r in reversed(history) if r.get("run") == run and r.get("rollback")), None)
         if done is not None:
@@ -265,7 +265,7 @@ def rollback(
     if str(to_version) == current_version:
         raise RollbackError(f"v{to_version} is already the champion of '{name}'")
     try:
-        target = registry.client(tracking_uri).get_model_version(name, str(to_version))
+        target = registry.client.get_model_version(name, str(to_version))
     except Exception as exc:
         raise RollbackError(f"'{name}' has no version {to_version}: {exc}") from exc
     problems = unservable_reasons(target)
@@ -275,7 +275,7 @@ def rollback(
             "Force it with --force (operator: force=True) if you are sure"
         )
     try:
-        checked = integrity.require_intact(tracking_uri, target, "roll back to")
+        checked = integrity.require_intact(registry, target, "roll back to")
     except integrity.IntegrityError as exc:
         raise RollbackError(str(exc)) from exc
     extra: dict[str, Any] = {"rollback": True, "integrity": checked.summary()}
@@ -283,4 +283,4 @@ def rollback(
         log.warning("forced rollback of %s to v%s: %s", name, to_version, "; ".join(problems))
         extra.update(forced=True, forced_past=[p[:300] for p in problems])
     label = "rollback (forced)" if problems else "rollback"
-    return promote(tracking_uri, name, str(to_version), reason=f"{label}: {reason}", by=by, extra=extra, run=run)
+    return promote(registry, name, str(to_version), reason=f"{label}: {reason}", by=by, extra=extra, run=run)

@@ -173,7 +173,7 @@ def test_s3_a_relanded_copy_is_recognised_by_etag_and_size_without_reading_it(bu
     first = landing.claim(inbox, lake, (".parquet",))
     assert first is not None
     storage.write_bytes(b"same bytes", f"{inbox}/a-again.parquet")
-    client, reads = s3._client(), []
+    client, reads = s3.client_for(inbox), []
     real_get = client.get_object
 
     def counting_get(**kwargs):

@@ -18,7 +18,7 @@ from airflow_mlops.core.io import storage, tables
 from airflow_mlops.core.model import release
 from airflow_mlops.core.model import stages as model_stages
 from airflow_mlops.core.operations import stages as operate_stages
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.spec import SpecError, parse_spec
 
 pytestmark = pytest.mark.component
@@ -107,31 +107,31 @@ def test_renames_that_cannot_be_right_are_refused():
 
 
 @pytest.fixture
-def tracking_uri(mlops_home):
-    return f"sqlite:///{mlops_home}/mlflow.db"
+def registry(mlops_home):
+    return Registry(f"sqlite:///{mlops_home}/mlflow.db")
 
 
-def _train_and_gate(spec, tracking_uri: str, run_id: str) -> tuple[dict, dict]:
+def _train_and_gate(spec, registry: Registry, run_id: str) -> tuple[dict, dict]:
     lineage = {"dag_id": "changes_training", "run_id": run_id}
     dataset = data_stages.ingest_labeled(spec, run_id)
     split = data_stages.split_dataset(spec, dataset, run_id)
-    training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage)
-    evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
-    registered = release.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage)
-    return evaluation, release.gate_candidate(spec, tracking_uri, registered, evaluation)
+    training = model_stages.train_model(spec, registry, split, dataset, lineage)
+    evaluation = model_stages.evaluate_candidate(spec, registry, training, split["test"]["uri"])
+    registered = release.register_candidate(spec, registry, training, evaluation, dataset, split, lineage)
+    return evaluation, release.gate_candidate(spec, registry, registered, evaluation)
 
 
-def test_the_champion_is_judged_on_the_new_test_split_after_each_kind_of_change(tracking_uri):
+def test_the_champion_is_judged_on_the_new_test_split_after_each_kind_of_change(registry):
     first = _spec()
     lake = _lake(first)
     _batch(1).to_parquet(lake / "1.parquet", index=False)
-    _, gate = _train_and_gate(first, tracking_uri, "r1")
-    release.promote_candidate(tracking_uri, gate, by="test")
+    _, gate = _train_and_gate(first, registry, "r1")
+    release.promote_candidate(registry, gate, by="test")
 
     # Renamed: the champion (trained on "plan") is fed the renamed column under its old name.
     renamed = _spec(categorical="plan_tier, region", extra="  renamed: {plan: plan_tier}")
     _batch(2).rename(columns={"plan": "plan_tier"}).to_parquet(lake / "2.parquet", index=False)
-    evaluation, gate = _train_and_gate(renamed, tracking_uri, "r2")
+    evaluation, gate = _train_and_gate(renamed, registry, "r2")
     assert evaluation["champion_error"] is None and evaluation["champion_version"] == "1"
     assert set(evaluation["champion"]) == set(evaluation["candidate"])
     assert not any("could not be evaluated" in reason for reason in gate["reasons"])
@@ -139,22 +139,22 @@ def test_the_champion_is_judged_on_the_new_test_split_after_each_kind_of_change(
     scoring = Path(settings.lake_dir(renamed.name, "scoring"))
     scoring.mkdir(parents=True)
     _batch(5, rows=400).rename(columns={"plan": "plan_tier"}).to_parquet(scoring / "s.parquet", index=False)
-    summary = operate_stages.score_batches(renamed, tracking_uri, [str(scoring / "s.parquet")], "score-1")
+    summary = operate_stages.score_batches(renamed, registry, [str(scoring / "s.parquet")], "score-1")
     log = tables.read_table(summary["prediction_log_uris"][0])
     assert len(log) == 400 and "plan_tier" in log.columns and log["score"].between(0, 1).all()
-    drift = operate_stages.monitor_drift(renamed, tracking_uri, summary["prediction_log_uris"], "monitor-1")
+    drift = operate_stages.monitor_drift(renamed, registry, summary["prediction_log_uris"], "monitor-1")
     features = {row["feature"] for row in storage.read_json(drift["report_uri"])["features"]}
     assert "plan_tier" in features and not drift["drift_detected"]
 
     # Added (the rename kept): the champion ignores the new column and is compared as usual.
     added = _spec(categorical="plan_tier, region, payment_method", extra="  renamed: {plan: plan_tier}")
-    evaluation, gate = _train_and_gate(added, tracking_uri, "r3")
+    evaluation, gate = _train_and_gate(added, registry, "r3")
     assert evaluation["champion_error"] is None and evaluation["champion"]["roc_auc"] > 0.5
 
     # Removed: the champion needs a column the new data no longer has; the gate says so and refuses.
     removed = _spec(numeric="tenure_months, monthly_charges", categorical="plan_tier, region",
                     extra="  renamed: {plan: plan_tier}")  # fmt: skip
-    evaluation, gate = _train_and_gate(removed, tracking_uri, "r4")
+    evaluation, gate = _train_and_gate(removed, registry, "r4")
     assert "support_calls" in evaluation["champion_error"] and not gate["promote"]
     assert "could not be evaluated on this test split" in gate["reasons"][0]
-    assert str(registry.champion(tracking_uri, first.registered_model_name).version) == "1"
+    assert str(registry.champion(first.registered_model_name).version) == "1"

@@ -14,7 +14,7 @@ from airflow_mlops.core.io import tables
 from airflow_mlops.core.landing import inbox as landing
 from airflow_mlops.core.model import release
 from airflow_mlops.core.model import stages as model_stages
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.spec import parse_spec
 
 pytestmark = pytest.mark.component
@@ -41,8 +41,8 @@ promotion: {metric: roc_auc, thresholds: {roc_auc: 0.55}, block_on_validation_wa
 
 
 @pytest.fixture
-def tracking_uri(mlops_home):
-    return f"sqlite:///{mlops_home}/mlflow.db"
+def registry(mlops_home):
+    return Registry(f"sqlite:///{mlops_home}/mlflow.db")
 
 
 def _land_with_an_unseen_category(spec) -> None:
@@ -55,31 +55,31 @@ def _land_with_an_unseen_category(spec) -> None:
     landing.claim_new_files(inbox, settings.lake_dir(spec.name, "labeled"), (".parquet",))
 
 
-def _train(spec, tracking_uri: str) -> tuple[dict, dict]:
+def _train(spec, registry: Registry) -> tuple[dict, dict]:
     run_id = "run-1"
     lineage = {"dag_id": "churn_training", "run_id": run_id}
     dataset = data_stages.ingest_labeled(spec, run_id)
     validation = data_stages.validate_dataset(spec, dataset, run_id)
     split = data_stages.split_dataset(spec, dataset, run_id)
-    training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage)
-    evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
+    training = model_stages.train_model(spec, registry, split, dataset, lineage)
+    evaluation = model_stages.evaluate_candidate(spec, registry, training, split["test"]["uri"])
     registered = release.register_candidate(
-        spec, tracking_uri, training, evaluation, dataset, split, lineage, None, validation
+        spec, registry, training, evaluation, dataset, split, lineage, None, validation
     )
-    gate = release.gate_candidate(spec, tracking_uri, registered, evaluation, None, validation)
+    gate = release.gate_candidate(spec, registry, registered, evaluation, None, validation)
     return validation, gate
 
 
-def test_a_warning_is_tagged_on_the_version_listed_in_its_card_and_named_by_the_gate(tracking_uri):
+def test_a_warning_is_tagged_on_the_version_listed_in_its_card_and_named_by_the_gate(registry):
     spec = parse_spec(SPEC % "false")
     _land_with_an_unseen_category(spec)
-    validation, gate = _train(spec, tracking_uri)
+    validation, gate = _train(spec, registry)
     assert validation["warnings"] == 1 and set(validation) >= {"report_uri"}  # XCom: a count and a reference
     assert gate["promote"]  # a warning does not block by default ...
     (reason,) = [r for r in gate["reasons"] if r.startswith("validation:")]  # ... but the gate names it
     assert "expect_column_values_to_be_in_set on 'plan': 8.0% unexpected (80 rows)" in reason
     assert "e.g. enterprise" in reason and "not blocking" in reason
-    version = registry.client(tracking_uri).get_model_version(spec.registered_model_name, gate["version"])
+    version = registry.client.get_model_version(spec.registered_model_name, gate["version"])
     assert version.tags["validation_warnings"] == "1"
     assert "'plan': 8.0% unexpected" in version.tags["validation_warning_list"]
     assert version.tags["validation_report"] == validation["report_uri"]
@@ -87,27 +87,27 @@ def test_a_warning_is_tagged_on_the_version_listed_in_its_card_and_named_by_the_
     assert "validation: 1 warning(s)" in version.tags["gate_reasons"]
 
 
-def test_with_block_on_validation_warnings_a_warning_fails_the_gate(tracking_uri):
+def test_with_block_on_validation_warnings_a_warning_fails_the_gate(registry):
     spec = parse_spec(SPEC % "true")
     _land_with_an_unseen_category(spec)
-    _, gate = _train(spec, tracking_uri)
+    _, gate = _train(spec, registry)
     assert not gate["promote"]
     assert gate["reasons"][0].startswith("validation: 1 warning(s) on the training data")
     assert "block promotion" in gate["reasons"][0] and "all gates passed" not in gate["reasons"]
-    version = registry.client(tracking_uri).get_model_version(spec.registered_model_name, gate["version"])
+    version = registry.client.get_model_version(spec.registered_model_name, gate["version"])
     assert version.tags["gate"] == "failed" and "**Gate: failed.**" in version.description
     with pytest.raises(ValueError, match="did not pass the gate"):
-        release.promote_candidate(tracking_uri, gate, by="test")
+        release.promote_candidate(registry, gate, by="test")
 
 
-def test_clean_data_says_so_on_the_card_and_adds_no_reason(tracking_uri):
+def test_clean_data_says_so_on_the_card_and_adds_no_reason(registry):
     spec = parse_spec(SPEC % "true")
     inbox = settings.landing_dir(spec.name, "training")
     synthetic.land_batch("churn", inbox, dt.date(2026, 1, 1), 1000, seed=3)
     landing.claim_new_files(inbox, settings.lake_dir(spec.name, "labeled"), (".parquet",))
-    _, gate = _train(spec, tracking_uri)
+    _, gate = _train(spec, registry)
     assert gate["promote"] and not any(r.startswith("validation:") for r in gate["reasons"])
-    version = registry.client(tracking_uri).get_model_version(spec.registered_model_name, gate["version"])
+    version = registry.client.get_model_version(spec.registered_model_name, gate["version"])
     assert version.tags["validation_warnings"] == "0" and version.tags["validation_warning_list"] == "none"
     assert "every warning-level expectation passed" in version.description
 

@@ -15,7 +15,7 @@ from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.io import tables
 from airflow_mlops.core.model import release
 from airflow_mlops.core.model import stages as model_stages
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.spec import SpecError, parse_spec
 
 pytestmark = pytest.mark.component
@@ -43,8 +43,8 @@ def dedupe():
 
 
 @pytest.fixture
-def tracking_uri(mlops_home):
-    return f"sqlite:///{mlops_home}/mlflow.db"
+def registry(mlops_home):
+    return Registry(f"sqlite:///{mlops_home}/mlflow.db")
 
 
 def _land(spec, name: str, frame: pd.DataFrame) -> None:
@@ -56,25 +56,25 @@ def _land(spec, name: str, frame: pd.DataFrame) -> None:
         frame.to_parquet(lake / name, index=False)
 
 
-def _train(spec, tracking_uri: str, run_id: str) -> tuple[dict, dict, dict]:
+def _train(spec, registry: Registry, run_id: str) -> tuple[dict, dict, dict]:
     dataset = data_stages.ingest_labeled(spec, run_id)
     split = data_stages.split_dataset(spec, dataset, run_id)
     lineage = {"dag_id": "dedupe_training", "run_id": run_id}
-    training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage)
-    evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
+    training = model_stages.train_model(spec, registry, split, dataset, lineage)
+    evaluation = model_stages.evaluate_candidate(spec, registry, training, split["test"]["uri"])
     return dataset, split, {"training": training, "evaluation": evaluation}
 
 
-def test_relanding_a_file_leaves_the_test_split_and_metrics_unchanged(dedupe, tracking_uri):
+def test_relanding_a_file_leaves_the_test_split_and_metrics_unchanged(dedupe, registry):
     a, b = synthetic.churn_batch(1500, seed=1), synthetic.churn_batch(1500, seed=2)
     _land(dedupe, "batch-1-a.parquet", a)
     _land(dedupe, "batch-2-b.parquet", b)
-    first_data, first_split, first = _train(dedupe, tracking_uri, "run-1")
+    first_data, first_split, first = _train(dedupe, registry, "run-1")
     assert first_data["duplicates_dropped"] == 0
 
     # The same file lands again as a new batch: CSV this time, its columns in another order.
     _land(dedupe, "batch-3-a-again.csv", a.iloc[:, ::-1])
-    data, split, second = _train(dedupe, tracking_uri, "run-2")
+    data, split, second = _train(dedupe, registry, "run-2")
     assert len(data["sources"]) == 3 and data["duplicates_dropped"] == 1500
     assert data["duplicates_by_source"] == {
         str(Path(settings.lake_dir(dedupe.name, "labeled")) / "batch-3-a-again.csv"): 1500
@@ -85,15 +85,15 @@ def test_relanding_a_file_leaves_the_test_split_and_metrics_unchanged(dedupe, tr
     pd.testing.assert_frame_equal(before, after)
     assert second["evaluation"]["candidate"] == first["evaluation"]["candidate"]
 
-    run = registry.client(tracking_uri).get_run(second["training"]["run_id"])
+    run = registry.client.get_run(second["training"]["run_id"])
     assert run.data.params["duplicates_dropped"] == "1500" and run.data.params["batches_skipped_schema"] == "0"
     lineage = {"dag_id": "dedupe_training", "run_id": "run-2"}
     registered = release.register_candidate(
-        dedupe, tracking_uri, second["training"], second["evaluation"], data, split, lineage
+        dedupe, registry, second["training"], second["evaluation"], data, split, lineage
     )
-    version = registry.client(tracking_uri).get_model_version(registered["name"], registered["version"])
+    version = registry.client.get_model_version(registered["name"], registered["version"])
     assert version.tags["duplicates_dropped"] == "1500" and version.tags["batches_skipped_schema"] == "0"
-    sources = registry.client(tracking_uri).download_artifacts(run.info.run_id, "data/sources.json")
+    sources = registry.client.download_artifacts(run.info.run_id, "data/sources.json")
     assert json.loads(Path(sources).read_text())["duplicates_by_source"] == data["duplicates_by_source"]
 
 

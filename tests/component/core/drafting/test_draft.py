@@ -239,6 +239,7 @@ def test_existing_files_are_kept_unless_forced(tmp_path, capsys):
 def test_the_drafted_spec_trains_and_evaluates_without_edits(tmp_path, mlops_home):
     from airflow_mlops.core.data import stages as data_stages
     from airflow_mlops.core.model import stages as model_stages
+    from airflow_mlops.core.registry.client import Registry
 
     rng = np.random.default_rng(4)
     rows = 400
@@ -253,21 +254,21 @@ def test_the_drafted_spec_trains_and_evaluates_without_edits(tmp_path, mlops_hom
     spec = load_spec(tmp_path / "project" / "include" / "pipelines" / "customers.yaml")
     assert spec.data.id_column == "customer_id" and spec.data.features.categorical == ["plan"]
 
-    tracking_uri = f"sqlite:///{mlops_home}/mlflow.db"
+    registry = Registry(f"sqlite:///{mlops_home}/mlflow.db")
     lineage = {"dag_id": "customers_training", "run_id": "r1"}
     dataset = data_stages.ingest_labeled(spec, "r1")  # reads data.source.uri: the file itself
     assert dataset["rows"] == rows
     data_stages.validate_dataset(spec, dataset, "r1")  # the drafted expectations hold on their own file
     split = data_stages.split_dataset(spec, dataset, "r1")
-    training = model_stages.train_model(spec, tracking_uri, split, dataset, lineage)
+    training = model_stages.train_model(spec, registry, split, dataset, lineage)
     assert training["trials"] == 4
-    evaluation = model_stages.evaluate_candidate(spec, tracking_uri, training, split["test"]["uri"])
+    evaluation = model_stages.evaluate_candidate(spec, registry, training, split["test"]["uri"])
     metric, bar = spec.promotion.metric, spec.promotion.thresholds[spec.promotion.metric]
     assert evaluation["candidate"][metric] >= bar
     # Packaged (ONNX parity) and gated like any pipeline: the first model passes the drafted gate.
-    package = model_stages.package_candidate(spec, tracking_uri, training, split["test"]["uri"])
-    registered = release.register_candidate(spec, tracking_uri, training, evaluation, dataset, split, lineage, package)
-    gate = release.gate_candidate(spec, tracking_uri, registered, evaluation, package)
+    package = model_stages.package_candidate(spec, registry, training, split["test"]["uri"])
+    registered = release.register_candidate(spec, registry, training, evaluation, dataset, split, lineage, package)
+    gate = release.gate_candidate(spec, registry, registered, evaluation, package)
     assert gate["promote"], gate["reasons"]
 
 

@@ -43,11 +43,9 @@ def bucket(s3_server, monkeypatch, mlops_home):
         "AWS_ENDPOINT_URL_S3": s3_server,
     }.items():
         monkeypatch.setenv(key, value)  # fmt: skip
-    s3.configure()
     name = f"mlops-{_free_port()}"
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
-    yield name
-    s3.configure()
+    return name
 
 
 def test_storage_round_trip_listing_and_moves(bucket):
@@ -103,21 +101,23 @@ def test_landing_claims_on_s3(bucket):
     assert settings.join(lake, "x") == f"s3://{bucket}/lake/x"
 
 
-def test_an_airflow_aws_connection_configures_s3_access(s3_server, monkeypatch, mlops_home):
+def test_an_airflow_aws_connection_serves_s3_access_inside_its_block_only(s3_server, monkeypatch, mlops_home):
     import json
 
-    from airflow_mlops.hooks.aws import configure_s3_from_connection
+    from airflow_mlops.hooks.aws import s3_store_from_connection
 
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(key, raising=False)
     connection = {"conn_type": "aws", "login": "conn-key", "password": "conn-secret",
                   "extra": {"endpoint_url": s3_server, "region_name": "us-east-1"}}  # fmt: skip
     monkeypatch.setenv("AIRFLOW_CONN_MINIO_TEST", json.dumps(connection))
-    configure_s3_from_connection("minio_test")
-    try:
-        boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="x", aws_secret_access_key="y",
-                     region_name="us-east-1").create_bucket(Bucket="from-connection")  # fmt: skip
+    store = s3_store_from_connection("minio_test")
+    assert "conn-secret" not in repr(store) and "conn-key" not in repr(store)
+    boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="x", aws_secret_access_key="y",
+                 region_name="us-east-1").create_bucket(Bucket="from-connection")  # fmt: skip
+    with s3.using(s3.Stores(store)):
         storage.write_json({"ok": True}, "s3://from-connection/probe.json")
         assert storage.read_json("s3://from-connection/probe.json") == {"ok": True}
-    finally:
-        s3.configure()
+        assert s3.store_for("s3://from-connection/probe.json") is store
+    # Nothing keeps the connection past its block: boto3's own chain serves again.
+    assert s3.store_for("s3://from-connection/probe.json").name == "environment"

@@ -357,7 +357,7 @@ def test_s3_a_copy_failing_after_the_lock_releases_it_and_the_next_poll_claims_t
     inbox, lake = _s3_zone(bucket)
     storage.write_bytes(b"a", f"{inbox}/a.parquet")
     storage.write_bytes(b"b", f"{inbox}/b.parquet")
-    client, failures = s3._client(), []
+    client, failures = s3.client_for(inbox), []
     real_copy = client.copy
 
     def copy_failing_once(*args, **kwargs):
@@ -382,7 +382,7 @@ def test_s3_a_claim_whose_only_copy_fails_raises_and_leaves_nothing_behind(bucke
 
     inbox, lake = _s3_zone(bucket)
     storage.write_bytes(b"a", f"{inbox}/a.parquet")
-    client = s3._client()
+    client = s3.client_for(inbox)
     with monkeypatch.context() as patch:
         patch.setattr(client, "copy", lambda *args, **kwargs: (_ for _ in ()).throw(_slow_down()))
         with pytest.raises(Exception, match="SlowDown"):  # the trigger backs off and polls again
@@ -407,7 +407,7 @@ def test_s3_a_claimer_killed_after_the_lock_is_completed_by_recovery(bucket, mon
 
     inbox, lake = _s3_zone(bucket)
     storage.write_bytes(b"a", f"{inbox}/a.parquet")
-    client = s3._client()
+    client = s3.client_for(inbox)
     with monkeypatch.context() as patch:
         _die_after_the_lock(client, patch)
         with pytest.raises(SystemExit):
@@ -428,7 +428,7 @@ def test_s3_recovery_releases_the_lock_of_a_file_overwritten_since(bucket, monke
     inbox, lake = _s3_zone(bucket)
     storage.write_bytes(b"old", f"{inbox}/a.parquet")
     with monkeypatch.context() as patch:
-        _die_after_the_lock(s3._client(), patch)
+        _die_after_the_lock(s3.client_for(inbox), patch)
         with pytest.raises(SystemExit):
             landing.claim(inbox, lake, PARQUET)
     storage.write_bytes(b"new", f"{inbox}/a.parquet")  # a new version: a new lock identity
@@ -444,7 +444,7 @@ def test_s3_a_stale_lock_whose_claim_is_gone_is_released_with_a_warning(bucket, 
     inbox, lake = _s3_zone(bucket)
     storage.write_bytes(b"a", f"{inbox}/a.parquet")
     with monkeypatch.context() as patch:
-        _die_after_the_lock(s3._client(), patch)
+        _die_after_the_lock(s3.client_for(inbox), patch)
         with pytest.raises(SystemExit):
             landing.claim(inbox, lake, PARQUET)
     (dead_id,) = delivery.open_claims(lake)
@@ -462,7 +462,7 @@ def test_s3_a_source_left_behind_after_its_copy_is_never_claimed_twice(bucket, m
 
     inbox, lake = _s3_zone(bucket)
     storage.write_bytes(b"a", f"{inbox}/a.parquet")
-    client = s3._client()
+    client = s3.client_for(inbox)
     with monkeypatch.context() as patch:
         patch.setattr(client, "delete_object", lambda **kwargs: (_ for _ in ()).throw(_slow_down("DeleteObject")))
         record = landing.claim(inbox, lake, PARQUET)  # claimed: the copy is in the lake
@@ -485,6 +485,6 @@ def test_s3_settled_files_come_from_the_listing_without_a_head_per_file(bucket, 
     def no_head(**kwargs):
         raise AssertionError(f"HEAD {kwargs}")
 
-    monkeypatch.setattr(s3._client(), "head_object", no_head)
+    monkeypatch.setattr(s3.client_for(inbox), "head_object", no_head)
     assert landing.settled_files(inbox, PARQUET) == [f"{inbox}/a.parquet", f"{inbox}/b.parquet"]
     assert landing.settled_files(inbox, PARQUET, min_age_seconds=3600) == []

@@ -51,7 +51,7 @@ KILLER = textwrap.dedent(
     if step == "local-move":  # after the rename to .claiming-<id>-<name>, before the move to the lake
         storage.move = dies(storage.move)
     else:  # "s3-delete": after the copy to the lake, before the source is deleted and the claim recorded
-        client = s3._client()
+        client = s3.client_for(inbox)
         client.delete_object = dies(client.delete_object)
     landing.claim(inbox, lake, (".parquet",))
     sys.exit("the claimer was not killed")

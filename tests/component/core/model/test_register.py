@@ -13,7 +13,7 @@ import pytest
 
 from airflow_mlops.core.model import release
 from airflow_mlops.core.registry import integrity
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import Registry
 from tests.support.faults import At, run_killed_at
 from tests.support.model_versions import Versions
 
@@ -27,7 +27,7 @@ def candidate(tmp_path, spec):
     run_id, model_uri, onnx_uri = versions.logged_run()
     return (
         spec,
-        versions.tracking_uri,
+        versions.registry,
         {"run_id": run_id, "model_uri": model_uri},
         {"candidate": {"roc_auc": 0.81}},
         {"fingerprint": "d" * 16},
@@ -37,36 +37,34 @@ def candidate(tmp_path, spec):
     )
 
 
-def _versions(tracking_uri: str, name: str) -> list[str]:
-    return sorted(str(v.version) for v in registry.client(tracking_uri).search_model_versions(f"name='{name}'"))
+def _versions(registry: Registry, name: str) -> list[str]:
+    return sorted(str(v.version) for v in registry.client.search_model_versions(f"name='{name}'"))
 
 
 def test_a_register_task_killed_after_the_version_was_created_reuses_it_on_retry(candidate):
-    spec, tracking_uri = candidate[0], candidate[1]
+    spec, registry = candidate[0], candidate[1]
     name = spec.registered_model_name
     run_killed_at(At("_create_model_version"), release.register_candidate, *candidate)
-    assert _versions(tracking_uri, name) == ["1"]  # created, then killed before the result was saved
+    assert _versions(registry, name) == ["1"]  # created, then killed before the result was saved
     assert release.register_candidate(*candidate) == {"name": name, "version": "1"}
-    assert _versions(tracking_uri, name) == ["1"]
-    assert registry.versions_trained_on(tracking_uri, name, "d" * 16, spec.fingerprint()) == ["1"]
-    tags = registry.client(tracking_uri).get_model_version(name, "1").tags
+    assert _versions(registry, name) == ["1"]
+    assert registry.versions_trained_on(name, "d" * 16, spec.fingerprint()) == ["1"]
+    tags = registry.client.get_model_version(name, "1").tags
     assert tags["onnx_uri"] == candidate[7]["onnx_uri"] and tags["airflow.run_id"] == "run-1"
     # The sha256 of the files as stored, checked again before the version may become champion.
-    run_files = Path(
-        registry.client(tracking_uri).get_run(candidate[2]["run_id"]).info.artifact_uri.removeprefix("file://")
-    )
+    run_files = Path(registry.client.get_run(candidate[2]["run_id"]).info.artifact_uri.removeprefix("file://"))
     assert tags[integrity.MODEL_DIGEST_TAG] == integrity.sha256_file(str(run_files / "model" / "model.skops"))
     assert tags[integrity.ONNX_DIGEST_TAG] == integrity.sha256_file(str(run_files / "onnx" / "model.onnx"))
 
 
 def test_a_retried_register_sets_the_tags_it_would_set_on_the_version_it_reuses(candidate):
-    spec, tracking_uri, *_ = candidate
+    spec, registry, *_ = candidate
     name = spec.registered_model_name
     release.register_candidate(*candidate)
-    mlflow_client = registry.client(tracking_uri)
+    mlflow_client = registry.client
     mlflow_client.delete_model_version_tag(name, "1", "onnx_uri")  # e.g. a version created without them
     mlflow_client.set_model_version_tag(name, "1", "test_roc_auc", "0.5")
     assert release.register_candidate(*candidate)["version"] == "1"
     tags = mlflow_client.get_model_version(name, "1").tags
     assert tags["onnx_uri"] == candidate[7]["onnx_uri"] and tags["test_roc_auc"] == "0.810000"
-    assert _versions(tracking_uri, name) == ["1"]
+    assert _versions(registry, name) == ["1"]

@@ -19,6 +19,7 @@ from airflow_mlops.core.model import release
 from airflow_mlops.core.operations import scoring
 from airflow_mlops.core.operations import stages as operate_stages
 from airflow_mlops.core.operations.prediction_log import batch as log_batch
+from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.spec import ScoringSpec, load_spec
 from tests.component.core.test_stages import _land_and_claim, _train
 from tests.conftest import EXAMPLE_SPEC
@@ -29,27 +30,27 @@ ROWS = 3000
 LOG_HEAD = ["request_id", "row", "logged_at", "model_name", "model_version", "source_uri"]
 
 
-def trained_champion(tmp_path_factory) -> tuple[str, str]:
-    """A home holding the example spec's champion, and its tracking URI (training is the slow part)."""
+def trained_champion(tmp_path_factory) -> tuple[str, Registry]:
+    """A home holding the example spec's champion, and its registry (training is the slow part)."""
     home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as patch:
         for var in ("AIRFLOW_MLOPS_LANDING_ROOT", "AIRFLOW_MLOPS_ARTIFACT_ROOT"):
             patch.delenv(var, raising=False)
         patch.setenv("AIRFLOW_MLOPS_HOME", str(home))
         spec = load_spec(EXAMPLE_SPEC)
-        tracking_uri = f"sqlite:///{home}/mlflow.db"
+        registry = Registry(f"sqlite:///{home}/mlflow.db")
         _land_and_claim(spec, "training", seed=1)
-        release.promote_candidate(tracking_uri, _train(spec, tracking_uri, "run-1"), by="test")
-    return str(home), tracking_uri
+        release.promote_candidate(registry, _train(spec, registry, "run-1"), by="test")
+    return str(home), registry
 
 
-def use_champion(champion_home: tuple[str, str], monkeypatch, tmp_path) -> str:
+def use_champion(champion_home: tuple[str, Registry], monkeypatch, tmp_path) -> Registry:
     """Point the roots at the champion's home, with an artifact root of this test's own."""
-    home, uri = champion_home
+    home, registry = champion_home
     monkeypatch.delenv("AIRFLOW_MLOPS_LANDING_ROOT", raising=False)
     monkeypatch.setenv("AIRFLOW_MLOPS_HOME", home)
     monkeypatch.setenv("AIRFLOW_MLOPS_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
-    return uri
+    return registry
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def champion_home(tmp_path_factory):
 
 
 @pytest.fixture
-def tracking_uri(champion_home, monkeypatch, tmp_path):
+def registry(champion_home, monkeypatch, tmp_path):
     return use_champion(champion_home, monkeypatch, tmp_path)
 
 
@@ -88,10 +89,10 @@ def _comparable(log: pd.DataFrame) -> pd.DataFrame:
     return log.drop(columns=["request_id", "logged_at", "source_uri"]).reset_index(drop=True)
 
 
-def test_chunked_scoring_writes_the_same_predictions_as_whole_file_scoring(spec, tracking_uri):
+def test_chunked_scoring_writes_the_same_predictions_as_whole_file_scoring(spec, registry):
     batch, uri = _write_batch(spec, "b.parquet")
-    chunked = operate_stages.score_batches(_chunked(spec, 700), tracking_uri, [uri], "chunked")
-    whole = operate_stages.score_batches(_chunked(spec, ROWS), tracking_uri, [uri], "whole")
+    chunked = operate_stages.score_batches(_chunked(spec, 700), registry, [uri], "chunked")
+    whole = operate_stages.score_batches(_chunked(spec, ROWS), registry, [uri], "whole")
 
     log_uri = chunked["prediction_log_uris"][0]
     log = tables.read_table(log_uri)
@@ -112,12 +113,12 @@ def test_chunked_scoring_writes_the_same_predictions_as_whole_file_scoring(spec,
     pd.testing.assert_frame_equal(tables.read_table(feedback), tables.read_table(uri))
 
 
-def test_csv_is_converted_chunkwise_and_scores_like_parquet(spec, tracking_uri):
+def test_csv_is_converted_chunkwise_and_scores_like_parquet(spec, registry):
     _, parquet_uri = _write_batch(spec, "same.parquet")
     _, csv_uri = _write_batch(spec, "same.csv")
     small = _chunked(spec, 1000)
-    from_csv = operate_stages.score_batches(small, tracking_uri, [csv_uri], "csv")
-    from_parquet = operate_stages.score_batches(small, tracking_uri, [parquet_uri], "parquet")
+    from_csv = operate_stages.score_batches(small, registry, [csv_uri], "csv")
+    from_parquet = operate_stages.score_batches(small, registry, [parquet_uri], "parquet")
     csv_log = tables.read_table(from_csv["prediction_log_uris"][0])
     parquet_log = tables.read_table(from_parquet["prediction_log_uris"][0])
     pd.testing.assert_frame_equal(_comparable(csv_log), _comparable(parquet_log), check_dtype=False)
@@ -127,18 +128,18 @@ def test_csv_is_converted_chunkwise_and_scores_like_parquet(spec, tracking_uri):
     assert "/labeled/same." in feedback and feedback.endswith(".parquet") and len(tables.read_table(feedback)) == ROWS
 
 
-def test_a_file_failing_validation_publishes_no_log_and_no_feedback(spec, tracking_uri):
+def test_a_file_failing_validation_publishes_no_log_and_no_feedback(spec, registry):
     _, good = _write_batch(spec, "good.parquet")
     batch, _ = _write_batch(spec, "bad.parquet")
     batch.loc[ROWS - 3 :, "plan"] = "platinum"  # the last chunk is the bad one
     bad = tables.write_parquet(batch, settings.join(settings.lake_dir(spec.name, "scoring"), "bad.parquet"))
     with pytest.raises(DataValidationError, match="platinum"):
-        operate_stages.score_batches(_chunked(spec, 500), tracking_uri, [good, bad], "bad")
+        operate_stages.score_batches(_chunked(spec, 500), registry, [good, bad], "bad")
     assert _everything_under(settings.prediction_log_dir(spec.name)) == []
     assert _everything_under(settings.lake_dir(spec.name, "labeled")) == []
 
 
-def test_an_exception_mid_file_publishes_no_log(spec, tracking_uri, monkeypatch):
+def test_an_exception_mid_file_publishes_no_log(spec, registry, monkeypatch):
     _, uri = _write_batch(spec, "b.parquet", label=False)
     real = log_batch.prediction_log_frame
     calls = []
@@ -151,20 +152,20 @@ def test_an_exception_mid_file_publishes_no_log(spec, tracking_uri, monkeypatch)
 
     monkeypatch.setattr(scoring, "prediction_log_frame", failing)  # where score_file looks it up
     with pytest.raises(RuntimeError, match="halfway"):
-        operate_stages.score_batches(_chunked(spec, 1000), tracking_uri, [uri], "boom")
+        operate_stages.score_batches(_chunked(spec, 1000), registry, [uri], "boom")
     assert len(calls) == 3
     assert _everything_under(settings.prediction_log_dir(spec.name)) == []
     assert not os.path.exists(settings.run_dir(spec.name, "boom", "score"))
 
 
-def test_a_batch_without_labels_is_scored_and_not_copied(spec, tracking_uri):
+def test_a_batch_without_labels_is_scored_and_not_copied(spec, registry):
     _, uri = _write_batch(spec, "nolabel.parquet", label=False)
-    summary = operate_stages.score_batches(_chunked(spec, 1024), tracking_uri, [uri], "nolabel")
+    summary = operate_stages.score_batches(_chunked(spec, 1024), registry, [uri], "nolabel")
     assert summary["rows"] == ROWS and summary["labeled_feedback_uris"] == []
     assert pq.ParquetFile(summary["prediction_log_uris"][0]).metadata.num_row_groups == 3
 
 
-def test_later_chunks_are_cast_to_the_declared_schema_not_to_the_first_chunks(spec, tracking_uri, monkeypatch):
+def test_later_chunks_are_cast_to_the_declared_schema_not_to_the_first_chunks(spec, registry, monkeypatch):
     monkeypatch.setattr(file_readers, "CSV_BLOCK_BYTES", 16 << 10)  # CSV read in blocks of ~200 rows
     batch = synthetic.churn_batch(ROWS, seed=5)
     batch["note"] = [None] * 2000 + ["vip"] * (ROWS - 2000)  # undeclared, empty in the first chunks
@@ -178,7 +179,7 @@ def test_later_chunks_are_cast_to_the_declared_schema_not_to_the_first_chunks(sp
     )
     with open(jsonl_uri, "a") as handle:
         handle.write(batch.iloc[2500:].to_json(orient="records", lines=True))
-    summary = operate_stages.score_batches(_chunked(spec, 1000), tracking_uri, [csv_uri, jsonl_uri], "mixed")
+    summary = operate_stages.score_batches(_chunked(spec, 1000), registry, [csv_uri, jsonl_uri], "mixed")
     assert summary["rows"] == 2 * ROWS
     for feedback in summary["labeled_feedback_uris"]:
         schema = pq.read_schema(feedback)
@@ -190,17 +191,17 @@ def test_later_chunks_are_cast_to_the_declared_schema_not_to_the_first_chunks(sp
     assert copy["visits"].iloc[2499] == 2499 and copy["visits"].iloc[2500] == 0.5
 
 
-def test_labeled_copies_are_named_per_input_and_never_overwritten_or_added_twice(spec, tracking_uri):
+def test_labeled_copies_are_named_per_input_and_never_overwritten_or_added_twice(spec, registry):
     _, january = _write_batch(spec, "sales.2026-01.csv")
     _, february = _write_batch(spec, "sales.2026-02.csv", seed=6)
-    first = operate_stages.score_batches(spec, tracking_uri, [january, february], "run-1")
+    first = operate_stages.score_batches(spec, registry, [january, february], "run-1")
     names = [uri.rsplit("/", 1)[-1] for uri in first["labeled_feedback_uris"]]
     assert [n.split(".")[0:2] for n in names] == [["sales", "2026-01"], ["sales", "2026-02"]] and len(set(names)) == 2
     assert len(set(tables.read_table(first["labeled_feedback_uris"][1])["customer_id"])) == ROWS
     # Scoring the same input again (a retry, or a manual re-run) keeps the copy as it is.
     kept = first["labeled_feedback_uris"][0]
     tables.write_parquet(pd.DataFrame({"marker": [1]}), kept)
-    again = operate_stages.score_batches(spec, tracking_uri, [january], "manual-rerun")
+    again = operate_stages.score_batches(spec, registry, [january], "manual-rerun")
     assert again["labeled_feedback_uris"] == [kept] and list(tables.read_table(kept).columns) == ["marker"]
     assert scoring.feedback_name("s3://b/x/a.csv.gz").startswith("a.")
     assert scoring.feedback_name("s3://b/x/a.csv.gz") != scoring.feedback_name("s3://b/y/a.csv.gz")

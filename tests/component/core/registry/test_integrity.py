@@ -10,7 +10,7 @@ import pytest
 
 from airflow_mlops.core.model import release
 from airflow_mlops.core.registry import integrity, promotion
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import Registry
 from tests.support.model_versions import SERVABLE, Versions
 
 pytestmark = pytest.mark.component
@@ -21,12 +21,12 @@ def store(tmp_path, spec):
     """v1 was champion, v2 is: a rollback would restore v1."""
     versions = Versions(f"sqlite:///{tmp_path}/mlflow.db", spec.registered_model_name, tmp_path)
     for run in ("churn_training/run-1", "churn_training/run-2"):
-        promotion.promote(versions.tracking_uri, versions.name, versions.add(SERVABLE, run=run), "gate passed", run)
+        promotion.promote(versions.registry, versions.name, versions.add(SERVABLE, run=run), "gate passed", run)
     return versions
 
 
 def _champion(store: Versions) -> str:
-    return str(registry.champion(store.tracking_uri, store.name).version)
+    return str(store.registry.champion(store.name).version)
 
 
 def _other_valid_graph(onnx_bytes: bytes) -> bytes:
@@ -43,7 +43,7 @@ def test_a_corrupt_onnx_graph_is_refused_by_rollback_even_forced_and_the_champio
     store.artifact_path("1", "onnx/model.onnx").write_bytes(b"not an onnx graph")
     for force in (False, True):
         with pytest.raises(promotion.RollbackError) as refused:
-            promotion.rollback(store.tracking_uri, store.name, by="ops", reason="alerts", force=force)
+            promotion.rollback(store.registry, store.name, by="ops", reason="alerts", force=force)
         message = str(refused.value)
         assert (
             "v1" in message
@@ -52,14 +52,14 @@ def test_a_corrupt_onnx_graph_is_refused_by_rollback_even_forced_and_the_champio
             and "recorded at registration" in (message)
         )
     assert _champion(store) == "2"
-    assert len(registry.promotion_history(store.tracking_uri, store.name)) == 2
+    assert len(store.registry.promotion_history(store.name)) == 2
 
 
 def test_a_graph_that_does_not_load_is_refused_even_without_recorded_digests(store):
     old = store.add(SERVABLE, digests=False)  # registered before digests were recorded
     store.artifact_path(old, "onnx/model.onnx").write_bytes(b"\x08\x07garbage")
     with pytest.raises(promotion.RollbackError, match=f"v{old}: ONNX Runtime cannot load its graph"):
-        promotion.rollback(store.tracking_uri, store.name, by="ops", reason="alerts", to_version=old)
+        promotion.rollback(store.registry, store.name, by="ops", reason="alerts", to_version=old)
     assert _champion(store) == "2"
 
 
@@ -67,7 +67,7 @@ def test_a_changed_but_loadable_graph_is_refused_for_its_digest(store):
     onnx_file = store.artifact_path("1", "onnx/model.onnx")
     onnx_file.write_bytes(_other_valid_graph(onnx_file.read_bytes()))
     with pytest.raises(promotion.RollbackError, match=r"v1: its ONNX graph .* has sha256 .*not the .* recorded"):
-        promotion.rollback(store.tracking_uri, store.name, by="ops", reason="alerts")
+        promotion.rollback(store.registry, store.name, by="ops", reason="alerts")
     assert _champion(store) == "2"
 
 
@@ -75,13 +75,13 @@ def test_a_changed_model_file_is_refused_for_its_digest(store):
     model_file = store.artifact_path("1", "model/model.skops")
     model_file.write_bytes(model_file.read_bytes() + b"\0")
     with pytest.raises(promotion.RollbackError, match=r"v1: its model file model\.skops has sha256"):
-        promotion.rollback(store.tracking_uri, store.name, by="ops", reason="alerts")
+        promotion.rollback(store.registry, store.name, by="ops", reason="alerts")
     assert _champion(store) == "2"
 
 
 def test_a_version_without_digests_is_restored_when_it_loads_and_the_record_says_so(store):
     old = store.add(SERVABLE, digests=False)
-    record = promotion.rollback(store.tracking_uri, store.name, by="ops", reason="alerts", to_version=old)
+    record = promotion.rollback(store.registry, store.name, by="ops", reason="alerts", to_version=old)
     assert _champion(store) == old
     assert "digests were not recorded" in record["integrity"] and "ONNX graph loads" in record["integrity"]
 
@@ -91,7 +91,7 @@ def test_promotion_refuses_a_candidate_whose_graph_was_damaged_after_registratio
     store.artifact_path(candidate, "onnx/model.onnx").write_bytes(b"truncated")
     gate = {"promote": True, "name": store.name, "version": candidate, "champion_version": "2", "reasons": ["ok"]}
     with pytest.raises(integrity.IntegrityError, match=f"refusing to promote '{store.name}' v{candidate}: its ONNX"):
-        release.promote_candidate(store.tracking_uri, gate, by="churn_training/run-3")
+        release.promote_candidate(store.registry, gate, by="churn_training/run-3")
     assert _champion(store) == "2"
 
 
@@ -107,9 +107,9 @@ def test_a_failed_deploy_does_not_roll_back_onto_a_corrupt_previous_champion(sto
 
     monkeypatch.setattr(deploy, "smoke_test_in_process", fails)
     store.artifact_path("1", "onnx/model.onnx").write_bytes(b"not an onnx graph")
-    record = registry.promotion_history(store.tracking_uri, store.name)[-1]
+    record = store.registry.promotion_history(store.name)[-1]
     with pytest.raises(deploy.DeployError) as failed:
-        deploy.deploy_or_rollback(spec, store.tracking_uri, record, rows_uri, by="churn_training/run-2")
+        deploy.deploy_or_rollback(spec, store.registry, record, rows_uri, by="churn_training/run-2")
     message = str(failed.value)
     assert "HTTP 500" in message and "rolling back to v1 was refused" in message and "v2 stays champion" in message
     assert _champion(store) == "2"
@@ -120,12 +120,12 @@ def test_an_onnx_uri_outside_the_registrys_locations_is_refused_unread(store, tm
     secret = tmp_path / "outside" / "model.onnx"
     secret.parent.mkdir()
     secret.write_bytes(b"root:x:0:0:root:/root:/bin/bash")
-    registry.tag_version(store.tracking_uri, store.name, "1", {"onnx_uri": f"file://{secret}"})
+    store.registry.tag_version(store.name, "1", {"onnx_uri": f"file://{secret}"})
     fetched: list[str] = []
-    real = integrity._download
+    real = Registry.download
     monkeypatch.setattr(
-        integrity, "_download", lambda uri, artifact, dst: fetched.append(artifact) or real(uri, artifact, dst)
+        Registry, "download", lambda registry, artifact, dst: fetched.append(artifact) or real(registry, artifact, dst)
     )
     with pytest.raises(promotion.RollbackError, match="outside the registry's artifact locations"):
-        promotion.rollback(store.tracking_uri, store.name, by="ops", reason="alerts", force=True)
+        promotion.rollback(store.registry, store.name, by="ops", reason="alerts", force=True)
     assert f"file://{secret}" not in fetched and _champion(store) == "2"

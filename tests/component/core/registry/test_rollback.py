@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_mlops.core.registry import promotion
-from airflow_mlops.core.registry import tracking as registry
+from airflow_mlops.core.registry.client import Registry
 from tests.conftest import EXAMPLE_SPEC
 from tests.support.model_versions import SERVABLE, Versions
 
@@ -20,68 +20,68 @@ pytestmark = pytest.mark.component
 
 @pytest.fixture
 def model(tmp_path, spec):
-    """(tracking URI, registered model name, add(tags) -> version) on a fresh SQLite store."""
+    """(registry, registered model name, add(tags) -> version) on a fresh SQLite store."""
     versions = Versions(f"sqlite:///{tmp_path}/mlflow.db", spec.registered_model_name, tmp_path)
-    return versions.tracking_uri, versions.name, versions.add
+    return versions.registry, versions.name, versions.add
 
 
-def _champion(tracking_uri: str, name: str) -> str:
-    return str(registry.champion(tracking_uri, name).version)
+def _champion(registry: Registry, name: str) -> str:
+    return str(registry.champion(name).version)
 
 
 def test_a_version_that_failed_its_gate_is_refused_with_the_reason(model):
-    tracking_uri, name, add = model
+    registry, name, add = model
     failed = add({**SERVABLE, "gate": "failed", "gate_reasons": "roc_auc=0.6100 fails the threshold >= 0.7"})
     good = add(SERVABLE)
-    promotion.promote(tracking_uri, name, good, "gate passed", "test")
+    promotion.promote(registry, name, good, "gate passed", "test")
     with pytest.raises(promotion.RollbackError) as refused:
-        promotion.rollback(tracking_uri, name, by="test", reason="x", to_version=failed)
+        promotion.rollback(registry, name, by="test", reason="x", to_version=failed)
     message = str(refused.value)
     assert f"v{failed}" in message
     assert "failed its promotion gate (roc_auc=0.6100 fails the threshold >= 0.7)" in message
     assert "--force" in message
-    assert _champion(tracking_uri, name) == good  # nothing moved
-    assert len(registry.promotion_history(tracking_uri, name)) == 1
+    assert _champion(registry, name) == good  # nothing moved
+    assert len(registry.promotion_history(name)) == 1
 
 
 def test_a_version_never_gated_is_refused(model):
-    tracking_uri, name, add = model
+    registry, name, add = model
     ungated = add({"onnx_uri": "runs:/r/onnx/model.onnx"})  # e.g. registered by hand
-    promotion.promote(tracking_uri, name, add(SERVABLE), "gate passed", "test")
+    promotion.promote(registry, name, add(SERVABLE), "gate passed", "test")
     with pytest.raises(promotion.RollbackError, match=f"v{ungated} .*no gate verdict"):
-        promotion.rollback(tracking_uri, name, by="test", reason="x", to_version=ungated)
+        promotion.rollback(registry, name, by="test", reason="x", to_version=ungated)
 
 
 def test_a_version_without_a_parity_checked_onnx_graph_is_refused(model):
-    tracking_uri, name, add = model
+    registry, name, add = model
     no_onnx = add({"gate": "passed", "onnx_parity": "failed"})
-    promotion.promote(tracking_uri, name, add(SERVABLE), "gate passed", "test")
+    promotion.promote(registry, name, add(SERVABLE), "gate passed", "test")
     with pytest.raises(promotion.RollbackError) as refused:
-        promotion.rollback(tracking_uri, name, by="test", reason="x", to_version=no_onnx)
+        promotion.rollback(registry, name, by="test", reason="x", to_version=no_onnx)
     assert f"v{no_onnx}" in str(refused.value)
     assert "no parity-checked ONNX graph" in str(refused.value) and "parity check failed" in str(refused.value)
     assert "failed its promotion gate" not in str(refused.value)
 
 
 def test_rollback_without_a_target_refuses_an_unservable_previous_champion(model):
-    tracking_uri, name, add = model
+    registry, name, add = model
     first = add({"gate": "failed", "gate_reasons": "promoted by hand"})  # no ONNX either
-    promotion.promote(tracking_uri, name, first, "by hand", "someone")
-    promotion.promote(tracking_uri, name, add(SERVABLE), "gate passed", "test")
+    promotion.promote(registry, name, first, "by hand", "someone")
+    promotion.promote(registry, name, add(SERVABLE), "gate passed", "test")
     with pytest.raises(promotion.RollbackError) as refused:
-        promotion.rollback(tracking_uri, name, by="test", reason="alerts")
+        promotion.rollback(registry, name, by="test", reason="alerts")
     assert f"v{first}" in str(refused.value)
     assert "failed its promotion gate" in str(refused.value) and "no parity-checked ONNX graph" in str(refused.value)
 
 
 def test_force_restores_it_and_the_history_records_the_rollback_as_forced(model):
-    tracking_uri, name, add = model
+    registry, name, add = model
     failed = add({"gate": "failed", "gate_reasons": "log_loss too high"})
     current = add(SERVABLE)
-    promotion.promote(tracking_uri, name, current, "gate passed", "test")
-    record = promotion.rollback(tracking_uri, name, by="ops", reason="v2 crashes", to_version=failed, force=True)
-    assert _champion(tracking_uri, name) == failed
-    last = registry.promotion_history(tracking_uri, name)[-1]
+    promotion.promote(registry, name, current, "gate passed", "test")
+    record = promotion.rollback(registry, name, by="ops", reason="v2 crashes", to_version=failed, force=True)
+    assert _champion(registry, name) == failed
+    last = registry.promotion_history(name)[-1]
     assert last == record
     assert (last["from_version"], last["to_version"]) == (current, failed)
     assert last["rollback"] is True and last["forced"] is True
@@ -91,54 +91,54 @@ def test_force_restores_it_and_the_history_records_the_rollback_as_forced(model)
 
 
 def test_an_unforced_rollback_is_recorded_as_a_plain_rollback(model):
-    tracking_uri, name, add = model
+    registry, name, add = model
     first, second = add(SERVABLE), add(SERVABLE)
-    promotion.promote(tracking_uri, name, first, "gate passed", "run-1")
-    promotion.promote(tracking_uri, name, second, "gate passed", "run-2")
-    record = promotion.rollback(tracking_uri, name, by="ops", reason="alerts", force=True)  # nothing to force past
+    promotion.promote(registry, name, first, "gate passed", "run-1")
+    promotion.promote(registry, name, second, "gate passed", "run-2")
+    record = promotion.rollback(registry, name, by="ops", reason="alerts", force=True)  # nothing to force past
     assert (record["from_version"], record["to_version"]) == (second, first)
     assert record["rollback"] is True and "forced" not in record and record["reason"] == "rollback: alerts"
 
 
 def test_a_rollback_can_be_undone_by_another_rollback(model):
-    tracking_uri, name, add = model
+    registry, name, add = model
     a, b = add(SERVABLE), add(SERVABLE)
-    promotion.promote(tracking_uri, name, a, "gate passed", "run-1")
-    promotion.promote(tracking_uri, name, b, "gate passed", "run-2")
-    assert promotion.rollback(tracking_uri, name, by="ops", reason="alerts")["to_version"] == a
-    assert _champion(tracking_uri, name) == a
-    assert promotion.rollback(tracking_uri, name, by="ops", reason="false alarm")["to_version"] == b
-    assert _champion(tracking_uri, name) == b
-    assert promotion.rollback(tracking_uri, name, by="ops", reason="alerts again")["to_version"] == a
-    moves = [(h["from_version"], h["to_version"]) for h in registry.promotion_history(tracking_uri, name)]
+    promotion.promote(registry, name, a, "gate passed", "run-1")
+    promotion.promote(registry, name, b, "gate passed", "run-2")
+    assert promotion.rollback(registry, name, by="ops", reason="alerts")["to_version"] == a
+    assert _champion(registry, name) == a
+    assert promotion.rollback(registry, name, by="ops", reason="false alarm")["to_version"] == b
+    assert _champion(registry, name) == b
+    assert promotion.rollback(registry, name, by="ops", reason="alerts again")["to_version"] == a
+    moves = [(h["from_version"], h["to_version"]) for h in registry.promotion_history(name)]
     assert moves == [(None, a), (a, b), (b, a), (a, b), (b, a)]
 
 
 def test_the_first_champion_has_nothing_to_roll_back_to(model):
-    tracking_uri, name, add = model
-    promotion.promote(tracking_uri, name, add(SERVABLE), "gate passed", "run-1")
+    registry, name, add = model
+    promotion.promote(registry, name, add(SERVABLE), "gate passed", "run-1")
     with pytest.raises(promotion.RollbackError, match="no earlier champion recorded"):
-        promotion.rollback(tracking_uri, name, by="ops", reason="x")
+        promotion.rollback(registry, name, by="ops", reason="x")
 
 
 def test_the_command_line_refuses_then_forces_and_history_shows_it(model, capsys):
     from airflow_mlops.cli import main
 
-    tracking_uri, name, add = model
+    registry, name, add = model
     failed = add({"gate": "failed", "gate_reasons": "roc_auc below threshold"})
-    promotion.promote(tracking_uri, name, add(SERVABLE), "gate passed", "run-1")
-    argv = ["rollback", str(EXAMPLE_SPEC), "--tracking-uri", tracking_uri, "--to", failed, "--reason", "test"]
+    promotion.promote(registry, name, add(SERVABLE), "gate passed", "run-1")
+    argv = ["rollback", str(EXAMPLE_SPEC), "--tracking-uri", registry.tracking_uri, "--to", failed, "--reason", "test"]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("rollback refused:") and f"v{failed}" in err and "roc_auc below threshold" in err
     assert main([*argv, "--force"]) == 0
     out = capsys.readouterr().out
     assert f"v2 -> v{failed} (rollback (forced): test" in out and "forced past: it failed its promotion gate" in out
-    assert main(["history", str(EXAMPLE_SPEC), "--tracking-uri", tracking_uri]) == 0
+    assert main(["history", str(EXAMPLE_SPEC), "--tracking-uri", registry.tracking_uri]) == 0
     assert "rollback (forced): test" in capsys.readouterr().out.splitlines()[-1]
     # Undo the forced rollback: v2 (servable) is champion again.
-    assert main(["rollback", str(EXAMPLE_SPEC), "--tracking-uri", tracking_uri]) == 0
-    assert _champion(tracking_uri, name) == "2"
+    assert main(["rollback", str(EXAMPLE_SPEC), "--tracking-uri", registry.tracking_uri]) == 0
+    assert _champion(registry, name) == "2"
 
 
 def test_the_operator_fails_without_retry_on_a_refusal_and_forces_when_told(model, monkeypatch):
@@ -148,15 +148,15 @@ def test_the_operator_fails_without_retry_on_a_refusal_and_forces_when_told(mode
 
     from airflow_mlops.operators.release import RollbackChampionOperator
 
-    tracking_uri, name, add = model
+    registry, name, add = model
     failed = add({"gate": "failed", "gate_reasons": "too slow"})
-    promotion.promote(tracking_uri, name, add(SERVABLE), "gate passed", "run-1")
-    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_TEST", f'{{"conn_type": "mlflow", "host": "{tracking_uri}"}}')
+    promotion.promote(registry, name, add(SERVABLE), "gate passed", "run-1")
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_TEST", f'{{"conn_type": "mlflow", "host": "{registry.tracking_uri}"}}')
     context = {"dag": SimpleNamespace(dag_id="ops"), "run_id": "manual-1", "outlet_events": {}}
     kwargs = {"spec_path": str(EXAMPLE_SPEC), "mlflow_conn_id": "mlflow_test", "to_version": failed}
     with pytest.raises(AirflowFailException, match=f"rollback refused: .*v{failed}.*too slow"):
         RollbackChampionOperator(task_id="rollback", **kwargs).execute(context)  # type: ignore[arg-type]
-    assert _champion(tracking_uri, name) == "2"
+    assert _champion(registry, name) == "2"
     record = RollbackChampionOperator(task_id="rollback", force=True, **kwargs).execute(context)  # type: ignore[arg-type]
     assert record["forced"] is True and record["by"] == "ops/manual-1"
-    assert _champion(tracking_uri, name) == failed
+    assert _champion(registry, name) == failed
