@@ -23,7 +23,6 @@ import httpx
 import pytest
 
 from airflow_mlops.core.io import tables
-from airflow_mlops.core.registry import tracking as registry
 from airflow_mlops.serving.registry_rest import RegistryError, RestRegistry, serves_over_rest
 from tests.component.serving import test_app as test_serving
 from tests.component.serving.test_app import TOKEN, _rows
@@ -76,7 +75,8 @@ def tracking_server(served, tmp_path, monkeypatch) -> Iterator[tuple[str, list[s
     proxy storing under ``tmp_path / "proxied"``."""
     from werkzeug.serving import make_server
 
-    _, tracking_uri = served
+    _, registry = served
+    tracking_uri = registry.tracking_uri
     for var in ("_MLFLOW_SERVER_FILE_STORE", "_MLFLOW_SERVER_REGISTRY_STORE"):
         monkeypatch.setenv(var, tracking_uri)
     monkeypatch.setenv("_MLFLOW_SERVER_SERVE_ARTIFACTS", "true")
@@ -107,10 +107,10 @@ def test_the_serving_app_imports_no_sklearn_pandas_or_scipy():
 
 
 def test_a_started_serving_process_imports_none_of_the_heavy_libraries(served, tracking_server, tmp_path):
-    spec, tracking_uri = served
+    spec, registry = served
     url, asked = tracking_server
     name = spec.registered_model_name
-    client = registry.client(tracking_uri)
+    client = registry.client
     original = client.get_model_version(name, "2").tags["onnx_uri"]
     graph = Path(client.download_artifacts(client.get_model_version(name, "2").run_id, "onnx", str(tmp_path)))
     (tmp_path / "proxied" / "graphs").mkdir(parents=True)
