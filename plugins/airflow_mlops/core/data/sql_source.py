@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow_mlops import layout as settings
+from airflow_mlops.core.contracts import SqlSourceRead
 from airflow_mlops.core.data.ingest import IngestError, _check_columns, cast_declared
 from airflow_mlops.core.io import storage
 from airflow_mlops.spec import PipelineSpec, SqlSourceSpec
@@ -73,7 +74,7 @@ class SqlRead:
     after: dict[str, Any] | None  # the watermark read from (exclusive); None: from the start
     watermark: dict[str, Any] | None  # the largest watermark read (or kept, when nothing new)
 
-    def info(self, sql: SqlSourceSpec) -> dict[str, Any]:
+    def info(self, sql: SqlSourceSpec) -> SqlSourceRead:
         """For XCom and lineage: no query text, no credentials."""
         return {"source": source_label(sql), "conn_id": sql.conn_id, "query_sha": query_digest(sql),
                 "landed": self.uri, "rows": self.rows, "chunks": self.chunks,
@@ -387,7 +388,7 @@ def _record_recovered(spec: PipelineSpec, watermark: dict[str, Any]) -> None:
 
 def read_sql_source(
     spec: PipelineSpec, engine: Any, snapshot_uri: str, claimed: list[str] | tuple[str, ...] = ()
-) -> tuple[list[str], dict[str, Any]]:
+) -> tuple[list[str], SqlSourceRead]:
     """The files a run ingests from its SQL source, and what was read (for XCom and lineage).
 
     A full read lands at ``snapshot_uri`` (run-scoped: a retry reads again and replaces it);

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from airflow_mlops.core.contracts import PromotionRecord
+
 log = logging.getLogger(__name__)
 # tqdm bars of artifact downloads fill task logs with carriage returns; nobody watches them.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -380,7 +382,7 @@ def tag_version(tracking_uri: str, name: str, version: str, tags: dict[str, str]
         mlflow_client.set_model_version_tag(name, version, key, value)
 
 
-def promotion_history(tracking_uri: str, name: str) -> list[dict[str, Any]]:
+def promotion_history(tracking_uri: str, name: str) -> list[PromotionRecord]:
     """The recorded moves of ``champion`` (``core.registry.promotion`` writes them), oldest first."""
     model = client(tracking_uri).get_registered_model(name)
     return list(json.loads(model.tags.get(HISTORY_TAG, "[]")))
