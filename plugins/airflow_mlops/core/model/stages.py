@@ -8,6 +8,7 @@ it) and returns a small dict for XCom (``core.contracts``): run ids, model URIs,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from airflow_mlops import __version__
@@ -45,9 +46,9 @@ def _training_params(spec: PipelineSpec, dataset: DatasetRef, split: SplitRefs) 
 
 
 def _parts(split: SplitRefs) -> dict[str, SplitPart]:
-    """The split's parts by name, in order (validation only when there is one)."""
-    validation = {"validation": split["validation"]} if "validation" in split else {}
-    return {"train": split["train"], **validation, "test": split["test"]}
+    """The parts the split has (validation only with split.ratios.validation), by name, in order."""
+    parts: Mapping[str, Any] = split
+    return {name: parts[name] for name in ("train", "validation", "test") if name in parts}
 
 
 def plan_trials(
