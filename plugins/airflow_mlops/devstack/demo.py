@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_mlops import layout as settings
+from airflow_mlops.core.contracts import PromotionRecord
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.devstack.rest import AirflowClient
@@ -40,7 +41,7 @@ class DemoResult:
     champion: str | None = None
     drift: dict[str, Any] | None = None
     retrain_gate: dict[str, Any] | None = None
-    promotions: list[dict[str, Any]] = field(default_factory=list)
+    promotions: list[PromotionRecord] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
     serving: dict[str, Any] | None = None

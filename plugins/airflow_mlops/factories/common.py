@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow.sdk import DAG
     from airflow.sdk.definitions.asset import BaseAsset
+    from airflow.sdk.types import Operator
 
     from airflow_mlops.spec import PipelineSpec
 
@@ -50,10 +52,48 @@ def load(spec_path: str | Path) -> PipelineSpec:
     return load_spec(spec_path)
 
 
-def xcom(task_id: str, key: str | None = None) -> str:
-    """A template that renders (natively) to another task's return value or one key of it."""
-    suffix = f"['{key}']" if key else ""
-    return f"{{{{ ti.xcom_pull(task_ids='{task_id}'){suffix} }}}}"
+def _xcom_producers(task: Operator) -> set[str]:
+    """The tasks whose results ``task`` takes as XComArgs (``other.output``) in its templated fields."""
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+    from airflow.sdk.definitions.xcom_arg import XComArg
+
+    if isinstance(task, MappedOperator):
+        values: list[Any] = [task.expand_input.value, *task.partial_kwargs.values()]
+    else:
+        values = [getattr(task, name, None) for name in task.template_fields]
+    return {producer.task_id for value in values for producer, _ in XComArg.iter_xcom_references(value)}
+
+
+def drop_implied_edges(dag: DAG) -> None:
+    """Remove each edge an XComArg added that the DAG's other edges already imply.
+
+    Passing ``other.output`` makes ``other`` an upstream of the task; the training tasks take
+    results of tasks several steps up (register reads the ingest task's), so most of those
+    edges only repeat the chain. Without them the graph is the one the factory draws, edge for
+    edge: a task's direct upstreams (what ``all_success``, ``all_done`` and the approval's
+    skip look at) stay the same, and whatever they imply about the tasks further up holds
+    through the chain. The XComArgs still resolve: a task pulls the result by task id.
+    """
+    tasks = {task.task_id: task for task in dag.tasks}
+
+    def reachable_without(source: str, target: str) -> bool:
+        """Whether ``target`` is downstream of ``source`` other than by their direct edge."""
+        seen: set[str] = set()
+        stack = [t for t in tasks[source].downstream_task_ids if t != target]
+        while stack:
+            current = stack.pop()
+            if current == target:
+                return True
+            if current not in seen:
+                seen.add(current)
+                stack.extend(tasks[current].downstream_task_ids)
+        return False
+
+    for task in dag.tasks:
+        for producer in sorted(_xcom_producers(task) & task.upstream_task_ids):
+            if reachable_without(producer, task.task_id):
+                task.upstream_task_ids.discard(producer)
+                tasks[producer].downstream_task_ids.discard(task.task_id)
 
 
 def schedule_for(cron: str | None, timezone: str, assets: Sequence[BaseAsset]) -> Any:
@@ -78,6 +118,5 @@ def dag_kwargs(spec: PipelineSpec, kind: str, spec_path: str | Path) -> dict[str
         "tags": sorted({"airflow-mlops", spec.name, kind, *spec.tags}),
         "start_date": dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         "catchup": False,
-        "render_template_as_native_obj": True,
         "default_args": {"owner": spec.owner, "retries": 0},
     }

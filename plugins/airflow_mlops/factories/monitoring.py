@@ -8,7 +8,7 @@ from pathlib import Path
 from airflow.sdk import DAG
 
 from airflow_mlops.factories.assets import pipeline_assets
-from airflow_mlops.factories.common import dag_kwargs, load, resolve, schedule_for, xcom
+from airflow_mlops.factories.common import dag_kwargs, load, resolve, schedule_for
 from airflow_mlops.operators.operations import DriftCheckOperator, EmitDriftEventOperator
 
 
@@ -31,7 +31,7 @@ def build_monitoring_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_de
             alerts.append(DriftWebhookNotifier(conn_id=spec.monitoring.alert_conn_id))
         emit = EmitDriftEventOperator(
             task_id="emit_drift_event",
-            drift=xcom("drift_check"),
+            drift=check.output,
             outlets=[assets.drift],
             on_success_callback=alerts or None,  # it succeeds only when drift or performance decay was found
             **common,

@@ -9,7 +9,7 @@ from pathlib import Path
 from airflow.sdk import DAG, TaskGroup
 
 from airflow_mlops.factories.assets import pipeline_assets
-from airflow_mlops.factories.common import dag_kwargs, load, resolve, schedule_for, xcom
+from airflow_mlops.factories.common import dag_kwargs, drop_implied_edges, load, resolve, schedule_for
 from airflow_mlops.operators.data import IngestLabeledDataOperator, SplitDataOperator, ValidateDataOperator
 from airflow_mlops.operators.model import (
     CloseTrainingRunOperator,
@@ -52,68 +52,53 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
         max_active_runs=1,  # one champion decision at a time
         **kwargs,
     ) as dag:
+        # Results travel as XComArgs (``task.output``): resolved by Airflow at task time, each adds
+        # the producer as an upstream; drop_implied_edges keeps only the edges drawn here.
         with TaskGroup("data", tooltip="ingest, validate (Great Expectations), split"):
             ingest = IngestLabeledDataOperator(task_id="ingest", **common)
-            validate = ValidateDataOperator(task_id="validate", dataset=xcom("data.ingest"), **common)
-            split = SplitDataOperator(task_id="split", dataset=xcom("data.ingest"), **common)
+            validate = ValidateDataOperator(task_id="validate", dataset=ingest.output, **common)
+            split = SplitDataOperator(task_id="split", dataset=ingest.output, **common)
             ingest >> validate >> split
         with TaskGroup("model", tooltip="plan trials, run them (mapped), select, evaluate, register, gate, promote"):
-            plan = PlanTrialsOperator(task_id="plan", dataset=xcom("data.ingest"), split=xcom("data.split"), **common)
+            plan = PlanTrialsOperator(task_id="plan", dataset=ingest.output, split=split.output, **common)
             # One mapped task per trial (candidate x search point), each an MLflow child run.
             trials = RunTrialOperator.partial(
                 task_id="trial",
-                split=xcom("data.split"),
+                split=split.output,
                 map_index_template="{{ task.trial['label'] }}",
                 **common,
             ).expand(trial=plan.output)
             select = SelectModelOperator(
-                task_id="select",
-                results=trials.output,  # type: ignore[arg-type]
-                dataset=xcom("data.ingest"),
-                split=xcom("data.split"),
-                **common,
+                task_id="select", results=trials.output, dataset=ingest.output, split=split.output, **common
             )
-            evaluate = EvaluateModelOperator(
-                task_id="evaluate",
-                training=xcom("model.select"),
-                test_uri="{{ ti.xcom_pull(task_ids='data.split')['test']['uri'] }}",
-                **common,
-            )
-            package = PackageModelOperator(
-                task_id="package",
-                training=xcom("model.select"),
-                test_uri="{{ ti.xcom_pull(task_ids='data.split')['test']['uri'] }}",
-                **common,
-            )
+            evaluate = EvaluateModelOperator(task_id="evaluate", training=select.output, split=split.output, **common)
+            package = PackageModelOperator(task_id="package", training=select.output, split=split.output, **common)
             register = RegisterModelOperator(
                 task_id="register",
-                training=xcom("model.select"),
-                evaluation=xcom("model.evaluate"),
-                dataset=xcom("data.ingest"),
-                split=xcom("data.split"),
-                package=xcom("model.package"),
-                validation=xcom("data.validate"),  # its warnings: tagged, on the card, in the gate
+                training=select.output,
+                evaluation=evaluate.output,
+                dataset=ingest.output,
+                split=split.output,
+                package=package.output,
+                validation=validate.output,  # its warnings: tagged, on the card, in the gate
                 **common,
             )
             gate = PromotionGateOperator(
                 task_id="gate",
-                registered=xcom("model.register"),
-                evaluation=xcom("model.evaluate"),
-                package=xcom("model.package"),
-                validation=xcom("data.validate"),
+                registered=register.output,
+                evaluation=evaluate.output,
+                package=package.output,
+                validation=validate.output,
                 **common,
             )
             promote = PromoteModelOperator(
-                task_id="promote", gate=xcom("model.gate"), split=xcom("data.split"), outlets=[assets.champion],
-                **common,
-            )  # fmt: skip
-            # The new champion answers real rows through the serving app, or the alias goes back.
-            deploy = DeployChampionOperator(
-                task_id="deploy", promotion=xcom("model.promote"), split=xcom("data.split"), **common
+                task_id="promote", gate=gate.output, split=split.output, outlets=[assets.champion], **common
             )
+            # The new champion answers real rows through the serving app, or the alias goes back.
+            deploy = DeployChampionOperator(task_id="deploy", promotion=promote.output, split=split.output, **common)
             promote >> deploy
             # Whatever happens to the trials or the selection, the parent MLflow run is not left RUNNING.
-            close = CloseTrainingRunOperator(task_id="close_run", trials=xcom("model.plan"), **common)
+            close = CloseTrainingRunOperator(task_id="close_run", trials=plan.output, **common)
             select >> close
             select >> [evaluate, package] >> register >> gate
             if spec.promotion.require_approval:
@@ -122,6 +107,7 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
                 timeout = spec.promotion.approval_timeout_hours
                 approve = PromotionApprovalOperator(
                     task_id="approve",
+                    gate=gate.output,
                     defaults="Reject" if timeout else None,  # an unanswered request rejects, never promotes
                     response_timeout=dt.timedelta(hours=timeout) if timeout else None,
                     retries=0,  # a human's answer: nothing to retry
@@ -130,4 +116,5 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
             else:
                 gate >> promote
         split >> plan
+    drop_implied_edges(dag)
     return dag

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -14,12 +14,14 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow_mlops import __version__
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
 
     from airflow_mlops.core.io.s3 import Stores
     from airflow_mlops.core.registry.client import Registry
     from airflow_mlops.hooks.mlflow import MlflowHook
     from airflow_mlops.spec import PipelineSpec
+
+ResultT = TypeVar("ResultT")  # a task result of core.contracts
 
 
 class MlopsBaseOperator(BaseOperator):
@@ -227,11 +229,16 @@ def skip_when_nothing_to_process() -> Iterator[None]:
         raise AirflowSkipException(str(exc)) from exc
 
 
-def rendered_dict(value: Any, name: str) -> dict[str, Any]:
-    """A templated parameter after rendering: it must be the upstream task's result dict."""
-    if not isinstance(value, dict):
+def upstream_result(value: ResultT | XComArg | str, name: str) -> ResultT:
+    """A parameter that holds another task's result, at task time.
+
+    The factories pass ``other_task.output`` (an XComArg), which Airflow resolves to that
+    task's return value before ``execute``; anything else (a Jinja template that rendered to
+    text, an XComArg used outside a task run) is refused, naming the parameter.
+    """
+    if not isinstance(value, dict | list):
         raise TypeError(
-            f"parameter '{name}' rendered to {type(value).__name__}, expected a dict (an upstream task's "
-            "result); the DAG needs render_template_as_native_obj=True"
+            f"parameter '{name}' rendered to {type(value).__name__}, expected an upstream task's result: "
+            "pass that task's .output (an XComArg)"
         )
-    return value
+    return cast("ResultT", value)

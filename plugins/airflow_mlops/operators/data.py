@@ -9,12 +9,14 @@ from airflow_mlops.operators.base import (
     MlopsBaseOperator,
     acknowledge_claims,
     fail_without_retry_on_bad_input,
-    rendered_dict,
     skip_when_nothing_to_process,
+    upstream_result,
 )
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
+
+    from airflow_mlops.core.contracts import DatasetRef, SplitRefs, ValidationResult
 
 
 class IngestLabeledDataOperator(MlopsBaseOperator):
@@ -34,7 +36,7 @@ class IngestLabeledDataOperator(MlopsBaseOperator):
     task then fails, naming all of them, without retries (bad data stays bad).
     """
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> DatasetRef:
         from contextlib import nullcontext
 
         from airflow_mlops.core.data.stages import ingest_labeled
@@ -83,23 +85,23 @@ class ValidateDataOperator(MlopsBaseOperator):
     rows): one that fails, like any batch that fails alone when the window fails, is quarantined
     with its report and the task fails; warnings of the landed batches are logged (``core.data.stages``).
 
-    :param dataset: the ingest task's result. (templated)
+    :param dataset: the ingest task's result (its ``.output``). (templated)
     """
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset")
     ui_color = "#fdf3e8"
 
-    def __init__(self, *, dataset: dict[str, Any] | str, **kwargs: Any) -> None:
+    def __init__(self, *, dataset: DatasetRef | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dataset = dataset
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> ValidationResult:
         from airflow_mlops.core.data.stages import validate_dataset
 
         spec = self.load_spec()
         with fail_without_retry_on_bad_input():  # failing expectations quarantine once, never retried
             result = validate_dataset(
-                spec, rendered_dict(self.dataset, "dataset"), self.run_id(context), self._reference_profile(spec)
+                spec, upstream_result(self.dataset, "dataset"), self.run_id(context), self._reference_profile(spec)
             )
         from airflow_mlops.core.data.validation import carried_warnings as validation_warnings
 
@@ -128,17 +130,17 @@ class ValidateDataOperator(MlopsBaseOperator):
 class SplitDataOperator(MlopsBaseOperator):
     """Split a validated dataset into train, (validation,) and hold-out test Parquet files.
 
-    :param dataset: the ingest task's result. (templated)
+    :param dataset: the ingest task's result (its ``.output``). (templated)
     """
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset")
 
-    def __init__(self, *, dataset: dict[str, Any] | str, **kwargs: Any) -> None:
+    def __init__(self, *, dataset: DatasetRef | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dataset = dataset
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> SplitRefs:
         from airflow_mlops.core.data.stages import split_dataset
 
         with fail_without_retry_on_bad_input():
-            return split_dataset(self.load_spec(), rendered_dict(self.dataset, "dataset"), self.run_id(context))
+            return split_dataset(self.load_spec(), upstream_result(self.dataset, "dataset"), self.run_id(context))

@@ -8,13 +8,23 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops.operators.base import (
     MlopsBaseOperator,
     fail_without_retry_on_bad_input,
-    rendered_dict,
     skip_when_nothing_to_process,
+    upstream_result,
 )
 from airflow_mlops.operators.threads import capped_threads, thread_cap
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
+
+    from airflow_mlops.core.contracts import (
+        DatasetRef,
+        Evaluation,
+        Package,
+        SplitRefs,
+        TrainingResult,
+        Trial,
+        TrialResult,
+    )
 
 
 _BASE = MlopsBaseOperator.template_fields
@@ -27,20 +37,20 @@ class TrainModelOperator(MlopsBaseOperator):
     ``RunTrialOperator``, ``SelectModelOperator``); this operator suits a DAG
     that wants one task.
 
-    :param dataset: the ingest task's result. (templated)
-    :param split: the split task's result. (templated)
+    :param dataset: the ingest task's result (its ``.output``). (templated)
+    :param split: the split task's result (its ``.output``). (templated)
     """
 
     template_fields: Sequence[str] = (*_BASE, "dataset", "split")
     ui_color = "#e8fde9"
     caps_model_threads = True
 
-    def __init__(self, *, dataset: dict[str, Any] | str, split: dict[str, Any] | str, **kwargs: Any) -> None:
+    def __init__(self, *, dataset: DatasetRef | XComArg, split: SplitRefs | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dataset = dataset
         self.split = split
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> TrainingResult:
         from airflow_mlops.core.model.stages import train_model
 
         conf = context["dag_run"].conf or {}
@@ -49,8 +59,8 @@ class TrainModelOperator(MlopsBaseOperator):
             result = train_model(
                 spec,
                 self.registry(),
-                rendered_dict(self.split, "split"),
-                rendered_dict(self.dataset, "dataset"),
+                upstream_result(self.split, "split"),
+                upstream_result(self.dataset, "dataset"),
                 self.lineage(context),
                 skip_if_already_trained=not conf.get("force_retrain", False),
                 threads=cap.threads,
@@ -65,19 +75,19 @@ class PlanTrialsOperator(MlopsBaseOperator):
     Skips (and so does everything after it) when a registered version was already trained
     on this data with this spec, unless the run's conf says ``{"force_retrain": true}``.
 
-    :param dataset: the ingest task's result. (templated)
-    :param split: the split task's result. (templated)
+    :param dataset: the ingest task's result (its ``.output``). (templated)
+    :param split: the split task's result (its ``.output``). (templated)
     """
 
     template_fields: Sequence[str] = (*_BASE, "dataset", "split")
     ui_color = "#e8fde9"
 
-    def __init__(self, *, dataset: dict[str, Any] | str, split: dict[str, Any] | str, **kwargs: Any) -> None:
+    def __init__(self, *, dataset: DatasetRef | XComArg, split: SplitRefs | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.dataset = dataset
         self.split = split
 
-    def execute(self, context: Context) -> list[dict[str, Any]]:
+    def execute(self, context: Context) -> list[Trial]:
         from airflow_mlops.core.model.stages import plan_trials
 
         conf = context["dag_run"].conf or {}
@@ -85,8 +95,8 @@ class PlanTrialsOperator(MlopsBaseOperator):
             trials = plan_trials(
                 self.load_spec(),
                 self.registry(),
-                rendered_dict(self.dataset, "dataset"),
-                rendered_dict(self.split, "split"),
+                upstream_result(self.dataset, "dataset"),
+                upstream_result(self.split, "split"),
                 self.lineage(context),
                 skip_if_already_trained=not conf.get("force_retrain", False),
             )
@@ -100,24 +110,24 @@ class RunTrialOperator(MlopsBaseOperator):
 
     Meant to be mapped: ``RunTrialOperator.partial(...).expand(trial=plan.output)``.
 
-    :param trial: one item of the plan task's result. (templated)
-    :param split: the split task's result. (templated)
+    :param trial: one item of the plan task's result (``.expand(trial=plan.output)``). (templated)
+    :param split: the split task's result (its ``.output``). (templated)
     """
 
     template_fields: Sequence[str] = (*_BASE, "trial", "split")
     ui_color = "#e8fde9"
     caps_model_threads = True
 
-    def __init__(self, *, trial: dict[str, Any] | str, split: dict[str, Any] | str, **kwargs: Any) -> None:
+    def __init__(self, *, trial: Trial | XComArg, split: SplitRefs | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.trial = trial
         self.split = split
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> TrialResult:
         from airflow_mlops.core.model.stages import run_trial
 
         spec = self.load_spec()
-        trial = rendered_dict(self.trial, "trial")
+        trial: Trial = upstream_result(self.trial, "trial")
         if trial.get("trial_count"):
             width = int(trial["trial_count"])
         else:  # planned by a version before trial_count: the trials the spec expands into
@@ -131,7 +141,7 @@ class RunTrialOperator(MlopsBaseOperator):
                 spec,
                 self.registry(),
                 trial,
-                rendered_dict(self.split, "split"),
+                upstream_result(self.split, "split"),
                 self.lineage(context),
                 threads=cap.threads,
             )
@@ -143,9 +153,9 @@ class RunTrialOperator(MlopsBaseOperator):
 class SelectModelOperator(MlopsBaseOperator):
     """Pick the best trial by the spec's selection metric, refit it and log the model (skops).
 
-    :param results: the mapped trial tasks' results (a list). (templated)
-    :param dataset: the ingest task's result. (templated)
-    :param split: the split task's result. (templated)
+    :param results: the mapped trial tasks' results (``trials.output``: a list). (templated)
+    :param dataset: the ingest task's result (its ``.output``). (templated)
+    :param split: the split task's result (its ``.output``). (templated)
     """
 
     template_fields: Sequence[str] = (*_BASE, "results", "dataset", "split")
@@ -155,9 +165,9 @@ class SelectModelOperator(MlopsBaseOperator):
     def __init__(
         self,
         *,
-        results: list[dict[str, Any]] | str,
-        dataset: dict[str, Any] | str,
-        split: dict[str, Any] | str,
+        results: Sequence[TrialResult] | XComArg,
+        dataset: DatasetRef | XComArg,
+        split: SplitRefs | XComArg,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -165,20 +175,20 @@ class SelectModelOperator(MlopsBaseOperator):
         self.dataset = dataset
         self.split = split
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> TrainingResult:
         from airflow_mlops.core.model.stages import select_and_refit
 
-        results = self.results
-        if isinstance(results, str):
+        results = self.results  # resolved: a (lazy) sequence of the mapped trial tasks' results
+        if isinstance(results, str) or not isinstance(results, Sequence):
             raise TypeError(f"results must render to a list of trial results, got {results!r}")
         spec = self.load_spec()
         with fail_without_retry_on_bad_input(), capped_threads(self, spec):
             result = select_and_refit(
                 spec,
                 self.registry(),
-                [dict(r) for r in results],
-                rendered_dict(self.dataset, "dataset"),
-                rendered_dict(self.split, "split"),
+                list(results),
+                upstream_result(self.dataset, "dataset"),
+                upstream_result(self.split, "split"),
                 self.lineage(context),
             )
         self.log.info("best of %d trial(s): %s %s; model %s", result["trials"], result["winner"]["label"],
@@ -192,13 +202,14 @@ class CloseTrainingRunOperator(MlopsBaseOperator):
     Runs whatever happened upstream (``trigger_rule="all_done"``): after a successful
     select the parent is already FINISHED and this does nothing.
 
-    :param trials: the plan task's result (the trials, each naming the parent run). (templated)
+    :param trials: the plan task's result (its ``.output``: the trials, each naming the parent run);
+        None when the plan task pushed none (it skipped or failed). (templated)
     """
 
     template_fields: Sequence[str] = (*_BASE, "trials")
     ui_color = "#f0f0f0"
 
-    def __init__(self, *, trials: list[dict[str, Any]] | str | None, **kwargs: Any) -> None:
+    def __init__(self, *, trials: Sequence[Trial] | XComArg | None, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.trials = trials
@@ -217,32 +228,51 @@ class CloseTrainingRunOperator(MlopsBaseOperator):
 class _CandidateOnTestSplitOperator(MlopsBaseOperator):
     """Shared parameters of the stages that judge the selected candidate on the test split.
 
-    :param training: the select task's result. (templated)
-    :param test_uri: URI of the test split. (templated)
+    :param training: the select task's result (its ``.output``). (templated)
+    :param split: the split task's result (its ``.output``): its test part is judged on. (templated)
+    :param test_uri: URI of the test split, instead of ``split``. (templated)
     """
 
-    template_fields: Sequence[str] = (*_BASE, "training", "test_uri")
+    template_fields: Sequence[str] = (*_BASE, "training", "split", "test_uri")
     caps_model_threads = True
 
-    def __init__(self, *, training: dict[str, Any] | str, test_uri: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        training: TrainingResult | XComArg,
+        split: SplitRefs | XComArg | None = None,
+        test_uri: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if (split is None) == (test_uri is None):
+            raise ValueError("give the test split as split= (the split task's .output) or test_uri=, not both")
         super().__init__(**kwargs)
         self.training = training
+        self.split = split
         self.test_uri = test_uri
+
+    def test_split_uri(self) -> str:
+        """The test split's URI, at task time."""
+        if self.split is None:  # then test_uri was given
+            return str(self.test_uri)
+        return upstream_result(self.split, "split")["test"]["uri"]
 
 
 class EvaluateModelOperator(_CandidateOnTestSplitOperator):
     """Evaluate the candidate and the current champion on the same hold-out test split.
 
-    :param training: the select task's result. (templated)
-    :param test_uri: URI of the test split. (templated)
+    :param training: the select task's result (its ``.output``). (templated)
+    :param split: the split task's result (its ``.output``), or ``test_uri``: URI of the test split. (templated)
     """
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> Evaluation:
         from airflow_mlops.core.model.stages import evaluate_candidate
 
         spec = self.load_spec()
         with fail_without_retry_on_bad_input(), capped_threads(self, spec):
-            result = evaluate_candidate(spec, self.registry(), rendered_dict(self.training, "training"), self.test_uri)
+            result = evaluate_candidate(
+                spec, self.registry(), upstream_result(self.training, "training"), self.test_split_uri()
+            )
         self.log.info(
             "candidate %s; champion v%s %s",
             result["candidate"],
@@ -258,16 +288,18 @@ class PackageModelOperator(_CandidateOnTestSplitOperator):
     Logs ``onnx/model.onnx`` and ``onnx/parity.json`` on the candidate's run. A model
     without an ONNX form does not fail this task: the result says why and the gate decides.
 
-    :param training: the select task's result. (templated)
-    :param test_uri: URI of the test split. (templated)
+    :param training: the select task's result (its ``.output``). (templated)
+    :param split: the split task's result (its ``.output``), or ``test_uri``: URI of the test split. (templated)
     """
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> Package:
         from airflow_mlops.core.model.stages import package_candidate
 
         spec = self.load_spec()
         with fail_without_retry_on_bad_input(), capped_threads(self, spec):
-            result = package_candidate(spec, self.registry(), rendered_dict(self.training, "training"), self.test_uri)
+            result = package_candidate(
+                spec, self.registry(), upstream_result(self.training, "training"), self.test_split_uri()
+            )
         if result["error"]:
             self.log.warning("no ONNX package: %s", result["error"])
         elif result["parity"]:

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_mlops.operators.base import (
     MlopsBaseOperator,
     claimed_uris_from_events,
-    rendered_dict,
     skip_when_nothing_to_process,
+    upstream_result,
 )
 from airflow_mlops.operators.threads import capped_threads
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
+
+    from airflow_mlops.core.contracts import DriftEvent, MonitorResult, ScoreSummary
 
 
 class BatchScoreOperator(MlopsBaseOperator):
@@ -37,7 +39,7 @@ class BatchScoreOperator(MlopsBaseOperator):
         super().__init__(**kwargs)
         self.input_uris = input_uris
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> ScoreSummary:
         from airflow_mlops.core.operations.stages import score_batches
 
         uris = list(self.input_uris or []) or claimed_uris_from_events(context)
@@ -49,12 +51,13 @@ class BatchScoreOperator(MlopsBaseOperator):
         spec = self.load_spec()
         with capped_threads(self, spec):
             summary = score_batches(spec, self.registry(), uris, self.run_id(context))
+        predictions_event: dict[str, Any] = {  # JSON: the predictions Asset event's metadata
+            "prediction_log_uris": summary["prediction_log_uris"],
+            "rows": summary["rows"],
+            "model_version": summary["model_version"],
+        }
         for outlet in self.outlets:
-            context["outlet_events"][outlet].extra = {
-                "prediction_log_uris": summary["prediction_log_uris"],
-                "rows": summary["rows"],
-                "model_version": summary["model_version"],
-            }
+            context["outlet_events"][outlet].extra = predictions_event
         self.log.info("scored %s rows with %s v%s", summary["rows"], summary["model_name"], summary["model_version"])
         return summary
 
@@ -69,7 +72,7 @@ class DriftCheckOperator(MlopsBaseOperator):
 
     ui_color = "#fde8e8"
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> MonitorResult:
         from airflow_mlops.core.operations.stages import monitor_drift
 
         uris: list[str] = []
@@ -78,15 +81,31 @@ class DriftCheckOperator(MlopsBaseOperator):
                 uris.extend((event.extra or {}).get("prediction_log_uris", []))
         with skip_when_nothing_to_process():
             result = monitor_drift(self.load_spec(), self.registry(), uris, self.run_id(context))
+        performance = result.get("performance")
         self.log.info(
             "drift detected=%s, drifted features %s, PSI %s; performance %s; retrain %s",
             result["drift_detected"],
             result["drifted_features"],
             result["scores"],
-            (result.get("performance") or {}).get("decision", "no delayed labels"),
+            performance.get("decision", "no delayed labels") if performance else "no delayed labels",
             result.get("retrain_reasons"),
         )
         return result
+
+
+# What of the drift check's result the drift Asset event carries (with the retrain reasons).
+DRIFT_EVENT_KEYS = (
+    "drift_detected",
+    "drifted_features",
+    "scores",
+    "psi_threshold",
+    "performance",
+    "performance_decay",
+    "model_version",
+    "report_uri",
+    "html_report_uri",
+    "mlflow_run_id",
+)
 
 
 class EmitDriftEventOperator(MlopsBaseOperator):
@@ -94,47 +113,35 @@ class EmitDriftEventOperator(MlopsBaseOperator):
     the champion's performance on delayed labels decayed. The event's metadata carries the
     drift scores, the performance metrics and the reasons. Otherwise the task skips.
 
-    :param drift: the drift check's result. (templated)
+    :param drift: the drift check's result (its ``.output``). (templated)
     """
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "drift")
     ui_color = "#f5d7d7"
 
-    def __init__(self, *, drift: dict[str, Any] | str, **kwargs: Any) -> None:
+    def __init__(self, *, drift: MonitorResult | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.drift = drift
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        drift = rendered_dict(self.drift, "drift")
+    def execute(self, context: Context) -> DriftEvent:
+        drift: MonitorResult = upstream_result(self.drift, "drift")
         # Results from before the performance check carry only drift_detected.
         reasons = list(drift.get("retrain_reasons") or (["drift"] if drift["drift_detected"] else []))
         if not drift.get("retrain", bool(reasons)):
             performance = drift.get("performance")
             decay = f"; performance: {performance['decision']}" if performance else "; no delayed labels"
             raise AirflowSkipException(f"no drift above PSI {drift['psi_threshold']}: {drift['scores']}{decay}")
-        extra: dict[str, Any] = {
-            key: drift[key]
-            for key in (
-                "drift_detected",
-                "drifted_features",
-                "scores",
-                "psi_threshold",
-                "performance",
-                "performance_decay",
-                "model_version",
-                "report_uri",
-                "html_report_uri",
-                "mlflow_run_id",
-            )
-            if key in drift
-        }
+        # A result from before the performance check lacks some keys: the event carries those it has.
+        found: Mapping[str, Any] = drift
+        extra: dict[str, Any] = {key: found[key] for key in DRIFT_EVENT_KEYS if key in found}  # JSON
         extra["retrain_reasons"] = reasons
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = extra
+        performance = drift.get("performance")
         self.log.warning(
             "retraining requested (%s): drifted features %s, performance %s",
             ", ".join(reasons),
             drift.get("drifted_features"),
-            (drift.get("performance") or {}).get("decision"),
+            performance.get("decision") if performance else None,
         )
-        return extra
+        return cast("DriftEvent", extra)

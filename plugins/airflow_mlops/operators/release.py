@@ -9,14 +9,26 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_mlops.operators.base import (
     MlopsBaseOperator,
-    rendered_dict,
     skip_when_nothing_to_process,
+    upstream_result,
 )
 
 _BASE = MlopsBaseOperator.template_fields
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
+
+    from airflow_mlops.core.contracts import (
+        DatasetRef,
+        Evaluation,
+        GateResult,
+        Package,
+        PromotionRecord,
+        Registered,
+        SplitRefs,
+        TrainingResult,
+        ValidationResult,
+    )
 
 
 class RegisterModelOperator(MlopsBaseOperator):
@@ -25,6 +37,8 @@ class RegisterModelOperator(MlopsBaseOperator):
 
     Safe to retry: a version already registered from the same training run (an attempt
     killed after MLflow created it) is reused and its tags set again, never a twin.
+
+    Every result parameter takes the task's ``.output`` (an XComArg).
 
     :param training: the train task's result. (templated)
     :param evaluation: the evaluate task's result. (templated)
@@ -39,12 +53,12 @@ class RegisterModelOperator(MlopsBaseOperator):
     def __init__(
         self,
         *,
-        training: dict[str, Any] | str,
-        evaluation: dict[str, Any] | str,
-        dataset: dict[str, Any] | str,
-        split: dict[str, Any] | str,
-        package: dict[str, Any] | str | None = None,
-        validation: dict[str, Any] | str | None = None,
+        training: TrainingResult | XComArg,
+        evaluation: Evaluation | XComArg,
+        dataset: DatasetRef | XComArg,
+        split: SplitRefs | XComArg,
+        package: Package | XComArg | None = None,
+        validation: ValidationResult | XComArg | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -55,26 +69,27 @@ class RegisterModelOperator(MlopsBaseOperator):
         self.package = package
         self.validation = validation
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> Registered:
         from airflow_mlops.core.model.release import register_candidate
 
         return register_candidate(
             self.load_spec(),
             self.registry(),
-            rendered_dict(self.training, "training"),
-            rendered_dict(self.evaluation, "evaluation"),
-            rendered_dict(self.dataset, "dataset"),
-            rendered_dict(self.split, "split"),
+            upstream_result(self.training, "training"),
+            upstream_result(self.evaluation, "evaluation"),
+            upstream_result(self.dataset, "dataset"),
+            upstream_result(self.split, "split"),
             self.lineage(context),
-            rendered_dict(self.package, "package") if self.package is not None else None,
-            rendered_dict(self.validation, "validation") if self.validation is not None else None,
+            upstream_result(self.package, "package") if self.package is not None else None,
+            upstream_result(self.validation, "validation") if self.validation is not None else None,
         )
 
 
 class PromotionGateOperator(MlopsBaseOperator):
     """Decide whether the registered candidate may become champion, and say why.
 
-    Also writes the version's model card (its description in the MLflow registry).
+    Also writes the version's model card (its description in the MLflow registry). Every result
+    parameter takes the task's ``.output`` (an XComArg).
 
     :param registered: the register task's result. (templated)
     :param evaluation: the evaluate task's result. (templated)
@@ -90,10 +105,10 @@ class PromotionGateOperator(MlopsBaseOperator):
     def __init__(
         self,
         *,
-        registered: dict[str, Any] | str,
-        evaluation: dict[str, Any] | str,
-        package: dict[str, Any] | str | None = None,
-        validation: dict[str, Any] | str | None = None,
+        registered: Registered | XComArg,
+        evaluation: Evaluation | XComArg,
+        package: Package | XComArg | None = None,
+        validation: ValidationResult | XComArg | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -102,16 +117,16 @@ class PromotionGateOperator(MlopsBaseOperator):
         self.package = package
         self.validation = validation
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> GateResult:
         from airflow_mlops.core.model.release import gate_candidate
 
         decision = gate_candidate(
             self.load_spec(),
             self.registry(),
-            rendered_dict(self.registered, "registered"),
-            rendered_dict(self.evaluation, "evaluation"),
-            rendered_dict(self.package, "package") if self.package is not None else None,
-            rendered_dict(self.validation, "validation") if self.validation is not None else None,
+            upstream_result(self.registered, "registered"),
+            upstream_result(self.evaluation, "evaluation"),
+            upstream_result(self.package, "package") if self.package is not None else None,
+            upstream_result(self.validation, "validation") if self.validation is not None else None,
         )
         verdict = "PASSED" if decision["promote"] else "FAILED"
         self.log.info(
@@ -135,28 +150,28 @@ class PromoteModelOperator(MlopsBaseOperator):
     promotes at most once, so a retry after its own promotion returns that record, and a
     clear after a later move (a rollback) skips, saying so, and moves nothing.
 
-    :param gate: the gate task's result. (templated)
-    :param split: the split task's result; when given, the candidate is served in this task and
+    :param gate: the gate task's result (its ``.output``). (templated)
+    :param split: the split task's result (its ``.output``); when given, the candidate is served in this task and
         queried with test-split rows before the alias moves (a failure keeps the champion). (templated)
     """
 
     template_fields: Sequence[str] = (*_BASE, "gate", "split")
     ui_color = "#d7f5d9"
 
-    def __init__(self, *, gate: dict[str, Any] | str, split: dict[str, Any] | str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, gate: GateResult | XComArg, split: SplitRefs | XComArg | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.gate = gate
         self.split = split
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> PromotionRecord:
         from airflow_mlops.core.model.release import promote_candidate
 
-        gate = rendered_dict(self.gate, "gate")
+        gate: GateResult = upstream_result(self.gate, "gate")
         if not gate["promote"]:
             raise AirflowSkipException(
                 f"not promoting {gate['name']} v{gate['version']}: " + "; ".join(gate["reasons"])
             )
-        split = rendered_dict(self.split, "split") if self.split else None
+        split: SplitRefs | None = upstream_result(self.split, "split") if self.split else None
         with skip_when_nothing_to_process():  # this run promoted before and the champion moved since
             record = promote_candidate(
                 self.registry(),
@@ -164,12 +179,13 @@ class PromoteModelOperator(MlopsBaseOperator):
                 by=f"{context['dag'].dag_id}/{context['run_id']}",
                 preflight=(lambda: self._preflight(gate, split)) if split else None,
             )
+        champion_event: dict[str, Any] = {"model": gate["name"], **record}  # JSON: the Asset event's metadata
         for outlet in self.outlets:
-            context["outlet_events"][outlet].extra = {"model": gate["name"], **record}
+            context["outlet_events"][outlet].extra = champion_event
         self.log.info("champion of %s: v%s -> v%s", gate["name"], record["from_version"], record["to_version"])
         return record
 
-    def _preflight(self, gate: dict[str, Any], split: dict[str, Any]) -> None:
+    def _preflight(self, gate: GateResult, split: SplitRefs) -> None:
         """Serve the candidate in this task and query it before the alias moves (see serving.deploy)."""
         from airflow.sdk.exceptions import AirflowException
 
@@ -214,7 +230,7 @@ class RollbackChampionOperator(MlopsBaseOperator):
         self.to_version = to_version
         self.force = force
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> PromotionRecord:
         from airflow.sdk.exceptions import AirflowFailException
 
         from airflow_mlops.core.registry.promotion import RollbackError, rollback
@@ -233,8 +249,9 @@ class RollbackChampionOperator(MlopsBaseOperator):
             )
         except RollbackError as exc:  # a refusal is a decision, not a glitch: retrying cannot change it
             raise AirflowFailException(f"rollback refused: {exc}") from exc
+        champion_event: dict[str, Any] = {"model": spec.registered_model_name, **record}  # JSON: event metadata
         for outlet in self.outlets:
-            context["outlet_events"][outlet].extra = {"model": spec.registered_model_name, **record}
+            context["outlet_events"][outlet].extra = champion_event
         self.log.info("champion of %s rolled back: v%s -> v%s%s", spec.registered_model_name,
                       record["from_version"], record["to_version"],
                       f" (forced past: {record['forced_past']})" if record.get("forced") else "")  # fmt: skip
@@ -254,14 +271,14 @@ class DeployChampionOperator(MlopsBaseOperator):
     failure, a rollback recorded like any move (a half-done one is finished first); a retry
     after that rollback finds the version no longer champion and fails without moving it.
 
-    :param promotion: the promote task's result (from/to versions). (templated)
-    :param split: the split task's result; its test split gives the rows. (templated)
+    :param promotion: the promote task's result (its ``.output``: from/to versions). (templated)
+    :param split: the split task's result (its ``.output``); its test split gives the rows. (templated)
     """
 
     template_fields: Sequence[str] = (*_BASE, "promotion", "split")
     ui_color = "#d7e9f5"
 
-    def __init__(self, *, promotion: dict[str, Any] | str, split: dict[str, Any] | str, **kwargs: Any) -> None:
+    def __init__(self, *, promotion: PromotionRecord | XComArg, split: SplitRefs | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.promotion = promotion
         self.split = split
@@ -285,14 +302,14 @@ class DeployChampionOperator(MlopsBaseOperator):
         from airflow_mlops.serving.deploy import DeployError, deploy_or_rollback
 
         spec = self.load_spec()
-        promotion = rendered_dict(self.promotion, "promotion")
-        split = rendered_dict(self.split, "split")
+        promotion: PromotionRecord = upstream_result(self.promotion, "promotion")
+        split: SplitRefs = upstream_result(self.split, "split")
         url, token = self._live_target(spec.deployment.conn_id) if spec.deployment.conn_id else (None, None)
         try:
             report = deploy_or_rollback(
                 spec,
                 self.registry(),
-                promotion,
+                dict(promotion),  # serving.deploy reads it as a plain dict
                 split["test"]["uri"],
                 by=f"{context['dag'].dag_id}/{context['run_id']}",
                 live_url=url,

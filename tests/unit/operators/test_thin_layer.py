@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from airflow_mlops.hooks.mlflow import MlflowHook
-from airflow_mlops.operators.base import claimed_uris_from_events, rendered_dict
+from airflow_mlops.operators.base import claimed_uris_from_events, upstream_result
 from airflow_mlops.operators.data import ValidateDataOperator
 from airflow_mlops.provider_info import get_provider_info
 
@@ -21,10 +21,10 @@ def test_operator_init_assigns_templates_verbatim_and_reads_nothing():
     assert set(op.template_fields) == {"spec_path", "dataset"}
 
 
-def test_rendered_dict_names_the_parameter_when_a_template_did_not_render_natively():
-    assert rendered_dict({"a": 1}, "split") == {"a": 1}
+def test_upstream_result_names_the_parameter_when_it_is_not_a_task_result():
+    assert upstream_result({"a": 1}, "split") == {"a": 1}
     with pytest.raises(TypeError, match="parameter 'split' rendered to str"):
-        rendered_dict("{'a': 1}", "split")
+        upstream_result("{'a': 1}", "split")  # e.g. an xcom_pull template, rendered as text
 
 
 def test_claimed_uris_are_collected_from_all_triggering_events():

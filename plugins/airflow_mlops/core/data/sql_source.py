@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from airflow_mlops import layout as settings
+from airflow_mlops.core.contracts import SqlSourceRead
 from airflow_mlops.core.data.ingest import _check_columns, cast_declared
 from airflow_mlops.core.data.sources import IngestError
 from airflow_mlops.core.data.sql_watermark import (
@@ -287,7 +288,7 @@ def _record_recovered(spec: PipelineSpec, watermark: dict[str, Any]) -> None:
 
 def read_sql_source(
     spec: PipelineSpec, engine: Any, snapshot_uri: str, claimed: list[str] | tuple[str, ...] = ()
-) -> tuple[list[str], dict[str, Any]]:
+) -> tuple[list[str], SqlSourceRead]:
     """The files a run ingests from its SQL source, and what was read (for XCom and lineage).
 
     A full read lands at ``snapshot_uri`` (run-scoped: a retry reads again and replaces it);

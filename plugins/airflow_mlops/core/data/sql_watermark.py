@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from airflow_mlops import layout as settings
+from airflow_mlops.core.contracts import SqlSourceRead
 from airflow_mlops.core.data.sources import IngestError
 from airflow_mlops.core.io import storage
 from airflow_mlops.spec import PipelineSpec, SqlSourceSpec
@@ -49,7 +50,7 @@ class SqlRead:
     after: dict[str, Any] | None  # the watermark read from (exclusive); None: from the start
     watermark: dict[str, Any] | None  # the largest watermark read (or kept, when nothing new)
 
-    def info(self, sql: SqlSourceSpec) -> dict[str, Any]:
+    def info(self, sql: SqlSourceSpec) -> SqlSourceRead:
         """For XCom and lineage: no query text, no credentials."""
         return {"source": source_label(sql), "conn_id": sql.conn_id, "query_sha": query_digest(sql),
                 "landed": self.uri, "rows": self.rows, "chunks": self.chunks,

@@ -1,7 +1,7 @@
 """Data stages of the training pipeline: ingest, validate, split.
 
 Each stage reads URIs, writes its outputs under the run-scoped folder and returns a
-small JSON-able dict (URIs, row counts, fingerprints) for XCom.
+small JSON-able dict (URIs, row counts, fingerprints) for XCom: ``core.contracts``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import tempfile
 from typing import Any
 
 from airflow_mlops import layout as settings
+from airflow_mlops.core.contracts import DatasetRef, SplitPart, SplitRefs, SqlSourceRead, ValidationResult
 from airflow_mlops.core.data.quarantine import quarantine_file
 from airflow_mlops.core.data.validation.plan import parquet_source
 from airflow_mlops.core.data.validation.suite import DataValidationError, validate_batch
@@ -67,7 +68,7 @@ def ingest_labeled(
     ds: str | None = None,
     sql_engine: Any = None,
     claimed: list[str] | tuple[str, ...] = (),
-) -> dict[str, Any]:
+) -> DatasetRef:
     """Read the sources (chunked) into one run-scoped dataset plus its profile.
 
     ``claimed``: the lake files of the run's landing claims (``acknowledge_claims``). Every one
@@ -94,7 +95,7 @@ def ingest_labeled(
         return where
 
     folder = settings.run_dir(spec.name, run_id, "ingest")
-    sql_read: dict[str, Any] | None = None
+    sql_read: SqlSourceRead | None = None
     if spec.data.source.sql is not None:
         from airflow_mlops.core.data.sql_source import read_sql_source
 
@@ -110,11 +111,10 @@ def ingest_labeled(
             raise  # files, or lake batches of an incremental SQL source: named like landed files
         raise IngestError(exc.reason, f"{sql_read['source']} read into {exc.uri}") from None
     profile_uri = storage.write_json(result.profile, settings.join(folder, "profile.json"))
-    extra: dict[str, Any] = {"sql": sql_read} if sql_read is not None else {}
     left_out = _claimed_left_out(spec, claimed, result.sources, result.skipped_schema)
     for uri, why in left_out.items():
         logger.warning("claimed file %s was not trained on: %s", uri, why)
-    return {
+    dataset: DatasetRef = {
         "uri": result.uri,
         "rows": result.rows,
         "unlabeled_rows": result.unlabeled_rows,
@@ -131,13 +131,15 @@ def ingest_labeled(
         # What the landed-batch checks of validation judge (core.data.validation.batches): claimed files only.
         "labeled_by_source": {u: n for u, n in result.labeled_by_source.items() if u in claimed},
         "classes_by_source": {u: c for u, c in result.classes_by_source.items() if u in claimed},
-        **extra,
     }
+    if sql_read is not None:
+        dataset["sql"] = sql_read
+    return dataset
 
 
 def validate_dataset(
-    spec: PipelineSpec, dataset: dict[str, Any], run_id: str, reference_profile: dict[str, Any] | None = None
-) -> dict[str, Any]:
+    spec: PipelineSpec, dataset: DatasetRef, run_id: str, reference_profile: dict[str, Any] | None = None
+) -> ValidationResult:
     """Run the pipeline's Great Expectations suite on the window, and judge each landed batch
     alone (``core.data.validation.batches``); the report is written pass or fail.
 
@@ -213,7 +215,7 @@ def _publish_folder(local: str, uri: str) -> str:
     return settings.join(uri, "index.html")
 
 
-def split_dataset(spec: PipelineSpec, dataset: dict[str, Any], run_id: str) -> dict[str, Any]:
+def split_dataset(spec: PipelineSpec, dataset: DatasetRef, run_id: str) -> SplitRefs:
     """Split into train, (validation,) and test; the test split is the hold-out for the gate.
 
     ``cleaning.clip`` winsorizes the train split only (bounds from the dataset's profile).
@@ -224,13 +226,19 @@ def split_dataset(spec: PipelineSpec, dataset: dict[str, Any], run_id: str) -> d
     frame = tables.read_table(dataset["uri"])
     bounds = clip_bounds(spec, storage.read_json(dataset["profile_uri"])) if spec.cleaning.clip else {}
     folder = settings.run_dir(spec.name, run_id, "split")
-    out: dict[str, Any] = {}
+    parts: dict[str, SplitPart] = {}
     for name, part in split_frame(frame, spec).items():
         if name == "train":
             part = apply_clip(part, bounds)
         part_uri = settings.join(folder, f"{name}.parquet")
         tables.write_parquet(part, part_uri)
-        out[name] = {"uri": part_uri, "rows": len(part), "fingerprint": tables.fingerprint_frame(part)}
+        parts[name] = {"uri": part_uri, "rows": len(part), "fingerprint": tables.fingerprint_frame(part)}
+    train, test = parts["train"], parts["test"]  # in the order split_frame gives them
+    out: SplitRefs = (
+        {"train": train, "validation": parts["validation"], "test": test}
+        if "validation" in parts
+        else {"train": train, "test": test}
+    )
     if bounds:
         out["clip_bounds"] = {column: list(pair) for column, pair in bounds.items()}
     return out

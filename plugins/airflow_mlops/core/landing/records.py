@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_mlops.core.contracts import ClaimEvent
 from airflow_mlops.core.io import storage
 from airflow_mlops.layout import join
 
@@ -115,7 +116,7 @@ class Claim:
             duplicates=list(data.get("duplicates", [])),
         )
 
-    def payload(self) -> dict[str, Any]:
+    def payload(self) -> ClaimEvent:
         """The trigger event's payload (stored in the Asset event's ``extra``)."""
         return {
             "claim_id": self.claim_id,

@@ -8,8 +8,7 @@ spec and beats the current champion, evaluated on the same test data, by at leas
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 from airflow_mlops.spec import LOWER_IS_BETTER, PromotionSpec
 
@@ -21,9 +20,6 @@ class GateDecision:
     metric: str = ""
     candidate: float | None = None
     champion: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _passes_floor(metric: str, value: float, bound: float) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_mlops.core.contracts import Evaluation, GateResult, Package
 from airflow_mlops.spec import PipelineSpec
 
 
@@ -27,7 +28,7 @@ def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _validation_lines(gate: dict[str, Any], tags: dict[str, Any]) -> list[str]:
+def _validation_lines(gate: GateResult, tags: dict[str, Any]) -> list[str]:
     """The validation warnings of the training data (``core.data.validation.carried_warnings``), if known."""
     warnings = gate.get("validation_warnings")
     if warnings is None:
@@ -46,9 +47,9 @@ def _validation_lines(gate: dict[str, Any], tags: dict[str, Any]) -> list[str]:
 def render_model_card(
     spec: PipelineSpec,
     details: dict[str, Any],
-    evaluation: dict[str, Any],
-    package: dict[str, Any] | None,
-    gate: dict[str, Any],
+    evaluation: Evaluation,
+    package: Package | None,
+    gate: GateResult,
 ) -> str:
     tags, params = details.get("tags", {}), details.get("params", {})
     verdict = "passed" if gate.get("promote") else "failed"
@@ -113,12 +114,13 @@ def render_model_card(
         lines += ["", "## Most important features (permutation, test split)", ""]
         lines += _table([(name, f"{value:.4f}") for name, value in importance.items()], ("feature", "score drop"))
     lines += ["", "## Packaging", ""]
+    error = package.get("error") if package is not None else None
+    parity = package.get("parity") if package is not None else None
     if package is None or package.get("policy") == "off":
         lines.append("- ONNX: not exported (`packaging.onnx: off`).")
-    elif package.get("error"):
-        lines.append(f"- ONNX: export failed: {package['error'][:300]}")
-    else:
-        parity = package["parity"]
+    elif error:
+        lines.append(f"- ONNX: export failed: {error[:300]}")
+    elif parity is not None:  # no error: the graph and its parity are there
         lines.append(
             f"- ONNX: `{package['onnx_uri']}`; parity on {parity['rows']} test rows: max |onnx - sklearn| = "
             f"{parity['max_abs_diff']:.2e} (tolerance {parity['tolerance']:g}"

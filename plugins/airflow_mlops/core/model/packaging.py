@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from airflow_mlops.core.contracts import OnnxParity
 from airflow_mlops.core.model.estimators import register_onnx_converter
 from airflow_mlops.core.model.features import graph_input_names, graph_metadata, onnx_session
 from airflow_mlops.core.model.training import feature_frame
@@ -151,7 +152,7 @@ class ParityReport:
     def passed(self) -> bool:
         return bool(self.rows > 0 and self.rows_over_tolerance == 0 and np.isfinite(self.max_abs_diff))
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> OnnxParity:
         return {
             "rows": self.rows,
             "max_abs_diff": self.max_abs_diff,

@@ -1,15 +1,26 @@
 """Release stages of the training pipeline: register, gate and promote a packaged candidate.
 
 The seam operators/release.py calls (core/model/stages.py holds the training side). Every stage
-takes the MLflow ``Registry`` explicitly and returns a small dict for XCom.
+takes the ``Registry`` (the operator's MLflow hook builds it) and returns a small typed dict for XCom
+(``core.contracts``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from airflow_mlops import __version__
+from airflow_mlops.core.contracts import (
+    DatasetRef,
+    Evaluation,
+    GateResult,
+    Package,
+    PromotionRecord,
+    Registered,
+    SplitRefs,
+    TrainingResult,
+    ValidationResult,
+)
 from airflow_mlops.core.data.validation import carried_warnings as validation_warnings
 from airflow_mlops.core.model.gate import decide_promotion
 from airflow_mlops.core.registry.client import Registry
@@ -21,14 +32,14 @@ from airflow_mlops.spec import PipelineSpec
 def register_candidate(
     spec: PipelineSpec,
     registry: Registry,
-    training: dict[str, Any],
-    evaluation: dict[str, Any],
-    dataset: dict[str, Any],
-    split: dict[str, Any],
+    training: TrainingResult,
+    evaluation: Evaluation,
+    dataset: DatasetRef,
+    split: SplitRefs,
     lineage: dict[str, str],
-    package: dict[str, Any] | None = None,
-    validation: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    package: Package | None = None,
+    validation: ValidationResult | None = None,
+) -> Registered:
     """Register the candidate as a new model version, tagged with its lineage, metrics, package,
     the validation warnings of its data (``validation``: the validate task's result, see
     ``core.data.validation.carried_warnings``) and the sha256 of its artifacts (``core.registry.integrity``: checked
@@ -53,27 +64,28 @@ def register_candidate(
     tags.update(validation_warnings.version_tags(validation, validation_warnings.load(validation)))
     if training.get("winner"):
         tags["winner_trial"] = str(training["winner"]["label"])[:250]
-    if package and package.get("onnx_uri"):
-        parity = package["parity"]
+    onnx_uri, parity = (package.get("onnx_uri"), package.get("parity")) if package else (None, None)
+    if onnx_uri and parity is not None:  # a package with a graph always has its parity
         tags["onnx_max_abs_diff"] = f"{parity['max_abs_diff']:.3g}"
         tags["onnx_parity"] = "passed" if parity["passed"] else "failed"
         if parity["passed"]:  # only a twin that matches may be served in the model's place
-            tags["onnx_uri"] = package["onnx_uri"]
+            tags["onnx_uri"] = onnx_uri
     tags.update(artifact_digests(registry, training["model_uri"], tags.get("onnx_uri")))
     name = spec.registered_model_name
     version = registry.register(name, training["model_uri"], tags, run_id=training["run_id"])
     return {"name": name, "version": version}
 
 
-def _packaging_reasons(spec: PipelineSpec, package: dict[str, Any] | None) -> list[str]:
+def _packaging_reasons(spec: PipelineSpec, package: Package | None) -> list[str]:
     """Why packaging blocks promotion (``packaging.onnx: required``), or nothing."""
     if spec.packaging.onnx != "required":
         return []
     if package is None:
         return ["no ONNX package was built (packaging.onnx is required)"]
-    if package.get("error"):
-        return [f"ONNX export failed: {package['error'][:300]}"]
-    parity = package.get("parity") or {}
+    error = package.get("error")
+    if error:
+        return [f"ONNX export failed: {error[:300]}"]
+    parity: Mapping[str, object] = package.get("parity") or {}
     if not parity.get("passed"):
         return [
             f"ONNX parity failed: max |onnx - sklearn| = {parity.get('max_abs_diff')} over {parity.get('rows')} "
@@ -86,11 +98,11 @@ def _packaging_reasons(spec: PipelineSpec, package: dict[str, Any] | None) -> li
 def gate_candidate(
     spec: PipelineSpec,
     registry: Registry,
-    registered: dict[str, Any],
-    evaluation: dict[str, Any],
-    package: dict[str, Any] | None = None,
-    validation: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    registered: Registered,
+    evaluation: Evaluation,
+    package: Package | None = None,
+    validation: ValidationResult | None = None,
+) -> GateResult:
     """Apply the promotion gate, tag the version with the verdict and its reasons, write its model card.
 
     The validation warnings of the training data (``validation``: the validate task's result)
@@ -117,7 +129,16 @@ def gate_candidate(
         decision.reasons = [warned, *[r for r in decision.reasons if r != "all gates passed"]]
     elif warned:
         decision.reasons.append(warned)
-    result = {**decision.as_dict(), "champion_version": evaluation["champion_version"], **registered}
+    result: GateResult = {
+        "promote": decision.promote,
+        "reasons": decision.reasons,
+        "metric": decision.metric,
+        "candidate": decision.candidate,
+        "champion": decision.champion,
+        "champion_version": evaluation["champion_version"],
+        "name": registered["name"],
+        "version": registered["version"],
+    }
     if validation is not None:
         result["validation_warnings"] = [validation_warnings.describe(w) for w in warnings[:20]]
     # The card first: a version is tagged gate=passed only once its card is published.
@@ -133,8 +154,8 @@ def gate_candidate(
 
 
 def promote_candidate(
-    registry: Registry, gate: dict[str, Any], by: str, preflight: Callable[[], None] | None = None
-) -> dict[str, Any]:
+    registry: Registry, gate: GateResult, by: str, preflight: Callable[[], None] | None = None
+) -> PromotionRecord:
     """Move ``champion`` to the gated version, unless the champion moved since evaluation.
 
     The version must load and match its recorded digests, and pass ``preflight`` (the

@@ -3,14 +3,25 @@ evaluate, package.
 
 Registration, the gate and promotion are in ``core.model.release``.
 
-Every stage takes the MLflow ``Registry`` explicitly (the operator's hook supplies
-it) and returns a small dict for XCom: run ids, model URIs, versions, metrics."""
+Every stage takes the ``Registry`` (the operator's MLflow hook builds it) and returns a small
+typed dict for XCom (``core.contracts``): run ids, model URIs, versions, metrics."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from airflow_mlops import __version__
+from airflow_mlops.core.contracts import (
+    DatasetRef,
+    Evaluation,
+    Package,
+    SplitPart,
+    SplitRefs,
+    TrainingResult,
+    Trial,
+    TrialResult,
+)
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.io import storage, tables
 from airflow_mlops.core.registry import tracking
@@ -18,7 +29,7 @@ from airflow_mlops.core.registry.client import Registry, metric_name
 from airflow_mlops.spec import PipelineSpec
 
 
-def _training_params(spec: PipelineSpec, dataset: dict[str, Any], split: dict[str, Any]) -> dict[str, Any]:
+def _training_params(spec: PipelineSpec, dataset: DatasetRef, split: SplitRefs) -> dict[str, Any]:
     """Lineage parameters of a training run: what data and spec it saw."""
     return {
         "spec_fingerprint": spec.fingerprint(),
@@ -35,18 +46,20 @@ def _training_params(spec: PipelineSpec, dataset: dict[str, Any], split: dict[st
     }
 
 
-def _parts(split: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: split[name] for name in ("train", "validation", "test") if name in split}
+def _parts(split: SplitRefs) -> dict[str, SplitPart]:
+    """The parts the split has (validation only with split.ratios.validation), by name, in order."""
+    parts: Mapping[str, Any] = split
+    return {name: parts[name] for name in ("train", "validation", "test") if name in parts}
 
 
 def plan_trials(
     spec: PipelineSpec,
     registry: Registry,
-    dataset: dict[str, Any],
-    split: dict[str, Any],
+    dataset: DatasetRef,
+    split: SplitRefs,
     lineage: dict[str, str],
     skip_if_already_trained: bool = True,
-) -> list[dict[str, Any]]:
+) -> list[Trial]:
     """Open the parent MLflow run and list the trials to map over (one dict per trial).
 
     When a registered version was already trained on this exact data and spec, training
@@ -81,11 +94,11 @@ def plan_trials(
         tags={**{f"airflow.{k}": v for k, v in lineage.items()}, "trials": str(len(trials))},
     )
     # trial_count: how many mapped trial tasks there are, for the thread cap (core.model.threads).
-    return [{**trial, "parent_run_id": parent_run_id, "experiment_id": experiment_id, "trial_count": len(trials)}
+    return [Trial(**trial, parent_run_id=parent_run_id, experiment_id=experiment_id, trial_count=len(trials))
             for trial in trials]  # fmt: skip
 
 
-def trial_cache_key(spec: PipelineSpec, trial: dict[str, Any], split: dict[str, Any]) -> str:
+def trial_cache_key(spec: PipelineSpec, trial: Trial, split: SplitRefs) -> str:
     """What a trial's result depends on: its data, its estimator and params, the parts of the
     spec that shape features and metrics, and the code version."""
     import hashlib
@@ -109,11 +122,11 @@ def trial_cache_key(spec: PipelineSpec, trial: dict[str, Any], split: dict[str, 
 def run_trial(
     spec: PipelineSpec,
     registry: Registry,
-    trial: dict[str, Any],
-    split: dict[str, Any],
+    trial: Trial,
+    split: SplitRefs,
     lineage: dict[str, str],
     threads: int | None = None,
-) -> dict[str, Any]:
+) -> TrialResult:
     """Fit one trial on the train split, score it on the validation split, log it as a child run.
 
     With ``model.cache`` a trial that already ran with the same cache key (same split
@@ -153,8 +166,14 @@ def run_trial(
         metrics={**{f"val_{k}": v for k, v in metrics.items()}, "fit_seconds": fit_seconds},
         tags=tags,
     )
-    kept = ("trial", "label", "candidate", "estimator", "params", "parent_run_id", "experiment_id")
-    return {key: trial[key] for key in kept} | {
+    return {
+        "trial": trial["trial"],
+        "label": trial["label"],
+        "candidate": trial["candidate"],
+        "estimator": trial["estimator"],
+        "params": trial["params"],
+        "parent_run_id": trial["parent_run_id"],
+        "experiment_id": trial["experiment_id"],
         "run_id": run_id,
         "metrics": metrics,
         "fit_seconds": round(fit_seconds, 3),
@@ -166,11 +185,11 @@ def run_trial(
 def select_and_refit(
     spec: PipelineSpec,
     registry: Registry,
-    results: list[dict[str, Any]],
-    dataset: dict[str, Any],
-    split: dict[str, Any],
+    results: list[TrialResult],
+    dataset: DatasetRef,
+    split: SplitRefs,
     lineage: dict[str, str],
-) -> dict[str, Any]:
+) -> TrainingResult:
     """Pick the best trial on the validation split, refit it, and log the model on the parent run.
 
     The winner is refit on train + validation (``model.refit_on_validation``) so the model
@@ -241,7 +260,14 @@ def select_and_refit(
         "run_id": logged.run_id,
         "model_uri": logged.model_uri,
         "experiment_id": logged.experiment_id,
-        "winner": {key: winner[key] for key in ("trial", "label", "estimator", "params", "metrics", "run_id")},
+        "winner": {
+            "trial": winner["trial"],
+            "label": winner["label"],
+            "estimator": winner["estimator"],
+            "params": winner["params"],
+            "metrics": winner["metrics"],
+            "run_id": winner["run_id"],
+        },
         "trials": len(results),
     }
 
@@ -249,12 +275,12 @@ def select_and_refit(
 def train_model(
     spec: PipelineSpec,
     registry: Registry,
-    split: dict[str, Any],
-    dataset: dict[str, Any],
+    split: SplitRefs,
+    dataset: DatasetRef,
     lineage: dict[str, str],
     skip_if_already_trained: bool = True,
     threads: int | None = None,
-) -> dict[str, Any]:
+) -> TrainingResult:
     """``plan_trials``, every ``run_trial`` and ``select_and_refit`` in this process (the DAG
     maps the trials over tasks instead): for scripts, tests and the plain-script benchmark.
     ``threads`` is passed to each trial (the caller caps the selection's refit)."""
@@ -267,9 +293,7 @@ def train_model(
     return select_and_refit(spec, registry, results, dataset, split, lineage)
 
 
-def evaluate_candidate(
-    spec: PipelineSpec, registry: Registry, training: dict[str, Any], test_uri: str
-) -> dict[str, Any]:
+def evaluate_candidate(spec: PipelineSpec, registry: Registry, training: TrainingResult, test_uri: str) -> Evaluation:
     """Metrics of the logged candidate and of the current champion on the same test split.
 
     Also logged on the candidate's run: metrics per ``evaluation.slices`` value
@@ -328,9 +352,7 @@ def evaluate_candidate(
     }
 
 
-def package_candidate(
-    spec: PipelineSpec, registry: Registry, training: dict[str, Any], test_uri: str
-) -> dict[str, Any]:
+def package_candidate(spec: PipelineSpec, registry: Registry, training: TrainingResult, test_uri: str) -> Package:
     """Export the candidate to ONNX, check parity with scikit-learn on the test split, log both.
 
     Never raises for a model without an ONNX form: the result says why, and the gate

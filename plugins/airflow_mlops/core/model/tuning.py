@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from airflow_mlops.core.contracts import CandidateTrial, TrialResult
 from airflow_mlops.spec import LOWER_IS_BETTER, CandidateSpec, PipelineSpec
 
 
@@ -51,9 +52,9 @@ def _combinations(candidate: CandidateSpec, seed: int) -> list[dict[str, Any]]:
     return [{name: _draw(rng, search.space[name]) for name in names} for _ in range(search.n_iter)]
 
 
-def expand_trials(spec: PipelineSpec) -> list[dict[str, Any]]:
+def expand_trials(spec: PipelineSpec) -> list[CandidateTrial]:
     """Every trial of the spec's candidates, in a stable order (random draws are seeded)."""
-    trials: list[dict[str, Any]] = []
+    trials: list[CandidateTrial] = []
     for number, candidate in enumerate(spec.model.candidate_list()):
         name = candidate.name or candidate.estimator
         for searched in _combinations(candidate, spec.model.seed + number):
@@ -77,7 +78,7 @@ def expand_trials(spec: PipelineSpec) -> list[dict[str, Any]]:
 MAX_LABEL = 200  # Airflow keeps a mapped task's rendered index in 250 characters
 
 
-def _unique_labels(trials: list[dict[str, Any]]) -> None:
+def _unique_labels(trials: list[CandidateTrial]) -> None:
     """Labels name trials in MLflow and the Airflow UI: short enough, and never the same twice."""
     seen: dict[str, int] = {}
     for trial in trials:
@@ -87,7 +88,7 @@ def _unique_labels(trials: list[dict[str, Any]]) -> None:
         trial["label"] = label if count == 0 else f"{label}#{count + 1}"
 
 
-def select_best(results: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+def select_best(results: list[TrialResult], metric: str) -> TrialResult:
     """The trial result with the best ``metric`` (``results[i]['metrics'][metric]``)."""
     scored = [r for r in results if isinstance(r.get("metrics", {}).get(metric), int | float)]
     scored = [r for r in scored if math.isfinite(r["metrics"][metric])]

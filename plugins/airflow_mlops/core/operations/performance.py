@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from airflow_mlops.core.contracts import PerformanceCheck, PerformanceSummary
 from airflow_mlops.core.operations.prediction_log.labels import labeled_predictions
 from airflow_mlops.spec import PipelineSpec
 
@@ -94,7 +95,7 @@ def _labeled_metrics(joined: Any, spec: PipelineSpec, model: Any) -> tuple[dict[
         return evaluate(_LoggedPredictions(joined, classes), frame, spec), len(joined)
 
 
-def assess_performance(spec: PipelineSpec, current: Any, model: Any) -> dict[str, Any] | None:
+def assess_performance(spec: PipelineSpec, current: Any, model: Any) -> PerformanceCheck | None:
     """Metrics of the champion on its delayed labels vs its own test metrics; None without labels.
 
     Decay needs ``monitoring.min_labeled_rows`` labeled predictions (those the metrics use) and
@@ -143,11 +144,19 @@ def assess_performance(spec: PipelineSpec, current: Any, model: Any) -> dict[str
     }
 
 
-def performance_summary(performance: dict[str, Any] | None) -> dict[str, Any] | None:
+def performance_summary(performance: PerformanceCheck | None) -> PerformanceSummary | None:
     """What of the performance check travels in XCom and the drift event (small, no file lists)."""
     if performance is None:
         return None
-    keys = ("metric", "value", "test_value", "drop", "max_metric_drop", "labeled_rows", "min_labeled_rows")
-    summary = {key: performance[key] for key in keys}
-    summary.update(decayed=performance["decayed"], decision=performance["decision"], metrics=performance["metrics"])
-    return summary
+    return {
+        "metric": performance["metric"],
+        "value": performance["value"],
+        "test_value": performance["test_value"],
+        "drop": performance["drop"],
+        "max_metric_drop": performance["max_metric_drop"],
+        "labeled_rows": performance["labeled_rows"],
+        "min_labeled_rows": performance["min_labeled_rows"],
+        "decayed": performance["decayed"],
+        "decision": performance["decision"],
+        "metrics": performance["metrics"],
+    }

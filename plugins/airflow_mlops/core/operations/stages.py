@@ -1,4 +1,6 @@
-"""Operate stages: batch scoring with the champion, prediction logging, drift monitoring."""
+"""Operate stages: batch scoring with the champion, prediction logging, drift monitoring.
+
+Each returns a small dict for XCom (``core.contracts``)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from airflow_mlops import layout as settings
+from airflow_mlops.core.contracts import MonitorResult, PerformanceCheck, ScoreSummary
 from airflow_mlops.core.data.schema_changes import apply_renames, under_learned_names
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.io import storage, tables
@@ -26,7 +29,7 @@ from airflow_mlops.spec import PipelineSpec
 logger = logging.getLogger(__name__)
 
 
-def score_batches(spec: PipelineSpec, registry: Registry, uris: list[str], run_id: str) -> dict[str, Any]:
+def score_batches(spec: PipelineSpec, registry: Registry, uris: list[str], run_id: str) -> ScoreSummary:
     """Score ``uris`` with the champion; write predictions and one log record per prediction.
 
     Each file is read, scored and logged ``spec.scoring.chunk_rows`` rows at a time (Parquet
@@ -79,7 +82,7 @@ def score_batches(spec: PipelineSpec, registry: Registry, uris: list[str], run_i
                 logger.warning("labeled-history copy %s already exists; kept as it is", target)
                 continue
             storage.move_file(local, target)  # renamed (or uploaded) into place, never seen half written
-    summary = {
+    summary: ScoreSummary = {
         "model_name": name,
         "model_version": str(current.version),
         "rows": rows,
@@ -91,7 +94,7 @@ def score_batches(spec: PipelineSpec, registry: Registry, uris: list[str], run_i
     return summary
 
 
-def monitor_drift(spec: PipelineSpec, registry: Registry, log_uris: list[str], run_id: str) -> dict[str, Any]:
+def monitor_drift(spec: PipelineSpec, registry: Registry, log_uris: list[str], run_id: str) -> MonitorResult:
     """Compare logged features with the champion's training reference, and its logged predictions
     with the delayed labels that arrived (performance decay); log both to MLflow.
 
@@ -213,14 +216,15 @@ def _drift_page(
     reference: Any,
     current_log: Any,
     no_data: str | None,
-    performance: dict[str, Any] | None,
+    performance: PerformanceCheck | None,
 ) -> str:
     """The monitoring run's HTML report, titled by what was (or could not be) measured."""
     from airflow_mlops.core.operations.drift.report import render_drift_html
 
     measured = f" (not measured: {no_data})" if no_data else f" ({report.current_rows:,} logged predictions)"
     title = f"{spec.name}: drift of {model}'s inputs" + measured
-    return render_drift_html(report, reference, current_log, title, performance=performance)
+    shown = dict(performance) if performance is not None else None
+    return render_drift_html(report, reference, current_log, title, performance=shown)
 
 
 def _log_monitoring_run(
@@ -230,7 +234,7 @@ def _log_monitoring_run(
     current: Any,
     report: Any,
     output: Any,
-    performance: dict[str, Any] | None,
+    performance: PerformanceCheck | None,
     reasons: list[str],
     page: str,
 ) -> str:
@@ -265,7 +269,7 @@ def _log_monitoring_run(
             )
         registry.log_batch(mlflow_run_id, metrics=metrics, tags={"retrain": ",".join(reasons) or "no"})
         if performance is not None:
-            registry.client.log_dict(mlflow_run_id, performance, "performance.json")
+            registry.client.log_dict(mlflow_run_id, dict(performance), "performance.json")
         registry.client.log_dict(mlflow_run_id, report.as_dict(), "drift_report.json")
         registry.client.log_text(mlflow_run_id, page, "drift_report.html")
     return mlflow_run_id

@@ -22,6 +22,7 @@ import re
 import tempfile
 from typing import Any
 
+from airflow_mlops.core.contracts import PromotionRecord
 from airflow_mlops.core.registry.runs import Tracking
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ class Registry(Tracking):
         for key, value in tags.items():
             self.client.set_model_version_tag(name, version, key, value)
 
-    def promotion_history(self, name: str) -> list[dict[str, Any]]:
+    def promotion_history(self, name: str) -> list[PromotionRecord]:
         """The recorded moves of ``champion`` (``core.registry.promotion`` writes them), oldest first."""
         model = self.client.get_registered_model(name)
         return list(json.loads(model.tags.get(HISTORY_TAG, "[]")))

@@ -21,8 +21,9 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+from airflow_mlops.core.contracts import MoveExtra, PromotionRecord
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.registry import integrity
 from airflow_mlops.core.registry.client import CHAMPION_ALIAS, HISTORY_TAG, Registry, is_not_found
@@ -42,7 +43,7 @@ class PromotionSuperseded(NothingToProcessError):
     """This run promoted before and must not move the alias again (a clear after a rollback)."""
 
 
-def _capped(history: list[dict[str, Any]]) -> str:
+def _capped(history: list[PromotionRecord]) -> str:
     """The newest records that fit in a registered-model tag value."""
     kept = list(history)
     text = json.dumps(kept)
@@ -56,7 +57,7 @@ def _version_of(model_version: Any | None) -> str | None:
     return None if model_version is None else str(model_version.version)
 
 
-def _write_record(registry: Registry, name: str, record: dict[str, Any]) -> None:
+def _write_record(registry: Registry, name: str, record: PromotionRecord) -> None:
     """The record on its version and in the history; a record already there (same id) is not added twice."""
     mlflow_client = registry.client
     if record.get("to_version"):
@@ -66,7 +67,7 @@ def _write_record(registry: Registry, name: str, record: dict[str, Any]) -> None
         mlflow_client.set_registered_model_tag(name, HISTORY_TAG, _capped([*history, record]))
 
 
-def pending_move(registry: Registry, name: str) -> dict[str, Any] | None:
+def pending_move(registry: Registry, name: str) -> PromotionRecord | None:
     """The move a task started and did not finish recording, or None."""
     from mlflow.exceptions import MlflowException
 
@@ -76,10 +77,10 @@ def pending_move(registry: Registry, name: str) -> dict[str, Any] | None:
         if is_not_found(str(getattr(exc, "error_code", "")), str(exc)):
             return None  # no such model yet: nothing was ever moved
         raise
-    return dict(json.loads(raw)) if raw else None
+    return cast(PromotionRecord, json.loads(raw)) if raw else None  # written by ``promote``
 
 
-def settle_pending(registry: Registry, name: str) -> dict[str, Any] | None:
+def settle_pending(registry: Registry, name: str) -> PromotionRecord | None:
     """Finish recording a move whose task died after writing its intent; return it if it happened.
 
     The alias on the pending ``to_version`` (None: no champion) means the alias moved: the
@@ -108,9 +109,9 @@ def promote(
     version: str | None,
     reason: str,
     by: str,
-    extra: dict[str, Any] | None = None,
+    extra: MoveExtra | None = None,
     run: str | None = None,
-) -> dict[str, Any]:
+) -> PromotionRecord:
     """Move ``champion`` to ``version`` (None: remove the alias) and record the move; return the record.
 
     The move itself, without checks: ``promote_once`` (the pipeline) and ``rollback`` check
@@ -119,16 +120,17 @@ def promote(
     """
     settle_pending(registry, name)
     mlflow_client = registry.client
-    record: dict[str, Any] = {
+    record: PromotionRecord = {
         "id": uuid.uuid4().hex[:16],
         "from_version": _version_of(registry.champion(name)),
         "to_version": None if version is None else str(version),
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "by": by,
         "reason": reason[:1000],
-        **({"run": run} if run else {}),
-        **(extra or {}),
     }
+    if run:
+        record["run"] = run
+    record.update(extra or {})
     mlflow_client.set_registered_model_tag(name, PENDING_TAG, json.dumps(record))
     if version is None:
         mlflow_client.delete_registered_model_alias(name, CHAMPION_ALIAS)
@@ -139,7 +141,7 @@ def promote(
     return record
 
 
-def _move_text(record: dict[str, Any]) -> str:
+def _move_text(record: PromotionRecord) -> str:
     return (f"v{record.get('from_version')} -> v{record.get('to_version')} ({str(record.get('reason'))[:120]}, "
             f"by {record.get('by')} at {record.get('at')})")  # fmt: skip
 
@@ -153,7 +155,7 @@ def promote_once(
     by: str,
     run: str,
     preflight: Callable[[], None] | None = None,
-) -> dict[str, Any]:
+) -> PromotionRecord:
     """Promote ``version`` for Airflow run ``run``, at most once, and only over ``expected_champion``.
 
     Safe to retry or clear: a move this run left half done is finished first. When the
@@ -218,7 +220,7 @@ def unservable_reasons(version: Any) -> list[str]:
     return reasons
 
 
-def last_move_to(history: list[dict[str, Any]], version: str) -> dict[str, Any] | None:
+def last_move_to(history: list[PromotionRecord], version: str) -> PromotionRecord | None:
     """The newest recorded move that made ``version`` champion (a promotion or a rollback)."""
     return next((r for r in reversed(history) if str(r.get("to_version")) == str(version)), None)
 
@@ -231,7 +233,7 @@ def rollback(
     to_version: str | None = None,
     force: bool = False,
     run: str | None = None,
-) -> dict[str, Any]:
+) -> PromotionRecord:
     """Move ``champion`` back: to ``to_version``, or to the version the last move replaced.
 
     Without ``to_version`` it undoes the newest recorded move to the current champion,
@@ -278,9 +280,9 @@ def rollback(
         checked = integrity.require_intact(registry, target, "roll back to")
     except integrity.IntegrityError as exc:
         raise RollbackError(str(exc)) from exc
-    extra: dict[str, Any] = {"rollback": True, "integrity": checked.summary()}
+    extra: MoveExtra = {"rollback": True, "integrity": checked.summary()}
     if problems:
         log.warning("forced rollback of %s to v%s: %s", name, to_version, "; ".join(problems))
-        extra.update(forced=True, forced_past=[p[:300] for p in problems])
+        extra["forced"], extra["forced_past"] = True, [p[:300] for p in problems]
     label = "rollback (forced)" if problems else "rollback"
     return promote(registry, name, str(to_version), reason=f"{label}: {reason}", by=by, extra=extra, run=run)

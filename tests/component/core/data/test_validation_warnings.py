@@ -163,7 +163,7 @@ def test_the_training_dag_hands_the_validate_result_to_register_and_gate(tmp_pat
     from tests.conftest import EXAMPLE_SPEC
 
     dag = build_training_dag(EXAMPLE_SPEC)
-    reference = "{{ ti.xcom_pull(task_ids='data.validate') }}"
-    assert dag.get_task("model.register").validation == reference
-    assert dag.get_task("model.gate").validation == reference
+    for consumer in ("model.register", "model.gate"):
+        reference = dag.get_task(consumer).validation  # the validate task's .output
+        assert (reference.operator.task_id, reference.key) == ("data.validate", "return_value")
     assert "validation" in dag.get_task("model.gate").template_fields

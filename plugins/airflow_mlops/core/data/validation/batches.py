@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_mlops.core.contracts import DatasetRef
 from airflow_mlops.core.data.quarantine import quarantine_file
 from airflow_mlops.core.data.validation.plan import parquet_source
 from airflow_mlops.core.data.validation.suite import DataValidationError, format_failures, validate_batch
@@ -97,7 +98,7 @@ def _suite_alone(
 
 
 def judge_batches(
-    spec: PipelineSpec, dataset: dict[str, Any], run_id: str, inferred: list[ExpectationSpec], window_failed: bool
+    spec: PipelineSpec, dataset: DatasetRef, run_id: str, inferred: list[ExpectationSpec], window_failed: bool
 ) -> BatchVerdicts:
     """Judge the run's landed batches alone (and, when the window failed, every batch); quarantine
     each that fails with its report."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from airflow_mlops.core.contracts import ValidationResult
 from airflow_mlops.core.io import storage
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def _short(value: Any, limit: int = MAX_EXAMPLE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def load(validation: dict[str, Any] | None) -> list[dict[str, Any]]:
+def load(validation: ValidationResult | None) -> list[dict[str, Any]]:
     """The warnings of the validate task's result (read from its report); [] without a result.
 
     A result that counted warnings whose report cannot be read gives one warning saying so,
@@ -77,7 +78,7 @@ def describe(warning: dict[str, Any]) -> str:
     return f"{_short(warning.get('expectation', '?'), 80)}{column}" + (f": {'; '.join(parts)}" if parts else "")
 
 
-def version_tags(validation: dict[str, Any] | None, warnings: list[dict[str, Any]]) -> dict[str, str]:
+def version_tags(validation: ValidationResult | None, warnings: list[dict[str, Any]]) -> dict[str, str]:
     """Tags of a model version trained on this data; nothing when the run had no validate result."""
     if validation is None:
         return {}
