@@ -55,7 +55,7 @@ def _reset_high_water() -> None:
 
 def train_champion(home: str) -> str:
     """The example spec's champion, trained on one 3,000-row synthetic batch and promoted."""
-    from airflow_mlops import layout as settings
+    from airflow_mlops import layout
     from airflow_mlops.core.data import stages as data_stages
     from airflow_mlops.core.data import synthetic
     from airflow_mlops.core.landing import inbox as landing
@@ -65,9 +65,9 @@ def train_champion(home: str) -> str:
     spec = load_spec(SPEC)
     tracking_uri = f"sqlite:///{home}/mlflow.db"
     registry = Registry(tracking_uri)
-    synthetic.land_batch("churn", settings.landing_dir(spec.name, "training"), dt.date(2026, 1, 1), 3000, 1)
+    synthetic.land_batch("churn", layout.landing_dir(spec.name, "training"), dt.date(2026, 1, 1), 3000, 1)
     landing.claim_new_files(
-        settings.landing_dir(spec.name, "training"), settings.lake_dir(spec.name, "labeled"), (".parquet",)
+        layout.landing_dir(spec.name, "training"), layout.lake_dir(spec.name, "labeled"), (".parquet",)
     )
     lineage = {"dag_id": "churn_training", "run_id": "bench"}
     dataset = data_stages.ingest_labeled(spec, "bench")

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.devstack.chaos import WorkerKiller
 from airflow_mlops.devstack.demo import DemoLoop
@@ -92,7 +92,7 @@ def kill_during_trials(stack: ProductionStack, demo: DemoLoop, rows: int, heartb
     known = {r["dag_run_id"] for r in client.dag_runs(training)}
     killer = WorkerKiller(stack, client, training, known)
     killer.start()
-    synthetic.land_batch("churn", settings.landing_dir("churn", "training"), dt.date(2026, 11, 23), rows, seed=7)
+    synthetic.land_batch("churn", layout.landing_dir("churn", "training"), dt.date(2026, 11, 23), rows, seed=7)
     run = client.wait_for_new_run(training, known, 900)
     killer.done.set()
     if killer.killed is None:

@@ -59,7 +59,7 @@ def free_port() -> int:
 
 def train_two_versions(tracking_uri: str) -> None:
     """v1 (champion) and v2 (registered, not promoted) of the churn model, via the core stages."""
-    from airflow_mlops import layout as settings
+    from airflow_mlops import layout
     from airflow_mlops.core.data import stages as data_stages
     from airflow_mlops.core.data import synthetic
     from airflow_mlops.core.landing import inbox as landing
@@ -70,9 +70,9 @@ def train_two_versions(tracking_uri: str) -> None:
 
     spec, registry = load_spec(SPEC), Registry(tracking_uri)
     for index, seed in enumerate((1, 2), start=1):
-        inbox = settings.landing_dir(spec.name, "training")
+        inbox = layout.landing_dir(spec.name, "training")
         synthetic.land_batch("churn", inbox, dt.date(2026, 1, index), 5000, seed)
-        landing.claim_new_files(inbox, settings.lake_dir(spec.name, "labeled"), (".parquet",))
+        landing.claim_new_files(inbox, layout.lake_dir(spec.name, "labeled"), (".parquet",))
         run_id = f"bench-{index}"
         lineage = {"dag_id": "benchmark", "run_id": run_id}
         dataset = data_stages.ingest_labeled(spec, run_id)
@@ -211,7 +211,7 @@ def main() -> int:
     bodies = request_bodies(root)
     print(f"set-up took {time.perf_counter() - started:.0f} s", flush=True)
 
-    from airflow_mlops import layout as settings
+    from airflow_mlops import layout
     from airflow_mlops.core.io import storage
     from airflow_mlops.core.registry import promotion
     from airflow_mlops.core.registry.client import Registry
@@ -281,7 +281,7 @@ def main() -> int:
         logs.close()
     import re
 
-    files = storage.list_files_recursive(settings.prediction_log_dir(spec.name), (".parquet",))
+    files = storage.list_files_recursive(layout.prediction_log_dir(spec.name), (".parquet",))
     logged = sum(pq_rows(f) for f in files)
     # Each worker reports at shutdown how many rows it answered (wrk's count misses the
     # requests in flight when it stops, which the server still answered and logged).

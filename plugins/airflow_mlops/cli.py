@@ -48,12 +48,12 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from airflow_mlops import layout as settings
+    from airflow_mlops import layout
     from airflow_mlops.core.data import synthetic
     from airflow_mlops.spec import load_spec
 
     spec = load_spec(args.spec)
-    directory = args.output or settings.landing_dir(spec.name, args.kind)
+    directory = args.output or layout.landing_dir(spec.name, args.kind)
     landed = synthetic.land_batch(
         spec.data.generator or spec.name,
         directory,

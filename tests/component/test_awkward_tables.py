@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.io import tables
@@ -152,9 +152,9 @@ def _rows_with_gaps(rows: int, seed: int) -> pd.DataFrame:
 def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_registered_model(tmp_path, registry):
     spec_path = _quick_tickets_spec(tmp_path)
     spec = load_spec(spec_path)
-    synthetic.land_batch("tickets", settings.landing_dir(spec.name, "training"), dt.date(2026, 1, 1), 2500, 1)
+    synthetic.land_batch("tickets", layout.landing_dir(spec.name, "training"), dt.date(2026, 1, 1), 2500, 1)
     landing.claim_new_files(
-        settings.landing_dir(spec.name, "training"), settings.lake_dir(spec.name, "labeled"), (".parquet",)
+        layout.landing_dir(spec.name, "training"), layout.lake_dir(spec.name, "labeled"), (".parquet",)
     )
     lineage = {"dag_id": "tickets_training", "run_id": "r1"}
     dataset = data_stages.ingest_labeled(spec, "r1")
@@ -212,9 +212,9 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
 
     # Batch scoring and the prediction log keep the user's names and every class's probability;
     # drift of the predictions compares the share of every class.
-    synthetic.land_batch("tickets", settings.landing_dir(spec.name, "scoring"), dt.date(2026, 1, 8), 2000, 5, 0.8)
+    synthetic.land_batch("tickets", layout.landing_dir(spec.name, "scoring"), dt.date(2026, 1, 8), 2000, 5, 0.8)
     claimed = landing.claim_new_files(
-        settings.landing_dir(spec.name, "scoring"), settings.lake_dir(spec.name, "scoring"), (".parquet",)
+        layout.landing_dir(spec.name, "scoring"), layout.lake_dir(spec.name, "scoring"), (".parquet",)
     )
     summary = operate_stages.score_batches(spec, registry, claimed, "s1")
     log_uri = summary["prediction_log_uris"][0]
@@ -227,7 +227,7 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
     landed = tables.read_table(claimed[0])
     truth = dict(zip(landed["ticket id"], landed["team"], strict=True))
     labels = pd.DataFrame({"request_id": log["request_id"], "row": log["row"], "team": log["ticket id"].map(truth)})
-    tables.write_parquet(labels, settings.join(settings.labels_dir(spec.name), "labels-1.parquet"))
+    tables.write_parquet(labels, layout.join(layout.labels_dir(spec.name), "labels-1.parquet"))
     drift = operate_stages.monitor_drift(spec, registry, summary["prediction_log_uris"], "m1")
     assert drift["performance"]["labeled_rows"] == 2000
     assert 0.5 < drift["performance"]["metrics"]["roc_auc"] < 1.0  # one-vs-rest over the four teams

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.data.sources import IngestError
@@ -40,18 +40,18 @@ def _batch(seed: int, rows: int = 300) -> pd.DataFrame:
 
 
 def _lake(spec: PipelineSpec) -> Path:
-    lake = Path(settings.lake_dir(spec.name, "labeled"))
+    lake = Path(layout.lake_dir(spec.name, "labeled"))
     lake.mkdir(parents=True, exist_ok=True)
     return lake
 
 
 def _quarantined(spec: PipelineSpec) -> list[str]:
-    folder = Path(settings.artifact_root()) / spec.name / "quarantine" / RUN
+    folder = Path(layout.artifact_root()) / spec.name / "quarantine" / RUN
     return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".report.json")) if folder.exists() else []
 
 
 def _report(spec: PipelineSpec, name: str) -> dict:
-    folder = Path(settings.artifact_root()) / spec.name / "quarantine" / RUN
+    folder = Path(layout.artifact_root()) / spec.name / "quarantine" / RUN
     return json.loads((folder / f"{name}.report.json").read_text())
 
 
@@ -74,7 +74,7 @@ def test_every_bad_file_of_the_window_is_quarantined_not_only_the_first(spec, ml
         assert name in message
     assert _quarantined(spec) == ["2-text.csv", "3-corrupt.csv.gz", "5-dupes.csv"]
     assert sorted(p.name for p in lake.iterdir()) == ["1-good.parquet", "4-good.parquet"]  # the good stay
-    assert not Path(settings.run_dir(spec.name, RUN, "ingest"), "dataset.parquet").exists()
+    assert not Path(layout.run_dir(spec.name, RUN, "ingest"), "dataset.parquet").exists()
     # The next run is not poisoned: it trains on what is left.
     assert data_stages.ingest_labeled(spec, "next-run")["rows"] == 600
 
@@ -96,7 +96,7 @@ def test_the_error_and_the_log_say_where_the_file_was_quarantined(spec, mlops_ho
     (lake / "bad.csv").write_bytes(_batch(1).assign(tenure_months="abc").to_csv(index=False).encode())
     with caplog.at_level(logging.WARNING), pytest.raises(IngestError) as err:
         data_stages.ingest_labeled(spec, RUN)
-    where = str(Path(settings.artifact_root()) / spec.name / "quarantine" / RUN / "bad.csv")
+    where = str(Path(layout.artifact_root()) / spec.name / "quarantine" / RUN / "bad.csv")
     assert f"quarantined at {where}" in str(err.value)
     assert any(where in record.getMessage() for record in caplog.records)
 
@@ -233,7 +233,7 @@ def test_inbox_files_that_are_never_claimed_are_logged_once_each(mlops_home, cap
     from airflow_mlops.core.data.sources import SUFFIXES
     from airflow_mlops.core.landing import inbox as landing
 
-    inbox = Path(settings.landing_dir("churn", "training"))
+    inbox = Path(layout.landing_dir("churn", "training"))
     (inbox / "2026-12").mkdir(parents=True)
     (inbox / "2026-12" / "nested.csv").write_text("a\n1\n")
     (inbox / "book.xlsx").write_bytes(b"PK")

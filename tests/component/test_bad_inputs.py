@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.data.sources import IngestError
@@ -226,7 +226,7 @@ def test_the_corpus_has_at_least_36_distinct_cases():
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_broken_batch_is_named_stopped_and_quarantined(case, spec, mlops_home):
     name, build, error, fragment = CASES[case]
-    lake_file = Path(settings.lake_dir(spec.name, "labeled")) / name
+    lake_file = Path(layout.lake_dir(spec.name, "labeled")) / name
     lake_file.parent.mkdir(parents=True, exist_ok=True)
     lake_file.write_bytes(build())
 
@@ -235,12 +235,12 @@ def test_broken_batch_is_named_stopped_and_quarantined(case, spec, mlops_home):
     assert fragment in str(err.value)
     assert name in str(err.value) or error is DataValidationError  # ingest errors name the file
 
-    quarantine = Path(settings.artifact_root()) / spec.name / "quarantine" / RUN
+    quarantine = Path(layout.artifact_root()) / spec.name / "quarantine" / RUN
     assert (quarantine / name).exists() and (quarantine / f"{name}.report.json").exists()
     assert not lake_file.exists()  # out of the lake: the next run trains without it
-    assert not (Path(settings.run_dir(spec.name, RUN, "split"))).exists()
+    assert not (Path(layout.run_dir(spec.name, RUN, "split"))).exists()
     if error is IngestError:
-        assert not Path(settings.run_dir(spec.name, RUN, "ingest"), "dataset.parquet").exists()
+        assert not Path(layout.run_dir(spec.name, RUN, "ingest"), "dataset.parquet").exists()
 
 
 def test_external_source_files_are_copied_to_quarantine_not_moved(spec, mlops_home, tmp_path):
@@ -250,7 +250,7 @@ def test_external_source_files_are_copied_to_quarantine_not_moved(spec, mlops_ho
     with pytest.raises(IngestError, match="non-numeric values"):
         _run(_spec(spec, uri=str(source)))
     assert source.exists()
-    (copied,) = (Path(settings.artifact_root()) / spec.name / "quarantine" / RUN).glob("*-day.csv")
+    (copied,) = (Path(layout.artifact_root()) / spec.name / "quarantine" / RUN).glob("*-day.csv")
     assert copied.read_bytes() == source.read_bytes()
 
 
@@ -271,7 +271,7 @@ def test_bad_source_locations_are_named(spec, mlops_home, tmp_path, uri, fragmen
 
 
 def test_unexpected_column_is_refused_when_the_schema_is_strict(spec, mlops_home):
-    lake_file = Path(settings.lake_dir(spec.name, "labeled")) / "extra.parquet"
+    lake_file = Path(layout.lake_dir(spec.name, "labeled")) / "extra.parquet"
     lake_file.parent.mkdir(parents=True)
     lake_file.write_bytes(_parquet(_frame().assign(surprise=1)))
     with pytest.raises(IngestError, match=r"unexpected column\(s\) \['surprise'\]"):
@@ -280,7 +280,7 @@ def test_unexpected_column_is_refused_when_the_schema_is_strict(spec, mlops_home
 
 def test_files_with_different_declared_columns_are_refused(spec, mlops_home):
     declared = spec.model_copy(update={"data": spec.data.model_copy(update={"dtypes": {"note": "string"}})})
-    lake = Path(settings.lake_dir(spec.name, "labeled"))
+    lake = Path(layout.lake_dir(spec.name, "labeled"))
     lake.mkdir(parents=True)
     (lake / "1.parquet").write_bytes(_parquet(_frame().assign(note="x")))
     (lake / "2.parquet").write_bytes(_parquet(_frame()))
@@ -291,19 +291,19 @@ def test_files_with_different_declared_columns_are_refused(spec, mlops_home):
 
 def test_a_batch_missing_a_feature_after_a_complete_one_is_named_and_quarantined(spec, mlops_home):
     # Before any complete batch it would be an older batch (see test_spec_changes.py); after one, it is bad data.
-    lake = Path(settings.lake_dir(spec.name, "labeled"))
+    lake = Path(layout.lake_dir(spec.name, "labeled"))
     lake.mkdir(parents=True)
     (lake / "1.parquet").write_bytes(_parquet(_frame()))
     (lake / "2.parquet").write_bytes(_parquet(synthetic.churn_batch(300, seed=2).drop(columns=["plan"])))
     with pytest.raises(IngestError, match=r"2.parquet: missing required column\(s\) \['plan'\]"):
         _run(spec)
-    quarantine = Path(settings.artifact_root()) / spec.name / "quarantine" / RUN
+    quarantine = Path(layout.artifact_root()) / spec.name / "quarantine" / RUN
     assert (quarantine / "2.parquet").exists() and (quarantine / "2.parquet.report.json").exists()
     assert storage.list_files(str(lake)) == [f"{lake}/1.parquet"]
 
 
 def test_undeclared_extra_columns_are_dropped_and_column_order_does_not_matter(spec, mlops_home):
-    lake = Path(settings.lake_dir(spec.name, "labeled"))
+    lake = Path(layout.lake_dir(spec.name, "labeled"))
     lake.mkdir(parents=True)
     (lake / "1.parquet").write_bytes(_parquet(_frame()))
     (lake / "2.parquet").write_bytes(_parquet(synthetic.churn_batch(300, seed=2).assign(note="x").iloc[:, ::-1]))

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.data.ingest import cast_declared
@@ -108,7 +108,7 @@ def test_fingerprint_changes_with_a_value_and_identical_rows_share_a_split(noid)
 
 
 def _land(spec, name: str, frame: pd.DataFrame) -> str:
-    lake = Path(settings.lake_dir(spec.name, "labeled"))
+    lake = Path(layout.lake_dir(spec.name, "labeled"))
     lake.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(lake / name, index=False)
     return str(lake / name)
@@ -143,7 +143,7 @@ def test_train_score_log_and_join_delayed_labels_by_request_without_id(noid, reg
     gate = release.gate_candidate(noid, registry, registered, evaluation)
     release.promote_candidate(registry, gate, by="test")
 
-    batch = Path(settings.lake_dir(noid.name, "scoring")) / "s.parquet"
+    batch = Path(layout.lake_dir(noid.name, "scoring")) / "s.parquet"
     batch.parent.mkdir(parents=True)
     scored = _rows(300, seed=9)
     scored.to_parquet(batch, index=False)
@@ -153,7 +153,7 @@ def test_train_score_log_and_join_delayed_labels_by_request_without_id(noid, reg
     assert list(log.columns[:6]) == ["request_id", "row", "logged_at", "model_name", "model_version", "source_uri"]
 
     # Delayed labels join by request_id (+ row); a file keyed by some id column is unusable here.
-    labels = Path(settings.labels_dir(noid.name))
+    labels = Path(layout.labels_dir(noid.name))
     labels.mkdir(parents=True)
     pd.DataFrame({"request_id": log["request_id"], "row": 0, "churned": scored["churned"]}).to_parquet(
         labels / "by-request.parquet", index=False

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.io import storage
 from airflow_mlops.core.registry.client import Registry
@@ -58,7 +58,7 @@ def _bad_batches(inbox: Path) -> list[str]:
 
 def _quarantined(pipeline: str, run_id: str) -> dict[str, dict[str, Any]]:
     """Files the run set aside (lake names keep the original name at their end) -> their reports."""
-    folder = Path(settings.join(settings.artifact_root(), pipeline, "quarantine", settings.safe_segment(run_id)))
+    folder = Path(layout.join(layout.artifact_root(), pipeline, "quarantine", layout.safe_segment(run_id)))
     if not folder.is_dir():
         return {}
     return {
@@ -78,7 +78,7 @@ def door(tmp_path_factory):
     try:
         demo = DemoLoop(stack, rows=ROWS, say=print)
         demo._prepare()
-        inbox = Path(settings.landing_dir("churn", "training"))
+        inbox = Path(layout.landing_dir("churn", "training"))
         name = demo.spec.registered_model_name
 
         def state() -> tuple[int, str | None]:

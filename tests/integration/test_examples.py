@@ -15,7 +15,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.io import tables
 from airflow_mlops.devstack.demo import DemoLoop
 from airflow_mlops.devstack.stack import Stack, StackConfig
@@ -67,7 +67,7 @@ def test_example_lands_trains_serves_and_scores_under_the_scheduler(stack, spec_
             assert [sorted(p) for p in served["probabilities"]] == [sorted(classes)] * len(rows)
 
     # The scoring run logged one row per landed row, under the user's column names.
-    log_dir = settings.prediction_log_dir(spec.name)
+    log_dir = layout.prediction_log_dir(spec.name)
     scored = [tables.read_table(str(p)) for p in stack.config.root.rglob("*.parquet") if str(p).startswith(log_dir)]
     batch_logs = [t for t in scored if set(t["source_uri"]) != {"serving"}]
     assert sum(len(t) for t in batch_logs) == 3000

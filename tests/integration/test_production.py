@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.landing import inbox as landing
 from airflow_mlops.core.registry.client import Registry
@@ -59,7 +59,7 @@ def _s3_client(stack: ProductionStack) -> Any:
 
 def _upload_at_once(stack: ProductionStack, folder: Path) -> list[str]:
     """Five labeled batches, uploaded concurrently with boto3 into the training inbox."""
-    bucket, _, prefix = settings.landing_dir("churn", "training").removeprefix("s3://").partition("/")
+    bucket, _, prefix = layout.landing_dir("churn", "training").removeprefix("s3://").partition("/")
     files = [
         synthetic.land_batch("churn", str(folder), dt.date(2026, 11, 2) + dt.timedelta(days=n), ROWS, seed=10 + n)
         for n in range(UPLOADS)
@@ -176,7 +176,7 @@ def _drive(stack: ProductionStack, base: Path) -> dict[str, Any]:
                           demo._seen[training])  # fmt: skip
     killer.start()
     facts["uploaded"] = _upload_at_once(stack, base / "uploads")
-    lake = settings.lake_dir("churn", "labeled")
+    lake = layout.lake_dir("churn", "labeled")
     claims: list[dict[str, Any]] = []
     for _ in range(UPLOADS):  # one run per claim; the watcher may claim the five files in one or more polls
         demo._await_run("training", "asset_triggered")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.contracts import PromotionRecord
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.registry.client import Registry
@@ -214,7 +214,7 @@ class DemoLoop:
 
     # -- helpers -------------------------------------------------------------------------------
     def _land(self, kind: str, day: dt.date, seed: int, drift: float) -> synthetic.LandedBatch:
-        inbox = settings.landing_dir(self.spec.name, kind)
+        inbox = layout.landing_dir(self.spec.name, kind)
         return synthetic.land_batch(self.spec.data.generator or "churn", inbox, day, self.rows, seed=seed, drift=drift)
 
     def _await_run(self, kind: str, run_type: str) -> dict[str, Any]:

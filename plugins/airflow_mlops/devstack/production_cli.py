@@ -73,7 +73,7 @@ def up(args: argparse.Namespace) -> int:
 
 
 def describe(stack: object) -> list[str]:
-    from airflow_mlops import layout as settings
+    from airflow_mlops import layout
     from airflow_mlops.devstack.production import ProductionStack
     from airflow_mlops.devstack.production_config import SECRETS_FILE
 
@@ -88,7 +88,7 @@ def describe(stack: object) -> list[str]:
         f"  S3 endpoint:  {cfg.s3_url}   (moto; keys and every other secret in {cfg.root / SECRETS_FILE})",
         f"  PostgreSQL:   databases {', '.join(endpoints.databases.values())} (role {endpoints.db_user})",
         f"  Redis:        database {endpoints.redis_db} on port {endpoints.redis_port}",
-        f"  landing root: {env.get(settings.LANDING_ENV)}   artifact root: {env.get(settings.ARTIFACT_ENV)}",
+        f"  landing root: {env.get(layout.LANDING_ENV)}   artifact root: {env.get(layout.ARTIFACT_ENV)}",
         f"  logs:         {cfg.logs}/<role>.log; task logs in the S3 bucket",
     ]
     if cfg.serve:

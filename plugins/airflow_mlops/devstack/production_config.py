@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.devstack import compose_env
 from airflow_mlops.devstack import production_env as native
 from airflow_mlops.devstack.processes import ProcessRecord
@@ -93,8 +93,8 @@ class ProductionConfig:
         keep = ("AWS_", "AIRFLOW_MLOPS_LANDING", "AIRFLOW_MLOPS_ARTIFACT", "MLFLOW_TRACKING_URI")
         env = native.role_environment(worker, self._ready(), self.folders(), self.role_dirs("client"), "client", {})
         out = {k: v for k, v in env.items() if k.startswith(keep)}
-        out[settings.HOME_ENV] = str(self.root / "roles" / "client")
-        out[settings.PIPELINES_ENV] = str(self.pipelines_folder)
+        out[layout.HOME_ENV] = str(self.root / "roles" / "client")
+        out[layout.PIPELINES_ENV] = str(self.pipelines_folder)
         return out
 
     def mlops_env(self) -> dict[str, str]:  # what DemoLoop puts into its own process

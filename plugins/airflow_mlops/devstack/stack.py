@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.devstack.processes import ProcessRecord, alive, free_port, port_open, terminate
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -84,10 +84,10 @@ class StackConfig:
     def mlops_env(self) -> dict[str, str]:
         """The airflow-mlops roots of this stack: all inside the runtime folder."""
         return {
-            settings.HOME_ENV: str(self.root),
-            settings.LANDING_ENV: str(self.root / "landing"),
-            settings.ARTIFACT_ENV: str(self.root / "artifacts"),
-            settings.PIPELINES_ENV: str(self.pipelines_folder),
+            layout.HOME_ENV: str(self.root),
+            layout.LANDING_ENV: str(self.root / "landing"),
+            layout.ARTIFACT_ENV: str(self.root / "artifacts"),
+            layout.PIPELINES_ENV: str(self.pipelines_folder),
         }
 
     def environment(self) -> dict[str, str]:

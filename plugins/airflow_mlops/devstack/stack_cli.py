@@ -91,7 +91,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 def discover(cfg: StackConfig) -> list[Pipeline]:
     """The specs of the pipelines folder and their inboxes, resolved as the stack's processes do."""
-    from airflow_mlops import layout as settings
+    from airflow_mlops import layout
     from airflow_mlops.spec import SpecError, load_spec
 
     out = []
@@ -102,7 +102,7 @@ def discover(cfg: StackConfig) -> list[Pipeline]:
             out.append(Pipeline(path, error=str(exc)))
             continue
         with _environment(cfg.mlops_env()):
-            inboxes = {kind: settings.landing_dir(spec.name, kind) for kind in KINDS}
+            inboxes = {kind: layout.landing_dir(spec.name, kind) for kind in KINDS}
         out.append(Pipeline(path, spec.name, inboxes=inboxes))
     return out
 

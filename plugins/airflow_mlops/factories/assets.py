@@ -42,16 +42,16 @@ def pipeline_assets(
     ``landing_rules``: the spec's ``data.landing`` (the producer protocol the watchers apply);
     every DAG of a pipeline passes the same, so the watcher triggers hash the same.
     """
-    from airflow_mlops import layout as settings
+    from airflow_mlops import layout
 
     rules: dict[str, Any] = {}
     if landing_rules is not None:
         rules = {"settle_seconds": landing_rules.settle_seconds, "require_marker": landing_rules.require_marker}
 
     def landing(kind: str, lake_kind: str) -> Asset:
-        inbox = settings.landing_dir(pipeline, kind)
+        inbox = layout.landing_dir(pipeline, kind)
         trigger = LandingZoneTrigger(
-            inbox=inbox, destination=settings.lake_dir(pipeline, lake_kind), poll_interval=poll_interval, **rules
+            inbox=inbox, destination=layout.lake_dir(pipeline, lake_kind), poll_interval=poll_interval, **rules
         )
         return Asset(
             name=f"mlops.{pipeline}.landing.{kind}",
@@ -63,7 +63,7 @@ def pipeline_assets(
     def event(kind: str) -> Asset:
         return Asset(
             name=f"mlops.{pipeline}.{kind}",
-            uri=_uri(settings.join(settings.artifact_root(), pipeline, "events", kind)),
+            uri=_uri(layout.join(layout.artifact_root(), pipeline, "events", kind)),
             group="airflow-mlops",
         )
 

@@ -354,7 +354,7 @@ def _headless(handler: Callable[[Scope, Receive], Awaitable[tuple[int, bytes, li
 
 def build_app(config: ServeConfig) -> ServingApp:
     """The app for ``config``: the champion from the registry, predictions logged per the config."""
-    from airflow_mlops import layout as settings
+    from airflow_mlops import layout
     from airflow_mlops.core.registry.client import Registry
     from airflow_mlops.serving.model import champion_version, load_version
     from airflow_mlops.serving.registry_rest import HttpAliasProbe
@@ -365,7 +365,7 @@ def build_app(config: ServeConfig) -> ServingApp:
     prediction_logger = None
     if config.log_predictions:
         prediction_logger = PredictionLogger(
-            settings.prediction_log_dir(spec.name),
+            layout.prediction_log_dir(spec.name),
             spec.registered_model_name,
             spec.data.id_column,
             list(schema.model_numeric),

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.model.features import graph_classes, graph_input_names, onnx_session
 from airflow_mlops.core.registry import locations as artifact_locations
 from airflow_mlops.core.registry.client import Registry
@@ -174,7 +174,7 @@ def _fetch_graph(registry: Registry, name: str, version: str | None) -> tuple[Ve
                 onnx_uri,
                 current.run_id,
                 lambda: source.run_artifact_uri(current.run_id) if current.run_id else None,
-                settings.artifact_root(),
+                layout.artifact_root(),
                 tracking_uri,
             )
         except ModelLoadError as exc:

@@ -38,7 +38,7 @@ def pipeline_summaries(may_read_dag: Access | None = None, may_see_errors: bool 
     ``may_read_dag`` (None: everything) hides a pipeline unless each of its DAGs passes it;
     ``may_see_errors`` False hides the specs that do not load.
     """
-    from airflow_mlops import layout as settings
+    from airflow_mlops import layout
     from airflow_mlops.spec import SpecError, load_spec
 
     out: list[dict[str, Any]] = []
@@ -57,7 +57,7 @@ def pipeline_summaries(may_read_dag: Access | None = None, may_see_errors: bool 
             "name": spec.name,
             "model": spec.registered_model_name,
             "dags": dags,
-            "inboxes": {k: settings.landing_dir(spec.name, k) for k in ("training", "scoring")},
+            "inboxes": {k: layout.landing_dir(spec.name, k) for k in ("training", "scoring")},
             "claims": claims_summary(spec.name),
         }
         entry.update(champion_summary(spec.registered_model_name))
@@ -75,14 +75,14 @@ def claims_summary(pipeline: str) -> dict[str, Any]:
     their claimer is alive or why it is gone) and claims delivered without an ack yet, each with
     its ``claim_id``, ``age_seconds``, ``deliveries`` and ``files`` (see ``core.landing.recovery``).
     """
-    from airflow_mlops import layout as settings
+    from airflow_mlops import layout
     from airflow_mlops.core.landing.delivery import open_claims
     from airflow_mlops.core.landing.recovery import stranded
     from airflow_mlops.core.redaction import describe_error
 
     out: dict[str, Any] = {}
     for kind, lake_kind in LAKE_OF_INBOX.items():
-        lake = settings.lake_dir(pipeline, lake_kind)
+        lake = layout.lake_dir(pipeline, lake_kind)
         try:
             out[kind] = {"open": len(open_claims(lake)), "stranded": stranded(lake)}
         except Exception as exc:  # the page must render even when the store is down

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.data.validation.suite import DataValidationError
@@ -36,9 +36,9 @@ def registry(mlops_home):
 
 def _land_and_claim(spec, kind: str, seed: int, drift: float = 0.0, day: int = 1) -> list[str]:
     lake_kind = "labeled" if kind == "training" else "scoring"
-    synthetic.land_batch("churn", settings.landing_dir(spec.name, kind), dt.date(2026, 1, day), 3000, seed, drift)
+    synthetic.land_batch("churn", layout.landing_dir(spec.name, kind), dt.date(2026, 1, day), 3000, seed, drift)
     return landing.claim_new_files(
-        settings.landing_dir(spec.name, kind), settings.lake_dir(spec.name, lake_kind), (".parquet",)
+        layout.landing_dir(spec.name, kind), layout.lake_dir(spec.name, lake_kind), (".parquet",)
     )
 
 
@@ -69,7 +69,7 @@ def test_full_loop_trains_promotes_scores_and_detects_drift(spec, registry):
     version = registry.client.get_model_version(spec.registered_model_name, "1")
     # Without a tracking server, artifacts go under the artifact root, never into ./mlruns.
     experiment = registry.client.get_experiment_by_name(spec.name)
-    assert experiment.artifact_location.startswith(f"file://{settings.artifact_root()}/mlflow/")
+    assert experiment.artifact_location.startswith(f"file://{layout.artifact_root()}/mlflow/")
     profile = registry.champion_profile(spec.registered_model_name)
     assert profile["rows"] == 3000 and profile["columns"]["plan"]["distinct"] == 3
     assert version.tags["gate"] == "passed"
@@ -129,7 +129,7 @@ def test_promotion_refuses_when_champion_moved_during_the_run(spec, registry):
 def test_invalid_batch_fails_validation_writes_report_and_trains_nothing(spec, registry):
     synthetic_batch = synthetic.churn_batch(3000, seed=1)
     synthetic_batch.loc[:9, "plan"] = "platinum"
-    tables.write_parquet(synthetic_batch, settings.join(settings.lake_dir(spec.name, "labeled"), "bad.parquet"))
+    tables.write_parquet(synthetic_batch, layout.join(layout.lake_dir(spec.name, "labeled"), "bad.parquet"))
     dataset = data_stages.ingest_labeled(spec, "bad-run")
     with pytest.raises(DataValidationError, match="column 'plan'") as err:
         data_stages.validate_dataset(spec, dataset, "bad-run")
@@ -140,7 +140,7 @@ def test_invalid_batch_fails_validation_writes_report_and_trains_nothing(spec, r
     (moved,) = report["quarantined"]
     assert moved.endswith("/quarantine/bad-run/bad.parquet") and "quarantined: [" in str(err.value)
     assert storage.read_json(moved + ".report.json")["failures"][0]["column"] == "plan"
-    assert storage.list_files(settings.lake_dir(spec.name, "labeled")) == []
+    assert storage.list_files(layout.lake_dir(spec.name, "labeled")) == []
     # GX Data Docs of the failed validation are kept with the run.
     docs_index = report["data_docs"]
     assert docs_index.endswith("/validate/data_docs/index.html") and storage.exists(docs_index)
@@ -184,7 +184,7 @@ def test_scored_batch_with_invalid_labels_does_not_join_the_history(spec, regist
     release.promote_candidate(registry, _train(spec, registry, "run-1"), by="t")
     batch = synthetic.churn_batch(3000, seed=5)
     batch.loc[:5, "churned"] = 2
-    uri = tables.write_parquet(batch, settings.join(settings.lake_dir(spec.name, "scoring"), "odd.parquet"))
+    uri = tables.write_parquet(batch, layout.join(layout.lake_dir(spec.name, "scoring"), "odd.parquet"))
     summary = operate_stages.score_batches(spec, registry, [uri], "score-odd")
     assert summary["rows"] == 3000 and summary["labeled_feedback_uris"] == []
 
@@ -357,7 +357,7 @@ def test_regression_end_to_end_with_residuals_onnx_and_a_lower_is_better_gate(sp
     )  # fmt: skip
     frame = synthetic.churn_batch(3000, seed=6)
     frame["churned"] = 3 * frame["tenure_months"].fillna(20) + frame["support_calls"].fillna(1) * 10.0
-    tables.write_parquet(frame, settings.join(settings.lake_dir(spec.name, "labeled"), "reg.parquet"))
+    tables.write_parquet(frame, layout.join(layout.lake_dir(spec.name, "labeled"), "reg.parquet"))
     gate = _train(regression, registry, "reg-1")
     assert gate["promote"] and gate["metric"] == "rmse", gate["reasons"]
     version = registry.client.get_model_version("charges_regressor", gate["version"])
@@ -392,7 +392,7 @@ def test_calendar_monitoring_lists_the_partitions_of_its_time_window(spec, mlops
     written = []
     for day, stamp in [(dt.date(2026, 3, 7), "20260307T1200"), (dt.date(2026, 3, 9), "20260309T0100"),
                        (dt.date(2026, 3, 9), "20260309T2300"), (dt.date(2026, 3, 10), "20260310T0500")]:  # fmt: skip
-        uri = settings.join(settings.prediction_log_partition(spec.name, day), f"part-{stamp}-serving-a.parquet")
+        uri = layout.join(layout.prediction_log_partition(spec.name, day), f"part-{stamp}-serving-a.parquet")
         written.append(storage.write_bytes(b"x", uri))
     window = spec.model_copy(update={"monitoring": MonitoringSpec()})  # lookback_hours: 24
     assert log_readers.lookback_start(window, now) == now - dt.timedelta(hours=24)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.io import tables
 from airflow_mlops.core.model.packaging import onnx_feeds
 from airflow_mlops.core.registry import promotion, tracking
@@ -355,7 +355,7 @@ def test_every_prediction_is_logged_and_shutdown_flushes(served):
 def _log_files(spec) -> list[str]:
     from airflow_mlops.core.io import storage
 
-    return storage.list_files_recursive(settings.prediction_log_dir(spec.name), (".parquet",))
+    return storage.list_files_recursive(layout.prediction_log_dir(spec.name), (".parquet",))
 
 
 def test_the_typed_fast_path_and_the_general_path_agree(spec):
@@ -406,7 +406,7 @@ def _test_rows_uri(served) -> str:
     """The test split the fixture's last training run wrote (real, labeled rows)."""
     from airflow_mlops.core.io import storage
 
-    splits = storage.list_files_recursive(settings.artifact_root(), (".parquet",))
+    splits = storage.list_files_recursive(layout.artifact_root(), (".parquet",))
     return next(u for u in splits if u.endswith("test.parquet"))
 
 

@@ -422,7 +422,7 @@ def test_a_version_whose_onnx_uri_points_elsewhere_is_never_fetched(served, tmp_
 def test_request_ids_are_the_servers_and_the_clients_id_is_kept_apart(served):
     import pandas as pd
 
-    from airflow_mlops import layout as settings
+    from airflow_mlops import layout
     from airflow_mlops.core.io import tables
     from airflow_mlops.serving.inprocess import call
 
@@ -453,7 +453,7 @@ def test_request_ids_are_the_servers_and_the_clients_id_is_kept_apart(served):
     assert log.groupby("request_id")["client_request_id"].first().reindex(ids).tolist()[:2] == ["order-7781"] * 2
     assert log["client_request_id"].isna().sum() == 12
     # A delayed label for the first request joins its rows only, whoever else sent the same header.
-    labels = Path(settings.labels_dir(spec.name))
+    labels = Path(layout.labels_dir(spec.name))
     labels.mkdir(parents=True, exist_ok=True)
     label_file = labels / "hardening-by-request.parquet"
     pd.DataFrame({"request_id": [ids[0]] * 3, "row": [0, 1, 2], spec.data.label: [1, 0, 1]}).to_parquet(label_file)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.devstack import compose_env
 from airflow_mlops.devstack import production_env as native
 
@@ -92,12 +92,12 @@ def test_each_role_gets_its_own_directories_and_the_compose_environment(tmp_path
         dirs = native.RoleDirs(tmp_path / role)
         envs[role] = native.role_environment(services["airflow-worker"], _endpoints(), folders, dirs, role, {"X": "1"})
     one, two = envs["airflow-worker-1"], envs["airflow-worker-2"]
-    for key in ("AIRFLOW_HOME", "HOME", "TMPDIR", settings.HOME_ENV):
+    for key in ("AIRFLOW_HOME", "HOME", "TMPDIR", layout.HOME_ENV):
         assert one[key] != two[key] and one[key].startswith(str(tmp_path / "airflow-worker-1")), key
     assert one["AIRFLOW__CORE__FERNET_KEY"] == two["AIRFLOW__CORE__FERNET_KEY"] == values["AIRFLOW__CORE__FERNET_KEY"]
     assert one["AIRFLOW__CORE__DAGS_FOLDER"] == str(tmp_path / "dags")
-    assert one[settings.PIPELINES_ENV] == str(tmp_path / "pipelines")
-    assert one[settings.LANDING_ENV] == "s3://landing" and one["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:9100"
+    assert one[layout.PIPELINES_ENV] == str(tmp_path / "pipelines")
+    assert one[layout.LANDING_ENV] == "s3://landing" and one["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:9100"
     assert (
         one["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == native.HOSTNAME_CALLABLE
         and one[native.HOSTNAME_ENV] == "airflow-worker-1"
@@ -117,8 +117,8 @@ def test_the_native_serving_role_gets_a_complete_environment_without_airflows_se
     assert (
         env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5100" and env["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:9100"
     )
-    assert env[settings.ARTIFACT_ENV] == "s3://mlops" and env[settings.LANDING_ENV] == "s3://landing"
-    assert env[settings.PIPELINES_ENV] == str(tmp_path / "pipelines") and env[TOKEN_ENV] == values[TOKEN_ENV]
+    assert env[layout.ARTIFACT_ENV] == "s3://mlops" and env[layout.LANDING_ENV] == "s3://landing"
+    assert env[layout.PIPELINES_ENV] == str(tmp_path / "pipelines") and env[TOKEN_ENV] == values[TOKEN_ENV]
     keys = (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
     assert keys == ("airflow-mlops-serving", values["MINIO_SERVING_PASSWORD"])
     argv = native.role_argv(services["serving"], _endpoints(), folders, dirs)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.cli import build_parser, main
 from airflow_mlops.devstack import processes
 from airflow_mlops.devstack.processes import ProcessRecord
@@ -91,13 +91,13 @@ def _free_ports(n: int) -> list[int]:
 
 # -- environment ---------------------------------------------------------------------------------
 def test_stack_environment_points_every_process_at_the_same_roots(tmp_path, monkeypatch):
-    monkeypatch.setenv(settings.LANDING_ENV, "s3://somewhere-else")  # the embedded stack keeps its own
+    monkeypatch.setenv(layout.LANDING_ENV, "s3://somewhere-else")  # the embedded stack keeps its own
     cfg = StackConfig(root=tmp_path, airflow_port=8123, mlflow_port=5123, extra_env={"X_EXTRA": "1"})
     env = cfg.environment()
-    assert env[settings.HOME_ENV] == str(tmp_path)
-    assert env[settings.LANDING_ENV] == str(tmp_path / "landing")
-    assert env[settings.ARTIFACT_ENV] == str(tmp_path / "artifacts")
-    assert env[settings.PIPELINES_ENV] == str(REPO / "include" / "pipelines")
+    assert env[layout.HOME_ENV] == str(tmp_path)
+    assert env[layout.LANDING_ENV] == str(tmp_path / "landing")
+    assert env[layout.ARTIFACT_ENV] == str(tmp_path / "artifacts")
+    assert env[layout.PIPELINES_ENV] == str(REPO / "include" / "pipelines")
     assert json.loads(env["AIRFLOW_CONN_MLFLOW_DEFAULT"]) == {"conn_type": "mlflow", "host": "http://127.0.0.1:5123"}
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8123/execution/"
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO / "dags")
@@ -117,20 +117,20 @@ def test_a_project_directory_gives_its_own_folders(tmp_path, monkeypatch):
     cfg = _project_config(args)
     env = cfg.environment()
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(project / "dags")
-    assert env[settings.PIPELINES_ENV] == str(project / "specs")
+    assert env[layout.PIPELINES_ENV] == str(project / "specs")
     assert cfg.root == project / ".runtime" and cfg.airflow_url == "http://127.0.0.1:8124"
 
 
 # -- CLI parsing -----------------------------------------------------------------------------------
 def test_stack_commands_parse_with_their_defaults(monkeypatch):
-    monkeypatch.delenv(settings.HOME_ENV, raising=False)
+    monkeypatch.delenv(layout.HOME_ENV, raising=False)
     up = build_parser().parse_args(["stack", "up"])
     assert (up.root, up.airflow_port, up.mlflow_port) == (".runtime", 8080, 5000)
     assert (up.dags_folder, up.pipelines_folder, up.restart) == ("dags", "include/pipelines", False)
     down = build_parser().parse_args(["stack", "down", "--root", "/x", "--timeout", "3"])
     assert (down.root, down.timeout, down.func.__name__) == ("/x", 3.0, "down_command")
     assert build_parser().parse_args(["stack", "status"]).func.__name__ == "status_command"
-    monkeypatch.setenv(settings.HOME_ENV, "/srv/mlops")
+    monkeypatch.setenv(layout.HOME_ENV, "/srv/mlops")
     assert build_parser().parse_args(["stack", "status"]).root == "/srv/mlops"
 
 
@@ -309,14 +309,14 @@ def test_a_dag_file_finds_its_spec_by_name_in_the_pipelines_folder(tmp_path, mon
     from airflow_mlops.spec import SpecError
 
     (tmp_path / "churn.yaml").write_text("name: churn\n")
-    monkeypatch.setenv(settings.PIPELINES_ENV, str(tmp_path))
+    monkeypatch.setenv(layout.PIPELINES_ENV, str(tmp_path))
     assert resolve("churn") == tmp_path / "churn.yaml"
     assert resolve("/elsewhere/include/pipelines/churn.yaml") == tmp_path / "churn.yaml"
     here = REPO / "include" / "pipelines" / "churn.yaml"
     assert resolve(here) == here  # an existing path wins
     with pytest.raises(SpecError, match=f"no pipeline spec missing nor {tmp_path}/missing.yaml or"):
         resolve("missing")
-    monkeypatch.delenv(settings.PIPELINES_ENV)
+    monkeypatch.delenv(layout.PIPELINES_ENV)
     with pytest.raises(SpecError, match="AIRFLOW_MLOPS_PIPELINES_DIR unset"):
         resolve("churn")
 

@@ -188,7 +188,7 @@ def test_unmapped_model_tasks_share_the_cores_with_their_capped_siblings(spec, e
 def test_a_trial_logs_its_thread_cap_on_its_child_run(spec, mlops_home):
     import datetime as dt
 
-    from airflow_mlops import layout as settings
+    from airflow_mlops import layout
     from airflow_mlops.core.data import stages as data_stages
     from airflow_mlops.core.data import synthetic
     from airflow_mlops.core.landing import inbox as landing
@@ -196,9 +196,9 @@ def test_a_trial_logs_its_thread_cap_on_its_child_run(spec, mlops_home):
     from airflow_mlops.core.registry.client import Registry
 
     registry = Registry(f"sqlite:///{mlops_home}/mlflow.db")
-    synthetic.land_batch("churn", settings.landing_dir(spec.name, "training"), dt.date(2026, 1, 1), 2000, 1, 0.0)
-    landing.claim_new_files(settings.landing_dir(spec.name, "training"),
-                            settings.lake_dir(spec.name, "labeled"), (".parquet",))  # fmt: skip
+    synthetic.land_batch("churn", layout.landing_dir(spec.name, "training"), dt.date(2026, 1, 1), 2000, 1, 0.0)
+    landing.claim_new_files(layout.landing_dir(spec.name, "training"),
+                            layout.lake_dir(spec.name, "labeled"), (".parquet",))  # fmt: skip
     dataset = data_stages.ingest_labeled(spec, "r1")
     split = data_stages.split_dataset(spec, dataset, "r1")
     trials = model_stages.plan_trials(spec, registry, dataset, split, {"run_id": "r1"})

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.io import storage
 
 
 def quarantine_dir(pipeline: str, run_id: str) -> str:
-    return settings.join(settings.artifact_root(), pipeline, "quarantine", settings.safe_segment(run_id))
+    return layout.join(layout.artifact_root(), pipeline, "quarantine", layout.safe_segment(run_id))
 
 
 def quarantine_file(pipeline: str, uri: str, run_id: str, report: dict[str, Any]) -> str:
@@ -26,12 +26,12 @@ def quarantine_file(pipeline: str, uri: str, run_id: str, report: dict[str, Any]
     import hashlib
 
     name = uri.rstrip("/").rsplit("/", 1)[-1]
-    if not uri.startswith(settings.lake_dir(pipeline, "")):
+    if not uri.startswith(layout.lake_dir(pipeline, "")):
         name = f"{hashlib.sha256(uri.encode()).hexdigest()[:8]}-{name}"
-    target = settings.join(quarantine_dir(pipeline, run_id), name)
+    target = layout.join(quarantine_dir(pipeline, run_id), name)
     if storage.exists(target):
         return target
-    if uri.startswith(settings.lake_dir(pipeline, "")):
+    if uri.startswith(layout.lake_dir(pipeline, "")):
         storage.move(uri, target)
     else:
         storage.write_bytes(storage.read_bytes(uri), target)

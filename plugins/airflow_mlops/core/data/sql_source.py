@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.contracts import SqlSourceRead
 from airflow_mlops.core.data.ingest import _check_columns, cast_declared
 from airflow_mlops.core.data.sources import IngestError
@@ -266,7 +266,7 @@ def read_increment(spec: PipelineSpec, engine: Any) -> SqlRead:
     from airflow_mlops.core.landing.inbox import claimed_name
 
     after = last_watermark(spec)
-    target = settings.join(settings.lake_dir(spec.name, "labeled"), claimed_name(BATCH_SUFFIX.lstrip("-")))
+    target = layout.join(layout.lake_dir(spec.name, "labeled"), claimed_name(BATCH_SUFFIX.lstrip("-")))
     read = read_to_parquet(spec, engine, target, after)
     if read.uri is not None:
         save_watermark(spec, read)  # after the batch landed: a retry before this finds the batch
@@ -280,7 +280,7 @@ def _record_recovered(spec: PipelineSpec, watermark: dict[str, Any]) -> None:
     it and recording it): record the watermark that batch carries, so the state is whole again."""
     uri = state_uri(spec.name)
     state = storage.read_json(uri) if storage.exists(uri) else None
-    batches = [u for u in storage.list_files(settings.lake_dir(spec.name, "labeled"), (".parquet",))
+    batches = [u for u in storage.list_files(layout.lake_dir(spec.name, "labeled"), (".parquet",))
                if u.endswith(BATCH_SUFFIX)]  # fmt: skip
     if batches and (state is None or state.get("batch") != batches[-1]):
         save_watermark(spec, SqlRead(batches[-1], 0, 0, watermark, watermark))
@@ -307,7 +307,7 @@ def read_sql_source(
         read = read_to_parquet(spec, engine, snapshot_uri, None)
         return [snapshot_uri], read.info(sql)
     read = read_increment(spec, engine)
-    lake = settings.lake_dir(spec.name, "labeled")
+    lake = layout.lake_dir(spec.name, "labeled")
     landed = [read.uri] if read.uri is not None else []  # the batch this run landed is read whatever its time
     batches = select(lake, (".parquet",), spec.data.window_batches, [*claimed, *landed]).uris
     if not batches:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.contracts import SqlSourceRead
 from airflow_mlops.core.data.sources import IngestError
 from airflow_mlops.core.io import storage
@@ -94,7 +94,7 @@ def decode_watermark(encoded: dict[str, Any]) -> Any:
 
 
 def state_uri(pipeline: str) -> str:
-    return settings.join(settings.lake_dir(pipeline, "_sql"), "watermark.json")
+    return layout.join(layout.lake_dir(pipeline, "_sql"), "watermark.json")
 
 
 def _batch_watermark(uri: str) -> dict[str, Any] | None:
@@ -116,7 +116,7 @@ def last_watermark(spec: PipelineSpec) -> dict[str, Any] | None:
             source_label(sql),
         )
     best = state["watermark"] if state else None
-    batches = [u for u in storage.list_files(settings.lake_dir(spec.name, "labeled"), (".parquet",))
+    batches = [u for u in storage.list_files(layout.lake_dir(spec.name, "labeled"), (".parquet",))
                if u.endswith(BATCH_SUFFIX)]  # fmt: skip
     if batches and (not state or batches[-1] != state.get("batch")):
         landed = _batch_watermark(batches[-1])  # landed, then the task died before the state was written

@@ -11,7 +11,7 @@ import os
 import tempfile
 from typing import Any
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.contracts import DatasetRef, SplitPart, SplitRefs, SqlSourceRead, ValidationResult
 from airflow_mlops.core.data.quarantine import quarantine_file
 from airflow_mlops.core.data.validation.plan import parquet_source
@@ -31,12 +31,12 @@ def source_uris(spec: PipelineSpec, ds: str | None = None, claimed: list[str] | 
 
     if spec.data.source.uri:
         return resolve_uris(spec.data.source.uri.replace("{ds}", ds or ""))
-    history = settings.lake_dir(spec.name, "labeled")
+    history = layout.lake_dir(spec.name, "labeled")
     sources = select(history, tuple(SUFFIXES), spec.data.window_batches, claimed).uris
     if not sources:
         raise NothingToProcessError(
             f"no labeled batches for pipeline '{spec.name}' in {history}; "
-            f"land files in {settings.landing_dir(spec.name, 'training')}"
+            f"land files in {layout.landing_dir(spec.name, 'training')}"
         )
     return sources
 
@@ -58,7 +58,7 @@ def _claimed_left_out(
         elif not storage.exists(uri):
             out[uri] = "it is no longer in the lake (quarantined or removed since it was claimed)"
         else:
-            out[uri] = f"it is not a labeled batch of {settings.lake_dir(spec.name, 'labeled')}"
+            out[uri] = f"it is not a labeled batch of {layout.lake_dir(spec.name, 'labeled')}"
     return out
 
 
@@ -94,23 +94,21 @@ def ingest_labeled(
         logger.warning("rejected %s, quarantined at %s: %s", uri, where, error.reason)
         return where
 
-    folder = settings.run_dir(spec.name, run_id, "ingest")
+    folder = layout.run_dir(spec.name, run_id, "ingest")
     sql_read: SqlSourceRead | None = None
     if spec.data.source.sql is not None:
         from airflow_mlops.core.data.sql_source import read_sql_source
 
-        uris, sql_read = read_sql_source(
-            spec, sql_engine, settings.join(folder, "sql_snapshot.parquet"), claimed=claimed
-        )
+        uris, sql_read = read_sql_source(spec, sql_engine, layout.join(folder, "sql_snapshot.parquet"), claimed=claimed)
     else:
         uris = source_uris(spec, ds, claimed)
     try:
-        result = ingest(spec, uris, settings.join(folder, "dataset.parquet"), on_bad_file=set_aside)
+        result = ingest(spec, uris, layout.join(folder, "dataset.parquet"), on_bad_file=set_aside)
     except IngestError as exc:
         if sql_read is None or sql_read["watermark_column"]:
             raise  # files, or lake batches of an incremental SQL source: named like landed files
         raise IngestError(exc.reason, f"{sql_read['source']} read into {exc.uri}") from None
-    profile_uri = storage.write_json(result.profile, settings.join(folder, "profile.json"))
+    profile_uri = storage.write_json(result.profile, layout.join(folder, "profile.json"))
     left_out = _claimed_left_out(spec, claimed, result.sources, result.skipped_schema)
     for uri, why in left_out.items():
         logger.warning("claimed file %s was not trained on: %s", uri, why)
@@ -157,8 +155,8 @@ def validate_dataset(
     inferred = (
         infer_expectations(reference_profile, spec) if spec.validation.infer.enabled and reference_profile else []
     )
-    folder = settings.run_dir(spec.name, run_id, "validate")
-    report_uri = settings.join(folder, "report.json")
+    folder = layout.run_dir(spec.name, run_id, "validate")
+    report_uri = layout.join(folder, "report.json")
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-docs-") as docs:
         failed: DataValidationError | None = None
         try:
@@ -173,7 +171,7 @@ def validate_dataset(
         for uri, where in verdicts.quarantined.items():
             logger.warning("rejected %s, quarantined at %s: %s", uri, where, "; ".join(verdicts.reasons[uri]))
         if failed is not None:
-            docs_uri = _publish_folder(docs, settings.join(folder, "data_docs"))
+            docs_uri = _publish_folder(docs, layout.join(folder, "data_docs"))
             report = {"input": dataset["uri"], "quarantined": culprits, "data_docs": docs_uri, **failed.report}
             storage.write_json({**report, "batch_warnings": verdicts.warnings}, report_uri)
             where = (
@@ -211,8 +209,8 @@ def _publish_folder(local: str, uri: str) -> str:
         for name in files:
             path = os.path.join(root, name)
             with open(path, "rb") as handle:
-                storage.write_bytes(handle.read(), settings.join(uri, os.path.relpath(path, local)))
-    return settings.join(uri, "index.html")
+                storage.write_bytes(handle.read(), layout.join(uri, os.path.relpath(path, local)))
+    return layout.join(uri, "index.html")
 
 
 def split_dataset(spec: PipelineSpec, dataset: DatasetRef, run_id: str) -> SplitRefs:
@@ -225,12 +223,12 @@ def split_dataset(spec: PipelineSpec, dataset: DatasetRef, run_id: str) -> Split
 
     frame = tables.read_table(dataset["uri"])
     bounds = clip_bounds(spec, storage.read_json(dataset["profile_uri"])) if spec.cleaning.clip else {}
-    folder = settings.run_dir(spec.name, run_id, "split")
+    folder = layout.run_dir(spec.name, run_id, "split")
     parts: dict[str, SplitPart] = {}
     for name, part in split_frame(frame, spec).items():
         if name == "train":
             part = apply_clip(part, bounds)
-        part_uri = settings.join(folder, f"{name}.parquet")
+        part_uri = layout.join(folder, f"{name}.parquet")
         tables.write_parquet(part, part_uri)
         parts[name] = {"uri": part_uri, "rows": len(part), "fingerprint": tables.fingerprint_frame(part)}
     train, test = parts["train"], parts["test"]  # in the order split_frame gives them

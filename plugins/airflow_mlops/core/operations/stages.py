@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import asdict
 from typing import Any
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.contracts import MonitorResult, PerformanceCheck, ScoreSummary
 from airflow_mlops.core.data.schema_changes import apply_renames, under_learned_names
 from airflow_mlops.core.errors import NothingToProcessError
@@ -55,8 +55,8 @@ def score_batches(spec: PipelineSpec, registry: Registry, uris: list[str], run_i
     model = under_learned_names(tracking.load_model(registry, f"models:/{name}/{current.version}"), spec)
 
     logged_at = dt.datetime.now(dt.UTC)
-    log_folder = settings.prediction_log_partition(spec.name, logged_at.date())
-    run_folder = settings.run_dir(spec.name, run_id, "score")
+    log_folder = layout.prediction_log_partition(spec.name, logged_at.date())
+    run_folder = layout.run_dir(spec.name, run_id, "score")
     log_uris, feedback, rows = [], [], 0
     staged: list[tuple[str, str]] = []  # (local temporary file, where it is published)
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-score-") as tmp:
@@ -64,16 +64,16 @@ def score_batches(spec: PipelineSpec, registry: Registry, uris: list[str], run_i
             with as_parquet(uri, spec, tmp) as path:
                 labels_ok = validate_file(path, spec)
                 # Names sort by time: monitoring reads "the latest" logs by name.
-                log_name = f"part-{logged_at:%Y%m%dT%H%M%S%f}-{settings.safe_segment(run_id)}-{index:04d}.parquet"
+                log_name = f"part-{logged_at:%Y%m%dT%H%M%S%f}-{layout.safe_segment(run_id)}-{index:04d}.parquet"
                 log_path = os.path.join(tmp, f"log-{index:04d}.parquet")
                 context = LogContext(name, str(current.version), uri, logged_at)
                 rows += score_file(path, log_path, model, spec, context)
-                staged.append((log_path, settings.join(log_folder, log_name)))
+                staged.append((log_path, layout.join(log_folder, log_name)))
                 log_uris.append(staged[-1][1])
                 if labels_ok:
                     copy = os.path.join(tmp, f"feedback-{index:04d}.parquet")
                     shutil.copyfile(path, copy)
-                    target = settings.join(settings.lake_dir(spec.name, "labeled"), feedback_name(uri))
+                    target = layout.join(layout.lake_dir(spec.name, "labeled"), feedback_name(uri))
                     staged.append((copy, target))
                     feedback.append(target)
         for local, target in staged:
@@ -90,7 +90,7 @@ def score_batches(spec: PipelineSpec, registry: Registry, uris: list[str], run_i
         "prediction_log_uris": log_uris,
         "labeled_feedback_uris": feedback,
     }
-    storage.write_json(summary, settings.join(run_folder, "summary.json"))
+    storage.write_json(summary, layout.join(run_folder, "summary.json"))
     return summary
 
 
@@ -123,7 +123,7 @@ def monitor_drift(spec: PipelineSpec, registry: Registry, log_uris: list[str], r
             if log_uris
             else f"no prediction logs for pipeline '{spec.name}' to monitor"
         )
-        if not storage.list_files_recursive(settings.labels_dir(spec.name)):
+        if not storage.list_files_recursive(layout.labels_dir(spec.name)):
             raise NothingToProcessError(no_data)
     model = under_learned_names(tracking.load_model(registry, f"models:/{name}/{version}"), spec)
     performance = assess_performance(spec, current, model)
@@ -137,8 +137,8 @@ def monitor_drift(spec: PipelineSpec, registry: Registry, log_uris: list[str], r
         *(["drift"] if report.drift_detected else []),
         *(["performance_decay"] if performance and performance["decayed"] else []),
     ]
-    folder = settings.run_dir(spec.name, run_id, "monitor")
-    report_uri = settings.join(folder, "drift_report.json")
+    folder = layout.run_dir(spec.name, run_id, "monitor")
+    report_uri = layout.join(folder, "drift_report.json")
     storage.write_json(
         {
             "current": read_uris,
@@ -154,7 +154,7 @@ def monitor_drift(spec: PipelineSpec, registry: Registry, log_uris: list[str], r
         report_uri,
     )
     page = _drift_page(spec, f"{name} v{version}", report, reference, current_log, no_data, performance)
-    html_uri = storage.write_bytes(page.encode("utf-8"), settings.join(folder, "drift_report.html"))
+    html_uri = storage.write_bytes(page.encode("utf-8"), layout.join(folder, "drift_report.html"))
     mlflow_run_id = _log_monitoring_run(spec, registry, run_id, current, report, output, performance, reasons, page)
     return {
         "drift_detected": report.drift_detected,

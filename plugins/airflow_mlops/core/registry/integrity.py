@@ -102,13 +102,13 @@ def _check_onnx(registry: Registry, version: Any, tmp: str, result: Verification
     onnx_uri = tags.get("onnx_uri")
     if not onnx_uri:
         return  # no graph to check: ``promotion.unservable_reasons`` says so (and can be forced past)
-    from airflow_mlops import layout as settings
+    from airflow_mlops import layout
     from airflow_mlops.core.registry import locations as artifact_locations
 
     run_id = str(getattr(version, "run_id", "") or "")
     refused = artifact_locations.refusal(
         onnx_uri, run_id, lambda: registry.client.get_run(run_id).info.artifact_uri if run_id else None,
-        settings.artifact_root(), registry.tracking_uri,
+        layout.artifact_root(), registry.tracking_uri,
     )  # fmt: skip
     if refused is not None:
         result.problems.append(refused)

@@ -101,9 +101,9 @@ class Tracking:
         if found is None:
             location = None
             if self.tracking_uri.startswith(DATABASE_SCHEMES):
-                from airflow_mlops import layout as settings
+                from airflow_mlops import layout
 
-                location = settings.join(settings.artifact_root(), "mlflow", name)
+                location = layout.join(layout.artifact_root(), "mlflow", name)
                 if "://" not in location:
                     location = f"file://{os.path.abspath(location)}"
             try:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import lake_window, synthetic
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.io import storage
@@ -41,9 +41,9 @@ model: {estimator: logistic_regression}
 
 @pytest.fixture
 def zone(mlops_home, tmp_path):
-    inbox = Path(settings.landing_dir("churn", "training"))
+    inbox = Path(layout.landing_dir("churn", "training"))
     inbox.mkdir(parents=True)
-    return inbox, Path(settings.lake_dir("churn", "labeled"))
+    return inbox, Path(layout.lake_dir("churn", "labeled"))
 
 
 def _land(inbox: Path, name: str, seed: int, age: float | None = None) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.data.sources import IngestError
@@ -47,7 +47,7 @@ def _spec(numeric: str = NUMERIC, categorical: str = CATEGORICAL, extra: str = "
 
 
 def _lake(spec) -> Path:
-    lake = Path(settings.lake_dir(spec.name, "labeled"))
+    lake = Path(layout.lake_dir(spec.name, "labeled"))
     lake.mkdir(parents=True, exist_ok=True)
     return lake
 
@@ -57,7 +57,7 @@ def _batch(seed: int, rows: int = 1200) -> pd.DataFrame:
 
 
 def _quarantined(spec) -> list[str]:
-    return storage.list_files_recursive(f"{settings.artifact_root()}/{spec.name}/quarantine")
+    return storage.list_files_recursive(f"{layout.artifact_root()}/{spec.name}/quarantine")
 
 
 def test_renamed_columns_of_older_batches_are_read_under_the_new_name(mlops_home):
@@ -136,7 +136,7 @@ def test_the_champion_is_judged_on_the_new_test_split_after_each_kind_of_change(
     assert set(evaluation["champion"]) == set(evaluation["candidate"])
     assert not any("could not be evaluated" in reason for reason in gate["reasons"])
     # Batch scoring and monitoring keep using that champion under the new spec until another is promoted.
-    scoring = Path(settings.lake_dir(renamed.name, "scoring"))
+    scoring = Path(layout.lake_dir(renamed.name, "scoring"))
     scoring.mkdir(parents=True)
     _batch(5, rows=400).rename(columns={"plan": "plan_tier"}).to_parquet(scoring / "s.parquet", index=False)
     summary = operate_stages.score_batches(renamed, registry, [str(scoring / "s.parquet")], "score-1")

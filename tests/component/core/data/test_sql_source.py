@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data.sql_source import read_to_parquet, stream_rows
 from airflow_mlops.core.data.sql_watermark import SqlSourceError, last_watermark, state_uri
 from airflow_mlops.core.data.stages import ingest_labeled
@@ -248,13 +248,13 @@ def test_incremental_reads_only_new_rows_into_lake_batches(spec, engine, scratch
         connection.execute(sa.text(INSERT.replace("customers", scratch_table)), {"first": ROWS + 1, "last": ROWS + 500})
     second = ingest_labeled(pipeline, "r2", sql_engine=engine)
     assert second["sql"]["rows"] == 500 and second["sql"]["after"] == first["sql"]["watermark"]
-    batches = storage.list_files(settings.lake_dir(pipeline.name, "labeled"))
+    batches = storage.list_files(layout.lake_dir(pipeline.name, "labeled"))
     assert len(batches) == 2 and second["sources"] == batches
     assert tables.read_table(batches[-1])["row_id"].tolist() == list(range(ROWS + 1, ROWS + 501))
     third = ingest_labeled(pipeline, "r3", sql_engine=engine)  # nothing new: the same window, the same data
     assert third["sql"]["rows"] == 0 and third["sql"]["landed"] is None
     assert third["fingerprint"] == second["fingerprint"]
-    assert storage.list_files(settings.lake_dir(pipeline.name, "labeled")) == batches
+    assert storage.list_files(layout.lake_dir(pipeline.name, "labeled")) == batches
 
 
 def test_a_task_killed_between_landing_and_recording_reads_no_row_twice(spec, engine, scratch_table, mlops_home,
@@ -317,9 +317,9 @@ def test_unreadable_sources_fail_naming_the_source_and_write_nothing(spec, engin
     with pytest.raises(SqlSourceError, match=message) as caught:
         ingest_labeled(pipeline, "r1", sql_engine=engine)
     assert str(caught.value).startswith("SQL source (connection 'warehouse'): ")
-    assert not storage.exists(settings.join(settings.run_dir(pipeline.name, "r1", "ingest"), "dataset.parquet"))
-    assert not storage.exists(settings.join(settings.run_dir(pipeline.name, "r1", "ingest"), "sql_snapshot.parquet"))
-    assert storage.list_files(settings.lake_dir(pipeline.name, "labeled")) == []
+    assert not storage.exists(layout.join(layout.run_dir(pipeline.name, "r1", "ingest"), "dataset.parquet"))
+    assert not storage.exists(layout.join(layout.run_dir(pipeline.name, "r1", "ingest"), "sql_snapshot.parquet"))
+    assert storage.list_files(layout.lake_dir(pipeline.name, "labeled")) == []
 
 
 def test_a_failure_after_the_read_names_the_sql_source(spec, engine, mlops_home):

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.io import tables
@@ -47,12 +47,12 @@ def registry(mlops_home):
 
 def _land_with_an_unseen_category(spec) -> None:
     """A batch whose plan is a category never declared on 8% of its rows."""
-    inbox = settings.landing_dir(spec.name, "training")
+    inbox = layout.landing_dir(spec.name, "training")
     landed = synthetic.land_batch("churn", inbox, dt.date(2026, 1, 1), 1000, seed=3)
     frame = tables.read_table(landed.uri)
     frame.loc[frame.index[:80], "plan"] = "enterprise"
     tables.write_parquet(frame, landed.uri)
-    landing.claim_new_files(inbox, settings.lake_dir(spec.name, "labeled"), (".parquet",))
+    landing.claim_new_files(inbox, layout.lake_dir(spec.name, "labeled"), (".parquet",))
 
 
 def _train(spec, registry: Registry) -> tuple[dict, dict]:
@@ -102,9 +102,9 @@ def test_with_block_on_validation_warnings_a_warning_fails_the_gate(registry):
 
 def test_clean_data_says_so_on_the_card_and_adds_no_reason(registry):
     spec = parse_spec(SPEC % "true")
-    inbox = settings.landing_dir(spec.name, "training")
+    inbox = layout.landing_dir(spec.name, "training")
     synthetic.land_batch("churn", inbox, dt.date(2026, 1, 1), 1000, seed=3)
-    landing.claim_new_files(inbox, settings.lake_dir(spec.name, "labeled"), (".parquet",))
+    landing.claim_new_files(inbox, layout.lake_dir(spec.name, "labeled"), (".parquet",))
     _, gate = _train(spec, registry)
     assert gate["promote"] and not any(r.startswith("validation:") for r in gate["reasons"])
     version = registry.client.get_model_version(spec.registered_model_name, gate["version"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.io import tables
@@ -48,7 +48,7 @@ def registry(mlops_home):
 
 
 def _land(spec, name: str, frame: pd.DataFrame) -> None:
-    lake = Path(settings.lake_dir(spec.name, "labeled"))
+    lake = Path(layout.lake_dir(spec.name, "labeled"))
     lake.mkdir(parents=True, exist_ok=True)
     if name.endswith(".csv"):
         frame.to_csv(lake / name, index=False)
@@ -77,7 +77,7 @@ def test_relanding_a_file_leaves_the_test_split_and_metrics_unchanged(dedupe, re
     data, split, second = _train(dedupe, registry, "run-2")
     assert len(data["sources"]) == 3 and data["duplicates_dropped"] == 1500
     assert data["duplicates_by_source"] == {
-        str(Path(settings.lake_dir(dedupe.name, "labeled")) / "batch-3-a-again.csv"): 1500
+        str(Path(layout.lake_dir(dedupe.name, "labeled")) / "batch-3-a-again.csv"): 1500
     }
     assert data["fingerprint"] == first_data["fingerprint"]  # the very same dataset
     assert split["test"]["fingerprint"] == first_split["test"]["fingerprint"]

@@ -7,7 +7,7 @@ import socket
 import boto3
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.data.sources import IngestError
@@ -98,7 +98,7 @@ def test_landing_claims_on_s3(bucket):
     claimed = landing.claim_new_files(inbox, lake, (".parquet",))
     assert len(claimed) == 1 and claimed[0].startswith(f"{lake}/") and claimed[0].endswith("-batch.parquet")
     assert storage.list_files(inbox) == [] and landing.claim_new_files(inbox, lake, (".parquet",)) == []
-    assert settings.join(lake, "x") == f"s3://{bucket}/lake/x"
+    assert layout.join(lake, "x") == f"s3://{bucket}/lake/x"
 
 
 def test_an_airflow_aws_connection_serves_s3_access_inside_its_block_only(s3_server, monkeypatch, mlops_home):

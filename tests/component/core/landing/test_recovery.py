@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.io import storage
 from airflow_mlops.core.landing import delivery
@@ -93,7 +93,7 @@ def _names(uris):
 @pytest.fixture
 def zone(mlops_home, tmp_path, monkeypatch):
     monkeypatch.setenv("AIRFLOW_MLOPS_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
-    inbox, lake = tmp_path / "in", Path(settings.lake_dir("churn", "labeled"))
+    inbox, lake = tmp_path / "in", Path(layout.lake_dir("churn", "labeled"))
     inbox.mkdir()
     return inbox, lake
 
@@ -126,7 +126,7 @@ def test_s3_a_claimer_killed_after_the_copy_is_recovered_by_the_next_poll_and_de
     tmp_path,
 ):
     monkeypatch.setenv("AIRFLOW_MLOPS_ARTIFACT_ROOT", f"s3://{bucket}/artifacts")
-    inbox, lake = f"s3://{bucket}/landing/churn/training", settings.lake_dir("churn", "labeled")
+    inbox, lake = f"s3://{bucket}/landing/churn/training", layout.lake_dir("churn", "labeled")
     storage.write_bytes(b"a", f"{inbox}/a.parquet")
     _kill_claimer_at(tmp_path, inbox, lake, "s3-delete")
     assert len(storage.list_files(lake)) == 1 and storage.list_files(inbox) == [f"{inbox}/a.parquet"]

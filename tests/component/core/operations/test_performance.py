@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.io import storage, tables
@@ -43,7 +43,7 @@ def _score(spec, registry, name: str = "b.parquet", run_id: str = "score-1") -> 
     batch = synthetic.churn_batch(ROWS, seed=5)
     truth = batch[[spec.data.id_column, spec.data.label]]
     uri = tables.write_parquet(
-        batch.drop(columns=[spec.data.label]), settings.join(settings.lake_dir(spec.name, "scoring"), name)
+        batch.drop(columns=[spec.data.label]), layout.join(layout.lake_dir(spec.name, "scoring"), name)
     )
     return truth, operate_stages.score_batches(spec, registry, [uri], run_id)
 
@@ -54,7 +54,7 @@ def _labels_by_request(spec, summary: dict, truth: pd.DataFrame, flip: bool = Fa
     if flip:
         labels[spec.data.label] = 1 - labels[spec.data.label]
     labels = labels[["request_id", "row", spec.data.label]].head(rows)
-    return tables.write_parquet(labels, settings.join(settings.labels_dir(spec.name), "labels-1.parquet"))
+    return tables.write_parquet(labels, layout.join(layout.labels_dir(spec.name), "labels-1.parquet"))
 
 
 def _monitor(spec, registry, summary, run_id: str = "monitor-1") -> dict:
@@ -121,7 +121,7 @@ def test_too_few_labeled_rows_take_no_decision(spec, registry):
 def test_labels_by_id_join_the_latest_prediction_of_each_id(spec, registry):
     truth, _ = _score(spec, registry, "first.parquet", "score-1")
     _, second = _score(spec, registry, "second.parquet", "score-2")  # the same ids, scored again
-    labels_dir = settings.labels_dir(spec.name)
+    labels_dir = layout.labels_dir(spec.name)
     os.makedirs(labels_dir, exist_ok=True)
     truth.to_csv(os.path.join(labels_dir, "by-id.csv"), index=False)  # CSV, keyed by the id column
     joined, unusable = log_labels.labeled_predictions(spec, "1")
@@ -135,11 +135,11 @@ def test_labels_by_id_join_the_latest_prediction_of_each_id(spec, registry):
 def test_request_labels_win_over_id_labels_and_a_bad_label_file_is_skipped(spec, registry):
     truth, summary = _score(spec, registry)
     _labels_by_request(spec, summary, truth, flip=True)
-    truth.to_csv(os.path.join(settings.labels_dir(spec.name), "by-id.csv"), index=False)
+    truth.to_csv(os.path.join(layout.labels_dir(spec.name), "by-id.csv"), index=False)
     bad = pd.DataFrame({"something": [1, 2]})
-    tables.write_parquet(bad, settings.join(settings.labels_dir(spec.name), "bad.parquet"))
+    tables.write_parquet(bad, layout.join(layout.labels_dir(spec.name), "bad.parquet"))
     joined, unusable = log_labels.labeled_predictions(spec, "1")
-    assert len(joined) == ROWS and unusable == [settings.join(settings.labels_dir(spec.name), "bad.parquet")]
+    assert len(joined) == ROWS and unusable == [layout.join(layout.labels_dir(spec.name), "bad.parquet")]
     flipped = joined.merge(truth.rename(columns={spec.data.id_column: "id"}), on="id")
     assert (flipped["label"] != flipped[spec.data.label]).all()  # the request-keyed (flipped) labels
     # Labels for another version's predictions join nothing.
@@ -165,7 +165,7 @@ def test_labels_that_are_not_values_are_not_counted_as_labeled_rows(spec, regist
     text = labels[spec.data.label].astype(str)
     text.iloc[150:] = "unknown"  # 100 labels that are no class: dropped before the metrics
     labels = labels[["request_id", "row"]].assign(**{spec.data.label: text})
-    tables.write_parquet(labels, settings.join(settings.labels_dir(spec.name), "labels-1.parquet"))
+    tables.write_parquet(labels, layout.join(layout.labels_dir(spec.name), "labels-1.parquet"))
     performance = perf.assess_performance(
         spec, registry.champion(spec.registered_model_name), _champion_model(registry, spec)
     )
@@ -184,7 +184,7 @@ def test_performance_reads_only_partitions_since_the_champion_was_promoted(spec,
     promoted = perf.promotion_day(champion)
     assert promoted == dt.datetime.fromisoformat(json.loads(champion.tags["promotion"])["at"]).date()
     # An older partition, before the promotion: never listed nor read (this one is not even Parquet).
-    old = settings.prediction_log_partition(spec.name, promoted - dt.timedelta(days=30))
+    old = layout.prediction_log_partition(spec.name, promoted - dt.timedelta(days=30))
     os.makedirs(old)
     with open(os.path.join(old, "part-00000000T000000-x.parquet"), "wb") as handle:
         handle.write(b"not parquet")
@@ -237,7 +237,7 @@ def test_predictions_older_than_the_window_are_left_out(spec, registry):
     _, summary = _score(spec, registry)
     log = tables.read_table(summary["prediction_log_uris"][0])
     earlier = log["logged_at"].iloc[0] - pd.Timedelta(hours=30)
-    folder = settings.prediction_log_partition(spec.name, earlier.date())
+    folder = layout.prediction_log_partition(spec.name, earlier.date())
     tables.write_parquet(log.assign(logged_at=earlier), f"{folder}/part-00000000T000000-old.parquet")
     assert operate_stages.monitor_drift(_window(spec), registry, [], "m-1")["current_rows"] == ROWS
     wide = operate_stages.monitor_drift(_window(spec, lookback_hours=48), registry, [], "m-2")

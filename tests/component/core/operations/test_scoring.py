@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import sources as file_readers
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.data.validation.suite import DataValidationError
@@ -72,7 +72,7 @@ def _write_batch(spec, name: str, seed: int = 5, label: bool = True) -> tuple[pd
     batch = synthetic.churn_batch(ROWS, seed=seed)
     if not label:
         batch = batch.drop(columns=[spec.data.label])
-    uri = settings.join(settings.lake_dir(spec.name, "scoring"), name)
+    uri = layout.join(layout.lake_dir(spec.name, "scoring"), name)
     if name.endswith(".csv"):
         os.makedirs(os.path.dirname(uri), exist_ok=True)
         batch.to_csv(uri, index=False)
@@ -132,11 +132,11 @@ def test_a_file_failing_validation_publishes_no_log_and_no_feedback(spec, regist
     _, good = _write_batch(spec, "good.parquet")
     batch, _ = _write_batch(spec, "bad.parquet")
     batch.loc[ROWS - 3 :, "plan"] = "platinum"  # the last chunk is the bad one
-    bad = tables.write_parquet(batch, settings.join(settings.lake_dir(spec.name, "scoring"), "bad.parquet"))
+    bad = tables.write_parquet(batch, layout.join(layout.lake_dir(spec.name, "scoring"), "bad.parquet"))
     with pytest.raises(DataValidationError, match="platinum"):
         operate_stages.score_batches(_chunked(spec, 500), registry, [good, bad], "bad")
-    assert _everything_under(settings.prediction_log_dir(spec.name)) == []
-    assert _everything_under(settings.lake_dir(spec.name, "labeled")) == []
+    assert _everything_under(layout.prediction_log_dir(spec.name)) == []
+    assert _everything_under(layout.lake_dir(spec.name, "labeled")) == []
 
 
 def test_an_exception_mid_file_publishes_no_log(spec, registry, monkeypatch):
@@ -154,8 +154,8 @@ def test_an_exception_mid_file_publishes_no_log(spec, registry, monkeypatch):
     with pytest.raises(RuntimeError, match="halfway"):
         operate_stages.score_batches(_chunked(spec, 1000), registry, [uri], "boom")
     assert len(calls) == 3
-    assert _everything_under(settings.prediction_log_dir(spec.name)) == []
-    assert not os.path.exists(settings.run_dir(spec.name, "boom", "score"))
+    assert _everything_under(layout.prediction_log_dir(spec.name)) == []
+    assert not os.path.exists(layout.run_dir(spec.name, "boom", "score"))
 
 
 def test_a_batch_without_labels_is_scored_and_not_copied(spec, registry):
@@ -170,7 +170,7 @@ def test_later_chunks_are_cast_to_the_declared_schema_not_to_the_first_chunks(sp
     batch = synthetic.churn_batch(ROWS, seed=5)
     batch["note"] = [None] * 2000 + ["vip"] * (ROWS - 2000)  # undeclared, empty in the first chunks
     batch["visits"] = [float(i) for i in range(2500)] + [0.5] * (ROWS - 2500)  # undeclared; ints, then fractions
-    folder = settings.lake_dir(spec.name, "scoring")
+    folder = layout.lake_dir(spec.name, "scoring")
     os.makedirs(folder, exist_ok=True)
     csv_uri, jsonl_uri = os.path.join(folder, "b.csv"), os.path.join(folder, "b.jsonl")
     batch.to_csv(csv_uri, index=False)
@@ -205,4 +205,4 @@ def test_labeled_copies_are_named_per_input_and_never_overwritten_or_added_twice
     assert again["labeled_feedback_uris"] == [kept] and list(tables.read_table(kept).columns) == ["marker"]
     assert scoring.feedback_name("s3://b/x/a.csv.gz").startswith("a.")
     assert scoring.feedback_name("s3://b/x/a.csv.gz") != scoring.feedback_name("s3://b/y/a.csv.gz")
-    assert len(_everything_under(settings.lake_dir(spec.name, "labeled"))) == 2
+    assert len(_everything_under(layout.lake_dir(spec.name, "labeled"))) == 2

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.data import ingest, sources, synthetic
 from airflow_mlops.core.data import stages as data_stages
 from airflow_mlops.core.data.cleaning import apply_clip
@@ -59,7 +59,7 @@ def test_histogram_of_a_column_ending_at_zero():
 
 
 def test_only_the_bad_batch_is_quarantined_when_each_batch_is_below_min_rows(spec, mlops_home):
-    lake = Path(settings.lake_dir(spec.name, "labeled"))
+    lake = Path(layout.lake_dir(spec.name, "labeled"))
     lake.mkdir(parents=True)
     for number in range(3):
         batch = synthetic.churn_batch(80, seed=number + 1)

@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.io import storage
 from airflow_mlops.core.operations.prediction_log.readers import champion_predictions
 from airflow_mlops.spec import PipelineSpec
@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 def labeled_predictions(spec: PipelineSpec, version: str, since: dt.date | None = None) -> tuple[Any, list[str]]:
     """The current champion's logged predictions that a delayed label has arrived for.
 
-    Label files (Parquet or CSV) under ``settings.labels_dir`` hold ``spec.data.label`` and
+    Label files (Parquet or CSV) under ``layout.labels_dir`` hold ``spec.data.label`` and
     either ``request_id`` (plus ``row``, default 0) or the id column. A request-keyed label
     joins its prediction exactly; an id-keyed label joins the latest prediction of that id.
     Without ``data.id_column`` labels join by ``request_id`` (+ ``row``) only.
@@ -30,7 +30,7 @@ def labeled_predictions(spec: PipelineSpec, version: str, since: dt.date | None 
     label, id_column = spec.data.label, spec.data.id_column
     keys = ["request_id", *([id_column] if id_column else [])]
     by_request, by_id, unusable = [], [], []
-    for uri in storage.list_files_recursive(settings.labels_dir(spec.name)):
+    for uri in storage.list_files_recursive(layout.labels_dir(spec.name)):
         frame = _read_label_file(uri, [label, "request_id", "row", *keys[1:]])
         if label not in frame.columns or not (set(keys) & set(frame.columns)):
             needs = f"request_id or '{id_column}'" if id_column else "request_id (the spec has no data.id_column)"

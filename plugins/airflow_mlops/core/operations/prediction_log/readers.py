@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.io import storage
 from airflow_mlops.spec import PipelineSpec
 
@@ -16,12 +16,12 @@ def prediction_log_files(pipeline: str, since: dt.date | None, until: dt.date | 
     """The prediction log files in the date partitions from ``since`` to ``until`` (default: tomorrow,
     for clocks a little ahead), oldest first; ``since=None``: every partition."""
     if since is None:
-        return storage.list_files_recursive(settings.prediction_log_dir(pipeline), (".parquet",))
+        return storage.list_files_recursive(layout.prediction_log_dir(pipeline), (".parquet",))
     until = until or dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
     files: list[str] = []
     day = since
     while day <= until:
-        files.extend(storage.list_files(settings.prediction_log_partition(pipeline, day), (".parquet",)))
+        files.extend(storage.list_files(layout.prediction_log_partition(pipeline, day), (".parquet",)))
         day += dt.timedelta(days=1)
     return files
 
@@ -109,7 +109,7 @@ def recent_prediction_logs(spec: PipelineSpec, now: dt.datetime | None = None) -
     (partition and file names sort by time)."""
     start = lookback_start(spec, now)
     if start is None:
-        files = storage.list_files_recursive(settings.prediction_log_dir(spec.name), (".parquet",))
+        files = storage.list_files_recursive(layout.prediction_log_dir(spec.name), (".parquet",))
         return files[-(spec.monitoring.lookback_batches or 1) :]
     return prediction_log_files(spec.name, start.date())
 

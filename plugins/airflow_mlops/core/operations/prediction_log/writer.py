@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from airflow_mlops import layout as settings
+from airflow_mlops import layout
 from airflow_mlops.core.io import storage
 from airflow_mlops.core.operations.prediction_log.blocks import SEPARATOR, Block, constant_column, repeated_column
 
@@ -120,8 +120,8 @@ class PredictionLogger:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._sequence = 0
-        host = settings.safe_segment(socket.gethostname())
-        self._name_suffix = f"{settings.safe_segment(source)}-{host}-{os.getpid()}"
+        host = layout.safe_segment(socket.gethostname())
+        self._name_suffix = f"{layout.safe_segment(source)}-{host}-{os.getpid()}"
         self._thread: threading.Thread | None = None
 
     def _new_block(self, rows: int = 0) -> Block:
@@ -354,7 +354,7 @@ class PredictionLogger:
         self._sequence += 1
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         name = f"part-{stamp}-{self._name_suffix}-{self._sequence:06d}.parquet"
-        uri = storage.write_bytes(buffer.getvalue(), settings.join(folder or self.folder, f"date={day}", name))
+        uri = storage.write_bytes(buffer.getvalue(), layout.join(folder or self.folder, f"date={day}", name))
         if folder is None:
             self.written_rows += table.num_rows
             self.files.append(uri)
