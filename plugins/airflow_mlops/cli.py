@@ -216,6 +216,10 @@ def _add_registry_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every command and its options.
+
+    Long on purpose: one flat list of the commands and their options, read top to bottom like ``--help``.
+    """
     parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -28,7 +28,10 @@ from airflow_mlops.operators.release import (
 
 
 def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_default") -> DAG:
-    """The training DAG of one spec, scheduled by its cron, by data arrival and by drift."""
+    """The training DAG of one spec, scheduled by its cron, by data arrival and by drift.
+
+    Long on purpose: the DAG's tasks in their run order, one operator each, wired by ``.output``.
+    """
     spec_path = resolve(spec_path)  # the file itself, else by name in $AIRFLOW_MLOPS_PIPELINES_DIR
     spec = load(spec_path)
     assets = pipeline_assets(spec.name, landing_rules=spec.data.landing)

@@ -301,6 +301,9 @@ def ingest(
     (the spec added them since), are left out with a warning and listed in ``skipped_schema``;
     they are not bad data, so they are not reported to ``on_bad_file``. A file that lacks them
     after a complete one is bad data. When no file has them the run fails, naming the columns.
+
+    Long on purpose: the read, the per-file rejections and the publish of one dataset share the
+    window's state; the per-chunk work is ``_Window``'s.
     """
     if not uris:
         raise IngestError("no input files")

@@ -106,7 +106,11 @@ def draft_spec(
 
     By default the pipeline trains on the batches landed in its inbox (the file is the first
     one to copy there), so later files, drifted or not, retrain it; ``read_file`` makes every
-    training run read ``table``'s file itself (``data.source.uri``) instead."""
+    training run read ``table``'s file itself (``data.source.uri``) instead.
+
+    Long on purpose: the spec is drafted section by section in the order of the YAML it writes; each
+    decision is a call into ``drafting.choices``.
+    """
     label_column = table.columns[label]
     if label_column.present == 0:
         raise DraftError(f"{table.uri}: label '{label}' is empty in every row; pick the column to predict")

@@ -51,6 +51,10 @@ def render_model_card(
     package: Package | None,
     gate: GateResult,
 ) -> str:
+    """The Markdown card of one version: what it is, what it saw, how it did, why it was (not) promoted.
+
+    Long on purpose: the card's sections in the order they are read.
+    """
     tags, params = details.get("tags", {}), details.get("params", {})
     verdict = "passed" if gate.get("promote") else "failed"
     lines = [

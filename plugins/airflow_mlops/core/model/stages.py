@@ -194,6 +194,9 @@ def select_and_refit(
 
     The winner is refit on train + validation (``model.refit_on_validation``) so the model
     that meets the hold-out test learned from every row it may see.
+
+    Long on purpose: one sequence (choose, refit, log, record) over the same run and frames; split
+    further, its helpers would pass each other most of its locals.
     """
     import pandas as pd
 

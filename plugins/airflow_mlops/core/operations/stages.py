@@ -100,6 +100,9 @@ def monitor_drift(spec: PipelineSpec, registry: Registry, log_uris: list[str], r
 
     ``retrain`` is true, with its ``retrain_reasons``, when the features drifted or the
     champion's performance on labeled predictions decayed.
+
+    Long on purpose: the orchestration of one monitoring run (which logs, the champion, drift,
+    performance, reports, the MLflow run); each step is a call.
     """
     name = spec.registered_model_name
     current = registry.champion(name)
