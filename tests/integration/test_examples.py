@@ -40,7 +40,7 @@ def stack(tmp_path_factory):
 
 
 @pytest.mark.parametrize("spec_file", EXAMPLES)
-def test_example_lands_trains_serves_and_scores_under_the_scheduler(stack, spec_file):
+def test_example_lands_trains_serves_and_scores_under_the_scheduler(stack, spec_file, monkeypatch):
     loop = DemoLoop(stack, rows=3000, say=print, spec_file=spec_file)
     result = loop.land_train_serve_score()
     assert result.failures == []
@@ -53,6 +53,9 @@ def test_example_lands_trains_serves_and_scores_under_the_scheduler(stack, spec_
     assert served is not None and served["model_version"] == result.champion == "1"
 
     # The registered version answers the same raw rows the same way, loaded the plain MLflow way.
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)  # restored after: later tests see no global URI
     mlflow.set_tracking_uri(stack.config.mlflow_url)
     rows = pd.DataFrame.from_records(served["rows"])
     model_uri = f"models:/{spec.registered_model_name}/{served['model_version']}"

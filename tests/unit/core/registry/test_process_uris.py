@@ -14,7 +14,10 @@ pytestmark = pytest.mark.unit
 
 def test_the_process_uris_are_this_registrys_inside_the_block_and_restored_after(monkeypatch):
     import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
 
+    # No URI set through mlflow.set_tracking_uri by an earlier test of this process: the variable rules.
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///outer.db")
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     before = mlflow.get_tracking_uri()
