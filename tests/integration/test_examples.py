@@ -53,10 +53,16 @@ def test_example_lands_trains_serves_and_scores_under_the_scheduler(stack, spec_
     assert served is not None and served["model_version"] == result.champion == "1"
 
     # The registered version answers the same raw rows the same way, loaded the plain MLflow way.
+    from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)  # restored after: later tests see no global URI
+    # MLflow's process-wide URIs, for this load only (restored after): an earlier test of this
+    # process may have left a registry URI of its own, which models:/ URIs would resolve against.
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    monkeypatch.setattr(registry_utils, "_registry_uri", None)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     mlflow.set_tracking_uri(stack.config.mlflow_url)
+    mlflow.set_registry_uri(stack.config.mlflow_url)
     rows = pd.DataFrame.from_records(served["rows"])
     model_uri = f"models:/{spec.registered_model_name}/{served['model_version']}"
     answered = mlflow.pyfunc.load_model(model_uri).predict(rows).tolist()
