@@ -4,18 +4,35 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-production demo demo-keep test lint unit integration clean
+.PHONY: install install-production browser demo demo-keep test lint unit integration e2e clean
+
+# The browser tests drive Debian's Chromium through Playwright, which must never fetch a browser.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+CHROMIUM ?= /usr/bin/chromium
 
 install: $(STAMP)
 
 # Pinned install: constraints.txt fixes every transitive version (see docs/development.md).
 # The production extra (Celery provider, celery/kombu/redis, psycopg2, asyncpg) is in it: the
-# tests run the production shape natively (tests/integration/test_production.py).
+# tests run the production shape natively (tests/integration/test_production.py). The browser extra
+# is Playwright (Python) for tests/e2e; its browser is Debian's Chromium (`make browser`).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip==26.*"
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,production]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,production,browser]'
 	touch $(STAMP)
+
+# Debian's chromium and chromium-driver for tests/e2e, installed when missing (apt-get needs root;
+# CI runs as root). Playwright is pointed at $(CHROMIUM) (tests/e2e/conftest.py, $$E2E_CHROMIUM).
+browser:
+	@if [ ! -x $(CHROMIUM) ] || ! command -v chromedriver >/dev/null; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "tests/e2e need Debian's chromium and chromium-driver: run 'sudo apt-get install chromium chromium-driver'" >&2; \
+			exit 1; \
+		fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+	@$(CHROMIUM) --version 2>/dev/null | grep -i chromium
 
 # Kept for the docs' commands: the default install already has the production extra.
 install-production: install
@@ -34,7 +51,7 @@ lint: install
 	$(BIN)/mypy
 	PYTHONPATH=$(CURDIR)/plugins $(BIN)/lint-imports --no-cache --no-logo
 
-test: lint
+test: lint browser
 	$(BIN)/pytest -p no:cacheprovider
 
 unit: install
@@ -42,6 +59,10 @@ unit: install
 
 integration: install
 	$(BIN)/pytest -p no:cacheprovider tests/integration
+
+# Screenshots of every step go to tests/e2e/artifacts/<test>/ (or $$E2E_ARTIFACTS).
+e2e: install browser
+	$(BIN)/pytest -p no:cacheprovider tests/e2e
 
 clean:
 	rm -rf .runtime $(VENV)
