@@ -1,8 +1,9 @@
-"""The Airflow plugin: an "MLOps" page inside the Airflow UI, served by a small FastAPI app.
+"""The Airflow plugin: an "MLOps" overview in the navigation and a "Model" tab on every DAG.
 
-The page lists every pipeline spec, its DAGs and landing inboxes, and (when
-``MLFLOW_TRACKING_URI`` is set for the api-server) the current champion and its
-promotion history. Heavy imports happen per request, not when Airflow loads plugins.
+Both are external views (iframes of the same origin) of the small FastAPI app in ``ui.web``,
+mounted at ``/mlops``: the overview lists every pipeline; the DAG tab shows the page of the
+pipeline the DAG belongs to (champion, timeline, card, monitoring, data quality, actions).
+Heavy imports happen per request, not when Airflow loads plugins.
 """
 
 from __future__ import annotations
@@ -22,5 +23,11 @@ class AirflowMlopsPlugin(AirflowPlugin):
             "url_route": "mlops",
             "destination": "nav",
             "category": "browse",
-        }
+        },
+        {
+            "name": "Model",
+            "href": "/mlops/dag/{DAG_ID}",
+            "url_route": "mlops-model",
+            "destination": "dag",
+        },
     ]
