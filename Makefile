@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The model pages' build tools (esbuild, Preact) from frontend/package-lock.json: the tests
+# rebuild the bundle and compare it with the committed one (tests/unit/ui/test_bundle.py).
+FRONTEND_STAMP := frontend/node_modules/.installed
 
-.PHONY: install install-production demo demo-keep test lint unit integration clean
+.PHONY: install install-production frontend demo demo-keep test lint unit integration clean
 
 install: $(STAMP)
 
@@ -16,6 +19,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade "pip==26.*"
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,production]'
 	touch $(STAMP)
+
+frontend: $(FRONTEND_STAMP)
+
+$(FRONTEND_STAMP): frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund --ignore-scripts
+	touch $(FRONTEND_STAMP)
 
 # Kept for the docs' commands: the default install already has the production extra.
 install-production: install
@@ -34,14 +43,14 @@ lint: install
 	$(BIN)/mypy
 	PYTHONPATH=$(CURDIR)/plugins $(BIN)/lint-imports --no-cache --no-logo
 
-test: lint
+test: lint frontend
 	$(BIN)/pytest -p no:cacheprovider
 
-unit: install
+unit: install frontend
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/component tests/dags
 
 integration: install
 	$(BIN)/pytest -p no:cacheprovider tests/integration
 
 clean:
-	rm -rf .runtime $(VENV)
+	rm -rf .runtime $(VENV) frontend/node_modules

@@ -82,7 +82,9 @@ def registry(server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     promotion.promote(versions.registry, MODEL, "2", "roc_auc +0.03", by="alice", run="churn_training/manual__v2")
     experiment = versions.registry.use_experiment("churn_monitoring")
     for i, psi in enumerate((0.01, 0.05, 0.31)):
-        run_id = versions.registry.create_run(experiment, f"scheduled__{i}", {"model_version": "2", "airflow.run_id": f"m{i}"})
+        run_id = versions.registry.create_run(
+            experiment, f"scheduled__{i}", {"model_version": "2", "airflow.run_id": f"m{i}"}
+        )
         with versions.registry.ending(run_id):
             versions.registry.log_batch(
                 run_id,
@@ -122,8 +124,14 @@ def app(server: Any, registry: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     quarantine.mkdir(parents=True)
     (quarantine / "batch 1.csv").write_text("a,b\n")
     (quarantine / "batch 1.csv.report.json").write_text(
-        json.dumps({"input": "/landing/batch 1.csv", "stage": "validate", "batch_checks": ["3 rows < min_rows 100"],
-                    "failures": [failure]})  # fmt: skip
+        json.dumps(
+            {
+                "input": "/landing/batch 1.csv",
+                "stage": "validate",
+                "batch_checks": ["3 rows < min_rows 100"],
+                "failures": [failure],
+            }
+        )  # fmt: skip
     )
     state = StaticState(
         runs={"churn_training": {"run_id": "manual__bad", "state": "failed", "note": "FAILED at data.validate"}},
@@ -159,7 +167,10 @@ def test_the_pipeline_page_holds_timeline_card_monitoring_and_data_quality(app):
     assert not by_version["3"]["servable"] and not by_version["4"]["servable"] and by_version["1"]["servable"]
     card = page["registry"]["card"]
     assert card["estimator"] == "hist_gradient_boosting" and card["params"] == {"max_depth": "4"}
-    assert card["run_url"].startswith(os.environ["MLFLOW_TRACKING_URI"]) and "#/models/churn_classifier/versions/2" in card["version_url"]
+    assert (
+        card["run_url"].startswith(os.environ["MLFLOW_TRACKING_URI"])
+        and "#/models/churn_classifier/versions/2" in card["version_url"]
+    )
     monitoring = page["monitoring"]
     assert [r["psi"]["tenure_months"] for r in monitoring["runs"]] == [0.01, 0.05, 0.31]
     assert monitoring["label_coverage"]["share"] == pytest.approx(0.2)
@@ -184,8 +195,16 @@ def test_rollback_needs_the_action_header_and_json_and_refuses_unservable_versio
     url = "/api/pipelines/churn/rollback"
     headers = {"X-Airflow-MLOps": "1"}
     assert app.post(url, json={"to_version": "1"}).status_code == 403  # no header: a cross-site form
-    assert app.post(url, content="to_version=1", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}).status_code == 415
-    assert app.post(url, json={"to_version": "1"}, headers={**headers, "Origin": "https://evil.example"}).status_code == 403
+    assert (
+        app.post(
+            url, content="to_version=1", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}
+        ).status_code
+        == 415
+    )
+    assert (
+        app.post(url, json={"to_version": "1"}, headers={**headers, "Origin": "https://evil.example"}).status_code
+        == 403
+    )
     for version, why in (("3", "gate"), ("4", "ONNX"), ("2", "champion already"), ("x", "not a model version")):
         answer = app.post(url, json={"to_version": version}, headers=headers)
         assert answer.status_code == 409 and why in answer.json()["detail"], (version, answer.text)

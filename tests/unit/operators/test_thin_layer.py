@@ -120,7 +120,10 @@ def test_plugin_page_lists_pipelines_and_reports_bad_specs(tmp_path, monkeypatch
     assert "data: Field required" in pipelines[0]["error"]
     assert pipelines[1]["dags"] == ["churn_training", "churn_scoring", "churn_monitoring"]
     page = client.get("/").text
-    assert "churn_training" in page and "MLOps pipelines" in page
+    assert "data-view='overview'" in page and "/static/app.js" in page
+    assert "MLOps pipelines" in client.get("/static/app.js").text
+    assert [p["name"] for p in client.get("/api/overview").json()["pipelines"]] == ["churn"]
+    assert [v["destination"] for v in AirflowMlopsPlugin.external_views] == ["nav", "dag"]
 
 
 def test_training_dag_asks_for_approval_only_when_the_spec_says_so(tmp_path):
