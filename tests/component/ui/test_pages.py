@@ -131,7 +131,7 @@ def app(server: Any, registry: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPa
                 "batch_checks": ["3 rows < min_rows 100"],
                 "failures": [failure],
             }
-        )  # fmt: skip
+        )
     )
     state = StaticState(
         runs={"churn_training": {"run_id": "manual__bad", "state": "failed", "note": "FAILED at data.validate"}},
