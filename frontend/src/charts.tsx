@@ -81,7 +81,7 @@ export function Heatmap(props: { rows: string[]; columns: string[]; value: (row:
     return v > props.threshold ? `rgb(214,${Math.round(120 - 80 * t)},${Math.round(60 - 40 * t)})` : `rgb(${Math.round(230 - 60 * t)},${Math.round(240 - 40 * t)},${Math.round(230 - 100 * t)})`;
   };
   return (
-    <svg class="chart heat" viewBox={`0 0 ${width} ${height}`} role="img" aria-label={props.title}>
+    <svg class="heat" width={width} height={height} viewBox={`0 0 ${width} ${height}`} role="img" aria-label={props.title}>
       <title>{props.title}</title>
       {props.rows.map((row, r) => (
         <g>
@@ -96,7 +96,7 @@ export function Heatmap(props: { rows: string[]; columns: string[]; value: (row:
           })}
         </g>
       ))}
-      <text x={left} y={height - 8} class="tick">oldest … newest monitoring run ({props.columns.length}); red: PSI over {fmt(props.threshold)}</text>
+      <text x={4} y={height - 8} class="tick">{props.columns.length} monitoring run(s), oldest left; red: PSI over {fmt(props.threshold)}</text>
     </svg>
   );
 }

@@ -62,7 +62,7 @@ export function Overview(props: { root: string }) {
             const reg = p.registry || {};
             return (
               <tr data-pipeline={p.name}>
-                <td><a href={`${props.root}/pipeline/${encodeURIComponent(p.name)}`}><b>{p.name}</b></a><div class="muted">{p.model}</div></td>
+                <td><a href={`${base}/dags/${encodeURIComponent(p.dags.training)}/plugin/mlops-model`} target="_top"><b>{p.name}</b></a><div class="muted">{p.model}</div></td>
                 <td>{reg.error ? <span class="error">cannot ask MLflow: {reg.error}</span> : <ChampionText champion={reg.champion} />}</td>
                 {["training", "scoring", "monitoring"].map((kind) => (
                   <td><RunCell root={props.root} dag={p.dags[kind]} run={p.runs[kind]} /></td>

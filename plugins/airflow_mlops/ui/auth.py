@@ -80,9 +80,12 @@ def user_dependency(require_user: bool) -> Callable[[Request], Any]:
             request.state.viewer = Viewer(name="anonymous (no auth)", may_read_dag=None, may_see_errors=True)
 
         return no_user
-    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
 
     async def airflow_user(request: Request) -> None:
+        # Imported per request (cached by Python after the first): the api-server has these loaded;
+        # other processes that load plugins (scheduler, workers) never pay for them.
+        from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
+
         user = await get_user(request, None, await bearer_scheme(request))
         request.state.viewer = _airflow_viewer(user)
 

@@ -49,28 +49,61 @@ def _run(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 class TtlCache:
-    """A dict of answers that expire; one lock, so concurrent misses of one key ask once."""
+    """Answers kept ``ttl`` seconds; an older answer (up to ``stale_for`` seconds) is served while a
+    background thread asks again, so a page viewed now and then never waits for MLflow twice.
 
-    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    One lock per key: concurrent misses of one key ask once. ``clear`` (after an action changed
+    the registry) makes the next read ask the server.
+    """
+
+    def __init__(
+        self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic, stale_for: float = 60.0
+    ) -> None:
         self.ttl = ttl_seconds
+        self.stale_for = stale_for
         self._clock = clock
         self._values: dict[tuple[Any, ...], tuple[float, Any]] = {}
         self._locks: dict[tuple[Any, ...], threading.Lock] = {}
+        self._refreshing: set[tuple[Any, ...]] = set()
         self._guard = threading.Lock()
+
+    def _lock(self, key: tuple[Any, ...]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _compute(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+        value = compute()
+        self._values[key] = (self._clock(), value)
+        return value
+
+    def _refresh(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> None:
+        try:
+            with self._lock(key):
+                self._compute(key, compute)
+        except Exception:  # the stale answer stays; the next read past ``stale_for`` asks and raises
+            pass
+        finally:
+            with self._guard:
+                self._refreshing.discard(key)
 
     def get(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
         hit = self._values.get(key)
-        if hit is not None and self._clock() - hit[0] < self.ttl:
-            return hit[1]  # type: ignore[no-any-return]
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+        if hit is not None:
+            age = self._clock() - hit[0]
+            if age < self.ttl:
+                return hit[1]  # type: ignore[no-any-return]
+            if age < self.stale_for:
+                with self._guard:
+                    start = key not in self._refreshing
+                    self._refreshing.add(key)
+                if start:
+                    threading.Thread(target=self._refresh, args=(key, compute), daemon=True).start()
+                return hit[1]  # type: ignore[no-any-return]
+        with self._lock(key):
             hit = self._values.get(key)
             if hit is not None and self._clock() - hit[0] < self.ttl:
                 return hit[1]  # type: ignore[no-any-return]
-            value = compute()
-            self._values[key] = (self._clock(), value)
-            return value
+            return self._compute(key, compute)
 
     def clear(self) -> None:
         """Forget everything (after an action changed the registry)."""
@@ -95,7 +128,7 @@ class MlflowReader:
             timeout=httpx.Timeout(10.0, connect=3.0),
             transport=transport,
         )
-        self.cache = TtlCache(ttl_seconds)
+        self.cache = TtlCache(ttl_seconds, stale_for=6 * ttl_seconds)
         # What the page links to: the same server, never with credentials in the URL.
         parts = urllib.parse.urlsplit(self.tracking_uri)
         self.ui_base = urllib.parse.urlunsplit(

@@ -97,71 +97,83 @@ def pipeline_page(
     validation_runs: int = 10,
     volume_days: int = 14,
 ) -> dict[str, Any]:
-    """Everything the pipeline's tab shows: summary, timeline, champion card, monitoring, data quality, approvals."""
+    """Everything the pipeline's tab shows: summary, timeline, champion card, monitoring, data quality, approvals.
+
+    The parts are read concurrently (MLflow, Airflow's database and the store answer in parallel).
+    """
     dags = dag_ids(spec)
-    runs = _guarded(lambda: state.latest_runs(list(dags.values())))
-    approvals = _guarded(lambda: state.pending_approvals(list(dags.values())))
-    page: dict[str, Any] = {
-        "name": spec.name,
-        "model": spec.registered_model_name,
-        "dags": dags,
-        "runs": {kind: (runs or {}).get(dag) for kind, dag in dags.items()} if "error" not in runs else runs,
-        "approvals": approvals,
-        "features": spec.data.features.all,
-    }
-    page["quality"] = _guarded(
-        lambda: {
-            "validations": quality_view.validation_results(
-                spec.name, state.recent_run_ids(dags["training"], validation_runs)
-            ),
-            "quarantined": quality_view.quarantined(spec.name),
-        }
-    )
-    page["volume"] = _guarded(lambda: monitoring_view.prediction_volume(spec.name, volume_days))
-    if reader is None:
-        page["registry"] = {"error": "MLFLOW_TRACKING_URI is not set for the api-server"}
-        return page
-
-    def registry_part() -> dict[str, Any]:
-        name = spec.registered_model_name
-        model = reader.registered_model(name)
-        versions = reader.versions(name) if model else []
-        current = registry_view.champion(spec, model, versions)
-        part: dict[str, Any] = {
-            "champion": current,
-            "timeline": registry_view.timeline(spec, model, versions),
-            "links": {
-                "model": f"{reader.ui_base}/#/models/{name}",
-                "versions": {v["version"]: reader.version_url(name, v["version"]) for v in versions},
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        runs_f = pool.submit(_guarded, lambda: state.latest_runs(list(dags.values())))
+        approvals_f = pool.submit(_guarded, lambda: state.pending_approvals(list(dags.values())))
+        quality_f = pool.submit(
+            _guarded,
+            lambda: {
+                "validations": quality_view.validation_results(
+                    spec.name, state.recent_run_ids(dags["training"], validation_runs)
+                ),
+                "quarantined": quality_view.quarantined(spec.name),
             },
+        )
+        volume_f = pool.submit(_guarded, lambda: monitoring_view.prediction_volume(spec.name, volume_days))
+        registry_f = pool.submit(_guarded, lambda: _registry_part(spec, reader, pool))
+        monitoring_f = pool.submit(
+            _guarded,
+            lambda: monitoring_view.monitoring_runs(
+                spec, _need(reader).recent_runs(f"{spec.name}_monitoring", monitoring_limit)
+            ),
+        )
+        runs = runs_f.result()
+        page: dict[str, Any] = {
+            "name": spec.name,
+            "model": spec.registered_model_name,
+            "dags": dags,
+            "runs": runs if "error" in runs else {kind: runs.get(dag) for kind, dag in dags.items()},
+            "approvals": approvals_f.result(),
+            "features": spec.data.features.all,
+            "quality": quality_f.result(),
+            "volume": volume_f.result(),
+            "registry": registry_f.result(),
+            "monitoring": monitoring_f.result(),
         }
-        if current is not None:
-            version = next((v for v in versions if v["version"] == current["version"]), None)
-            if version is not None and version["run_id"]:
-                run = reader.run(version["run_id"])
-                artifacts = reader.artifact_names(version["run_id"], "evaluation")
-                part["card"] = registry_view.card(
-                    spec,
-                    version,
-                    run,
-                    artifacts,
-                    reader.json_artifact(version["run_id"], "evaluation/slices.json"),
-                    reader.json_artifact(version["run_id"], "evaluation/feature_importance.json"),
-                )
-                part["card"]["run_url"] = reader.run_url((run or {}).get("experiment_id"), version["run_id"])
-                part["card"]["version_url"] = reader.version_url(name, version["version"])
-        return part
-
-    def monitoring_part() -> dict[str, Any]:
-        monitoring = monitoring_view.monitoring_runs(
-            spec, reader.recent_runs(f"{spec.name}_monitoring", monitoring_limit)
-        )
-        return monitoring
-
-    page["registry"] = _guarded(registry_part)
-    page["monitoring"] = _guarded(monitoring_part)
-    if "timeline" in page["registry"]:
-        page["alert"] = monitoring_view.open_alert(
-            page["monitoring"], registry_view.history(reader.registered_model(spec.registered_model_name))
-        )
+    if reader is not None and "timeline" in page["registry"]:
+        moves = [dict(m) for m in reversed(page["registry"]["timeline"]["moves"])]
+        page["alert"] = monitoring_view.open_alert(page["monitoring"], moves)
     return page
+
+
+def _need(reader: MlflowReader | None) -> MlflowReader:
+    if reader is None:
+        raise LookupError("MLFLOW_TRACKING_URI is not set for the api-server")
+    return reader
+
+
+def _registry_part(spec: PipelineSpec, maybe_reader: MlflowReader | None, pool: ThreadPoolExecutor) -> dict[str, Any]:
+    """Champion, timeline, links and the champion's card (its run, plots, slices, importance read in parallel)."""
+    reader = _need(maybe_reader)
+    name = spec.registered_model_name
+    model = reader.registered_model(name)
+    versions = reader.versions(name) if model else []
+    current = registry_view.champion(spec, model, versions)
+    part: dict[str, Any] = {
+        "champion": current,
+        "timeline": registry_view.timeline(spec, model, versions),
+        "links": {
+            "model": f"{reader.ui_base}/#/models/{name}",
+            "versions": {v["version"]: reader.version_url(name, v["version"]) for v in versions},
+        },
+    }
+    version = next((v for v in versions if current and v["version"] == current["version"]), None)
+    if version is None or not version["run_id"]:
+        return part
+    run_id = version["run_id"]
+    run_f = pool.submit(reader.run, run_id)
+    artifacts_f = pool.submit(reader.artifact_names, run_id, "evaluation")
+    slices_f = pool.submit(reader.json_artifact, run_id, "evaluation/slices.json")
+    importance_f = pool.submit(reader.json_artifact, run_id, "evaluation/feature_importance.json")
+    run = run_f.result()
+    part["card"] = registry_view.card(
+        spec, version, run, artifacts_f.result(), slices_f.result(), importance_f.result()
+    )
+    part["card"]["run_url"] = reader.run_url((run or {}).get("experiment_id"), run_id)
+    part["card"]["version_url"] = reader.version_url(name, version["version"])
+    return part

@@ -21,24 +21,68 @@ def pipelines_dir() -> Path:
     return Path(os.environ.get(PIPELINES_ENV, "include/pipelines"))
 
 
+def load_all() -> list[tuple[Path, Any]]:
+    """Every spec file with its spec, or the ``SpecError`` that makes it unusable; parsed once per file version.
+
+    A spec is parsed again only when its file changes (size or mtime): the pages ask on every
+    request, and parsing ten specs costs more than answering from MLflow's cache.
+    """
+    from airflow_mlops.spec import SpecError, load_spec
+
+    out: list[tuple[Path, Any]] = []
+    for path in sorted(pipelines_dir().glob("*.y*ml")):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        if key not in _PARSED:
+            try:
+                _PARSED[key] = load_spec(path)
+            except SpecError as exc:
+                _PARSED[key] = exc
+        out.append((path, _PARSED[key]))
+    return out
+
+
+_PARSED: dict[tuple[str, int, int], Any] = {}
+
+
+def dag_ids_of(spec: Any) -> list[str]:
+    return [f"{spec.name}_{kind}" for kind in ("training", "scoring", "monitoring")]
+
+
+def landing_summary(spec: Any) -> dict[str, Any]:
+    """The pipeline's landing inboxes and the state of their claims."""
+    from airflow_mlops import layout
+
+    return {
+        "inboxes": {k: layout.landing_dir(spec.name, k) for k in ("training", "scoring")},
+        "claims": claims_summary(spec.name),
+    }
+
+
+def spec_errors() -> list[dict[str, str]]:
+    from airflow_mlops.spec import SpecError
+
+    return [{"spec": str(path), "error": str(spec)} for path, spec in load_all() if isinstance(spec, SpecError)]
+
+
 def pipeline_summaries(may_read_dag: Access | None = None, may_see_errors: bool = True) -> list[dict[str, Any]]:
-    """One entry per spec file: its DAGs and inboxes, or the error that makes it unusable.
+    """One entry per spec file: its DAGs, inboxes and champion, or the error that makes it unusable.
 
     ``may_read_dag`` (None: everything) hides a pipeline unless each of its DAGs passes it;
     ``may_see_errors`` False hides the specs that do not load.
     """
-    from airflow_mlops import layout
-    from airflow_mlops.spec import SpecError, load_spec
+    from airflow_mlops.spec import SpecError
 
     out: list[dict[str, Any]] = []
-    for path in sorted(pipelines_dir().glob("*.y*ml")):
-        try:
-            spec = load_spec(path)
-        except SpecError as exc:
+    for path, spec in load_all():
+        if isinstance(spec, SpecError):
             if may_see_errors:
-                out.append({"spec": str(path), "error": str(exc)})
+                out.append({"spec": str(path), "error": str(spec)})
             continue
-        dags = [f"{spec.name}_{kind}" for kind in ("training", "scoring", "monitoring")]
+        dags = dag_ids_of(spec)
         if may_read_dag is not None and not all(may_read_dag(dag) for dag in dags):
             continue
         entry: dict[str, Any] = {
@@ -46,9 +90,8 @@ def pipeline_summaries(may_read_dag: Access | None = None, may_see_errors: bool 
             "name": spec.name,
             "model": spec.registered_model_name,
             "dags": dags,
-            "inboxes": {k: layout.landing_dir(spec.name, k) for k in ("training", "scoring")},
-            "claims": claims_summary(spec.name),
         }
+        entry.update(landing_summary(spec))
         entry.update(champion_summary(spec.registered_model_name))
         out.append(entry)
     return out
@@ -101,15 +144,9 @@ def champion_summary(model_name: str) -> dict[str, Any]:
 
 def readable_specs(may_read_dag: Access | None = None) -> list[Any]:
     """The specs that load, of pipelines whose every DAG the user may read, by name."""
-    from airflow_mlops.spec import SpecError, load_spec
+    from airflow_mlops.spec import SpecError
 
-    specs = []
-    for path in sorted(pipelines_dir().glob("*.y*ml")):
-        try:
-            spec = load_spec(path)
-        except SpecError:
-            continue
-        dags = [f"{spec.name}_{kind}" for kind in ("training", "scoring", "monitoring")]
-        if may_read_dag is None or all(may_read_dag(dag) for dag in dags):
-            specs.append(spec)
-    return sorted(specs, key=lambda s: s.name)
+    specs = [spec for _, spec in load_all() if not isinstance(spec, SpecError)]
+    return sorted(
+        (s for s in specs if may_read_dag is None or all(may_read_dag(d) for d in dag_ids_of(s))), key=lambda s: s.name
+    )

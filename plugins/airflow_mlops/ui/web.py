@@ -135,14 +135,9 @@ def create_app(require_user: bool = True, airflow_state: Any | None = None, ttl_
         viewer = _viewer(request)
         specs = summaries.readable_specs(viewer.may_read_dag)
         rows = build(specs, state.reader(), state.airflow())
-        claims = {p["name"]: p for p in summaries.pipeline_summaries(viewer.may_read_dag, viewer.may_see_errors)
-                  if "name" in p}  # fmt: skip
-        for row in rows:
-            known = claims.get(row["name"], {})
-            row["inboxes"], row["claims"] = known.get("inboxes"), known.get("claims")
-        errors = [] if not viewer.may_see_errors else [
-            p for p in summaries.pipeline_summaries(None, True) if "error" in p
-        ]  # fmt: skip
+        for row, spec in zip(rows, specs, strict=True):
+            row.update(summaries.landing_summary(spec))
+        errors = summaries.spec_errors() if viewer.may_see_errors else []
         return {"user": viewer.name, "pipelines": rows, "spec_errors": errors}
 
     @app.get("/api/pipelines/{name}/page")

@@ -63,7 +63,7 @@ def test_an_alert_is_open_until_a_move_comes_after_it():
 def test_the_cache_answers_within_its_ttl_and_asks_again_after():
     now = [0.0]
     calls = []
-    cache = TtlCache(10.0, clock=lambda: now[0])
+    cache = TtlCache(10.0, clock=lambda: now[0], stale_for=10.0)
 
     def compute():
         calls.append(now[0])
@@ -87,3 +87,33 @@ def test_page_links_never_carry_the_tracking_credentials():
         reader.close()
     with pytest.raises(ValueError, match="over HTTP"):
         MlflowReader("sqlite:///mlflow.db")
+
+
+def test_an_expired_answer_is_served_while_one_thread_asks_again():
+    import threading
+
+    now = [0.0]
+    asked = threading.Event()
+    release = threading.Event()
+    calls = []
+    cache = TtlCache(10.0, clock=lambda: now[0], stale_for=60.0)
+
+    def compute():
+        calls.append(now[0])
+        if len(calls) > 1:
+            asked.set()
+            release.wait(5)
+        return len(calls)
+
+    assert cache.get(("k",), compute) == 1
+    now[0] = 30.0
+    assert cache.get(("k",), compute) == 1 and cache.get(("k",), compute) == 1  # stale, no wait
+    assert asked.wait(5) and len(calls) == 2  # one refresh for both reads
+    release.set()
+    for _ in range(100):
+        if cache.get(("k",), compute) == 2:
+            break
+        threading.Event().wait(0.01)
+    assert cache.get(("k",), compute) == 2
+    now[0] = 200.0  # older than stale_for: the read waits for a fresh answer
+    assert cache.get(("k",), compute) == 3
