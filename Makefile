@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip==26.*"
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,production]'
+	# setuptools leaves plugins/airflow_mlops.egg-info beside the package; on sys.path it is a second
+	# copy of the metadata, and Airflow then registers the plugin twice (devstack/install_check.py).
+	rm -rf plugins/airflow_mlops.egg-info
 	touch $(STAMP)
 
 frontend: $(FRONTEND_STAMP)

@@ -10,7 +10,6 @@ import pytest
 from airflow_mlops.hooks.mlflow import MlflowHook
 from airflow_mlops.operators.base import claimed_uris_from_events, upstream_result
 from airflow_mlops.operators.data import ValidateDataOperator
-from airflow_mlops.provider_info import get_provider_info
 
 pytestmark = pytest.mark.unit
 
@@ -87,18 +86,6 @@ def test_mlflow_hook_moves_userinfo_of_the_host_out_of_the_uri(monkeypatch):
     uri = MlflowHook(mlflow_conn_id="mlflow_test").tracking_uri
     assert uri == "https://mlflow.internal/base"
     assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("alice", "p@ss-w0rd")
-
-
-def test_provider_info_names_real_modules_and_the_mlflow_connection_type():
-    import importlib
-
-    info = get_provider_info()
-    assert info["connection-types"] == [
-        {"connection-type": "mlflow", "hook-class-name": "airflow_mlops.hooks.mlflow.MlflowHook"}
-    ]
-    for kind in ("hooks", "operators", "sensors", "triggers"):
-        for module in info[kind][0]["python-modules"]:
-            importlib.import_module(module)
 
 
 def test_plugin_page_lists_pipelines_and_reports_bad_specs(tmp_path, monkeypatch):
