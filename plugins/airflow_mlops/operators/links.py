@@ -10,8 +10,9 @@ serialized DAG keeps link name -> XCom key), so the links need no plugin registr
 
 A link with nothing to open is the empty string, which the UI shows disabled: the task failed
 or skipped (no result), the store has no UI (an ``sqlite://`` tracking URI), or a report lies
-at a ``file://`` or ``s3://`` location a browser cannot open (the plugin has no route serving
-report files; the drift report and the validation report are MLflow artifacts, linked there).
+at a ``file://`` or ``s3://`` location a browser cannot open; the validate task's report then
+opens through the plugin's report route (``/mlops/files/...``, docs/ui.md), and the drift report
+and the copy of the validation report on the training run are MLflow artifacts, linked there.
 """
 
 from __future__ import annotations
@@ -54,6 +55,27 @@ def mlflow_ui(operator: BaseOperator) -> str | None:
 def web_url(uri: object) -> str | None:
     """``uri`` when a browser can open it (http or https), else None."""
     return uri if isinstance(uri, str) and uri.startswith(("http://", "https://")) else None
+
+
+def plugin_file_url(operator: BaseOperator, uri: str) -> str | None:
+    """``uri`` through the plugin's report route (``/mlops/files/<pipeline>/...``, behind the Airflow
+    login) when it is a report that route serves (``ui.quality_view.servable_path``), else None."""
+    from airflow_mlops import layout
+
+    load_spec = getattr(operator, "load_spec", None)
+    if load_spec is None:
+        return None
+    pipeline = load_spec().name
+    root = layout.join(layout.artifact_root(), pipeline) + "/"
+    relative = uri[len(root) :] if uri.startswith(root) else ""
+    if not relative or not layout.is_report_path(relative):
+        return None
+    from urllib.parse import urlsplit
+
+    from airflow.configuration import conf
+
+    base = urlsplit(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
+    return f"{base}/mlops/files/{quote(pipeline)}/{quote(relative)}"
 
 
 def run_url(ui: str, run_id: str, experiment_id: object = None, artifact: str | None = None) -> str:
@@ -155,7 +177,7 @@ class ValidationReportLink(_ResultLink):
     def url(self, operator: BaseOperator, result: Any) -> str | None:
         found = _mapping(result)
         if "report_uri" in found:  # the validate task
-            return web_url(found["report_uri"])
+            return web_url(found["report_uri"]) or plugin_file_url(operator, str(found["report_uri"]))
         if getattr(operator, "validation", None) is None:
             return None
         run_id, experiment_id = training_run(operator, None)

@@ -10,14 +10,11 @@ and quarantine folders leaves the store through the page.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from airflow_mlops import layout
 
 REPORT_SUFFIX = ".report.json"
-# Paths below <artifact_root>/<pipeline>/ the page may serve: validation output and quarantine.
-_SERVABLE = re.compile(r"^(runs/[A-Za-z0-9._=-]+/validate/[A-Za-z0-9._/=-]+|quarantine/[A-Za-z0-9._=-]+/[^/]+)$")
 
 
 def pipeline_root(pipeline: str) -> str:
@@ -26,7 +23,7 @@ def pipeline_root(pipeline: str) -> str:
 
 def servable_path(relative: str) -> bool:
     """Whether ``relative`` (below the pipeline's artifact folder) is a report the page may serve."""
-    return ".." not in relative.split("/") and bool(_SERVABLE.match(relative))
+    return layout.is_report_path(relative)
 
 
 def _failures(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -90,9 +90,15 @@ def test_promote_links_the_version_it_made_champion(result):
     assert _link(promote, "MLflow model version") == f"{UI}/#/models/churn%20model/versions/2"
 
 
-def test_a_report_on_disk_or_s3_gets_no_link_one_over_http_does(result):
+def test_a_report_in_the_artifact_root_opens_through_the_plugin_one_over_http_directly(result, monkeypatch):
+    from airflow_mlops import layout
+
+    monkeypatch.setenv("AIRFLOW_MLOPS_ARTIFACT_ROOT", "s3://bucket/mlops")
     validate = ValidateDataOperator(task_id="validate", dataset={}, **COMMON)
-    result({"report_uri": "s3://bucket/churn/runs/r/validate/report.json"})
+    pipeline = validate.load_spec().name
+    result({"report_uri": layout.join("s3://bucket/mlops", pipeline, "runs/manual__1/validate/report.json")})
+    assert _link(validate, "Validation report") == f"/mlops/files/{pipeline}/runs/manual__1/validate/report.json"
+    result({"report_uri": "s3://elsewhere/churn/runs/r/validate/report.json"})  # not a report the route serves
     assert _link(validate, "Validation report") == ""
     result({"report_uri": "https://reports.example.com/r/validate/report.json"})
     assert _link(validate, "Validation report") == "https://reports.example.com/r/validate/report.json"
