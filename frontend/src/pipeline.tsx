@@ -24,38 +24,44 @@ function Actions(props: { root: string; page: Json; reload: () => void }) {
   const [target, setTarget] = useState("");
   const [why, setWhy] = useState("");
   const [message, setMessage] = useState<{ ok: boolean; text: string } | null>(null);
+  const [busy, setBusy] = useState(false);
   const perms = page.permissions || {};
   const versions: Json[] = (page.registry.timeline && page.registry.timeline.versions) || [];
   const champion = page.registry.champion && page.registry.champion.version;
   const candidates = versions.filter((v) => v.version !== champion).reverse();
-  const act = (work: Promise<Json>, done: (r: Json) => string) =>
-    work.then(
-      (r) => {
-        setMessage({ ok: true, text: done(r) });
-        props.reload();
-      },
-      (e) => setMessage({ ok: false, text: String(e.message || e) }),
-    );
+  const act = (work: () => Promise<Json>, done: (r: Json) => string) => {
+    setBusy(true);
+    setMessage({ ok: true, text: "working…" });
+    work()
+      .then(
+        (r) => {
+          setMessage({ ok: true, text: done(r) });
+          props.reload();
+        },
+        (e) => setMessage({ ok: false, text: String(e.message || e) }),
+      )
+      .finally(() => setBusy(false));
+  };
   return (
     <div class="actions">
       <form
         class="action"
         onSubmit={(e) => {
           e.preventDefault();
-          act(triggerRetrain(root, page.dags.training, reason, force), (r) => `retraining queued: ${r.dag_run_id}`);
+          act(() => triggerRetrain(root, page.dags.training, reason, force), (r) => `retraining queued: ${r.dag_run_id}`);
         }}
       >
         <h3>Retrain now</h3>
         <label>reason <input name="reason" value={reason} onInput={(e) => setReason((e.target as HTMLInputElement).value)} placeholder="why (recorded on the run)" /></label>
         <label><input type="checkbox" name="force_retrain" checked={force} onChange={(e) => setForce((e.target as HTMLInputElement).checked)} /> force_retrain (train even on data already trained on)</label>
-        <button type="submit" disabled={!perms.retrain} title={perms.retrain ? "" : "you may not trigger this DAG"}>Retrain</button>
+        <button type="submit" disabled={busy || !perms.retrain} title={perms.retrain ? "" : "you may not trigger this DAG"}>Retrain</button>
       </form>
       <form
         class="action"
         onSubmit={(e) => {
           e.preventDefault();
           if (!target) return;
-          act(rollback(root, page.name, target, why), (r) => `champion moved v${r.from_version ?? "-"} -> v${r.to_version} by ${r.by}${r.asset_event ? ` (${r.asset_event})` : ""}`);
+          act(() => rollback(root, page.name, target, why), (r) => `champion moved v${r.from_version ?? "-"} -> v${r.to_version} by ${r.by}${r.asset_event ? ` (${r.asset_event})` : ""}`);
         }}
       >
         <h3>Roll back</h3>
@@ -71,7 +77,7 @@ function Actions(props: { root: string; page: Json; reload: () => void }) {
           </select>
         </label>
         <label>reason <input name="rollback_reason" value={why} onInput={(e) => setWhy((e.target as HTMLInputElement).value)} placeholder="recorded in the history" /></label>
-        <button type="submit" disabled={!perms.rollback || !target} title={perms.rollback ? "" : "moving the champion needs edit rights on the training DAG"}>Roll back</button>
+        <button type="submit" disabled={busy || !perms.rollback || !target} title={perms.rollback ? "" : "moving the champion needs edit rights on the training DAG"}>Roll back</button>
       </form>
       {message ? <p class={message.ok ? "ok" : "error"} role="status">{message.text}</p> : null}
     </div>
