@@ -50,6 +50,7 @@ export function Overview(props: { root: string }) {
     <main>
       <h1>MLOps pipelines</h1>
       <p class="muted">signed in as {data.user}</p>
+      {data.pipelines.length && data.pipelines[0].airflow_error ? <p class="error">cannot read Airflow's runs and approvals: {data.pipelines[0].airflow_error}</p> : null}
       <table class="grid overview">
         <thead>
           <tr>

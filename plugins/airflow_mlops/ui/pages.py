@@ -83,10 +83,15 @@ def overview(
     all_dags = [dag for spec in specs for dag in dag_ids(spec).values()]
     runs = _guarded(lambda: state.latest_runs(all_dags))
     approvals = _guarded(lambda: state.pending_approvals(all_dags))
+    airflow_error = runs.get("error") or (approvals.get("error") if isinstance(approvals, dict) else None)
     runs = runs if "error" not in runs else {}
     approvals = approvals if isinstance(approvals, list) else []
     with ThreadPoolExecutor(max_workers=min(8, max(1, len(specs)))) as pool:
-        return list(pool.map(lambda s: _summary(s, reader, runs, approvals, monitoring_limit), specs))
+        rows = list(pool.map(lambda s: _summary(s, reader, runs, approvals, monitoring_limit), specs))
+    if airflow_error:  # the runs and approvals columns are empty: say why instead
+        for row in rows:
+            row["airflow_error"] = airflow_error
+    return rows
 
 
 def pipeline_page(
