@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The model pages' build tools (esbuild, Preact) from frontend/package-lock.json: the tests
+# rebuild the bundle and compare it with the committed one (tests/unit/ui/test_bundle.py).
+FRONTEND_STAMP := frontend/node_modules/.installed
 
-.PHONY: install install-production browser demo demo-keep test lint unit integration e2e clean
+.PHONY: install install-production frontend browser demo demo-keep test lint unit integration e2e clean
 
 # The browser tests drive Debian's Chromium through Playwright, which must never fetch a browser.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
@@ -20,6 +23,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip==26.*"
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,production,browser]'
+	# setuptools leaves plugins/airflow_mlops.egg-info beside the package; on sys.path it is a second
+	# copy of the metadata, and Airflow then registers the plugin twice (devstack/install_check.py).
+	rm -rf plugins/airflow_mlops.egg-info
 	touch $(STAMP)
 
 # Debian's chromium and chromium-driver for tests/e2e, installed when missing (apt-get needs root;
@@ -33,6 +39,12 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 	@$(CHROMIUM) --version 2>/dev/null | grep -i chromium
+
+frontend: $(FRONTEND_STAMP)
+
+$(FRONTEND_STAMP): frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund --ignore-scripts
+	touch $(FRONTEND_STAMP)
 
 # Kept for the docs' commands: the default install already has the production extra.
 install-production: install
@@ -51,10 +63,10 @@ lint: install
 	$(BIN)/mypy
 	PYTHONPATH=$(CURDIR)/plugins $(BIN)/lint-imports --no-cache --no-logo
 
-test: lint browser
+test: lint frontend browser
 	$(BIN)/pytest -p no:cacheprovider
 
-unit: install
+unit: install frontend
 	$(BIN)/pytest -p no:cacheprovider tests/unit tests/component tests/dags
 
 integration: install
@@ -65,4 +77,4 @@ e2e: install browser
 	$(BIN)/pytest -p no:cacheprovider tests/e2e
 
 clean:
-	rm -rf .runtime $(VENV)
+	rm -rf .runtime $(VENV) frontend/node_modules

@@ -68,6 +68,16 @@ def prediction_log_partition(pipeline: str, day: date) -> str:
     return join(prediction_log_dir(pipeline), f"date={day:%Y-%m-%d}")
 
 
+# Paths below <artifact_root>/<pipeline>/ that are reports a person may open through the plugin's
+# report route: the validate task's output (report, GX Data Docs) and quarantined batches.
+_REPORT_PATH = re.compile(r"^(runs/[A-Za-z0-9._=-]+/validate/[A-Za-z0-9._/=-]+|quarantine/[A-Za-z0-9._=-]+/[^/]+)$")
+
+
+def is_report_path(relative: str) -> bool:
+    """Whether ``relative`` (below the pipeline's artifact folder) is a report the plugin may serve."""
+    return ".." not in relative.split("/") and bool(_REPORT_PATH.match(relative))
+
+
 def labels_dir(pipeline: str) -> str:
     """Where delayed labels are dropped: files keyed by ``request_id`` (+ ``row``) or the id column."""
     return lake_dir(pipeline, "labels")

@@ -26,6 +26,7 @@ from airflow_mlops import layout
 from airflow_mlops.core.contracts import PromotionRecord
 from airflow_mlops.core.data import synthetic
 from airflow_mlops.core.registry.client import Registry
+from airflow_mlops.devstack import install_check
 from airflow_mlops.devstack.rest import AirflowClient
 from airflow_mlops.devstack.stack import Stack, StackConfig
 from airflow_mlops.spec import load_spec
@@ -337,8 +338,10 @@ def run_demo(root: Path, keep_running: bool, airflow_port: int, mlflow_port: int
               "or pass another --root", file=sys.stderr)  # fmt: skip
         return 1
     reset(root)  # stops what a killed demo left running, then wipes the folder
+    config = StackConfig(root=root, airflow_port=airflow_port, mlflow_port=mlflow_port)
+    install_check.warn(config)
     print(f"starting airflow standalone on :{airflow_port} and MLflow on :{mlflow_port} under {root} ...")
-    stack = Stack(StackConfig(root=root, airflow_port=airflow_port, mlflow_port=mlflow_port)).start()
+    stack = Stack(config).start()
     loop = DemoLoop(stack, rows=rows, keep_serving=keep_running)
     try:
         result = loop.run()

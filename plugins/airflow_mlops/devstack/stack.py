@@ -111,6 +111,11 @@ class StackConfig:
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                # Tasks started before standalone's api-server listens (~20 s after the scheduler) die unstarted
+                # after Airflow's 5 tries (~15 s); 20 tries 5-15 s apart wait >= 95 s (docs/deployment.md).
+                "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "20",
+                "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN": "5",
+                "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX": "15",
                 "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps({"conn_type": "mlflow", "host": self.mlflow_url}),
                 **self.mlops_env(),
                 "MLFLOW_TRACKING_URI": self.mlflow_url,

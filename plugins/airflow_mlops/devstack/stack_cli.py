@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.devstack import production_cli
+from airflow_mlops.devstack import install_check, production_cli
 
 if TYPE_CHECKING:
     from airflow_mlops.devstack.rest import AirflowClient
@@ -245,6 +245,7 @@ def up_command(args: argparse.Namespace) -> int:
         print(f"restarting the stack of {cfg.root} ...")
         stop_recorded(cfg.root)
     pipelines = discover(cfg)
+    install_check.warn(cfg)
     print(f"starting airflow standalone on :{cfg.airflow_port} and MLflow on :{cfg.mlflow_port} under {cfg.root} ...")
     try:
         Stack(cfg).start(timeout=args.timeout, detached=True)

@@ -18,11 +18,8 @@ def build_monitoring_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_de
     spec = load(spec_path)
     assets = pipeline_assets(spec.name, landing_rules=spec.data.landing)
     common = {"spec_path": str(spec_path), "mlflow_conn_id": mlflow_conn_id}
-    with DAG(
-        schedule=schedule_for(spec.monitoring.cron, spec.schedule.timezone, [assets.predictions]),
-        max_active_runs=1,
-        **dag_kwargs(spec, "monitoring", spec_path),
-    ) as dag:
+    schedule = schedule_for(spec.monitoring.cron, spec.schedule.timezone, [assets.predictions])
+    with DAG(max_active_runs=1, **dag_kwargs(spec, "monitoring", spec_path, schedule=schedule)) as dag:
         check = DriftCheckOperator(task_id="drift_check", **common)
         alerts = []
         if spec.monitoring.alert_conn_id:

@@ -16,7 +16,7 @@ def build_scoring_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defau
     spec_path = resolve(spec_path)  # the file itself, else by name in $AIRFLOW_MLOPS_PIPELINES_DIR
     spec = load(spec_path)
     assets = pipeline_assets(spec.name, landing_rules=spec.data.landing)
-    with DAG(schedule=assets.landing_scoring, **dag_kwargs(spec, "scoring", spec_path)) as dag:
+    with DAG(**dag_kwargs(spec, "scoring", spec_path, schedule=assets.landing_scoring)) as dag:
         BatchScoreOperator(
             task_id="score",
             spec_path=str(spec_path),

@@ -42,7 +42,8 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
         triggers.append(assets.drift)
     common = {"spec_path": str(spec_path), "mlflow_conn_id": mlflow_conn_id}
 
-    kwargs = dag_kwargs(spec, "training", spec_path)
+    schedule = schedule_for(spec.schedule.cron, spec.schedule.timezone, triggers)
+    kwargs = dag_kwargs(spec, "training", spec_path, schedule=schedule)
     # Every task is retried after an infrastructure fault (spec.retries): each is idempotent under
     # retry (its docstring says why); bad input fails at once, and the approval is not retried.
     kwargs["default_args"] = {
@@ -51,7 +52,6 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
         "retry_delay": dt.timedelta(seconds=spec.retries.delay_seconds),
     }
     with DAG(
-        schedule=schedule_for(spec.schedule.cron, spec.schedule.timezone, triggers),
         max_active_runs=1,  # one champion decision at a time
         **kwargs,
     ) as dag:

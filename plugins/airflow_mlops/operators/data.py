@@ -12,6 +12,7 @@ from airflow_mlops.operators.base import (
     skip_when_nothing_to_process,
     upstream_result,
 )
+from airflow_mlops.operators.links import ValidationReportLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
@@ -87,6 +88,8 @@ class ValidateDataOperator(MlopsBaseOperator):
 
     :param dataset: the ingest task's result (its ``.output``). (templated)
     """
+
+    operator_extra_links = (ValidationReportLink(),)
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset")
     ui_color = "#fdf3e8"

@@ -11,6 +11,7 @@ from airflow_mlops.operators.base import (
     skip_when_nothing_to_process,
     upstream_result,
 )
+from airflow_mlops.operators.links import MlflowRunLink
 from airflow_mlops.operators.threads import capped_threads, thread_cap
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class TrainModelOperator(MlopsBaseOperator):
     :param dataset: the ingest task's result (its ``.output``). (templated)
     :param split: the split task's result (its ``.output``). (templated)
     """
+
+    operator_extra_links = (MlflowRunLink(),)
 
     template_fields: Sequence[str] = (*_BASE, "dataset", "split")
     ui_color = "#e8fde9"
@@ -79,6 +82,8 @@ class PlanTrialsOperator(MlopsBaseOperator):
     :param split: the split task's result (its ``.output``). (templated)
     """
 
+    operator_extra_links = (MlflowRunLink(),)
+
     template_fields: Sequence[str] = (*_BASE, "dataset", "split")
     ui_color = "#e8fde9"
 
@@ -113,6 +118,8 @@ class RunTrialOperator(MlopsBaseOperator):
     :param trial: one item of the plan task's result (``.expand(trial=plan.output)``). (templated)
     :param split: the split task's result (its ``.output``). (templated)
     """
+
+    operator_extra_links = (MlflowRunLink(),)
 
     template_fields: Sequence[str] = (*_BASE, "trial", "split")
     ui_color = "#e8fde9"
@@ -157,6 +164,8 @@ class SelectModelOperator(MlopsBaseOperator):
     :param dataset: the ingest task's result (its ``.output``). (templated)
     :param split: the split task's result (its ``.output``). (templated)
     """
+
+    operator_extra_links = (MlflowRunLink(),)
 
     template_fields: Sequence[str] = (*_BASE, "results", "dataset", "split")
     ui_color = "#e8fde9"
@@ -206,6 +215,8 @@ class CloseTrainingRunOperator(MlopsBaseOperator):
         None when the plan task pushed none (it skipped or failed). (templated)
     """
 
+    operator_extra_links = (MlflowRunLink(),)
+
     template_fields: Sequence[str] = (*_BASE, "trials")
     ui_color = "#f0f0f0"
 
@@ -232,6 +243,8 @@ class _CandidateOnTestSplitOperator(MlopsBaseOperator):
     :param split: the split task's result (its ``.output``): its test part is judged on. (templated)
     :param test_uri: URI of the test split, instead of ``split``. (templated)
     """
+
+    operator_extra_links = (MlflowRunLink(),)
 
     template_fields: Sequence[str] = (*_BASE, "training", "split", "test_uri")
     caps_model_threads = True

@@ -13,6 +13,7 @@ from airflow_mlops.operators.base import (
     skip_when_nothing_to_process,
     upstream_result,
 )
+from airflow_mlops.operators.links import DriftReportLink, MlflowRunLink
 from airflow_mlops.operators.threads import capped_threads
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ class DriftCheckOperator(MlopsBaseOperator):
     recent ones on a calendar run; logs the scores and labeled metrics to MLflow.
     """
 
+    operator_extra_links = (MlflowRunLink(), DriftReportLink())
+
     ui_color = "#fde8e8"
 
     def execute(self, context: Context) -> MonitorResult:
@@ -115,6 +118,8 @@ class EmitDriftEventOperator(MlopsBaseOperator):
 
     :param drift: the drift check's result (its ``.output``). (templated)
     """
+
+    operator_extra_links = (MlflowRunLink(), DriftReportLink())
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "drift")
     ui_color = "#f5d7d7"

@@ -12,6 +12,7 @@ from airflow_mlops.operators.base import (
     skip_when_nothing_to_process,
     upstream_result,
 )
+from airflow_mlops.operators.links import MlflowRunLink, ModelVersionLink, ValidationReportLink
 
 _BASE = MlopsBaseOperator.template_fields
 
@@ -47,6 +48,8 @@ class RegisterModelOperator(MlopsBaseOperator):
     :param package: the package task's result (ONNX export and parity), if any. (templated)
     :param validation: the validate task's result: its warnings are tagged on the version. (templated)
     """
+
+    operator_extra_links = (ModelVersionLink(), MlflowRunLink(), ValidationReportLink())
 
     template_fields: Sequence[str] = (*_BASE, "training", "evaluation", "dataset", "split", "package", "validation")
 
@@ -98,6 +101,8 @@ class PromotionGateOperator(MlopsBaseOperator):
     :param validation: the validate task's result: its warnings are among the gate's reasons,
         and fail it with ``promotion.block_on_validation_warnings``. (templated)
     """
+
+    operator_extra_links = (ModelVersionLink(),)
 
     template_fields: Sequence[str] = (*_BASE, "registered", "evaluation", "package", "validation")
     ui_color = "#fdfbe8"
@@ -154,6 +159,8 @@ class PromoteModelOperator(MlopsBaseOperator):
     :param split: the split task's result (its ``.output``); when given, the candidate is served in this task and
         queried with test-split rows before the alias moves (a failure keeps the champion). (templated)
     """
+
+    operator_extra_links = (ModelVersionLink(),)
 
     template_fields: Sequence[str] = (*_BASE, "gate", "split")
     ui_color = "#d7f5d9"
@@ -219,6 +226,8 @@ class RollbackChampionOperator(MlopsBaseOperator):
     :param force: restore a target that fails those checks anyway.
     """
 
+    operator_extra_links = (ModelVersionLink(),)
+
     template_fields: Sequence[str] = (*_BASE, "reason", "to_version")
     ui_color = "#fde8e8"
 
@@ -274,6 +283,8 @@ class DeployChampionOperator(MlopsBaseOperator):
     :param promotion: the promote task's result (its ``.output``: from/to versions). (templated)
     :param split: the split task's result (its ``.output``); its test split gives the rows. (templated)
     """
+
+    operator_extra_links = (ModelVersionLink(),)
 
     template_fields: Sequence[str] = (*_BASE, "promotion", "split")
     ui_color = "#d7e9f5"

@@ -1,236 +1,223 @@
-"""FastAPI app behind the plugin page: pipelines, their DAGs, inboxes, open claims and champions.
+"""FastAPI app behind the plugin's pages: the overview, each pipeline's model page, their JSON and actions.
 
-Airflow mounts plugin apps without its own authentication, so every route of this app,
-``/docs``, ``/redoc`` and ``/openapi.json`` included, depends on the api-server's own
-``get_user`` (a bearer token wins over the UI's session cookie; 401 without either, 403 for
-an invalid token). A user sees a pipeline only when the auth manager lets them read each of
-its DAGs, and a spec that does not load only with read access to import errors. Every route
-is a GET that changes nothing, so a cross-site request cannot act with the cookie; a route
-that changes state must check its own permission (a test keeps the app read-only). Errors
-of MLflow and of the object store are shown through ``core.redaction.describe_error``.
+Mounted by the api-server at ``/mlops`` (``ui.plugin``). Every route, ``/docs``, ``/redoc`` and
+``/openapi.json`` included, depends on the Airflow user (``ui.auth``): a pipeline is visible
+only to a user who may read each of its DAGs, a spec error only to one who may read import
+errors. The pages are one small script (``ui/static/app.js``, built from ``frontend/``) that
+reads ``/api/overview`` and ``/api/pipelines/<name>/page``. The one action of this app,
+rollback, needs edit rights on the training DAG and is CSRF-safe (``ui.auth``); retraining and
+approvals go to Airflow's own REST API from the page. Errors of MLflow and of the object
+store are shown through ``core.redaction.describe_error``.
 """
 
 from __future__ import annotations
 
 import html
+import mimetypes
 import os
-from collections.abc import Callable
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
-# Which pipelines the request's user may see: (dag_id) -> may read it, (view) -> may see it.
-Access = Callable[[str], bool]
+from airflow_mlops.ui import summaries
+from airflow_mlops.ui.auth import Viewer, require_action_request, user_dependency
 
-
-def pipelines_dir() -> Path:
-    from airflow_mlops.layout import PIPELINES_ENV
-
-    return Path(os.environ.get(PIPELINES_ENV, "include/pipelines"))
+STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
 
 
-def pipeline_summaries(may_read_dag: Access | None = None, may_see_errors: bool = True) -> list[dict[str, Any]]:
-    """One entry per spec file: its DAGs and inboxes, or the error that makes it unusable.
-
-    ``may_read_dag`` (None: everything) hides a pipeline unless each of its DAGs passes it;
-    ``may_see_errors`` False hides the specs that do not load.
-    """
-    from airflow_mlops import layout
-    from airflow_mlops.spec import SpecError, load_spec
-
-    out: list[dict[str, Any]] = []
-    for path in sorted(pipelines_dir().glob("*.y*ml")):
-        try:
-            spec = load_spec(path)
-        except SpecError as exc:
-            if may_see_errors:
-                out.append({"spec": str(path), "error": str(exc)})
-            continue
-        dags = [f"{spec.name}_{kind}" for kind in ("training", "scoring", "monitoring")]
-        if may_read_dag is not None and not all(may_read_dag(dag) for dag in dags):
-            continue
-        entry: dict[str, Any] = {
-            "spec": str(path),
-            "name": spec.name,
-            "model": spec.registered_model_name,
-            "dags": dags,
-            "inboxes": {k: layout.landing_dir(spec.name, k) for k in ("training", "scoring")},
-            "claims": claims_summary(spec.name),
-        }
-        entry.update(champion_summary(spec.registered_model_name))
-        out.append(entry)
-    return out
+def _viewer(request: Request) -> Viewer:
+    viewer: Viewer = request.state.viewer
+    return viewer
 
 
-LAKE_OF_INBOX = {"training": "labeled", "scoring": "scoring"}  # as factories.assets wires the triggers
-
-
-def claims_summary(pipeline: str) -> dict[str, Any]:
-    """Per inbox: how many landing claims are open, and the stranded ones (files nobody processes yet).
-
-    ``stranded`` lists claims never delivered (``state: claiming``; ``claimer`` says whether
-    their claimer is alive or why it is gone) and claims delivered without an ack yet, each with
-    its ``claim_id``, ``age_seconds``, ``deliveries`` and ``files`` (see ``core.landing.recovery``).
-    """
-    from airflow_mlops import layout
-    from airflow_mlops.core.landing.delivery import open_claims
-    from airflow_mlops.core.landing.recovery import stranded
-    from airflow_mlops.core.redaction import describe_error
-
-    out: dict[str, Any] = {}
-    for kind, lake_kind in LAKE_OF_INBOX.items():
-        lake = layout.lake_dir(pipeline, lake_kind)
-        try:
-            out[kind] = {"open": len(open_claims(lake)), "stranded": stranded(lake)}
-        except Exception as exc:  # the page must render even when the store is down
-            out[kind] = {"error": describe_error(exc)}
-    return out
-
-
-def _claims_cell(claims: dict[str, Any]) -> str:
-    lines = []
-    for kind, state in claims.items():
-        if "error" in state:
-            lines.append(f"{kind}: cannot read the claims: {html.escape(state['error'])}")
-            continue
-        line = f"{kind}: {state['open']} open, {len(state['stranded'])} stranded"
-        for entry in state["stranded"]:
-            line += html.escape(
-                f"; {entry['claim_id']} ({entry['state']}, {entry['age_seconds']:.0f} s): {', '.join(entry['files'])}"
-            )
-        lines.append(line)
-    return "<br>".join(lines)
-
-
-def champion_summary(model_name: str) -> dict[str, Any]:
-    """The champion's version and its last five promotions; ``champion_error`` when MLflow fails.
-
-    The error is redacted: a tracking URI with credentials in it must not reach the page.
-    """
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if not tracking_uri:
-        return {}
-    from airflow_mlops.core.redaction import describe_error
-    from airflow_mlops.core.registry.client import Registry
-
-    try:
-        registry = Registry(tracking_uri)
-        current = registry.champion(model_name)
-        history = registry.promotion_history(model_name) if current else []
-    except Exception as exc:  # the page must render even when MLflow is down
-        return {"champion_error": describe_error(exc)}
-    return {"champion": str(current.version) if current else None, "promotions": history[-5:]}
-
-
-def _version(value: str | None) -> str:
-    return f"v{value}" if value else "(none)"
-
-
-def _champion_cell(pipeline: dict[str, Any]) -> str:
-    if "champion_error" in pipeline:
-        return f"cannot ask MLflow: {html.escape(pipeline['champion_error'])}"
-    return _version(pipeline.get("champion"))
-
-
-def render(pipelines: list[dict[str, Any]]) -> str:
-    rows = []
-    for p in pipelines:
-        if "error" in p:
-            rows.append(
-                f"<tr><td>{html.escape(p['spec'])}</td><td colspan=5><pre>{html.escape(p['error'])}</pre></td></tr>"
-            )
-            continue
-        dags = " ".join(f'<a href="/dags/{d}" target="_top">{d}</a>' for d in p["dags"])
-        inboxes = "<br>".join(f"{k}: <code>{html.escape(v)}</code>" for k, v in p["inboxes"].items())
-        promotions = "<br>".join(
-            html.escape(f"{_version(r['from_version'])} -> v{r['to_version']} at {r['at']}: {r['reason']}")
-            for r in p.get("promotions", [])
-        )
-        rows.append(
-            f"<tr><td>{html.escape(p['name'])}</td><td>{dags}</td><td>{inboxes}</td>"
-            f"<td>{_claims_cell(p.get('claims', {}))}</td>"
-            f"<td>{html.escape(p['model'])} champion: {_champion_cell(p)}</td><td>{promotions}</td></tr>"
-        )
+def _shell(root: str, view: str, pipeline: str = "") -> str:
+    """The page: an empty element the script fills, told where the app is mounted and what to show."""
     return (
-        "<!doctype html><html><head><title>airflow-mlops</title><style>"
-        "body{font-family:sans-serif;margin:1rem}td,th{border:1px solid #ccc;padding:.4rem;vertical-align:top}"
-        "table{border-collapse:collapse}</style></head><body><h2>MLOps pipelines</h2>"
-        "<table><tr><th>pipeline</th><th>DAGs</th><th>landing inboxes</th><th>landing claims</th><th>model</th>"
-        f"<th>recent promotions</th></tr>{''.join(rows)}</table></body></html>"
+        "<!doctype html><html><head><meta charset='utf-8'><title>airflow-mlops</title>"
+        f"<link rel='stylesheet' href='{root}/static/app.css'></head><body>"
+        f"<div id='mlops-app' data-root='{html.escape(root)}' data-view='{view}' "
+        f"data-pipeline='{html.escape(pipeline)}'>loading...</div>"
+        f"<script src='{root}/static/app.js'></script></body></html>"
     )
 
 
-def _airflow_access(user: Any) -> tuple[Access, bool]:
-    """What ``user`` may see, asked of the api-server's auth manager: (DAG read check, import errors)."""
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import AccessView, DagDetails
-    from airflow.configuration import conf
+class PageState:
+    """What the app keeps between requests: the MLflow reader (cached answers) and Airflow's state."""
 
-    manager = get_auth_manager()
-    multi_team = conf.getboolean("core", "multi_team", fallback=False)
+    def __init__(self, airflow_state: Any | None = None, ttl_seconds: float = 10.0) -> None:
+        self._readers: dict[str, Any] = {}
+        self._airflow_state = airflow_state
+        self.ttl = ttl_seconds
 
-    def may_read_dag(dag_id: str) -> bool:
-        team = None
-        if multi_team:  # as the api-server's own requires_access_dag asks it
-            from airflow.models.dag import DagModel
+    def reader(self) -> Any | None:
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri or not uri.startswith(("http://", "https://")):
+            return None
+        if uri not in self._readers:
+            from airflow_mlops.ui.mlflow_reader import MlflowReader
 
-            team = DagModel.get_team_name(dag_id)
-        return bool(manager.is_authorized_dag(method="GET", details=DagDetails(id=dag_id, team_name=team), user=user))
+            self._readers[uri] = MlflowReader(uri, ttl_seconds=self.ttl)
+        return self._readers[uri]
 
-    return may_read_dag, bool(manager.is_authorized_view(access_view=AccessView.IMPORT_ERRORS, user=user))
+    def airflow(self) -> Any:
+        if self._airflow_state is None:
+            from airflow_mlops.ui.airflow_state import DatabaseState
 
+            self._airflow_state = DatabaseState()
+        return self._airflow_state
 
-def _user_dependency(require_user: bool) -> Callable[[Request], Any]:
-    """The dependency of every route: puts the Airflow user's access on ``request.state.mlops_access``.
-
-    With ``require_user`` False (tests outside an api-server) nothing is checked: None.
-    """
-    if not require_user:
-
-        def no_user(request: Request) -> None:
-            request.state.mlops_access = None
-
-        return no_user
-    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
-
-    async def airflow_user(request: Request) -> None:
-        # The api-server's own resolution: a bearer token first, else the UI's session cookie.
-        user = await get_user(request, None, await bearer_scheme(request))
-        request.state.mlops_access = _airflow_access(user)
-
-    return airflow_user
+    def forget(self) -> None:
+        for reader in self._readers.values():
+            reader.cache.clear()
 
 
-def create_app(require_user: bool = True) -> FastAPI:
-    """The plugin's app; ``require_user=False`` only for tests outside an Airflow api-server.
+def _spec_for(viewer: Viewer, name: str) -> Any:
+    for spec in summaries.readable_specs(viewer.may_read_dag):
+        if spec.name == name:
+            return spec
+    raise HTTPException(404, f"no pipeline named {name!r} that you may read")
+
+
+def create_app(require_user: bool = True, airflow_state: Any | None = None, ttl_seconds: float = 10.0) -> FastAPI:
+    """The plugin's app; ``require_user=False`` and ``airflow_state`` only for tests and benchmarks.
 
     FastAPI's own ``/docs``, ``/redoc`` and ``/openapi.json`` would be served without the
     app's dependencies; they are replaced by routes that have them.
     """
-    user_access = _user_dependency(require_user)
     app = FastAPI(
         title="airflow-mlops",
-        description="Pipelines managed by airflow-mlops.",
-        dependencies=[Depends(user_access)],
+        description="Pipelines managed by airflow-mlops: champions, their history, monitoring, data quality.",
+        dependencies=[Depends(user_dependency(require_user))],
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
     )
-
-    def summaries(request: Request) -> list[dict[str, Any]]:
-        access: tuple[Access, bool] | None = request.state.mlops_access
-        return pipeline_summaries() if access is None else pipeline_summaries(*access)
-
-    @app.get("/api/pipelines")
-    def list_pipelines(request: Request) -> list[dict[str, Any]]:
-        return summaries(request)
+    state = PageState(airflow_state, ttl_seconds)
+    app.state.pages = state
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request) -> str:
-        return render(summaries(request))
+        return _shell(_root(request), "overview")
+
+    @app.get("/pipeline/{name}", response_class=HTMLResponse)
+    def pipeline_shell(request: Request, name: str) -> str:
+        return _shell(_root(request), "pipeline", name)
+
+    @app.get("/dag/{dag_id}", response_class=HTMLResponse)
+    def dag_shell(request: Request, dag_id: str) -> str:
+        """The DAG tab: the page of the pipeline the DAG belongs to (empty for other DAGs)."""
+        for spec in summaries.readable_specs(_viewer(request).may_read_dag):
+            if dag_id in {f"{spec.name}_{k}" for k in ("training", "scoring", "monitoring")}:
+                return _shell(_root(request), "pipeline", spec.name)
+        return _shell(_root(request), "none", dag_id)
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        if name not in STATIC_FILES:
+            raise HTTPException(404, "no such file")
+        body = resources.files("airflow_mlops.ui").joinpath("static", name).read_bytes()
+        return Response(body, media_type=STATIC_FILES[name], headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/pipelines")
+    def list_pipelines(request: Request) -> list[dict[str, Any]]:
+        """Every spec: its DAGs, landing inboxes, open and stranded claims, champion (or the spec's error)."""
+        viewer = _viewer(request)
+        return summaries.pipeline_summaries(viewer.may_read_dag, viewer.may_see_errors)
+
+    @app.get("/api/overview")
+    def overview(request: Request) -> dict[str, Any]:
+        """All pipelines: champion, since, metric vs threshold, last runs, drift, decay, approvals, alerts."""
+        from airflow_mlops.ui.pages import overview as build
+
+        viewer = _viewer(request)
+        specs = summaries.readable_specs(viewer.may_read_dag)
+        rows = build(specs, state.reader(), state.airflow())
+        for row, spec in zip(rows, specs, strict=True):
+            row.update(summaries.landing_summary(spec))
+        errors = summaries.spec_errors() if viewer.may_see_errors else []
+        return {"user": viewer.name, "pipelines": rows, "spec_errors": errors}
+
+    @app.get("/api/pipelines/{name}/page")
+    def page(request: Request, name: str, runs: int = Query(200, ge=1, le=500)) -> dict[str, Any]:
+        """One pipeline: timeline, champion card, monitoring, data quality, approvals, and what the user may do."""
+        from airflow_mlops.ui.pages import pipeline_page
+
+        viewer = _viewer(request)
+        spec = _spec_for(viewer, name)
+        body = pipeline_page(spec, state.reader(), state.airflow(), monitoring_limit=runs)
+        training = f"{spec.name}_training"
+        body["user"] = viewer.name
+        body["permissions"] = {
+            "retrain": viewer.may("POST", training, "RUN"),
+            "rollback": viewer.may("PUT", training),
+            "approve": viewer.may("PUT", training, "HITL_DETAIL"),
+        }
+        return body
+
+    @app.get("/api/pipelines/{name}/plots/{version}/{plot}", include_in_schema=False)
+    def plot(request: Request, name: str, version: str, plot: str) -> Response:
+        """An evaluation plot of one of the pipeline's model versions, through the tracking server."""
+        from airflow_mlops.ui.registry_view import CARD_PLOTS
+
+        spec = _spec_for(_viewer(request), name)
+        reader = state.reader()
+        if reader is None or plot not in CARD_PLOTS:
+            raise HTTPException(404, "no such plot")
+        match = [v for v in reader.versions(spec.registered_model_name) if v["version"] == version]
+        if not match or not match[0]["run_id"]:
+            raise HTTPException(404, f"no version {version} of {spec.registered_model_name}")
+        body = reader.artifact(match[0]["run_id"], f"evaluation/{plot}")
+        if body is None:
+            raise HTTPException(404, f"v{version} has no {plot}")
+        return Response(body, media_type="image/png")
+
+    @app.get("/files/{name}/{path:path}", include_in_schema=False)
+    def report_file(request: Request, name: str, path: str) -> Response:
+        """A validation report, a GX Data Docs page (and its assets) or a quarantine report of the pipeline."""
+        from airflow_mlops import layout
+        from airflow_mlops.core.io import storage
+        from airflow_mlops.ui.quality_view import pipeline_root, servable_path
+
+        spec = _spec_for(_viewer(request), name)
+        if not servable_path(path):
+            raise HTTPException(404, "not a report of this pipeline")
+        uri = layout.join(pipeline_root(spec.name), path)
+        if not storage.exists(uri):
+            raise HTTPException(404, f"no such report: {path}")
+        media = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        if path.endswith(".report.json"):
+            media = "application/json"
+        # Data Docs pages run GX's own scripts; they may not reach this app's cookie-protected actions.
+        return Response(
+            storage.read_bytes(uri), media_type=media, headers={"Content-Security-Policy": "sandbox allow-scripts"}
+        )
+
+    @app.post("/api/pipelines/{name}/rollback", dependencies=[Depends(require_action_request)])
+    def rollback(
+        request: Request,
+        name: str,
+        to_version: str = Body(..., embed=True),
+        reason: str = Body("", embed=True),
+    ) -> dict[str, Any]:
+        """Make a servable earlier version the champion; needs edit rights on the training DAG."""
+        from airflow_mlops.ui import actions
+
+        viewer = _viewer(request)
+        spec = _spec_for(viewer, name)
+        if not viewer.may("PUT", f"{spec.name}_training"):
+            raise HTTPException(403, f"moving the champion needs edit rights on {spec.name}_training")
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:
+            raise HTTPException(503, "MLFLOW_TRACKING_URI is not set for the api-server")
+        try:
+            record = actions.rollback(spec, uri, to_version, reason, viewer.name)
+        except actions.ActionRefused as exc:
+            raise HTTPException(409, str(exc)) from None
+        state.forget()
+        return record
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> dict[str, Any]:
@@ -248,5 +235,5 @@ def create_app(require_user: bool = True) -> FastAPI:
 
 
 def _root(request: Request) -> str:
-    """Where the app is mounted (``/mlops`` in the api-server), for the docs pages' links."""
+    """Where the app is mounted (``/mlops`` in the api-server), for the pages' links."""
     return str(request.scope.get("root_path", "")).rstrip("/")

@@ -14,7 +14,17 @@ from tests.conftest import EXAMPLE_SPEC
 
 pytestmark = pytest.mark.component
 
-ROUTES = ("/", "/api/pipelines", "/docs", "/redoc", "/openapi.json")
+ROUTES = (
+    "/",
+    "/pipeline/churn",
+    "/dag/churn_training",
+    "/static/app.js",
+    "/api/pipelines",
+    "/api/overview",
+    "/docs",
+    "/redoc",
+    "/openapi.json",
+)
 
 
 def _clear_token_caches(manager_cls: Any) -> None:
@@ -130,8 +140,10 @@ def test_a_user_without_read_access_sees_no_pipeline_and_no_spec_error(auth, spe
     client = _client()
     headers = {"Authorization": f"Bearer {_token(auth, None)}"}  # logged in, no role: no permission
     assert client.get("/api/pipelines", headers=headers).json() == []
-    page = client.get("/", headers=headers)
-    assert page.status_code == 200 and "churn" not in page.text and "broken.yaml" not in page.text
+    overview = client.get("/api/overview", headers=headers).json()
+    assert overview["pipelines"] == [] and overview["spec_errors"] == []
+    assert client.get("/api/pipelines/churn/page", headers=headers).status_code == 404
+    assert client.get("/dag/churn_training", headers=headers).text.count("data-view='none'") == 1
 
 
 def test_a_pipeline_is_listed_only_when_each_of_its_dags_is_readable(auth, specs, monkeypatch):
@@ -172,26 +184,32 @@ def test_champion_and_claims_errors_reach_the_page_without_credentials(specs, mo
     (pipeline,) = [p for p in client.get("/api/pipelines").json() if "error" not in p]
     assert pipeline["champion_error"].startswith("ConnectionError: cannot reach http://***@mlflow.internal:5000")
     assert pipeline["claims"]["training"]["error"].startswith("PermissionError: AccessDenied")
-    page = client.get("/").text
-    assert "cannot ask MLflow: ConnectionError" in page
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:s3cr3t-pw@127.0.0.1:9")  # the pages read over REST
+    page = client.get("/api/overview").text
+    assert "cannot be reached" in page and "127.0.0.1:9" in page
     for secret in ("s3cr3t-pw", "alice", "abc123def456", "AKIAABCDEFGHIJKLMNOP", "wJalrXUtnFEMIK7MDENG"):
         assert secret not in str(pipeline) and secret not in page, secret
 
 
-def test_the_app_only_reads_so_no_request_can_change_state_through_the_cookie(auth, specs):
-    """Every route is a GET: a cross-site form post with the UI's cookie has nothing to act on.
-
-    A state-changing route added later must check its own Airflow permission and be CSRF-safe
-    (bearer token only, or a custom header): this test fails until its author decides how.
-    """
+def test_every_route_that_changes_state_is_csrf_safe_and_checks_edit_rights(auth, specs):
+    """A cross-site form post with the UI's cookie cannot act: every non-GET route needs the
+    X-Airflow-MLOps header and a JSON body; rollback needs edit rights on the training DAG."""
     from fastapi.routing import APIRoute
 
+    from airflow_mlops.ui.auth import require_action_request
     from airflow_mlops.ui.web import create_app
 
     app = create_app()
-    methods = {method for route in app.routes if isinstance(route, APIRoute) for method in route.methods}
-    assert methods == {"GET"}
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.methods != {"GET"}:
+            assert require_action_request in [d.call for d in route.dependant.dependencies], route.path
     client = _client()
+    url = "/api/pipelines/churn/rollback"
     cookies = {"_token": _token(auth, "admin")}
-    for method in ("POST", "PUT", "PATCH", "DELETE"):
+    assert client.post(url, data={"to_version": "1"}, cookies=cookies).status_code == 403  # a form: no header
+    viewer = {"_token": _token(auth, "viewer")}
+    answer = client.post(url, json={"to_version": "1"}, headers={"X-Airflow-MLOps": "1"}, cookies=viewer)
+    assert answer.status_code == 403 and "edit rights on churn_training" in answer.json()["detail"]
+    assert client.post(url, json={"to_version": "1"}, headers={"X-Airflow-MLOps": "1"}).status_code == 401
+    for method in ("PUT", "PATCH", "DELETE"):
         assert client.request(method, "/api/pipelines", cookies=cookies).status_code == 405, method

@@ -107,6 +107,15 @@ def test_stack_environment_points_every_process_at_the_same_roots(tmp_path, monk
     assert env["X_EXTRA"] == "1"
 
 
+def test_tasks_started_before_the_api_server_listens_wait_for_it(tmp_path):
+    # Seen on a fresh stack: calendar runs due at start-up were queued ~20 s before standalone's
+    # api-server listened; Airflow's 5 tries (~15 s) killed them unstarted (failed, empty log).
+    env = StackConfig(root=tmp_path).environment()
+    retries = int(env["AIRFLOW__WORKERS__EXECUTION_API_RETRIES"])
+    shortest_wait = (retries - 1) * float(env["AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN"])
+    assert shortest_wait >= 90
+
+
 def test_a_project_directory_gives_its_own_folders(tmp_path, monkeypatch):
     project = tmp_path / "project"
     (project / "dags").mkdir(parents=True)

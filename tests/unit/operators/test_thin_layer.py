@@ -10,7 +10,6 @@ import pytest
 from airflow_mlops.hooks.mlflow import MlflowHook
 from airflow_mlops.operators.base import claimed_uris_from_events, upstream_result
 from airflow_mlops.operators.data import ValidateDataOperator
-from airflow_mlops.provider_info import get_provider_info
 
 pytestmark = pytest.mark.unit
 
@@ -89,18 +88,6 @@ def test_mlflow_hook_moves_userinfo_of_the_host_out_of_the_uri(monkeypatch):
     assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("alice", "p@ss-w0rd")
 
 
-def test_provider_info_names_real_modules_and_the_mlflow_connection_type():
-    import importlib
-
-    info = get_provider_info()
-    assert info["connection-types"] == [
-        {"connection-type": "mlflow", "hook-class-name": "airflow_mlops.hooks.mlflow.MlflowHook"}
-    ]
-    for kind in ("hooks", "operators", "sensors", "triggers"):
-        for module in info[kind][0]["python-modules"]:
-            importlib.import_module(module)
-
-
 def test_plugin_page_lists_pipelines_and_reports_bad_specs(tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
@@ -120,7 +107,10 @@ def test_plugin_page_lists_pipelines_and_reports_bad_specs(tmp_path, monkeypatch
     assert "data: Field required" in pipelines[0]["error"]
     assert pipelines[1]["dags"] == ["churn_training", "churn_scoring", "churn_monitoring"]
     page = client.get("/").text
-    assert "churn_training" in page and "MLOps pipelines" in page
+    assert "data-view='overview'" in page and "/static/app.js" in page
+    assert "MLOps pipelines" in client.get("/static/app.js").text
+    assert [p["name"] for p in client.get("/api/overview").json()["pipelines"]] == ["churn"]
+    assert [v["destination"] for v in AirflowMlopsPlugin.external_views] == ["nav", "dag"]
 
 
 def test_training_dag_asks_for_approval_only_when_the_spec_says_so(tmp_path):

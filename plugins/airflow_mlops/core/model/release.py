@@ -7,6 +7,7 @@ takes the ``Registry`` (the operator's MLflow hook builds it) and returns a smal
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 
 from airflow_mlops import __version__
@@ -27,6 +28,11 @@ from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.core.registry.integrity import artifact_digests
 from airflow_mlops.core.registry.promotion import promote_once
 from airflow_mlops.spec import PipelineSpec
+
+log = logging.getLogger(__name__)
+
+# The validate task's report, logged on the training run (operators.links names the same path).
+VALIDATION_ARTIFACT = "validation/report.json"
 
 
 def register_candidate(
@@ -72,8 +78,32 @@ def register_candidate(
             tags["onnx_uri"] = onnx_uri
     tags.update(artifact_digests(registry, training["model_uri"], tags.get("onnx_uri")))
     name = spec.registered_model_name
+    log_validation_report(registry, training["run_id"], validation)
     version = registry.register(name, training["model_uri"], tags, run_id=training["run_id"])
     return {"name": name, "version": version}
+
+
+def log_validation_report(registry: Registry, run_id: str, validation: ValidationResult | None) -> bool:
+    """Log the validate task's report (the Great Expectations results and the landed batches'
+    verdicts, ``report_uri``) on the training run as ``validation/report.json``.
+
+    The validate task runs before the training run exists (the plan task opens it), so the first
+    stage that has both logs it; the version's run then shows what its data passed. Safe to retry:
+    the same artifact is written again. A report that cannot be read is logged and skipped: it
+    does not keep the candidate from being registered. True when the report was logged.
+    """
+    report_uri = validation.get("report_uri") if validation else None
+    if not report_uri:
+        return False
+    from airflow_mlops.core.io import storage
+
+    try:
+        report = storage.read_json(str(report_uri))
+    except (OSError, ValueError) as exc:
+        log.warning("validation report %s not logged on run %s: %s", report_uri, run_id, exc)
+        return False
+    registry.client.log_dict(run_id, report, VALIDATION_ARTIFACT)
+    return True
 
 
 def _packaging_reasons(spec: PipelineSpec, package: Package | None) -> list[str]:

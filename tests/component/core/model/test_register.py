@@ -68,3 +68,24 @@ def test_a_retried_register_sets_the_tags_it_would_set_on_the_version_it_reuses(
     tags = mlflow_client.get_model_version(name, "1").tags
     assert tags["onnx_uri"] == candidate[7]["onnx_uri"] and tags["test_roc_auc"] == "0.810000"
     assert _versions(registry, name) == ["1"]
+
+
+def test_register_logs_the_validation_report_on_the_training_run(candidate, tmp_path):
+    import json
+
+    report = {"success": True, "evaluated": 3, "results": [{"expectation": "expect_column_to_exist"}]}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    validation = {"uri": "/x", "report_uri": str(tmp_path / "report.json"), "evaluated": 3, "inferred": 0,
+                  "warnings": 0, "batch_warnings": {}}  # fmt: skip
+    registry, run_id = candidate[1], candidate[2]["run_id"]
+    release.register_candidate(*candidate, validation)
+    logged = registry.client.download_artifacts(run_id, release.VALIDATION_ARTIFACT, str(tmp_path / "got"))
+    assert json.loads(Path(logged).read_text()) == report
+
+
+def test_a_validation_report_that_is_gone_does_not_block_registering(candidate, tmp_path):
+    validation = {"uri": "/x", "report_uri": str(tmp_path / "gone.json"), "evaluated": 3, "inferred": 0,
+                  "warnings": 0, "batch_warnings": {}}  # fmt: skip
+    assert release.register_candidate(*candidate, validation)["version"] == "1"
+    files = [f.path for f in candidate[1].client.list_artifacts(candidate[2]["run_id"], "validation")]
+    assert files == []
