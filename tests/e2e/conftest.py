@@ -5,7 +5,8 @@ starts the stack on spare ports, runs the demo loop and sets up two pending prom
 ``retention`` pipeline (see ``world.py``). ``page`` is a fresh browser context per test;
 ``signed_in`` is that page after logging in through Airflow's login form. Every test writes
 numbered screenshots of its steps (``shots("what")``), and a ``failed.png`` when it fails, to
-``$E2E_ARTIFACTS/<test>/`` (default ``tests/e2e/artifacts/``, gitignored).
+``$E2E_ARTIFACTS/<test>/`` (default ``tests/e2e/artifacts/``, gitignored), with the browser
+console's messages in ``console.txt``.
 
 Playwright uses the Chromium at ``$E2E_CHROMIUM`` (default ``/usr/bin/chromium``, Debian's package,
 which ``make test`` installs when missing); it never downloads a browser of its own.
@@ -146,10 +147,14 @@ def page(browser, world: World, shots: Shots, request: pytest.FixtureRequest) ->
     context = browser.new_context(viewport=VIEWPORT, base_url=world.airflow_url)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
+    console: list[str] = []
+    page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
     shots.page = page
     yield page
     if request.node.stash.get(CALL_FAILED, False):
         page.screenshot(path=str(shots.folder / "failed.png"), full_page=True)
+    if console:  # the browser's console of the page and its frames, for what a picture does not say
+        (shots.folder / "console.txt").write_text("\n".join(console) + "\n")
     context.close()
 
 

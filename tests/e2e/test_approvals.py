@@ -13,7 +13,7 @@ from urllib.parse import unquote
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.pages import open_browse
+from tests.e2e.pages import open_browse, open_overview
 from tests.e2e.world import APPROVE_TASK, RETENTION_DAG, RETENTION_MODEL, SUBJECT, World
 
 pytestmark = pytest.mark.e2e
@@ -43,6 +43,9 @@ def test_approving_the_first_candidate_promotes_it(signed_in, world: World, shot
     page, run_id = signed_in, world.first_run
     version = world.gate(run_id)["version"]
     assert world.champion(RETENTION_MODEL) is None  # nothing promoted before the answer
+    waiting = open_overview(page).locator("tr[data-pipeline='retention']").get_by_role("link", name="1 waiting")
+    expect(waiting).to_have_attribute("href", "/required_actions")  # the overview counts the open request
+    shots("overview with one approval waiting")
 
     open_request(page, run_id, "Approval Required", shots)
     expect(page.get_by_text(f"{RETENTION_MODEL} v{version}")).to_be_visible()  # the body names the candidate
