@@ -111,6 +111,50 @@ def _rollback(args: argparse.Namespace) -> int:
           f"({record['reason']}, {record['at']})")  # fmt: skip
     for why in record.get("forced_past", []):
         print(f"  forced past: {why}")
+    return _tell_airflow(args, spec.name, spec.registered_model_name, dict(record))
+
+
+AIRFLOW_URL_ENV = "AIRFLOW_MLOPS_AIRFLOW_URL"
+AIRFLOW_TOKEN_ENV = "AIRFLOW_MLOPS_AIRFLOW_TOKEN"  # a JWT; else the username and password below log in
+AIRFLOW_USERNAME_ENV = "AIRFLOW_MLOPS_AIRFLOW_USERNAME"
+AIRFLOW_PASSWORD_ENV = "AIRFLOW_MLOPS_AIRFLOW_PASSWORD"
+
+
+def _tell_airflow(args: argparse.Namespace, pipeline: str, model: str, record: dict[str, object]) -> int:
+    """Send the champion Asset event through the api-server (``ui.champion_events``), when one is named.
+
+    0 when sent or when no api-server is named (said on stderr); 3 when the alias moved but
+    Airflow refused or could not be reached: what listens to the champion asset was not told.
+    """
+    import os
+
+    url = args.airflow_url or os.environ.get(AIRFLOW_URL_ENV)
+    if not url:
+        print(f"note: Airflow was not told (no --airflow-url or ${AIRFLOW_URL_ENV}): DAGs scheduled on the "
+              f"champion asset of '{pipeline}' do not run for this move", file=sys.stderr)  # fmt: skip
+        return 0
+    from airflow_mlops.core.redaction import describe_error
+    from airflow_mlops.devstack.rest import AirflowClient
+    from airflow_mlops.ui.champion_events import post_champion_event
+
+    try:
+        client = AirflowClient(
+            url,
+            os.environ.get(AIRFLOW_USERNAME_ENV, ""),
+            os.environ.get(AIRFLOW_PASSWORD_ENV, ""),
+            token=os.environ.get(AIRFLOW_TOKEN_ENV) or None,
+        )
+        event = post_champion_event(client, pipeline, model, record)
+    except Exception as exc:
+        import json
+
+        from airflow_mlops.ui.champion_events import champion_asset_name, champion_event_extra
+
+        print(f"the champion moved, but Airflow at {url} was not told: {describe_error(exc)}. Create the event "
+              f"of asset '{champion_asset_name(pipeline)}' by hand (Airflow UI: Assets) with this extra: "
+              f"{json.dumps(champion_event_extra(model, record))}", file=sys.stderr)  # fmt: skip
+        return 3
+    print(f"champion asset event {event.get('id')} sent to Airflow at {url}")
     return 0
 
 
@@ -125,6 +169,10 @@ def _history(args: argparse.Namespace) -> int:
     for record in registry.promotion_history(spec.registered_model_name):
         print(f"  {record['at']}  v{record['from_version']} -> v{record['to_version']}  by {record['by']}: "
               f"{record['reason'][:120]}")  # fmt: skip
+    drift = promotion.alias_drift(registry, spec.registered_model_name)
+    if drift:  # the next move records it (``promotion.record_manual_move``)
+        print(f"  moved outside airflow-mlops: the alias is on v{drift['alias_version']}, the newest record "
+              f"says v{drift['history_version']} (moved after {drift['since'] or 'the start'})")  # fmt: skip
     pending = promotion.pending_move(registry, spec.registered_model_name)
     if pending:  # the next move (or the retry of its task) records or drops it
         print(f"  unfinished: v{pending['from_version']} -> v{pending['to_version']} by {pending['by']} "
@@ -311,6 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--force",
         action="store_true",
         help="restore a version that failed its gate or has no parity-checked ONNX graph (recorded as forced)",
+    )
+    back.add_argument(
+        "--airflow-url",
+        help=f"the Airflow api-server to send the champion Asset event to (default ${AIRFLOW_URL_ENV}; login "
+        f"from ${AIRFLOW_TOKEN_ENV}, else ${AIRFLOW_USERNAME_ENV} and ${AIRFLOW_PASSWORD_ENV})",
     )
     back.set_defaults(func=_rollback)
 

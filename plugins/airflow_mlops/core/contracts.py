@@ -183,6 +183,50 @@ class Registered(TypedDict):
     version: str
 
 
+class ThresholdCheck(TypedDict):
+    """One absolute threshold of ``promotion.thresholds`` against the candidate's value."""
+
+    bound: float
+    value: float | None  # None: the metric was not computed
+    passed: bool
+    relation: str  # ">=" (a floor) or "<=" (a ceiling: a lower-is-better metric)
+
+
+class OnnxVerdict(TypedDict):
+    """What the gate knew of the ONNX twin: its policy and parity, or why there is none."""
+
+    policy: str  # packaging.onnx: off, optional, required
+    exported: bool
+    error: str | None
+    passed: bool | None  # the parity check; None without a graph
+    max_abs_diff: float | None
+    rows: int | None
+    tolerance: float | None
+    labels_agree: float | None
+
+
+class GateVerdict(TypedDict):
+    """Every number the gate compared (``core.model.release.gate_candidate``): the ``gate_verdict``
+    version tag (JSON) and the approval request's evidence (``core.model.evidence``)."""
+
+    promote: bool
+    metric: str  # the primary metric: the one the champion must be beaten on
+    higher_is_better: bool
+    candidate: float | None
+    champion: float | None
+    champion_version: str | None
+    min_improvement: float
+    improvement: float | None  # candidate - champion, signed so that > 0 is better
+    thresholds: dict[str, ThresholdCheck]
+    metrics: dict[str, dict[str, float] | None]  # "candidate", "champion": every test metric, same rows
+    champion_error: str | None
+    test_rows: int | None
+    test_fingerprint: str | None
+    onnx: OnnxVerdict | None
+    nfr: dict[str, float]  # latency, size ... when something measured them (today nothing does: empty)
+    at: str
+
+
 class GateResult(TypedDict):
     """The gate task's result: the verdict, its reasons and the version it is about."""
 
@@ -195,6 +239,20 @@ class GateResult(TypedDict):
     name: str
     version: str
     validation_warnings: NotRequired[list[str]]  # with a validate result: its warnings, described
+    verdict: NotRequired[GateVerdict]  # every number compared (a result from before it lacks the key)
+
+
+class Approval(TypedDict):
+    """A person's answer to the approval request: the ``approval`` version tag (JSON), for a
+    rejection too (``core.model.release.record_approval``)."""
+
+    decision: str  # "approved" or "rejected"
+    by: str | None  # the responder's name; None when the deadline passed without an answer
+    by_id: str | None
+    at: str  # when the answer was given (or the deadline passed)
+    comment: str | None
+    timed_out: bool
+    run: str | None  # "<dag_id>/<run_id>" of the request
 
 
 class MoveExtra(TypedDict, total=False):
@@ -204,6 +262,8 @@ class MoveExtra(TypedDict, total=False):
     rollback: bool
     forced: bool
     forced_past: list[str]
+    manual: bool  # a move made outside airflow-mlops (MLflow's UI), recorded when next noticed
+    moved_after: str | None  # a manual move: the ``at`` of the record before it (MLflow does not time aliases)
 
 
 class PromotionRecord(MoveExtra):
@@ -217,6 +277,14 @@ class PromotionRecord(MoveExtra):
     by: str
     reason: str
     run: NotRequired[str]  # the Airflow run that asked: its retry finds the record
+
+
+class AliasDrift(TypedDict):
+    """The ``champion`` alias disagrees with the promotion history (``promotion.alias_drift``)."""
+
+    alias_version: str | None  # where the alias is (None: removed)
+    history_version: str | None  # where the newest record says it is (None: no record)
+    since: str | None  # the newest record's ``at``: the alias moved some time after it
 
 
 # -- operations: scoring, monitoring -------------------------------------------------------------

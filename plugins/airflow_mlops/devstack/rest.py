@@ -11,16 +11,29 @@ FINISHED = {"success", "failed"}
 
 
 class AirflowClient:
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
+    """Logs in with ``username``/``password`` (``POST /auth/token``), or uses ``token`` (a JWT) as is."""
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str = "",
+        password: str = "",
+        timeout: float = 30.0,
+        token: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        token = httpx.post(
-            f"{self.base_url}/auth/token", json={"username": username, "password": password}, timeout=timeout
-        )
-        token.raise_for_status()
+        if token is None:
+            answer = httpx.post(
+                f"{self.base_url}/auth/token", json={"username": username, "password": password}, timeout=timeout
+            )
+            answer.raise_for_status()
+            token = str(answer.json()["access_token"])
         self.http = httpx.Client(
             base_url=f"{self.base_url}/api/v2",
-            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+            headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
+            transport=transport,
         )
 
     def get(self, path: str, **params: Any) -> Any:
@@ -60,6 +73,17 @@ class AirflowClient:
         """Names of the assets whose events created this run (empty for calendar/manual runs)."""
         events = self.get(f"/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents")["asset_events"]
         return sorted({event["name"] for event in events})
+
+    def asset_id(self, name: str) -> int | None:
+        """The id of the active asset named exactly ``name`` (the newest, should two URIs carry it), or None."""
+        found = [a for a in self.get("/assets", name_pattern=name, limit=100)["assets"] if a["name"] == name]
+        return int(max(found, key=lambda a: a["id"])["id"]) if found else None
+
+    def create_asset_event(self, asset_id: int, extra: dict[str, Any]) -> dict[str, Any]:
+        """``POST /assets/events``: an Asset event, as a task's outlet would emit (Airflow adds ``from_rest_api``)."""
+        response = self.http.post("/assets/events", json={"asset_id": asset_id, "extra": extra})
+        response.raise_for_status()
+        return dict(response.json())
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
         response = self.http.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})

@@ -111,6 +111,7 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
                 approve = PromotionApprovalOperator(
                     task_id="approve",
                     gate=gate.output,
+                    mlflow_conn_id=mlflow_conn_id,  # the answer is written to the version there
                     defaults="Reject" if timeout else None,  # an unanswered request rejects, never promotes
                     response_timeout=dt.timedelta(hours=timeout) if timeout else None,
                     retries=0,  # a human's answer: nothing to retry

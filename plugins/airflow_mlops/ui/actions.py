@@ -17,7 +17,6 @@ Airflow checks the permission, records the user and writes its audit log. Moving
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any
 
@@ -47,32 +46,19 @@ def rollback(spec: PipelineSpec, tracking_uri: str, to_version: str, reason: str
         record = dict(move_back(registry, spec.registered_model_name, by=user, reason=why, to_version=str(to_version)))
     except RollbackError as exc:
         raise ActionRefused(str(exc)) from exc
-    record["asset_event"] = emit_champion_event(
-        spec.name, {"version": record.get("to_version"), "by": user, "rollback": True}
-    )
+    record["asset_event"] = emit_champion_event(spec.name, spec.registered_model_name, record)
     return record
 
 
-def emit_champion_event(pipeline: str, extra: dict[str, Any]) -> str | None:
-    """An event of the pipeline's ``champion`` Asset, as the promote task's outlet makes; None when done,
-    else why not (the Asset is unknown until a DAG of the pipeline was parsed)."""
-    from airflow.assets.manager import asset_manager
-    from airflow.models.asset import AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
+def emit_champion_event(pipeline: str, model: str, record: dict[str, Any]) -> str | None:
+    """The champion Asset event of the move (``ui.champion_events``, in the api-server's database);
+    None when sent, else why not (the move is made and recorded either way)."""
+    from airflow_mlops.core.redaction import describe_error
+    from airflow_mlops.ui.champion_events import emit_champion_event as emit
 
-    name = f"mlops.{pipeline}.champion"  # as factories.assets names it
     try:
-        with create_session() as session:
-            asset = session.scalar(select(AssetModel).where(AssetModel.name == name).limit(1))
-            if asset is None:
-                return f"no Asset named {name} in Airflow (no DAG of the pipeline parsed yet)"
-            event = asset_manager.register_asset_change(
-                asset=asset, timestamp=dt.datetime.now(dt.UTC), extra=extra, source_is_api=True, session=session
-            )
-            return None if event is not None else f"Airflow did not record an event of {name}"
-    except Exception as exc:  # the move is made and recorded: say the event is missing
-        from airflow_mlops.core.redaction import describe_error
-
+        emit(pipeline, model, record)
+    except Exception as exc:  # e.g. no DAG of the pipeline parsed yet, or the database unreachable
         log.warning("champion event of %s not emitted: %s", pipeline, describe_error(exc))
         return f"the champion event was not emitted: {describe_error(exc)}"
+    return None

@@ -16,6 +16,7 @@ from airflow_mlops.spec import PipelineSpec
 
 HISTORY_TAG = "promotion_history"  # as core.registry.client names it
 CHAMPION_ALIAS = "champion"
+PENDING_TAG = "promotion_pending"  # as core.registry.promotion names it
 CARD_PLOTS = ("roc_curve.png", "pr_curve.png", "confusion_matrix.png", "residuals.png", "feature_importance.png")
 
 
@@ -133,7 +134,9 @@ def champion(spec: PipelineSpec, model: dict[str, Any] | None, versions: list[di
     if value is not None and threshold is not None:
         meets = value >= threshold if spec.promotion.higher_is_better else value <= threshold
     mismatch = None
-    if newest is not None and str(newest.get("to_version")) != version:
+    pending = _json_tag(model["tags"], PENDING_TAG)  # a move a task is making (or left half done)
+    moving_here = isinstance(pending, dict) and str(pending.get("to_version")) == version
+    if newest is not None and str(newest.get("to_version")) != version and not moving_here:
         mismatch = {
             "alias_version": version,
             "history_version": str(newest.get("to_version")),

@@ -183,7 +183,7 @@ def test_only_the_edges_an_xcomarg_adds_and_the_chain_implies_are_dropped():
     assert a.downstream_task_ids == {"b", "d", "e", "f"}
 
 
-def test_at_task_time_the_xcomargs_resolve_and_the_approval_shows_the_gate(tmp_path, mlops_home):
+def test_at_task_time_the_xcomargs_resolve_and_the_approval_shows_the_gate(tmp_path, mlops_home, monkeypatch):
     from airflow_mlops.factories.training import build_training_dag
 
     spec_path = tmp_path / "churn.yaml"
@@ -205,5 +205,10 @@ def test_at_task_time_the_xcomargs_resolve_and_the_approval_shows_the_gate(tmp_p
     approve, promote, evaluate = (dag.get_task(t) for t in ("model.approve", "model.promote", "model.evaluate"))
     assert approve.gate == gate and promote.gate == gate and promote.split == split
     assert evaluate.test_split_uri() == "/r/split/test.parquet"
-    assert approve.body.startswith("Candidate **churn_model\nv3** passed the gate.")
-    assert "candidate\n  0.8123, champion\n  v2:\n  0.8\n- reasons: all gates passed" in approve.body
+    # The evidence is the request's body (built at task time, see core.model.evidence); the links come
+    # from the MLflow connection of the DAG, without its credentials.
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", '{"conn_type": "mlflow", "host": "http://u:secret@mlflow:5000"}')
+    body = approve.evidence({"ti": TaskInstance(), "task": approve}, gate)  # type: ignore[arg-type]
+    assert body.startswith("### churn_model v3: the gate passed")
+    assert "| **roc_auc** (gate) | 0.8123 | 0.8000 | +0.01230 (+1.2 pts) better |" in body
+    assert "[v3 in MLflow](http://mlflow:5000/#/models/churn_model/versions/3)" in body and "secret" not in body

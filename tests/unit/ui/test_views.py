@@ -31,7 +31,10 @@ def test_only_validation_output_and_quarantine_can_be_served(path, ok):
 def test_the_page_uses_the_registry_names_core_writes():
     from airflow_mlops.core.registry import client
 
+    from airflow_mlops.core.registry import promotion
+
     assert registry_view.HISTORY_TAG == client.HISTORY_TAG and registry_view.CHAMPION_ALIAS == client.CHAMPION_ALIAS
+    assert registry_view.PENDING_TAG == promotion.PENDING_TAG
 
 
 def test_unservable_names_each_reason_as_the_rollback_would():
@@ -117,3 +120,17 @@ def test_an_expired_answer_is_served_while_one_thread_asks_again():
     assert cache.get(("k",), compute) == 2
     now[0] = 200.0  # older than stale_for: the read waits for a fresh answer
     assert cache.get(("k",), compute) == 3
+
+
+def test_a_move_in_progress_is_not_taken_for_a_hand_moved_alias():
+    import json
+
+    from airflow_mlops.spec import load_spec
+    from tests.conftest import EXAMPLE_SPEC
+
+    spec = load_spec(EXAMPLE_SPEC)
+    history = json.dumps([{"to_version": "1", "at": "t1", "by": "a", "reason": "r"}])
+    model = {"aliases": {"champion": "2"}, "tags": {"promotion_history": history}}
+    assert registry_view.champion(spec, model, [])["alias_mismatch"]["alias_version"] == "2"
+    model["tags"]["promotion_pending"] = json.dumps({"to_version": "2"})
+    assert registry_view.champion(spec, model, [])["alias_mismatch"] is None

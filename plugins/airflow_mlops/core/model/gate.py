@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from airflow_mlops.core.contracts import ThresholdCheck
 from airflow_mlops.spec import LOWER_IS_BETTER, PromotionSpec
 
 
@@ -24,6 +25,30 @@ class GateDecision:
 
 def _passes_floor(metric: str, value: float, bound: float) -> bool:
     return value <= bound if metric in LOWER_IS_BETTER else value >= bound
+
+
+def threshold_checks(candidate: dict[str, float], rule: PromotionSpec) -> dict[str, ThresholdCheck]:
+    """Each absolute threshold of ``rule`` with the candidate's value and whether it holds (a
+    metric not computed, or not a finite number, holds no threshold)."""
+    checks: dict[str, ThresholdCheck] = {}
+    for metric, bound in sorted(rule.thresholds.items()):
+        value = candidate.get(metric)
+        if value is not None and not math.isfinite(value):
+            value = None
+        checks[metric] = {
+            "bound": bound,
+            "value": value,
+            "passed": value is not None and _passes_floor(metric, value, bound),
+            "relation": "<=" if metric in LOWER_IS_BETTER else ">=",
+        }
+    return checks
+
+
+def improvement(candidate: float | None, champion: float | None, rule: PromotionSpec) -> float | None:
+    """``candidate - champion`` on the primary metric, signed so that a positive value is better."""
+    if candidate is None or champion is None or not (math.isfinite(candidate) and math.isfinite(champion)):
+        return None
+    return (1.0 if rule.higher_is_better else -1.0) * (candidate - champion)
 
 
 def decide_promotion(

@@ -7,14 +7,21 @@ takes the ``Registry`` (the operator's MLflow hook builds it) and returns a smal
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
+import math
 from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from airflow_mlops import __version__
 from airflow_mlops.core.contracts import (
+    Approval,
     DatasetRef,
     Evaluation,
     GateResult,
+    GateVerdict,
+    OnnxVerdict,
     Package,
     PromotionRecord,
     Registered,
@@ -23,7 +30,8 @@ from airflow_mlops.core.contracts import (
     ValidationResult,
 )
 from airflow_mlops.core.data.validation import carried_warnings as validation_warnings
-from airflow_mlops.core.model.gate import decide_promotion
+from airflow_mlops.core.errors import NothingToProcessError
+from airflow_mlops.core.model.gate import GateDecision, decide_promotion, improvement, threshold_checks
 from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.core.registry.integrity import artifact_digests
 from airflow_mlops.core.registry.promotion import promote_once
@@ -33,6 +41,15 @@ log = logging.getLogger(__name__)
 
 # The validate task's report, logged on the training run (operators.links names the same path).
 VALIDATION_ARTIFACT = "validation/report.json"
+
+APPROVAL_TAG = "approval"  # JSON ``Approval``: the person's answer to the approval request
+VERDICT_TAG = "gate_verdict"  # JSON ``GateVerdict``: every number the gate compared
+# MLflow keeps a version tag value in a 5000-character column on SQL backends.
+TAG_MAX_CHARS = 4500
+
+
+class PromotionRejected(NothingToProcessError):
+    """A person rejected the candidate (its ``approval`` tag): it is never promoted."""
 
 
 def register_candidate(
@@ -125,6 +142,79 @@ def _packaging_reasons(spec: PipelineSpec, package: Package | None) -> list[str]
     return []
 
 
+def _onnx_verdict(package: Package | None) -> OnnxVerdict | None:
+    if package is None:
+        return None
+    parity: Mapping[str, Any] = package.get("parity") or {}
+    return {
+        "policy": package.get("policy", "?"),
+        "exported": bool(package.get("onnx_uri")),
+        "error": (package.get("error") or None) and str(package.get("error"))[:300],
+        "passed": parity.get("passed") if parity else None,
+        "max_abs_diff": parity.get("max_abs_diff"),
+        "rows": parity.get("rows"),
+        "tolerance": parity.get("tolerance"),
+        "labels_agree": parity.get("labels_agree"),
+    }
+
+
+def gate_verdict(
+    spec: PipelineSpec,
+    evaluation: Evaluation,
+    package: Package | None,
+    decision: GateDecision,
+    details: Mapping[str, Any],
+) -> GateVerdict:
+    """Every number the gate compared: the primary metric of candidate and champion, the
+    thresholds, all test metrics of both on the same rows, the ONNX parity (``GateVerdict``)."""
+    rule = spec.promotion
+    test_rows = details.get("params", {}).get("test_rows")
+    return {
+        "promote": decision.promote,
+        "metric": rule.metric,
+        "higher_is_better": rule.higher_is_better,
+        "candidate": decision.candidate,
+        "champion": decision.champion,
+        "champion_version": evaluation["champion_version"],
+        "min_improvement": rule.min_improvement,
+        "improvement": improvement(decision.candidate, decision.champion, rule),
+        "thresholds": threshold_checks(evaluation["candidate"], rule),
+        "metrics": {"candidate": dict(evaluation["candidate"]), "champion": evaluation.get("champion")},
+        "champion_error": evaluation.get("champion_error"),
+        "test_rows": int(test_rows) if str(test_rows or "").isdigit() else None,
+        "test_fingerprint": details.get("tags", {}).get("test_fingerprint"),
+        "onnx": _onnx_verdict(package),
+        "nfr": {},
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity as None: strict JSON, which a browser's ``JSON.parse`` reads."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def bounded_json(document: Mapping[str, Any], limit: int = TAG_MAX_CHARS) -> str:
+    """``document`` as JSON in at most ``limit`` characters (a tag value): the all-metrics part goes first,
+    then the thresholds, then the texts are cut; what was dropped is named under ``truncated``."""
+    current = _finite(dict(document))
+    text = json.dumps(current)
+    for key in ("metrics", "thresholds", "onnx", "champion_error"):
+        if len(text) <= limit:
+            break
+        if key in current:
+            current[key] = None
+            current["truncated"] = [*current.get("truncated", []), key]
+            text = json.dumps(current)
+    return text if len(text) <= limit else json.dumps({"truncated": ["everything"], "promote": current.get("promote")})
+
+
 def gate_candidate(
     spec: PipelineSpec,
     registry: Registry,
@@ -141,6 +231,7 @@ def gate_candidate(
     from airflow_mlops.core.model.model_card import render_model_card
 
     decision = decide_promotion(evaluation["candidate"], evaluation["champion"], spec.promotion)
+    details = registry.version_details(registered["name"], registered["version"])
     if evaluation.get("champion_error"):
         decision.promote = False
         decision.reasons = [
@@ -171,16 +262,55 @@ def gate_candidate(
     }
     if validation is not None:
         result["validation_warnings"] = [validation_warnings.describe(w) for w in warnings[:20]]
+    result["verdict"] = gate_verdict(spec, evaluation, package, decision, details)
     # The card first: a version is tagged gate=passed only once its card is published.
-    card = render_model_card(spec, registry.version_details(registered["name"], registered["version"]),
-                             evaluation, package, result)  # fmt: skip
+    card = render_model_card(spec, details, evaluation, package, result)
     registry.publish_model_card(registered["name"], registered["version"], card)
     registry.tag_version(
         registered["name"],
         registered["version"],
-        {"gate": "passed" if decision.promote else "failed", "gate_reasons": "; ".join(decision.reasons)},
+        {
+            "gate": "passed" if decision.promote else "failed",
+            "gate_reasons": "; ".join(decision.reasons)[:TAG_MAX_CHARS],
+            VERDICT_TAG: bounded_json(result["verdict"]),
+        },
     )
     return result
+
+
+def approval_record(
+    decision: str,
+    user: Mapping[str, Any] | None,
+    at: str,
+    comment: str | None,
+    run: str | None,
+    timed_out: bool = False,
+) -> Approval:
+    """The ``approval`` tag's document: ``decision`` "approved" or "rejected", ``user`` the
+    responder (Airflow's ``{"id", "name"}``; None when the deadline passed), ``at`` ISO time."""
+    if decision not in ("approved", "rejected"):
+        raise ValueError(f"an approval decision is 'approved' or 'rejected', not {decision!r}")
+    text = (comment or "").strip()
+    return {
+        "decision": decision,
+        "by": str(user.get("name") or user.get("id")) if user else None,
+        "by_id": str(user.get("id")) if user and user.get("id") is not None else None,
+        "at": at,
+        "comment": text[:2000] or None,
+        "timed_out": timed_out,
+        "run": run,
+    }
+
+
+def record_approval(registry: Registry, name: str, version: str, approval: Approval) -> None:
+    """Write the answer to the version (tag ``approval``); safe to repeat (the tag is set whole)."""
+    registry.tag_version(name, str(version), {APPROVAL_TAG: bounded_json(dict(approval))})
+
+
+def approval_of(tags: Mapping[str, str]) -> Approval | None:
+    """The recorded answer of a version's tags, or None (no approval was asked, or not yet answered)."""
+    raw = tags.get(APPROVAL_TAG)
+    return cast(Approval, json.loads(raw)) if raw else None
 
 
 def promote_candidate(
@@ -189,15 +319,26 @@ def promote_candidate(
     """Move ``champion`` to the gated version, unless the champion moved since evaluation.
 
     The version must load and match its recorded digests, and pass ``preflight`` (the
-    serving app's check, when given) before the alias moves. Safe to retry or clear: the
-    run that registered the version (its ``airflow.dag_id``/``airflow.run_id`` tags, else
-    ``by``) promotes at most once; see ``promotion.promote_once``.
+    serving app's check, when given) before the alias moves. A version a person rejected
+    (its ``approval`` tag) is never promoted: ``PromotionRejected`` (a skip). One a person
+    approved is promoted in their name: the record's ``by`` is the approver. Safe to retry or
+    clear: the run that registered the version (its ``airflow.dag_id``/``airflow.run_id`` tags,
+    else ``by``) promotes at most once; see ``promotion.promote_once``.
     """
     if not gate["promote"]:
         raise ValueError(f"version {gate['version']} did not pass the gate: {gate['reasons']}")
     name, version = gate["name"], str(gate["version"])
     tags = registry.client.get_model_version(name, version).tags
     run = f"{tags.get('airflow.dag_id', '')}/{tags['airflow.run_id']}" if "airflow.run_id" in tags else by
+    approval = approval_of(tags)
+    if approval is not None and approval.get("decision") != "approved":
+        who = "nobody answered before the deadline" if approval.get("timed_out") else f"by {approval.get('by')}"
+        raise PromotionRejected(
+            f"not promoting {name} v{version}: rejected ({who}, at {approval.get('at')})"
+            + (f": {approval['comment']}" if approval.get("comment") else "")
+        )
+    if approval is not None and approval.get("by"):
+        by = str(approval["by"])
     return promote_once(
         registry, name, version, gate["champion_version"], "; ".join(gate["reasons"]), by, run, preflight
     )

@@ -12,18 +12,24 @@ first settles a pending record left behind: when the alias is on its ``to_versio
 move happened and its record is written now; when it is not, the move never happened and
 the pending record is dropped. The history is never silently short of a move, and a
 retried task finds its own move there (``promote_once``, ``rollback(run=...)``).
+
+The alias can also be moved where this module does not see it (MLflow's UI, its client).
+``alias_drift`` tells when the alias and the history's newest record disagree, and every
+move here first records such a move (``record_manual_move``: ``manual: true``, by
+``MANUAL_BY``), so the history never contradicts the alias it leads to.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import uuid
 from collections.abc import Callable
 from typing import Any, cast
 
-from airflow_mlops.core.contracts import MoveExtra, PromotionRecord
+from airflow_mlops.core.contracts import AliasDrift, MoveExtra, PromotionRecord
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.registry import integrity
 from airflow_mlops.core.registry.client import CHAMPION_ALIAS, HISTORY_TAG, Registry, is_not_found
@@ -31,6 +37,7 @@ from airflow_mlops.core.registry.client import CHAMPION_ALIAS, HISTORY_TAG, Regi
 log = logging.getLogger(__name__)
 
 PENDING_TAG = "promotion_pending"
+MANUAL_BY = "mlflow-ui (outside airflow-mlops)"  # who a move recorded by ``record_manual_move`` was made by
 # MLflow stores registered-model tag values in a 5000-character column on SQL backends.
 HISTORY_MAX_CHARS = 4500
 
@@ -103,6 +110,62 @@ def settle_pending(registry: Registry, name: str) -> PromotionRecord | None:
     return pending if happened else None
 
 
+def alias_drift(registry: Registry, name: str) -> AliasDrift | None:
+    """Where the ``champion`` alias is, when that is not where the promotion history's newest record
+    put it (a move made in MLflow's UI or with its client); None when they agree.
+
+    A move in progress or left half done (the pending record names the alias's version) is no
+    drift: ``settle_pending`` records it. MLflow does not time aliases: ``since`` is the newest
+    record's ``at``, the alias moved some time after it. No such model: None.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = registry.client.get_registered_model(name)
+    except MlflowException as exc:
+        if is_not_found(str(getattr(exc, "error_code", "")), str(exc)):
+            return None
+        raise
+    alias = _version_of(registry.champion(name))
+    raw_pending = model.tags.get(PENDING_TAG)
+    if raw_pending and json.loads(raw_pending).get("to_version") == alias:
+        return None
+    history: list[PromotionRecord] = json.loads(model.tags.get(HISTORY_TAG, "[]"))
+    last = history[-1] if history else None
+    recorded = None if last is None or last.get("to_version") is None else str(last["to_version"])
+    if alias == recorded:
+        return None
+    return {"alias_version": alias, "history_version": recorded, "since": last.get("at") if last else None}
+
+
+def record_manual_move(registry: Registry, name: str) -> PromotionRecord | None:
+    """Record the move ``alias_drift`` finds (``manual: true``, by ``MANUAL_BY``); return it, or None.
+
+    Its id follows from the record before it and the alias's version, so two writers noticing
+    the same move record it once.
+    """
+    drift = alias_drift(registry, name)
+    if drift is None:
+        return None
+    history = registry.promotion_history(name)
+    before = history[-1].get("id", "") if history else ""
+    record: PromotionRecord = {
+        "id": "manual-" + hashlib.sha256(f"{before}>{drift['alias_version']}".encode()).hexdigest()[:9],
+        "from_version": drift["history_version"],
+        "to_version": drift["alias_version"],
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "by": MANUAL_BY,
+        "reason": "the champion alias was moved outside airflow-mlops (found by the next move; MLflow does not "
+        "record when or by whom)",
+        "manual": True,
+        "moved_after": drift["since"],
+    }
+    log.warning("champion of %s is v%s but the history says v%s: recording the move made outside airflow-mlops",
+                name, drift["alias_version"], drift["history_version"])  # fmt: skip
+    _write_record(registry, name, record)
+    return record
+
+
 def promote(
     registry: Registry,
     name: str,
@@ -119,6 +182,7 @@ def promote(
     Written in the order of the module docstring, so a crash anywhere is settled later.
     """
     settle_pending(registry, name)
+    record_manual_move(registry, name)
     mlflow_client = registry.client
     record: PromotionRecord = {
         "id": uuid.uuid4().hex[:16],
@@ -247,8 +311,11 @@ def rollback(
 
     ``run`` names the request (a task): a retry of it returns the rollback it already made
     instead of undoing it. Without ``run`` (the command line) each call is a new rollback.
+    A move made outside airflow-mlops is recorded first (``record_manual_move``), so a rollback
+    without ``to_version`` undoes that move.
     """
     settle_pending(registry, name)
+    record_manual_move(registry, name)
     current = registry.champion(name)
     history = registry.promotion_history(name) if current is not None else []
     if run is not None:

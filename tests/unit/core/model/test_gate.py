@@ -62,3 +62,24 @@ def test_a_metric_that_is_not_a_number_never_passes():
     assert not alone.promote and "metric 'roc_auc' was not computed" in alone.reasons[0]
     versus = decide_promotion({"roc_auc": 0.9}, {"roc_auc": nan}, rule)
     assert not versus.promote and "champion's roc_auc is not a number" in versus.reasons[0]
+
+
+def test_threshold_checks_say_each_bound_the_value_and_whether_it_holds():
+    from airflow_mlops.core.model.gate import threshold_checks
+
+    rule = PromotionSpec(thresholds={"roc_auc": 0.7, "log_loss": 0.5, "recall": 0.4})
+    checks = threshold_checks({"roc_auc": 0.8, "log_loss": 0.6, "recall": float("nan")}, rule)
+    assert checks == {
+        "log_loss": {"bound": 0.5, "value": 0.6, "passed": False, "relation": "<="},
+        "recall": {"bound": 0.4, "value": None, "passed": False, "relation": ">="},  # NaN: not computed
+        "roc_auc": {"bound": 0.7, "value": 0.8, "passed": True, "relation": ">="},
+    }
+
+
+def test_improvement_is_signed_so_that_better_is_positive_whatever_the_direction():
+    from airflow_mlops.core.model.gate import improvement
+
+    assert improvement(0.84, 0.81, PromotionSpec()) == pytest.approx(0.03)
+    assert improvement(1.0, 1.2, PromotionSpec(metric="rmse")) == pytest.approx(0.2)
+    assert improvement(0.8, None, PromotionSpec()) is None
+    assert improvement(float("nan"), 0.8, PromotionSpec()) is None
