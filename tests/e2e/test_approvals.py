@@ -14,24 +14,25 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.pages import open_browse, open_overview
-from tests.e2e.world import APPROVE_TASK, RETENTION_DAG, RETENTION_MODEL, SUBJECT, World
+from tests.e2e.world import APPROVE_TASK, RETENTION_DAG, RETENTION_MODEL, World, subject
 
 pytestmark = pytest.mark.e2e
 
 
-def open_request(page: Page, run_id: str, state: str, shots) -> None:
-    """From the Required Actions list, open the request of ``run_id`` (shown in ``state``)."""
+def open_request(page: Page, run_id: str, version: str, shots) -> None:
+    """From the Required Actions list, open the pending request of ``run_id`` about ``version``."""
     open_browse(page, "Required Actions")
     expect(page).to_have_url(re.compile(r"/required_actions$"))
     row = page.get_by_role("row").filter(has_text=run_id)
     expect(row).to_have_count(1)
-    expect(row).to_contain_text(state)
+    expect(row).to_contain_text("Approval Required")
     shots("required actions")
-    row.get_by_role("link", name=SUBJECT).click()
+    row.get_by_role("link", name=subject(version)).click()
     expect(page).to_have_url(re.compile(rf"/runs/{re.escape(run_id)}/tasks/{APPROVE_TASK}/required_actions$"))
 
 
-def answer(page: Page, choice: str) -> None:
+def answer(page: Page, choice: str, comment: str) -> None:
+    page.get_by_label("Comment").fill(comment)  # the request's form: recorded with the answer
     page.get_by_role("button", name=choice).click()
     expect(page.get_by_text("Response received at")).to_be_visible()
     expect(page.get_by_text("from admin")).to_be_visible()
@@ -47,11 +48,11 @@ def test_approving_the_first_candidate_promotes_it(signed_in, world: World, shot
     expect(waiting).to_have_attribute("href", "/required_actions")  # the overview counts the open request
     shots("overview with one approval waiting")
 
-    open_request(page, run_id, "Approval Required", shots)
-    expect(page.get_by_text(f"{RETENTION_MODEL} v{version}")).to_be_visible()  # the body names the candidate
-    expect(page.get_by_role("listitem").filter(has_text="reasons:")).to_contain_text("no current champion")
+    open_request(page, run_id, version, shots)
+    expect(page.get_by_role("heading", name=f"{RETENTION_MODEL} v{version}: the gate passed")).to_be_visible()
+    expect(page.get_by_text("There is no champion yet")).to_be_visible()
     shots("approval request")
-    answer(page, "Approve")
+    answer(page, "Approve", "e2e: first candidate, approved in the browser")
     shots("approved")
 
     run = world.wait_finished(RETENTION_DAG, run_id)
@@ -62,6 +63,13 @@ def test_approving_the_first_candidate_promotes_it(signed_in, world: World, shot
     hitl = world.hitl(run_id)
     assert hitl["chosen_options"] == ["Approve"] and hitl["responded_by_user"]["name"] == "admin"
     assert world.champion(RETENTION_MODEL) == version
+    tag = world.approval_tag(RETENTION_MODEL, version)
+    assert tag is not None
+    assert (tag["decision"], tag["by"], tag["comment"]) == (
+        "approved",
+        "admin",
+        "e2e: first candidate, approved in the browser",
+    )
     # The batch that landed while A waited becomes the next run once A has ended.
     assert world.second_run()["dag_run_id"] != run_id
 
@@ -101,11 +109,13 @@ def test_rejecting_the_next_candidate_keeps_the_champion(signed_in, world: World
     gate = world.gate(run_id)
     assert gate["promote"] and gate["champion_version"] == champion  # it beat the champion: a person decides
 
-    open_request(page, run_id, "Approval Required", shots)
-    expect(page.get_by_text(f"{RETENTION_MODEL} v{gate['version']}")).to_be_visible()
-    expect(page.get_by_role("listitem").filter(has_text="metric roc_auc")).to_contain_text(f"champion v{champion}")
+    open_request(page, run_id, gate["version"], shots)
+    expect(page.get_by_role("heading", name=f"{RETENTION_MODEL} v{gate['version']}: the gate passed")).to_be_visible()
+    expect(
+        page.get_by_text(f"Candidate v{gate['version']} and the current champion v{champion}, both scored")
+    ).to_be_visible()
     shots("rejection request")
-    answer(page, "Reject")
+    answer(page, "Reject", "e2e: second candidate, rejected in the browser")
     shots("rejected")
 
     run = world.wait_finished(RETENTION_DAG, run_id)
@@ -114,6 +124,13 @@ def test_rejecting_the_next_candidate_keeps_the_champion(signed_in, world: World
         "success", "success", "skipped", "skipped",
     )  # fmt: skip
     assert world.hitl(run_id)["chosen_options"] == ["Reject"]
+    tag = world.approval_tag(RETENTION_MODEL, gate["version"])
+    assert tag is not None
+    assert (tag["decision"], tag["by"], tag["comment"]) == (
+        "rejected",
+        "admin",
+        "e2e: second candidate, rejected in the browser",
+    )
     assert world.champion(RETENTION_MODEL) == champion  # the alias did not move
     assert gate["version"] in world.versions(RETENTION_MODEL)  # registered, just not promoted
 

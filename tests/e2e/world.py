@@ -12,6 +12,7 @@ starts only once A has been answered and has ended).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -32,7 +33,6 @@ RETENTION_SPEC = HERE / "pipelines" / "retention.yaml"
 RETENTION_DAG = "retention_training"
 RETENTION_MODEL = "retention_classifier"
 APPROVE_TASK = "model.approve"
-SUBJECT = "Promote the new model to champion?"  # operators/approval.py's default subject
 DAG_FILE = '''"""The e2e stack's approval pipeline: retention's training DAG."""
 
 from pathlib import Path
@@ -47,6 +47,11 @@ FIRST_BATCH = (150, 11, dt.date(2026, 11, 2))
 SECOND_BATCH = (3000, 12, dt.date(2026, 11, 9))
 
 T = TypeVar("T")
+
+
+def subject(version: str) -> str:
+    """The approval request's subject for a retention version (operators/approval.py)."""
+    return f"Promote {RETENTION_MODEL} v{version} to champion?"
 
 
 def build_project(folder: Path) -> tuple[Path, Path]:
@@ -115,6 +120,17 @@ class World:
             return None
         response.raise_for_status()
         return str(response.json()["model_version"]["version"])
+
+    def approval_tag(self, model: str, version: str) -> dict[str, Any] | None:
+        """The answer the approval task wrote to the version (its ``approval`` tag), or None."""
+        response = httpx.get(
+            f"{self.config.mlflow_url}/api/2.0/mlflow/model-versions/get",
+            params={"name": model, "version": version},
+            timeout=30,
+        )
+        response.raise_for_status()
+        tags = {t["key"]: t["value"] for t in response.json()["model_version"].get("tags", [])}
+        return json.loads(tags["approval"]) if "approval" in tags else None
 
     def versions(self, model: str) -> list[str]:
         response = httpx.get(
