@@ -46,6 +46,7 @@ dag = build_training_dag(Path(__file__).parents[1] / "include" / "pipelines" / "
 FIRST_BATCH = (150, 11, dt.date(2026, 11, 2))
 SECOND_BATCH = (3000, 12, dt.date(2026, 11, 9))
 
+ANSWER_AFTER_SECONDS = 15.0  # how old an approval request is before a test answers it (see wait_awaiting_approval)
 T = TypeVar("T")
 
 
@@ -160,6 +161,11 @@ class World:
             return True if tasks.get(APPROVE_TASK) == "awaiting_input" else None
 
         wait_for(f"{RETENTION_DAG} {run_id} asking for approval", probe, timeout)
+        # Airflow 3.3.2 race (seen here): an answer given within seconds of the task deferring resumes it
+        # before the executor has reported the deferring process's exit; that late "success" then finds
+        # the resumed task running and the scheduler marks it failed. People answer later than that.
+        created = dt.datetime.fromisoformat(self.hitl(run_id)["created_at"].replace("Z", "+00:00"))
+        time.sleep(max(0.0, ANSWER_AFTER_SECONDS - (dt.datetime.now(dt.UTC) - created).total_seconds()))
 
     def wait_finished(self, dag_id: str, run_id: str, timeout: float = 300.0) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
