@@ -129,6 +129,7 @@ class MlflowReader:
             transport=transport,
         )
         self.cache = TtlCache(ttl_seconds, stale_for=6 * ttl_seconds)
+        self._experiments: dict[str, str] = {}
         # What the page links to: the same server, never with credentials in the URL.
         parts = urllib.parse.urlsplit(self.tracking_uri)
         self.ui_base = urllib.parse.urlunsplit(
@@ -201,11 +202,18 @@ class MlflowReader:
         return self.cache.get(("versions", name, limit), ask)
 
     def experiment_id(self, name: str) -> str | None:
+        """The id of experiment ``name``; kept for good once found (an experiment's id never changes)."""
+        if name in self._experiments:
+            return self._experiments[name]
+
         def ask() -> str | None:
             body = self._call("GET", f"{API}/experiments/get-by-name", params={"experiment_name": name})
             return None if body is None else str(body["experiment"]["experiment_id"])
 
-        return self.cache.get(("experiment", name), ask)
+        found = self.cache.get(("experiment", name), ask)
+        if found is not None:
+            self._experiments[name] = found
+        return found
 
     def recent_runs(self, experiment: str, limit: int = 200) -> list[dict[str, Any]]:
         """The newest ``limit`` runs of experiment ``experiment`` (by name), newest first."""
