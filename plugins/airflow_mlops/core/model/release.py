@@ -154,20 +154,24 @@ def gate_candidate(
 
 
 def promote_candidate(
-    registry: Registry, gate: GateResult, by: str, preflight: Callable[[], None] | None = None
+    registry: Registry,
+    gate: GateResult,
+    by: str,
+    preflight: Callable[[], None] | None = None,
+    requested_because: str | None = None,
 ) -> PromotionRecord:
     """Move ``champion`` to the gated version, unless the champion moved since evaluation.
 
     The version must load and match its recorded digests, and pass ``preflight`` (the
     serving app's check, when given) before the alias moves. Safe to retry or clear: the
     run that registered the version (its ``airflow.dag_id``/``airflow.run_id`` tags, else
-    ``by``) promotes at most once; see ``promotion.promote_once``.
+    ``by``) promotes at most once; see ``promotion.promote_once``. The record's reason is the
+    gate's reasons, then ``requested_because`` (the reason a person gave when triggering the run).
     """
     if not gate["promote"]:
         raise ValueError(f"version {gate['version']} did not pass the gate: {gate['reasons']}")
     name, version = gate["name"], str(gate["version"])
     tags = registry.client.get_model_version(name, version).tags
     run = f"{tags.get('airflow.dag_id', '')}/{tags['airflow.run_id']}" if "airflow.run_id" in tags else by
-    return promote_once(
-        registry, name, version, gate["champion_version"], "; ".join(gate["reasons"]), by, run, preflight
-    )
+    reason = "; ".join(gate["reasons"]) + (f"; run triggered because: {requested_because}" if requested_because else "")
+    return promote_once(registry, name, version, gate["champion_version"], reason, by, run, preflight)
