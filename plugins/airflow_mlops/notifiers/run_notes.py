@@ -65,6 +65,8 @@ def write_note(dag_run: DagRun) -> str | None:
             from airflow import settings
             from airflow.models.dagrun import DagRun
 
+            if settings.Session is None:
+                return None
             session = settings.Session()  # that scoped session again: dag.test commits it next
             dag_run = session.get(DagRun, dag_run.id) or dag_run
         outcomes = _outcomes(session, dag_run)

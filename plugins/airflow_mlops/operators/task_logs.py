@@ -67,6 +67,12 @@ def quiet_libraries() -> Iterator[None]:
                 continue  # someone set DEBUG on purpose: they want to see it
             stack.callback(logger.setLevel, logger.level)
             logger.setLevel(max(level, logger.level))
+        # Some of their modules set INFO on their own logger when imported (in the block, as GX's
+        # data_context.types.base does): the handlers drop what those loggers let through.
+        quiet = _QuietFilter(QUIET_LOGGERS)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(quiet)
+            stack.callback(handler.removeFilter, quiet)
         # MLflow imported inside the block leaves its loggers to the task's logging.
         if "MLFLOW_CONFIGURE_LOGGING" not in os.environ:
             os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"
@@ -117,6 +123,20 @@ def _restore_write(stream: Any, had_own: bool, previous: Callable[[str], Any] | 
         stream.write = previous
     else:
         vars(stream).pop("write", None)
+
+
+class _QuietFilter(logging.Filter):
+    """Drop records of the quiet loggers (and their children) below their level."""
+
+    def __init__(self, levels: dict[str, int]) -> None:
+        super().__init__()
+        self.levels = levels
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, level in self.levels.items():
+            if record.name == name or record.name.startswith(name + "."):
+                return record.levelno >= level
+        return True
 
 
 class _LineLogger:

@@ -20,7 +20,7 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.component
 
-DAGS = '''
+DAGS = """
 import datetime as dt
 
 from airflow.providers.standard.operators.python import PythonOperator
@@ -54,8 +54,8 @@ def boom():
     raise RuntimeError("killed")
 
 
-def dag(mode, **kwargs):
-    with DAG(f"notes_{mode}", schedule=None, start_date=dt.datetime(2026, 1, 1), tags=kwargs.pop("tags", ["airflow-mlops"])) as made:
+def dag(mode, tags=("airflow-mlops",)):
+    with DAG(f"notes_{mode}", schedule=None, start_date=dt.datetime(2026, 1, 1), tags=list(tags)) as made:
         if mode in ("plain", "other"):
             PythonOperator(task_id="boom", python_callable=boom)
         else:
@@ -65,9 +65,9 @@ def dag(mode, **kwargs):
 
 promote, fail, skip, gate, plain = (dag(m) for m in ("promote", "fail", "skip", "gate", "plain"))
 other = dag("other", tags=["not-ours"])
-'''
+"""
 
-PROBE = '''
+PROBE = """
 import json, sys, runpy
 from airflow.settings import Session
 from airflow.models.dagrun import DagRun
@@ -92,7 +92,7 @@ write_note(dr)
 session.commit()
 notes["rejected"] = Session().query(DagRun).filter_by(dag_id="notes_gate").one().note
 print("NOTES " + json.dumps(notes))
-'''
+"""
 
 
 def test_every_run_ends_with_a_note_saying_what_happened(tmp_path: Path):

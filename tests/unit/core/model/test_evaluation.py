@@ -23,7 +23,12 @@ def test_the_roc_and_pr_plots_name_the_positive_class_plainly(spec, tmp_path, mo
 
     titles: list[str] = []
     set_title = matplotlib.axes.Axes.set_title
-    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", lambda self, label, *a, **k: titles.append(label) or set_title(self, label, *a, **k))  # fmt: skip
+
+    def recording(self: matplotlib.axes.Axes, label: str, *args: object, **kwargs: object) -> object:
+        titles.append(label)
+        return set_title(self, label, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", recording)
     frame = synthetic.churn_batch(600, seed=1)
     model = fit(frame, spec, "logistic_regression", {"max_iter": 200})
     assert isinstance(model.classes_[1], np.integer)  # the labels are numpy integers, as in every run
