@@ -201,6 +201,24 @@ class MlflowReader:
 
         return self.cache.get(("versions", name, limit), ask)
 
+    def alias_version(self, name: str, alias: str) -> dict[str, Any] | None:
+        """The version ``alias`` points at (shaped as ``versions`` answers), or None."""
+
+        def ask() -> dict[str, Any] | None:
+            body = self._call("GET", f"{API}/registered-models/alias", params={"name": name, "alias": alias})
+            if body is None:
+                return None
+            v = body["model_version"]
+            return {
+                "version": str(v["version"]),
+                "created": int(v.get("creation_timestamp", 0)),
+                "run_id": v.get("run_id"),
+                "tags": _tags(v.get("tags")),
+                "description": v.get("description", ""),
+            }
+
+        return self.cache.get(("alias", name, alias), ask)
+
     def experiment_id(self, name: str) -> str | None:
         """The id of experiment ``name``; kept for good once found (an experiment's id never changes)."""
         if name in self._experiments:
