@@ -68,7 +68,9 @@ def fill_store(db: str, pipelines: int, versions: int, runs: int, features: list
                 "data_fingerprint": f"{v:016x}",
                 "airflow.run_id": f"scheduled__{v}",
             }
-            client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=tags)
+            client.create_model_version(
+                name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=tags
+            )
             if v % 5 == 1:
                 history.append({"id": f"{p}-{v}", "from_version": str(v - 5) if v > 5 else None,
                                 "to_version": str(v), "at": f"2026-11-{1 + v % 28:02d}T10:00:00+00:00",
@@ -82,7 +84,9 @@ def fill_store(db: str, pipelines: int, versions: int, runs: int, features: list
             metrics += [Metric(k, val, now, 0) for k, val in
                         (("prediction_psi", 0.05), ("labeled_rows", 40.0), ("current_rows", 200.0),
                          ("labeled_roc_auc", 0.8), ("performance_decay", 0.0), ("drifted_features", 0.0))]  # fmt: skip
-            client.log_batch(run.info.run_id, metrics=metrics, tags=[RunTag("retrain", "no"), RunTag("model_version", "1")])
+            client.log_batch(
+                run.info.run_id, metrics=metrics, tags=[RunTag("retrain", "no"), RunTag("model_version", "1")]
+            )
             client.set_terminated(run.info.run_id)
 
 
@@ -137,8 +141,9 @@ def main() -> None:
     parser.add_argument("--imports", type=int, default=5)
     args = parser.parse_args()
 
-    from airflow_mlops.spec import load_spec
     from tests.conftest import EXAMPLE_SPEC
+
+    from airflow_mlops.spec import load_spec
 
     features = load_spec(EXAMPLE_SPEC).data.features.all
     work = Path(tempfile.mkdtemp(prefix="airflow-mlops-ui-bench-"))

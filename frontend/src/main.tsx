@@ -1,9 +1,11 @@
 // Entry point: reads what the server put on #mlops-app (mount root, view, pipeline) and renders it.
 import { render } from "preact";
+import { followLinksOutOfTheFrame } from "./frame";
 import { Overview } from "./overview";
 import { PipelinePage } from "./pipeline";
 
 const element = document.getElementById("mlops-app");
+followLinksOutOfTheFrame(document);
 if (element) {
   const root = element.dataset.root || "";
   const view = element.dataset.view;

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from airflow.sdk import DAG, TaskGroup
+from airflow.sdk import DAG, Param, TaskGroup
 
 from airflow_mlops.factories.assets import pipeline_assets
 from airflow_mlops.factories.common import dag_kwargs, drop_implied_edges, load, resolve, schedule_for
@@ -27,8 +27,43 @@ from airflow_mlops.operators.release import (
 )
 
 
+def training_params() -> dict[str, Param]:
+    """The fields of the training DAG's trigger form (a scheduled or asset run takes the defaults).
+
+    No data window (since/until): a run reads the files its landing claims delivered plus the
+    newest ``data.window_batches`` lake batches (``core.data.lake_window``), and a SQL source its
+    watermark; neither can honour an arbitrary date range, so the form does not offer one.
+    """
+    return {
+        "force_retrain": Param(
+            False,
+            type="boolean",
+            title="Force retrain",
+            description=(
+                "Train even when a registered version already learned this exact data with this spec "
+                "(without it such a run skips: it would only produce that version's twin)."
+            ),
+        ),
+        "reason": Param(
+            None,
+            type=["null", "string"],
+            title="Reason",
+            description=(
+                "Why you start this run (optional): tagged on the MLflow training run and the model "
+                "version, and written in the promotion record."
+            ),
+            maxLength=500,
+        ),
+    }
+
+
 def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_default") -> DAG:
     """The training DAG of one spec, scheduled by its cron, by data arrival and by drift.
+
+    Its trigger form has ``force_retrain`` and ``reason`` (``training_params``). Each run ends
+    with a note saying what it did (``PROMOTED v2 (+0.0101 roc_auc over v1)``, ``KEPT v1: ...``,
+    ``FAILED at data.validate: ...``): the tasks record their outcome and the scheduler's listener
+    writes the note (``notifiers.run_notes``; a DAG callback cannot: it has no database access).
 
     Long on purpose: the DAG's tasks in their run order, one operator each, wired by ``.output``.
     """
@@ -53,6 +88,7 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
     }
     with DAG(
         max_active_runs=1,  # one champion decision at a time
+        params=training_params(),
         **kwargs,
     ) as dag:
         # Results travel as XComArgs (``task.output``): resolved by Airflow at task time, each adds

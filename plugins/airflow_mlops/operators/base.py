@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from airflow_mlops import __version__
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
 
     from airflow_mlops.core.io.s3 import Stores
+    from airflow_mlops.core.model.outcome import Outcome
     from airflow_mlops.core.registry.client import Registry
     from airflow_mlops.hooks.mlflow import MlflowHook
     from airflow_mlops.spec import PipelineSpec
@@ -29,7 +30,10 @@ class MlopsBaseOperator(BaseOperator):
 
     Every subclass's ``execute`` runs with the task's S3 stores current (``s3_stores``, made
     current by ``core.io.s3.using`` and built on the first ``s3://`` access, so a task that
-    touches no S3 looks no connection up); the core stages get the MLflow ``registry()``.
+    touches no S3 looks no connection up) and with library noise kept out of its log
+    (``operators.task_logs``); the core stages get the MLflow ``registry()``. A skip logs its
+    reason, a failure a summary line (``FAILED at <task>: ...``) above Airflow's traceback, and
+    both are recorded for the DAG run's note (``record_outcome``, ``notifiers.run_notes``).
 
     :param spec_path: path of the pipeline's YAML spec, loaded at task time. (templated)
     :param mlflow_conn_id: Airflow connection of type ``mlflow``.
@@ -47,7 +51,7 @@ class MlopsBaseOperator(BaseOperator):
         super().__init_subclass__(**kwargs)
         execute = cls.__dict__.get("execute")
         if execute is not None:
-            cls.execute = _with_task_stores(execute)  # type: ignore[method-assign]
+            cls.execute = _wrapped_execute(execute)  # type: ignore[method-assign]
 
     def load_spec(self) -> PipelineSpec:
         """The pipeline's spec (``spec_path``), loaded at task time."""
@@ -92,7 +96,13 @@ class MlopsBaseOperator(BaseOperator):
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     def registry(self) -> Registry:
-        """The MLflow ``Registry`` of ``mlflow_conn_id`` (``MlflowHook.get_conn``), handed to the core stages."""
+        """The MLflow ``Registry`` of ``mlflow_conn_id`` (``MlflowHook.get_conn``), handed to the core stages.
+
+        From here on MLflow's own stderr output goes through the task's logging (``task_logs``).
+        """
+        from airflow_mlops.operators.task_logs import route_mlflow_output
+
+        route_mlflow_output()
         return self.mlflow_hook.get_conn()
 
     @staticmethod
@@ -101,26 +111,126 @@ class MlopsBaseOperator(BaseOperator):
 
     @staticmethod
     def lineage(context: Context) -> dict[str, str]:
-        """Who produced an artifact: tagged on MLflow runs and model versions."""
-        return {
+        """Who produced an artifact: tagged on MLflow runs and model versions.
+
+        With ``triggered_by`` (the user who triggered the run) and ``reason`` (the trigger
+        form's reason) when the run has them.
+        """
+        lineage = {
             "dag_id": context["dag"].dag_id,
             "run_id": str(context["run_id"]),
             "task_id": context["task"].task_id,
             "code_version": __version__,
         }
+        user, reason = triggering_user(context), run_option(context, "reason")
+        if user:
+            lineage["triggered_by"] = user
+        if reason:
+            lineage["reason"] = str(reason)[:500]
+        return lineage
+
+    def record_outcome(self, context: Context, outcome: Outcome) -> None:
+        """Record what this task decided for the DAG run's note (XCom ``OUTCOME_KEY``).
+
+        Never fails the task: without a task instance (a test's context) nothing is recorded.
+        """
+        from airflow_mlops.core.model.outcome import OUTCOME_KEY
+
+        ti = context.get("ti")
+        if ti is None:
+            return
+        try:
+            ti.xcom_push(key=OUTCOME_KEY, value=dict(outcome))
+        except Exception:  # the note is a courtesy; the task's own result matters more
+            self.log.warning("could not record the run outcome %s", outcome, exc_info=True)
 
 
-def _with_task_stores(execute: Callable[..., Any]) -> Callable[..., Any]:
-    """``execute`` inside ``core.io.s3.using(operator.s3_stores)``: the stores end with the call."""
+def run_option(context: Context, name: str, default: Any = None) -> Any:
+    """A run option: the run's conf (the trigger form's fields, a REST ``conf``), else the DAG's Param.
+
+    The training DAG declares ``force_retrain`` and ``reason`` as Params, so its trigger form
+    shows them; a DAG of your own without them reads the same keys from the conf.
+    """
+    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    if name in conf:
+        return conf[name]
+    params = context.get("params") or {}
+    return params.get(name, default) if hasattr(params, "get") else default
+
+
+def triggering_user(context: Context) -> str | None:
+    """Who triggered the run (Airflow 3's ``dag_run.triggering_user_name``); None for a scheduled
+    or asset-triggered run."""
+    return getattr(context.get("dag_run"), "triggering_user_name", None) or None
+
+
+def requested_by(context: Context) -> str:
+    """The ``by`` of a registry move: the DAG run, and the user who triggered it if any."""
+    run = f"{context['dag'].dag_id}/{context['run_id']}"
+    user = triggering_user(context)
+    return f"{user} via {run}" if user else run
+
+
+def _wrapped_execute(execute: Callable[..., Any]) -> Callable[..., Any]:
+    """``execute`` with library noise filtered (``task_logs.quiet_libraries``), inside
+    ``core.io.s3.using(operator.s3_stores)`` (the stores end with the call), its skip or failure
+    logged and recorded for the run's note (the outermost call only: a subclass's ``execute``
+    calling its parent's reports once)."""
 
     @functools.wraps(execute)
-    def run(self: MlopsBaseOperator, *args: Any, **kwargs: Any) -> Any:
+    def run(self: MlopsBaseOperator, context: Context, *args: Any, **kwargs: Any) -> Any:
         from airflow_mlops.core.io import s3
+        from airflow_mlops.operators.task_logs import quiet_libraries
 
-        with s3.using(self.s3_stores):
-            return execute(self, *args, **kwargs)
+        if getattr(self, "_mlops_in_execute", False):
+            return execute(self, context, *args, **kwargs)
+        self._mlops_in_execute = True
+        try:
+            with quiet_libraries(), s3.using(self.s3_stores):
+                return execute(self, context, *args, **kwargs)
+        except AirflowSkipException as exc:
+            _report_skip(self, context, exc)
+            raise
+        except Exception as exc:
+            _report_failure(self, context, exc)
+            raise
+        finally:
+            self._mlops_in_execute = False
 
     return run
+
+
+def _report_skip(operator: MlopsBaseOperator, context: Context, exc: AirflowSkipException) -> None:
+    """Log the reason (Airflow's own line says "Skipping task." only) and record it for the note."""
+    from airflow_mlops.core.model import outcome
+
+    reason = str(exc.args[0]) if exc.args else "no reason given"
+    operator.log.info("SKIPPED: %s", reason)
+    note = getattr(exc.__cause__, "note", None)  # a NothingToProcessError's short form
+    operator.record_outcome(context, outcome.skipped(note or reason, operator.task_id))
+
+
+def _report_failure(operator: MlopsBaseOperator, context: Context, exc: BaseException) -> None:
+    """A few readable lines above Airflow's traceback: the summary, then the message's first lines."""
+    from airflow_mlops.core.model import outcome
+
+    message = str(exc) or type(exc).__name__
+    if not isinstance(exc, AirflowException | ValueError):  # an infrastructure fault: its type says what
+        message = f"{type(exc).__name__}: {message}"
+    ti = context.get("ti")
+    try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
+    retrying = (
+        not isinstance(exc, AirflowFailException)
+        and isinstance(try_number, int)
+        and isinstance(max_tries, int)
+        and try_number <= max_tries
+    )
+    head = f"attempt {try_number} failed at {operator.task_id} (will retry)" if retrying else (
+        f"FAILED at {operator.task_id}")  # fmt: skip
+    lines = [line for line in message.splitlines() if line.strip()]
+    detail = "".join(f"\n  {line.strip()}" for line in lines[1:6]) + ("\n  ..." if len(lines) > 6 else "")
+    operator.log.error("%s: %s%s", head, lines[0].strip() if lines else message, detail)
+    operator.record_outcome(context, outcome.failed(operator.task_id, message))
 
 
 def acknowledge_claims(context: Context, *, skip_duplicates: bool = False, pipeline: str | None = None) -> list[str]:
@@ -225,7 +335,7 @@ def skip_when_nothing_to_process() -> Iterator[None]:
 
     try:
         yield
-    except NothingToProcessError as exc:
+    except NothingToProcessError as exc:  # the operator's execute logs the reason and records it
         raise AirflowSkipException(str(exc)) from exc
 
 

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops.operators.base import (
     MlopsBaseOperator,
     fail_without_retry_on_bad_input,
+    run_option,
     skip_when_nothing_to_process,
+    triggering_user,
     upstream_result,
 )
 from airflow_mlops.operators.links import MlflowRunLink
@@ -29,6 +31,43 @@ if TYPE_CHECKING:
 
 
 _BASE = MlopsBaseOperator.template_fields
+# What the training DAG's assets mean, by the end of their names (``factories.assets``).
+_ASSET_MEANINGS = {".landing.training": "data arrival", ".drift": "drift"}
+
+
+def force_retrain(context: Context) -> bool:
+    """The run's ``force_retrain`` option (the trigger form's checkbox, or conf): train even when
+    a registered version already learned this data with this spec."""
+    value = run_option(context, "force_retrain", False)
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"))
+
+
+def training_run_name(context: Context, pipeline: str) -> str:
+    """The parent MLflow run's name: ``<pipeline> training <when> (<what started it>)``.
+
+    What started it: ``asset: data arrival`` / ``asset: drift`` (the assets of
+    ``factories.assets``, other assets by name), ``schedule``, ``manual by <user>``, ``backfill``;
+    ``, force_retrain`` when forced.
+    """
+    from airflow_mlops.core.registry.runs import training_run_name as name
+
+    dag_run = context.get("dag_run")
+    run_type = str(getattr(getattr(dag_run, "run_type", None), "value", getattr(dag_run, "run_type", "")) or "")
+    assets = [getattr(asset, "name", str(asset)) for asset in context.get("triggering_asset_events") or {}]
+    if assets:
+        meanings = [next((m for end, m in _ASSET_MEANINGS.items() if a.endswith(end)), a) for a in assets]
+        trigger = "asset: " + ", ".join(dict.fromkeys(meanings))
+    elif run_type == "scheduled":
+        trigger = "schedule"
+    elif run_type in ("manual", "operator_triggered"):
+        user = triggering_user(context)
+        trigger = f"manual by {user}" if user else "manual"
+    else:
+        trigger = run_type.replace("_", " ")
+    if force_retrain(context):
+        trigger += ", force_retrain"
+    when = getattr(dag_run, "run_after", None) or getattr(dag_run, "logical_date", None)
+    return name(pipeline, when, trigger)
 
 
 class TrainModelOperator(MlopsBaseOperator):
@@ -56,7 +95,6 @@ class TrainModelOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> TrainingResult:
         from airflow_mlops.core.model.stages import train_model
 
-        conf = context["dag_run"].conf or {}
         spec = self.load_spec()
         with skip_when_nothing_to_process(), capped_threads(self, spec) as cap:
             result = train_model(
@@ -65,8 +103,9 @@ class TrainModelOperator(MlopsBaseOperator):
                 upstream_result(self.split, "split"),
                 upstream_result(self.dataset, "dataset"),
                 self.lineage(context),
-                skip_if_already_trained=not conf.get("force_retrain", False),
+                skip_if_already_trained=not force_retrain(context),
                 threads=cap.threads,
+                run_name=training_run_name(context, spec.name),
             )
         self.log.info("logged MLflow run %s, model %s", result["run_id"], result["model_uri"])
         return result
@@ -76,7 +115,9 @@ class PlanTrialsOperator(MlopsBaseOperator):
     """Open the parent MLflow run and return the trials (candidates x search space) to map over.
 
     Skips (and so does everything after it) when a registered version was already trained
-    on this data with this spec, unless the run's conf says ``{"force_retrain": true}``.
+    on this data with this spec, unless the run asks for ``force_retrain`` (the training DAG's
+    Param, in its trigger form; or conf ``{"force_retrain": true}``). The parent run is named for
+    people (``training_run_name``) and tagged with the Airflow run, its triggering user and reason.
 
     :param dataset: the ingest task's result (its ``.output``). (templated)
     :param split: the split task's result (its ``.output``). (templated)
@@ -95,15 +136,16 @@ class PlanTrialsOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> list[Trial]:
         from airflow_mlops.core.model.stages import plan_trials
 
-        conf = context["dag_run"].conf or {}
+        spec = self.load_spec()
         with skip_when_nothing_to_process():
             trials = plan_trials(
-                self.load_spec(),
+                spec,
                 self.registry(),
                 upstream_result(self.dataset, "dataset"),
                 upstream_result(self.split, "split"),
                 self.lineage(context),
-                skip_if_already_trained=not conf.get("force_retrain", False),
+                skip_if_already_trained=not force_retrain(context),
+                run_name=training_run_name(context, spec.name),
             )
         self.log.info("%d trial(s) under MLflow run %s: %s", len(trials), trials[0]["parent_run_id"],
                       [t["label"] for t in trials])  # fmt: skip
@@ -190,12 +232,15 @@ class SelectModelOperator(MlopsBaseOperator):
         results = self.results  # resolved: a (lazy) sequence of the mapped trial tasks' results
         if isinstance(results, str) or not isinstance(results, Sequence):
             raise TypeError(f"results must render to a list of trial results, got {results!r}")
+        # One slice: iterating a lazy XCom sequence reads one item past its end, which Airflow logs
+        # as an "XCom not found" ERROR line in a task that is fine.
+        trial_results = list(results[:])
         spec = self.load_spec()
         with fail_without_retry_on_bad_input(), capped_threads(self, spec):
             result = select_and_refit(
                 spec,
                 self.registry(),
-                list(results),
+                trial_results,
                 upstream_result(self.dataset, "dataset"),
                 upstream_result(self.split, "split"),
                 self.lineage(context),

@@ -9,6 +9,8 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from airflow_mlops.operators.base import (
     MlopsBaseOperator,
+    requested_by,
+    run_option,
     skip_when_nothing_to_process,
     upstream_result,
 )
@@ -75,10 +77,11 @@ class RegisterModelOperator(MlopsBaseOperator):
     def execute(self, context: Context) -> Registered:
         from airflow_mlops.core.model.release import register_candidate
 
-        return register_candidate(
+        training: TrainingResult = upstream_result(self.training, "training")
+        registered = register_candidate(
             self.load_spec(),
             self.registry(),
-            upstream_result(self.training, "training"),
+            training,
             upstream_result(self.evaluation, "evaluation"),
             upstream_result(self.dataset, "dataset"),
             upstream_result(self.split, "split"),
@@ -86,6 +89,9 @@ class RegisterModelOperator(MlopsBaseOperator):
             upstream_result(self.package, "package") if self.package is not None else None,
             upstream_result(self.validation, "validation") if self.validation is not None else None,
         )
+        self.log.info("registered %s v%s from MLflow run %s", registered["name"], registered["version"],
+                      training["run_id"])  # fmt: skip
+        return registered
 
 
 class PromotionGateOperator(MlopsBaseOperator):
@@ -123,6 +129,7 @@ class PromotionGateOperator(MlopsBaseOperator):
         self.validation = validation
 
     def execute(self, context: Context) -> GateResult:
+        from airflow_mlops.core.model import outcome
         from airflow_mlops.core.model.release import gate_candidate
 
         decision = gate_candidate(
@@ -141,6 +148,12 @@ class PromotionGateOperator(MlopsBaseOperator):
             decision["version"],
             "; ".join(decision["reasons"]),
         )
+        if decision["promote"]:
+            self.record_outcome(context, outcome.gate_passed(decision, self.task_id))
+        else:  # the summary a person looks for first: the champion stays, and why
+            kept = outcome.kept(decision, self.task_id)
+            self.log.warning("%s", kept["note"])
+            self.record_outcome(context, kept)
         return decision
 
 
@@ -171,6 +184,7 @@ class PromoteModelOperator(MlopsBaseOperator):
         self.split = split
 
     def execute(self, context: Context) -> PromotionRecord:
+        from airflow_mlops.core.model import outcome
         from airflow_mlops.core.model.release import promote_candidate
 
         gate: GateResult = upstream_result(self.gate, "gate")
@@ -179,13 +193,18 @@ class PromoteModelOperator(MlopsBaseOperator):
                 f"not promoting {gate['name']} v{gate['version']}: " + "; ".join(gate["reasons"])
             )
         split: SplitRefs | None = upstream_result(self.split, "split") if self.split else None
+        reason = run_option(context, "reason")
         with skip_when_nothing_to_process():  # this run promoted before and the champion moved since
             record = promote_candidate(
                 self.registry(),
                 gate,
-                by=f"{context['dag'].dag_id}/{context['run_id']}",
+                by=requested_by(context),  # the run, and who triggered it
                 preflight=(lambda: self._preflight(gate, split)) if split else None,
+                requested_because=str(reason)[:500] if reason else None,
             )
+        promoted = outcome.promoted(record, gate, self.task_id)
+        self.log.info("%s", promoted["note"])
+        self.record_outcome(context, promoted)
         champion_event: dict[str, Any] = {"model": gate["name"], **record}  # JSON: the Asset event's metadata
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = champion_event
@@ -245,16 +264,16 @@ class RollbackChampionOperator(MlopsBaseOperator):
         from airflow_mlops.core.registry.promotion import RollbackError, rollback
 
         spec = self.load_spec()
-        by = f"{context['dag'].dag_id}/{context['run_id']}"
+        request = f"{context['dag'].dag_id}/{context['run_id']}/{self.task_id}"  # a retry finds its rollback by it
         try:
             record = rollback(
                 self.registry(),
                 spec.registered_model_name,
-                by=by,
+                by=requested_by(context),
                 reason=self.reason,
                 to_version=str(self.to_version) if self.to_version else None,
                 force=self.force,
-                run=f"{by}/{self.task_id}",
+                run=request,
             )
         except RollbackError as exc:  # a refusal is a decision, not a glitch: retrying cannot change it
             raise AirflowFailException(f"rollback refused: {exc}") from exc
@@ -322,7 +341,7 @@ class DeployChampionOperator(MlopsBaseOperator):
                 self.registry(),
                 dict(promotion),  # serving.deploy reads it as a plain dict
                 split["test"]["uri"],
-                by=f"{context['dag'].dag_id}/{context['run_id']}",
+                by=requested_by(context),
                 live_url=url,
                 token=token,
             )

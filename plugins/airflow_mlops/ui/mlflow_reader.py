@@ -129,6 +129,7 @@ class MlflowReader:
             transport=transport,
         )
         self.cache = TtlCache(ttl_seconds, stale_for=6 * ttl_seconds)
+        self._experiments: dict[str, str] = {}
         # What the page links to: the same server, never with credentials in the URL.
         parts = urllib.parse.urlsplit(self.tracking_uri)
         self.ui_base = urllib.parse.urlunsplit(
@@ -200,12 +201,37 @@ class MlflowReader:
 
         return self.cache.get(("versions", name, limit), ask)
 
+    def alias_version(self, name: str, alias: str) -> dict[str, Any] | None:
+        """The version ``alias`` points at (shaped as ``versions`` answers), or None."""
+
+        def ask() -> dict[str, Any] | None:
+            body = self._call("GET", f"{API}/registered-models/alias", params={"name": name, "alias": alias})
+            if body is None:
+                return None
+            v = body["model_version"]
+            return {
+                "version": str(v["version"]),
+                "created": int(v.get("creation_timestamp", 0)),
+                "run_id": v.get("run_id"),
+                "tags": _tags(v.get("tags")),
+                "description": v.get("description", ""),
+            }
+
+        return self.cache.get(("alias", name, alias), ask)
+
     def experiment_id(self, name: str) -> str | None:
+        """The id of experiment ``name``; kept for good once found (an experiment's id never changes)."""
+        if name in self._experiments:
+            return self._experiments[name]
+
         def ask() -> str | None:
             body = self._call("GET", f"{API}/experiments/get-by-name", params={"experiment_name": name})
             return None if body is None else str(body["experiment"]["experiment_id"])
 
-        return self.cache.get(("experiment", name), ask)
+        found = self.cache.get(("experiment", name), ask)
+        if found is not None:
+            self._experiments[name] = found
+        return found
 
     def recent_runs(self, experiment: str, limit: int = 200) -> list[dict[str, Any]]:
         """The newest ``limit`` runs of experiment ``experiment`` (by name), newest first."""

@@ -54,14 +54,15 @@ def _summary(
 
     def registry_part() -> dict[str, Any]:
         model = reader.registered_model(spec.registered_model_name)
-        versions = reader.versions(spec.registered_model_name) if model else []
+        alias = model["aliases"].get(registry_view.CHAMPION_ALIAS) if model else None
+        current = reader.alias_version(spec.registered_model_name, registry_view.CHAMPION_ALIAS) if alias else None
+        versions = [current] if current else []  # the overview needs the champion's tags only
         monitoring = monitoring_view.monitoring_runs(
             spec, reader.recent_runs(f"{spec.name}_monitoring", monitoring_limit)
         )
         latest = monitoring["latest"]
         return {
             "champion": registry_view.champion(spec, model, versions),
-            "versions": len(versions),
             "drift": None if latest is None else {"drifted": latest["drifted"], "features": latest["drifted_features"],
                                                    "at": latest["at"], "prediction_psi": latest["prediction_psi"]},
             "decay": None if latest is None else {"decayed": latest["decayed"], "metric": monitoring["metric"],

@@ -50,12 +50,13 @@ def _airflow_plugins(tmp_path: Path, extra_path: list[str]) -> dict[str, object]
 
 
 def test_one_copy_of_the_metadata_registers_the_plugin_once_and_a_leftover_twice(tmp_path):
-    assert _airflow_plugins(tmp_path, []) == {"plugins": ["airflow_mlops"], "errors": []}
+    both = ["airflow_mlops", "airflow_mlops_run_notes"]  # the package's two airflow.plugins entry points
+    assert _airflow_plugins(tmp_path, []) == {"plugins": both, "errors": []}
     egg_folder = tmp_path / "checkout" / "plugins"
     _leftover(egg_folder)
     twice = _airflow_plugins(tmp_path, [str(egg_folder)])
-    assert twice["plugins"] == ["airflow_mlops"]
-    assert twice["errors"] == ["Plugin 'airflow_mlops' already registered, skipping"]
+    assert twice["plugins"] == both
+    assert twice["errors"] == ["Plugin 'airflow_mlops' already registered, skipping"]  # the leftover's entry
 
 
 def test_the_check_names_the_leftover_and_how_to_remove_it(tmp_path, monkeypatch):

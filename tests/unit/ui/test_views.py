@@ -29,9 +29,7 @@ def test_only_validation_output_and_quarantine_can_be_served(path, ok):
 
 
 def test_the_page_uses_the_registry_names_core_writes():
-    from airflow_mlops.core.registry import client
-
-    from airflow_mlops.core.registry import promotion
+    from airflow_mlops.core.registry import client, promotion
 
     assert registry_view.HISTORY_TAG == client.HISTORY_TAG and registry_view.CHAMPION_ALIAS == client.CHAMPION_ALIAS
     assert registry_view.PENDING_TAG == promotion.PENDING_TAG

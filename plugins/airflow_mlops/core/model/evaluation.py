@@ -82,6 +82,11 @@ def _scorer_name(spec: PipelineSpec) -> str:
     )
 
 
+def class_label(value: Any) -> str:
+    """A class as a person writes it: ``1`` for ``np.int64(1)``, ``yes`` for ``np.str_('yes')``."""
+    return str(value.item() if isinstance(value, np.generic) else value)
+
+
 def render_plots(
     model: Any, frame: pd.DataFrame, spec: PipelineSpec, importance: dict[str, float], folder: str
 ) -> list[str]:
@@ -118,7 +123,7 @@ def render_plots(
             ):
                 figure, axis = plt.subplots(figsize=(5, 4))
                 display.from_predictions(truth == classes[1], positive, ax=axis)
-                axis.set_title(f"{title} (positive class {classes[1]!r})")
+                axis.set_title(f"{title} (positive class {class_label(classes[1])})")
                 save(figure, name)
     else:
         predicted = np.asarray(model.predict(features), dtype=float)

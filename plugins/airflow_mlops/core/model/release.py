@@ -314,7 +314,11 @@ def approval_of(tags: Mapping[str, str]) -> Approval | None:
 
 
 def promote_candidate(
-    registry: Registry, gate: GateResult, by: str, preflight: Callable[[], None] | None = None
+    registry: Registry,
+    gate: GateResult,
+    by: str,
+    preflight: Callable[[], None] | None = None,
+    requested_because: str | None = None,
 ) -> PromotionRecord:
     """Move ``champion`` to the gated version, unless the champion moved since evaluation.
 
@@ -323,7 +327,8 @@ def promote_candidate(
     (its ``approval`` tag) is never promoted: ``PromotionRejected`` (a skip). One a person
     approved is promoted in their name: the record's ``by`` is the approver. Safe to retry or
     clear: the run that registered the version (its ``airflow.dag_id``/``airflow.run_id`` tags,
-    else ``by``) promotes at most once; see ``promotion.promote_once``.
+    else ``by``) promotes at most once; see ``promotion.promote_once``. The record's reason is the
+    gate's reasons, then ``requested_because`` (the reason a person gave when triggering the run).
     """
     if not gate["promote"]:
         raise ValueError(f"version {gate['version']} did not pass the gate: {gate['reasons']}")
@@ -339,6 +344,5 @@ def promote_candidate(
         )
     if approval is not None and approval.get("by"):
         by = str(approval["by"])
-    return promote_once(
-        registry, name, version, gate["champion_version"], "; ".join(gate["reasons"]), by, run, preflight
-    )
+    reason = "; ".join(gate["reasons"]) + (f"; run triggered because: {requested_because}" if requested_because else "")
+    return promote_once(registry, name, version, gate["champion_version"], reason, by, run, preflight)

@@ -59,12 +59,15 @@ def plan_trials(
     split: SplitRefs,
     lineage: dict[str, str],
     skip_if_already_trained: bool = True,
+    run_name: str | None = None,
 ) -> list[Trial]:
     """Open the parent MLflow run and list the trials to map over (one dict per trial).
 
     When a registered version was already trained on this exact data and spec, training
     again would only produce its twin: that is nothing to do (the step cache), unless
-    ``skip_if_already_trained`` is False (a forced retrain).
+    ``skip_if_already_trained`` is False (a forced retrain). ``run_name`` names the parent run
+    for people (``core.registry.runs.training_run_name``; default: the Airflow run id); the
+    lineage tags (``airflow.run_id``, ...) are what finds it again.
     """
     from airflow_mlops.core.model.tuning import expand_trials
 
@@ -75,8 +78,9 @@ def plan_trials(
         if twins:
             raise NothingToProcessError(
                 f"{spec.registered_model_name} v{twins[-1]} was already trained on this data "
-                f"(fingerprint {dataset['fingerprint']}) with this spec; trigger with conf "
-                '{"force_retrain": true} to train anyway'
+                f"(fingerprint {dataset['fingerprint']}) with this spec; trigger with force_retrain "
+                '(the trigger form\'s checkbox, or conf {"force_retrain": true}) to train anyway',
+                note=f"already trained on this data ({spec.registered_model_name} v{twins[-1]}); use force_retrain",
             )
     trials = expand_trials(spec)
     if len(trials) > 1 and "validation" not in split:
@@ -90,7 +94,7 @@ def plan_trials(
         )
     parent_run_id, experiment_id = registry.start_parent_run(
         spec.name,
-        run_name=lineage.get("run_id", "manual"),
+        run_name=run_name or lineage.get("run_id", "manual"),
         tags={**{f"airflow.{k}": v for k, v in lineage.items()}, "trials": str(len(trials))},
     )
     # trial_count: how many mapped trial tasks there are, for the thread cap (core.model.threads).
@@ -283,11 +287,12 @@ def train_model(
     lineage: dict[str, str],
     skip_if_already_trained: bool = True,
     threads: int | None = None,
+    run_name: str | None = None,
 ) -> TrainingResult:
     """``plan_trials``, every ``run_trial`` and ``select_and_refit`` in this process (the DAG
     maps the trials over tasks instead): for scripts, tests and the plain-script benchmark.
     ``threads`` is passed to each trial (the caller caps the selection's refit)."""
-    trials = plan_trials(spec, registry, dataset, split, lineage, skip_if_already_trained)
+    trials = plan_trials(spec, registry, dataset, split, lineage, skip_if_already_trained, run_name)
     try:
         results = [run_trial(spec, registry, trial, split, lineage, threads) for trial in trials]
     except Exception:

@@ -10,6 +10,7 @@ and restored after. Light on purpose: mlflow only, imported inside the methods.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
@@ -27,6 +28,18 @@ DATABASE_SCHEMES = ("sqlite:", "postgresql", "mysql", "mssql")
 # Serialises the calls that need MLflow's process-wide URIs (``Tracking.process_uris``).
 _PROCESS_URIS = threading.RLock()
 _URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def training_run_name(pipeline: str, when: dt.datetime | None, trigger: str) -> str:
+    """The parent training run's name as people read it in MLflow's run list.
+
+    ``"churn training 2026-12-01 21:40 (asset: data arrival)"``: the pipeline, when the Airflow
+    run was due (UTC, to the minute) and what started it (``trigger``). Not unique (two runs in
+    one minute share it): the run is found again by its ``airflow.dag_id``/``airflow.run_id``
+    tags (``Tracking.start_parent_run``), never by name.
+    """
+    stamp = when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M") if when is not None else "(no date)"
+    return f"{pipeline} training {stamp}" + (f" ({trigger})" if trigger else "")
 
 
 class Tracking:
