@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param
+from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import AirflowSkipException
 
 if TYPE_CHECKING:
@@ -41,6 +42,16 @@ def _comment_param() -> Param:
         description="Optional: why you approve or reject. Recorded with your answer on the model version in MLflow.",
         source="task",  # HITL keeps only the task's own params in its form
     )
+
+
+def _with_comment(params: Any) -> ParamsDict:
+    """The task's params with the comment field added. Airflow hands a task its DAG's params as
+    ``params`` (the training DAG's trigger form): a default that is only set when ``params`` is
+    missing would drop the field whenever the DAG has params. HITL shows only ``source="task"`` ones."""
+    merged = params if isinstance(params, ParamsDict) else ParamsDict(params or {})
+    if COMMENT not in merged:
+        merged[COMMENT] = _comment_param()
+    return merged
 
 
 def _isoformat(value: Any) -> str:
@@ -93,7 +104,7 @@ class PromotionApprovalOperator(ApprovalOperator):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("subject", DEFAULT_SUBJECT)
-        kwargs.setdefault("params", {COMMENT: _comment_param()})
+        kwargs["params"] = _with_comment(kwargs.get("params"))
         super().__init__(**kwargs)
         self.gate = gate
         self.gate_task_id = gate_task_id

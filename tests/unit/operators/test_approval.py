@@ -108,3 +108,15 @@ def test_a_body_given_by_the_dag_author_is_kept(monkeypatch):
     monkeypatch.setattr(HITLOperator, "execute", lambda self, context: asked.update(body=self.body))
     PromotionApprovalOperator(task_id="approve", gate=GATE, body="Ask Carol first.").execute(_context())
     assert asked["body"] == "Ask Carol first."
+
+
+def test_the_comment_field_survives_params_of_the_dag():
+    """Airflow passes a DAG's params to each task as ``params``; the request's own comment field must stay
+    (the training DAG's trigger form has force_retrain and reason, which the request must not show)."""
+    from airflow.sdk import DAG, Param
+
+    from airflow_mlops.operators.approval import COMMENT, PromotionApprovalOperator
+
+    with DAG("churn_training", schedule=None, params={"force_retrain": Param(False, type="boolean")}):
+        approve = PromotionApprovalOperator(task_id="approve", gate=GATE)
+    assert set(approve.serialized_params) == {COMMENT}
