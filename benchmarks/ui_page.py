@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,12 +34,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 HEAVY = ("mlflow", "sklearn", "pandas", "numpy", "pyarrow", "great_expectations", "boto3", "onnx", "scipy")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fill_store(db: str, pipelines: int, versions: int, runs: int, features: list[str]) -> None:
@@ -143,6 +136,7 @@ def main() -> None:
 
     from tests.conftest import EXAMPLE_SPEC
 
+    from airflow_mlops.devstack.processes import free_port
     from airflow_mlops.spec import load_spec
 
     features = load_spec(EXAMPLE_SPEC).data.features.all
@@ -151,7 +145,7 @@ def main() -> None:
     start = time.perf_counter()
     fill_store(db, args.pipelines, args.versions, args.runs, features)
     filled = time.perf_counter() - start
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", f"sqlite:///{db}",
          "--artifacts-destination", str(work / "artifacts"), "--host", "127.0.0.1", "--port", str(port),

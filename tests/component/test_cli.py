@@ -14,9 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_mlops.core.registry import promotion
 from tests.conftest import EXAMPLE_SPEC
-from tests.support.model_versions import SERVABLE, Versions
+from tests.support.model_versions import Versions, two_promoted
 
 pytestmark = pytest.mark.component
 
@@ -24,10 +23,7 @@ pytestmark = pytest.mark.component
 @pytest.fixture
 def store(tmp_path, spec):
     """v1 then v2 promoted: a rollback restores v1."""
-    versions = Versions(f"sqlite:///{tmp_path}/mlflow.db", spec.registered_model_name, tmp_path)
-    for run in ("churn_training/run-1", "churn_training/run-2"):
-        promotion.promote(versions.registry, versions.name, versions.add(SERVABLE, run=run), "gate passed", run)
-    return versions
+    return two_promoted(tmp_path, spec.registered_model_name)
 
 
 @pytest.fixture

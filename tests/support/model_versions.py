@@ -108,3 +108,13 @@ class Versions:
             mlflow_client.get_model_version(self.name, version).run_id
         ).info.artifact_uri
         return Path(artifact_uri.removeprefix("file://"), relative)
+
+
+def two_promoted(tmp_path: Path, name: str) -> Versions:
+    """An SQLite registry where v1 was champion and v2 is (each promoted by its own run): a rollback restores v1."""
+    from airflow_mlops.core.registry import promotion
+
+    versions = Versions(f"sqlite:///{tmp_path}/mlflow.db", name, tmp_path)
+    for run in ("churn_training/run-1", "churn_training/run-2"):
+        promotion.promote(versions.registry, versions.name, versions.add(SERVABLE, run=run), "gate passed", run)
+    return versions

@@ -48,6 +48,17 @@ def _run(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _version(raw: dict[str, Any]) -> dict[str, Any]:
+    """A model version of MLflow's REST JSON as the pages use it."""
+    return {
+        "version": str(raw["version"]),
+        "created": int(raw.get("creation_timestamp", 0)),
+        "run_id": raw.get("run_id"),
+        "tags": _tags(raw.get("tags")),
+        "description": raw.get("description", ""),
+    }
+
+
 class TtlCache:
     """Answers kept ``ttl`` seconds; an older answer (up to ``stale_for`` seconds) is served while a
     background thread asks again, so a page viewed now and then never waits for MLflow twice.
@@ -188,16 +199,7 @@ class MlflowReader:
                 "order_by": "version_number DESC",
             }
             body = self._call("GET", f"{API}/model-versions/search", params=params) or {}
-            return [
-                {
-                    "version": str(v["version"]),
-                    "created": int(v.get("creation_timestamp", 0)),
-                    "run_id": v.get("run_id"),
-                    "tags": _tags(v.get("tags")),
-                    "description": v.get("description", ""),
-                }
-                for v in body.get("model_versions", [])
-            ]
+            return [_version(v) for v in body.get("model_versions", [])]
 
         return self.cache.get(("versions", name, limit), ask)
 
@@ -208,14 +210,7 @@ class MlflowReader:
             body = self._call("GET", f"{API}/registered-models/alias", params={"name": name, "alias": alias})
             if body is None:
                 return None
-            v = body["model_version"]
-            return {
-                "version": str(v["version"]),
-                "created": int(v.get("creation_timestamp", 0)),
-                "run_id": v.get("run_id"),
-                "tags": _tags(v.get("tags")),
-                "description": v.get("description", ""),
-            }
+            return _version(body["model_version"])
 
         return self.cache.get(("alias", name, alias), ask)
 

@@ -15,12 +15,7 @@ from airflow_mlops.spec import PipelineSpec
 from airflow_mlops.ui import monitoring_view, quality_view, registry_view
 from airflow_mlops.ui.airflow_state import AirflowState
 from airflow_mlops.ui.mlflow_reader import MlflowReader
-
-DAG_KINDS = ("training", "scoring", "monitoring")
-
-
-def dag_ids(spec: PipelineSpec) -> dict[str, str]:
-    return {kind: f"{spec.name}_{kind}" for kind in DAG_KINDS}
+from airflow_mlops.ui.summaries import dag_ids
 
 
 def _guarded(compute: Any) -> Any:

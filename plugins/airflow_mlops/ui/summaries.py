@@ -48,8 +48,16 @@ def load_all() -> list[tuple[Path, Any]]:
 _PARSED: dict[tuple[str, int, int], Any] = {}
 
 
+DAG_KINDS = ("training", "scoring", "monitoring")
+
+
+def dag_ids(spec: Any) -> dict[str, str]:
+    """The pipeline's DAG ids by kind (as the factories name them)."""
+    return {kind: f"{spec.name}_{kind}" for kind in DAG_KINDS}
+
+
 def dag_ids_of(spec: Any) -> list[str]:
-    return [f"{spec.name}_{kind}" for kind in ("training", "scoring", "monitoring")]
+    return list(dag_ids(spec).values())
 
 
 def landing_summary(spec: Any) -> dict[str, Any]:

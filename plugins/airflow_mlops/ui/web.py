@@ -110,7 +110,7 @@ def create_app(require_user: bool = True, airflow_state: Any | None = None, ttl_
     def dag_shell(request: Request, dag_id: str) -> str:
         """The DAG tab: the page of the pipeline the DAG belongs to (empty for other DAGs)."""
         for spec in summaries.readable_specs(_viewer(request).may_read_dag):
-            if dag_id in {f"{spec.name}_{k}" for k in ("training", "scoring", "monitoring")}:
+            if dag_id in summaries.dag_ids_of(spec):
                 return _shell(_root(request), "pipeline", spec.name)
         return _shell(_root(request), "none", dag_id)
 

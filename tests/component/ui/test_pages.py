@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_mlops.devstack.processes import free_port
 from tests.conftest import EXAMPLE_SPEC
 from tests.support.model_versions import SERVABLE, Versions
 
@@ -27,16 +27,10 @@ pytestmark = pytest.mark.component
 MODEL = "churn_classifier"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("mlflow")
-    port = _free_port()
+    port = free_port()
     mlflow = Path(sys.executable).with_name("mlflow")
     process = subprocess.Popen(
         [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",

@@ -11,7 +11,7 @@ import pytest
 from airflow_mlops.core.model import release
 from airflow_mlops.core.registry import integrity, promotion
 from airflow_mlops.core.registry.client import Registry
-from tests.support.model_versions import SERVABLE, Versions
+from tests.support.model_versions import SERVABLE, Versions, two_promoted
 
 pytestmark = pytest.mark.component
 
@@ -19,10 +19,7 @@ pytestmark = pytest.mark.component
 @pytest.fixture
 def store(tmp_path, spec):
     """v1 was champion, v2 is: a rollback would restore v1."""
-    versions = Versions(f"sqlite:///{tmp_path}/mlflow.db", spec.registered_model_name, tmp_path)
-    for run in ("churn_training/run-1", "churn_training/run-2"):
-        promotion.promote(versions.registry, versions.name, versions.add(SERVABLE, run=run), "gate passed", run)
-    return versions
+    return two_promoted(tmp_path, spec.registered_model_name)
 
 
 def _champion(store: Versions) -> str:
