@@ -13,10 +13,23 @@ from airflow_mlops.operators.run_triggers import run_requests, skip_if_only_malf
 pytestmark = pytest.mark.unit
 
 
+class Key:
+    """An Asset key as ``triggering_asset_events`` has them (hashable, with a name)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Key) and other.name == self.name
+
+
 def _context(*events: tuple[str, object]) -> dict:
     by_asset: dict = {}
     for name, payload in events:
-        by_asset.setdefault(SimpleNamespace(name=name), []).append(
+        by_asset.setdefault(Key(name), []).append(
             SimpleNamespace(extra={"from_trigger": True, "payload": payload}))  # fmt: skip
     return {"triggering_asset_events": by_asset, "params": {}}
 
