@@ -90,7 +90,9 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": [modules.format(m) for m in ("triggers.landing", "triggers.redis_list", "triggers.code_change")],
+                "python-modules": [
+                    modules.format(m) for m in ("triggers.landing", "triggers.redis_list", "triggers.code_change")
+                ],
             }
         ],
         # Message queue providers of common.messaging's MessageQueueTrigger (scheme "redis+list").

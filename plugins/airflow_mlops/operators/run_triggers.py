@@ -38,7 +38,7 @@ class RunRequests:
 
 
 def _events(context: Context) -> list[tuple[str, Any]]:
-    found = []
+    found: list[tuple[str, Any]] = []
     for asset, events in (context.get("triggering_asset_events") or {}).items():
         name = str(getattr(asset, "name", asset))
         found.extend((name, (getattr(event, "extra", None) or {}).get("payload")) for event in events)
@@ -69,7 +69,9 @@ def run_requests(context: Context) -> RunRequests:
             requests.force_retrain = True
             reason = payload.get("reason")
             requests.reason = requests.reason or (str(reason)[:500] if isinstance(reason, str) else None)
-            requests.tags["code_change"] = f"{payload.get('champion_fingerprint')} -> {payload.get('fingerprint')}"[:250]
+            requests.tags["code_change"] = f"{payload.get('champion_fingerprint')} -> {payload.get('fingerprint')}"[
+                :250
+            ]
         else:
             requests.other_events += 1
     return requests

@@ -9,6 +9,7 @@ provider's scheme is not refused at parse time's expense: it is a row away (docs
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -82,7 +83,7 @@ class MessageQueueSpec(Strict):
     def connection(self) -> str:
         return self.conn_id or QUEUE_SCHEMES[self.scheme].default_conn_id
 
-    def trigger_kwargs(self) -> dict[str, object]:
+    def trigger_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``MessageQueueTrigger`` for this queue (scheme included)."""
         row = QUEUE_SCHEMES[self.scheme]
         return {

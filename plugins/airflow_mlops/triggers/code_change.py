@@ -94,7 +94,9 @@ class CodeChangeTrigger(BaseEventTrigger):
         target = MlflowHook(self.mlflow_conn_id).target
         uri = target.registry_uri or target.tracking_uri
         if not uri.startswith(("http://", "https://")):
-            raise ValueError(f"connection '{self.mlflow_conn_id}' is not an http(s) tracking server ({uri.split(':')[0]})")
+            raise ValueError(
+                f"connection '{self.mlflow_conn_id}' is not an http(s) tracking server ({uri.split(':')[0]})"
+            )
         headers = {"Authorization": f"Bearer {target.token}"} if target.token else None
         auth = (target.login, target.password) if target.login and target.password and not target.token else None
         return {"base_url": uri.rstrip("/"), "headers": headers, "auth": auth, "timeout": 30.0}

@@ -62,7 +62,9 @@ def decide(
     if champion_fingerprint == fingerprint:
         return Decision(None, f"champion v{champion_version} was trained with this spec ({fingerprint})")
     if trained_elsewhere:
-        return Decision(None, f"a version was already trained with {fingerprint} (not the champion v{champion_version})")
+        return Decision(
+            None, f"a version was already trained with {fingerprint} (not the champion v{champion_version})"
+        )
     if any(f["fingerprint"] == fingerprint and f["champion_version"] == champion_version for f in fired):
         return Decision(None, f"already fired for {fingerprint} over champion v{champion_version}")
     reason = (

@@ -71,7 +71,7 @@ def parse_message(raw: bytes | str | dict[str, Any]) -> RetrainMessage:
             continue
         if type(field) is not kind:  # bool is an int: compared exactly
             raise MessageError(f"message field '{name}' must be a {kind.__name__}, not {type(field).__name__}")
-        if kind is str and len(field) > longest:
+        if isinstance(field, str) and len(field) > longest:
             raise MessageError(f"message field '{name}' is longer than {longest} characters")
         checked[name] = field
     return RetrainMessage(**checked)  # type: ignore[typeddict-item]
@@ -81,9 +81,9 @@ def message_of_event(payload: Any) -> RetrainMessage:
     """The message an Asset event carries (``event.extra["payload"]``), checked.
 
     Shapes: ``{"message": {...}}`` (``triggers.redis_list``), ``{"type": "message", "data": "..."}``
-    (Airflow's Redis pub/sub trigger), ``{"messages": [{"Body": "..."}]}`` (Airflow's SQS trigger:
-    the first message; one event per receive), ``{"value": "..."}`` (a Kafka apply_function that
-    returns the record's value).
+    (Airflow's Redis pub/sub trigger), ``{"status": "success", "message_batch": [{"Body": "..."}]}``
+    (Airflow's SQS trigger: the first message of the batch; set ``options.max_messages: 1``),
+    ``{"value": "..."}`` (a Kafka apply_function that returns the record's value).
     """
     if not isinstance(payload, dict):
         raise MessageError(f"event payload is a {type(payload).__name__}, not an object")
@@ -91,7 +91,7 @@ def message_of_event(payload: Any) -> RetrainMessage:
         return parse_message(payload["message"] if isinstance(payload["message"], dict | str) else repr(payload))
     if payload.get("type") == "message" and "data" in payload:
         return parse_message(payload["data"] if isinstance(payload["data"], str | bytes) else repr(payload["data"]))
-    messages = payload.get("messages")
+    messages = payload.get("message_batch")
     if isinstance(messages, list) and messages and isinstance(messages[0], dict) and "Body" in messages[0]:
         return parse_message(str(messages[0]["Body"]))
     if isinstance(payload.get("value"), str):

@@ -33,7 +33,7 @@ def test_a_message_of_known_fields_is_kept_field_for_field():
     ],
 )
 def test_a_malformed_message_is_refused_with_what_is_wrong(raw, problem):
-    with pytest.raises(MessageError, match="^message") as caught:
+    with pytest.raises(MessageError, match=r"^message") as caught:
         parse_message(raw)
     assert problem in str(caught.value)
 
@@ -41,7 +41,7 @@ def test_a_malformed_message_is_refused_with_what_is_wrong(raw, problem):
 def test_the_event_shapes_of_each_trigger_are_read():
     ours = {"queue": "redis+list://k", "message": {"reason": "r"}}
     pubsub = {"type": "message", "pattern": None, "channel": "c", "data": '{"reason": "r"}'}
-    sqs = {"message_batch": [], "messages": [{"Body": '{"reason": "r"}', "MessageId": "1"}]}
+    sqs = {"status": "success", "message_batch": [{"Body": '{"reason": "r"}', "MessageId": "1"}]}
     assert [message_of_event(p) for p in (ours, pubsub, sqs, {"value": '{"reason": "r"}'})] == [{"reason": "r"}] * 4
     for bad in ("text", {"other": 1}, {"type": "message", "data": "not json"}, {"message": {"reason": 1}}):
         with pytest.raises(MessageError):
