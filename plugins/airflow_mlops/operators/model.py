@@ -32,14 +32,20 @@ if TYPE_CHECKING:
 
 _BASE = MlopsBaseOperator.template_fields
 # What the training DAG's assets mean, by the end of their names (``factories.assets``).
-_ASSET_MEANINGS = {".landing.training": "data arrival", ".drift": "drift"}
+_ASSET_MEANINGS = {".landing.training": "data arrival", ".drift": "drift", ".message": "message",
+                   ".code_change": "code change"}  # fmt: skip
 
 
 def force_retrain(context: Context) -> bool:
-    """The run's ``force_retrain`` option (the trigger form's checkbox, or conf): train even when
-    a registered version already learned this data with this spec."""
+    """The run's ``force_retrain`` option (the trigger form's checkbox, or conf, or a retrain message's
+    field; always for a code change): train even when a registered version already learned this
+    data with this spec."""
+    from airflow_mlops.operators.run_triggers import run_requests
+
     value = run_option(context, "force_retrain", False)
-    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"))
+    if value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes")):
+        return True
+    return run_requests(context).force_retrain  # a message asked for it, or a code change (always trains)
 
 
 def training_run_name(context: Context, pipeline: str) -> str:

@@ -193,7 +193,9 @@ class PromoteModelOperator(MlopsBaseOperator):
                 f"not promoting {gate['name']} v{gate['version']}: " + "; ".join(gate["reasons"])
             )
         split: SplitRefs | None = upstream_result(self.split, "split") if self.split else None
-        reason = run_option(context, "reason")
+        from airflow_mlops.operators.run_triggers import run_requests
+
+        reason = run_option(context, "reason") or run_requests(context).reason  # the form's, a message's, a change's
         with skip_when_nothing_to_process():  # this run promoted before and the champion moved since
             record = promote_candidate(
                 self.registry(),

@@ -94,6 +94,13 @@ class ModelSpec(Strict):
     )
     registered_name: str | None = None
     seed: int = 42
+    code_version: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="The version of training code the spec cannot see (a labeling function, an estimator of "
+        "your own): changing it changes the training fingerprint, so the code-change watcher retrains.",
+    )
     threads_per_task: int | None = Field(
         default=None,
         ge=1,

@@ -73,6 +73,7 @@ def register_candidate(
     """
     tags = {
         "spec_fingerprint": spec.fingerprint(),
+        "training_fingerprint": spec.training_fingerprint(),  # compared by the code-change watcher
         "data_fingerprint": dataset["fingerprint"],
         "train_fingerprint": split["train"]["fingerprint"],
         "test_fingerprint": split["test"]["fingerprint"],

@@ -33,6 +33,7 @@ def _training_params(spec: PipelineSpec, dataset: DatasetRef, split: SplitRefs) 
     """Lineage parameters of a training run: what data and spec it saw."""
     return {
         "spec_fingerprint": spec.fingerprint(),
+        "training_fingerprint": spec.training_fingerprint(),  # what the code-change watcher compares
         "data_fingerprint": dataset["fingerprint"],
         **{f"{name}_fingerprint": part["fingerprint"] for name, part in _parts(split).items()},
         **{f"{name}_rows": part["rows"] for name, part in _parts(split).items()},
