@@ -412,6 +412,9 @@ class DriftEvent(TypedDict, total=False):
     psi_threshold: float
     performance: PerformanceSummary | None
     performance_decay: bool
+    decayed_slices: list[str]
+    estimate: EstimateCheck | None
+    alerts: list[str]
     model_version: str
     report_uri: str
     html_report_uri: str
