@@ -329,6 +329,55 @@ class PerformanceCheck(PerformanceSummary):
     unusable_label_files: list[str]
 
 
+class SliceRow(TypedDict):
+    """One slice (a value of an ``evaluation.slices`` column) on the labeled predictions vs the champion's test."""
+
+    column: str
+    value: str
+    rows: int  # labeled predictions of the slice the metric used
+    metric_value: float | None
+    test_value: float | None  # the champion's on the slice's test rows (evaluation/slices.json)
+    test_rows: int | None
+    drop: float | None  # positive: worse than on the test split (the metric's direction respected)
+    decayed: bool
+    decision: str
+
+
+class SliceCheck(TypedDict):
+    """The slices watched on delayed labels (``core.operations.slices``)."""
+
+    metric: str
+    higher_is_better: bool
+    max_slice_metric_drop: float
+    min_slice_rows: int
+    retrain: bool  # monitoring.retrain_on_slice_decay: a decay requests retraining, else only alerts
+    decayed: bool
+    decayed_slices: list[str]  # "column=value"
+    judged: int  # slices with a decision
+    decision: str
+    slices: list[SliceRow]
+
+
+class EstimateCheck(TypedDict):
+    """The champion's metrics estimated from its logged scores, without labels (``core.operations.estimation``)."""
+
+    metric: str
+    higher_is_better: bool
+    available: bool
+    calibration: str  # which scores were trusted and why, or why none
+    rows: int  # logged predictions of the monitoring window the estimate read
+    min_rows: int
+    value: float | None  # estimated promotion metric on the window
+    test_value: float | None
+    drop: float | None
+    estimated_metric_drop: float
+    metrics: dict[str, float]  # every estimated metric on the window
+    labeled_estimate: dict[str, float] | None  # estimated on the labeled rows, beside the realised metrics
+    retrain: bool  # monitoring.use_estimate: a decay requests retraining, else only alerts
+    decayed: bool
+    decision: str
+
+
 class MonitorResult(TypedDict):
     """The drift check task's result."""
 
@@ -341,8 +390,12 @@ class MonitorResult(TypedDict):
     psi_threshold: float
     performance: PerformanceSummary | None
     performance_decay: bool
+    slice_decay: bool
+    decayed_slices: list[str]  # "column=value"; every slice's numbers are in the report
+    estimate: EstimateCheck | None
+    alerts: list[str]  # what was found but does not request retraining ("slice_decay", "estimated_decay")
     retrain: bool
-    retrain_reasons: list[str]  # "drift", "performance_decay"
+    retrain_reasons: list[str]  # "drift", "performance_decay", "slice_decay", "estimated_decay"
     model_version: str
     report_uri: str
     html_report_uri: str
@@ -359,6 +412,9 @@ class DriftEvent(TypedDict, total=False):
     psi_threshold: float
     performance: PerformanceSummary | None
     performance_decay: bool
+    decayed_slices: list[str]
+    estimate: EstimateCheck | None
+    alerts: list[str]
     model_version: str
     report_uri: str
     html_report_uri: str

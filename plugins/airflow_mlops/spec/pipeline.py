@@ -153,6 +153,19 @@ class PipelineSpec(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _monitoring_reasons_can_happen(self) -> PipelineSpec:
+        """A retraining reason the pipeline can never produce is a spec mistake, not a quiet no-op."""
+        monitoring = self.monitoring
+        if monitoring.use_estimate and self.model.task != "classification":
+            raise ValueError(
+                "monitoring.use_estimate: the estimate without labels reads class probabilities; "
+                f"a {self.model.task} model has none (set it to false)"
+            )
+        if monitoring.retrain_on_slice_decay and not self.evaluation.slices:
+            raise ValueError("monitoring.retrain_on_slice_decay needs evaluation.slices (the columns to watch)")
+        return self
+
     @property
     def selection_metric(self) -> str:
         return self.model.selection_metric or self.promotion.metric

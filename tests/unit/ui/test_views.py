@@ -132,3 +132,23 @@ def test_a_move_in_progress_is_not_taken_for_a_hand_moved_alias():
     assert registry_view.champion(spec, model, [])["alias_mismatch"]["alias_version"] == "2"
     model["tags"]["promotion_pending"] = json.dumps({"to_version": "2"})
     assert registry_view.champion(spec, model, [])["alias_mismatch"] is None
+
+
+def test_monitoring_runs_carry_the_estimate_beside_the_realised_metric_and_the_alerts(spec):
+    run = {
+        "run_id": "r1",
+        "start_time": 1764583200000,
+        "metrics": {"labeled_roc_auc": 0.81, "estimated_roc_auc": 0.8, "labeled_estimated_roc_auc": 0.815,
+                    "estimated_decay": 1.0, "slice_decay": 1.0, "decayed_slices": 2},
+        "tags": {"retrain": "estimated_decay", "alerts": "slice_decay", "model_version": "3"},
+    }  # fmt: skip
+    latest = monitoring_view.monitoring_runs(spec, [run])["latest"]
+    assert (latest["labeled_metric"], latest["estimated_metric"], latest["labeled_estimated_metric"]) == (
+        0.81,
+        0.8,
+        0.815,
+    )
+    assert latest["estimated_decay"] and latest["slice_decay"] and latest["decayed_slices"] == 2
+    assert latest["retrain"] == ["estimated_decay"] and latest["alerts"] == ["slice_decay"]
+    older = monitoring_view.monitoring_runs(spec, [{**run, "metrics": {}, "tags": {"retrain": "no"}}])["latest"]
+    assert older["estimated_metric"] is None and older["alerts"] == [] and not older["estimated_decay"]

@@ -306,12 +306,14 @@ def evaluate_candidate(spec: PipelineSpec, registry: Registry, training: Trainin
     """Metrics of the logged candidate and of the current champion on the same test split.
 
     Also logged on the candidate's run: metrics per ``evaluation.slices`` value
-    (``evaluation/slices.json`` and ``slice.<column>.<value>.<metric>`` metrics), permutation
+    (``evaluation/slices.json`` and ``slice.<column>.<value>.<metric>`` metrics), the scores'
+    calibration (``core.model.calibration``: ``evaluation/calibration.json``), permutation
     feature importance and, with ``evaluation.plots``, the plots under ``evaluation/``.
     """
     import tempfile
 
     from airflow_mlops.core.data.schema_changes import under_learned_names
+    from airflow_mlops.core.model.calibration import evaluate_calibration, log_calibration
     from airflow_mlops.core.model.evaluation import permutation_importance, render_plots, slice_metrics
     from airflow_mlops.core.model.training import evaluate
 
@@ -330,6 +332,7 @@ def evaluate_candidate(spec: PipelineSpec, registry: Registry, training: Trainin
                 if key != "rows":
                     name = metric_name(f"slice.{column}.{slice_value}.{key}")
                     mlflow_client.log_metric(run_id, name, number)
+    log_calibration(registry, run_id, evaluate_calibration(candidate_model, test, spec))
     importance = permutation_importance(candidate_model, test, spec)
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-eval-") as folder:
         for name, content in (("slices.json", slices), ("feature_importance.json", importance)):
