@@ -37,8 +37,9 @@ def isolated(folder: str) -> Iterator[str]:
     """Point MLflow and every airflow-mlops root at ``folder`` inside the block; the tracking URI."""
     saved = {name: os.environ.get(name) for name in ISOLATED_ENV}
     uri = f"sqlite:///{folder}/mlflow.db"
-    os.environ.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri, layout.HOME_ENV: f"{folder}/home",
-                       layout.LANDING_ENV: f"{folder}/landing", layout.ARTIFACT_ENV: f"{folder}/artifacts"})  # fmt: skip
+    roots = {layout.HOME_ENV: "home", layout.LANDING_ENV: "landing", layout.ARTIFACT_ENV: "artifacts"}
+    os.environ.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri})
+    os.environ.update({name: f"{folder}/{below}" for name, below in roots.items()})
     try:
         yield uri
     finally:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.conftest import EXAMPLE_SPEC, REPO
 
 from airflow_mlops.cli import main
-from tests.conftest import EXAMPLE_SPEC, REPO
 
 pytestmark = pytest.mark.component
 

@@ -77,5 +77,6 @@ def main(folder: str, threads: int) -> dict[str, object]:
         delta, method = max(0, peak - loading_peak), "ru_maxrss growth (lower bound)"
     return {"delta": delta, "peak": max(loading_peak, peak), "method": method}
 
+
 if __name__ == "__main__":
     print(json.dumps(main(sys.argv[1], int(sys.argv[2]))))

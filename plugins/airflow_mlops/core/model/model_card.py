@@ -69,9 +69,11 @@ def _footprint_lines(spec: PipelineSpec, package: Package | None, gate: GateResu
     table = [(what.format(rows=rows), f"{figures[key] * scale:.4g} {unit}")
              for key, what, unit, scale in _FIGURES if key in figures]  # fmt: skip
     lines += _table(table, ("figure", "value"))
-    for group, why in ((package or {}).get("nfr_unmeasured") or {}).items():
+    unmeasured = (package.get("nfr_unmeasured") if package is not None else None) or {}
+    for group, why in unmeasured.items():
         lines.append(f"- {group}: not measured: {_cell(why)}")
-    checks = (gate.get("verdict") or {}).get("requirements") or {}
+    verdict = gate.get("verdict")
+    checks = (verdict.get("requirements") if verdict is not None else None) or {}
     if checks:
         lines += ["", "Requirements (`promotion.requirements`):", ""]
         lines += _table(

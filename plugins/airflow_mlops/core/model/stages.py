@@ -391,7 +391,7 @@ def package_candidate(spec: PipelineSpec, registry: Registry, training: Training
                 storage.write_json(parity, f"{folder}/onnx/parity.json")
                 mlflow_client.log_artifacts(run_id, f"{folder}/onnx", "onnx")
                 mlflow_client.log_metric(run_id, "onnx_max_abs_diff", parity["max_abs_diff"])
-                result.update(onnx_uri=f"runs:/{run_id}/onnx/model.onnx", parity=parity)
+                result["onnx_uri"], result["parity"] = f"runs:/{run_id}/onnx/model.onnx", parity
         no_graph = "packaging.onnx is off" if test is None else f"the export failed ({str(result['error'])[:200]})"
         figures, result["nfr_unmeasured"] = measure(spec, model_dir, onnx_bytes, test, no_graph)
     for name, value in figures.items():

@@ -44,7 +44,7 @@ def packaged(spec, mlops_home):
 
 
 def test_the_figures_are_plausible_and_match_the_files_on_disk(packaged, tmp_path):
-    spec, registry, training, package, _ = packaged
+    _, registry, training, package, _ = packaged
     figures = package["nfr"]
     assert package["nfr_unmeasured"] == {}
     assert 0 < figures["latency_p50_ms"] <= figures["latency_p99_ms"] < 1000
@@ -88,11 +88,11 @@ def test_a_candidate_over_a_limit_is_registered_but_not_promoted_and_says_by_how
     verdict = json.loads(version.tags["gate_verdict"])
     assert verdict["nfr"]["latency_p99_ms"] == pytest.approx(figures["latency_p99_ms"])
     assert verdict["requirements"]["max_p99_latency_ms"]["passed"] is False
-    assert verdict["requirements"]["max_model_mb"] == {"limit": 1000.0, "value": pytest.approx(figures["model_bytes"] / 1e6),
-                                                       "unit": "MB", "passed": True, "why": None}  # fmt: skip
-    assert version.tags["gate"] == "failed" and "exceeds promotion.requirements.max_p99_latency_ms" in (
-        version.tags["gate_reasons"]
-    )
+    size = {"limit": 1000.0, "value": pytest.approx(figures["model_bytes"] / 1e6), "unit": "MB", "passed": True,
+            "why": None}  # fmt: skip
+    assert verdict["requirements"]["max_model_mb"] == size
+    assert version.tags["gate"] == "failed"
+    assert "exceeds promotion.requirements.max_p99_latency_ms" in version.tags["gate_reasons"]
     assert "## Latency, size and memory" in version.description
     assert "| max_p99_latency_ms | 1e-06 ms |" in version.description and "FAILED" in version.description
 
