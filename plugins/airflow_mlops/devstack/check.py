@@ -161,6 +161,9 @@ def render(outcomes: list[Outcome]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.sample_rows < 1:
+        print("check: --sample-rows must be at least 1", file=sys.stderr)
+        return 2
     outcomes = run_checks(args.specs, args.dags or [], not args.no_train, args.sample_rows, args.data)
     print(json.dumps([asdict(o) for o in outcomes], indent=2) if args.json else render(outcomes))
     return 1 if any(o.status == "FAIL" for o in outcomes) else 0

@@ -59,8 +59,8 @@ def write_sample(spec: PipelineSpec, rows: int, data: str | None, into: str) -> 
     from airflow_mlops.core.io import tables
 
     source = spec.data.source
-    if data:
-        uris = [data]
+    if data:  # its own suffix says its format, whatever data.source.format declares
+        uris, source = [data], source.model_copy(update={"format": None})
     elif source.uri:
         uris = resolve_uris(source.uri.replace("{ds}", dt.date.today().isoformat()))
     elif spec.data.generator:
