@@ -171,6 +171,10 @@ class Package(TypedDict):
     parity: OnnxParity | None
     error: str | None
     policy: str  # packaging.onnx: off, optional or required
+    # Latency, size and memory figures measured at packaging (``core.model.footprint``), by name
+    # (``latency_p99_ms``, ``model_bytes``, ...), and why a group of them was not measured.
+    nfr: NotRequired[dict[str, float]]
+    nfr_unmeasured: NotRequired[dict[str, str]]  # "latency", "onnx_size", "memory" -> why not
 
 
 # -- release: register, gate, promote ------------------------------------------------------------
@@ -190,6 +194,16 @@ class ThresholdCheck(TypedDict):
     value: float | None  # None: the metric was not computed
     passed: bool
     relation: str  # ">=" (a floor) or "<=" (a ceiling: a lower-is-better metric)
+
+
+class RequirementCheck(TypedDict):
+    """One limit of ``promotion.requirements`` against the figure measured at packaging."""
+
+    limit: float
+    value: float | None  # in the limit's unit; None: not measured (``why``)
+    unit: str  # "ms" or "MB" (10^6 bytes)
+    passed: bool
+    why: str | None  # why the figure is missing (no ONNX graph, the measurement failed)
 
 
 class OnnxVerdict(TypedDict):
@@ -223,7 +237,8 @@ class GateVerdict(TypedDict):
     test_rows: int | None
     test_fingerprint: str | None
     onnx: OnnxVerdict | None
-    nfr: dict[str, float]  # latency, size ... when something measured them (today nothing does: empty)
+    nfr: dict[str, float]  # latency, size, memory measured at packaging (empty without a package)
+    requirements: NotRequired[dict[str, RequirementCheck]]  # promotion.requirements field -> its check
     at: str
 
 

@@ -349,8 +349,10 @@ class EvaluateModelOperator(_CandidateOnTestSplitOperator):
 class PackageModelOperator(_CandidateOnTestSplitOperator):
     """Export the candidate to ONNX and check prediction parity with scikit-learn on the test split.
 
-    Logs ``onnx/model.onnx`` and ``onnx/parity.json`` on the candidate's run. A model
-    without an ONNX form does not fail this task: the result says why and the gate decides.
+    Logs ``onnx/model.onnx`` and ``onnx/parity.json`` on the candidate's run, and the latency, size
+    and memory figures as ``nfr_*`` metrics (the result's ``nfr``; ``promotion.requirements`` gates
+    on them). A model without an ONNX form does not fail this task: the result says why and the
+    gate decides. Safe to retry: the same artifacts and metrics are logged again on the same run.
 
     :param training: the select task's result (its ``.output``). (templated)
     :param split: the split task's result (its ``.output``), or ``test_uri``: URI of the test split. (templated)
@@ -368,4 +370,5 @@ class PackageModelOperator(_CandidateOnTestSplitOperator):
             self.log.warning("no ONNX package: %s", result["error"])
         elif result["parity"]:
             self.log.info("ONNX %s; parity %s", result["onnx_uri"], result["parity"])
+        self.log.info("latency, size and memory: %s", result.get("nfr"))
         return result

@@ -103,7 +103,8 @@ class PromotionGateOperator(MlopsBaseOperator):
     :param registered: the register task's result. (templated)
     :param evaluation: the evaluate task's result. (templated)
     :param package: the package task's result; with ``packaging.onnx: required`` a failed
-        export or parity check fails the gate. (templated)
+        export or parity check fails the gate, and its latency, size and memory figures are held
+        to ``promotion.requirements`` (a figure over a limit, or missing, fails it). (templated)
     :param validation: the validate task's result: its warnings are among the gate's reasons,
         and fail it with ``promotion.block_on_validation_warnings``. (templated)
     """

@@ -166,6 +166,17 @@ class PipelineSpec(Strict):
             raise ValueError("monitoring.retrain_on_slice_decay needs evaluation.slices (the columns to watch)")
         return self
 
+    @model_validator(mode="after")
+    def _requirements_have_a_graph(self) -> PipelineSpec:
+        """A latency, ONNX size or memory limit measures the ONNX graph: ``packaging.onnx: off`` has none."""
+        needing = sorted(n for n in self.promotion.requirements.limits() if n != "max_model_mb")
+        if needing and self.packaging.onnx == "off":
+            raise ValueError(
+                f"promotion.requirements {needing} measure the ONNX graph, and packaging.onnx is off: "
+                "set packaging.onnx to required or optional, or drop those limits"
+            )
+        return self
+
     @property
     def selection_metric(self) -> str:
         return self.model.selection_metric or self.promotion.metric
