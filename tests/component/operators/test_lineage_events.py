@@ -161,3 +161,40 @@ def test_the_training_run_shows_its_datasets_in_mlflow_with_our_fingerprints(emi
     assert {context for _, _, context in seen} == {"train", "validation", "test"}
     assert {digest for _, digest, _ in seen} == fingerprints
     assert {name for name, _, _ in seen} == {"churn.train", "churn.validation", "churn.test"}
+
+
+LISTENERS = """
+import json, sys
+import airflow_mlops.operators.data, airflow_mlops.operators.model, airflow_mlops.operators.release  # noqa: E401
+import airflow_mlops.operators.operations, airflow_mlops.operators.approval  # noqa: E401
+client = "openlineage.client.event_v2" in sys.modules  # what importing the operators loaded
+
+from airflow.listeners.listener import get_listener_manager
+from airflow.plugins_manager import integrate_listener_plugins
+from airflow.providers.openlineage import conf
+
+manager = get_listener_manager()
+integrate_listener_plugins(manager)
+names = [type(p).__name__ for p in manager.pm.get_plugins()]
+print(json.dumps({"disabled": conf.is_disabled(), "listeners": names, "openlineage_client": client}))
+"""
+
+
+@pytest.mark.parametrize("configured", [False, True], ids=["no transport", "file transport"])
+def test_without_a_transport_the_provider_is_disabled_and_registers_no_listener(tmp_path, configured):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__OPENLINEAGE", "OPENLINEAGE"))}
+    env.update({"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "PYTHONPATH": os.pathsep.join([str(EXAMPLE_SPEC.parents[2] / "plugins"), str(EXAMPLE_SPEC.parents[2])])})  # fmt: skip
+    if configured:
+        env["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps({"type": "file", "log_file_path": str(tmp_path / "ol")})
+    done = subprocess.run([sys.executable, "-c", LISTENERS], env=env, capture_output=True, text=True, timeout=120,
+                          check=True)  # fmt: skip
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["disabled"] is not configured
+    assert ("OpenLineageListener" in found["listeners"]) is configured, found
+    # Importing the operators (the DAG parse path) loads no OpenLineage client either way.
+    assert found["openlineage_client"] is False

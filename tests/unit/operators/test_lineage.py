@@ -143,3 +143,18 @@ def test_the_approval_reports_the_version_it_asks_about():
     task = approval.PromotionApprovalOperator(task_id="approve", gate=gate)
     (version,) = task.get_openlineage_facets_on_start().inputs
     assert version.name == "models/churn_classifier/3"
+
+
+def test_the_custom_facets_match_their_published_schema():
+    import attr
+
+    from airflow_mlops.operators.lineage import FACET_SCHEMA, _custom_facets
+    from tests.conftest import REPO
+
+    schema = json.loads((REPO / "docs" / "lineage-facets.json").read_text())
+    assert FACET_SCHEMA == schema["$id"] + "#/$defs/"
+    for facet in _custom_facets().values():
+        properties = schema["$defs"][facet.__name__]["allOf"][1]["properties"]
+        fields = {f.name for f in attr.fields(facet) if not f.name.startswith("_")}
+        assert fields == set(properties), facet.__name__
+        assert facet(**dict.fromkeys(fields, "x"))._schemaURL == FACET_SCHEMA + facet.__name__
