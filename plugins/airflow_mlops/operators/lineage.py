@@ -81,9 +81,9 @@ class LineageMixin:
             except Exception:  # lineage never fails a task; the dataset is left out
                 return None
 
-        return Facts(tracking=self._tracking_uri(), upstream=upstream, model_name=model_name)
+        return Facts(tracking=self.lineage_tracking_uri(), upstream=upstream, model_name=model_name)
 
-    def _tracking_uri(self) -> str:
+    def lineage_tracking_uri(self) -> str:
         """The connection's tracking URI without credentials: the hook's when the task made it, else read."""
         hook = self.__dict__.get("mlflow_hook")
         uri = hook.__dict__.get("tracking_uri") if hook is not None else None
@@ -117,7 +117,7 @@ def to_input(ref: Ref) -> Any:
     from openlineage.client.event_v2 import InputDataset
     from openlineage.client.facet_v2 import data_quality_metrics_input_dataset as quality
 
-    facets = {}
+    facets: dict[str, Any] = {}
     if ref.rows is not None:
         facets["dataQualityMetrics"] = quality.DataQualityMetricsInputDatasetFacet(columnMetrics={}, rowCount=ref.rows)
     return InputDataset(namespace=ref.namespace, name=ref.name, facets=dataset_facets(ref), inputFacets=facets)
@@ -128,7 +128,7 @@ def to_output(ref: Ref) -> Any:
     from openlineage.client.event_v2 import OutputDataset
     from openlineage.client.facet_v2 import output_statistics_output_dataset as statistics
 
-    facets = {}
+    facets: dict[str, Any] = {}
     if ref.rows is not None:
         facets["outputStatistics"] = statistics.OutputStatisticsOutputDatasetFacet(rowCount=ref.rows)
     return OutputDataset(namespace=ref.namespace, name=ref.name, facets=dataset_facets(ref), outputFacets=facets)

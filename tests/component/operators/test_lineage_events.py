@@ -187,8 +187,9 @@ def test_without_a_transport_the_provider_is_disabled_and_registers_no_listener(
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__OPENLINEAGE", "OPENLINEAGE"))}
-    env.update({"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                "PYTHONPATH": os.pathsep.join([str(EXAMPLE_SPEC.parents[2] / "plugins"), str(EXAMPLE_SPEC.parents[2])])})  # fmt: skip
+    repo = EXAMPLE_SPEC.parents[2]
+    path = os.pathsep.join([str(repo / "plugins"), str(repo)])
+    env.update({"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONPATH": path})
     if configured:
         env["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps({"type": "file", "log_file_path": str(tmp_path / "ol")})
     done = subprocess.run([sys.executable, "-c", LISTENERS], env=env, capture_output=True, text=True, timeout=120,

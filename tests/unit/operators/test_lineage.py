@@ -37,8 +37,8 @@ OPERATORS = sorted(
 
 @pytest.fixture(autouse=True)
 def mlflow_connection(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "mlflow",
-                                                                  "host": "https://bob:pw@mlflow.internal"}))  # fmt: skip
+    connection = {"conn_type": "mlflow", "host": "https://bob:pw@mlflow.internal"}
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(connection))
 
 
 def test_every_operator_of_the_package_reports_lineage():
@@ -127,8 +127,8 @@ def test_asset_outlets_join_the_outputs_of_a_task_that_ran_but_not_of_a_skipped_
     from airflow.sdk import Asset
 
     gate = {"name": "churn_classifier", "version": "3", "promote": True}
-    task = release.PromoteModelOperator(task_id="promote", spec_path="/s.yaml", gate=gate,
-                                        outlets=[Asset(name="mlops.churn.champion", uri="file:///events/champion")])  # fmt: skip
+    champion = Asset(name="mlops.churn.champion", uri="file:///events/champion")
+    task = release.PromoteModelOperator(task_id="promote", spec_path="/s.yaml", gate=gate, outlets=[champion])
     assert [d.name for d in task.get_openlineage_facets_on_complete(None).outputs] == []  # skipped: no result
     task.lineage_result = {"id": "p", "from_version": "2", "to_version": "3", "at": "", "by": "", "reason": ""}
     outputs = task.get_openlineage_facets_on_complete(None).outputs
@@ -152,7 +152,7 @@ def test_the_custom_facets_match_their_published_schema():
     from tests.conftest import REPO
 
     schema = json.loads((REPO / "docs" / "lineage-facets.json").read_text())
-    assert FACET_SCHEMA == schema["$id"] + "#/$defs/"
+    assert schema["$id"] + "#/$defs/" == FACET_SCHEMA
     for facet in _custom_facets().values():
         properties = schema["$defs"][facet.__name__]["allOf"][1]["properties"]
         fields = {f.name for f in attr.fields(facet) if not f.name.startswith("_")}
