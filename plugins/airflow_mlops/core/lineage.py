@@ -19,10 +19,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_mlops.core.redaction import redact
+from airflow_mlops.core.redaction import MASK, redact
 
 CHAMPION = "champion"
 
@@ -47,18 +48,21 @@ class Ref:
 class Facts:
     """What a kind's row may need beyond the contract itself.
 
-    :param tracking: the MLflow tracking URI (credentials are redacted here), the namespace of
-        models and runs.
+    :param tracking_uri: the MLflow tracking URI, or a function giving it: called only when a row
+        names a model or a run (a task that names files never looks its connection up). Its
+        credentials are redacted in ``tracking``, the namespace of models and runs.
     :param upstream: the task's upstream results by parameter name (resolved XComArgs).
     :param model_name: the pipeline's registered model name, asked only when a row needs it.
     """
 
-    tracking: str = "mlflow"
+    tracking_uri: str | Callable[[], str] = "mlflow"
     upstream: Mapping[str, Any] = field(default_factory=dict)
     model_name: Callable[[], str | None] = lambda: None
 
-    def __post_init__(self) -> None:
-        self.tracking = redact(self.tracking).replace("***@", "")
+    @cached_property
+    def tracking(self) -> str:
+        uri = self.tracking_uri() if callable(self.tracking_uri) else self.tracking_uri
+        return redact(uri).replace(f"{MASK}@", "")
 
 
 def uri_ref(uri: str, rows: int | None = None, fingerprint: str | None = None) -> Ref:

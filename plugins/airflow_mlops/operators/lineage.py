@@ -81,7 +81,7 @@ class LineageMixin:
             except Exception:  # lineage never fails a task; the dataset is left out
                 return None
 
-        return Facts(tracking=self.lineage_tracking_uri(), upstream=upstream, model_name=model_name)
+        return Facts(tracking_uri=self.lineage_tracking_uri, upstream=upstream, model_name=model_name)
 
     def lineage_tracking_uri(self) -> str:
         """The connection's tracking URI without credentials: the hook's when the task made it, else read."""

@@ -48,13 +48,13 @@ def test_a_relative_path_is_named_by_its_absolute_path():
 
 
 def test_the_tracking_namespace_never_holds_credentials():
-    facts = Facts(tracking="https://alice:s3cret@mlflow.example.com/?token=abc")
+    facts = Facts(tracking_uri="https://alice:s3cret@mlflow.example.com/?token=abc")
     assert "alice" not in facts.tracking and "s3cret" not in facts.tracking and "abc" not in facts.tracking
     assert facts.tracking.startswith("https://mlflow.example.com/")
 
 
 def test_ingest_reads_its_sources_with_their_rows_and_writes_the_dataset_with_rows_and_fingerprint():
-    inputs, outputs = task_datasets({}, "dataset", DATASET, Facts(tracking=TRACKING))
+    inputs, outputs = task_datasets({}, "dataset", DATASET, Facts(tracking_uri=TRACKING))
     assert [(r.namespace, r.name, r.rows) for r in inputs] == [
         ("s3://lake", "churn/lake/labeled/a.parquet", 700),
         ("s3://lake", "churn/lake/labeled/b.parquet", 500),
@@ -75,7 +75,7 @@ def test_a_task_reading_the_split_reads_the_parts_its_declaration_names():
 
 
 def test_register_writes_the_model_version_named_by_the_tracking_uri_with_its_run_id():
-    facts = Facts(tracking=TRACKING, upstream={"training": TRAINING, "dataset": DATASET})
+    facts = Facts(tracking_uri=TRACKING, upstream={"training": TRAINING, "dataset": DATASET})
     inputs, outputs = task_datasets(
         {"training": "training", "dataset": "dataset"},
         "registered",
@@ -97,7 +97,7 @@ def test_promotion_moves_the_champion_alias_from_the_gated_version():
     gate = {"name": "churn_classifier", "version": "4", "promote": True}
     record = {"id": "x", "from_version": "3", "to_version": "4", "at": "", "by": "", "reason": ""}
     inputs, outputs = task_datasets(
-        {"gate": "gate"}, "promotion", record, Facts(tracking=TRACKING, upstream={"gate": gate})
+        {"gate": "gate"}, "promotion", record, Facts(tracking_uri=TRACKING, upstream={"gate": gate})
     )
     assert [r.name for r in inputs] == ["models/churn_classifier/4"]
     assert [(r.name, dict(r.model or {})) for r in outputs] == [
@@ -107,7 +107,9 @@ def test_promotion_moves_the_champion_alias_from_the_gated_version():
 
 def test_a_rollback_names_the_model_from_the_spec():
     record = {"id": "x", "from_version": "4", "to_version": "3", "at": "", "by": "", "reason": ""}
-    _, outputs = task_datasets({}, "promotion", record, Facts(tracking=TRACKING, model_name=lambda: "churn_classifier"))
+    _, outputs = task_datasets(
+        {}, "promotion", record, Facts(tracking_uri=TRACKING, model_name=lambda: "churn_classifier")
+    )
     assert [r.name for r in outputs] == ["models/churn_classifier@champion"]
 
 
@@ -115,7 +117,7 @@ def test_monitoring_reads_the_champion_its_reference_and_the_logs_and_writes_its
     result = {"model_version": "4", "reference_uri": "/d/train.parquet", "current_uris": ["/logs/p1.parquet"],
               "current_rows": 300, "report_uri": "/r/drift_report.json", "html_report_uri": "/r/drift_report.html",
               "mlflow_run_id": "mon1"}  # fmt: skip
-    inputs, outputs = task_datasets({}, "monitor", result, Facts(tracking=TRACKING, model_name=lambda: "m"))
+    inputs, outputs = task_datasets({}, "monitor", result, Facts(tracking_uri=TRACKING, model_name=lambda: "m"))
     assert [(r.name, r.rows) for r in inputs] == [("models/m/4", None), ("/d/train.parquet", None),
                                                   ("/logs/p1.parquet", 300)]  # fmt: skip
     assert [r.name for r in outputs] == ["/r/drift_report.json", "/r/drift_report.html", "runs/mon1"]
@@ -148,3 +150,11 @@ def test_an_unresolved_or_empty_parameter_names_nothing():
 def test_every_kind_reads_and_writes_refs():
     for name, kind in KINDS.items():
         assert callable(kind.read) and callable(kind.wrote), name
+
+
+def test_a_task_naming_only_files_never_asks_for_the_tracking_uri():
+    def no_lookup() -> str:
+        raise AssertionError("the MLflow connection was looked up")
+
+    facts = Facts(tracking_uri=no_lookup, upstream={"dataset": DATASET})
+    assert task_datasets({"dataset": "dataset"}, "split", {"train": DATASET, "test": DATASET}, facts)[1]
