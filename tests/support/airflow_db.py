@@ -83,7 +83,9 @@ class AirflowHome:
         )  # fmt: skip
         if done.returncode != 0:
             raise RuntimeError(f"{command} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}")
-        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+        # The answer is the last JSON line: a listener's process (OpenLineage's) may log after it.
+        answer = next(line for line in reversed(done.stdout.strip().splitlines()) if line.startswith("{"))
+        return dict(json.loads(answer))
 
 
 # -- inside the fresh interpreter -----------------------------------------------------------------

@@ -415,6 +415,8 @@ class MonitorResult(TypedDict):
     report_uri: str
     html_report_uri: str
     mlflow_run_id: str
+    reference_uri: NotRequired[str]  # the champion's training data the drift was measured against
+    current_uris: NotRequired[list[str]]  # the prediction logs read (the lineage's inputs)
 
 
 class DriftEvent(TypedDict, total=False):

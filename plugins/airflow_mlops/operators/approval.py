@@ -23,6 +23,8 @@ from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 from airflow.sdk.exceptions import AirflowSkipException
 
+from airflow_mlops.operators.lineage import Lineage, LineageMixin
+
 if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
 
@@ -81,7 +83,7 @@ def drift_triggers(context: Context) -> list[DriftTrigger]:
     return found
 
 
-class PromotionApprovalOperator(ApprovalOperator):
+class PromotionApprovalOperator(LineageMixin, ApprovalOperator):
     """Ask a person to approve the promotion the gate allowed; skip when the gate refused it.
 
     :param gate: the gate task's result (its ``.output``): whether to ask at all, and what the
@@ -94,6 +96,7 @@ class PromotionApprovalOperator(ApprovalOperator):
 
     # The gate first: Airflow renders the fields in this order.
     template_fields: Sequence[str] = ("gate", *ApprovalOperator.template_fields)
+    lineage_io = Lineage(inputs={"gate": "gate"})  # the model version asked about
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from airflow_mlops import __version__
+from airflow_mlops.operators.lineage import LineageMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 ResultT = TypeVar("ResultT")  # a task result of core.contracts
 
 
-class MlopsBaseOperator(BaseOperator):
+class MlopsBaseOperator(LineageMixin, BaseOperator):
     """Base of the pipeline operators.
 
     Every subclass's ``execute`` runs with the task's S3 stores current (``s3_stores``, made
@@ -33,7 +34,9 @@ class MlopsBaseOperator(BaseOperator):
     touches no S3 looks no connection up) and with library noise kept out of its log
     (``operators.task_logs``); the core stages get the MLflow ``registry()``. A skip logs its
     reason, a failure a summary line (``FAILED at <task>: ...``) above Airflow's traceback, and
-    both are recorded for the DAG run's note (``record_outcome``, ``notifiers.run_notes``).
+    both are recorded for the DAG run's note (``record_outcome``, ``notifiers.run_notes``). Its
+    inputs and outputs go to OpenLineage when a transport is configured: a subclass declares
+    them once, ``lineage_io = Lineage(...)`` (``operators.lineage``).
 
     :param spec_path: path of the pipeline's YAML spec, loaded at task time. (templated)
     :param mlflow_conn_id: Airflow connection of type ``mlflow``.
@@ -181,7 +184,7 @@ def _wrapped_execute(execute: Callable[..., Any]) -> Callable[..., Any]:
     """``execute`` with library noise filtered (``task_logs.quiet_libraries``), inside
     ``core.io.s3.using(operator.s3_stores)`` (the stores end with the call), its skip or failure
     logged and recorded for the run's note (the outermost call only: a subclass's ``execute``
-    calling its parent's reports once)."""
+    calling its parent's reports once), its result kept for the lineage (``lineage_result``)."""
 
     @functools.wraps(execute)
     def run(self: MlopsBaseOperator, context: Context, *args: Any, **kwargs: Any) -> Any:
@@ -191,9 +194,12 @@ def _wrapped_execute(execute: Callable[..., Any]) -> Callable[..., Any]:
         if getattr(self, "_mlops_in_execute", False):
             return execute(self, context, *args, **kwargs)
         self._mlops_in_execute = True
+        self.lineage_result = None
         try:
             with quiet_libraries(), s3.using(self.s3_stores):
-                return execute(self, context, *args, **kwargs)
+                result = execute(self, context, *args, **kwargs)
+            self.lineage_result = result  # for the OpenLineage completion event (operators.lineage)
+            return result
         except AirflowSkipException as exc:
             _report_skip(self, context, exc)
             raise

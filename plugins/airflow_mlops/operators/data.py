@@ -12,6 +12,7 @@ from airflow_mlops.operators.base import (
     skip_when_nothing_to_process,
     upstream_result,
 )
+from airflow_mlops.operators.lineage import Lineage
 from airflow_mlops.operators.links import ValidationReportLink
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ class IngestLabeledDataOperator(MlopsBaseOperator):
     Every file is read: each bad one is quarantined (the log and the error say where) and the
     task then fails, naming all of them, without retries (bad data stays bad).
     """
+
+    lineage_io = Lineage(output="dataset")  # reads the source files, writes the dataset and its profile
 
     def execute(self, context: Context) -> DatasetRef:
         from contextlib import nullcontext
@@ -95,6 +98,7 @@ class ValidateDataOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset")
     ui_color = "#fdf3e8"
+    lineage_io = Lineage(inputs={"dataset": "dataset"}, output="validation")
 
     def __init__(self, *, dataset: DatasetRef | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -139,6 +143,7 @@ class SplitDataOperator(MlopsBaseOperator):
     """
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "dataset")
+    lineage_io = Lineage(inputs={"dataset": "dataset"}, output="split")
 
     def __init__(self, *, dataset: DatasetRef | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)

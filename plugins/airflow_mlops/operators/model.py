@@ -13,6 +13,7 @@ from airflow_mlops.operators.base import (
     triggering_user,
     upstream_result,
 )
+from airflow_mlops.operators.lineage import Lineage
 from airflow_mlops.operators.links import MlflowRunLink
 from airflow_mlops.operators.threads import capped_threads, thread_cap
 
@@ -92,6 +93,7 @@ class TrainModelOperator(MlopsBaseOperator):
     template_fields: Sequence[str] = (*_BASE, "dataset", "split")
     ui_color = "#e8fde9"
     caps_model_threads = True
+    lineage_io = Lineage(inputs={"dataset": "dataset", "split": "split.train"}, output="training")
 
     def __init__(self, *, dataset: DatasetRef | XComArg, split: SplitRefs | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -133,6 +135,7 @@ class PlanTrialsOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*_BASE, "dataset", "split")
     ui_color = "#e8fde9"
+    lineage_io = Lineage(inputs={"dataset": "dataset", "split": "split.train"}, output="trials")
 
     def __init__(self, *, dataset: DatasetRef | XComArg, split: SplitRefs | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -172,6 +175,7 @@ class RunTrialOperator(MlopsBaseOperator):
     template_fields: Sequence[str] = (*_BASE, "trial", "split")
     ui_color = "#e8fde9"
     caps_model_threads = True
+    lineage_io = Lineage(inputs={"trial": "trial", "split": "split.train"}, output="trial_result")
 
     def __init__(self, *, trial: Trial | XComArg, split: SplitRefs | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -218,6 +222,7 @@ class SelectModelOperator(MlopsBaseOperator):
     template_fields: Sequence[str] = (*_BASE, "results", "dataset", "split")
     ui_color = "#e8fde9"
     caps_model_threads = True
+    lineage_io = Lineage(inputs={"dataset": "dataset", "split": "split.train"}, output="training")
 
     def __init__(
         self,
@@ -270,6 +275,7 @@ class CloseTrainingRunOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*_BASE, "trials")
     ui_color = "#f0f0f0"
+    lineage_io = Lineage(inputs={"trials": "trials"})
 
     def __init__(self, *, trials: Sequence[Trial] | XComArg | None, **kwargs: Any) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
@@ -299,6 +305,7 @@ class _CandidateOnTestSplitOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*_BASE, "training", "split", "test_uri")
     caps_model_threads = True
+    lineage_io = Lineage(inputs={"training": "training", "split": "split.test", "test_uri": "uri"})
 
     def __init__(
         self,
@@ -329,6 +336,8 @@ class EvaluateModelOperator(_CandidateOnTestSplitOperator):
     :param split: the split task's result (its ``.output``), or ``test_uri``: URI of the test split. (templated)
     """
 
+    lineage_io = Lineage(inputs=_CandidateOnTestSplitOperator.lineage_io.inputs, output="evaluation")
+
     def execute(self, context: Context) -> Evaluation:
         from airflow_mlops.core.model.stages import evaluate_candidate
 
@@ -357,6 +366,8 @@ class PackageModelOperator(_CandidateOnTestSplitOperator):
     :param training: the select task's result (its ``.output``). (templated)
     :param split: the split task's result (its ``.output``), or ``test_uri``: URI of the test split. (templated)
     """
+
+    lineage_io = Lineage(inputs=_CandidateOnTestSplitOperator.lineage_io.inputs, output="package")
 
     def execute(self, context: Context) -> Package:
         from airflow_mlops.core.model.stages import package_candidate

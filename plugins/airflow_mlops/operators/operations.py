@@ -13,6 +13,7 @@ from airflow_mlops.operators.base import (
     skip_when_nothing_to_process,
     upstream_result,
 )
+from airflow_mlops.operators.lineage import Lineage
 from airflow_mlops.operators.links import DriftReportLink, MlflowRunLink
 from airflow_mlops.operators.threads import capped_threads
 
@@ -35,6 +36,7 @@ class BatchScoreOperator(MlopsBaseOperator):
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "input_uris")
     ui_color = "#f0e8fd"
     caps_model_threads = True
+    lineage_io = Lineage(output="score")  # the scored files and the champion in; prediction logs out
 
     def __init__(self, *, input_uris: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -74,6 +76,7 @@ class DriftCheckOperator(MlopsBaseOperator):
     operator_extra_links = (MlflowRunLink(), DriftReportLink())
 
     ui_color = "#fde8e8"
+    lineage_io = Lineage(output="monitor")  # the champion, its reference and the logs in; the reports out
 
     def execute(self, context: Context) -> MonitorResult:
         from airflow_mlops.core.operations.stages import monitor_drift
@@ -126,6 +129,7 @@ class EmitDriftEventOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "drift")
     ui_color = "#f5d7d7"
+    lineage_io = Lineage(inputs={"drift": "monitor"})  # the report in; the drift Asset (its outlet) out
 
     def __init__(self, *, drift: MonitorResult | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -14,6 +14,7 @@ from airflow_mlops.operators.base import (
     skip_when_nothing_to_process,
     upstream_result,
 )
+from airflow_mlops.operators.lineage import Lineage
 from airflow_mlops.operators.links import MlflowRunLink, ModelVersionLink, ValidationReportLink
 
 _BASE = MlopsBaseOperator.template_fields
@@ -54,6 +55,11 @@ class RegisterModelOperator(MlopsBaseOperator):
     operator_extra_links = (ModelVersionLink(), MlflowRunLink(), ValidationReportLink())
 
     template_fields: Sequence[str] = (*_BASE, "training", "evaluation", "dataset", "split", "package", "validation")
+    lineage_io = Lineage(
+        inputs={"training": "training", "dataset": "dataset", "split": "split", "package": "package",
+                "validation": "validation"},
+        output="registered",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -113,6 +119,8 @@ class PromotionGateOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*_BASE, "registered", "evaluation", "package", "validation")
     ui_color = "#fdfbe8"
+    lineage_io = Lineage(inputs={"registered": "registered", "package": "package", "validation": "validation"},
+                         output="gate")  # fmt: skip
 
     def __init__(
         self,
@@ -178,6 +186,7 @@ class PromoteModelOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*_BASE, "gate", "split")
     ui_color = "#d7f5d9"
+    lineage_io = Lineage(inputs={"gate": "gate", "split": "split.test"}, output="promotion")
 
     def __init__(self, *, gate: GateResult | XComArg, split: SplitRefs | XComArg | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -252,6 +261,7 @@ class RollbackChampionOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*_BASE, "reason", "to_version")
     ui_color = "#fde8e8"
+    lineage_io = Lineage(output="promotion")
 
     def __init__(
         self, *, reason: str = "manual rollback", to_version: str | None = None, force: bool = False, **kwargs: Any
@@ -310,6 +320,7 @@ class DeployChampionOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*_BASE, "promotion", "split")
     ui_color = "#d7e9f5"
+    lineage_io = Lineage(inputs={"promotion": "promotion", "split": "split.test"}, output="deploy")
 
     def __init__(self, *, promotion: PromotionRecord | XComArg, split: SplitRefs | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -26,6 +26,7 @@ from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.io import storage, tables
 from airflow_mlops.core.registry import tracking
 from airflow_mlops.core.registry.client import Registry, metric_name
+from airflow_mlops.core.registry.datasets import log_run_datasets, split_datasets
 from airflow_mlops.spec import PipelineSpec
 
 
@@ -98,6 +99,7 @@ def plan_trials(
         run_name=run_name or lineage.get("run_id", "manual"),
         tags={**{f"airflow.{k}": v for k, v in lineage.items()}, "trials": str(len(trials))},
     )
+    log_run_datasets(registry, parent_run_id, split_datasets(spec.name, split))  # MLflow shows the data it saw
     # trial_count: how many mapped trial tasks there are, for the thread cap (core.model.threads).
     return [Trial(**trial, parent_run_id=parent_run_id, experiment_id=experiment_id, trial_count=len(trials))
             for trial in trials]  # fmt: skip

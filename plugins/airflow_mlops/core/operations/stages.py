@@ -30,6 +30,7 @@ from airflow_mlops.core.operations.scoring import as_parquet, feedback_name, sco
 from airflow_mlops.core.operations.slices import assess_slices, champion_slices, slice_metric_values
 from airflow_mlops.core.registry import tracking
 from airflow_mlops.core.registry.client import Registry, metric_name
+from airflow_mlops.core.registry.datasets import RunDataset, files_dataset, log_run_datasets
 from airflow_mlops.spec import PipelineSpec
 
 logger = logging.getLogger(__name__)
@@ -181,6 +182,7 @@ def monitor_drift(spec: PipelineSpec, registry: Registry, log_uris: list[str], r
     html_uri = storage.write_bytes(page.encode("utf-8"), layout.join(folder, "drift_report.html"))
     decisions = {"retrain": ",".join(reasons) or "no", "alerts": ",".join(alerts) or "no"}
     mlflow_run_id = _log_monitoring_run(spec, registry, run_id, current, report, output, checks, decisions, page)
+    log_run_datasets(registry, mlflow_run_id, _monitored_datasets(spec, current, reference_uri, current_log, read_uris))
     return {
         "drift_detected": report.drift_detected,
         "drift_measured": no_data is None,
@@ -203,7 +205,22 @@ def monitor_drift(spec: PipelineSpec, registry: Registry, log_uris: list[str], r
         "report_uri": report_uri,
         "html_report_uri": html_uri,
         "mlflow_run_id": mlflow_run_id,
+        "reference_uri": reference_uri,
+        "current_uris": list(read_uris),
     }
+
+
+def _monitored_datasets(
+    spec: PipelineSpec, champion: Any, reference_uri: str, current_log: Any, read_uris: list[str]
+) -> list[RunDataset]:
+    """The monitoring run's MLflow datasets: the champion's training data (``reference``, the digest
+    its version was tagged with) and the prediction logs read (``current``, fingerprinted here)."""
+    digest = str(champion.tags.get("train_fingerprint") or "unknown")
+    reference = RunDataset(f"{spec.name}.train", reference_uri, digest, "reference")
+    if current_log.empty:
+        return [reference]
+    fingerprint = tables.fingerprint_frame(current_log)
+    return [reference, files_dataset(f"{spec.name}.predictions", read_uris, fingerprint, "current", len(current_log))]
 
 
 def _measure_drift(spec: PipelineSpec, model: Any, reference_uri: str, current_log: Any) -> tuple[Any, Any, Any]:
