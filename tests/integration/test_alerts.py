@@ -6,7 +6,7 @@ at an HTTP server in this process. A labeled batch lands -> training -> champion
 app answers a few rows (their log is written when it stops); then nothing is predicted: the
 calendar monitoring runs skip the drift check (nothing to read) and their health check opens the
 ``silence`` incident, whose alert the webhook receives once, not once per run. The serving app
-answers again: one recovery.
+starts again and answers a request every 10 s: one recovery, and nothing more while it answers.
 """
 
 from __future__ import annotations
@@ -109,19 +109,39 @@ def test_silence_raises_one_alert_and_predicting_again_one_recovery(world):
     note = _latest_note(demo, "churn_monitoring")
     assert note.startswith("ALERT: silence since"), note
 
-    demo._serve()  # predictions again
-    demo.stop_serving()
-    recovered = webhook.wait_for("recovered", timeout=300)
-    assert recovered["incident_id"] == alert["incident_id"] and recovered["closed_at"]
-    runs_after = len(demo.client.dag_runs("churn_monitoring"))
-    _wait_for_more_runs(demo, "churn_monitoring", runs_after + 1, timeout=240)
-    assert [b["state"] for b in webhook.health()] == ["open", "recovered"]
+    demo._serve()  # predictions again, and they go on: the app answers a request every 10 s (its log: every 5 s)
+    stop = threading.Event()
+    traffic = threading.Thread(target=_keep_predicting, args=(demo, stop), daemon=True)
+    traffic.start()
+    try:
+        recovered = webhook.wait_for("recovered", timeout=300)
+        assert recovered["incident_id"] == alert["incident_id"] and recovered["closed_at"]
+        runs_after = len(demo.client.dag_runs("churn_monitoring"))
+        _wait_for_more_runs(demo, "churn_monitoring", runs_after + 2, timeout=300)  # not silent: nothing more
+        assert [b["state"] for b in webhook.health()] == ["open", "recovered"]
+    finally:
+        stop.set()
+        traffic.join(timeout=30)
+        demo.stop_serving()
 
     import httpx
 
     page = httpx.get(f"{stack.config.airflow_url}/mlops/api/pipelines/churn/page", headers=demo.client.http.headers,
                      timeout=60).json()  # fmt: skip
     assert page["incidents"]["open"] == [] and page["incidents"]["closed"][-1]["id"] == alert["incident_id"]
+
+
+def _keep_predicting(demo: DemoLoop, stop: threading.Event) -> None:
+    import httpx
+
+    served = demo.result.serving or {}
+    headers = {"Authorization": f"Bearer {served['token']}"}
+    while not stop.wait(10):
+        try:
+            body = {"instances": served["rows"][:1]}
+            httpx.post(f"{served['url']}/v1/predict", json=body, headers=headers, timeout=10)
+        except httpx.HTTPError as exc:  # the assertions tell whether it mattered
+            print(f"a prediction failed: {exc!r}")
 
 
 def _wait_for_more_runs(demo: DemoLoop, dag_id: str, count: int, timeout: float) -> None:

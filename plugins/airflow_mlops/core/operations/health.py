@@ -65,7 +65,9 @@ class Check:
 
 
 def duration(seconds: float) -> str:
-    """A length of time as a person says it: ``12 min``, ``3.5 h``, ``41.2 days``."""
+    """A length of time as a person says it: ``95 s``, ``12 min``, ``3.5 h``, ``41.2 days``."""
+    if seconds < 120:
+        return f"{max(seconds, 0):.0f} s"
     if seconds < 90 * 60:
         return f"{max(seconds, 0) / 60:.0f} min"
     if seconds < 48 * 3600:

@@ -134,6 +134,8 @@ def test_the_late_run_incident_closes_only_when_the_drift_check_did_not_fail(mlo
     assert ok["cleared"] == [health.LATE]
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(240, "4 min"), (3 * 3600 + 1800, "3.5 h"), (41.2 * 86400, "41.2 days")])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(95, "95 s"), (240, "4 min"), (3 * 3600 + 1800, "3.5 h"), (41.2 * 86400, "41.2 days")]
+)
 def test_durations_read_as_a_person_says_them(seconds, text):
     assert health.duration(seconds) == text
