@@ -255,12 +255,21 @@ function Monitoring(props: { page: Json }) {
       <p>
         latest run {when(m.latest.at)} on v{m.latest.model_version}: {m.latest.drifted ? <b class="warn">drift in {m.latest.drifted_features} feature(s)</b> : "no drift"}
         {m.latest.decayed ? <b class="warn"> · performance decayed</b> : null}
+        {m.latest.slice_decay ? <b class="warn"> · {m.latest.decayed_slices} slice(s) decayed</b> : null}
+        {m.latest.estimated_decay ? <b class="warn"> · estimated decay</b> : null}
+        {m.latest.alerts && m.latest.alerts.length ? ` · alerts (${m.latest.alerts.join(", ")})` : ""}
         {m.latest.retrain.length ? ` · asked to retrain (${m.latest.retrain.join(", ")})` : ""}
       </p>
       <h3>Feature drift (PSI) over the last {m.runs.length} monitoring runs</h3>
       <Heatmap title="PSI per feature and run" rows={m.features} columns={labels} threshold={m.psi_threshold} value={(f, c) => m.runs[c].psi[f] ?? null} />
       <LineChart title="prediction drift (PSI of the scores)" threshold={m.psi_threshold} series={[{ name: "prediction PSI", points: m.runs.map((r: Json, i: number) => ({ label: labels[i], value: r.prediction_psi ?? null })) }]} />
-      <LineChart title={`${m.metric} on labeled predictions (realised)`} series={[{ name: `labeled ${m.metric}`, points: m.runs.map((r: Json, i: number) => ({ label: labels[i], value: r.labeled_metric ?? null, mark: r.decayed })) }]} />
+      <LineChart
+        title={`${m.metric}: realised on labeled predictions, estimated from the logged scores (no labels)`}
+        series={[
+          { name: `realised ${m.metric}`, points: m.runs.map((r: Json, i: number) => ({ label: labels[i], value: r.labeled_metric ?? null, mark: r.decayed })) },
+          { name: `estimated ${m.metric}`, points: m.runs.map((r: Json, i: number) => ({ label: labels[i], value: r.estimated_metric ?? null, mark: r.estimated_decay })) },
+        ]}
+      />
       <p>label coverage (latest run): {cov && cov.share !== null ? `${cov.labeled_rows} of ${cov.predicted_rows} predictions labeled (${(100 * cov.share).toFixed(1)}%)` : "no delayed labels yet"}</p>
       <h3>Predictions logged per day</h3>
       {props.page.volume && props.page.volume.error ? <Failed part={props.page.volume} what="the prediction log" /> : <Bars title="rows logged per day" items={volume.map((d: Json) => ({ label: d.day, value: d.rows }))} />}

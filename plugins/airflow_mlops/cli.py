@@ -1,5 +1,5 @@
-"""``airflow-mlops``: run the demo, draft a spec from a file, serve the champion, land data, check a spec,
-show or roll back the champion."""
+"""``airflow-mlops``: run the demo, draft a spec from a file, serve the champion, land data, check a spec
+(or a pipeline repository before deploying), show or roll back the champion."""
 
 from __future__ import annotations
 
@@ -371,8 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_registry_arguments(history)
     history.set_defaults(func=_history)
 
+    from airflow_mlops.devstack.check import add_parser as add_check_parser
     from airflow_mlops.devstack.stack_cli import add_parser as add_stack_parser
 
+    add_check_parser(sub)  # check: what a pipeline repository's CI runs before deploying DAGs
     add_stack_parser(sub)  # stack up | status | down
     return parser
 

@@ -1,5 +1,5 @@
-"""Provider metadata: makes the hooks, operators, sensors, triggers, extra links and the
-``mlflow`` connection type known to Airflow (connection form, provider list).
+"""Provider metadata: makes the hooks, operators, sensors, triggers, the ``redis+list`` message
+queue, extra links and the ``mlflow`` connection type known to Airflow (connection form, provider list).
 
 The connection form is declared here, as data (``hook-name``, ``ui-field-behaviour``,
 ``conn-fields``): Airflow 3.3's providers manager reads it without importing the hook (the
@@ -87,7 +87,16 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": [modules.format("sensors.landing")]}],
-        "triggers": [{"integration-name": INTEGRATION, "python-modules": [modules.format("triggers.landing")]}],
+        "triggers": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [
+                    modules.format(m) for m in ("triggers.landing", "triggers.redis_list", "triggers.code_change")
+                ],
+            }
+        ],
+        # Message queue providers of common.messaging's MessageQueueTrigger (scheme "redis+list").
+        "queues": [modules.format("triggers.redis_list.RedisListQueueProvider")],
         "connection-types": [MLFLOW_CONNECTION],
         "extra-links": [
             modules.format(f"operators.links.{name}")

@@ -14,28 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from airflow_mlops.devstack.check import HEAVY as CHECKED_HEAVY
+
 pytestmark = pytest.mark.dags
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY = [
-    "mlflow",
-    "great_expectations",
-    "sklearn",
-    "pandas",
-    "numpy",
-    "pyarrow",
-    "boto3",
-    "onnx",
-    "uvicorn",  # msgspec is not listed: Airflow's task SDK imports it itself
-    "airflow_mlops.serving",
-    "onnxruntime",
-    "skops",
-    "skl2onnx",
-    "scipy",
-    "matplotlib",
-    "airflow_mlops.core.model.training",
-    "airflow_mlops.core.registry.tracking",
-]
+HEAVY = list(CHECKED_HEAVY)  # the same list `airflow-mlops check` holds a pipeline repository's DAGs to
 
 PROBE = """
 import json, sys, time

@@ -171,6 +171,10 @@ class Package(TypedDict):
     parity: OnnxParity | None
     error: str | None
     policy: str  # packaging.onnx: off, optional or required
+    # Latency, size and memory figures measured at packaging (``core.model.footprint``), by name
+    # (``latency_p99_ms``, ``model_bytes``, ...), and why a group of them was not measured.
+    nfr: NotRequired[dict[str, float]]
+    nfr_unmeasured: NotRequired[dict[str, str]]  # "latency", "onnx_size", "memory" -> why not
 
 
 # -- release: register, gate, promote ------------------------------------------------------------
@@ -190,6 +194,16 @@ class ThresholdCheck(TypedDict):
     value: float | None  # None: the metric was not computed
     passed: bool
     relation: str  # ">=" (a floor) or "<=" (a ceiling: a lower-is-better metric)
+
+
+class RequirementCheck(TypedDict):
+    """One limit of ``promotion.requirements`` against the figure measured at packaging."""
+
+    limit: float
+    value: float | None  # in the limit's unit; None: not measured (``why``)
+    unit: str  # "ms" or "MB" (10^6 bytes)
+    passed: bool
+    why: str | None  # why the figure is missing (no ONNX graph, the measurement failed)
 
 
 class OnnxVerdict(TypedDict):
@@ -223,7 +237,8 @@ class GateVerdict(TypedDict):
     test_rows: int | None
     test_fingerprint: str | None
     onnx: OnnxVerdict | None
-    nfr: dict[str, float]  # latency, size ... when something measured them (today nothing does: empty)
+    nfr: dict[str, float]  # latency, size, memory measured at packaging (empty without a package)
+    requirements: NotRequired[dict[str, RequirementCheck]]  # promotion.requirements field -> its check
     at: str
 
 
@@ -329,6 +344,55 @@ class PerformanceCheck(PerformanceSummary):
     unusable_label_files: list[str]
 
 
+class SliceRow(TypedDict):
+    """One slice (a value of an ``evaluation.slices`` column) on the labeled predictions vs the champion's test."""
+
+    column: str
+    value: str
+    rows: int  # labeled predictions of the slice the metric used
+    metric_value: float | None
+    test_value: float | None  # the champion's on the slice's test rows (evaluation/slices.json)
+    test_rows: int | None
+    drop: float | None  # positive: worse than on the test split (the metric's direction respected)
+    decayed: bool
+    decision: str
+
+
+class SliceCheck(TypedDict):
+    """The slices watched on delayed labels (``core.operations.slices``)."""
+
+    metric: str
+    higher_is_better: bool
+    max_slice_metric_drop: float
+    min_slice_rows: int
+    retrain: bool  # monitoring.retrain_on_slice_decay: a decay requests retraining, else only alerts
+    decayed: bool
+    decayed_slices: list[str]  # "column=value"
+    judged: int  # slices with a decision
+    decision: str
+    slices: list[SliceRow]
+
+
+class EstimateCheck(TypedDict):
+    """The champion's metrics estimated from its logged scores, without labels (``core.operations.estimation``)."""
+
+    metric: str
+    higher_is_better: bool
+    available: bool
+    calibration: str  # which scores were trusted and why, or why none
+    rows: int  # logged predictions of the monitoring window the estimate read
+    min_rows: int
+    value: float | None  # estimated promotion metric on the window
+    test_value: float | None
+    drop: float | None
+    estimated_metric_drop: float
+    metrics: dict[str, float]  # every estimated metric on the window
+    labeled_estimate: dict[str, float] | None  # estimated on the labeled rows, beside the realised metrics
+    retrain: bool  # monitoring.use_estimate: a decay requests retraining, else only alerts
+    decayed: bool
+    decision: str
+
+
 class MonitorResult(TypedDict):
     """The drift check task's result."""
 
@@ -341,8 +405,12 @@ class MonitorResult(TypedDict):
     psi_threshold: float
     performance: PerformanceSummary | None
     performance_decay: bool
+    slice_decay: bool
+    decayed_slices: list[str]  # "column=value"; every slice's numbers are in the report
+    estimate: EstimateCheck | None
+    alerts: list[str]  # what was found but does not request retraining ("slice_decay", "estimated_decay")
     retrain: bool
-    retrain_reasons: list[str]  # "drift", "performance_decay"
+    retrain_reasons: list[str]  # "drift", "performance_decay", "slice_decay", "estimated_decay"
     model_version: str
     report_uri: str
     html_report_uri: str
@@ -359,6 +427,9 @@ class DriftEvent(TypedDict, total=False):
     psi_threshold: float
     performance: PerformanceSummary | None
     performance_decay: bool
+    decayed_slices: list[str]
+    estimate: EstimateCheck | None
+    alerts: list[str]
     model_version: str
     report_uri: str
     html_report_uri: str

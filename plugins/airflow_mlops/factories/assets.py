@@ -5,7 +5,13 @@
   file is claimed and processed exactly once, see docs/concepts.md);
 - ``champion``: the registry alias moved (emitted by the promote task);
 - ``predictions``: a scoring run logged predictions (schedules monitoring);
-- ``drift``: monitoring found drift (schedules retraining), scores as metadata.
+- ``drift``: monitoring found drift (schedules retraining), scores as metadata;
+- ``message``: a retrain message arrived on ``schedule.on_message``'s queue (Airflow's
+  ``MessageQueueTrigger``; its payload in the event's extra), built by ``message_asset``;
+- ``code_change``: the deployed spec's training fingerprint differs from the champion's
+  (``CodeChangeTrigger``), built by ``code_change_asset``.
+
+The last two are made only by the training DAG, the one DAG that schedules on them.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from airflow.sdk import Asset, AssetWatcher
 from airflow_mlops.triggers.landing import LandingZoneTrigger
 
 if TYPE_CHECKING:
-    from airflow_mlops.spec import LandingSpec
+    from airflow_mlops.spec import LandingSpec, PipelineSpec
 
 
 def _uri(location: str) -> str:
@@ -73,4 +79,46 @@ def pipeline_assets(
         champion=event("champion"),
         predictions=event("predictions"),
         drift=event("drift"),
+    )
+
+
+def message_asset(spec: PipelineSpec) -> Asset | None:
+    """``mlops.<pipeline>.message``, watched by Airflow's ``MessageQueueTrigger`` on the spec's
+    ``schedule.on_message`` queue; None without one. The trigger's kwargs are the spec's only, so
+    every parse builds the same trigger (the same hash: the running one stays)."""
+    queue = spec.schedule.on_message
+    if queue is None:
+        return None
+    from airflow.providers.common.messaging.triggers.msg_queue import MessageQueueTrigger
+
+    from airflow_mlops import layout
+
+    trigger = MessageQueueTrigger(**queue.trigger_kwargs())
+    return Asset(
+        name=f"mlops.{spec.name}.message",
+        uri=_uri(layout.join(layout.artifact_root(), spec.name, "events", "message")),
+        group="airflow-mlops",
+        watchers=[AssetWatcher(name=f"{spec.name}_message", trigger=trigger)],
+    )
+
+
+def code_change_asset(spec: PipelineSpec, mlflow_conn_id: str) -> Asset | None:
+    """``mlops.<pipeline>.code_change``, watched by ``CodeChangeTrigger`` with the spec's training
+    fingerprint; None when ``schedule.on_code_change`` is off."""
+    if not spec.schedule.on_code_change:
+        return None
+    from airflow_mlops import layout
+    from airflow_mlops.triggers.code_change import CodeChangeTrigger
+
+    trigger = CodeChangeTrigger(
+        registered_model=spec.registered_model_name,
+        fingerprint=spec.training_fingerprint(),
+        mlflow_conn_id=mlflow_conn_id,
+        poll_interval=spec.schedule.code_change_poll_seconds,
+    )
+    return Asset(
+        name=f"mlops.{spec.name}.code_change",
+        uri=_uri(layout.join(layout.artifact_root(), spec.name, "events", "code_change")),
+        group="airflow-mlops",
+        watchers=[AssetWatcher(name=f"{spec.name}_code_change", trigger=trigger)],
     )

@@ -117,6 +117,8 @@ TRIGGER_WORDS = {
     "drift": "drift or decay found by monitoring",
     "predictions": "predictions logged",
     "champion": "a new champion",
+    "message": "a retrain message",
+    "code_change": "a change of what is trained",
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, Param, TaskGroup
 
-from airflow_mlops.factories.assets import pipeline_assets
+from airflow_mlops.factories.assets import code_change_asset, message_asset, pipeline_assets
 from airflow_mlops.factories.common import dag_kwargs, drop_implied_edges, load, resolve, schedule_for
 from airflow_mlops.operators.data import IngestLabeledDataOperator, SplitDataOperator, ValidateDataOperator
 from airflow_mlops.operators.model import (
@@ -58,7 +58,8 @@ def training_params() -> dict[str, Param]:
 
 
 def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_default") -> DAG:
-    """The training DAG of one spec, scheduled by its cron, by data arrival and by drift.
+    """The training DAG of one spec, scheduled by its cron, by data arrival, by drift, by a message
+    (``schedule.on_message``) and by a change of what is trained (``schedule.on_code_change``).
 
     Its trigger form has ``force_retrain`` and ``reason`` (``training_params``). Each run ends
     with a note saying what it did (``PROMOTED v2 (+0.0101 roc_auc over v1)``, ``KEPT v1: ...``,
@@ -75,6 +76,7 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
         triggers.append(assets.landing_training)
     if spec.schedule.on_drift:
         triggers.append(assets.drift)
+    triggers.extend(a for a in (message_asset(spec), code_change_asset(spec, mlflow_conn_id)) if a is not None)
     common = {"spec_path": str(spec_path), "mlflow_conn_id": mlflow_conn_id}
 
     schedule = schedule_for(spec.schedule.cron, spec.schedule.timezone, triggers)

@@ -48,7 +48,8 @@ class DriftWebhookNotifier(BaseNotifier):
         ti = context["ti"]
         event = ti.xcom_pull(task_ids=ti.task_id) or {}
         return {
-            # "drift", "performance_decay" or both: why monitoring asks for retraining.
+            # "drift", "performance_decay", "slice_decay", "estimated_decay", joined by "+": why
+            # monitoring asks for retraining.
             "alert": "+".join(event.get("retrain_reasons") or ["drift"]),
             "dag_id": ti.dag_id,
             "run_id": ti.run_id,

@@ -114,7 +114,9 @@ class MlopsBaseOperator(BaseOperator):
         """Who produced an artifact: tagged on MLflow runs and model versions.
 
         With ``triggered_by`` (the user who triggered the run) and ``reason`` (the trigger
-        form's reason) when the run has them.
+        form's reason, else a retrain message's or a code change's) when the run has them, and
+        ``trigger`` (``message``/``code_change``), ``message_id``, ``message_by``, ``code_change``
+        (``<champion's fingerprint> -> <new>``) from ``operators.run_triggers``.
         """
         lineage = {
             "dag_id": context["dag"].dag_id,
@@ -122,11 +124,15 @@ class MlopsBaseOperator(BaseOperator):
             "task_id": context["task"].task_id,
             "code_version": __version__,
         }
-        user, reason = triggering_user(context), run_option(context, "reason")
+        from airflow_mlops.operators.run_triggers import run_requests
+
+        requests = run_requests(context)  # a retrain message's or a code change's reason and tags
+        user, reason = triggering_user(context), run_option(context, "reason") or requests.reason
         if user:
             lineage["triggered_by"] = user
         if reason:
             lineage["reason"] = str(reason)[:500]
+        lineage.update(requests.tags)
         return lineage
 
     def record_outcome(self, context: Context, outcome: Outcome) -> None:

@@ -41,7 +41,9 @@ class IngestLabeledDataOperator(MlopsBaseOperator):
         from contextlib import nullcontext
 
         from airflow_mlops.core.data.stages import ingest_labeled
+        from airflow_mlops.operators.run_triggers import skip_if_only_malformed
 
+        skip_if_only_malformed(context)  # a run that only malformed retrain messages asked for
         claimed = acknowledge_claims(context, skip_duplicates=True)  # this run's landing claims (exactly once)
         spec = self.load_spec()
         sql = spec.data.source.sql

@@ -32,14 +32,20 @@ if TYPE_CHECKING:
 
 _BASE = MlopsBaseOperator.template_fields
 # What the training DAG's assets mean, by the end of their names (``factories.assets``).
-_ASSET_MEANINGS = {".landing.training": "data arrival", ".drift": "drift"}
+_ASSET_MEANINGS = {".landing.training": "data arrival", ".drift": "drift", ".message": "message",
+                   ".code_change": "code change"}  # fmt: skip
 
 
 def force_retrain(context: Context) -> bool:
-    """The run's ``force_retrain`` option (the trigger form's checkbox, or conf): train even when
-    a registered version already learned this data with this spec."""
+    """The run's ``force_retrain`` option (the trigger form's checkbox, or conf, or a retrain message's
+    field; always for a code change): train even when a registered version already learned this
+    data with this spec."""
+    from airflow_mlops.operators.run_triggers import run_requests
+
     value = run_option(context, "force_retrain", False)
-    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"))
+    if value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes")):
+        return True
+    return run_requests(context).force_retrain  # a message asked for it, or a code change (always trains)
 
 
 def training_run_name(context: Context, pipeline: str) -> str:
@@ -343,8 +349,10 @@ class EvaluateModelOperator(_CandidateOnTestSplitOperator):
 class PackageModelOperator(_CandidateOnTestSplitOperator):
     """Export the candidate to ONNX and check prediction parity with scikit-learn on the test split.
 
-    Logs ``onnx/model.onnx`` and ``onnx/parity.json`` on the candidate's run. A model
-    without an ONNX form does not fail this task: the result says why and the gate decides.
+    Logs ``onnx/model.onnx`` and ``onnx/parity.json`` on the candidate's run, and the latency, size
+    and memory figures as ``nfr_*`` metrics (the result's ``nfr``; ``promotion.requirements`` gates
+    on them). A model without an ONNX form does not fail this task: the result says why and the
+    gate decides. Safe to retry: the same artifacts and metrics are logged again on the same run.
 
     :param training: the select task's result (its ``.output``). (templated)
     :param split: the split task's result (its ``.output``), or ``test_uri``: URI of the test split. (templated)
@@ -362,4 +370,5 @@ class PackageModelOperator(_CandidateOnTestSplitOperator):
             self.log.warning("no ONNX package: %s", result["error"])
         elif result["parity"]:
             self.log.info("ONNX %s; parity %s", result["onnx_uri"], result["parity"])
+        self.log.info("latency, size and memory: %s", result.get("nfr"))
         return result

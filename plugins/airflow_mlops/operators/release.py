@@ -103,7 +103,8 @@ class PromotionGateOperator(MlopsBaseOperator):
     :param registered: the register task's result. (templated)
     :param evaluation: the evaluate task's result. (templated)
     :param package: the package task's result; with ``packaging.onnx: required`` a failed
-        export or parity check fails the gate. (templated)
+        export or parity check fails the gate, and its latency, size and memory figures are held
+        to ``promotion.requirements`` (a figure over a limit, or missing, fails it). (templated)
     :param validation: the validate task's result: its warnings are among the gate's reasons,
         and fail it with ``promotion.block_on_validation_warnings``. (templated)
     """
@@ -193,7 +194,9 @@ class PromoteModelOperator(MlopsBaseOperator):
                 f"not promoting {gate['name']} v{gate['version']}: " + "; ".join(gate["reasons"])
             )
         split: SplitRefs | None = upstream_result(self.split, "split") if self.split else None
-        reason = run_option(context, "reason")
+        from airflow_mlops.operators.run_triggers import run_requests
+
+        reason = run_option(context, "reason") or run_requests(context).reason  # the form's, a message's, a change's
         with skip_when_nothing_to_process():  # this run promoted before and the champion moved since
             record = promote_candidate(
                 self.registry(),

@@ -39,6 +39,7 @@ from airflow_mlops.spec.model import (
     PackagingSpec,
     PreprocessingSpec,
     PromotionSpec,
+    RequirementsSpec,
     SearchSpec,
     SearchValue,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "PipelineSpec",
     "PreprocessingSpec",
     "PromotionSpec",
+    "RequirementsSpec",
     "RetriesSpec",
     "ScheduleSpec",
     "ScoringSpec",

@@ -94,6 +94,13 @@ class ModelSpec(Strict):
     )
     registered_name: str | None = None
     seed: int = 42
+    code_version: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="The version of training code the spec cannot see (a labeling function, an estimator of "
+        "your own): changing it changes the training fingerprint, so the code-change watcher retrains.",
+    )
     threads_per_task: int | None = Field(
         default=None,
         ge=1,
@@ -126,6 +133,39 @@ class ModelSpec(Strict):
         return [CandidateSpec(estimator=self.estimator, params=self.params)]
 
 
+class RequirementsSpec(Strict):
+    """Non-functional requirements of a candidate's ONNX graph and package, checked by the gate.
+
+    Every figure is measured at packaging whether or not a limit is set (MLflow metrics
+    ``nfr_*``, the model card, the ``gate_verdict`` tag); only the limits given here gate.
+    Latency is one ONNX Runtime call in the packaging task's process on rows of the test
+    split, with ``threads`` intra-op threads (the serving app's ``--onnx-threads`` default is 1).
+    Sizes and memory are in MB of 10^6 bytes.
+    """
+
+    max_p99_latency_ms: float | None = Field(
+        default=None, gt=0, description="p99 of one ONNX Runtime call for 1 row, in milliseconds."
+    )
+    max_p99_batch_latency_ms: float | None = Field(
+        default=None, gt=0, description="p99 of one ONNX Runtime call for batch_rows rows, in milliseconds."
+    )
+    batch_rows: int = Field(default=100, ge=2, le=100_000, description="Rows per call of the batch latency.")
+    threads: int = Field(default=1, ge=1, le=64, description="ONNX Runtime intra-op threads while timing.")
+    max_model_mb: float | None = Field(
+        default=None, gt=0, description="The packaged MLflow model folder on disk (skops file, MLmodel, ...)."
+    )
+    max_onnx_mb: float | None = Field(default=None, gt=0, description="The ONNX graph file.")
+    max_prediction_memory_mb: float | None = Field(
+        default=None,
+        gt=0,
+        description="Peak resident memory one batch_rows prediction adds to a process that loaded the graph.",
+    )
+
+    def limits(self) -> dict[str, float]:
+        """The limits set, by field name."""
+        return {name: value for name, value in self.model_dump().items() if name.startswith("max_") and value}
+
+
 class PromotionSpec(Strict):
     """The gate a candidate must pass before the `champion` alias moves to it.
 
@@ -148,6 +188,10 @@ class PromotionSpec(Strict):
         default=False,
         description="A warning-severity expectation that failed on the training data fails the gate "
         "(warnings are always tagged on the version, listed in its model card and in the gate's reasons).",
+    )
+    requirements: RequirementsSpec = Field(
+        default_factory=RequirementsSpec,
+        description="Latency, size and memory limits: measured always, a candidate over a limit is not promoted.",
     )
 
     @property

@@ -60,6 +60,38 @@ class MonitoringSpec(Strict):
         description="Performance decays when promotion.metric on the labeled predictions is worse than the "
         "champion's test value by more than this (absolute; the metric's direction is respected).",
     )
+    max_slice_metric_drop: float = Field(
+        default=0.1,
+        ge=0.0,
+        description="A slice (a value of an evaluation.slices column) decays when promotion.metric on its "
+        "labeled predictions is worse than the champion's test value on that slice by more than this.",
+    )
+    min_slice_rows: int = Field(
+        default=100, ge=1, description="Labeled predictions a slice needs before its decay is judged."
+    )
+    retrain_on_slice_decay: bool = Field(
+        default=False,
+        description="A decayed slice also requests retraining (retrain reason slice_decay); by default it "
+        "is only reported (alerts: slice_decay).",
+    )
+    max_calibration_error: float = Field(
+        default=0.05,
+        gt=0.0,
+        le=1.0,
+        description="The estimate without labels trusts the champion's raw scores when their test ECE is at "
+        "most this, else its isotonic map when that one's cross-fitted ECE is; otherwise no estimate.",
+    )
+    estimated_metric_drop: float = Field(
+        default=0.05,
+        ge=0.0,
+        description="The estimate has decayed when the estimated promotion.metric is worse than the "
+        "champion's test value by more than this (absolute).",
+    )
+    use_estimate: bool = Field(
+        default=False,
+        description="An estimated decay requests retraining (retrain reason estimated_decay); by default it "
+        "is only reported (alerts: estimated_decay).",
+    )
 
     # Health alerts (``core.operations.health``): None turns a check off.
     max_silence_hours: float | None = Field(

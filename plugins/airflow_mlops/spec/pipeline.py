@@ -17,28 +17,9 @@ from airflow_mlops.spec.metrics import TASK_METRICS
 from airflow_mlops.spec.model import EvaluationSpec, ModelSpec, PackagingSpec, PromotionSpec
 from airflow_mlops.spec.operations import DeploymentSpec, MonitoringSpec, ScoringSpec
 from airflow_mlops.spec.prediction_log import RESERVED_COLUMNS
+from airflow_mlops.spec.schedule import ScheduleSpec
 from airflow_mlops.spec.split import SplitSpec
 from airflow_mlops.spec.validation import ValidationSpec
-
-
-class ScheduleSpec(Strict):
-    """When the training DAG runs: the calendar, data arrival, and monitoring events."""
-
-    cron: str | None = Field(default=None, description="Calendar retraining, a cron expression.")
-    on_data_arrival: bool = True
-    on_drift: bool = True
-    timezone: str = "UTC"
-
-    @field_validator("cron")
-    @classmethod
-    def _cron_is_valid(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        from croniter import croniter  # light; shipped with Airflow
-
-        if not croniter.is_valid(value):
-            raise ValueError(f"'{value}' is not a valid cron expression")
-        return value
 
 
 class RetriesSpec(Strict):
@@ -49,6 +30,14 @@ class RetriesSpec(Strict):
 
     count: int = Field(default=1, ge=0, le=10, description="Retries per task (0: none).")
     delay_seconds: float = Field(default=10.0, ge=0.0, le=3600.0, description="Wait before a retry.")
+
+
+# The sections whose content shapes the trained model, and the fields inside them that do not.
+TRAINING_FIELDS = ("data", "labeling", "cleaning", "split", "model", "packaging")
+TRAINING_EXCLUDED = {
+    "data": ("landing", "source.chunk_rows", "generator"),  # when a file is taken, memory, the demo's data
+    "model": ("cache", "max_trials", "registered_name"),  # skip rules, a guard, a name
+}
 
 
 class PipelineSpec(Strict):
@@ -164,6 +153,30 @@ class PipelineSpec(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _monitoring_reasons_can_happen(self) -> PipelineSpec:
+        """A retraining reason the pipeline can never produce is a spec mistake, not a quiet no-op."""
+        monitoring = self.monitoring
+        if monitoring.use_estimate and self.model.task != "classification":
+            raise ValueError(
+                "monitoring.use_estimate: the estimate without labels reads class probabilities; "
+                f"a {self.model.task} model has none (set it to false)"
+            )
+        if monitoring.retrain_on_slice_decay and not self.evaluation.slices:
+            raise ValueError("monitoring.retrain_on_slice_decay needs evaluation.slices (the columns to watch)")
+        return self
+
+    @model_validator(mode="after")
+    def _requirements_have_a_graph(self) -> PipelineSpec:
+        """A latency, ONNX size or memory limit measures the ONNX graph: ``packaging.onnx: off`` has none."""
+        needing = sorted(n for n in self.promotion.requirements.limits() if n != "max_model_mb")
+        if needing and self.packaging.onnx == "off":
+            raise ValueError(
+                f"promotion.requirements {needing} measure the ONNX graph, and packaging.onnx is off: "
+                "set packaging.onnx to required or optional, or drop those limits"
+            )
+        return self
+
     @property
     def selection_metric(self) -> str:
         return self.model.selection_metric or self.promotion.metric
@@ -204,6 +217,26 @@ class PipelineSpec(Strict):
     def fingerprint(self) -> str:
         """A stable hash of the spec's content, logged on every run for lineage."""
         payload = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+    def training_fingerprint(self) -> str:
+        """A stable hash of what changes the model a training run produces (``TRAINING_FIELDS``).
+
+        Tagged on every registered version (``training_fingerprint``); the code-change watcher
+        retrains once when the deployed spec's differs from the champion's. Left out: what only
+        decides whether or how a model is judged, named, scheduled, served or watched, and how fast
+        it runs (docs/spec.md, "What counts as a change of what is trained").
+        """
+        dumped = self.model_dump(mode="json", include=set(TRAINING_FIELDS))
+        for section, names in TRAINING_EXCLUDED.items():
+            for name in names:
+                part = dumped.get(section)
+                *parents, leaf = name.split(".")
+                for parent in parents:
+                    part = part.get(parent) if isinstance(part, dict) else None
+                if isinstance(part, dict):
+                    part.pop(leaf, None)
+        payload = json.dumps(dumped, sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
 

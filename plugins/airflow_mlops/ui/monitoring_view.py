@@ -2,8 +2,10 @@
 
 Every monitoring run is an MLflow run of the ``<pipeline>_monitoring`` experiment with one
 metric per score (``core.operations.stages``: ``psi_<feature>``, ``prediction_psi``,
-``labeled_<metric>``, ``performance_decay``, ``labeled_rows``, ``current_rows``) and the
-decision as the ``retrain`` tag; a search of the newest N runs gives the whole chart.
+``labeled_<metric>``, ``performance_decay``, ``labeled_rows``, ``current_rows``, the estimate
+without labels ``estimated_<metric>`` / ``labeled_estimated_<metric>`` / ``estimated_decay``, and
+``slice_decay``) and the decisions as the ``retrain`` and ``alerts`` tags; a search of the
+newest N runs gives the whole chart.
 The prediction volume per day is read from the prediction log's date partitions (row counts
 from the Parquet footers, not the rows). The health incidents (silence, label lag, champion age,
 a late monitoring run) are the health check's state file (``core.operations.incidents``).
@@ -28,7 +30,7 @@ def monitoring_runs(spec: PipelineSpec, runs: list[dict[str, Any]]) -> dict[str,
     rows = []
     for run in sorted(runs, key=lambda r: r.get("start_time") or 0):
         m, tags = run["metrics"], run["tags"]
-        retrain = tags.get("retrain", "")
+        retrain, alerts = tags.get("retrain", ""), tags.get("alerts", "")
         labeled = m.get("labeled_rows")
         current = m.get("current_rows")
         rows.append(
@@ -45,6 +47,13 @@ def monitoring_runs(spec: PipelineSpec, runs: list[dict[str, Any]]) -> dict[str,
                 "labeled_metric": m.get(f"labeled_{metric}"),
                 "metric_drop": m.get("labeled_metric_drop"),
                 "decayed": bool(m.get("performance_decay")),
+                # The estimate from the logged scores (no labels), and on the labeled rows beside the realised value.
+                "estimated_metric": m.get(f"estimated_{metric}"),
+                "labeled_estimated_metric": m.get(f"labeled_estimated_{metric}"),
+                "estimated_decay": bool(m.get("estimated_decay")),
+                "slice_decay": bool(m.get("slice_decay")),
+                "decayed_slices": m.get("decayed_slices"),
+                "alerts": [] if alerts in ("", "no") else alerts.split(","),
                 "drifted": "drift" in retrain.split(","),
                 "retrain": [] if retrain in ("", "no") else retrain.split(","),
             }

@@ -154,3 +154,23 @@ def test_the_page_shows_open_health_incidents_and_the_newest_closed_ones(mlops_h
     assert open_one["summary"] == "no prediction logged for 7.0 h" and open_one["closed_at"] is None
     assert [i["check"] for i in shown["closed"]] == ["label_lag"] and shown["unsent"] == 3
     assert monitoring_view.incidents("churn", closed=0)["closed"] == []
+
+
+def test_monitoring_runs_carry_the_estimate_beside_the_realised_metric_and_the_alerts(spec):
+    run = {
+        "run_id": "r1",
+        "start_time": 1764583200000,
+        "metrics": {"labeled_roc_auc": 0.81, "estimated_roc_auc": 0.8, "labeled_estimated_roc_auc": 0.815,
+                    "estimated_decay": 1.0, "slice_decay": 1.0, "decayed_slices": 2},
+        "tags": {"retrain": "estimated_decay", "alerts": "slice_decay", "model_version": "3"},
+    }  # fmt: skip
+    latest = monitoring_view.monitoring_runs(spec, [run])["latest"]
+    assert (latest["labeled_metric"], latest["estimated_metric"], latest["labeled_estimated_metric"]) == (
+        0.81,
+        0.8,
+        0.815,
+    )
+    assert latest["estimated_decay"] and latest["slice_decay"] and latest["decayed_slices"] == 2
+    assert latest["retrain"] == ["estimated_decay"] and latest["alerts"] == ["slice_decay"]
+    older = monitoring_view.monitoring_runs(spec, [{**run, "metrics": {}, "tags": {"retrain": "no"}}])["latest"]
+    assert older["estimated_metric"] is None and older["alerts"] == [] and not older["estimated_decay"]

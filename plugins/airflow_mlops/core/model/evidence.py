@@ -148,7 +148,7 @@ def _onnx(verdict: GateVerdict | None) -> list[str]:
 def _nfr(verdict: GateVerdict | None) -> list[str]:
     figures = verdict.get("nfr") if verdict else None
     if not figures:
-        return ["- not measured: the pipeline records no latency or size figures for a version"]
+        return ["- not measured: the gate had no latency or size figures of this version (no package task result)"]
     return [f"- {_cell(name)}: {significant(value)}" for name, value in sorted(figures.items())]
 
 

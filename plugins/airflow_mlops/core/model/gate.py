@@ -2,7 +2,8 @@
 
 A candidate becomes champion only when it clears every absolute threshold in the
 spec and beats the current champion, evaluated on the same test data, by at least
-``min_improvement`` on the spec's metric.
+``min_improvement`` on the spec's metric, and keeps within every limit of
+``promotion.requirements`` (latency, size, memory measured at packaging).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from airflow_mlops.core.contracts import ThresholdCheck
-from airflow_mlops.spec import LOWER_IS_BETTER, PromotionSpec
+from airflow_mlops.core.contracts import RequirementCheck, ThresholdCheck
+from airflow_mlops.spec import LOWER_IS_BETTER, PromotionSpec, RequirementsSpec
 
 
 @dataclass
@@ -105,3 +106,58 @@ def decide_promotion(
     if decision.promote:
         decision.reasons.insert(0, "all gates passed")
     return decision
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One limit of ``promotion.requirements``: the figure it bounds (``core.model.footprint``)."""
+
+    field: str  # the spec field, e.g. max_p99_latency_ms
+    figure: str  # the measured figure, e.g. latency_p99_ms
+    group: str  # the figure's group in the package's ``nfr_unmeasured``
+    label: str  # how the reason names it
+    unit: str
+    scale: float  # figure x scale = value in the limit's unit
+
+
+MB = 1e-6  # bytes -> MB (10^6 bytes)
+REQUIREMENTS: tuple[Requirement, ...] = (
+    Requirement("max_p99_latency_ms", "latency_p99_ms", "latency", "p99 latency (1 row)", "ms", 1.0),
+    Requirement("max_p99_batch_latency_ms", "batch_latency_p99_ms", "latency", "p99 latency (batch)", "ms", 1.0),
+    Requirement("max_model_mb", "model_bytes", "model_size", "model size", "MB", MB),
+    Requirement("max_onnx_mb", "onnx_bytes", "onnx_size", "ONNX graph size", "MB", MB),
+    Requirement("max_prediction_memory_mb", "prediction_memory_bytes", "memory", "prediction memory", "MB", MB),
+)
+
+
+def requirement_checks(
+    figures: dict[str, float], unmeasured: dict[str, str], rules: RequirementsSpec
+) -> dict[str, RequirementCheck]:
+    """Each limit set in ``rules`` against its measured figure; a figure that is missing (no ONNX
+    graph, a failed measurement) fails its limit, with why: an unknown latency is not a fast one."""
+    limits = rules.limits()
+    checks: dict[str, RequirementCheck] = {}
+    for row in REQUIREMENTS:
+        if row.field not in limits:
+            continue
+        raw = figures.get(row.figure)
+        value = raw * row.scale if raw is not None and math.isfinite(raw) else None
+        why = None if value is not None else unmeasured.get(row.group, "not measured at packaging")
+        checks[row.field] = {"limit": limits[row.field], "value": value, "unit": row.unit,
+                             "passed": value is not None and value <= limits[row.field], "why": why}  # fmt: skip
+    return checks
+
+
+def requirement_reasons(checks: dict[str, RequirementCheck], batch_rows: int) -> list[str]:
+    """Why each failed limit fails, with the figure and the limit."""
+    reasons = []
+    labels = {row.field: row.label.replace("batch", f"{batch_rows} rows") for row in REQUIREMENTS}
+    for field_name, check in checks.items():
+        if check["passed"]:
+            continue
+        limit = f"promotion.requirements.{field_name} = {check['limit']:g} {check['unit']}"
+        if check["value"] is None:
+            reasons.append(f"{labels[field_name]} cannot be checked against {limit}: {check['why']}")
+        else:
+            reasons.append(f"{labels[field_name]} {check['value']:.4g} {check['unit']} exceeds {limit}")
+    return reasons

@@ -44,6 +44,50 @@ def _validation_lines(gate: GateResult, tags: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+_FIGURES = (  # (figure, what it is, unit, scale): core.model.footprint measures them
+    ("latency_p50_ms", "latency p50, 1 row", "ms", 1.0),
+    ("latency_p99_ms", "latency p99, 1 row", "ms", 1.0),
+    ("batch_latency_p50_ms", "latency p50, {rows} rows", "ms", 1.0),
+    ("batch_latency_p99_ms", "latency p99, {rows} rows", "ms", 1.0),
+    ("model_bytes", "MLflow model folder", "MB", 1e-6),
+    ("onnx_bytes", "ONNX graph", "MB", 1e-6),
+    ("prediction_memory_bytes", "memory of one {rows}-row prediction", "MB", 1e-6),
+    ("process_peak_rss_bytes", "peak RSS of a process serving it", "MB", 1e-6),
+)
+
+
+def _footprint_lines(spec: PipelineSpec, package: Package | None, gate: GateResult) -> list[str]:
+    """The latency, size and memory figures measured at packaging, and the requirements on them."""
+    figures = (package.get("nfr") if package is not None else None) or {}
+    lines = ["## Latency, size and memory", ""]
+    if not figures:
+        return [*lines, "Not measured (no package task result)."]
+    rows = int(figures.get("batch_rows", spec.promotion.requirements.batch_rows))
+    threads = int(figures.get("threads", spec.promotion.requirements.threads))
+    lines += [f"ONNX Runtime on the CPU, {threads} intra-op thread(s), in the packaging task; "
+              "test-split rows; see docs/concepts.md.", ""]  # fmt: skip
+    table = [(what.format(rows=rows), f"{figures[key] * scale:.4g} {unit}")
+             for key, what, unit, scale in _FIGURES if key in figures]  # fmt: skip
+    lines += _table(table, ("figure", "value"))
+    unmeasured = (package.get("nfr_unmeasured") if package is not None else None) or {}
+    for group, why in unmeasured.items():
+        lines.append(f"- {group}: not measured: {_cell(why)}")
+    verdict = gate.get("verdict")
+    checks = (verdict.get("requirements") if verdict is not None else None) or {}
+    if checks:
+        lines += ["", "Requirements (`promotion.requirements`):", ""]
+        lines += _table(
+            [(name, f"{c['limit']:g} {c['unit']}",
+              "-" if c["value"] is None else f"{c['value']:.4g} {c['unit']}",
+              "passed" if c["passed"] else f"FAILED{': ' + str(c['why']) if c['why'] else ''}")
+             for name, c in checks.items()],
+            ("limit", "at most", "measured", "verdict"),
+        )  # fmt: skip
+    else:
+        lines += ["", "No `promotion.requirements` limit set: measured, not gated."]
+    return lines
+
+
 def render_model_card(
     spec: PipelineSpec,
     details: dict[str, Any],
@@ -131,6 +175,7 @@ def render_model_card(
             f"{' x max(1, |prediction|)' if parity.get('relative_to_magnitude') else ''}), labels agree "
             f"{parity['labels_agree']:.2%}: {'passed' if parity['passed'] else 'FAILED'}"
         )
+    lines += ["", *_footprint_lines(spec, package, gate)]
     lines += [
         "",
         "## Intended use and limits",

@@ -25,13 +25,21 @@ from airflow_mlops.core.contracts import (
     Package,
     PromotionRecord,
     Registered,
+    RequirementCheck,
     SplitRefs,
     TrainingResult,
     ValidationResult,
 )
 from airflow_mlops.core.data.validation import carried_warnings as validation_warnings
 from airflow_mlops.core.errors import NothingToProcessError
-from airflow_mlops.core.model.gate import GateDecision, decide_promotion, improvement, threshold_checks
+from airflow_mlops.core.model.gate import (
+    GateDecision,
+    decide_promotion,
+    improvement,
+    requirement_checks,
+    requirement_reasons,
+    threshold_checks,
+)
 from airflow_mlops.core.registry.client import Registry
 from airflow_mlops.core.registry.integrity import artifact_digests
 from airflow_mlops.core.registry.promotion import promote_once
@@ -73,6 +81,7 @@ def register_candidate(
     """
     tags = {
         "spec_fingerprint": spec.fingerprint(),
+        "training_fingerprint": spec.training_fingerprint(),  # compared by the code-change watcher
         "data_fingerprint": dataset["fingerprint"],
         "train_fingerprint": split["train"]["fingerprint"],
         "test_fingerprint": split["test"]["fingerprint"],
@@ -158,6 +167,14 @@ def _onnx_verdict(package: Package | None) -> OnnxVerdict | None:
     }
 
 
+def _requirement_checks(spec: PipelineSpec, package: Package | None) -> dict[str, RequirementCheck]:
+    """``promotion.requirements`` against the package's figures (none without a package)."""
+    figures, missing = (package.get("nfr") or {}, package.get("nfr_unmeasured") or {}) if package else ({}, {})
+    if package is None:
+        missing = dict.fromkeys(("latency", "onnx_size", "memory", "model_size"), "no package task result")
+    return requirement_checks(figures, missing, spec.promotion.requirements)
+
+
 def gate_verdict(
     spec: PipelineSpec,
     evaluation: Evaluation,
@@ -166,7 +183,8 @@ def gate_verdict(
     details: Mapping[str, Any],
 ) -> GateVerdict:
     """Every number the gate compared: the primary metric of candidate and champion, the
-    thresholds, all test metrics of both on the same rows, the ONNX parity (``GateVerdict``)."""
+    thresholds, all test metrics of both on the same rows, the ONNX parity, the latency, size and
+    memory figures and the requirements on them (``GateVerdict``)."""
     rule = spec.promotion
     test_rows = details.get("params", {}).get("test_rows")
     return {
@@ -184,7 +202,8 @@ def gate_verdict(
         "test_rows": int(test_rows) if str(test_rows or "").isdigit() else None,
         "test_fingerprint": details.get("tags", {}).get("test_fingerprint"),
         "onnx": _onnx_verdict(package),
-        "nfr": {},
+        "nfr": dict(package.get("nfr") or {}) if package else {},
+        "requirements": _requirement_checks(spec, package),
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
@@ -240,6 +259,7 @@ def gate_candidate(
             *[r for r in decision.reasons if r != "all gates passed"],
         ]
     blocked = _packaging_reasons(spec, package)
+    blocked += requirement_reasons(_requirement_checks(spec, package), spec.promotion.requirements.batch_rows)
     if blocked:
         decision.promote = False
         decision.reasons = [*blocked, *[r for r in decision.reasons if r != "all gates passed"]]

@@ -33,6 +33,7 @@ def _training_params(spec: PipelineSpec, dataset: DatasetRef, split: SplitRefs) 
     """Lineage parameters of a training run: what data and spec it saw."""
     return {
         "spec_fingerprint": spec.fingerprint(),
+        "training_fingerprint": spec.training_fingerprint(),  # what the code-change watcher compares
         "data_fingerprint": dataset["fingerprint"],
         **{f"{name}_fingerprint": part["fingerprint"] for name, part in _parts(split).items()},
         **{f"{name}_rows": part["rows"] for name, part in _parts(split).items()},
@@ -305,12 +306,14 @@ def evaluate_candidate(spec: PipelineSpec, registry: Registry, training: Trainin
     """Metrics of the logged candidate and of the current champion on the same test split.
 
     Also logged on the candidate's run: metrics per ``evaluation.slices`` value
-    (``evaluation/slices.json`` and ``slice.<column>.<value>.<metric>`` metrics), permutation
+    (``evaluation/slices.json`` and ``slice.<column>.<value>.<metric>`` metrics), the scores'
+    calibration (``core.model.calibration``: ``evaluation/calibration.json``), permutation
     feature importance and, with ``evaluation.plots``, the plots under ``evaluation/``.
     """
     import tempfile
 
     from airflow_mlops.core.data.schema_changes import under_learned_names
+    from airflow_mlops.core.model.calibration import evaluate_calibration, log_calibration
     from airflow_mlops.core.model.evaluation import permutation_importance, render_plots, slice_metrics
     from airflow_mlops.core.model.training import evaluate
 
@@ -329,6 +332,7 @@ def evaluate_candidate(spec: PipelineSpec, registry: Registry, training: Trainin
                 if key != "rows":
                     name = metric_name(f"slice.{column}.{slice_value}.{key}")
                     mlflow_client.log_metric(run_id, name, number)
+    log_calibration(registry, run_id, evaluate_calibration(candidate_model, test, spec))
     importance = permutation_importance(candidate_model, test, spec)
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-eval-") as folder:
         for name, content in (("slices.json", slices), ("feature_importance.json", importance)):
@@ -361,34 +365,40 @@ def evaluate_candidate(spec: PipelineSpec, registry: Registry, training: Trainin
 
 
 def package_candidate(spec: PipelineSpec, registry: Registry, training: TrainingResult, test_uri: str) -> Package:
-    """Export the candidate to ONNX, check parity with scikit-learn on the test split, log both.
+    """Export the candidate to ONNX, check parity with scikit-learn on the test split, log both; measure
+    its latency, size and memory (``core.model.footprint``: ``nfr_*`` metrics, the result's ``nfr``).
 
     Never raises for a model without an ONNX form: the result says why, and the gate
-    decides (``packaging.onnx: required`` fails it, ``optional`` does not).
+    decides (``packaging.onnx: required`` fails it, ``optional`` does not; a latency or memory
+    requirement fails without a graph to measure). Safe to retry: it logs the same artifacts again.
     """
     import tempfile
 
+    from airflow_mlops.core.model.footprint import measure
     from airflow_mlops.core.model.packaging import OnnxExportError, export_onnx, onnx_parity
 
-    if spec.packaging.onnx == "off":
-        return {"onnx_uri": None, "parity": None, "error": None, "policy": "off"}
-    model = tracking.load_model(registry, training["model_uri"])
-    mlflow_client = registry.client
-    try:
-        onnx_bytes = export_onnx(model, spec)
-        parity = onnx_parity(model, onnx_bytes, tables.read_table(test_uri), spec).as_dict()
-    except OnnxExportError as exc:
-        mlflow_client.set_tag(training["run_id"], "onnx_error", str(exc)[:500])
-        return {"onnx_uri": None, "parity": None, "error": str(exc)[:2000], "policy": spec.packaging.onnx}
+    policy, run_id, mlflow_client = spec.packaging.onnx, training["run_id"], registry.client
+    result: Package = {"onnx_uri": None, "parity": None, "error": None, "policy": policy}
+    onnx_bytes, test = None, tables.read_table(test_uri) if policy != "off" else None
     with tempfile.TemporaryDirectory(prefix="airflow-mlops-onnx-") as folder:
-        storage.write_bytes(onnx_bytes, f"{folder}/model.onnx")
-        storage.write_json(parity, f"{folder}/parity.json")
-        mlflow_client.log_artifact(training["run_id"], f"{folder}/model.onnx", "onnx")
-        mlflow_client.log_artifact(training["run_id"], f"{folder}/parity.json", "onnx")
-    mlflow_client.log_metric(training["run_id"], "onnx_max_abs_diff", parity["max_abs_diff"])
-    return {
-        "onnx_uri": f"runs:/{training['run_id']}/onnx/model.onnx",
-        "parity": parity,
-        "error": None,
-        "policy": spec.packaging.onnx,
-    }
+        model_dir = registry.download(training["model_uri"], f"{folder}/model")
+        if test is not None:
+            model = tracking.load_model(registry, training["model_uri"])
+            try:
+                onnx_bytes = export_onnx(model, spec)
+                parity = onnx_parity(model, onnx_bytes, test, spec).as_dict()
+            except OnnxExportError as exc:
+                mlflow_client.set_tag(run_id, "onnx_error", str(exc)[:500])
+                onnx_bytes, result["error"] = None, str(exc)[:2000]
+            else:
+                storage.write_bytes(onnx_bytes, f"{folder}/onnx/model.onnx")
+                storage.write_json(parity, f"{folder}/onnx/parity.json")
+                mlflow_client.log_artifacts(run_id, f"{folder}/onnx", "onnx")
+                mlflow_client.log_metric(run_id, "onnx_max_abs_diff", parity["max_abs_diff"])
+                result["onnx_uri"], result["parity"] = f"runs:/{run_id}/onnx/model.onnx", parity
+        no_graph = "packaging.onnx is off" if test is None else f"the export failed ({str(result['error'])[:200]})"
+        figures, result["nfr_unmeasured"] = measure(spec, model_dir, onnx_bytes, test, no_graph)
+    for name, value in figures.items():
+        mlflow_client.log_metric(run_id, f"nfr_{name}", value)
+    result["nfr"] = figures
+    return result

@@ -60,7 +60,7 @@ class _LoggedProbabilities(_LoggedPredictions):
         return np.asarray([[dict(row)[label] for label in labels] for row in self._joined["probabilities"]])
 
 
-def _labeled_metrics(joined: Any, spec: PipelineSpec, model: Any) -> tuple[dict[str, float], int]:
+def labeled_metrics(joined: Any, spec: PipelineSpec, model: Any) -> tuple[dict[str, float], int]:
     """The task's metrics (``training.evaluate``) of the logged predictions against the labels,
     and how many labeled predictions they were computed on (labels that are no value of the
     predictions' type, e.g. text among numbers, are left out)."""
@@ -95,20 +95,29 @@ def _labeled_metrics(joined: Any, spec: PipelineSpec, model: Any) -> tuple[dict[
         return evaluate(_LoggedPredictions(joined, classes), frame, spec), len(joined)
 
 
-def assess_performance(spec: PipelineSpec, current: Any, model: Any) -> PerformanceCheck | None:
+def labeled_window(spec: PipelineSpec, current: Any) -> tuple[Any, list[str]]:
+    """The champion's logged predictions since its promotion day that a delayed label has arrived
+    for, with the ``evaluation.slices`` columns (``labeled_predictions``); None without labels."""
+    slices = tuple(spec.evaluation.slices)
+    return labeled_predictions(spec, str(current.version), promotion_day(current), columns=slices)
+
+
+def assess_performance(
+    spec: PipelineSpec, current: Any, model: Any, window: tuple[Any, list[str]] | None = None
+) -> PerformanceCheck | None:
     """Metrics of the champion on its delayed labels vs its own test metrics; None without labels.
 
     Decay needs ``monitoring.min_labeled_rows`` labeled predictions (those the metrics use) and
     the promotion metric worse than the champion's ``test_<metric>`` tag by more than
     ``monitoring.max_metric_drop``. Only predictions logged since the champion's promotion day
-    are read.
+    are read. ``window``: what ``labeled_window`` returned, when the caller already read it.
     """
-    joined, unusable = labeled_predictions(spec, str(current.version), promotion_day(current))
+    joined, unusable = window if window is not None else labeled_window(spec, current)
     if joined is None:
         return None
     metric = spec.promotion.metric
     minimum, allowed = spec.monitoring.min_labeled_rows, spec.monitoring.max_metric_drop
-    metrics, labeled = _labeled_metrics(joined, spec, model) if len(joined) else ({}, 0)
+    metrics, labeled = labeled_metrics(joined, spec, model) if len(joined) else ({}, 0)
     tag = current.tags.get(f"test_{metric}")
     test_value = float(tag) if tag not in (None, "") else None
     value = metrics.get(metric)

@@ -18,10 +18,16 @@ from airflow_mlops.core.data.schema_changes import apply_renames, under_learned_
 from airflow_mlops.core.errors import NothingToProcessError
 from airflow_mlops.core.io import storage, tables
 from airflow_mlops.core.operations.drift.predictions import champion_prediction_drift
-from airflow_mlops.core.operations.performance import assess_performance, performance_summary
+from airflow_mlops.core.operations.estimation import (
+    assess_estimate,
+    champion_calibration,
+    estimate_metric_values,
+)
+from airflow_mlops.core.operations.performance import assess_performance, labeled_window, performance_summary
 from airflow_mlops.core.operations.prediction_log.batch import LogContext
 from airflow_mlops.core.operations.prediction_log.readers import champion_log, lookback_start, recent_prediction_logs
 from airflow_mlops.core.operations.scoring import as_parquet, feedback_name, score_file, validate_file
+from airflow_mlops.core.operations.slices import assess_slices, champion_slices, slice_metric_values
 from airflow_mlops.core.registry import tracking
 from airflow_mlops.core.registry.client import Registry, metric_name
 from airflow_mlops.spec import PipelineSpec
@@ -96,10 +102,13 @@ def score_batches(spec: PipelineSpec, registry: Registry, uris: list[str], run_i
 
 def monitor_drift(spec: PipelineSpec, registry: Registry, log_uris: list[str], run_id: str) -> MonitorResult:
     """Compare logged features with the champion's training reference, and its logged predictions
-    with the delayed labels that arrived (performance decay); log both to MLflow.
+    with the delayed labels that arrived (performance decay, and per ``evaluation.slices`` value),
+    and estimate its metric from the logged scores without labels; log all of it to MLflow.
 
     ``retrain`` is true, with its ``retrain_reasons``, when the features drifted or the
-    champion's performance on labeled predictions decayed.
+    champion's performance on labeled predictions decayed; a decayed slice (``slice_decay``) or
+    estimate (``estimated_decay``) joins the reasons with ``monitoring.retrain_on_slice_decay`` /
+    ``monitoring.use_estimate``, else it is listed in ``alerts`` only.
 
     Long on purpose: the orchestration of one monitoring run (which logs, the champion, drift,
     performance, reports, the MLflow run); each step is a call.
@@ -129,17 +138,25 @@ def monitor_drift(spec: PipelineSpec, registry: Registry, log_uris: list[str], r
         if not storage.list_files_recursive(layout.labels_dir(spec.name)):
             raise NothingToProcessError(no_data)
     model = under_learned_names(tracking.load_model(registry, f"models:/{name}/{version}"), spec)
-    performance = assess_performance(spec, current, model)
+    labeled = labeled_window(spec, current)
+    performance = assess_performance(spec, current, model, labeled)
     if current_log.empty and performance is None:
         raise NothingToProcessError(f"{no_data}, and no delayed labels of its predictions")
     if current_log.empty:
         # Nothing to compare for drift; the delayed labels are still judged.
         logger.warning("%s: drift not measured, performance judged on delayed labels", no_data)
     report, reference, output = _measure_drift(spec, model, reference_uri, current_log)
+    tested_slices = champion_slices(registry, current) if spec.evaluation.slices else None
+    slices = assess_slices(spec, labeled[0], model, tested_slices)
+    estimate = assess_estimate(spec, current, model, champion_calibration(registry, current), current_log, labeled[0])
     reasons = [
         *(["drift"] if report.drift_detected else []),
         *(["performance_decay"] if performance and performance["decayed"] else []),
     ]
+    alerts: list[str] = []
+    for reason, check in (("slice_decay", slices), ("estimated_decay", estimate)):
+        if check is not None and check["decayed"]:
+            (reasons if check["retrain"] else alerts).append(reason)
     folder = layout.run_dir(spec.name, run_id, "monitor")
     report_uri = layout.join(folder, "drift_report.json")
     storage.write_json(
@@ -152,13 +169,18 @@ def monitor_drift(spec: PipelineSpec, registry: Registry, log_uris: list[str], r
             **report.as_dict(),
             "prediction_drift": asdict(output) if output else None,
             "performance": performance,
+            "slices": slices,
+            "estimate": estimate,
+            "alerts": alerts,
             "retrain_reasons": reasons,
         },
         report_uri,
     )
-    page = _drift_page(spec, f"{name} v{version}", report, reference, current_log, no_data, performance)
+    checks = {"performance": performance, "slices": slices, "estimate": estimate}
+    page = _drift_page(spec, f"{name} v{version}", report, reference, current_log, no_data, checks)
     html_uri = storage.write_bytes(page.encode("utf-8"), layout.join(folder, "drift_report.html"))
-    mlflow_run_id = _log_monitoring_run(spec, registry, run_id, current, report, output, performance, reasons, page)
+    decisions = {"retrain": ",".join(reasons) or "no", "alerts": ",".join(alerts) or "no"}
+    mlflow_run_id = _log_monitoring_run(spec, registry, run_id, current, report, output, checks, decisions, page)
     return {
         "drift_detected": report.drift_detected,
         "drift_measured": no_data is None,
@@ -171,6 +193,10 @@ def monitor_drift(spec: PipelineSpec, registry: Registry, log_uris: list[str], r
         "psi_threshold": report.psi_threshold,
         "performance": performance_summary(performance),
         "performance_decay": bool(performance and performance["decayed"]),
+        "slice_decay": bool(slices and slices["decayed"]),
+        "decayed_slices": slices["decayed_slices"] if slices else [],
+        "estimate": estimate,
+        "alerts": alerts,
         "retrain": bool(reasons),
         "retrain_reasons": reasons,
         "model_version": version,
@@ -219,15 +245,18 @@ def _drift_page(
     reference: Any,
     current_log: Any,
     no_data: str | None,
-    performance: PerformanceCheck | None,
+    checks: dict[str, Any],
 ) -> str:
     """The monitoring run's HTML report, titled by what was (or could not be) measured."""
     from airflow_mlops.core.operations.drift.report import render_drift_html
 
     measured = f" (not measured: {no_data})" if no_data else f" ({report.current_rows:,} logged predictions)"
     title = f"{spec.name}: drift of {model}'s inputs" + measured
-    shown = dict(performance) if performance is not None else None
-    return render_drift_html(report, reference, current_log, title, performance=shown)
+    shown = {key: dict(check) if check is not None else None for key, check in checks.items()}
+    return render_drift_html(
+        report, reference, current_log, title, performance=shown["performance"], slices=shown["slices"],
+        estimate=shown["estimate"],
+    )  # fmt: skip
 
 
 def _log_monitoring_run(
@@ -237,11 +266,12 @@ def _log_monitoring_run(
     current: Any,
     report: Any,
     output: Any,
-    performance: PerformanceCheck | None,
-    reasons: list[str],
+    checks: dict[str, Any],
+    decisions: dict[str, str],
     page: str,
 ) -> str:
-    """One MLflow run of the monitoring experiment with every score, the decision and both reports.
+    """One MLflow run of the monitoring experiment with every score, the decisions (tags ``retrain``
+    and ``alerts``), the checks (``performance.json``, ``slices.json``, ``estimate.json``) and both reports.
 
     A retry logs a second run: runs are records of what was measured, nothing reads "the" run.
     """
@@ -249,6 +279,7 @@ def _log_monitoring_run(
     experiment_id = registry.use_experiment(f"{spec.name}_monitoring")
     tags = {"model_name": name, "model_version": str(current.version), "airflow.run_id": run_id}
     mlflow_run_id = registry.create_run(experiment_id, run_id, tags)
+    performance: PerformanceCheck | None = checks["performance"]
     with registry.ending(mlflow_run_id):
         # Column names may hold characters MLflow refuses in metric names (parentheses, ...).
         key = metric_name
@@ -270,9 +301,12 @@ def _log_monitoring_run(
                     **({"labeled_metric_drop": performance["drop"]} if performance["drop"] is not None else {}),
                 }
             )
-        registry.log_batch(mlflow_run_id, metrics=metrics, tags={"retrain": ",".join(reasons) or "no"})
-        if performance is not None:
-            registry.client.log_dict(mlflow_run_id, dict(performance), "performance.json")
+        metrics.update(slice_metric_values(checks["slices"]))
+        metrics.update(estimate_metric_values(checks["estimate"]))
+        registry.log_batch(mlflow_run_id, metrics=metrics, tags=decisions)
+        for part, check in checks.items():
+            if check is not None:
+                registry.client.log_dict(mlflow_run_id, dict(check), f"{part}.json")
         registry.client.log_dict(mlflow_run_id, report.as_dict(), "drift_report.json")
         registry.client.log_text(mlflow_run_id, page, "drift_report.html")
     return mlflow_run_id

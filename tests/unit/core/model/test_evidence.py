@@ -83,7 +83,7 @@ def test_the_gate_the_parity_and_the_missing_latency_figures_are_stated():
     assert (
         "- passed: max |onnx - sklearn| = 2.00e-07 on 1200 test rows (tolerance 0.000100), labels agree 100.00%" in body
     )
-    assert "- not measured: the pipeline records no latency or size figures" in body
+    assert "- not measured: the gate had no latency or size figures of this version" in body
     measured = approval_request(_gate(nfr={"p99_latency_ms": 3.21, "onnx_bytes": 123456.0}))  # type: ignore[arg-type]
     assert "- onnx_bytes: 123,500" in measured and "- p99_latency_ms: 3.210" in measured
 

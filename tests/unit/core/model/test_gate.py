@@ -83,3 +83,61 @@ def test_improvement_is_signed_so_that_better_is_positive_whatever_the_direction
     assert improvement(1.0, 1.2, PromotionSpec(metric="rmse")) == pytest.approx(0.2)
     assert improvement(0.8, None, PromotionSpec()) is None
     assert improvement(float("nan"), 0.8, PromotionSpec()) is None
+
+
+FIGURES = {"latency_p99_ms": 4.2, "batch_latency_p99_ms": 30.0, "model_bytes": 2_500_000.0, "onnx_bytes": 90_000.0,
+           "prediction_memory_bytes": 3_000_000.0}  # fmt: skip
+
+
+def test_a_broken_requirement_fails_with_the_figure_and_the_limit():
+    from airflow_mlops.core.model.gate import requirement_checks, requirement_reasons
+    from airflow_mlops.spec import RequirementsSpec
+
+    rules = RequirementsSpec(max_p99_latency_ms=2.0, max_model_mb=5.0, max_prediction_memory_mb=1.0, batch_rows=50)
+    checks = requirement_checks(FIGURES, {}, rules)
+    assert checks["max_p99_latency_ms"] == {"limit": 2.0, "value": 4.2, "unit": "ms", "passed": False, "why": None}
+    assert checks["max_model_mb"]["passed"] and checks["max_model_mb"]["value"] == pytest.approx(2.5)
+    assert requirement_reasons(checks, rules.batch_rows) == [
+        "p99 latency (1 row) 4.2 ms exceeds promotion.requirements.max_p99_latency_ms = 2 ms",
+        "prediction memory 3 MB exceeds promotion.requirements.max_prediction_memory_mb = 1 MB",
+    ]
+
+
+def test_the_batch_latency_reason_names_the_rows():
+    from airflow_mlops.core.model.gate import requirement_checks, requirement_reasons
+    from airflow_mlops.spec import RequirementsSpec
+
+    rules = RequirementsSpec(max_p99_batch_latency_ms=10.0, batch_rows=500)
+    assert requirement_reasons(requirement_checks(FIGURES, {}, rules), 500) == [
+        "p99 latency (500 rows) 30 ms exceeds promotion.requirements.max_p99_batch_latency_ms = 10 ms"
+    ]
+
+
+def test_a_limit_on_a_figure_that_was_not_measured_fails_and_says_why():
+    from airflow_mlops.core.model.gate import requirement_checks, requirement_reasons
+    from airflow_mlops.spec import RequirementsSpec
+
+    why = "no ONNX graph: the export failed (cannot convert SVC to ONNX)"
+    rules = RequirementsSpec(max_p99_latency_ms=2.0, max_model_mb=5.0)
+    checks = requirement_checks({"model_bytes": 1e6}, {"latency": why, "memory": why}, rules)
+    assert checks["max_p99_latency_ms"] == {"limit": 2.0, "value": None, "unit": "ms", "passed": False, "why": why}
+    assert checks["max_model_mb"]["passed"]  # the model folder is measured without a graph
+    assert requirement_reasons(checks, 100) == [
+        f"p99 latency (1 row) cannot be checked against promotion.requirements.max_p99_latency_ms = 2 ms: {why}"
+    ]
+
+
+def test_no_requirement_set_means_measured_not_gated():
+    from airflow_mlops.core.model.gate import requirement_checks
+    from airflow_mlops.spec import RequirementsSpec
+
+    assert requirement_checks(FIGURES, {}, RequirementsSpec()) == {}
+    assert requirement_checks({}, {"latency": "no ONNX graph"}, RequirementsSpec()) == {}
+
+
+def test_every_requirement_field_has_a_row_and_every_row_a_field():
+    from airflow_mlops.core.model.gate import REQUIREMENTS
+    from airflow_mlops.spec import RequirementsSpec
+
+    limits = {name for name in RequirementsSpec.model_fields if name.startswith("max_")}
+    assert {row.field for row in REQUIREMENTS} == limits

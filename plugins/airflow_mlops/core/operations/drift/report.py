@@ -153,13 +153,19 @@ def render_drift_html(
     title: str,
     plots: bool = True,
     performance: dict[str, Any] | None = None,
+    slices: dict[str, Any] | None = None,
+    estimate: dict[str, Any] | None = None,
 ) -> str:
     """One HTML page for ``report``; ``reference``/``current`` hold the features it compared.
 
     ``performance`` (from ``performance.assess_performance``) adds the Performance section:
-    the champion's metrics on its labeled predictions against its test metrics.
+    the champion's metrics on its labeled predictions against its test metrics; ``slices``
+    (``slices.assess_slices``) and ``estimate`` (``estimation.assess_estimate``) add theirs
+    (``core.operations.checks_report``).
     """
     import matplotlib
+
+    from airflow_mlops.core.operations.checks_report import estimate_section, slices_section
 
     matplotlib.use("Agg")
     verdict = "DRIFT DETECTED" if report.drift_detected else "no drift"
@@ -189,7 +195,8 @@ current {report.current_rows:,} rows.</p>
 {_table_header()}
 {"".join(table)}
 </table>
-{_performance_section(performance)}<h2>Reference vs current</h2>
+{_performance_section(performance)}{slices_section(slices)}{estimate_section(estimate, performance)}
+<h2>Reference vs current</h2>
 {"".join(images)}
 </body></html>
 """

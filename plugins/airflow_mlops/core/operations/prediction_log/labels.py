@@ -14,7 +14,9 @@ from airflow_mlops.spec import PipelineSpec
 logger = logging.getLogger(__name__)
 
 
-def labeled_predictions(spec: PipelineSpec, version: str, since: dt.date | None = None) -> tuple[Any, list[str]]:
+def labeled_predictions(
+    spec: PipelineSpec, version: str, since: dt.date | None = None, columns: tuple[str, ...] = ()
+) -> tuple[Any, list[str]]:
     """The current champion's logged predictions that a delayed label has arrived for.
 
     Label files (Parquet or CSV) under ``layout.labels_dir`` hold ``spec.data.label`` and
@@ -23,7 +25,8 @@ def labeled_predictions(spec: PipelineSpec, version: str, since: dt.date | None 
     Without ``data.id_column`` labels join by ``request_id`` (+ ``row``) only.
     A key labeled twice keeps its last label (files in name order). Only the prediction log's
     date partitions from ``since`` on are read (``None``: every partition). Returns the joined
-    rows (prediction, score, the label) and the label files that could not be used.
+    rows (prediction, score, the logged model inputs named in ``columns``, the label) and the
+    label files that could not be used.
     """
     import pandas as pd
 
@@ -65,6 +68,7 @@ def labeled_predictions(spec: PipelineSpec, version: str, since: dt.date | None 
         since,
         request_ids=None if request_labels is None else set(request_labels["request_id"]),
         ids=None if id_labels is None else set(id_labels["id"]),
+        columns=columns,
     )
     joined = []
     if request_labels is not None:

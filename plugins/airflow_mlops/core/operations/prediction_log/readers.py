@@ -51,13 +51,16 @@ def champion_predictions(
     since: dt.date | None = None,
     request_ids: set[str] | None = None,
     ids: set[str] | None = None,
+    columns: tuple[str, ...] = (),
 ) -> Any:
     """Keys, time and outputs of the predictions ``version`` logged from ``since`` on (only those
-    columns are read); with ``request_ids``/``ids``, only the rows one of them labels."""
+    columns are read, and the model inputs named in ``columns``, e.g. the evaluation's slices);
+    with ``request_ids``/``ids``, only the rows one of them labels."""
     import pandas as pd
 
     id_column = spec.data.id_column
     wanted = ["request_id", "row", "logged_at", *([id_column] if id_column else []), "prediction", "score"]
+    wanted.extend(c for c in columns if c not in wanted)
     wanted.append("probabilities")  # models of more than two classes log every class's probability
     frames = []
     for uri in prediction_log_files(spec.name, since):
@@ -89,10 +92,12 @@ def champion_predictions(
                 prediction=frame["prediction"].to_numpy(),
                 score=frame["score"].to_numpy(dtype="float64") if "score" in frame.columns else np.nan,
                 probabilities=frame["probabilities"].to_numpy() if "probabilities" in frame.columns else None,
+                # A model input this log lacks (an older log) is missing on its rows.
+                **{c: frame[c].to_numpy() if c in frame.columns else None for c in columns},
             ).reset_index(drop=True)
         )
     if not frames:
-        return pd.DataFrame(columns=["request_id", "row", "logged_at", "id", "prediction", "score"])
+        return pd.DataFrame(columns=["request_id", "row", "logged_at", "id", "prediction", "score", *columns])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -116,11 +121,12 @@ def recent_prediction_logs(spec: PipelineSpec, now: dt.datetime | None = None) -
 
 def champion_log(spec: PipelineSpec, uris: list[str], version: str, start: dt.datetime | None) -> tuple[Any, list[str]]:
     """The newest ``monitoring.max_rows`` predictions ``version`` logged in ``uris`` (at or after
-    ``start``), with only the columns drift needs, and the files they came from. Files are read
-    newest first and reading stops once enough rows are in."""
+    ``start``), with only the columns drift and the estimate without labels need, and the files
+    they came from. Files are read newest first and reading stops once enough rows are in."""
     import pandas as pd
 
-    columns = ["logged_at", *spec.data.features.all, "prediction", "score"]
+    # Probabilities: models of more than two classes, for the estimate without labels.
+    columns = ["logged_at", *spec.data.features.all, "prediction", "score", "probabilities"]
     limit = spec.monitoring.max_rows
     frames, used, rows = [], [], 0
     for uri in reversed(uris):
