@@ -37,6 +37,22 @@ export function ChampionText(props: { champion: Json }) {
   );
 }
 
+// Open health incidents of the monitoring DAG (silence, label lag, champion age, a late run): what, since when.
+export function OpenIncidents(props: { incidents: Json }) {
+  const found = props.incidents;
+  if (!found || found.error) return found && found.error ? <div class="error">incidents: {found.error}</div> : null;
+  return (
+    <>
+      {found.open.map((i: Json) => (
+        <div class="warn incident" data-incident={i.check} title={i.summary}>
+          {i.check.replace("_", " ")} since {when(i.opened_at)}
+          <div class="small">{i.summary}</div>
+        </div>
+      ))}
+    </>
+  );
+}
+
 export function Overview(props: { root: string }) {
   const [data, setData] = useState<Json>(null);
   const [error, setError] = useState<string>("");
@@ -75,7 +91,11 @@ export function Overview(props: { root: string }) {
                 <td>
                   {p.approvals_open ? <a class="warn" href={`${base}/required_actions`} target="_top">{p.approvals_open} waiting</a> : <span class="muted">none</span>}
                 </td>
-                <td>{reg.alert ? <span class="warn">{reg.alert.reasons.join(" + ")} since {when(reg.alert.at)}</span> : <span class="muted">none</span>}</td>
+                <td>
+                  {reg.alert ? <div class="warn">{reg.alert.reasons.join(" + ")} since {when(reg.alert.at)}</div> : null}
+                  <OpenIncidents incidents={p.incidents} />
+                  {!reg.alert && !(p.incidents && p.incidents.open && p.incidents.open.length) ? <span class="muted">none</span> : null}
+                </td>
                 <td class="small">
                   {p.inboxes ? Object.entries(p.inboxes).map(([k, v]) => <div>{k}: <code>{String(v)}</code></div>) : null}
                   {p.claims ? Object.entries(p.claims).map(([k, v]: [string, Json]) => (

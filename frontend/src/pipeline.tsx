@@ -2,7 +2,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { airflowBase, answerApproval, getJson, Json, rollback, triggerRetrain } from "./api";
 import { Bars, fmt, Heatmap, LineChart } from "./charts";
-import { ChampionText, RunCell, when } from "./overview";
+import { ChampionText, OpenIncidents, RunCell, when } from "./overview";
 
 function Section(props: { title: string; id: string; children: Json }) {
   return (
@@ -277,6 +277,28 @@ function Monitoring(props: { page: Json }) {
   );
 }
 
+// The health check's incidents: open ones first, then the newest closed (when it opened, what, when it cleared).
+function Incidents(props: { incidents: Json }) {
+  const found = props.incidents;
+  if (!found) return null;
+  if (found.error) return <Failed part={found} what="the health incidents" />;
+  const rows = [...found.open, ...[...found.closed].reverse()];
+  if (!rows.length) return <p class="muted">health: no incident{found.unsent ? `; ${found.unsent} message(s) not sent yet` : ""}</p>;
+  return (
+    <table class="grid incidents">
+      <thead><tr><th>health</th><th>opened</th><th>what</th><th>cleared</th></tr></thead>
+      <tbody>
+        {rows.map((i: Json) => (
+          <tr data-incident={i.id} class={i.closed_at ? "" : "warn"}>
+            <td>{i.check.replace("_", " ")}</td><td>{when(i.opened_at)}</td><td class="small">{i.summary}</td>
+            <td>{i.closed_at ? when(i.closed_at) : <b>open</b>}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
 function Quality(props: { root: string; page: Json }) {
   const q = props.page.quality;
   if (q.error) return <Failed part={q} what="the validation reports" />;
@@ -345,14 +367,16 @@ export function PipelinePage(props: { root: string; name: string }) {
         {["training", "scoring", "monitoring"].map((kind) => (
           <div><h3>last {kind}</h3>{page.runs.error ? <span class="error">{page.runs.error}</span> : <RunCell root={props.root} dag={page.dags[kind]} run={page.runs[kind]} />}</div>
         ))}
-        <div><h3>alert</h3>{page.alert ? <span class="warn">{page.alert.reasons.join(" + ")} since {when(page.alert.at)}</span> : <span class="muted">none</span>}</div>
+        <div><h3>alert</h3>{page.alert ? <div class="warn">{page.alert.reasons.join(" + ")} since {when(page.alert.at)}</div> : null}
+          <OpenIncidents incidents={page.incidents} />
+          {!page.alert && !(page.incidents && page.incidents.open && page.incidents.open.length) ? <span class="muted">none</span> : null}</div>
       </div>
       <p class="muted">signed in as {page.user}</p>
       <Section title="Actions" id="actions"><Actions root={props.root} page={page} reload={load} /></Section>
       <Section title="Waiting for a decision" id="approvals"><Approvals root={props.root} page={page} reload={load} /></Section>
       <Section title="Champion timeline" id="timeline"><Timeline page={page} /></Section>
       <Section title="Champion card" id="card">{reg.error ? <Failed part={reg} what="the registry" /> : <Card root={props.root} page={page} />}</Section>
-      <Section title="Monitoring" id="monitoring"><Monitoring page={page} /></Section>
+      <Section title="Monitoring" id="monitoring"><Monitoring page={page} /><Incidents incidents={page.incidents} /></Section>
       <Section title="Data quality" id="quality"><Quality root={props.root} page={page} /></Section>
     </main>
   );

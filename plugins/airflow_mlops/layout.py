@@ -81,3 +81,8 @@ def is_report_path(relative: str) -> bool:
 def labels_dir(pipeline: str) -> str:
     """Where delayed labels are dropped: files keyed by ``request_id`` (+ ``row``) or the id column."""
     return lake_dir(pipeline, "labels")
+
+
+def incidents_uri(pipeline: str) -> str:
+    """The monitoring health state: open incidents, the last closed ones, the alerts not yet sent."""
+    return join(artifact_root(), pipeline, "monitoring", "incidents.json")

@@ -439,6 +439,43 @@ class DriftEvent(TypedDict, total=False):
     retrain_reasons: list[str]
 
 
+class Incident(TypedDict):
+    """One open (or closed) health incident of the monitoring DAG (``core.operations.incidents``)."""
+
+    id: str  # "<check>-<opened at>": the idempotency key of its alert and recovery messages
+    check: str  # silence, label_lag, champion_age, monitoring_late
+    summary: str  # what a person reads: "no prediction logged for 3.2 h (the last at ...)"
+    since: str | None  # ISO time the condition counts from (the last prediction, the promotion, ...)
+    opened_at: str
+    opened_by: str  # the Airflow run (or the deadline) that opened it
+    closed_at: NotRequired[str]
+    closed_by: NotRequired[str]
+
+
+class AlertMessage(TypedDict):
+    """An alert or recovery waiting in the outbox of the incident state until every notifier took it."""
+
+    id: str  # "<incident id>:alert" or "<incident id>:recovered": receivers may dedup by it
+    kind: str  # "alert" or "recovered"
+    pipeline: str
+    incident: Incident
+    at: str
+    sent_to: list[str]  # the notifiers that accepted it ("<index>:<class name>")
+
+
+class HealthResult(TypedDict):
+    """The health check's result: what is open now, what opened and cleared in this run."""
+
+    pipeline: str
+    checked_at: str
+    open: list[Incident]
+    opened: list[str]  # checks whose incident this run opened
+    cleared: list[str]  # checks whose incident this run closed
+    findings: dict[str, Any]  # per enabled check: breached, summary, since
+    messages: list[str]  # ids of the messages this run delivered
+    undelivered: list[str]  # ids still in the outbox (a notifier failed: the retry sends them)
+
+
 # -- landing: the claim events -------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Drift alerts posted as JSON to a webhook (Slack-, Teams- or pager-style endpoints).
+"""Drift and health alerts posted as JSON to a webhook (Slack-, Teams- or pager-style endpoints).
 
 The URL comes from an Airflow connection (any type; ``host`` may hold the whole URL, or
 ``schema``/``host``/``port`` build it, and ``extra.endpoint`` adds a path), so the address
@@ -62,4 +62,62 @@ class DriftWebhookNotifier(BaseNotifier):
 
         url = webhook_url(BaseHook.get_connection(self.conn_id))
         response = httpx.post(url, json=self.payload(context), timeout=self.timeout_seconds)
+        response.raise_for_status()
+
+
+def health_payload(message: Any, context: Any) -> dict[str, Any]:
+    """The JSON of one health message (``core.operations.incidents``): what, since when, open or recovered."""
+    incident = dict(message.get("incident") or {})
+    ti = context.get("ti") if hasattr(context, "get") else None
+    run = context.get("dag_run") if hasattr(context, "get") else None
+    dag_id = getattr(ti, "dag_id", None) or (run.get("dag_id") if isinstance(run, dict) else None)
+    run_id = getattr(ti, "run_id", None) or (run.get("run_id") if isinstance(run, dict) else None)
+    return {
+        "alert": incident.get("check"),  # silence, label_lag, champion_age, monitoring_late
+        "state": "open" if message.get("kind") == "alert" else "recovered",
+        "message_id": message.get("id"),  # the same on a repeat: drop it
+        "incident_id": incident.get("id"),
+        "pipeline": message.get("pipeline"),
+        "summary": incident.get("summary"),
+        "since": incident.get("since"),
+        "opened_at": incident.get("opened_at"),
+        "closed_at": incident.get("closed_at"),
+        "at": message.get("at"),
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "task_id": getattr(ti, "task_id", None),
+    }
+
+
+class HealthWebhookNotifier(BaseNotifier):
+    """POST one monitoring health message (an incident opened, or recovered) to the webhook of
+    Airflow connection ``conn_id``.
+
+    The health check task (``HealthCheckOperator``) calls it with the message in the context
+    (``mlops_alert``); the monitoring DAG's deadline callback posts the same payload
+    (``health_payload``) from the triggerer. Both record the message as taken by
+    ``delivery_key``, so the webhook gets each message once.
+
+    :param conn_id: Airflow connection holding the webhook URL. (templated)
+    """
+
+    template_fields: Sequence[str] = ("conn_id",)
+
+    def __init__(self, *, conn_id: str, timeout_seconds: float = 10.0) -> None:
+        super().__init__()
+        self.conn_id = conn_id
+        self.timeout_seconds = timeout_seconds
+
+    @property
+    def delivery_key(self) -> str:
+        return f"webhook:{self.conn_id}"
+
+    def notify(self, context: Any) -> None:
+        import httpx
+
+        message = context.get("mlops_alert")
+        if not message:
+            raise ValueError("HealthWebhookNotifier needs the message in the context ('mlops_alert')")
+        url = webhook_url(BaseHook.get_connection(self.conn_id))
+        response = httpx.post(url, json=health_payload(message, context), timeout=self.timeout_seconds)
         response.raise_for_status()

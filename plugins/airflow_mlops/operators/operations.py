@@ -18,9 +18,9 @@ from airflow_mlops.operators.links import DriftReportLink, MlflowRunLink
 from airflow_mlops.operators.threads import capped_threads
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context, XComArg
+    from airflow.sdk import BaseNotifier, Context, XComArg
 
-    from airflow_mlops.core.contracts import DriftEvent, MonitorResult, ScoreSummary
+    from airflow_mlops.core.contracts import AlertMessage, DriftEvent, HealthResult, MonitorResult, ScoreSummary
 
 
 class BatchScoreOperator(MlopsBaseOperator):
@@ -157,3 +157,79 @@ class EmitDriftEventOperator(MlopsBaseOperator):
             performance.get("decision") if performance else None,
         )
         return cast("DriftEvent", extra)
+
+
+class HealthCheckOperator(MlopsBaseOperator):
+    """Raise an alert when the model falls silent, labels stop arriving, the champion grows old or
+    a monitoring run was late (``core.operations.health``); send a recovery when the condition clears.
+
+    One incident per condition: its alert is sent when it starts, nothing while it holds, one
+    recovery when it clears. Each message goes to every notifier of ``notifiers`` (Airflow
+    notifiers: ``HealthWebhookNotifier``, or any other, called with the context plus
+    ``mlops_alert``, the message, so a templated text such as
+    ``{{ mlops_alert.kind }}: {{ mlops_alert.incident.summary }}`` renders it).
+
+    Runs on every monitoring run, whatever the drift check did (trigger rule ``all_done``):
+    silence is found precisely when a calendar run has nothing to read.
+
+    Safe to retry: the decision (incident opened or closed, message queued) is written to the
+    incident state under the artifact root before anything is sent, and each notifier that took
+    a message is marked there at once. A retry finds the incident open (no second alert) and
+    sends only what some notifier did not take; a notifier failure fails the task so that the
+    retry delivers it. Only a notifier that accepted a message just before the process died can
+    receive it twice: every message carries its ``id`` for the receiver.
+
+    :param notifiers: Airflow notifiers that receive each alert and recovery.
+    :param watched_task_ids: tasks of this run whose failure means monitoring itself is not
+        working: while one failed, an open ``monitoring_late`` incident stays open.
+    """
+
+    ui_color = "#fdf3e8"
+
+    def __init__(
+        self, *, notifiers: Sequence[BaseNotifier] = (), watched_task_ids: Sequence[str] = (), **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.notifiers = list(notifiers)
+        self.watched_task_ids = list(watched_task_ids)
+
+    def execute(self, context: Context) -> HealthResult:
+        import copy
+
+        from airflow_mlops.core.model import outcome
+        from airflow_mlops.core.operations import incidents
+        from airflow_mlops.core.operations.health import check_health
+
+        spec = self.load_spec()
+        result, waiting = check_health(spec, self.registry(), self.run_id(context), self._watched_ok(context))
+        # A notifier that names its destination (HealthWebhookNotifier: "webhook:<conn id>") shares
+        # the deadline callback's record of what that destination took; any other is known by position.
+        keys = [getattr(n, "delivery_key", None) or f"{i}:{type(n).__name__}" for i, n in enumerate(self.notifiers)]
+        by_key = dict(zip(keys, self.notifiers, strict=True))
+
+        def send(key: str, message: AlertMessage) -> None:
+            notifier = copy.deepcopy(by_key[key])  # its templates render in place: a fresh copy per message
+            self.log.info("sending %s to %s", message["id"], key)
+            notifier({**context, "mlops_alert": message})
+
+        note = outcome.health(result["open"], result["cleared"], self.task_id)
+        if note is not None:
+            self.record_outcome(context, note)
+        result["messages"], result["undelivered"] = incidents.deliver(spec.name, keys, send) if waiting else ([], [])
+        for incident in result["open"]:
+            self.log.warning("OPEN %s since %s: %s", incident["check"], incident["opened_at"], incident["summary"])
+        self.log.info("opened %s, cleared %s, sent %s", result["opened"], result["cleared"], result["messages"])
+        return result
+
+    def _watched_ok(self, context: Context) -> bool:
+        """None of ``watched_task_ids`` failed in this run (unknown counts as not failed)."""
+        if not self.watched_task_ids:
+            return True
+        ti: Any = context.get("ti")
+        try:
+            states = ti.get_task_states(dag_id=ti.dag_id, task_ids=self.watched_task_ids, run_ids=[ti.run_id])
+        except Exception:  # a context without the supervisor (a unit test): nothing is known to have failed
+            self.log.info("could not read the states of %s", self.watched_task_ids, exc_info=True)
+            return True
+        found = [str(state) for per_run in (states or {}).values() for state in (per_run or {}).values()]
+        return not any(state in ("failed", "upstream_failed") for state in found)

@@ -93,6 +93,32 @@ class MonitoringSpec(Strict):
         "is only reported (alerts: estimated_decay).",
     )
 
+    # Health alerts (``core.operations.health``): None turns a check off.
+    max_silence_hours: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Alert when no prediction was logged for this many hours (the model stopped answering, "
+        "or its log stopped): checked on every monitoring run, the calendar ones included.",
+    )
+    max_label_lag_hours: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Alert when no delayed-label file arrived in lake/labels for this many hours "
+        "(counted from the first logged prediction while none ever arrived).",
+    )
+    max_champion_age_days: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Alert when the champion has held the alias for more than this many days (since its "
+        "promotion, from the promotion history).",
+    )
+    max_run_minutes: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Alert when a monitoring run has not succeeded this many minutes after it was queued "
+        "(an Airflow Deadline Alert on the monitoring DAG: a run that failed, hangs or waits for a worker).",
+    )
+
     @model_validator(mode="after")
     def _one_lookback(self) -> MonitoringSpec:
         if self.lookback_batches is not None and "lookback_hours" in self.model_fields_set:

@@ -7,7 +7,8 @@ without labels ``estimated_<metric>`` / ``labeled_estimated_<metric>`` / ``estim
 ``slice_decay``) and the decisions as the ``retrain`` and ``alerts`` tags; a search of the
 newest N runs gives the whole chart.
 The prediction volume per day is read from the prediction log's date partitions (row counts
-from the Parquet footers, not the rows).
+from the Parquet footers, not the rows). The health incidents (silence, label lag, champion age,
+a late monitoring run) are the health check's state file (``core.operations.incidents``).
 """
 
 from __future__ import annotations
@@ -111,3 +112,17 @@ def prediction_volume(pipeline: str, days: int = 14, today: dt.date | None = Non
                 rows += pq.ParquetFile(path).metadata.num_rows
         out.append({"day": day.isoformat(), "rows": rows, "files": len(files)})
     return out
+
+
+def incidents(pipeline: str, closed: int = 5) -> dict[str, Any]:
+    """The open health incidents (what, since when, opened by which run) and the newest closed ones."""
+    from airflow_mlops.core.operations import incidents as store
+
+    state = store.load(pipeline)
+    keys = ("id", "check", "summary", "since", "opened_at", "opened_by", "closed_at", "closed_by")
+    shown = [{k: i.get(k) for k in keys} for i in state["closed"][-closed:]] if closed else []
+    return {
+        "open": sorted(({k: i.get(k) for k in keys} for i in state["open"].values()), key=lambda i: i["opened_at"]),
+        "closed": shown,
+        "unsent": len(state["outbox"]),
+    }

@@ -42,6 +42,7 @@ def _summary(
         "dags": dags,
         "runs": {kind: runs.get(dag) for kind, dag in dags.items()},
         "approvals_open": sum(1 for a in approvals if a["dag_id"] in dags.values()),
+        "incidents": _guarded(lambda: monitoring_view.incidents(spec.name, closed=0)),
     }
     if reader is None:
         entry["registry"] = {"error": "MLFLOW_TRACKING_URI is not set for the api-server"}
@@ -72,7 +73,8 @@ def _summary(
 def overview(
     specs: list[PipelineSpec], reader: MlflowReader | None, state: AirflowState, monitoring_limit: int = 1
 ) -> list[dict[str, Any]]:
-    """Every pipeline: champion, since when, metric vs threshold, last runs, drift, decay, approvals, alerts.
+    """Every pipeline: champion, since when, metric vs threshold, last runs, drift, decay, approvals, alerts
+    (the drift/decay alarm and the open health incidents).
 
     Pipelines are read concurrently (each is a few MLflow requests, cached for the reader's TTL).
     """
@@ -116,6 +118,7 @@ def pipeline_page(
             },
         )
         volume_f = pool.submit(_guarded, lambda: monitoring_view.prediction_volume(spec.name, volume_days))
+        incidents_f = pool.submit(_guarded, lambda: monitoring_view.incidents(spec.name))
         registry_f = pool.submit(_guarded, lambda: _registry_part(spec, reader, pool))
         monitoring_f = pool.submit(
             _guarded,
@@ -133,6 +136,7 @@ def pipeline_page(
             "features": spec.data.features.all,
             "quality": quality_f.result(),
             "volume": volume_f.result(),
+            "incidents": incidents_f.result(),
             "registry": registry_f.result(),
             "monitoring": monitoring_f.result(),
         }

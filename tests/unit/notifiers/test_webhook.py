@@ -89,3 +89,51 @@ def test_monitoring_dag_attaches_the_alert_only_when_the_spec_names_a_connection
     task = build_monitoring_dag(spec_path).get_task("emit_drift_event")
     (notifier,) = task.on_success_callback
     assert isinstance(notifier, DriftWebhookNotifier) and notifier.conn_id == "drift_hook"
+
+
+def test_a_health_message_is_posted_with_what_since_when_and_its_id(receiver, monkeypatch):
+    from airflow_mlops.notifiers.webhook import HealthWebhookNotifier
+
+    port, received = receiver
+    monkeypatch.setenv("AIRFLOW_CONN_HEALTH_HOOK", json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{port}"}))
+    incident = {"id": "silence-20261201T080000", "check": "silence", "summary": "no prediction logged for 7.0 h",
+                "since": "2026-12-01T01:00:00+00:00", "opened_at": "2026-12-01T08:00:00+00:00",
+                "opened_by": "r1"}  # fmt: skip
+    message = {"id": "silence-20261201T080000:alert", "kind": "alert", "pipeline": "churn", "incident": incident,
+               "at": "2026-12-01T08:00:00+00:00", "sent_to": []}  # fmt: skip
+    notifier = HealthWebhookNotifier(conn_id="health_hook")
+    assert notifier.delivery_key == "webhook:health_hook"
+    notifier.notify({**_context({}), "mlops_alert": message})
+    (call,) = received
+    assert call["body"] == {"alert": "silence", "state": "open", "message_id": "silence-20261201T080000:alert",
+                            "incident_id": "silence-20261201T080000", "pipeline": "churn",
+                            "summary": "no prediction logged for 7.0 h", "since": "2026-12-01T01:00:00+00:00",
+                            "opened_at": "2026-12-01T08:00:00+00:00", "closed_at": None,
+                            "at": "2026-12-01T08:00:00+00:00", "dag_id": "churn_monitoring", "run_id": "r1",
+                            "task_id": "emit_drift_event"}  # fmt: skip
+    with pytest.raises(ValueError, match="mlops_alert"):
+        notifier.notify(_context({}))
+
+
+def test_the_health_check_and_its_deadline_exist_only_when_the_spec_turns_them_on(tmp_path):
+    from datetime import timedelta
+
+    from airflow_mlops.factories.monitoring import build_monitoring_dag
+    from airflow_mlops.notifiers.webhook import HealthWebhookNotifier
+    from tests.conftest import EXAMPLE_SPEC
+
+    plain = build_monitoring_dag(EXAMPLE_SPEC)
+    assert "health_check" not in plain.task_ids and not plain.deadline
+    spec_path = tmp_path / "churn.yaml"
+    spec_path.write_text(EXAMPLE_SPEC.read_text().replace(
+        "  psi_threshold: 0.2\n", "  psi_threshold: 0.2\n  alert_conn_id: hook\n  max_silence_hours: 0.5\n"
+        "  max_run_minutes: 20\n"))  # fmt: skip
+    dag = build_monitoring_dag(spec_path)
+    task = dag.get_task("health_check")
+    assert task.trigger_rule == "all_done" and task.upstream_task_ids == {"drift_check"}
+    (notifier,) = task.notifiers
+    assert isinstance(notifier, HealthWebhookNotifier) and notifier.conn_id == "hook"
+    (deadline,) = dag.deadline
+    assert deadline.interval == timedelta(minutes=20)
+    assert deadline.callback.path == "airflow_mlops.notifiers.health.MonitoringDeadlineNotifier"
+    assert deadline.callback.kwargs == {"pipeline": "churn", "max_run_minutes": 20.0, "conn_id": "hook"}

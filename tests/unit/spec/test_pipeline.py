@@ -98,3 +98,15 @@ def test_fingerprint_changes_with_content_only():
     changed = _example()
     changed["model"]["candidates"][0]["params"]["max_iter"] = 7
     assert parse_spec(yaml.safe_dump(changed)).fingerprint() != spec.fingerprint()
+
+
+def test_health_limits_are_optional_positive_numbers_and_fractions_of_an_hour_are_allowed():
+    from airflow_mlops.spec.operations import MonitoringSpec
+
+    assert MonitoringSpec().max_silence_hours is None and MonitoringSpec().max_run_minutes is None
+    assert MonitoringSpec(max_silence_hours=0.02, max_label_lag_hours=1.5, max_champion_age_days=30,
+                          max_run_minutes=5).max_silence_hours == 0.02  # fmt: skip
+    with pytest.raises(ValueError, match="max_silence_hours"):
+        MonitoringSpec(max_silence_hours=0)
+    with pytest.raises(ValueError, match="max_silence_hour\n"):
+        MonitoringSpec(max_silence_hour=1)  # type: ignore[call-arg]

@@ -134,6 +134,28 @@ def test_a_move_in_progress_is_not_taken_for_a_hand_moved_alias():
     assert registry_view.champion(spec, model, [])["alias_mismatch"] is None
 
 
+@pytest.mark.unit
+def test_the_page_shows_open_health_incidents_and_the_newest_closed_ones(mlops_home):
+    import datetime as dt
+
+    from airflow_mlops.core.operations import incidents
+
+    now = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.UTC)
+    assert monitoring_view.incidents("churn") == {"open": [], "closed": [], "unsent": 0}
+    state = incidents.empty()
+    incidents.open_incident(state, "label_lag", "no delayed labels arrived for 30.0 h", None, "churn", now, "r1")
+    incidents.open_incident(state, "silence", "no prediction logged for 7.0 h", "2026-12-01T01:00:00+00:00", "churn",
+                            now + dt.timedelta(minutes=1), "r2")  # fmt: skip
+    incidents.close_incident(state, "label_lag", "churn", now + dt.timedelta(minutes=2), "r3")
+    incidents.save("churn", state)
+    shown = monitoring_view.incidents("churn")
+    (open_one,) = shown["open"]
+    assert open_one["check"] == "silence" and open_one["opened_at"] == "2026-12-01T08:01:00+00:00"
+    assert open_one["summary"] == "no prediction logged for 7.0 h" and open_one["closed_at"] is None
+    assert [i["check"] for i in shown["closed"]] == ["label_lag"] and shown["unsent"] == 3
+    assert monitoring_view.incidents("churn", closed=0)["closed"] == []
+
+
 def test_monitoring_runs_carry_the_estimate_beside_the_realised_metric_and_the_alerts(spec):
     run = {
         "run_id": "r1",

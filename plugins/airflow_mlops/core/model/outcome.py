@@ -23,11 +23,13 @@ from typing import Any, Literal, TypedDict
 OUTCOME_KEY = "mlops_outcome"  # the XCom key of a task's Outcome
 NOTE_MAX_CHARS = 1000  # Airflow's dag_run_note.content is a String(1000)
 REASON_MAX_CHARS = 300  # one reason in a note: the first line of an error, cut here
-PREFIXES = ("PROMOTED", "KEPT", "REJECTED", "SKIPPED", "FAILED", "GATE PASSED")
+PREFIXES = ("PROMOTED", "KEPT", "REJECTED", "SKIPPED", "FAILED", "GATE PASSED", "ALERT", "RECOVERED")
 
-Kind = Literal["failed", "promoted", "kept", "skipped", "gate_passed"]
-# Which outcome tells the story when a run recorded several (a failed deploy after a promotion).
-_RANK: dict[str, int] = {"failed": 0, "rejected": 1, "promoted": 2, "kept": 3, "skipped": 4, "gate_passed": 5}
+Kind = Literal["failed", "promoted", "kept", "skipped", "gate_passed", "alert", "recovered"]
+# Which outcome tells the story when a run recorded several (a failed deploy after a promotion;
+# a monitoring run's open health incidents before its skipped drift check).
+_RANK: dict[str, int] = {"failed": 0, "rejected": 1, "alert": 2, "promoted": 3, "kept": 4, "recovered": 5,
+                         "skipped": 6, "gate_passed": 7}  # fmt: skip
 
 
 class Outcome(TypedDict, total=False):
@@ -88,6 +90,21 @@ def gate_passed(gate: Mapping[str, Any], task: str = "") -> Outcome:
 def skipped(reason: str, task: str = "") -> Outcome:
     """Nothing to do in this run, and why (a skip is not a failure)."""
     return {"kind": "skipped", "task": task, "note": f"SKIPPED: {first_line(reason)}"}
+
+
+def health(open_incidents: Sequence[Mapping[str, Any]], cleared: Sequence[str], task: str = "") -> Outcome | None:
+    """The monitoring run's health: the open incidents (what, since when), else what recovered; None
+    when all is well and nothing changed.
+
+    ``ALERT: silence since 2026-12-01T08:00:00+00:00 (no prediction logged for 6.2 h ...)``
+    """
+    if open_incidents:
+        parts = [f"{i.get('check')} since {i.get('opened_at')} ({first_line(str(i.get('summary', '')), 160)})"
+                 for i in open_incidents]  # fmt: skip
+        return {"kind": "alert", "task": task, "note": "ALERT: " + "; ".join(parts)}
+    if cleared:
+        return {"kind": "recovered", "task": task, "note": f"RECOVERED: {', '.join(cleared)}"}
+    return None
 
 
 def failed(task: str, reason: str) -> Outcome:

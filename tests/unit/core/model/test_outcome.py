@@ -109,3 +109,19 @@ def test_merge_puts_the_outcome_first_keeps_a_persons_note_and_replaces_an_old_o
     assert rerun == "PROMOTED v2\n\nretrain after the Nov outage"
     assert outcome.merge_note("KEPT v1: y", "PROMOTED v2") == "PROMOTED v2"
     assert len(outcome.merge_note("z" * 5000, "PROMOTED v2")) == outcome.NOTE_MAX_CHARS
+
+
+def test_a_monitoring_run_names_its_open_incidents_above_its_skipped_drift_check():
+    summary = "no prediction logged for 7.0 h (the last at 2026-12-01T01:00:00+00:00; limit 6.0 h)"
+    incident = {"check": "silence", "opened_at": "2026-12-01T08:00:00+00:00", "summary": summary}
+    alert = outcome.health([incident], [], "health_check")
+    assert alert is not None and alert["note"] == (
+        "ALERT: silence since 2026-12-01T08:00:00+00:00 (no prediction logged for 7.0 h "
+        "(the last at 2026-12-01T01:00:00+00:00; limit 6.0 h))"
+    )
+    skipped = outcome.skipped("no prediction logs for pipeline 'churn' to monitor", "drift_check")
+    assert outcome.run_note([skipped, alert]) == alert["note"]
+    recovered = outcome.health([], ["silence"], "health_check")
+    assert recovered is not None and outcome.run_note([skipped, recovered]) == "RECOVERED: silence"
+    assert outcome.health([], [], "health_check") is None
+    assert outcome.merge_note(alert["note"], "RECOVERED: silence") == "RECOVERED: silence"  # the old line replaced
