@@ -42,7 +42,7 @@ from airflow_mlops.spec.model import (
     SearchSpec,
     SearchValue,
 )
-from airflow_mlops.spec.operations import DeploymentSpec, MonitoringSpec, ScoringSpec
+from airflow_mlops.spec.operations import DeploymentSpec, FeatureThresholdsSpec, MonitoringSpec, ScoringSpec
 from airflow_mlops.spec.pipeline import PipelineSpec, RetriesSpec, ScheduleSpec, load_spec, parse_spec
 from airflow_mlops.spec.prediction_log import RESERVED_COLUMNS
 from airflow_mlops.spec.split import SplitName, SplitSpec
@@ -75,6 +75,7 @@ __all__ = [
     "LandedBatchSpec",
     "LandingSpec",
     "ModelSpec",
+    "FeatureThresholdsSpec",
     "MonitoringSpec",
     "NormalizeSpec",
     "PackagingSpec",

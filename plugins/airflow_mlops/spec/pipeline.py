@@ -138,6 +138,7 @@ class PipelineSpec(Strict):
                 {c for n in self.cleaning.normalize for c in n.columns} - set(features.categorical)
             ),
             "evaluation.slices": sorted(set(self.evaluation.slices) - set(features.categorical)),
+            "monitoring.features": sorted(set(self.monitoring.features) - {*features.numeric, *features.categorical}),
         }
         kinds = {"cleaning.clip": "numeric ", "evaluation.slices": "categorical "}
         problems = [
