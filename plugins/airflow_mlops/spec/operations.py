@@ -25,6 +25,10 @@ WASSERSTEIN_HELP = "Normed Wasserstein distance (Wasserstein-1 / reference std) 
 JENSEN_SHANNON_HELP = "Jensen-Shannon distance of the category shares that matters (categorical)."
 
 
+# The thresholds of statistics of one kind of feature only (the drift statistics registry agrees: a test checks).
+KIND_THRESHOLDS = {"wasserstein_threshold": "numeric", "jensen_shannon_threshold": "categorical"}
+
+
 class FeatureThresholdsSpec(Strict):
     """One feature's own drift thresholds (``monitoring.features.<column>``); an unset one is the
     section's. The fields are the threshold fields of ``MonitoringSpec``."""
