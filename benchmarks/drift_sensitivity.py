@@ -78,6 +78,7 @@ class Evidently:
         )
         self.seconds = 0.0
         self.runs = 0
+        self.values: dict[str, list[Any]] = {}  # the last run's column -> [method, value]
 
     def flagged(self, reference: Path, current: Path, columns: list[str]) -> set[str]:
         assert self.process.stdin is not None and self.process.stdout is not None
@@ -89,6 +90,7 @@ class Evidently:
                 answer = json.loads(line[2:])
                 self.seconds += answer["seconds"]
                 self.runs += 1
+                self.values = answer["values"]
                 return set(answer["flagged"])
         raise RuntimeError("the Evidently worker ended without an answer")
 
@@ -130,14 +132,20 @@ def tables(rows: int, seed: int) -> tuple[Any, Any]:
     return reference, current
 
 
-def ours(reference: Any, current: Any) -> dict[str, set[str]]:
-    """The columns each of our two defaults flags on one pair of tables."""
+def ours(reference: Any, current: Any, largest: dict[str, float] | None = None) -> dict[str, set[str]]:
+    """The columns each of our two defaults flags on one pair of tables; ``largest`` collects the
+    largest value of each effect size seen (the margin below the thresholds on unshifted data)."""
     from airflow_mlops.core.operations.drift.detect import detect_drift
 
     old = detect_drift(
         reference, current, NUMERIC, CATEGORICAL, wasserstein_threshold=math.inf, jensen_shannon_threshold=math.inf
     )
     new = detect_drift(reference, current, NUMERIC, CATEGORICAL)
+    if largest is not None:
+        for feature in new.features:
+            values = {**feature.shifts, feature.test: feature.effect or 0.0}
+            for name, value in values.items():
+                largest[name] = max(largest.get(name, 0.0), value)
     return {"old": set(old.drifted_features), "new": set(new.drifted_features)}
 
 
@@ -214,15 +222,19 @@ def sensitivity(folder: Path, rows: int, seeds: int, evidently: Evidently | None
 def false_alarms(folder: Path, rows: int, seeds: int, evidently: Evidently | None) -> dict[str, Any]:
     """Unshifted tables: reference and current drawn independently, per seed."""
     counts = {rule: {"columns": 0, "tables": 0} for rule in RULES}
+    largest: dict[str, float] = {}
+    largest_evidently: dict[str, float] = {}
     for seed in range(seeds):
         reference, _ = tables(rows, 10_000 + seed)
         current, _ = tables(rows, 20_000 + seed)
-        found = ours(reference, current)
+        found = ours(reference, current, largest)
         if evidently is not None:
             reference_path, current_path = folder / "fa-reference.parquet", folder / "fa-current.parquet"
             reference.to_parquet(reference_path, index=False)
             current.to_parquet(current_path, index=False)
             found["evidently"] = evidently.flagged(reference_path, current_path, [*NUMERIC, *CATEGORICAL])
+            for method, value in evidently.values.values():
+                largest_evidently[method] = max(largest_evidently.get(method, 0.0), value)
         for rule, flagged in found.items():
             counts[rule]["columns"] += len(flagged)
             counts[rule]["tables"] += bool(flagged)
@@ -233,6 +245,7 @@ def false_alarms(folder: Path, rows: int, seeds: int, evidently: Evidently | Non
         "per_column": {r: c["columns"] / (seeds * columns) for r, c in counts.items() if r != "evidently" or evidently},
         "per_table": {r: c["tables"] / seeds for r, c in counts.items() if r != "evidently" or evidently},
         "flagged_columns": {r: c["columns"] for r, c in counts.items() if r != "evidently" or evidently},
+        "largest_effect_sizes": {"ours": largest, "evidently": largest_evidently},
     }
 
 

@@ -1,7 +1,8 @@
 """The drift report as one self-contained HTML page: the verdict, a table of every feature's
 test, p-value, effect sizes, reason (and thresholds of its own, when some feature has them),
-the champion's performance on delayed labels, and a plot per feature (reference vs current). The table's statistic columns and the rule sentence
-come from the rows of ``statistics``: a new statistic shows up without a change here.
+the champion's performance on delayed labels, and a plot per feature (reference vs current).
+The table's statistic columns and the rule sentence come from the rows of ``statistics``:
+a new statistic shows up without a change here.
 
 Plots are PNG images embedded as base64, so the page opens from an artifact store or the
 MLflow UI without other files. Numeric features are drawn as density histograms on the

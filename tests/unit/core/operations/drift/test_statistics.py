@@ -113,9 +113,15 @@ def test_the_rows_of_today_render_the_rule_and_header_as_pinned():
     reference, current = _frames(shift=0.5)
     report = detect_drift(reference, current, ["x"], ["c"], psi_threshold=0.25, effect_threshold=0.15)
     page = render_drift_html(report, reference, current, "t", plots=False)
-    rule = "(PSI &gt; 0.25, or normed Wasserstein &gt; 0.1, or Jensen-Shannon &gt; 0.1, or KS D / Cram&eacute;r's V &gt; 0.15).</p>"
+    rule = (
+        "(PSI &gt; 0.25, or normed Wasserstein &gt; 0.1, or Jensen-Shannon &gt; 0.1, "
+        "or KS D / Cram&eacute;r's V &gt; 0.15).</p>"
+    )
     assert rule in page
-    header = "<th>effect (D / V)</th><th>PSI</th><th>normed Wasserstein</th><th>Jensen-Shannon</th>\n<th>verdict</th><th>why</th></tr>"
+    header = (
+        "<th>effect (D / V)</th><th>PSI</th><th>normed Wasserstein</th><th>Jensen-Shannon</th>\n"
+        "<th>verdict</th><th>why</th></tr>"
+    )
     assert header in page and "own thresholds" not in page
 
 
