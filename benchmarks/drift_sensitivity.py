@@ -251,7 +251,9 @@ def false_alarms(folder: Path, rows: int, seeds: int, evidently: Evidently | Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument(
+        "--rows", type=int, nargs="*", default=[10_000, 100_000, 1_000_000], help="none: false alarms only"
+    )
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the threshold search below --large-rows")
     parser.add_argument("--large-rows", type=int, default=1_000_000, help="from here: --large-seeds, Evidently subset")
     parser.add_argument("--large-seeds", type=int, default=1)
