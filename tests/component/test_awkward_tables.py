@@ -235,3 +235,7 @@ def test_multiclass_table_with_awkward_names_trains_serves_and_answers_like_the_
     assert drift["prediction_drift"]["drifted"]
     metrics = registry.client.get_run(drift["mlflow_run_id"]).data.metrics
     assert any(name.startswith("psi_ticket length _words_") for name in metrics)
+    # every shift statistic is a metric per feature: the normed Wasserstein distance of numbers,
+    # the Jensen-Shannon distance of categories, under the same safe names
+    assert "wasserstein_wait time/min" in metrics and "jensen_shannon_product tier" in metrics
+    assert "prediction_jensen_shannon" in metrics or "prediction_wasserstein" in metrics

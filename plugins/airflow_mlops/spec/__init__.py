@@ -43,7 +43,7 @@ from airflow_mlops.spec.model import (
     SearchSpec,
     SearchValue,
 )
-from airflow_mlops.spec.operations import DeploymentSpec, MonitoringSpec, ScoringSpec
+from airflow_mlops.spec.operations import DeploymentSpec, FeatureThresholdsSpec, MonitoringSpec, ScoringSpec
 from airflow_mlops.spec.pipeline import PipelineSpec, RetriesSpec, ScheduleSpec, load_spec, parse_spec
 from airflow_mlops.spec.prediction_log import RESERVED_COLUMNS
 from airflow_mlops.spec.split import SplitName, SplitSpec
@@ -67,6 +67,7 @@ __all__ = [
     "EnrichSpec",
     "EvaluationSpec",
     "ExpectationSpec",
+    "FeatureThresholdsSpec",
     "FeaturesSpec",
     "ImputeSpec",
     "ImputeStrategy",

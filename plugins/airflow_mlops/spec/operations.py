@@ -21,14 +21,40 @@ class DeploymentSpec(Strict):
     )
 
 
+WASSERSTEIN_HELP = "Normed Wasserstein distance (Wasserstein-1 / reference std) that matters (numeric)."
+JENSEN_SHANNON_HELP = "Jensen-Shannon distance of the category shares that matters (categorical)."
+
+
+# The thresholds of statistics of one kind of feature only (the drift statistics registry agrees: a test checks).
+KIND_THRESHOLDS = {"wasserstein_threshold": "numeric", "jensen_shannon_threshold": "categorical"}
+
+
+class FeatureThresholdsSpec(Strict):
+    """One feature's own drift thresholds (``monitoring.features.<column>``); an unset one is the
+    section's. The fields are the threshold fields of ``MonitoringSpec``."""
+
+    psi_threshold: float | None = Field(default=None, gt=0.0)
+    effect_threshold: float | None = Field(default=None, gt=0.0, le=1.0, description="KS D or Cramér's V.")
+    wasserstein_threshold: float | None = Field(default=None, gt=0.0, description=WASSERSTEIN_HELP)
+    jensen_shannon_threshold: float | None = Field(default=None, gt=0.0, le=1.0, description=JENSEN_SHANNON_HELP)
+
+
 class MonitoringSpec(Strict):
     """Drift monitoring: a feature drifts when its test is significant (p < alpha / features)
-    and the shift is large (PSI > psi_threshold, or KS D / Cramér's V > effect_threshold)."""
+    and the shift is large (PSI > psi_threshold, normed Wasserstein > wasserstein_threshold,
+    Jensen-Shannon > jensen_shannon_threshold, or KS D / Cramér's V > effect_threshold)."""
 
     cron: str | None = "@daily"
     psi_threshold: float = Field(default=0.2, gt=0.0)
     alpha: float = Field(default=0.01, gt=0.0, lt=1.0, description="Significance level, before Bonferroni.")
     effect_threshold: float = Field(default=0.1, gt=0.0, le=1.0, description="KS D or Cramér's V that matters.")
+    wasserstein_threshold: float = Field(default=0.1, gt=0.0, description=WASSERSTEIN_HELP)
+    jensen_shannon_threshold: float = Field(default=0.1, gt=0.0, le=1.0, description=JENSEN_SHANNON_HELP)
+    features: dict[str, FeatureThresholdsSpec] = Field(
+        default_factory=dict,
+        description="Thresholds of single features, by column name (features of data.features): "
+        "{column: {psi_threshold, effect_threshold, wasserstein_threshold, jensen_shannon_threshold}}.",
+    )
     alert_conn_id: str | None = Field(
         default=None, description="Airflow connection of a webhook that receives a JSON alert when drift is found."
     )

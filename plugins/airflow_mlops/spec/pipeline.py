@@ -15,7 +15,7 @@ from airflow_mlops.spec.data import DataSpec
 from airflow_mlops.spec.labeling import LabelingSpec
 from airflow_mlops.spec.metrics import TASK_METRICS
 from airflow_mlops.spec.model import EvaluationSpec, ModelSpec, PackagingSpec, PromotionSpec
-from airflow_mlops.spec.operations import DeploymentSpec, MonitoringSpec, ScoringSpec
+from airflow_mlops.spec.operations import KIND_THRESHOLDS, DeploymentSpec, MonitoringSpec, ScoringSpec
 from airflow_mlops.spec.prediction_log import RESERVED_COLUMNS
 from airflow_mlops.spec.schedule import ScheduleSpec
 from airflow_mlops.spec.split import SplitSpec
@@ -127,6 +127,7 @@ class PipelineSpec(Strict):
                 {c for n in self.cleaning.normalize for c in n.columns} - set(features.categorical)
             ),
             "evaluation.slices": sorted(set(self.evaluation.slices) - set(features.categorical)),
+            "monitoring.features": sorted(set(self.monitoring.features) - {*features.numeric, *features.categorical}),
         }
         kinds = {"cleaning.clip": "numeric ", "evaluation.slices": "categorical "}
         problems = [
@@ -135,6 +136,14 @@ class PipelineSpec(Strict):
         for column, rule in self.cleaning.impute.items():
             if column in features.categorical and rule.strategy in ("median", "mean"):
                 problems.append(f"cleaning.impute.{column}: '{rule.strategy}' needs a numeric column")
+        for column, own in self.monitoring.features.items():
+            kind = "numeric" if column in features.numeric else "categorical"
+            for name in sorted(own.model_fields_set & set(KIND_THRESHOLDS)):
+                if column in features.all and KIND_THRESHOLDS[name] != kind:
+                    problems.append(
+                        f"monitoring.features[{column!r}].{name} applies to {KIND_THRESHOLDS[name]} features; "
+                        f"{column!r} is {kind}"
+                    )
         if problems:
             raise ValueError("; ".join(problems))
         return self

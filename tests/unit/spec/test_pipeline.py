@@ -110,3 +110,33 @@ def test_health_limits_are_optional_positive_numbers_and_fractions_of_an_hour_ar
         MonitoringSpec(max_silence_hours=0)
     with pytest.raises(ValueError, match="max_silence_hour\n"):
         MonitoringSpec(max_silence_hour=1)  # type: ignore[call-arg]
+
+
+def test_monitoring_features_set_thresholds_per_column_with_awkward_names():
+    raw = _example()
+    raw["data"]["features"]["numeric"].append("wait time/min")
+    raw["monitoring"]["features"] = {
+        "wait time/min": {"wasserstein_threshold": 0.3, "psi_threshold": 0.5},
+        "plan": {"jensen_shannon_threshold": 0.2, "effect_threshold": 0.2},
+    }
+    spec = parse_spec(yaml.safe_dump(raw))
+    own = spec.monitoring.features
+    assert (own["wait time/min"].wasserstein_threshold, own["wait time/min"].effect_threshold) == (0.3, None)
+    assert own["plan"].jensen_shannon_threshold == 0.2
+
+
+@pytest.mark.parametrize(
+    ("features", "message"),
+    [
+        ({"tenure months": {"psi_threshold": 0.5}, "plan": {}}, r"monitoring.features names \['tenure months'\]"),
+        ({"plan": {"psi_treshold": 0.5}}, "psi_treshold"),
+        ({"plan": {"wasserstein_threshold": 0.5}}, r"wasserstein_threshold applies to numeric features; 'plan' is"),
+        ({"usage_gb": {"jensen_shannon_threshold": 0.5}}, "jensen_shannon_threshold applies to categorical"),
+        ({"usage_gb": {"effect_threshold": 1.5}}, "effect_threshold"),
+    ],
+)
+def test_monitoring_features_name_an_unknown_column_field_or_kind(features, message):
+    raw = _example()
+    raw["monitoring"]["features"] = features
+    with pytest.raises(SpecError, match=message):
+        parse_spec(yaml.safe_dump(raw))

@@ -227,7 +227,7 @@ def _measure_drift(spec: PipelineSpec, model: Any, reference_uri: str, current_l
     """The feature drift report, the reference it was measured against, and the prediction drift
     (None when it cannot be measured). With no logged predictions: an empty report, no reference read."""
     from airflow_mlops.core.operations.drift.detect import DriftReport, detect_drift
-    from airflow_mlops.core.operations.drift.statistics import thresholds
+    from airflow_mlops.core.operations.drift.statistics import feature_thresholds, thresholds
 
     monitoring = spec.monitoring
     if current_log.empty:
@@ -250,6 +250,7 @@ def _measure_drift(spec: PipelineSpec, model: Any, reference_uri: str, current_l
         min_drifted_features=monitoring.min_drifted_features,
         bins=monitoring.bins,
         alpha=monitoring.alpha,
+        per_feature=feature_thresholds(monitoring),
         **thresholds(monitoring),
     )
     return report, reference, champion_prediction_drift(spec, model, reference, current_log)
@@ -303,12 +304,14 @@ def _log_monitoring_run(
         metrics = {key(f"psi_{k}"): v for k, v in report.scores().items()}
         metrics.update({key(f"effect_{f.feature}"): f.effect for f in report.features if f.effect is not None})
         metrics.update({key(f"p_value_{f.feature}"): f.p_value for f in report.features if f.p_value is not None})
+        metrics.update({key(f"{n}_{f.feature}"): v for f in report.features for n, v in f.shifts.items() if n != "psi"})
         metrics.update({"drifted_features": len(report.drifted_features), "current_rows": report.current_rows})
         if output is not None:
             p_value = output.p_value if output.p_value is not None else 1.0
             metrics.update(
                 {"prediction_psi": output.psi, "prediction_ks": output.effect or 0.0, "prediction_p_value": p_value}
             )
+            metrics.update({f"prediction_{name}": value for name, value in output.shifts.items() if name != "psi"})
         if performance is not None:
             metrics.update(
                 {

@@ -3,16 +3,21 @@
 Every feature gets the statistics of its kind (``statistics``: one row per statistic) and
 the decision rule over them: it drifts when its test is significant after a Bonferroni
 correction (p < ``alpha`` / number of features) and some statistic is large (PSI >
-``psi_threshold``, or the test's effect size, KS D or Cramér's V, > ``effect_threshold``).
+``psi_threshold``, normed Wasserstein > ``wasserstein_threshold`` (numbers), Jensen-Shannon >
+``jensen_shannon_threshold`` (categories), or the test's effect size, KS D or Cramér's V, >
+``effect_threshold``).
 The batch drifts when at least ``min_drifted_features`` features drift. The model's output
 is judged the same way (``prediction_drift``, ``predicted_label_drift``), beside the features.
 
 Thresholds are keyword arguments named after ``MonitoringSpec``'s fields
-(``statistics.thresholds``: ``**thresholds(spec.monitoring)``), their defaults the spec's.
+(``statistics.thresholds``: ``**thresholds(spec.monitoring)``), their defaults the spec's;
+``per_feature`` overrides some of them for single columns
+(``statistics.feature_thresholds(spec.monitoring)``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +40,8 @@ class FeatureDrift:
     effect: float | None = None  # the test's effect size: KS D (numeric) or Cramér's V (categorical)
     reason: str = ""
     shifts: dict[str, float] = field(default_factory=dict)  # every shift statistic's value by name (PSI too)
+    thresholds: dict[str, float] = field(default_factory=dict)  # what this feature's rows were judged against
+    own_thresholds: list[str] = field(default_factory=list)  # those of them set for this feature alone
 
 
 @dataclass
@@ -80,10 +87,20 @@ def detect_drift(
     min_drifted_features: int = 1,
     bins: int = 10,
     alpha: float = 0.01,
+    per_feature: Mapping[str, Mapping[str, float]] | None = None,
     **thresholds: float,
 ) -> DriftReport:
-    """Compare every feature of ``current`` with ``reference`` and apply the decision rule."""
+    """Compare every feature of ``current`` with ``reference`` and apply the decision rule.
+
+    ``per_feature`` maps a column to the thresholds it is judged against instead of
+    ``thresholds`` (``monitoring.features``); a column that is no feature is a ValueError.
+    """
     limits = drift_stats.thresholds(**thresholds)
+    given = {column: dict(values) for column, values in (per_feature or {}).items()}
+    own = {column: drift_stats.thresholds(**{**limits, **values}) for column, values in given.items()}
+    strangers = sorted(set(own) - {*numeric, *categorical})
+    if strangers:
+        raise ValueError(f"thresholds given for columns that are not features: {strangers}")
     missing = [c for c in [*numeric, *categorical] if c not in current.columns]
     if missing:
         raise ValueError(f"current data lacks feature columns {missing}")
@@ -93,14 +110,16 @@ def detect_drift(
         )
     corrected = alpha / max(len(numeric) + len(categorical), 1)
     features = []
-    for column in numeric:
-        sides = Numbers(drift_stats.floats(reference[column]), drift_stats.floats(current[column]), bins)
-        features.append(_judge(column, NUMERIC, NUMERIC, drift_stats.measure(NUMERIC, sides), corrected, limits))
-    for column in categorical:
-        counts = drift_stats.category_counts(reference[column], current[column])
-        features.append(
-            _judge(column, CATEGORICAL, CATEGORICAL, drift_stats.measure(CATEGORICAL, counts), corrected, limits)
-        )
+    for kind, columns in ((NUMERIC, numeric), (CATEGORICAL, categorical)):
+        for column in columns:
+            sides: Numbers | Counts = (
+                Numbers(drift_stats.floats(reference[column]), drift_stats.floats(current[column]), bins)
+                if kind == NUMERIC
+                else drift_stats.category_counts(reference[column], current[column])
+            )
+            measures = drift_stats.measure(kind, sides)
+            limits_of = own.get(column, limits)
+            features.append(_judge(column, kind, kind, measures, corrected, limits_of, given.get(column)))
     drifted = [f.feature for f in features if f.drifted]
     return DriftReport(
         drift_detected=len(drifted) >= min_drifted_features,
@@ -115,12 +134,21 @@ def detect_drift(
 
 
 def _judge(
-    column: str, shown: str, kind: str, measures: dict[str, Measure], corrected_alpha: float, limits: dict[str, float]
+    column: str,
+    shown: str,
+    kind: str,
+    measures: dict[str, Measure],
+    corrected_alpha: float,
+    limits: dict[str, float],
+    own: Mapping[str, float] | None = None,
 ) -> FeatureDrift:
-    """One column's verdict; ``shown`` is the kind the report names (``prediction`` for the output)."""
+    """One column's verdict; ``shown`` is the kind the report names (``prediction`` for the output).
+
+    ``limits`` are the column's thresholds, ``own`` those set for it alone (``per_feature``)."""
     drifted, reason = drift_stats.judge(kind, measures, corrected_alpha, limits)
     test = drift_stats.kind_test(kind)
     effect, p_value = measures[test.name]
+    used = drift_stats.kind_limits(kind, limits)
     return FeatureDrift(
         feature=column,
         kind=shown,
@@ -132,6 +160,8 @@ def _judge(
         effect=effect,
         reason=reason,
         shifts={row.name: measures[row.name].value for row in drift_stats.applying(kind) if not row.test},
+        thresholds=used,
+        own_thresholds=[name for name in used if name in (own or {})],
     )
 
 

@@ -1,7 +1,8 @@
 """The drift report as one self-contained HTML page: the verdict, a table of every feature's
-test, p-value, effect sizes and reason, the champion's performance on delayed labels, and a
-plot per feature (reference vs current). The table's statistic columns and the rule sentence
-come from the rows of ``statistics``: a new statistic shows up without a change here.
+test, p-value, effect sizes, reason (and thresholds of its own, when some feature has them),
+the champion's performance on delayed labels, and a plot per feature (reference vs current).
+The table's statistic columns and the rule sentence come from the rows of ``statistics``:
+a new statistic shows up without a change here.
 
 Plots are PNG images embedded as base64, so the page opens from an artifact store or the
 MLflow UI without other files. Numeric features are drawn as density histograms on the
@@ -112,16 +113,27 @@ def _shift_rows() -> list[drift_stats.Statistic]:
     return [row for row in drift_stats.statistics() if not row.test]
 
 
-def _table_header() -> str:
+def _table_header(own: bool) -> str:
+    """The table's header; ``own``: with the column of per-feature thresholds (``monitoring.features``)."""
     symbols = " / ".join(row.symbol for row in drift_stats.statistics() if row.test)
     shifts = "".join(f"<th>{_entities(row.label)}</th>" for row in _shift_rows())
     return (
         f"<table><tr><th>feature</th><th>kind</th><th>test</th><th>p-value</th><th>effect ({symbols})</th>{shifts}\n"
-        "<th>verdict</th><th>why</th></tr>"
+        f"<th>verdict</th><th>why</th>{'<th>own thresholds</th>' if own else ''}</tr>"
     )
 
 
-def _feature_row(feature: FeatureDrift) -> str:
+def _own_thresholds(feature: FeatureDrift) -> str:
+    """The thresholds set for this feature alone, each with the statistics compared with it."""
+    kind = feature.kind if feature.kind in drift_stats.KINDS else drift_stats.NUMERIC
+    parts = []
+    for name in feature.own_thresholds:
+        labels = [_entities(row.label) for row in drift_stats.applying(kind) if row.threshold == name]
+        parts.append(f"{' / '.join(labels)} &gt; {feature.thresholds[name]:g}")
+    return ", ".join(parts) or "-"
+
+
+def _feature_row(feature: FeatureDrift, own: bool = False) -> str:
     """One feature's line: its test, p-value, the test's effect size, each shift statistic, verdict, reason."""
     mark = "drifted" if feature.drifted else "stable"
     p_value = "-" if feature.p_value is None else f"{feature.p_value:.3g}"
@@ -133,7 +145,8 @@ def _feature_row(feature: FeatureDrift) -> str:
     )
     return (
         f"<tr class='{mark}'><td>{html.escape(feature.feature)}</td><td>{feature.kind}</td><td>{feature.test}</td>"
-        f"<td>{p_value}</td><td>{effect}</td>{shifts}<td>{mark}</td><td>{html.escape(feature.reason)}</td></tr>"
+        f"<td>{p_value}</td><td>{effect}</td>{shifts}<td>{mark}</td><td>{html.escape(feature.reason)}</td>"
+        f"{f'<td>{_own_thresholds(feature)}</td>' if own else ''}</tr>"
     )
 
 
@@ -169,7 +182,8 @@ def render_drift_html(
 
     matplotlib.use("Agg")
     verdict = "DRIFT DETECTED" if report.drift_detected else "no drift"
-    table = [_feature_row(feature) for feature in report.features]
+    own = any(feature.own_thresholds for feature in report.features)
+    table = [_feature_row(feature, own) for feature in report.features]
     images = []
     if plots:
         for feature in report.features:
@@ -191,8 +205,8 @@ figure {{ display: inline-block; margin: 4px; }} tr.primary {{ font-weight: bold
 current {report.current_rows:,} rows.</p>
 <p>Rule: a feature drifts when its test is significant
 (p &lt; {report.alpha:g} / {len(report.features)} features) and the shift is large
-({_large_rule(report)}).</p>
-{_table_header()}
+({_large_rule(report)}){"; some features have thresholds of their own (last column)" if own else ""}.</p>
+{_table_header(own)}
 {"".join(table)}
 </table>
 {_performance_section(performance)}{slices_section(slices)}{estimate_section(estimate, performance)}

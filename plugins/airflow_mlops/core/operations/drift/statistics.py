@@ -14,22 +14,31 @@ feature drifts only when both hold:
 
 1. significant: the kind's one test (KS for numbers, chi-square for categories) has
    p < ``alpha`` / number of features (Bonferroni);
-2. large: some row's value exceeds its threshold: PSI > ``psi_threshold``, or the test's
-   effect size (KS D, Cramér's V) > ``effect_threshold``.
+2. large: some row's value exceeds its threshold: PSI > ``psi_threshold``, the normed
+   Wasserstein distance (numbers) > ``wasserstein_threshold``, the Jensen-Shannon distance
+   (categories) > ``jensen_shannon_threshold``, or the test's effect size (KS D, Cramér's V)
+   > ``effect_threshold``. A feature may have thresholds of its own (``monitoring.features``).
+
+The normed Wasserstein distance and the Jensen-Shannon distance are Evidently's default
+effect sizes (threshold 0.1 each): comparable across columns whatever their unit, and the
+reason a mean shift of 0.1 to 0.25 standard deviations is caught (KS D > 0.1 needs about
+0.25, PSI > 0.2 about 0.45; benchmarks/drift_sensitivity.py measures it).
 
 Each kind's inputs are prepared once and shared by its rows: numbers as float arrays
-(``Numbers``), categories as the 2 x k table of counts (``Counts``).
+(``Numbers``, whose seeded sorted samples and CDF gaps KS and Wasserstein both read),
+categories as the 2 x k table of counts (``Counts``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from airflow_mlops.spec import MonitoringSpec
 
@@ -39,6 +48,7 @@ SCORE = "psi"  # the statistic that is each feature's score (``DriftReport.score
 EPSILON = 1e-4  # share floor of PSI: an empty bin on one side would make it infinite
 KS_SAMPLE = 100_000  # KS runs on at most this many values per side (D is estimated within about 0.005)
 EDGE_SAMPLE = 200_000  # reference values the quantile bin edges are computed from
+STD_FLOOR = 0.001  # the normed Wasserstein distance of a constant reference divides by this (as Evidently's)
 
 
 class Measure(NamedTuple):
@@ -55,6 +65,26 @@ class Numbers:
     reference: np.ndarray
     current: np.ndarray
     bins: int
+
+    @cached_property
+    def samples(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each side's non-missing values, at most KS_SAMPLE of them (seeded), sorted."""
+        ref, cur = self.reference[~np.isnan(self.reference)], self.current[~np.isnan(self.current)]
+        return np.sort(_sample(ref, 1)), np.sort(_sample(cur, 2))
+
+    @cached_property
+    def cdf_gaps(self) -> tuple[np.ndarray, np.ndarray]:
+        """(points, gaps): every sampled value in order and F_reference - F_current right of it.
+
+        KS D is the largest absolute gap, the Wasserstein-1 distance the area between the two
+        CDFs (gaps times the widths between points): one sort and two searches serve both.
+        """
+        ref, cur = self.samples
+        points = np.sort(np.concatenate([ref, cur]), kind="stable")  # two sorted runs: a merge
+        gaps = np.searchsorted(ref, points, side="right") / len(ref) - np.searchsorted(cur, points, side="right") / len(
+            cur
+        )
+        return points, gaps
 
 
 @dataclass(frozen=True)
@@ -150,15 +180,34 @@ def ks(sides: Numbers) -> Measure:
     """Two-sample Kolmogorov-Smirnov test on the non-missing values: D (the largest gap between
     the two CDFs) and its p-value, on seeded samples above KS_SAMPLE values per side.
 
-    The p-value is that of the samples: valid, with less power than all rows would give. It
-    never changes a decision in practice: a shift large enough to matter (D > 0.1) has p far
-    below any alpha at 100,000 rows per side.
+    D and p are scipy's ``ks_2samp(method="asymp")`` of the samples (Smirnov's distribution),
+    computed from the CDF gaps the Wasserstein row shares. The p-value is that of the samples:
+    valid, with less power than all rows would give. It never changes a decision in practice: a
+    shift large enough to matter (D > 0.1) has p far below any alpha at 100,000 rows per side.
     """
-    ref, cur = sides.reference[~np.isnan(sides.reference)], sides.current[~np.isnan(sides.current)]
+    ref, cur = sides.samples
     if not len(ref) or not len(cur):
         return Measure(0.0, 1.0)
-    result = stats.ks_2samp(_sample(ref, 1), _sample(cur, 2), method="asymp")
-    return Measure(float(result.statistic), float(result.pvalue))
+    _, gaps = sides.cdf_gaps
+    d = float(max(np.max(gaps), np.clip(-np.min(gaps), 0.0, 1.0)))
+    pairs = len(ref) * len(cur) / (len(ref) + len(cur))
+    return Measure(d, float(np.clip(stats.kstwo.sf(d, np.round(pairs)), 0.0, 1.0)))
+
+
+def wasserstein(sides: Numbers) -> Measure:
+    """The normed Wasserstein distance: Wasserstein-1 between the two sides (the area between
+    their CDFs, in the column's unit) divided by the reference's standard deviation, on the
+    samples KS reads. A mean shift of k standard deviations reads k, whatever the unit.
+
+    Evidently's default for numeric columns of more than 1,000 rows (drift at >= 0.1), with
+    the same floor of 0.001 for the standard deviation of a constant reference.
+    """
+    ref, cur = sides.samples
+    if not len(ref) or not len(cur):
+        return Measure(0.0)
+    points, gaps = sides.cdf_gaps
+    distance = float(np.sum(np.abs(gaps[:-1]) * np.diff(points)))
+    return Measure(distance / max(float(np.std(ref)), STD_FLOOR))
 
 
 def chi2(counts: Counts) -> tuple[float, float, float]:
@@ -167,6 +216,19 @@ def chi2(counts: Counts) -> tuple[float, float, float]:
         return 0.0, 1.0, 0.0  # one category on both sides: nothing can differ
     statistic, p_value, _, _ = stats.chi2_contingency(counts.table, correction=False)
     return float(statistic), float(p_value), float(np.sqrt(statistic / counts.table.sum()))
+
+
+def jensen_shannon(counts: Counts) -> Measure:
+    """The Jensen-Shannon distance (natural log: between 0 and sqrt(ln 2) = 0.83) of the two
+    category shares, missing a category: Evidently's default for categorical columns of more
+    than 1,000 rows (drift at >= 0.1). A share s moved between two categories reads about
+    s * sqrt(sum(1 / share) / 8) for small s."""
+    ref, cur = _shares(counts.table[0]), _shares(counts.table[1])
+    if not ref.sum() or not cur.sum():
+        return Measure(0.0)
+    middle = (ref + cur) / 2
+    divergence = (special.rel_entr(ref, middle).sum() + special.rel_entr(cur, middle).sum()) / 2
+    return Measure(float(np.sqrt(max(divergence, 0.0))))
 
 
 def chi2_test(counts: Counts) -> Measure:
@@ -179,6 +241,8 @@ def chi2_test(counts: Counts) -> Measure:
 
 STATISTICS: tuple[Statistic, ...] = (
     Statistic("psi", "PSI", {NUMERIC: numeric_psi, CATEGORICAL: categorical_psi}, threshold="psi_threshold"),
+    Statistic("wasserstein", "normed Wasserstein", {NUMERIC: wasserstein}, threshold="wasserstein_threshold"),
+    Statistic("jensen_shannon", "Jensen-Shannon", {CATEGORICAL: jensen_shannon}, threshold="jensen_shannon_threshold"),
     Statistic("ks", "KS D", {NUMERIC: ks}, threshold="effect_threshold", test=True, symbol="D"),
     Statistic("chi2", "Cramér's V", {CATEGORICAL: chi2_test}, threshold="effect_threshold", test=True, symbol="V"),
 )
@@ -224,6 +288,19 @@ def thresholds(monitoring: MonitoringSpec | None = None, /, **given: float) -> d
         default = getattr(monitoring, name) if monitoring is not None else MonitoringSpec.model_fields[name].default
         values[name] = float(given.get(name, default))
     return values
+
+
+def feature_thresholds(monitoring: MonitoringSpec) -> dict[str, dict[str, float]]:
+    """The thresholds ``monitoring.features`` sets per column (only those it sets), by column."""
+    return {
+        column: {name: float(value) for name, value in own.model_dump().items() if value is not None}
+        for column, own in monitoring.features.items()
+    }
+
+
+def kind_limits(kind: str, limits: Mapping[str, float]) -> dict[str, float]:
+    """The thresholds the rows of ``kind`` are judged against, from ``limits`` (one column's)."""
+    return {row.threshold: limits[row.threshold] for row in applying(kind)}
 
 
 def judge(
