@@ -185,6 +185,8 @@ class HealthCheckOperator(MlopsBaseOperator):
     """
 
     ui_color = "#fdf3e8"
+    # It reads the logs' and labels' times and writes only its incident state: no dataset of the pipeline.
+    lineage_io = Lineage()
 
     def __init__(
         self, *, notifiers: Sequence[BaseNotifier] = (), watched_task_ids: Sequence[str] = (), **kwargs: Any
