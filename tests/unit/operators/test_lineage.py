@@ -43,7 +43,8 @@ def mlflow_connection(monkeypatch):
 
 def test_every_operator_of_the_package_reports_lineage():
     assert len(OPERATORS) >= 15
-    undeclared = [cls.__name__ for cls in OPERATORS if cls.lineage_io == Lineage()]
+    # Declared on the class itself (a task that names no dataset says so with an empty Lineage()).
+    undeclared = [cls.__name__ for cls in OPERATORS if "lineage_io" not in vars(cls)]
     assert not undeclared, f"declare lineage_io = Lineage(...) on {undeclared} (operators.lineage)"
 
 
