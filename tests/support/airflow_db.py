@@ -137,10 +137,16 @@ def _test_dags(args: dict[str, Any]) -> dict[str, Any]:
     API starts once), answering the requests of ``args["answers"][dag_id][task_id]``."""
     import runpy
 
+    # Import what the answering thread needs here, first: importing Airflow's API modules in that
+    # thread while dag.test() configures the ORM mappers in this one deadlocks on the import lock
+    # (seen: each thread waiting for a module the other was importing).
+    import airflow.api_fastapi.core_api.routes.public.hitl  # noqa: F401
+    from airflow.models import import_all_models
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    import_all_models()
     results: dict[str, Any] = {}
     for dag_file in args["dag_files"]:
         dag = runpy.run_path(dag_file)["dag"]
