@@ -227,6 +227,18 @@ class GateVerdict(TypedDict):
     at: str
 
 
+class ReplaySummary(TypedDict):
+    """What of the offline replay travels with the gate result (the whole report is the ``replay`` tag)."""
+
+    rows: int
+    agreement: float | None
+    score_psi: float | None
+    labeled_rows: int
+    metric_drop: float | None
+    judged: bool
+    passed: bool
+
+
 class GateResult(TypedDict):
     """The gate task's result: the verdict, its reasons and the version it is about."""
 
@@ -240,6 +252,7 @@ class GateResult(TypedDict):
     version: str
     validation_warnings: NotRequired[list[str]]  # with a validate result: its warnings, described
     verdict: NotRequired[GateVerdict]  # every number compared (a result from before it lacks the key)
+    replay: NotRequired[ReplaySummary]  # with rollout.replay: the replay task's figures (core.model.replay)
 
 
 class Approval(TypedDict):

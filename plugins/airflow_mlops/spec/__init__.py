@@ -45,6 +45,7 @@ from airflow_mlops.spec.model import (
 from airflow_mlops.spec.operations import DeploymentSpec, MonitoringSpec, ScoringSpec
 from airflow_mlops.spec.pipeline import PipelineSpec, RetriesSpec, ScheduleSpec, load_spec, parse_spec
 from airflow_mlops.spec.prediction_log import RESERVED_COLUMNS
+from airflow_mlops.spec.rollout import CanarySpec, ReplaySpec, RolloutSpec, ShadowSpec
 from airflow_mlops.spec.split import SplitName, SplitSpec
 from airflow_mlops.spec.sql_query import check_select_query
 from airflow_mlops.spec.validation import ExpectationSpec, InferenceSpec, LandedBatchSpec, ValidationSpec
@@ -56,6 +57,7 @@ __all__ = [
     "RESERVED_COLUMNS",
     "TASK_METRICS",
     "CandidateSpec",
+    "CanarySpec",
     "CleaningSpec",
     "ClipSpec",
     "CsvOptions",
@@ -81,11 +83,14 @@ __all__ = [
     "PipelineSpec",
     "PreprocessingSpec",
     "PromotionSpec",
+    "ReplaySpec",
     "RetriesSpec",
+    "RolloutSpec",
     "ScheduleSpec",
     "ScoringSpec",
     "SearchSpec",
     "SearchValue",
+    "ShadowSpec",
     "SourceSpec",
     "SpecError",
     "SplitName",
