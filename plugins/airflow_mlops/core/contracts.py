@@ -277,6 +277,8 @@ class MoveExtra(TypedDict, total=False):
     forced_past: list[str]
     manual: bool  # a move made outside airflow-mlops (MLflow's UI), recorded when next noticed
     moved_after: str | None  # a manual move: the ``at`` of the record before it (MLflow does not time aliases)
+    automatic: bool  # a rollback the serving app's canary made on its own (``serving.canary``)
+    figures: dict[str, Any]  # that rollback's figures: both sides' error rate, p99, the score PSI
 
 
 class PromotionRecord(MoveExtra):

@@ -23,14 +23,13 @@ import numpy as np
 
 from airflow_mlops.core.contracts import GateResult
 from airflow_mlops.core.operations import score_shift
-from airflow_mlops.core.registry.client import Registry
+from airflow_mlops.core.registry.client import CHALLENGER_ALIAS, Registry
 from airflow_mlops.spec import PipelineSpec
 
 log = logging.getLogger(__name__)
 
 REPLAY_TAG = "replay"
 REPORT_ARTIFACT = "replay/report.json"
-CHALLENGER_ALIAS = "challenger"
 
 
 class ReplayReport(TypedDict):
