@@ -166,7 +166,7 @@ class ServingApp:
             return False
         try:
             reused = self.rollout.loaded(version) if self.rollout is not None else None
-            model = reused or await asyncio.to_thread(self._load, version)
+            model = reused if reused is not None else await asyncio.to_thread(self._load, version)
         except Exception as exc:
             self._failed = (version, time.monotonic())
             self.load_failures += 1
@@ -178,11 +178,10 @@ class ServingApp:
             level = logging.WARNING if expected else logging.ERROR
             logger.log(level, "not serving v%s (still serving v%s): %s", version, current, detail)
             return False
-        previous = self.model
+        if self.rollout is not None:  # before the swap: a new champion bakes from its first request on
+            await self.rollout.swapping(self.model, model)
         self.model, self.load_error, self._failed, self.not_ready = model, None, None, None
         self.swaps += 1
-        if self.rollout is not None:
-            await self.rollout.swapped(previous, model)
         logger.info("now serving %s v%s (was v%s)", model.name, model.version, current)
         if self.swaps == 1 and self.config.freeze_gc:
             # What is alive after the first load (libraries, the model) stays alive: keep it out
@@ -314,7 +313,9 @@ class ServingApp:
         if self.rollout is None:
             predictions, scores, probabilities = await self._batcher.predict(model, inputs)
         else:  # while a champion bakes, the baseline may answer (serving.canary)
-            model, (predictions, scores, probabilities) = await self.rollout.predict(self._batcher, model, inputs)
+            model, (predictions, scores, probabilities) = await self.rollout.predict(
+                self._batcher, model, inputs, client_id
+            )
         if self.prediction_logger is not None:
             self.prediction_logger.append(
                 request_id, model.version, inputs.features, predictions, scores, inputs.ids,

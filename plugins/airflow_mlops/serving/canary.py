@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("airflow_mlops.serving")
 
+SMOKE_PREFIX = "deploy-smoke-"  # the deploy step's request ids (serving.deploy)
 SAMPLES = 5_000  # requests remembered per side (latency, scores)
 ROLLBACK_TIMEOUT_SECONDS = 300.0
 
@@ -133,7 +134,11 @@ class Canary:
         self.candidate_arm: Arm | None = None
         self.baseline_arm: Arm | None = None
         self.started = 0.0
+        self.move = ""
         self.rolled_back: set[str] = set()  # versions this process refuses to serve again (alias on its way back)
+        self.fallback: ServedModel | None = (
+            None  # what answers a request that took a rolled-back model before the switch
+        )
         self.rollbacks = 0
         self.bakes = 0
         self.last_verdict: Verdict | None = None
@@ -143,9 +148,10 @@ class Canary:
     def baking(self) -> bool:
         return self.candidate is not None
 
-    def start(self, baseline: ServedModel, candidate: ServedModel) -> None:
-        """Bake ``candidate`` against ``baseline`` (the champion it replaced), from now."""
-        self.baseline, self.candidate = baseline, candidate
+    def start(self, baseline: ServedModel, candidate: ServedModel, move: str = "") -> None:
+        """Bake ``candidate`` against ``baseline`` (the champion it replaced), from now; ``move`` is the id of
+        the promotion record that made it champion (its rollback is keyed by it)."""
+        self.baseline, self.candidate, self.move = baseline, candidate, move
         arm = self.current if self.current is not None and self.current.version == baseline.version else None
         self.baseline_arm = arm or Arm(baseline.version)
         self.candidate_arm = Arm(candidate.version)
@@ -160,8 +166,16 @@ class Canary:
         self.candidate_arm = self.baseline_arm = None
         self.current = Arm(keep.version) if keep is not None else None
 
-    def route(self, champion: ServedModel) -> ServedModel:
-        """The model that answers this request: while ``champion`` bakes, the baseline for ``1 - share``."""
+    def route(self, champion: ServedModel, client_id: str | None = None) -> ServedModel:
+        """The model that answers this request: while ``champion`` bakes, the baseline for ``1 - share``.
+
+        The deploy step's smoke requests (``X-Request-ID: deploy-smoke-...``, ``serving.deploy``) always
+        reach the champion: they check that it answers.
+        """
+        if self.fallback is not None and champion.version in self.rolled_back:
+            return self.fallback  # the request read the champion just before the rollback switched it
+        if client_id is not None and client_id.startswith(SMOKE_PREFIX):
+            return champion
         if self.candidate is champion and self.baseline is not None and self._random.random() >= self.rule.share:
             return self.baseline
         return champion
@@ -183,10 +197,13 @@ class Canary:
         self.last_verdict = decide(self.rule, self.candidate_arm, self.baseline_arm, time.monotonic() - self.started)
         return self.last_verdict
 
-    def roll_back_alias(self, name: str, bad: str, to: str, verdict: Verdict) -> bool:
-        """Move the alias back in the registry (a child process: ``serving.canary_rollback``); True when done."""
+    def roll_back_alias(self, name: str, bad: str, to: str, move: str, verdict: Verdict) -> bool:
+        """Move the alias back in the registry (a child process: ``serving.canary_rollback``); True when done.
+
+        ``move`` is the id of the promotion that made ``bad`` champion: the rollback's key, with the version.
+        """
         command = [sys.executable, "-m", "airflow_mlops.serving.canary_rollback", self.spec_path, self.tracking_uri,
-                   bad, to, verdict.reason, json.dumps(verdict.figures, default=str)]  # fmt: skip
+                   bad, to, move, verdict.reason, json.dumps(verdict.figures, default=str)]  # fmt: skip
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=ROLLBACK_TIMEOUT_SECONDS)
         except (OSError, subprocess.TimeoutExpired) as exc:

@@ -1,12 +1,13 @@
 """The canary's rollback of the ``champion`` alias, in a child process of the serving app.
 
-``python -m airflow_mlops.serving.canary_rollback SPEC TRACKING_URI BAD_VERSION TO_VERSION REASON FIGURES_JSON``
+``python -m airflow_mlops.serving.canary_rollback SPEC TRACKING_URI BAD_VERSION TO_VERSION MOVE_ID REASON FIGURES``
 
 Run by ``serving.canary`` when a baking champion crossed a threshold: the MLflow client (and the
 pandas and SciPy it brings) stays out of the serving process. Moves the alias back with
 ``core.registry.promotion.rollback`` (the same checks and records as any rollback): ``by`` is
 ``canary``, the reason names the crossed thresholds, the record carries ``automatic: true`` and the
-figures. Keyed by the version rolled back (``run``), so several workers roll it back once; when the
+figures. Keyed by the version rolled back and the id of the promotion that made it champion (``run``), so
+several workers roll it back once, and the same version promoted again later bakes anew; when the
 alias is no longer on the bad version (someone moved it meanwhile) nothing moves. The ``challenger``
 alias is removed when it names the bad version. Exit status 0 when the alias is back (or was moved
 by someone else), 1 when the rollback was refused.
@@ -25,11 +26,11 @@ def main(argv: list[str]) -> int:
     from airflow_mlops.core.registry.client import CHALLENGER_ALIAS, Registry
     from airflow_mlops.spec import load_spec
 
-    spec_path, tracking_uri, bad, to, reason, figures = argv
+    spec_path, tracking_uri, bad, to, move, reason, figures = argv
     name = load_spec(spec_path).registered_model_name
     registry = Registry(tracking_uri)
     current = registry.champion(name)
-    key = f"canary/{name}/v{bad}"
+    key = f"canary/{name}/v{bad}/{move}"
     done = next((r for r in reversed(registry.promotion_history(name)) if r.get("run") == key), None)
     if done is None and (current is None or str(current.version) != str(bad)):
         print(f"{name}: the champion is v{None if current is None else current.version}, no longer v{bad}: not moved")

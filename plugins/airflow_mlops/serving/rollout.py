@@ -2,7 +2,7 @@
 
 The app (``serving.app``) calls four things: ``predict`` on the request path (which model answers,
 its figures, the baseline's answer when a baking champion fails), ``offer`` after the answer is
-made (shadow, off the request path), ``swapped``/``refuses`` when the champion alias moves, and
+made (shadow, off the request path), ``swapping``/``refuses`` when the champion alias moves, and
 ``refresh_challenger`` at every alias poll. ``serving.shadow`` and ``serving.canary`` hold the
 mechanics; this module wires them to the app's loop and its /metrics.
 """
@@ -62,22 +62,23 @@ class Rollout:
 
     # -- the request path -------------------------------------------------------------
 
-    async def predict(self, batcher: ModelRunBatcher, champion: ServedModel, inputs: ModelInputs) -> tuple[
-        ServedModel, Prediction
-    ]:  # fmt: skip
+    async def predict(
+        self, batcher: ModelRunBatcher, champion: ServedModel, inputs: ModelInputs, client_id: str | None = None
+    ) -> tuple[ServedModel, Prediction]:
         """(the model that answered, its prediction): the champion, or while it bakes the baseline for some
         requests and for those whose run failed on the champion."""
         canary = self.canary
         if canary is None:
             return champion, await batcher.predict(champion, inputs)
-        model = canary.route(champion)
+        model = canary.route(champion, client_id)
         arm = canary.arm(model)
+        # Read once, before the run: a judgement that ends the bake meanwhile must not take the fallback away.
+        candidate, baseline = canary.candidate, canary.baseline
         start = time.perf_counter()
         try:
             outputs = await batcher.predict(model, inputs)
         except Exception:
-            baseline = canary.baseline
-            if arm is None or model is not canary.candidate or baseline is None:
+            if arm is None or model is not candidate or baseline is None:
                 raise
             arm.failed()  # the caller gets the baseline's answer; the failure counts against the candidate
             return baseline, await batcher.predict(baseline, inputs)
@@ -102,8 +103,9 @@ class Rollout:
             return canary.baseline
         return None
 
-    async def swapped(self, previous: ServedModel | None, model: ServedModel) -> None:
-        """The champion is now ``model`` (was ``previous``): bake it when a promotion put it there."""
+    async def swapping(self, previous: ServedModel | None, model: ServedModel) -> None:
+        """The champion becomes ``model`` (was ``previous``) right after this: bake it when a promotion put it
+        there. Called before the app's swap, so no request reaches ``model`` outside the bake."""
         canary = self.canary
         if canary is None:
             return
@@ -119,7 +121,7 @@ class Rollout:
         if record is not None and record.get("rollback"):
             logger.info("canary: v%s is champion again by a rollback: not baked", model.version)
             return
-        canary.start(previous, model)
+        canary.start(previous, model, str(record.get("id") or "manual") if record is not None else "manual")
 
     async def refresh_challenger(self, champion: ServedModel | None) -> None:
         """Load the version the ``challenger`` alias names (or drop it): what the shadow scores."""
@@ -173,18 +175,19 @@ class Rollout:
         verdict = canary.judge() if canary is not None else None
         if canary is None or verdict is None or verdict.action is None:
             return None
-        bad, baseline = canary.candidate, canary.baseline
+        bad, baseline, move = canary.candidate, canary.baseline, canary.move
         assert bad is not None and baseline is not None
         if verdict.action == "baked":
             logger.info("canary: %s", verdict.reason)
             canary.stop(bad)
             return "baked"
         canary.rolled_back.add(bad.version)
+        canary.fallback = baseline
         canary.rollbacks += 1
         app.model = baseline  # at once: every request from now on gets the baseline's answer
         canary.stop(baseline)
         logger.warning("canary: rolling back to v%s: %s", baseline.version, verdict.reason)
-        await asyncio.to_thread(canary.roll_back_alias, bad.name, bad.version, baseline.version, verdict)
+        await asyncio.to_thread(canary.roll_back_alias, bad.name, bad.version, baseline.version, move, verdict)
         return "rollback"
 
     async def close(self) -> None:
