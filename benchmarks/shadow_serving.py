@@ -41,7 +41,8 @@ SETTINGS: dict[str, dict[str, Any] | None] = {
 
 
 def shadow_counts(port: int) -> dict[str, int]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {bench.TOKEN}"})
+    headers = {"Authorization": f"Bearer {bench.TOKEN}"}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=headers)
     with urllib.request.urlopen(request, timeout=5) as answer:
         text = answer.read().decode()
     counts = {}

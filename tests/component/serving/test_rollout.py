@@ -204,7 +204,7 @@ class _Constant:
         self.session = session
 
     def run(self, names: Any, feeds: dict[str, Any]) -> Any:
-        labels, probabilities = self.session.run(names, feeds)
+        labels, _ = self.session.run(names, feeds)
         constant = np.tile(np.array([[0.5, 0.5]], dtype=np.float32), (len(labels), 1))
         return [np.zeros_like(labels), constant]
 
