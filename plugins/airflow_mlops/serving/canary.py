@@ -148,11 +148,13 @@ class Canary:
     def baking(self) -> bool:
         return self.candidate is not None
 
-    def start(self, baseline: ServedModel, candidate: ServedModel, move: str = "") -> None:
+    def start(self, baseline: ServedModel, candidate: ServedModel, move: str = "", before: Arm | None = None) -> None:
         """Bake ``candidate`` against ``baseline`` (the champion it replaced), from now; ``move`` is the id of
-        the promotion record that made it champion (its rollback is keyed by it)."""
+        the promotion record that made it champion (its rollback is keyed by it); ``before`` the figures the
+        baseline gathered while it was champion (default: ``current``)."""
         self.baseline, self.candidate, self.move = baseline, candidate, move
-        arm = self.current if self.current is not None and self.current.version == baseline.version else None
+        before = before or self.current
+        arm = before if before is not None and before.version == baseline.version else None
         self.baseline_arm = arm or Arm(baseline.version)
         self.candidate_arm = Arm(candidate.version)
         self.started = time.monotonic()

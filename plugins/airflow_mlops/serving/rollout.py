@@ -109,6 +109,7 @@ class Rollout:
         canary = self.canary
         if canary is None:
             return
+        before = canary.current  # the outgoing champion's figures: the baseline's start
         canary.stop(model)
         if previous is None or previous.version == model.version:
             return
@@ -121,7 +122,7 @@ class Rollout:
         if record is not None and record.get("rollback"):
             logger.info("canary: v%s is champion again by a rollback: not baked", model.version)
             return
-        canary.start(previous, model, str(record.get("id") or "manual") if record is not None else "manual")
+        canary.start(previous, model, str(record.get("id") or "manual") if record is not None else "manual", before)
 
     async def refresh_challenger(self, champion: ServedModel | None) -> None:
         """Load the version the ``challenger`` alias names (or drop it): what the shadow scores."""

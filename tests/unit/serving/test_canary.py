@@ -58,3 +58,24 @@ def test_too_few_requests_are_not_judged_and_bake_at_the_end_of_the_window():
     assert decide(RULE, bad, baseline, 5).action is None
     verdict = decide(RULE, bad, baseline, 61)
     assert verdict.action == "baked" and "too little to judge" in verdict.reason
+
+
+def test_the_baseline_starts_with_the_figures_it_gathered_as_champion_and_shares_the_traffic():
+    from types import SimpleNamespace
+
+    from airflow_mlops.serving.canary import Canary
+
+    canary = Canary(CanarySpec(enabled=True, share=0.5), "spec.yaml", "http://registry")
+    old, new = SimpleNamespace(version="1"), SimpleNamespace(version="2")
+    for _ in range(30):
+        canary.arm(old).observe(0.002, np.ones(3))
+    before = canary.current
+    canary.stop(new)  # what the swap does first
+    canary.start(old, new, "move-1", before)
+    assert canary.baseline_arm.requests == 30 and canary.candidate_arm.requests == 0
+    routed = [canary.route(new).version for _ in range(400)]
+    assert 120 < routed.count("2") < 280 and set(routed) == {"1", "2"}
+    assert all(canary.route(new, "deploy-smoke-abc") is new for _ in range(50))  # the deploy step checks the new one
+    canary.rolled_back.add("2")
+    canary.fallback = old
+    assert canary.route(new) is old  # a request that read the rolled-back champion gets the baseline
