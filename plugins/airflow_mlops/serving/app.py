@@ -19,7 +19,8 @@ exception's text, and the process's log records are redacted as they are made.
 
 Around it: ``serving.config`` (settings, tokens, logging), ``serving.bodies`` (reading and
 decoding bodies), ``serving.batching`` (one model run for requests that arrive together),
-``serving.request_ids``, ``serving.metrics``; the model and its loading in ``serving.model``.
+``serving.request_ids``, ``serving.metrics``; the model and its loading in ``serving.model``; the spec's
+``rollout`` (a shadowed challenger, a baking canary) in ``serving.rollout``.
 
 No framework on purpose: the hot path (decode, check, predict, encode, log) costs tens
 of microseconds more than the model itself; see docs/serving.md for figures.
@@ -400,22 +401,19 @@ def build_app(config: ServeConfig) -> ServingApp:
     name = spec.registered_model_name
     over_http = config.tracking_uri.startswith(("http://", "https://"))
     registry = Registry(config.tracking_uri)
+
+    def load(version: str | None) -> ServedModel:
+        return load_version(registry, spec, schema, version, config.onnx_threads)
+
     return ServingApp(
         schema,
         config,
-        load=lambda version: load_version(registry, spec, schema, version, config.onnx_threads),
+        load=load,
         probe=lambda: champion_version(registry, name),
         async_probe=HttpAliasProbe(config.tracking_uri, name) if over_http else None,
         prediction_logger=prediction_logger,
         title=f"airflow-mlops serving: {spec.name} ({spec.registered_model_name})",
-        rollout=build_rollout(
-            spec,
-            config,
-            registry,
-            lambda v: load_version(registry, spec, schema, v, config.onnx_threads),
-            prediction_logger,
-            schema,
-        ),
+        rollout=build_rollout(spec, config, registry, load, prediction_logger, schema),
     )
 
 
