@@ -67,7 +67,8 @@ def test_a_candidate_is_replayed_on_the_champions_logged_rows_and_becomes_the_ch
     rows = synthetic.land_batch("churn", str(stack.config.root / "more-requests"), dt.date(2026, 11, 3), 200, seed=4,
                                 include_label=False, label=demo.spec.data.label)  # fmt: skip
     body = {"instances": json.loads(pd.read_parquet(rows.uri).to_json(orient="records"))}
-    answer = httpx.post(f"{served['url']}/v1/predict", json=body, headers={"Authorization": f"Bearer {served['token']}"})
+    auth = {"Authorization": f"Bearer {served['token']}"}
+    answer = httpx.post(f"{served['url']}/v1/predict", json=body, headers=auth)
     assert answer.status_code == 200 and answer.json()["model_version"] == "1"
     demo.stop_serving()
 
