@@ -1,13 +1,16 @@
 """Shadow scoring's cost on the caller's path: ``airflow-mlops serve`` with ``rollout.shadow`` off and on.
 
-One run, the settings alternating (off, share 0.1, share 1.0, then again), each a fresh server:
-the churn model (v1 champion, v2 the ``challenger``) trained as ``benchmarks/serving.py`` does,
-behind an ``mlflow server``; ``airflow-mlops serve --workers 2``, every prediction logged (the
-challenger's rows too, with shadow on); 100-row bodies of real rows posted to ``/invocations`` by
-``benchmarks/loadgen.py`` (16 keep-alive connections, one request in flight each, a warm-up first).
-After each run the server's /metrics give the requests the challenger scored and dropped.
+One run, side by side: the churn model (v1 champion, v2 the ``challenger``) trained as
+``benchmarks/serving.py`` does, behind an ``mlflow server``; three ``airflow-mlops serve --workers 2``
+started together and kept running, with shadow off, at share 0.1 (the default) and at share 1.0,
+every prediction logged (the challenger's rows too). The load, 100-row bodies of real rows posted to
+``/invocations`` by ``benchmarks/loadgen.py`` (16 keep-alive connections, one request in flight each,
+a warm-up first), goes to one server at a time, the three in turn, for ``--rounds`` rounds: on a
+shared machine, whatever else runs changes between rounds more than within one, so each round is a
+paired comparison (the other two servers are idle meanwhile). /metrics give the requests the
+challenger scored and dropped (one worker's counts).
 
-    .venv/bin/python benchmarks/shadow_serving.py --seconds 10 --rounds 2 --output shadow.json
+    .venv/bin/python benchmarks/shadow_serving.py --seconds 6 --rounds 8 --output shadow.json
 """
 
 from __future__ import annotations
@@ -98,36 +101,53 @@ def main() -> int:
         env=env, stdout=logs, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     results: dict[str, Any] = {"seconds": args.seconds, "workers": args.workers, "rows_per_request": 100, "runs": []}
+    servers: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
     try:
         bench.wait_until(f"http://127.0.0.1:{registry_port}/health", 120)
         env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{registry_port}"
+        for name, path in specs.items():
+            port = bench.free_port()
+            servers[name] = port, subprocess.Popen(
+                [str(Path(sys.executable).parent / "airflow-mlops"), "serve", str(path), "--port", str(port),
+                 "--workers", str(args.workers)],
+                env=env, stdout=logs, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        for port, _ in servers.values():
+            bench.wait_until(f"http://127.0.0.1:{port}/health/ready", 120)
+        time.sleep(2.0)  # the challenger loads right after the champion
         for round_ in range(1, args.rounds + 1):
-            for name, path in specs.items():
-                port = bench.free_port()
-                server = subprocess.Popen(
-                    [str(Path(sys.executable).parent / "airflow-mlops"), "serve", str(path), "--port", str(port),
-                     "--workers", str(args.workers)],
-                    env=env, stdout=logs, stderr=subprocess.STDOUT, start_new_session=True,
-                )  # fmt: skip
-                try:
-                    bench.wait_until(f"http://127.0.0.1:{port}/health/ready", 120)
-                    time.sleep(1.0)  # the challenger loads right after the champion
-                    run = bench.load(port, body, args.seconds, args.warmup, bench.TOKEN)
-                    run.update(setting=name, round=round_, shadow_one_worker=shadow_counts(port))
-                finally:
-                    os.killpg(server.pid, signal.SIGTERM)
-                    server.wait(60)
+            for name, (port, _) in servers.items():
+                run = bench.load(port, body, args.seconds, args.warmup, bench.TOKEN)
+                run.update(setting=name, round=round_, shadow_one_worker=shadow_counts(port))
                 results["runs"].append(run)
                 print(f"round {round_} {name:>17}: {run['requests_per_second']:>8.1f} req/s  p50 {run['p50_ms']:.2f} ms"
                       f"  p99 {run['p99_ms']:.2f} ms  errors {run['errors']}  shadow {run['shadow_one_worker']}",
                       flush=True)  # fmt: skip
     finally:
+        for _, server in servers.values():
+            os.killpg(server.pid, signal.SIGTERM)
+        for _, server in servers.values():
+            server.wait(60)
         os.killpg(tracking.pid, signal.SIGTERM)
         tracking.wait(60)
         logs.close()
+    import statistics
+
+    off = {r["round"]: r["p99_ms"] for r in results["runs"] if r["setting"] == "shadow off"}
     for name in SETTINGS:
-        p99 = [r["p99_ms"] for r in results["runs"] if r["setting"] == name]
-        results[f"p99_ms_{name.replace(' ', '_')}"] = p99
+        mine = [r for r in results["runs"] if r["setting"] == name]
+        ratios = [r["p99_ms"] / off[r["round"]] for r in mine]
+        results[name] = {
+            "p99_ms": [r["p99_ms"] for r in mine],
+            "median_p99_ms": statistics.median(r["p99_ms"] for r in mine),
+            "median_requests_per_second": statistics.median(r["requests_per_second"] for r in mine),
+            "p99_ratio_to_off_per_round": [round(x, 3) for x in ratios],
+            "median_p99_ratio_to_off": round(statistics.median(ratios), 3),
+        }
+        summary = results[name]
+        print(f"{name:>17}: median p99 {summary['median_p99_ms']:.2f} ms, median ratio to off "
+              f"{summary['median_p99_ratio_to_off']:.3f}, median {summary['median_requests_per_second']:.0f} req/s",
+              flush=True)  # fmt: skip
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2))
     return 0
