@@ -5,12 +5,13 @@ One run, side by side: the churn model (v1 champion, v2 the ``challenger``) trai
 started together and kept running, with shadow off, at share 0.1 (the default) and at share 1.0,
 every prediction logged (the challenger's rows too). The load, 100-row bodies of real rows posted to
 ``/invocations`` by ``benchmarks/loadgen.py`` (16 keep-alive connections, one request in flight each,
-a warm-up first), goes to one server at a time, the three in turn, for ``--rounds`` rounds: on a
+a warm-up first), goes to one server at a time, the three in turn (the order turning each round, a
+``--pause`` before each run), for ``--rounds`` rounds: on a
 shared machine, whatever else runs changes between rounds more than within one, so each round is a
 paired comparison (the other two servers are idle meanwhile). /metrics give the requests the
 challenger scored and dropped (one worker's counts).
 
-    .venv/bin/python benchmarks/shadow_serving.py --seconds 6 --rounds 8 --output shadow.json
+    .venv/bin/python benchmarks/shadow_serving.py --seconds 6 --warmup 1 --rounds 9 --output shadow.json
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--pause", type=float, default=6.0, help="seconds between two runs")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output")
     args = parser.parse_args()
@@ -115,8 +117,13 @@ def main() -> int:
         for port, _ in servers.values():
             bench.wait_until(f"http://127.0.0.1:{port}/health/ready", 120)
         time.sleep(2.0)  # the challenger loads right after the champion
+        names = list(servers)
         for round_ in range(1, args.rounds + 1):
-            for name, (port, _) in servers.items():
+            # The order turns each round, and a pause lets the last server's log flushes and shadow queue
+            # settle: neither lands on the same setting every time.
+            for name in names[(round_ - 1) % len(names) :] + names[: (round_ - 1) % len(names)]:
+                port = servers[name][0]
+                time.sleep(args.pause)
                 run = bench.load(port, body, args.seconds, args.warmup, bench.TOKEN)
                 run.update(setting=name, round=round_, shadow_one_worker=shadow_counts(port))
                 results["runs"].append(run)

@@ -14,9 +14,7 @@ it answered nobody. A request arriving at a full queue is not shadowed, and coun
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import queue
 import random
 import threading
@@ -30,7 +28,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("airflow_mlops.serving")
 
 _STOP = object()
-SHADOW_NICENESS = 19
 
 
 class ShadowScorer:
@@ -82,10 +79,6 @@ class ShadowScorer:
         return self
 
     def _run(self) -> None:
-        # The lowest CPU priority for this thread (Linux schedules threads one by one): on busy cores the
-        # request path runs first, and a challenger that cannot keep up fills its queue instead.
-        with contextlib.suppress(AttributeError, OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), SHADOW_NICENESS)
         while True:
             item = self._queue.get()
             if item is _STOP:
