@@ -242,6 +242,18 @@ class GateVerdict(TypedDict):
     at: str
 
 
+class ReplaySummary(TypedDict):
+    """What of the offline replay travels with the gate result (the whole report is the ``replay`` tag)."""
+
+    rows: int
+    agreement: float | None
+    score_psi: float | None
+    labeled_rows: int
+    metric_drop: float | None
+    judged: bool
+    passed: bool
+
+
 class GateResult(TypedDict):
     """The gate task's result: the verdict, its reasons and the version it is about."""
 
@@ -255,6 +267,7 @@ class GateResult(TypedDict):
     version: str
     validation_warnings: NotRequired[list[str]]  # with a validate result: its warnings, described
     verdict: NotRequired[GateVerdict]  # every number compared (a result from before it lacks the key)
+    replay: NotRequired[ReplaySummary]  # with rollout.replay: the replay task's figures (core.model.replay)
 
 
 class Approval(TypedDict):
@@ -279,6 +292,8 @@ class MoveExtra(TypedDict, total=False):
     forced_past: list[str]
     manual: bool  # a move made outside airflow-mlops (MLflow's UI), recorded when next noticed
     moved_after: str | None  # a manual move: the ``at`` of the record before it (MLflow does not time aliases)
+    automatic: bool  # a rollback the serving app's canary made on its own (``serving.canary``)
+    figures: dict[str, Any]  # that rollback's figures: both sides' error rate, p99, the score PSI
 
 
 class PromotionRecord(MoveExtra):

@@ -1,5 +1,5 @@
 """Spec -> training DAG: ingest > validate > split > plan > trial (mapped) > select >
-[evaluate, package] > register > gate > (approve) > promote > deploy."""
+[evaluate, package] > register > gate > (replay) > (approve) > promote > deploy."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from airflow_mlops.operators.release import (
     PromoteModelOperator,
     PromotionGateOperator,
     RegisterModelOperator,
+    ReplayCandidateOperator,
 )
 
 
@@ -132,8 +133,15 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
                 validation=validate.output,
                 **common,
             )
+            verdict: PromotionGateOperator | ReplayCandidateOperator = gate
+            rollout = spec.rollout
+            if rollout.replay.enabled or rollout.shadow.enabled:
+                # The candidate answers the champion's recent rows offline and/or becomes the challenger the
+                # serving app shadows; its result (the gate's, held when the replay says so) is promote's gate.
+                verdict = ReplayCandidateOperator(task_id="replay", gate=gate.output, **common)
+                gate >> verdict
             promote = PromoteModelOperator(
-                task_id="promote", gate=gate.output, split=split.output, outlets=[assets.champion], **common
+                task_id="promote", gate=verdict.output, split=split.output, outlets=[assets.champion], **common
             )
             # The new champion answers real rows through the serving app, or the alias goes back.
             deploy = DeployChampionOperator(task_id="deploy", promotion=promote.output, split=split.output, **common)
@@ -148,15 +156,15 @@ def build_training_dag(spec_path: str | Path, mlflow_conn_id: str = "mlflow_defa
                 timeout = spec.promotion.approval_timeout_hours
                 approve = PromotionApprovalOperator(
                     task_id="approve",
-                    gate=gate.output,
+                    gate=verdict.output,
                     mlflow_conn_id=mlflow_conn_id,  # the answer is written to the version there
                     defaults="Reject" if timeout else None,  # an unanswered request rejects, never promotes
                     response_timeout=dt.timedelta(hours=timeout) if timeout else None,
                     retries=0,  # a human's answer: nothing to retry
                 )
-                gate >> approve >> promote
+                verdict >> approve >> promote
             else:
-                gate >> promote
+                verdict >> promote
         split >> plan
     drop_implied_edges(dag)
     return dag

@@ -166,6 +166,47 @@ class PromotionGateOperator(MlopsBaseOperator):
         return decision
 
 
+class ReplayCandidateOperator(MlopsBaseOperator):
+    """Replay the gated candidate on the rows the champion answered lately, and name it ``challenger``.
+
+    With ``rollout.replay`` the candidate predicts the champion's recent prediction-log rows offline;
+    the figures (agreement, score shift and PSI, both models' metrics on labeled rows) are logged on
+    its MLflow run and tagged on the version, and a missed condition holds the promotion. With
+    ``rollout.shadow`` a candidate that may still be promoted becomes the ``challenger`` alias, which
+    the serving app scores in shadow. Its result is the gate's (``promote`` false when held): the
+    promote step takes it in the gate's place. A gate that failed: skipped.
+
+    Safe to retry: it reads the log, then sets the version's ``replay`` tag whole, logs the same
+    figures again and sets the alias to the same version (``core.model.replay``).
+
+    :param gate: the gate task's result (its ``.output``). (templated)
+    """
+
+    operator_extra_links = (ModelVersionLink(),)
+
+    template_fields: Sequence[str] = (*_BASE, "gate")
+    ui_color = "#fdfbe8"
+
+    def __init__(self, *, gate: GateResult | XComArg, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def execute(self, context: Context) -> GateResult:
+        from airflow_mlops.core.model import outcome
+        from airflow_mlops.core.model.replay import replay_and_challenge
+
+        gate: GateResult = upstream_result(self.gate, "gate")
+        if not gate["promote"]:
+            raise AirflowSkipException(f"no replay of {gate['name']} v{gate['version']}: the gate failed")
+        result = replay_and_challenge(self.load_spec(), self.registry(), gate)
+        self.log.info("replay of %s v%s: %s", result["name"], result["version"], "; ".join(result["reasons"]))
+        if not result["promote"]:
+            kept = outcome.kept(result, self.task_id)
+            self.log.warning("%s", kept["note"])
+            self.record_outcome(context, kept)
+        return result
+
+
 class PromoteModelOperator(MlopsBaseOperator):
     """Move the ``champion`` alias to the gated version; skip (with reasons) if the gate failed.
 

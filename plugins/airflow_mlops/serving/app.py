@@ -19,7 +19,8 @@ exception's text, and the process's log records are redacted as they are made.
 
 Around it: ``serving.config`` (settings, tokens, logging), ``serving.bodies`` (reading and
 decoding bodies), ``serving.batching`` (one model run for requests that arrive together),
-``serving.request_ids``, ``serving.metrics``; the model and its loading in ``serving.model``.
+``serving.request_ids``, ``serving.metrics``; the model and its loading in ``serving.model``; the spec's
+``rollout`` (a shadowed challenger, a baking canary) in ``serving.rollout``.
 
 No framework on purpose: the hot path (decode, check, predict, encode, log) costs tens
 of microseconds more than the model itself; see docs/serving.md for figures.
@@ -49,6 +50,7 @@ from airflow_mlops.serving.openapi import openapi_document
 from airflow_mlops.serving.payload import InputSchema, PayloadError
 from airflow_mlops.serving.registry_rest import serves_over_rest
 from airflow_mlops.serving.request_ids import REFUSED_REQUEST_ID, request_ids
+from airflow_mlops.serving.rollout import Rollout, build_rollout
 
 logger = logging.getLogger("airflow_mlops.serving")
 
@@ -78,6 +80,7 @@ class ServingApp:
         prediction_logger: PredictionLogger | None = None,
         title: str = "airflow-mlops serving",
         async_probe: Any = None,
+        rollout: Rollout | None = None,
     ) -> None:
         config.check()
         self.schema = schema
@@ -93,6 +96,7 @@ class ServingApp:
         self._load = load
         self._probe = probe
         self._async_probe = async_probe
+        self.rollout = rollout  # rollout.shadow / rollout.canary of the spec (serving.rollout), or None
         self._tokens = [t.encode() for t in config.tokens]
         self._failed: tuple[str, float] | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -153,6 +157,8 @@ class ServingApp:
             # the earlier failure is history, not the state of this server.
             self.load_error, self._failed = None, None
             return False
+        if self.rollout is not None and self.rollout.refuses(version):
+            return False  # the canary rolled it back here; the registry's alias is on its way back
         if (
             self._failed
             and self._failed[0] == version
@@ -160,7 +166,8 @@ class ServingApp:
         ):
             return False
         try:
-            model = await asyncio.to_thread(self._load, version)
+            reused = self.rollout.loaded(version) if self.rollout is not None else None
+            model = reused if reused is not None else await asyncio.to_thread(self._load, version)
         except Exception as exc:
             self._failed = (version, time.monotonic())
             self.load_failures += 1
@@ -172,6 +179,8 @@ class ServingApp:
             level = logging.WARNING if expected else logging.ERROR
             logger.log(level, "not serving v%s (still serving v%s): %s", version, current, detail)
             return False
+        if self.rollout is not None:  # before the swap: a new champion bakes from its first request on
+            await self.rollout.swapping(self.model, model)
         self.model, self.load_error, self._failed, self.not_ready = model, None, None, None
         self.swaps += 1
         logger.info("now serving %s v%s (was v%s)", model.name, model.version, current)
@@ -188,6 +197,8 @@ class ServingApp:
         while True:
             await asyncio.sleep(self.config.poll_seconds)
             await self.refresh()
+            if self.rollout is not None:
+                await self.rollout.refresh_challenger(self.model)
 
     async def startup(self) -> None:
         # The log writer thread holds the GIL in short bursts; a shorter switch interval
@@ -196,6 +207,9 @@ class ServingApp:
         await self.refresh()
         if self.prediction_logger is not None:
             self.prediction_logger.start()
+        if self.rollout is not None:
+            self.rollout.start(self)
+            await self.rollout.refresh_challenger(self.model)
         self._watcher = asyncio.create_task(self._watch())
 
     async def shutdown(self) -> None:
@@ -204,6 +218,8 @@ class ServingApp:
             self._watcher = None
         if self._async_probe is not None and hasattr(self._async_probe, "close"):
             await self._async_probe.close()
+        if self.rollout is not None:
+            await self.rollout.close()
         if self.prediction_logger is not None:
             try:
                 await asyncio.to_thread(self.prediction_logger.close)
@@ -295,7 +311,12 @@ class ServingApp:
             inputs = await bodies.decode(body, self.schema)
         except PayloadError as exc:
             return 422, _encode({"detail": exc.errors, "request_id": request_id}), echo
-        predictions, scores, probabilities = await self._batcher.predict(model, inputs)
+        if self.rollout is None:
+            predictions, scores, probabilities = await self._batcher.predict(model, inputs)
+        else:  # while a champion bakes, the baseline may answer (serving.canary)
+            model, (predictions, scores, probabilities) = await self.rollout.predict(
+                self._batcher, model, inputs, client_id
+            )
         if self.prediction_logger is not None:
             self.prediction_logger.append(
                 request_id, model.version, inputs.features, predictions, scores, inputs.ids,
@@ -317,7 +338,10 @@ class ServingApp:
         if probabilities is not None:
             keys = model.class_labels or tuple(map(str, range(probabilities.shape[1])))
             answer["probabilities"] = [dict(zip(keys, row, strict=True)) for row in probabilities.tolist()]
-        return 200, _encode(answer), echo
+        encoded = _encode(answer)
+        if self.rollout is not None:  # the challenger scores it later, in its own thread (serving.shadow)
+            self.rollout.offer(model, request_id, inputs, client_id)
+        return 200, encoded, echo
 
     async def _describe(self, scope: Scope, receive: Receive) -> tuple[int, bytes, list[Any]]:
         if self.model is None:
@@ -377,14 +401,19 @@ def build_app(config: ServeConfig) -> ServingApp:
     name = spec.registered_model_name
     over_http = config.tracking_uri.startswith(("http://", "https://"))
     registry = Registry(config.tracking_uri)
+
+    def load(version: str | None) -> ServedModel:
+        return load_version(registry, spec, schema, version, config.onnx_threads)
+
     return ServingApp(
         schema,
         config,
-        load=lambda version: load_version(registry, spec, schema, version, config.onnx_threads),
+        load=load,
         probe=lambda: champion_version(registry, name),
         async_probe=HttpAliasProbe(config.tracking_uri, name) if over_http else None,
         prediction_logger=prediction_logger,
         title=f"airflow-mlops serving: {spec.name} ({spec.registered_model_name})",
+        rollout=build_rollout(spec, config, registry, load, prediction_logger, schema),
     )
 
 

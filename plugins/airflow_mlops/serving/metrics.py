@@ -47,4 +47,6 @@ def metrics_text(app: ServingApp) -> bytes:
             "# TYPE airflow_mlops_prediction_log_rows_dropped_total counter",
             f"airflow_mlops_prediction_log_rows_dropped_total {log.dropped_rows}",
         ]
+    if app.rollout is not None:
+        lines += app.rollout.metrics_lines()
     return ("\n".join(lines) + "\n").encode()

@@ -163,9 +163,18 @@ class RestRegistry:
 
     def champion(self, name: str) -> VersionRecord | None:
         """The version holding the ``champion`` alias, or None when there is none (like ``registry.champion``)."""
-        params = {"name": name, "alias": registry.CHAMPION_ALIAS}
-        found = self._json("/api/2.0/mlflow/registered-models/alias", params, missing_ok=True)
+        return self.alias(name, registry.CHAMPION_ALIAS)
+
+    def alias(self, name: str, alias: str) -> VersionRecord | None:
+        """The version holding ``alias``, or None when there is none (or no such model)."""
+        found = self._json("/api/2.0/mlflow/registered-models/alias", {"name": name, "alias": alias}, missing_ok=True)
         return None if found is None else VersionRecord.from_rest(found["model_version"])
+
+    def model_tags(self, name: str) -> dict[str, str]:
+        """The registered model's tags (its promotion history among them); empty when there is no such model."""
+        found = self._json("/api/2.0/mlflow/registered-models/get", {"name": name}, missing_ok=True)
+        tags = dict(found or {}).get("registered_model", {}).get("tags", [])
+        return {str(t["key"]): str(t.get("value", "")) for t in tags}
 
     def version(self, name: str, version: str) -> VersionRecord:
         found = self._json("/api/2.0/mlflow/model-versions/get", {"name": name, "version": version})

@@ -46,6 +46,7 @@ from airflow_mlops.spec.model import (
 from airflow_mlops.spec.operations import DeploymentSpec, FeatureThresholdsSpec, MonitoringSpec, ScoringSpec
 from airflow_mlops.spec.pipeline import PipelineSpec, RetriesSpec, ScheduleSpec, load_spec, parse_spec
 from airflow_mlops.spec.prediction_log import RESERVED_COLUMNS
+from airflow_mlops.spec.rollout import CanarySpec, ReplaySpec, RolloutSpec, ShadowSpec
 from airflow_mlops.spec.split import SplitName, SplitSpec
 from airflow_mlops.spec.sql_query import check_select_query
 from airflow_mlops.spec.validation import ExpectationSpec, InferenceSpec, LandedBatchSpec, ValidationSpec
@@ -56,6 +57,7 @@ __all__ = [
     "NAME_PATTERN",
     "RESERVED_COLUMNS",
     "TASK_METRICS",
+    "CanarySpec",
     "CandidateSpec",
     "CleaningSpec",
     "ClipSpec",
@@ -83,12 +85,15 @@ __all__ = [
     "PipelineSpec",
     "PreprocessingSpec",
     "PromotionSpec",
+    "ReplaySpec",
     "RequirementsSpec",
     "RetriesSpec",
+    "RolloutSpec",
     "ScheduleSpec",
     "ScoringSpec",
     "SearchSpec",
     "SearchValue",
+    "ShadowSpec",
     "SourceSpec",
     "SpecError",
     "SplitName",

@@ -17,6 +17,7 @@ from airflow_mlops.spec.metrics import TASK_METRICS
 from airflow_mlops.spec.model import EvaluationSpec, ModelSpec, PackagingSpec, PromotionSpec
 from airflow_mlops.spec.operations import KIND_THRESHOLDS, DeploymentSpec, MonitoringSpec, ScoringSpec
 from airflow_mlops.spec.prediction_log import RESERVED_COLUMNS
+from airflow_mlops.spec.rollout import RolloutSpec
 from airflow_mlops.spec.schedule import ScheduleSpec
 from airflow_mlops.spec.split import SplitSpec
 from airflow_mlops.spec.validation import ValidationSpec
@@ -60,6 +61,8 @@ class PipelineSpec(Strict):
     promotion: PromotionSpec = Field(default_factory=PromotionSpec)
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
+    # How a challenger is rolled out changes nothing that is trained: outside the spec's fingerprint.
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, exclude=True)
     # How often a task is retried changes nothing that is trained: outside the spec's fingerprint.
     retries: RetriesSpec = Field(default_factory=RetriesSpec, exclude=True)
 

@@ -36,7 +36,12 @@ LEADING_COLUMNS: tuple[LogColumn, ...] = (
     LogColumn("logged_at", "timestamp[us, tz=UTC]", "when the prediction was made"),
     LogColumn("model_name", "string", "the registered model's name"),
     LogColumn("model_version", "string", "the version that answered"),
-    LogColumn("source_uri", "string", "what made the prediction: 'serving' or the scored input's URI"),
+    LogColumn(
+        "source_uri",
+        "string",
+        "what made the prediction: 'serving', 'shadow' (a challenger scored in shadow: its answer went to nobody, "
+        "and no reader of a champion's rows takes it) or the scored input's URI",
+    ),
 )
 # After them. ``prediction`` has the type of the model's labels (numbers or text).
 TRAILING_COLUMNS: tuple[LogColumn, ...] = (
@@ -47,6 +52,7 @@ TRAILING_COLUMNS: tuple[LogColumn, ...] = (
     ),
 )
 FEATURE_TYPES = {"numeric": "double", "categorical": "string"}  # model inputs; "" is a missing category
+SHADOW_SOURCE = "shadow"  # source_uri of the rows a challenger scored in shadow (``serving.shadow``)
 KEY_COLUMNS = ("request_id", "row")  # what a request-keyed label joins on
 
 RESERVED_COLUMNS = frozenset(column.name for column in (*LEADING_COLUMNS, *TRAILING_COLUMNS))

@@ -28,6 +28,7 @@ from airflow_mlops.core.registry.runs import Tracking
 log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"  # the gate's winner the serving app shadows (rollout.shadow)
 # Every move of the alias, newest last (bounded, see ``core.registry.promotion``); written only there.
 HISTORY_TAG = "promotion_history"
 

@@ -297,6 +297,7 @@ def rollback(
     to_version: str | None = None,
     force: bool = False,
     run: str | None = None,
+    extra: MoveExtra | None = None,
 ) -> PromotionRecord:
     """Move ``champion`` back: to ``to_version``, or to the version the last move replaced.
 
@@ -311,6 +312,7 @@ def rollback(
 
     ``run`` names the request (a task): a retry of it returns the rollback it already made
     instead of undoing it. Without ``run`` (the command line) each call is a new rollback.
+    ``extra`` joins the record (the serving app's canary: ``automatic`` and its ``figures``).
     A move made outside airflow-mlops is recorded first (``record_manual_move``), so a rollback
     without ``to_version`` undoes that move.
     """
@@ -347,9 +349,9 @@ def rollback(
         checked = integrity.require_intact(registry, target, "roll back to")
     except integrity.IntegrityError as exc:
         raise RollbackError(str(exc)) from exc
-    extra: MoveExtra = {"rollback": True, "integrity": checked.summary()}
+    added: MoveExtra = {**(extra or {}), "rollback": True, "integrity": checked.summary()}
     if problems:
         log.warning("forced rollback of %s to v%s: %s", name, to_version, "; ".join(problems))
-        extra["forced"], extra["forced_past"] = True, [p[:300] for p in problems]
+        added["forced"], added["forced_past"] = True, [p[:300] for p in problems]
     label = "rollback (forced)" if problems else "rollback"
-    return promote(registry, name, str(to_version), reason=f"{label}: {reason}", by=by, extra=extra, run=run)
+    return promote(registry, name, str(to_version), reason=f"{label}: {reason}", by=by, extra=added, run=run)

@@ -10,6 +10,7 @@ import numpy as np
 from airflow_mlops import layout
 from airflow_mlops.core.io import storage
 from airflow_mlops.spec import PipelineSpec
+from airflow_mlops.spec.prediction_log import SHADOW_SOURCE
 
 
 def prediction_log_files(pipeline: str, since: dt.date | None, until: dt.date | None = None) -> list[str]:
@@ -26,9 +27,19 @@ def prediction_log_files(pipeline: str, since: dt.date | None, until: dt.date | 
     return files
 
 
-def read_log_file(uri: str, columns: list[str], version: str) -> Any:
+def is_shadow_file(uri: str) -> bool:
+    """Whether ``uri`` is a file of the serving app's shadow logger (``part-<time>-shadow-...``)."""
+    name = uri.rsplit("/", 1)[-1]
+    return name.startswith("part-") and name.split("-", 3)[2:3] == [SHADOW_SOURCE]
+
+
+def read_log_file(uri: str, columns: list[str], version: str, shadow: bool = False) -> Any:
     """The rows ``version`` logged in one log file, only ``columns`` (those it has), as an Arrow
-    table; the version filter runs in the Parquet reader (row groups of other versions are skipped)."""
+    table; the version filter runs in the Parquet reader (row groups of other versions are skipped).
+
+    Rows a challenger scored in shadow (``source_uri`` 'shadow', files the serving app's shadow
+    logger wrote) are never a version's own answers: left out, or with ``shadow`` the only ones read.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -39,9 +50,19 @@ def read_log_file(uri: str, columns: list[str], version: str) -> Any:
             return None
         present = [c for c in dict.fromkeys(["model_version", *columns]) if c in schema.names]
         kind = schema.field("model_version").type
+        if "source_uri" in schema.names:
+            source = pc.field("source_uri")
+            wanted = source == SHADOW_SOURCE if shadow else source.is_null() | (source != SHADOW_SOURCE)
+        elif shadow:
+            return None
+        else:
+            wanted = None
         if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            return pq.read_table(path, columns=present, filters=pc.field("model_version") == version, partitioning=None)
-        table = pq.read_table(path, columns=present, partitioning=None)  # e.g. versions written as numbers
+            chosen = pc.field("model_version") == version
+            return pq.read_table(
+                path, columns=present, filters=chosen if wanted is None else chosen & wanted, partitioning=None
+            )
+        table = pq.read_table(path, columns=present, filters=wanted, partitioning=None)  # e.g. numeric versions
     return table.filter(pc.equal(pc.cast(table["model_version"], pa.string()), version))
 
 
@@ -113,8 +134,9 @@ def recent_prediction_logs(spec: PipelineSpec, now: dt.datetime | None = None) -
     partitions the ``lookback_hours`` window touches, or the newest ``lookback_batches`` files
     (partition and file names sort by time)."""
     start = lookback_start(spec, now)
-    if start is None:
+    if start is None:  # shadow files hold no champion row: they must not take the place of one
         files = storage.list_files_recursive(layout.prediction_log_dir(spec.name), (".parquet",))
+        files = [f for f in files if not is_shadow_file(f)]
         return files[-(spec.monitoring.lookback_batches or 1) :]
     return prediction_log_files(spec.name, start.date())
 
