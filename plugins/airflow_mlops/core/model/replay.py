@@ -149,7 +149,7 @@ def _candidate_outputs(model: Any, frame: Any, spec: PipelineSpec) -> tuple[np.n
 
 def _labeled_comparison(spec: PipelineSpec, champion: str, frame: Any, model: Any, candidate: tuple) -> dict[str, Any]:
     """Both models' metrics on the replayed rows whose delayed label arrived."""
-    from airflow_mlops.core.operations.performance import _labeled_metrics
+    from airflow_mlops.core.operations.performance import labeled_metrics
     from airflow_mlops.core.operations.prediction_log.labels import labeled_predictions
 
     since = frame["logged_at"].min().date() if len(frame) else None
@@ -161,10 +161,10 @@ def _labeled_comparison(spec: PipelineSpec, champion: str, frame: Any, model: An
     both = joined.merge(mine.astype({"request_id": str}), on=["request_id", "row"], how="inner")
     if both.empty:
         return {"labeled_rows": 0}
-    champion_metrics, labeled = _labeled_metrics(both, spec, model)
+    champion_metrics, labeled = labeled_metrics(both, spec, model)
     as_candidate = both.assign(prediction=both["c_prediction"], score=both["c_score"],
                                probabilities=both["c_probabilities"])  # fmt: skip
-    candidate_metrics, _ = _labeled_metrics(as_candidate, spec, model)
+    candidate_metrics, _ = labeled_metrics(as_candidate, spec, model)
     return {"labeled_rows": labeled, "champion": champion_metrics, "candidate": candidate_metrics}
 
 
