@@ -186,6 +186,7 @@ class ReplayCandidateOperator(MlopsBaseOperator):
 
     template_fields: Sequence[str] = (*_BASE, "gate")
     ui_color = "#fdfbe8"
+    lineage_io = Lineage(inputs={"gate": "gate"}, output="gate")  # the candidate version in; its verdict out
 
     def __init__(self, *, gate: GateResult | XComArg, **kwargs: Any) -> None:
         super().__init__(**kwargs)
