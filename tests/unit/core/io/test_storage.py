@@ -94,6 +94,20 @@ def test_parquet_round_trip_and_fingerprint_tracks_content(tmp_path):
     assert tables.fingerprint_frame(changed) != tables.fingerprint_frame(frame)
 
 
+def test_a_table_with_nested_values_has_a_fingerprint_that_follows_them():
+    import numpy as np
+    import pandas as pd
+
+    # A multiclass prediction log: class probabilities per row, as lists of pairs, maps or arrays.
+    frame = pd.DataFrame({"row": [0, 1], "probabilities": [[("a", 0.7), ("b", 0.3)], [("a", 0.1), ("b", 0.9)]]})
+    same = frame.assign(probabilities=[[("a", 0.7), ("b", 0.3)], [("a", 0.1), ("b", 0.9)]])
+    assert tables.fingerprint_frame(frame) == tables.fingerprint_frame(same)
+    changed = frame.assign(probabilities=[[("a", 0.7), ("b", 0.3)], [("a", 0.2), ("b", 0.8)]])
+    assert tables.fingerprint_frame(changed) != tables.fingerprint_frame(frame)
+    maps = pd.DataFrame({"p": [{"a": 0.5}, None, np.array([1.0, 2.0])]})
+    assert len(tables.fingerprint_frame(maps)) == 16
+
+
 def test_move_file_renames_on_one_filesystem_and_copies_across(tmp_path, monkeypatch):
     import errno
 
