@@ -30,7 +30,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook, BaseNotifier
 
-from airflow_mlops.notifiers.webhook import health_payload, webhook_url
+from airflow_mlops.notifiers.webhook import health_payload, post_json, webhook_url
 
 
 class MonitoringDeadlineNotifier(BaseNotifier):
@@ -69,7 +69,6 @@ class MonitoringDeadlineNotifier(BaseNotifier):
     def open_and_send(self, context: dict[str, Any], url: str | None, now: dt.datetime | None = None) -> bool:
         """Open the incident (no-op when it is open) and post its alert while the webhook has not taken
         it; return whether this call opened it."""
-        import httpx
 
         from airflow_mlops.core.operations import incidents
         from airflow_mlops.core.operations.health import LATE, duration
@@ -90,8 +89,7 @@ class MonitoringDeadlineNotifier(BaseNotifier):
             return opened
 
         def send(key: str, message: Any) -> None:
-            response = httpx.post(url, json=health_payload(message, context), timeout=self.timeout_seconds)
-            response.raise_for_status()
+            post_json(url, health_payload(message, context), self.timeout_seconds, self.conn_id)
 
         # The health check's HealthWebhookNotifier of the same connection has this key: it sends nothing twice.
         incidents.deliver(self.pipeline, [f"webhook:{self.conn_id}"], send, only=waiting, settle=False)

@@ -27,6 +27,26 @@ def webhook_url(conn: Any) -> str:
     return url.rstrip("/") + ("/" + endpoint.lstrip("/") if endpoint else "")
 
 
+class WebhookError(RuntimeError):
+    """A webhook that refused or could not take a message; the text never holds the URL."""
+
+
+def post_json(url: str, payload: Any, timeout_seconds: float, conn_id: str) -> None:
+    """POST ``payload`` to ``url``; a refusal or a transport failure raises ``WebhookError``
+    naming the connection and the status, never the URL: a chat or paging webhook's URL is its
+    secret, and the error's first line reaches the task log and the DAG run's note."""
+    import httpx
+
+    try:
+        response = httpx.post(url, json=payload, timeout=timeout_seconds)
+    except httpx.HTTPError as exc:
+        raise WebhookError(f"webhook of connection '{conn_id}' not reached: {type(exc).__name__}") from None
+    if response.is_error:
+        raise WebhookError(
+            f"webhook of connection '{conn_id}' answered {response.status_code} {response.reason_phrase}"
+        ) from None
+
+
 class DriftWebhookNotifier(BaseNotifier):
     """POST what the drift event carried (drifted features, scores, model version, report URIs)
     plus the DAG run's identity to the webhook of Airflow connection ``conn_id``.
@@ -58,11 +78,9 @@ class DriftWebhookNotifier(BaseNotifier):
         }
 
     def notify(self, context: Any) -> None:
-        import httpx
 
         url = webhook_url(BaseHook.get_connection(self.conn_id))
-        response = httpx.post(url, json=self.payload(context), timeout=self.timeout_seconds)
-        response.raise_for_status()
+        post_json(url, self.payload(context), self.timeout_seconds, self.conn_id)
 
 
 def health_payload(message: Any, context: Any) -> dict[str, Any]:
@@ -113,11 +131,9 @@ class HealthWebhookNotifier(BaseNotifier):
         return f"webhook:{self.conn_id}"
 
     def notify(self, context: Any) -> None:
-        import httpx
 
         message = context.get("mlops_alert")
         if not message:
             raise ValueError("HealthWebhookNotifier needs the message in the context ('mlops_alert')")
         url = webhook_url(BaseHook.get_connection(self.conn_id))
-        response = httpx.post(url, json=health_payload(message, context), timeout=self.timeout_seconds)
-        response.raise_for_status()
+        post_json(url, health_payload(message, context), self.timeout_seconds, self.conn_id)

@@ -137,3 +137,37 @@ def test_the_health_check_and_its_deadline_exist_only_when_the_spec_turns_them_o
     assert deadline.interval == timedelta(minutes=20)
     assert deadline.callback.path == "airflow_mlops.notifiers.health.MonitoringDeadlineNotifier"
     assert deadline.callback.kwargs == {"pipeline": "churn", "max_run_minutes": 20.0, "conn_id": "hook"}
+
+
+@pytest.mark.parametrize("status", [404, 503])
+def test_a_refusing_webhook_fails_without_its_secret_url_in_the_error(status):
+    from airflow_mlops.notifiers.webhook import WebhookError, post_json
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/services/T000/B000/SECRETTOKEN123"
+    try:
+        with pytest.raises(WebhookError) as raised:
+            post_json(url, {"alert": "silence"}, 5.0, "ops_webhook")
+    finally:
+        server.shutdown()
+    text = str(raised.value)
+    assert f"connection 'ops_webhook' answered {status}" in text and "SECRETTOKEN123" not in text
+    assert raised.value.__cause__ is None and raised.value.__suppress_context__  # no chained httpx error
+
+
+def test_an_unreachable_webhook_fails_without_its_url_in_the_error():
+    from airflow_mlops.notifiers.webhook import WebhookError, post_json
+
+    with pytest.raises(WebhookError, match="not reached: ConnectError") as raised:
+        post_json("http://127.0.0.1:9/hooks/SECRETTOKEN123", {}, 2.0, "ops_webhook")
+    assert "SECRETTOKEN123" not in str(raised.value)
