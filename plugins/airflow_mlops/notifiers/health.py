@@ -89,7 +89,7 @@ class MonitoringDeadlineNotifier(BaseNotifier):
             return opened
 
         def send(key: str, message: Any) -> None:
-            post_json(url, health_payload(message, context), self.timeout_seconds, self.conn_id)
+            post_json(url, health_payload(message, context), self.timeout_seconds, str(self.conn_id))
 
         # The health check's HealthWebhookNotifier of the same connection has this key: it sends nothing twice.
         incidents.deliver(self.pipeline, [f"webhook:{self.conn_id}"], send, only=waiting, settle=False)

@@ -156,6 +156,8 @@ class ServingApp:
             # The alias is back on the version being served (e.g. after a candidate failed to load):
             # the earlier failure is history, not the state of this server.
             self.load_error, self._failed = None, None
+            if self.rollout is not None:
+                self.rollout.settled()
             return False
         if self.rollout is not None and self.rollout.refuses(version):
             return False  # the canary rolled it back here; the registry's alias is on its way back

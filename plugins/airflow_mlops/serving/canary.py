@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
 import random
 import subprocess
 import sys
@@ -46,6 +47,7 @@ logger = logging.getLogger("airflow_mlops.serving")
 
 SMOKE_PREFIX = "deploy-smoke-"  # the deploy step's request ids (serving.deploy)
 SAMPLES = 5_000  # requests remembered per side (latency, scores)
+TRACKING_URI_VARIABLE = "AIRFLOW_MLOPS_CANARY_TRACKING_URI"  # read by serving.canary_rollback
 ROLLBACK_TIMEOUT_SECONDS = 300.0
 
 
@@ -204,10 +206,12 @@ class Canary:
 
         ``move`` is the id of the promotion that made ``bad`` champion: the rollback's key, with the version.
         """
-        command = [sys.executable, "-m", "airflow_mlops.serving.canary_rollback", self.spec_path, self.tracking_uri,
+        command = [sys.executable, "-m", "airflow_mlops.serving.canary_rollback", self.spec_path,
                    bad, to, move, verdict.reason, json.dumps(verdict.figures, default=str)]  # fmt: skip
+        # The tracking URI may hold a password: in the child's environment, never in its argv (ps shows argv).
+        env = {**os.environ, TRACKING_URI_VARIABLE: self.tracking_uri}
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=ROLLBACK_TIMEOUT_SECONDS)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=ROLLBACK_TIMEOUT_SECONDS, env=env)
         except (OSError, subprocess.TimeoutExpired) as exc:
             logger.error("canary: the rollback of %s v%s -> v%s did not run: %s", name, bad, to, exc)
             return False

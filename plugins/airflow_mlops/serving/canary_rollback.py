@@ -1,6 +1,7 @@
 """The canary's rollback of the ``champion`` alias, in a child process of the serving app.
 
-``python -m airflow_mlops.serving.canary_rollback SPEC TRACKING_URI BAD_VERSION TO_VERSION MOVE_ID REASON FIGURES``
+``python -m airflow_mlops.serving.canary_rollback SPEC BAD_VERSION TO_VERSION MOVE_ID REASON FIGURES``, the
+tracking URI in ``$AIRFLOW_MLOPS_CANARY_TRACKING_URI`` (it may hold a password: never in argv)
 
 Run by ``serving.canary`` when a baking champion crossed a threshold: the MLflow client (and the
 pandas and SciPy it brings) stays out of the serving process. Moves the alias back with
@@ -16,6 +17,7 @@ by someone else), 1 when the rollback was refused.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 CANARY_BY = "canary"
@@ -26,7 +28,11 @@ def main(argv: list[str]) -> int:
     from airflow_mlops.core.registry.client import CHALLENGER_ALIAS, Registry
     from airflow_mlops.spec import load_spec
 
-    spec_path, tracking_uri, bad, to, move, reason, figures = argv
+    spec_path, bad, to, move, reason, figures = argv
+    tracking_uri = os.environ.get("AIRFLOW_MLOPS_CANARY_TRACKING_URI", "")
+    if not tracking_uri:
+        print("AIRFLOW_MLOPS_CANARY_TRACKING_URI is not set: no registry to roll back in", file=sys.stderr)
+        return 1
     name = load_spec(spec_path).registered_model_name
     registry = Registry(tracking_uri)
     current = registry.champion(name)

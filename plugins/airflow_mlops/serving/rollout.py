@@ -59,6 +59,10 @@ class Rollout:
         self._move_to = move_to
         self._challenger_failed: tuple[str, float] | None = None
         self._watcher: asyncio.Task[None] | None = None
+        # A rollback whose registry move failed (MLflow down, refused): retried, backing off, until done.
+        self._pending: tuple[Any, ...] | None = None
+        self._pending_tries = 0
+        self._pending_next = 0.0
 
     # -- the request path -------------------------------------------------------------
 
@@ -95,6 +99,12 @@ class Rollout:
     def refuses(self, version: str) -> bool:
         """Whether ``version`` must not be loaded: the canary rolled it back (the alias is on its way back)."""
         return self.canary is not None and version in self.canary.rolled_back
+
+    def settled(self) -> None:
+        """The registry's alias is on the version this process serves: once no rollback is pending,
+        a version the canary rolled back may bake anew if someone promotes it again."""
+        if self.canary is not None and self._pending is None:
+            self.canary.rolled_back.clear()
 
     def loaded(self, version: str) -> ServedModel | None:
         """The baseline when the alias went back to it while a bake ran (no reload needed), else None."""
@@ -173,6 +183,8 @@ class Rollout:
     async def judge(self, app: Any) -> str | None:
         """Judge the bake once (what the watcher does every ``poll_seconds``); the action taken, if any."""
         canary = self.canary
+        if canary is not None and self._pending is not None:
+            return await self._retry_rollback(canary)
         verdict = canary.judge() if canary is not None else None
         if canary is None or verdict is None or verdict.action is None:
             return None
@@ -188,8 +200,27 @@ class Rollout:
         app.model = baseline  # at once: every request from now on gets the baseline's answer
         canary.stop(baseline)
         logger.warning("canary: rolling back to v%s: %s", baseline.version, verdict.reason)
-        await asyncio.to_thread(canary.roll_back_alias, bad.name, bad.version, baseline.version, move, verdict)
+        pending = (bad.name, bad.version, baseline.version, move, verdict)
+        if not await asyncio.to_thread(canary.roll_back_alias, *pending):
+            # This process already answers with the baseline; the registry must follow, or batch scoring
+            # and the other replicas keep the bad version: try again until the move is made.
+            self._pending, self._pending_tries = pending, 0
+            self._pending_next = time.monotonic() + canary.rule.poll_seconds
         return "rollback"
+
+    async def _retry_rollback(self, canary: Canary) -> str | None:
+        """Try the pending registry move again (every poll at first, then backing off to 10 minutes)."""
+        assert self._pending is not None
+        if time.monotonic() < self._pending_next:
+            return None
+        if await asyncio.to_thread(canary.roll_back_alias, *self._pending):
+            self._pending = None
+            return "rollback"
+        self._pending_tries += 1
+        delay = min(canary.rule.poll_seconds * 2**self._pending_tries, 600.0)
+        self._pending_next = time.monotonic() + delay
+        logger.error("canary: the registry still names v%s champion; next try in %.0f s", self._pending[1], delay)
+        return None
 
     async def close(self) -> None:
         if self._watcher is not None:
@@ -223,6 +254,8 @@ class Rollout:
                 f"airflow_mlops_canary_rollbacks_total {canary.rollbacks}",
                 "# TYPE airflow_mlops_canary_baking gauge",
                 f"airflow_mlops_canary_baking {int(canary.baking)}",
+                "# TYPE airflow_mlops_canary_rollback_pending gauge",
+                f"airflow_mlops_canary_rollback_pending {int(self._pending is not None)}",
             ]
         return lines
 

@@ -79,3 +79,45 @@ def test_the_baseline_starts_with_the_figures_it_gathered_as_champion_and_shares
     canary.rolled_back.add("2")
     canary.fallback = old
     assert canary.route(new) is old  # a request that read the rolled-back champion gets the baseline
+
+
+def test_a_failed_registry_move_is_tried_again_until_done_and_then_the_version_may_bake_anew():
+    import asyncio
+    from types import SimpleNamespace
+
+    from airflow_mlops.serving.canary import Canary, Verdict
+    from airflow_mlops.serving.rollout import Rollout
+
+    canary = Canary(CanarySpec(enabled=True, share=0.5, poll_seconds=1), "spec.yaml", "http://u:secret@registry")
+    old, new = SimpleNamespace(version="1", name="m"), SimpleNamespace(version="2", name="m")
+    canary.start(old, new, "move-1", None)
+    verdict = Verdict("rollback", "error rate 0.5 > 0.05", {"error_rate": 0.5})
+    canary.judge = lambda: verdict  # type: ignore[method-assign]
+    answers = [False, False, True]  # the registry is down twice, then the move is made
+    moves: list[tuple] = []
+
+    def roll_back_alias(*args):
+        moves.append(args)
+        return answers.pop(0)
+
+    canary.roll_back_alias = roll_back_alias  # type: ignore[method-assign]
+    rollout = Rollout(load=lambda version: new, canary=canary)
+    app = SimpleNamespace(model=new)
+
+    async def polls():
+        first = await rollout.judge(app)
+        assert first == "rollback" and app.model is old and rollout.refuses("2")
+        assert "airflow_mlops_canary_rollback_pending 1" in rollout.metrics_lines()
+        rollout.settled()  # the alias is not back yet: the version stays refused
+        assert rollout.refuses("2")
+        assert await rollout.judge(app) is None  # too early for the next try
+        rollout._pending_next = 0.0
+        assert await rollout.judge(app) is None  # second failure: backs off
+        rollout._pending_next = 0.0
+        assert await rollout.judge(app) == "rollback"  # done
+        assert "airflow_mlops_canary_rollback_pending 0" in rollout.metrics_lines()
+        rollout.settled()  # the registry's alias is back on v1, which this process serves
+        assert not rollout.refuses("2")  # promoted again, v2 would bake anew
+
+    asyncio.run(polls())
+    assert len(moves) == 3 and all(m == ("m", "2", "1", "move-1", verdict) for m in moves)
