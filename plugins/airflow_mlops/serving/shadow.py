@@ -95,19 +95,27 @@ class ShadowScorer:
             self.scored_requests += 1
             self.scored_rows += inputs.rows
             if self.prediction_logger is not None:
-                self.prediction_logger.append(
-                    request_id, challenger.version, inputs.features, predictions, scores, inputs.ids,
-                    probabilities=probabilities, classes=challenger.class_labels, client_request_id=client_id,
-                )  # fmt: skip
+                try:  # a log that cannot take the rows must not end the thread (the queue would only fill)
+                    self.prediction_logger.append(
+                        request_id, challenger.version, inputs.features, predictions, scores, inputs.ids,
+                        probabilities=probabilities, classes=challenger.class_labels, client_request_id=client_id,
+                    )  # fmt: skip
+                except Exception:
+                    self.failed_requests += 1
+                    logger.warning("the challenger's rows of request %s were not logged", request_id, exc_info=True)
 
     def close(self, timeout: float = 10.0) -> None:
         """Score what is queued (within ``timeout``), stop the thread, close the shadow log."""
+        running = False
         if self._thread is not None:
             try:
                 self._queue.put(_STOP, timeout=timeout)
                 self._thread.join(timeout)
             except queue.Full:  # the challenger cannot keep up: what is left is not scored (a daemon thread)
                 logger.warning("shadow queue still full at shutdown: %d request(s) not scored", self.queued)
+            running = self._thread.is_alive()
             self._thread = None
-        if self.prediction_logger is not None:
+        if self.prediction_logger is not None and not running:
             self.prediction_logger.close()
+        elif running:  # still appending: closing the log under it could lose or tear its last block
+            logger.warning("the shadow thread did not stop within %.0f s; its log is left to the process exit", timeout)
