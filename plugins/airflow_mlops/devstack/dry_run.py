@@ -18,7 +18,6 @@ The gate's verdict is reported, not enforced: a sample's model is not the one pr
 from __future__ import annotations
 
 import datetime as dt
-import os
 import tempfile
 import traceback
 from collections.abc import Iterator
@@ -26,28 +25,21 @@ from contextlib import contextmanager
 from typing import Any
 
 from airflow_mlops import layout
+from airflow_mlops.devstack import processes
 from airflow_mlops.spec import CandidateSpec, PipelineSpec
 
-ISOLATED_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", layout.HOME_ENV, layout.LANDING_ENV, layout.ARTIFACT_ENV)
 RUN_ID = "check__dry-run"
 
 
 @contextmanager
 def isolated(folder: str) -> Iterator[str]:
     """Point MLflow and every airflow-mlops root at ``folder`` inside the block; the tracking URI."""
-    saved = {name: os.environ.get(name) for name in ISOLATED_ENV}
     uri = f"sqlite:///{folder}/mlflow.db"
     roots = {layout.HOME_ENV: "home", layout.LANDING_ENV: "landing", layout.ARTIFACT_ENV: "artifacts"}
-    os.environ.update({"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri})
-    os.environ.update({name: f"{folder}/{below}" for name, below in roots.items()})
-    try:
+    values = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}
+    values.update({name: f"{folder}/{below}" for name, below in roots.items()})
+    with processes.environment(values):
         yield uri
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def write_sample(spec: PipelineSpec, rows: int, data: str | None, into: str) -> str | None:

@@ -11,16 +11,14 @@ stops what ``up`` started and nothing else.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.devstack import install_check, production_cli
+from airflow_mlops.devstack import install_check, processes, production_cli
 
 if TYPE_CHECKING:
     from airflow_mlops.devstack.rest import AirflowClient
@@ -75,20 +73,6 @@ class Pipeline:
     inboxes: dict[str, str] = field(default_factory=dict)
 
 
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def discover(cfg: StackConfig) -> list[Pipeline]:
     """The specs of the pipelines folder and their inboxes, resolved as the stack's processes do."""
     from airflow_mlops import layout
@@ -101,7 +85,7 @@ def discover(cfg: StackConfig) -> list[Pipeline]:
         except SpecError as exc:
             out.append(Pipeline(path, error=str(exc)))
             continue
-        with _environment(cfg.mlops_env()):
+        with processes.environment(cfg.mlops_env()):
             inboxes = {kind: layout.landing_dir(spec.name, kind) for kind in KINDS}
         out.append(Pipeline(path, spec.name, inboxes=inboxes))
     return out
