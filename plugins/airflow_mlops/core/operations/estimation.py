@@ -162,19 +162,14 @@ def estimate_frame(
 
 def champion_calibration(registry: Any, current: Any) -> dict[str, Any] | None:
     """The champion's calibration record (``evaluation/calibration.json`` on its run), or None."""
-    import json
     import logging
-    import tempfile
 
     from airflow_mlops.core.model.calibration import ARTIFACT
 
     if not getattr(current, "run_id", None):
         return None
     try:
-        with tempfile.TemporaryDirectory(prefix="airflow-mlops-calibration-") as tmp:
-            path = registry.download(f"runs:/{current.run_id}/{ARTIFACT}", tmp)
-            with open(path, encoding="utf-8") as handle:
-                return dict(json.load(handle))
+        return dict(registry.run_json(current.run_id, ARTIFACT))
     except Exception as exc:  # a champion evaluated before the check, or a regressor
         logging.getLogger(__name__).warning("no calibration record for v%s: %s", getattr(current, "version", "?"), exc)
         return None

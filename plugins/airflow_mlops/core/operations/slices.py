@@ -12,9 +12,7 @@ the evaluation names them: the logged category, ``(missing)`` for a missing one.
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -33,10 +31,7 @@ def champion_slices(registry: Any, current: Any) -> dict[str, Any] | None:
     if not getattr(current, "run_id", None):
         return None
     try:
-        with tempfile.TemporaryDirectory(prefix="airflow-mlops-slices-") as tmp:
-            path = registry.download(f"runs:/{current.run_id}/{ARTIFACT}", tmp)
-            with open(path, encoding="utf-8") as handle:
-                return dict(json.load(handle))
+        return dict(registry.run_json(current.run_id, ARTIFACT))
     except Exception as exc:  # an older champion without the artifact: nothing to compare with
         logger.warning("no per-slice test metrics for v%s: %s", getattr(current, "version", "?"), exc)
         return None

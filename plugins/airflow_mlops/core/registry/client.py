@@ -114,12 +114,16 @@ class Registry(Tracking):
         if current is None or not current.run_id:
             return None
         try:
-            with tempfile.TemporaryDirectory(prefix="airflow-mlops-profile-") as tmp:
-                path = self.download(f"runs:/{current.run_id}/data/profile.json", tmp)
-                with open(path, encoding="utf-8") as handle:
-                    return dict(json.load(handle))
+            return self.run_json(current.run_id, "data/profile.json")
         except Exception:  # an older champion without a profile: no inference, not an error
             return None
+
+    def run_json(self, run_id: str, artifact: str) -> dict[str, Any]:
+        """The JSON object logged as ``artifact`` on MLflow run ``run_id`` (raises when it cannot be read)."""
+        with tempfile.TemporaryDirectory(prefix="airflow-mlops-artifact-") as tmp:
+            path = self.download(f"runs:/{run_id}/{artifact}", tmp)
+            with open(path, encoding="utf-8") as handle:
+                return dict(json.load(handle))
 
     def register(self, name: str, model_uri: str, tags: dict[str, str], run_id: str) -> str:
         """Register ``model_uri`` (logged on MLflow run ``run_id``) as a version of ``name``; return it.
