@@ -12,9 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -35,6 +32,7 @@ from airflow_mlops.serving.inprocess import call
 from airflow_mlops.spec import load_spec
 from tests.component.serving.test_app import _rows
 from tests.conftest import EXAMPLE_SPEC
+from tests.support.mlflow_server import mlflow_server
 from tests.support.model_versions import SERVABLE, Versions
 
 pytestmark = pytest.mark.component
@@ -48,28 +46,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """``mlflow server`` on SQLite and a local artifact folder, on a free port."""
     root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    mlflow = Path(sys.executable).with_name("mlflow")
-    process = subprocess.Popen(
-        [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-    )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("mlflow server did not come up in 90 s")
-    yield uri
-    process.terminate()
-    process.wait(20)
+    with mlflow_server(root) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="module")
